@@ -1,0 +1,256 @@
+"""Frozen value types shared by the manifest loader, the sources, the planner and the backend.
+
+Nothing here does IO. Dataset paths are POSIX, relative, normalised (no ``.``/``..`` segments, no leading
+``/``); :func:`normalize_dataset_path` is the one place that enforces it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from .diagnostics import SourceSpan
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DatasetKey:
+    project: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class VersionKey:
+    project: str
+    name: str
+    version: str
+
+    @property
+    def dataset(self) -> DatasetKey:
+        return DatasetKey(self.project, self.name)
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.name}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FileEntry:
+    """One file of a dataset version. ``local`` is where its bytes are on this machine (not compared)."""
+
+    path: str
+    size: int
+    sha256: str
+    local: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class LinkEntry:
+    """An external file registered by URL. ``etag`` is what the store reported, when it reports one."""
+
+    path: str
+    url: str
+    size: int | None = None
+    etag: str | None = None
+
+
+# --- desired state -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PathSource:
+    """A local file or folder. ``path`` is absolute (resolved against the manifest's folder)."""
+
+    path: Path
+    dest: str = ""
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    span: SourceSpan | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TorchvisionSource:
+    dataset: str  # torchvision class name, e.g. "MNIST"
+    split: str  # "train" or "test"
+    layout: Literal["raw", "images"] = "raw"
+    dest: str = ""
+    root: Path | None = None  # download cache; None: the user cache directory
+    download: bool = False
+    span: SourceSpan | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UrlSource:
+    """``s3://``, ``http(s)://`` or ``file://``; a URL ending in ``/`` is a prefix (every object under it)."""
+
+    url: str
+    dest: str = ""
+    copy: bool = False
+    span: SourceSpan | None = field(default=None, compare=False)
+
+
+Source = PathSource | TorchvisionSource | UrlSource
+
+
+def freeze_json(value: Any) -> Any:
+    """A deep read-only copy of a JSON-like value (dicts become mappingproxies, lists tuples)."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): freeze_json(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze_json(v) for v in value)
+    return value
+
+
+def thaw_json(value: Any) -> Any:
+    """The inverse of :func:`freeze_json`: plain dicts and lists, ready for ``json.dumps``."""
+    if isinstance(value, Mapping):
+        return {k: thaw_json(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw_json(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSpec:
+    key: VersionKey
+    parent: VersionKey | None = None
+    sources: tuple[Source, ...] = ()
+    remove: tuple[str, ...] = ()  # globs over dataset paths, applied to the parent's content
+    publish: bool = False
+    span: SourceSpan | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSpec:
+    key: DatasetKey
+    versions: tuple[VersionSpec, ...]
+    description: str = ""
+    tags: tuple[str, ...] = ()  # sorted, unique; applied to every version
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    statistics: bool = False
+    storage: str | None = None  # upload target; None: the server's files host
+    span: SourceSpan | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    """Every dataset the manifests name, sorted by key; versions within a dataset in manifest order."""
+
+    datasets: tuple[DatasetSpec, ...] = ()
+
+    def dataset(self, key: DatasetKey) -> DatasetSpec:
+        for ds in self.datasets:
+            if ds.key == key:
+                return ds
+        raise KeyError(str(key))
+
+    def version(self, key: VersionKey) -> VersionSpec:
+        for v in self.dataset(key.dataset).versions:
+            if v.key == key:
+                return v
+        raise KeyError(str(key))
+
+    def all_versions(self) -> tuple[VersionSpec, ...]:
+        return tuple(v for ds in self.datasets for v in ds.versions)
+
+    def lineage(self, key: VersionKey) -> tuple[VersionSpec, ...]:
+        """The version and its ancestors, root first. The manifest loader guarantees there is no cycle."""
+        chain: list[VersionSpec] = []
+        cur: VersionKey | None = key
+        while cur is not None:
+            spec = self.version(cur)
+            chain.append(spec)
+            cur = spec.parent
+        return tuple(reversed(chain))
+
+
+# --- observed state ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedVersion:
+    """A dataset version as the server has it. ``files``/``links`` are None when not read (only the summary)."""
+
+    key: VersionKey
+    id: str
+    status: str  # created | in_progress | completed | published | closed | failed | stopped ...
+    tags: tuple[str, ...] = ()
+    description: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    parent_ids: tuple[str, ...] = ()
+    files: tuple[FileEntry, ...] | None = None
+    links: tuple[LinkEntry, ...] | None = None
+    file_count: int | None = None
+    total_size: int | None = None
+    managed: bool = False  # created by this tool
+    archived: bool = False
+    last_update: str = ""
+
+    @property
+    def finalized(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedState:
+    versions: tuple[ObservedVersion, ...] = ()
+    fingerprint: str = ""  # changes whenever anything observed changes; a saved plan records it
+
+    def get(self, key: VersionKey) -> ObservedVersion | None:
+        found = [v for v in self.versions if v.key == key and not v.archived]
+        return found[0] if found else None
+
+    def by_id(self, version_id: str) -> ObservedVersion | None:
+        for v in self.versions:
+            if v.id == version_id:
+                return v
+        return None
+
+
+def normalize_dataset_path(path: str) -> str | None:
+    """The normal form of a relative dataset path, or None when it is absolute or escapes with ``..``."""
+    if not path:
+        return ""
+    p = path.replace("\\", "/")
+    if p.startswith("/") or "\x00" in p or (len(p) > 1 and p[1] == ":"):
+        return None
+    parts: list[str] = []
+    for seg in p.split("/"):
+        if seg in ("", "."):
+            continue
+        if seg == "..":
+            return None
+        parts.append(seg)
+    return posixpath.join(*parts) if parts else ""
+
+
+def join_dataset_path(dest: str, rel: str) -> str:
+    """``dest`` and ``rel`` joined; both already normalised."""
+    if not dest:
+        return rel
+    if not rel:
+        return dest
+    return f"{dest}/{rel}"
+
+
+# The torchvision classes a `torchvision:` source supports, with their splits. The manifest loader validates
+# against this table; reconciler.sources.torchvision implements every entry.
+TORCHVISION_SPLITS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "MNIST": ("train", "test"),
+        "FashionMNIST": ("train", "test"),
+        "KMNIST": ("train", "test"),
+        "CIFAR10": ("train", "test"),
+        "CIFAR100": ("train", "test"),
+    }
+)
+TORCHVISION_LAYOUTS: tuple[str, ...] = ("raw", "images")
+URL_SCHEMES: tuple[str, ...] = ("s3", "http", "https", "file")
