@@ -190,6 +190,8 @@ class ObservedVersion:
     managed: bool = False  # created by this tool
     archived: bool = False
     last_update: str = ""
+    content_digest: str | None = None  # recorded by this tool: content_digest() of what it uploaded
+    pending_files: int = 0  # entries of a draft whose bytes never reached storage (an interrupted upload)
 
     @property
     def finalized(self) -> bool:
@@ -254,3 +256,32 @@ TORCHVISION_SPLITS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 TORCHVISION_LAYOUTS: tuple[str, ...] = ("raw", "images")
 URL_SCHEMES: tuple[str, ...] = ("s3", "http", "https", "file")
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """The full content of one dataset version: files and external links, keyed by dataset path."""
+
+    files: Mapping[str, FileEntry] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    links: Mapping[str, LinkEntry] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files.values()) + sum(lnk.size or 0 for lnk in self.links.values())
+
+    @property
+    def file_count(self) -> int:
+        return len(self.files) + len(self.links)
+
+    def digest(self) -> str:
+        """A stable fingerprint of the content (paths, sizes, hashes, link targets); local paths are ignored."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for path in sorted(self.files):
+            f = self.files[path]
+            h.update(f"F\t{path}\t{f.size}\t{f.sha256}\n".encode())
+        for path in sorted(self.links):
+            lnk = self.links[path]
+            h.update(f"L\t{path}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n".encode())
+        return h.hexdigest()

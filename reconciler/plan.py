@@ -1,0 +1,563 @@
+"""Plan computation: desired content against observed versions -> typed actions. Pure: no IO, no clock.
+
+Invariants of a :class:`Plan`:
+- actions of a version come after every action of its parent (parents before children, then by key);
+- within a version the phase order is fixed: create/resume, sync files, finalize, description, metadata,
+  tags, publish; archives come last;
+- a finalized version is never the subject of a content action: a content difference is a :class:`Conflict`;
+- a version whose parent is in conflict (or missing from the plan and the server) is blocked, not created.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, assert_never
+
+from .model import (
+    Content,
+    DatasetSpec,
+    DesiredState,
+    FileEntry,
+    LinkEntry,
+    ObservedState,
+    ObservedVersion,
+    VersionKey,
+    VersionSpec,
+    thaw_json,
+)
+
+PLAN_FORMAT_VERSION = 1
+
+
+# --- actions -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateVersion:
+    version: VersionKey
+    parent: VersionKey | None
+    storage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeVersion:
+    """Continue a draft an interrupted apply left behind, instead of creating a duplicate."""
+
+    version: VersionKey
+    version_id: str
+    pending_files: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncFiles:
+    """The delta to apply on top of what the version already holds (its parent's entries, or the draft's)."""
+
+    version: VersionKey
+    upload: tuple[FileEntry, ...] = ()  # added or modified, sorted by path
+    modified: tuple[str, ...] = ()  # the paths of `upload` that replace an inherited file
+    remove: tuple[str, ...] = ()  # dataset paths dropped
+    add_links: tuple[LinkEntry, ...] = ()
+    remove_links: tuple[str, ...] = ()
+    content_digest: str = ""  # Content.digest() of the version once synced
+    file_count: int = 0
+    total_size: int = 0
+
+    @property
+    def upload_bytes(self) -> int:
+        return sum(f.size for f in self.upload)
+
+
+@dataclass(frozen=True, slots=True)
+class Finalize:
+    version: VersionKey
+    content_digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetDescription:
+    version: VersionKey
+    before: str
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetMetadata:
+    version: VersionKey
+    before: Mapping[str, Any] = field(hash=False)
+    after: Mapping[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SetTags:
+    version: VersionKey
+    before: frozenset[str]
+    after: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    version: VersionKey
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    version: VersionKey
+    version_id: str
+
+
+Action = (
+    CreateVersion
+    | ResumeVersion
+    | SyncFiles
+    | Finalize
+    | SetDescription
+    | SetMetadata
+    | SetTags
+    | Publish
+    | Archive
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A version the plan will not touch: its finalized content differs, or it cannot be built safely."""
+
+    version: VersionKey
+    reason: str
+    hint: str
+    version_id: str | None = None
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    modified: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Unmanaged:
+    """A version on the server that no manifest names (reported; archived only with --prune)."""
+
+    version: VersionKey
+    version_id: str
+    managed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    prune: bool = False
+    targets: tuple[str, ...] = ()  # "project/name" or "project/name@version"; empty: everything
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+    unmanaged: tuple[Unmanaged, ...] = ()
+    observed_fingerprint: str = ""
+    targets: tuple[str, ...] = ()
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actions)
+
+    def summary(self) -> PlanSummary:
+        created = {a.version for a in self.actions if isinstance(a, CreateVersion)}
+        archived = {a.version for a in self.actions if isinstance(a, Archive)}
+        touched = {a.version for a in self.actions}
+        return PlanSummary(
+            create=len(created),
+            update=len(touched - created - archived),
+            archive=len(archived),
+            conflicts=len(self.conflicts),
+            upload_files=sum(len(a.upload) for a in self.actions if isinstance(a, SyncFiles)),
+            upload_bytes=sum(a.upload_bytes for a in self.actions if isinstance(a, SyncFiles)),
+        )
+
+    def versions(self) -> tuple[VersionKey, ...]:
+        """Every version the plan acts on, in action order."""
+        seen: dict[VersionKey, None] = {}
+        for a in self.actions:
+            seen.setdefault(a.version, None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    create: int
+    update: int
+    archive: int
+    conflicts: int
+    upload_files: int
+    upload_bytes: int
+
+
+# --- desired content -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFiles:
+    """What one version's own sources produce (already joined with each source's dest)."""
+
+    files: tuple[FileEntry, ...] = ()
+    links: tuple[LinkEntry, ...] = ()
+
+
+def matches_any(path: str, globs: Iterable[str]) -> bool:
+    """True when ``path`` or one of its parent folders matches a glob (``a/b`` removes everything below)."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatchcase(p, g.rstrip("/")) for g in globs for p in prefixes)
+
+
+def compute_contents(
+    desired: DesiredState, own: Mapping[VersionKey, SourceFiles]
+) -> dict[VersionKey, Content]:
+    """Content of every desired version: (parent content minus `remove`) overlaid with its own sources.
+
+    A source file at the same dataset path as an inherited file or link replaces it.
+    """
+    result: dict[VersionKey, Content] = {}
+
+    def content_of(spec: VersionSpec) -> Content:
+        if spec.key in result:
+            return result[spec.key]
+        files: dict[str, FileEntry] = {}
+        links: dict[str, LinkEntry] = {}
+        if spec.parent is not None:
+            base = content_of(desired.version(spec.parent))
+            files = {p: f for p, f in base.files.items() if not matches_any(p, spec.remove)}
+            links = {p: lnk for p, lnk in base.links.items() if not matches_any(p, spec.remove)}
+        mine = own.get(spec.key, SourceFiles())
+        for f in mine.files:
+            links.pop(f.path, None)
+            files[f.path] = f
+        for lnk in mine.links:
+            files.pop(lnk.path, None)
+            links[lnk.path] = lnk
+        content = Content(MappingProxyType(dict(sorted(files.items()))), MappingProxyType(dict(sorted(links.items()))))
+        result[spec.key] = content
+        return content
+
+    for spec in desired.all_versions():
+        content_of(spec)
+    return result
+
+
+# --- observed helpers ----------------------------------------------------------------------------------------
+
+
+def observed_content(version: ObservedVersion) -> Content | None:
+    if version.files is None or version.links is None:
+        return None
+    return Content(
+        MappingProxyType({f.path: f for f in version.files}), MappingProxyType({lnk.path: lnk for lnk in version.links})
+    )
+
+
+def choose_observed(candidates: Sequence[ObservedVersion]) -> ObservedVersion | None:
+    """The server version that stands for a manifest version: finalized first, then this tool's newest draft."""
+    live = [v for v in candidates if not v.archived]
+    final = sorted((v for v in live if v.finalized), key=lambda v: v.last_update, reverse=True)
+    if final:
+        return final[0]
+    drafts = sorted(live, key=lambda v: (v.managed, v.last_update), reverse=True)
+    return drafts[0] if drafts else None
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDiff:
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    modified: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.modified)
+
+
+def diff_content(before: Content, after: Content) -> ContentDiff:
+    """Paths added, removed and modified going from ``before`` to ``after`` (files and links alike)."""
+
+    def flat(c: Content) -> dict[str, tuple[object, ...]]:
+        out: dict[str, tuple[object, ...]] = {p: ("F", f.size, f.sha256) for p, f in c.files.items()}
+        out.update({p: ("L", lnk.url, lnk.size, lnk.etag) for p, lnk in c.links.items()})
+        return out
+
+    b, a = flat(before), flat(after)
+    return ContentDiff(
+        added=tuple(sorted(a.keys() - b.keys())),
+        removed=tuple(sorted(b.keys() - a.keys())),
+        modified=tuple(sorted(p for p in a.keys() & b.keys() if a[p] != b[p])),
+    )
+
+
+def sync_delta(version: VersionKey, base: Content, target: Content) -> SyncFiles | None:
+    """The SyncFiles turning ``base`` into ``target``, or None when they are equal."""
+    d = diff_content(base, target)
+    if d.empty:
+        return None
+    changed = set(d.added) | set(d.modified)
+    return SyncFiles(
+        version=version,
+        upload=tuple(target.files[p] for p in sorted(changed) if p in target.files),
+        modified=tuple(p for p in d.modified if p in target.files),
+        remove=tuple(p for p in sorted(set(d.removed) | set(d.modified)) if p in base.files and p not in target.files),
+        add_links=tuple(target.links[p] for p in sorted(changed) if p in target.links),
+        remove_links=tuple(p for p in sorted(set(d.removed) | set(d.modified))
+                           if p in base.links and p not in target.links),
+        content_digest=target.digest(),
+        file_count=target.file_count,
+        total_size=target.total_size,
+    )
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(thaw_json(value), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def fingerprint(observed: ObservedState) -> str:
+    """A digest of everything the planner reads from the server; a saved plan is stale when it changes."""
+    h = hashlib.sha256()
+    for v in sorted(observed.versions, key=lambda v: v.id):
+        h.update(
+            canonical_json(
+                [v.id, str(v.key), v.status, sorted(v.tags), v.description, v.metadata, v.archived,
+                 v.content_digest, v.pending_files, v.managed]
+            ).encode()
+        )
+    return h.hexdigest()
+
+
+# --- planning ------------------------------------------------------------------------------------------------
+
+
+def topological_versions(desired: DesiredState) -> list[VersionSpec]:
+    """Every desired version, parents before children; ties broken by key."""
+    order: list[VersionSpec] = []
+    done: set[VersionKey] = set()
+
+    def visit(spec: VersionSpec) -> None:
+        if spec.key in done:
+            return
+        if spec.parent is not None:
+            visit(desired.version(spec.parent))
+        done.add(spec.key)
+        order.append(spec)
+
+    for spec in sorted(desired.all_versions(), key=lambda s: s.key):
+        visit(spec)
+    return order
+
+
+def _selected(key: VersionKey, targets: Sequence[str]) -> bool:
+    if not targets:
+        return True
+    return any(t == str(key) or t == str(key.dataset) for t in targets)
+
+
+def _with_ancestors(desired: DesiredState, targets: Sequence[str]) -> set[VersionKey]:
+    """Targeted versions and every ancestor they need (Terraform's -target pulls in dependencies)."""
+    keep: set[VersionKey] = set()
+    for spec in desired.all_versions():
+        if _selected(spec.key, targets):
+            keep.update(s.key for s in desired.lineage(spec.key))
+    return keep
+
+
+class _Planner:
+    def __init__(self, desired: DesiredState, contents: Mapping[VersionKey, Content], observed: ObservedState):
+        self.desired = desired
+        self.contents = contents
+        self.observed = observed
+        self.actions: list[Action] = []
+        self.conflicts: list[Conflict] = []
+        self.blocked: set[VersionKey] = set()
+        self.by_key: dict[VersionKey, list[ObservedVersion]] = {}
+        for v in observed.versions:
+            self.by_key.setdefault(v.key, []).append(v)
+
+    def base_content(self, spec: VersionSpec) -> Content:
+        """What a new version of ``spec`` starts with: its parent's live content when known, else desired."""
+        if spec.parent is None:
+            return Content()
+        parent_obs = choose_observed(self.by_key.get(spec.parent, []))
+        if parent_obs is not None and parent_obs.finalized:
+            live = observed_content(parent_obs)
+            if live is not None:
+                return live
+        return self.contents[spec.parent]
+
+    def plan_version(self, spec: VersionSpec, ds: DatasetSpec) -> None:
+        key = spec.key
+        if spec.parent is not None and spec.parent in self.blocked:
+            self.block(spec, f"its parent {spec.parent} cannot be reconciled", "resolve the parent's conflict first")
+            return
+        obs = choose_observed(self.by_key.get(key, []))
+        target = self.contents[key]
+        if obs is None:
+            self.actions.append(CreateVersion(key, spec.parent, ds.storage))
+            self.add_sync(sync_delta(key, self.base_content(spec), target), key, target)
+            self.actions.append(Finalize(key, target.digest()))
+            self.plan_properties(spec, ds, None)
+        elif obs.finalized:
+            if not self.check_finalized(spec, obs, target):
+                return
+            self.plan_properties(spec, ds, obs)
+        elif obs.managed:
+            self.actions.append(ResumeVersion(key, obs.id, obs.pending_files))
+            live = observed_content(obs)
+            base = live if live is not None else self.base_content(spec)
+            self.add_sync(sync_delta(key, base, target), key, target)
+            self.actions.append(Finalize(key, target.digest()))
+            self.plan_properties(spec, ds, obs)
+        else:
+            self.block(
+                spec,
+                f"a draft version not created by this tool exists (id {obs.id}, status {obs.status})",
+                "finalize or delete that draft in ClearML, then plan again",
+                obs.id,
+            )
+
+    def add_sync(self, sync: SyncFiles | None, key: VersionKey, target: Content) -> None:
+        if sync is not None:
+            self.actions.append(sync)
+
+    def check_finalized(self, spec: VersionSpec, obs: ObservedVersion, target: Content) -> bool:
+        if obs.content_digest is not None and obs.content_digest == target.digest():
+            return True
+        live = observed_content(obs)
+        if live is None:
+            if obs.content_digest is None:
+                return True  # nothing to compare against: the observer could not read the file list
+            self.block(spec, "finalized content differs from the manifest",
+                       f"add a new version on top of {spec.key.version} instead of changing this one", obs.id)
+            return False
+        d = diff_content(live, target)
+        if d.empty:
+            return True
+        self.conflicts.append(
+            Conflict(
+                version=spec.key,
+                reason="finalized content differs from the manifest",
+                hint=f"finalized versions are immutable: add a new version (parent: {spec.key.version}) "
+                f"with these changes, or restore the sources",
+                version_id=obs.id,
+                added=d.added,
+                removed=d.removed,
+                modified=d.modified,
+            )
+        )
+        self.blocked.add(spec.key)
+        return False
+
+    def block(self, spec: VersionSpec, reason: str, hint: str, version_id: str | None = None) -> None:
+        self.conflicts.append(Conflict(spec.key, reason, hint, version_id))
+        self.blocked.add(spec.key)
+
+    def plan_properties(self, spec: VersionSpec, ds: DatasetSpec, obs: ObservedVersion | None) -> None:
+        key = spec.key
+        before_desc = obs.description if obs else ""
+        if before_desc != ds.description:
+            self.actions.append(SetDescription(key, before_desc, ds.description))
+        before_meta: Mapping[str, Any] = obs.metadata if obs else MappingProxyType({})
+        if canonical_json(before_meta) != canonical_json(ds.metadata):
+            self.actions.append(SetMetadata(key, before_meta, ds.metadata))
+        before_tags = frozenset(obs.tags) if obs else frozenset()
+        if before_tags != frozenset(ds.tags):
+            self.actions.append(SetTags(key, before_tags, frozenset(ds.tags)))
+        if spec.publish and (obs is None or obs.status != "published"):
+            self.actions.append(Publish(key))
+
+
+def compute_plan(
+    desired: DesiredState,
+    contents: Mapping[VersionKey, Content],
+    observed: ObservedState,
+    options: PlanOptions = PlanOptions(),
+) -> Plan:
+    """The actions that make the server hold ``desired``; see the module docstring for the invariants."""
+    planner = _Planner(desired, contents, observed)
+    selected = _with_ancestors(desired, options.targets)
+    for spec in topological_versions(desired):
+        if spec.key in selected:
+            planner.plan_version(spec, desired.dataset(spec.key.dataset))
+    unmanaged = _unmanaged(desired, observed, options, planner.blocked)
+    if options.prune:
+        planner.actions.extend(Archive(u.version, u.version_id) for u in unmanaged if u.managed and not u.reason)
+    return Plan(
+        actions=tuple(planner.actions),
+        conflicts=tuple(planner.conflicts),
+        unmanaged=unmanaged,
+        observed_fingerprint=observed.fingerprint or fingerprint(observed),
+        targets=tuple(options.targets),
+    )
+
+
+def _unmanaged(
+    desired: DesiredState, observed: ObservedState, options: PlanOptions, blocked: set[VersionKey]
+) -> tuple[Unmanaged, ...]:
+    wanted = {v.key for v in desired.all_versions()}
+    chosen_ids = {
+        chosen.id
+        for key in wanted
+        if (chosen := choose_observed([v for v in observed.versions if v.key == key])) is not None
+    }
+    kept_ids = {v.id for v in observed.versions if not v.archived and (v.id in chosen_ids or not v.managed)}
+    parents_of_kept = {p for v in observed.versions if v.id in kept_ids for p in v.parent_ids}
+    out: list[Unmanaged] = []
+    for v in sorted(observed.versions, key=lambda v: (v.key, v.id)):
+        if v.archived or v.id in chosen_ids:
+            continue
+        if options.targets and not _selected(v.key, options.targets):
+            continue
+        reason = ""
+        if v.id in parents_of_kept:
+            reason = "parent of a version that is kept"
+        elif v.key in wanted:
+            reason = "duplicate of a version the manifests name"
+        out.append(Unmanaged(v.key, v.id, v.managed, reason))
+    return tuple(out)
+
+
+def describe(action: Action) -> str:
+    """A one-line, human description of an action (used by renderers and progress lines)."""
+    match action:
+        case CreateVersion(version=v, parent=p):
+            return f"create {v}" + (f" (parent {p.version if p.dataset == v.dataset else p})" if p else "")
+        case ResumeVersion(version=v, version_id=i):
+            return f"resume draft {v} ({i})"
+        case SyncFiles(version=v):
+            return (
+                f"sync files of {v}: upload {len(action.upload)} ({_size(action.upload_bytes)}), "
+                f"remove {len(action.remove) + len(action.remove_links)}, link {len(action.add_links)}"
+            )
+        case Finalize(version=v):
+            return f"finalize {v}"
+        case SetDescription(version=v):
+            return f"set description of {v}"
+        case SetMetadata(version=v):
+            return f"set metadata of {v}"
+        case SetTags(version=v, before=b, after=a):
+            return f"set tags of {v}: +{sorted(a - b)} -{sorted(b - a)}"
+        case Publish(version=v):
+            return f"publish {v}"
+        case Archive(version=v, version_id=i):
+            return f"archive {v} ({i})"
+        case _:
+            assert_never(action)
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+human_size = _size

@@ -1,0 +1,133 @@
+"""What the human and markdown renderers share: actions grouped per version, and line items per action."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+from ..model import VersionKey, thaw_json
+from ..plan import (
+    Action,
+    Archive,
+    CreateVersion,
+    Finalize,
+    Plan,
+    PlanSummary,
+    Publish,
+    ResumeVersion,
+    SetDescription,
+    SetMetadata,
+    SetTags,
+    SyncFiles,
+    human_size,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One rendered change: ``sign`` is ``+``, ``-``, ``~`` or ``!``; ``detail`` lines are indented below."""
+
+    sign: str
+    text: str
+    detail: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VersionBlock:
+    version: VersionKey
+    verb: str  # "created", "updated in place", "resumed", "archived"
+    sign: str
+    lines: tuple[Line, ...]
+
+
+def summary_line(s: PlanSummary) -> str:
+    return f"Plan: {s.create} to create, {s.update} to update, {s.archive} to archive, {s.conflicts} conflicts."
+
+
+def _short(value: Any) -> str:
+    return json.dumps(thaw_json(value), sort_keys=True, default=str)
+
+
+def metadata_lines(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for k in sorted(set(before) | set(after)):
+        if k not in before:
+            out.append(("+", f"{k} = {_short(after[k])}"))
+        elif k not in after:
+            out.append(("-", f"{k} = {_short(before[k])}"))
+        elif _short(before[k]) != _short(after[k]):
+            out.append(("~", f"{k}: {_short(before[k])} -> {_short(after[k])}"))
+    return tuple(out)
+
+
+def sync_lines(a: SyncFiles, limit: int | None) -> tuple[tuple[str, str], ...]:
+    items: list[tuple[str, str]] = []
+    modified = set(a.modified)
+    for f in a.upload:
+        items.append(("~" if f.path in modified else "+", f"{f.path} ({human_size(f.size)})"))
+    for lnk in a.add_links:
+        items.append(("+", f"{lnk.path} -> {lnk.url}"))
+    for p in a.remove:
+        if p not in modified:
+            items.append(("-", p))
+    for p in a.remove_links:
+        items.append(("-", p))
+    items.sort(key=lambda t: t[1])
+    if limit is not None and len(items) > limit:
+        hidden = len(items) - limit
+        items = items[:limit] + [(" ", f"... and {hidden} more (use --show-files all)")]
+    return tuple(items)
+
+
+def action_line(action: Action, file_limit: int | None) -> Line:
+    match action:
+        case CreateVersion(parent=p):
+            return Line("+", "create version" + (f" on top of {p}" if p else " (no parent)"))
+        case ResumeVersion(version_id=i, pending_files=n):
+            return Line("~", f"resume draft {i}" + (f" ({n} files never uploaded)" if n else ""))
+        case SyncFiles():
+            n_mod = len(action.modified)
+            n_add = len(action.upload) - n_mod + len(action.add_links)
+            n_rem = len([p for p in action.remove if p not in set(action.modified)]) + len(action.remove_links)
+            return Line(
+                "~",
+                f"files: {n_add} to add, {n_mod} to modify, {n_rem} to remove; upload "
+                f"{human_size(action.upload_bytes)} (version total {action.file_count} files, "
+                f"{human_size(action.total_size)})",
+                sync_lines(action, file_limit),
+            )
+        case Finalize():
+            return Line("+", "finalize")
+        case SetDescription(before=b, after=a):
+            return Line("~", f"description: {json.dumps(b)} -> {json.dumps(a)}")
+        case SetMetadata(before=b, after=a):
+            return Line("~", "metadata", metadata_lines(b, a))
+        case SetTags(before=b, after=a):
+            changes = [f"+{t}" for t in sorted(a - b)] + [f"-{t}" for t in sorted(b - a)]
+            return Line("~", f"tags: {', '.join(changes)}  (now: {', '.join(sorted(a)) or 'none'})")
+        case Publish():
+            return Line("+", "publish")
+        case Archive(version_id=i):
+            return Line("-", f"archive version {i} (no manifest names it)")
+        case _:
+            assert_never(action)
+
+
+def version_blocks(plan: Plan, file_limit: int | None) -> list[VersionBlock]:
+    grouped: dict[VersionKey, list[Action]] = {}
+    for a in plan.actions:
+        grouped.setdefault(a.version, []).append(a)
+    blocks = []
+    for key, actions in grouped.items():
+        if any(isinstance(a, CreateVersion) for a in actions):
+            verb, sign = "created", "+"
+        elif any(isinstance(a, Archive) for a in actions):
+            verb, sign = "archived", "-"
+        elif any(isinstance(a, ResumeVersion) for a in actions):
+            verb, sign = "resumed and finalized", "~"
+        else:
+            verb, sign = "updated in place", "~"
+        blocks.append(VersionBlock(key, verb, sign, tuple(action_line(a, file_limit) for a in actions)))
+    return blocks

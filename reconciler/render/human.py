@@ -1,0 +1,55 @@
+"""Terraform-like text: ``+`` create, ``~`` update, ``-`` archive, ``!`` conflict; colour only when asked."""
+
+from __future__ import annotations
+
+from ..plan import Plan
+from .common import summary_line, version_blocks
+
+_COLORS = {"+": "\x1b[32m", "-": "\x1b[31m", "~": "\x1b[33m", "!": "\x1b[31;1m", "?": "\x1b[36m"}
+_RESET = "\x1b[0m"
+
+
+def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20) -> str:
+    def paint(sign: str, text: str) -> str:
+        if color and sign in _COLORS:
+            return f"{_COLORS[sign]}{text}{_RESET}"
+        return text
+
+    out: list[str] = []
+    blocks = version_blocks(plan, file_limit)
+    if blocks:
+        out.append("The reconciler will perform the following actions:")
+        out.append("")
+    for b in blocks:
+        out.append(f"  # {b.version} will be {b.verb}")
+        out.append(paint(b.sign, f"  {b.sign} version {b.version}"))
+        for line in b.lines:
+            out.append(paint(line.sign, f"      {line.sign} {line.text}"))
+            for sign, text in line.detail:
+                out.append(paint(sign, f"          {sign} {text}"))
+        out.append("")
+    if plan.conflicts:
+        out.append("Conflicts (nothing will be changed for these versions):")
+        for c in plan.conflicts:
+            ident = f" (id {c.version_id})" if c.version_id else ""
+            out.append(paint("!", f"  ! {c.version}{ident}: {c.reason}"))
+            for label, sign, paths in (("modified", "~", c.modified), ("added", "+", c.added),
+                                       ("removed", "-", c.removed)):
+                shown = paths if file_limit is None else paths[:file_limit]
+                for p in shown:
+                    out.append(paint(sign, f"      {sign} {p} ({label})"))
+                if len(paths) > len(shown):
+                    out.append(f"        ... and {len(paths) - len(shown)} more {label}")
+            out.append(f"      hint: {c.hint}")
+        out.append("")
+    reported = [u for u in plan.unmanaged if not any(a.version == u.version for a in plan.actions)]
+    if reported:
+        out.append("On the server but in no manifest (left alone):")
+        for u in reported:
+            why = f"; {u.reason}" if u.reason else ("" if u.managed else "; not created by this tool")
+            out.append(paint("?", f"  ? {u.version} (id {u.version_id}{why})"))
+        out.append("")
+    if not plan.actions and not plan.conflicts:
+        out.append("No changes. The datasets match the manifests.")
+    out.append(summary_line(plan.summary()))
+    return "\n".join(out) + "\n"

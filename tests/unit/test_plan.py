@@ -1,0 +1,261 @@
+"""Table-driven cases of the pure planner on plain values."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import pytest
+
+from reconciler.model import (
+    Content,
+    DatasetKey,
+    DatasetSpec,
+    DesiredState,
+    FileEntry,
+    LinkEntry,
+    ObservedState,
+    ObservedVersion,
+    VersionKey,
+    VersionSpec,
+    freeze_json,
+)
+from reconciler.plan import (
+    Archive,
+    CreateVersion,
+    Finalize,
+    PlanOptions,
+    Publish,
+    ResumeVersion,
+    SetDescription,
+    SetMetadata,
+    SetTags,
+    SourceFiles,
+    SyncFiles,
+    compute_contents,
+    compute_plan,
+    matches_any,
+)
+from reconciler.render import plan_from_json, plan_to_json, render_human, render_markdown
+
+P, N = "proj", "ds"
+
+
+def vk(version: str, name: str = N) -> VersionKey:
+    return VersionKey(P, name, version)
+
+
+def f(path: str, content: str) -> FileEntry:
+    import hashlib
+
+    return FileEntry(path, len(content), hashlib.sha256(content.encode()).hexdigest(), f"/data/{path}")
+
+
+def dataset(*versions: VersionSpec, tags=("a", "b"), meta=None, desc="d", name=N) -> DatasetSpec:
+    return DatasetSpec(DatasetKey(P, name), tuple(versions), description=desc, tags=tuple(sorted(tags)),
+                       metadata=freeze_json(meta or {"k": 1}))
+
+
+V1 = VersionSpec(vk("1.0.0"))
+V2 = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"), remove=("old/*",))
+OWN = {
+    vk("1.0.0"): SourceFiles(files=(f("a.txt", "a"), f("old/x.txt", "x"), f("keep/y.txt", "y"))),
+    vk("1.1.0"): SourceFiles(files=(f("a.txt", "A2"), f("b.txt", "b"))),
+}
+
+
+def observed_from(desired: DesiredState, contents, *, status="completed", managed=True) -> ObservedState:
+    """What the server would hold after a successful apply of ``desired``."""
+    out = []
+    for i, spec in enumerate(desired.all_versions()):
+        ds = desired.dataset(spec.key.dataset)
+        c = contents[spec.key]
+        out.append(ObservedVersion(
+            key=spec.key, id=f"id{i}", status="published" if spec.publish else status, tags=ds.tags,
+            description=ds.description, metadata=ds.metadata, files=tuple(c.files.values()),
+            links=tuple(c.links.values()), managed=managed, content_digest=c.digest(),
+            parent_ids=(f"id{i - 1}",) if spec.parent else (),
+        ))
+    return ObservedState(tuple(out))
+
+
+def test_content_follows_parent_chain_with_remove_and_override():
+    desired = DesiredState((dataset(V1, V2),))
+    contents = compute_contents(desired, OWN)
+    assert sorted(contents[vk("1.0.0")].files) == ["a.txt", "keep/y.txt", "old/x.txt"]
+    c2 = contents[vk("1.1.0")]
+    assert sorted(c2.files) == ["a.txt", "b.txt", "keep/y.txt"]
+    assert c2.files["a.txt"].size == 2
+
+
+def test_fresh_server_creates_parents_first_with_delta_sync():
+    desired = DesiredState((dataset(V2 and V1, V2),))
+    contents = compute_contents(desired, OWN)
+    plan = compute_plan(desired, contents, ObservedState())
+    kinds = [(type(a).__name__, a.version.version) for a in plan.actions]
+    assert kinds == [
+        ("CreateVersion", "1.0.0"), ("SyncFiles", "1.0.0"), ("Finalize", "1.0.0"), ("SetDescription", "1.0.0"),
+        ("SetMetadata", "1.0.0"), ("SetTags", "1.0.0"),
+        ("CreateVersion", "1.1.0"), ("SyncFiles", "1.1.0"), ("Finalize", "1.1.0"), ("SetDescription", "1.1.0"),
+        ("SetMetadata", "1.1.0"), ("SetTags", "1.1.0"),
+    ]
+    sync2 = plan.actions[7]
+    assert isinstance(sync2, SyncFiles)
+    assert [x.path for x in sync2.upload] == ["a.txt", "b.txt"]
+    assert sync2.modified == ("a.txt",)
+    assert sync2.remove == ("old/x.txt",)
+    assert plan.summary().create == 2
+
+
+def test_replanning_after_apply_is_empty():
+    desired = DesiredState((dataset(V1, V2),))
+    contents = compute_contents(desired, OWN)
+    plan = compute_plan(desired, contents, observed_from(desired, contents))
+    assert plan.actions == () and plan.conflicts == ()
+    assert "No changes" in render_human(plan)
+
+
+def test_tag_and_metadata_change_only_updates_properties():
+    desired = DesiredState((dataset(V1, V2),))
+    contents = compute_contents(desired, OWN)
+    observed = observed_from(desired, contents)
+    changed = DesiredState((dataset(V1, V2, tags=("a", "c"), meta={"k": 2}),))
+    plan = compute_plan(changed, contents, observed)
+    assert {type(a) for a in plan.actions} == {SetTags, SetMetadata}
+    tags = [a for a in plan.actions if isinstance(a, SetTags)][0]
+    assert tags.before == frozenset({"a", "b"}) and tags.after == frozenset({"a", "c"})
+    assert plan.summary().update == 2 and plan.summary().upload_files == 0
+
+
+def test_changed_finalized_content_is_a_conflict_and_blocks_children():
+    desired = DesiredState((dataset(V1, V2),))
+    contents = compute_contents(desired, OWN)
+    observed = observed_from(desired, contents)
+    own = dict(OWN)
+    own[vk("1.0.0")] = SourceFiles(files=(f("a.txt", "changed"), f("old/x.txt", "x")))
+    plan = compute_plan(desired, compute_contents(desired, own), observed)
+    assert [c.version for c in plan.conflicts] == [vk("1.0.0"), vk("1.1.0")]
+    first = plan.conflicts[0]
+    assert first.modified == ("a.txt",) and first.removed == ("keep/y.txt",) and first.added == ()
+    assert not any(isinstance(a, (SyncFiles, CreateVersion, Finalize)) for a in plan.actions)
+    assert "add a new version" in render_human(plan)
+
+
+def test_new_child_on_existing_parent_uploads_only_delta():
+    desired1 = DesiredState((dataset(V1),))
+    contents1 = compute_contents(desired1, OWN)
+    observed = observed_from(desired1, contents1)
+    desired = DesiredState((dataset(V1, V2),))
+    plan = compute_plan(desired, compute_contents(desired, OWN), observed)
+    assert [type(a) for a in plan.actions][:3] == [CreateVersion, SyncFiles, Finalize]
+    assert all(a.version == vk("1.1.0") for a in plan.actions)
+    sync = plan.actions[1]
+    assert [x.path for x in sync.upload] == ["a.txt", "b.txt"]
+
+
+def test_managed_draft_is_resumed_not_duplicated():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    draft = ObservedVersion(key=vk("1.0.0"), id="draft1", status="in_progress", managed=True,
+                            files=(f("a.txt", "a"),), links=(), pending_files=2)
+    plan = compute_plan(desired, contents, ObservedState((draft,)))
+    assert isinstance(plan.actions[0], ResumeVersion) and plan.actions[0].version_id == "draft1"
+    sync = plan.actions[1]
+    assert [x.path for x in sync.upload] == ["keep/y.txt", "old/x.txt"]
+    assert not any(isinstance(a, CreateVersion) for a in plan.actions)
+
+
+def test_foreign_draft_is_a_conflict():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    draft = ObservedVersion(key=vk("1.0.0"), id="d", status="created", managed=False, files=(), links=())
+    plan = compute_plan(desired, contents, ObservedState((draft,)))
+    assert plan.actions == () and "draft" in plan.conflicts[0].reason
+
+
+def test_publish_and_prune():
+    v1 = VersionSpec(vk("1.0.0"), publish=True)
+    desired = DesiredState((dataset(v1),))
+    contents = compute_contents(desired, OWN)
+    stale = ObservedVersion(key=vk("0.9.0"), id="old", status="completed", managed=True)
+    foreign = ObservedVersion(key=vk("0.8.0"), id="foreign", status="completed", managed=False)
+    observed = ObservedState(observed_from(DesiredState((dataset(VersionSpec(vk("1.0.0"))),)),
+                                           contents).versions + (stale, foreign))
+    plan = compute_plan(desired, contents, observed)
+    assert [type(a) for a in plan.actions] == [Publish]
+    assert {u.version_id for u in plan.unmanaged} == {"old", "foreign"}
+    pruned = compute_plan(desired, contents, observed, PlanOptions(prune=True))
+    assert [a for a in pruned.actions if isinstance(a, Archive)] == [Archive(vk("0.9.0"), "old")]
+
+
+def test_prune_never_archives_a_parent_of_a_kept_version():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    base = observed_from(desired, contents).versions[0]
+    parent = ObservedVersion(key=vk("0.1.0"), id="p", status="completed", managed=True)
+    child = ObservedVersion(**{**{s: getattr(base, s) for s in base.__slots__}, "parent_ids": ("p",)})
+    plan = compute_plan(desired, contents, ObservedState((child, parent)), PlanOptions(prune=True))
+    assert not any(isinstance(a, Archive) for a in plan.actions)
+    assert plan.unmanaged[0].reason == "parent of a version that is kept"
+
+
+def test_targets_pull_in_ancestors_only():
+    other = VersionSpec(VersionKey(P, "other", "1.0.0"))
+    desired = DesiredState((dataset(V1, V2), dataset(other, name="other")))
+    own = dict(OWN)
+    own[other.key] = SourceFiles(files=(f("z", "z"),))
+    plan = compute_plan(desired, compute_contents(desired, own), ObservedState(),
+                        PlanOptions(targets=("proj/ds@1.1.0",)))
+    assert {a.version for a in plan.actions} == {vk("1.0.0"), vk("1.1.0")}
+
+
+def test_link_drift_in_a_finalized_version_is_a_conflict():
+    spec = VersionSpec(vk("1.0.0"))
+    desired = DesiredState((dataset(spec),))
+    own = {spec.key: SourceFiles(links=(LinkEntry("l.bin", "s3://b/l.bin", 10, "e1"),))}
+    contents = compute_contents(desired, own)
+    observed = observed_from(desired, contents)
+    own2 = {spec.key: SourceFiles(links=(LinkEntry("l.bin", "s3://b/l.bin", 11, "e2"),))}
+    plan = compute_plan(desired, compute_contents(desired, own2), observed)
+    assert plan.conflicts[0].modified == ("l.bin",)
+
+
+@pytest.mark.parametrize("path,globs,expected", [
+    ("old/x.txt", ("old/*",), True), ("old/x.txt", ("old",), True), ("older/x", ("old",), False),
+    ("a/b/c.png", ("*.png",), True), ("a/b/c.png", ("a/*/c.png",), True), ("a.txt", (), False),
+])
+def test_remove_globs(path, globs, expected):
+    assert matches_any(path, globs) is expected
+
+
+def test_json_round_trip_and_renderers():
+    desired = DesiredState((dataset(V1, V2),))
+    plan = compute_plan(desired, compute_contents(desired, OWN), ObservedState())
+    data = plan_to_json(plan)
+    assert data["format_version"] == 1 and data["summary"]["create"] == 2
+    assert plan_from_json(data) == plan
+    text = render_human(plan)
+    assert "+ version proj/ds@1.0.0" in text and text.rstrip().endswith(
+        "Plan: 2 to create, 0 to update, 0 to archive, 0 conflicts.")
+    md = render_markdown(plan)
+    assert "### Dataset plan" in md and "proj/ds@1.1.0" in md
+
+
+def test_markdown_is_trimmed_under_the_limit():
+    files = tuple(f(f"dir{i // 100}/file{i:05d}.bin", str(i)) for i in range(50))
+    specs = [VersionSpec(vk(f"1.{i}.0", name=f"ds{i}")) for i in range(300)]
+    desired = DesiredState(tuple(dataset(s, name=s.key.name) for s in specs))
+    own = {s.key: SourceFiles(files=files) for s in specs}
+    plan = compute_plan(desired, compute_contents(desired, own), ObservedState())
+    md = render_markdown(plan, full_plan_path="plan.json")
+    assert len(md) <= 65_000
+    assert "plan.json" in md
+
+
+def test_description_change_in_place():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    observed = observed_from(desired, contents)
+    plan = compute_plan(DesiredState((dataset(V1, desc="new"),)), contents, observed)
+    assert plan.actions == (SetDescription(vk("1.0.0"), "d", "new"),)
+    assert isinstance(MappingProxyType({}), object)
+    assert Content().file_count == 0
