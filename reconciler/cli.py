@@ -116,6 +116,196 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
     else:
         click.echo(f"ok: {len(state.datasets)} datasets, {n_versions} versions")
 
+def _workers_default() -> int:
+    import os
+
+    return max(2, min(8, (os.cpu_count() or 2) * 2))
+
+
+def _is_tty(stream: object) -> bool:
+    import os
+
+    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+
+
+def _connect(ctx: click.Context):  # type: ignore[no-untyped-def]
+    from .connection import ConnectOptions, connect
+
+    opts = ctx.find_object(GlobalOptions)
+    assert opts is not None
+    return connect(ConnectOptions(local=opts.local, data_dir=opts.data_dir), lambda m: click.echo(m, err=True))
+
+
+_target_option = click.option(
+    "--target", "targets", multiple=True, metavar="PROJECT/NAME[@VERSION]",
+    help="Only these datasets or versions (and the parents they need). Repeatable.",
+)
+_prune_option = click.option(
+    "--prune", is_flag=True, help="Archive versions this tool created that no manifest names."
+)
+_workers_option = click.option(
+    "--workers", type=click.IntRange(1, 64), default=_workers_default, show_default="2 x cores, 2..8",
+    help="Parallel hashing and upload workers.",
+)
+
+
+def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from .render import plan_to_json, render_human, render_markdown
+    from .render.markdown import MAX_COMMENT_CHARS
+
+    limit = None if show_files == "all" else int(show_files)
+    if out is not None:
+        out.write_text(json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\n")
+    if fmt == "json":
+        click.echo(json.dumps(plan_to_json(plan), indent=2, sort_keys=True))
+    elif fmt == "markdown":
+        full = render_markdown(plan, max_chars=10**12)
+        if len(full) > MAX_COMMENT_CHARS and out is None:
+            out = Path("reconcile-plan.json")
+            out.write_text(json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\n")
+        click.echo(render_markdown(plan, full_plan_path=str(out) if out else None))
+    else:
+        click.echo(render_human(plan, color=_is_tty(sys.stdout), file_limit=limit), nl=False)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also save the plan as JSON, for 'reconcile apply PLAN.json'.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when there are none.")
+@click.option("--show-files", default="20", show_default=True, metavar="N|all",
+              help="Files listed per version in text output.")
+@_target_option
+@_prune_option
+@_workers_option
+@click.pass_context
+def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
+         show_files: str, targets: tuple[str, ...], prune: bool, workers: int) -> None:
+    """Show what apply would change (a dry run). Exit 0: no changes, 1: error or conflicts, 2: changes."""
+    from .engine import observe_and_plan, resolve_desired
+    from .plan import PlanOptions
+
+    if show_files != "all" and not show_files.isdigit():
+        raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
+    desired = resolve_desired(paths, workers=workers, progress=_is_tty(sys.stderr))
+    with _connect(ctx) as conn:
+        _observed, the_plan = observe_and_plan(conn.backend, desired, PlanOptions(prune=prune, targets=targets))
+    _print_plan(the_plan, fmt, out, show_files)
+    if the_plan.conflicts:
+        raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: see the plan above")
+    if detailed_exitcode and the_plan.has_changes:
+        sys.exit(EXIT_CHANGES)
+
+
+def _confirm(auto_approve: bool) -> None:
+    if auto_approve:
+        return
+    if not (_is_tty(sys.stdin) and _is_tty(sys.stdout)):
+        raise ReconcileError("refusing to apply without confirmation: not a terminal; pass --auto-approve")
+    answer = click.prompt("Do you want to perform these actions? Only 'yes' will be accepted", default="",
+                          show_default=False)
+    if answer.strip() != "yes":
+        raise ReconcileError("apply cancelled")
+
+
+def _lock_owner() -> str:
+    import getpass
+    import os
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001  (no user name in some containers)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
+
+
+@cli.command()
+@click.argument("target", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (required when unattended).")
+@click.option("--lock-timeout", type=float, default=0.0, show_default=True,
+              help="Seconds to wait for another apply to release the server lock.")
+@click.option("--show-files", default="20", show_default=True, metavar="N|all")
+@_target_option
+@_prune_option
+@_workers_option
+@click.pass_context
+def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock_timeout: float, show_files: str,
+          targets: tuple[str, ...], prune: bool, workers: int) -> None:
+    """Make the server match the manifests (or execute a plan saved with 'plan --out')."""
+    import json
+    import time
+
+    from .apply import ApplyOptions, apply_plan, check_fresh
+    from .clearml_backend import LockLease
+    from .engine import observe_and_plan, resolve_desired
+    from .observe import observe
+    from .plan import PlanOptions, human_size
+    from .render import plan_from_json
+    from .sources import default_cache_dir
+
+    saved = None
+    desired = None
+    if len(target) == 1 and target[0].suffix == ".json" and target[0].is_file():
+        try:
+            saved = plan_from_json(json.loads(target[0].read_text()), source=str(target[0]))
+        except ValueError as err:
+            raise ReconcileError(f"{target[0]}: not valid JSON ({err})") from None
+        if targets or prune:
+            raise ReconcileError("--target and --prune belong to 'plan' when applying a saved plan")
+    else:
+        desired = resolve_desired(target, workers=workers, progress=_is_tty(sys.stderr))
+    with _connect(ctx) as conn:
+        backend = conn.backend
+        deadline = time.monotonic() + lock_timeout
+        while True:
+            try:
+                lease = LockLease(backend, _lock_owner()).__enter__()
+                break
+            except ReconcileError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
+        try:
+            if saved is not None:
+                observed = observe(backend, saved.projects, {}, cache_root=default_cache_dir())
+                check_fresh(saved, observed)
+                the_plan = saved
+            else:
+                assert desired is not None
+                observed, the_plan = observe_and_plan(backend, desired, PlanOptions(prune=prune, targets=targets))
+            _print_plan(the_plan, "text", None, show_files)
+            if the_plan.conflicts:
+                raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: nothing was applied")
+            if not the_plan.has_changes:
+                return
+            _confirm(auto_approve)
+            result = apply_plan(the_plan, backend, observed,
+                                ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr)),
+                                report=click.echo)
+        finally:
+            lease.__exit__(None, None, None)
+    click.echo(
+        f"Apply complete! {result.actions} actions, {len(result.created)} versions created, "
+        f"{result.uploaded_files} files uploaded ({human_size(result.uploaded_bytes)}) in {result.seconds:.1f}s."
+    )
+
+
+@cli.command()
+@click.pass_context
+def unlock(ctx: click.Context) -> None:
+    """Break the apply lock left on the server by a crashed run."""
+    with _connect(ctx) as conn:
+        info = conn.backend.lock_info()
+        if info is None:
+            click.echo("No lock is held.")
+            return
+        conn.backend.release_lock(info["id"])
+        click.echo(f"Released the lock held by {info['owner']}.")
+
 
 def main() -> None:
     cli(prog_name="reconcile")

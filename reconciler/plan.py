@@ -159,6 +159,7 @@ class Plan:
     unmanaged: tuple[Unmanaged, ...] = ()
     observed_fingerprint: str = ""
     targets: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()  # the projects observed; a saved plan re-observes exactly these
 
     @property
     def has_changes(self) -> bool:
@@ -326,7 +327,7 @@ def fingerprint(observed: ObservedState) -> str:
         h.update(
             canonical_json(
                 [v.id, str(v.key), v.status, sorted(v.tags), v.description, v.metadata, v.archived,
-                 v.content_digest, v.pending_files, v.managed]
+                 v.content_digest, v.managed]
             ).encode()
         )
     return h.hexdigest()
@@ -494,6 +495,7 @@ def compute_plan(
         unmanaged=unmanaged,
         observed_fingerprint=observed.fingerprint or fingerprint(observed),
         targets=tuple(options.targets),
+        projects=tuple(sorted({ds.key.project for ds in desired.datasets})),
     )
 
 

@@ -148,6 +148,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "format_version": PLAN_FORMAT_VERSION,
         "observed_fingerprint": plan.observed_fingerprint,
         "targets": list(plan.targets),
+        "projects": list(plan.projects),
         "summary": {
             "create": s.create,
             "update": s.update,
@@ -180,6 +181,7 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
             ),
             observed_fingerprint=data["observed_fingerprint"],
             targets=tuple(data.get("targets", ())),
+            projects=tuple(data.get("projects", ())),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ReconcileError(f"{source}: malformed saved plan ({type(err).__name__}: {err})") from None

@@ -1,0 +1,406 @@
+"""The only module that imports ``clearml``: raw API calls for observation, the SDK for content changes.
+
+Bookkeeping this tool keeps on every version it creates (so later runs can read state cheaply):
+- system tag ``reconciler-managed`` (what --prune may archive);
+- hyperparameter section ``Reconciler``: ``content_digest`` (Content.digest() of what was uploaded),
+  ``parent_id``, ``metadata`` (canonical JSON of the manifest metadata, also stored as the dataset's
+  ``metadata`` artifact for Dataset.get_metadata()).
+Credentials are read by the SDK from its usual configuration and never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .diagnostics import ReconcileError
+from .model import FileEntry, LinkEntry, VersionKey, thaw_json
+
+MANAGED_TAG = "reconciler-managed"
+SECTION = "Reconciler"
+LOCK_PROJECT = ".reconciler-lock"
+_TASK_FIELDS = [
+    "id", "name", "project", "status", "tags", "system_tags", "comment", "runtime", "last_update",
+    f"hyperparams.{SECTION}", "execution.artifacts",
+]
+
+
+class BackendError(ReconcileError):
+    """A ClearML server refused or failed a request."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    api_host: str
+    files_host: str
+    access_key: str
+    secret_key: str
+
+    def redact(self, text: str) -> str:
+        for secret in (self.secret_key, self.access_key):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+def server_config_from_env() -> ServerConfig | None:
+    """The server named by CLEARML_* variables or a clearml.conf, read the SDK's way; None if none is set."""
+    from clearml.backend_api import Session  # noqa: F401  (loads the SDK's configuration)
+    from clearml.config import config_obj
+
+    api = os.environ.get("CLEARML_API_HOST") or config_obj.get("api.api_server", None)
+    if not api:
+        return None
+    files = os.environ.get("CLEARML_FILES_HOST") or config_obj.get("api.files_server", "") or ""
+    key = os.environ.get("CLEARML_API_ACCESS_KEY") or config_obj.get("api.credentials.access_key", "") or ""
+    secret = os.environ.get("CLEARML_API_SECRET_KEY") or config_obj.get("api.credentials.secret_key", "") or ""
+    return ServerConfig(str(api).rstrip("/"), str(files).rstrip("/"), str(key), str(secret))
+
+
+def preflight(cfg: ServerConfig, timeout: float = 10.0) -> None:
+    """Fail fast, in one line, when the server is unreachable or refuses the credentials.
+
+    The SDK itself retries an unreachable server for minutes; this check answers in seconds.
+    """
+    req = urllib.request.Request(f"{cfg.api_host}/auth.login", method="GET")
+    token = b64encode(f"{cfg.access_key}:{cfg.secret_key}".encode()).decode()
+    req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        if err.code == 401:
+            raise ReconcileError(f"the ClearML server at {cfg.api_host} refused the credentials (HTTP 401); "
+                                 "check CLEARML_API_ACCESS_KEY/CLEARML_API_SECRET_KEY or clearml.conf") from None
+        raise ReconcileError(f"the ClearML server at {cfg.api_host} answered HTTP {err.code} to auth.login") from None
+    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise ReconcileError(f"cannot reach the ClearML server at {cfg.api_host}: {reason}") from None
+    except ValueError:
+        raise ReconcileError(f"{cfg.api_host} is not a ClearML API server (auth.login did not answer JSON)") from None
+    if not isinstance(body, dict) or "token" not in (body.get("data") or {}):
+        raise ReconcileError(f"{cfg.api_host} is not a ClearML API server (auth.login gave no token)")
+
+
+def _quiet_sdk() -> None:
+    os.environ.setdefault("CLEARML_LOG_LEVEL", "WARNING")
+    for name in ("clearml", "clearml.storage", "clearml.Task", "clearml.Dataset"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class ClearMLBackend:
+    """Thin, typed access to a ClearML server. Not thread-safe except where noted."""
+
+    def __init__(self, cfg: ServerConfig):
+        _quiet_sdk()
+        self.cfg = cfg
+        from clearml.backend_interface.base import InterfaceBase
+
+        self._session = InterfaceBase._get_default_session()
+        self.requests = 0
+
+    # --- raw API ---------------------------------------------------------------------------------------------
+
+    def call(self, endpoint: str, **body: Any) -> dict[str, Any]:
+        service, action = endpoint.split(".", 1)
+        self.requests += 1
+        try:
+            resp = self._session.send_request(service, action, method="post", json=body)
+        except Exception as err:  # requests' connection errors, retries exhausted
+            raise BackendError(f"{endpoint} failed: {self.cfg.redact(str(err))}") from None
+        try:
+            payload = resp.json()
+        except ValueError:
+            raise BackendError(f"{endpoint}: the server answered HTTP {resp.status_code} without JSON") from None
+        meta = payload.get("meta") or {}
+        if meta.get("result_code") != 200:
+            raise BackendError(
+                f"{endpoint}: {meta.get('result_msg') or 'error'} "
+                f"(code {meta.get('result_code')}/{meta.get('result_subcode')})"
+            )
+        return payload.get("data") or {}
+
+    def _get_all(self, endpoint: str, key: str, **body: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        page, size = 0, 500
+        while True:
+            data = self.call(endpoint, page=page, page_size=size, **body)
+            items = data.get(key) or []
+            out.extend(items)
+            if len(items) < size:
+                return out
+            page += 1
+
+    # --- observation -----------------------------------------------------------------------------------------
+
+    def dataset_projects(self, projects: Iterable[str]) -> dict[str, str]:
+        """Hidden dataset projects (``<project>/.datasets/<name>``) under the given projects: id -> full name."""
+        names = sorted(set(projects))
+        if not names:
+            return {}
+        import re
+
+        pattern = "^(" + "|".join(re.escape(p) for p in names) + r")/\.datasets/"
+        rows = self._get_all("projects.get_all", "projects", name=pattern, search_hidden=True,
+                             only_fields=["id", "name"])
+        return {r["id"]: r["name"] for r in rows}
+
+    def dataset_tasks(self, project_ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not project_ids:
+            return []
+        return self._get_all(
+            "tasks.get_all", "tasks", project=list(project_ids), type=["data_processing"],
+            system_tags=["dataset"], search_hidden=True, only_fields=_TASK_FIELDS, order_by=["-last_update"],
+        )
+
+    def managed_tasks(self) -> list[dict[str, Any]]:
+        return self._get_all(
+            "tasks.get_all", "tasks", system_tags=["__$all", "dataset", MANAGED_TAG], type=["data_processing"],
+            search_hidden=True, only_fields=_TASK_FIELDS, order_by=["-last_update"],
+        )
+
+    def project_names(self, project_ids: Iterable[str]) -> dict[str, str]:
+        ids = sorted(set(project_ids))
+        if not ids:
+            return {}
+        rows = self._get_all("projects.get_all", "projects", id=ids, search_hidden=True, only_fields=["id", "name"])
+        return {r["id"]: r["name"] for r in rows}
+
+    def read_state(self, task: Mapping[str, Any], cache_dir: Path | None) -> dict[str, Any] | None:
+        """The ``state`` artifact of a version (its file list), or None when it has none.
+
+        Finalized versions are immutable, so their state is cached under ``cache_dir`` by version id.
+        """
+        artifacts = ((task.get("execution") or {}).get("artifacts")) or []
+        uri = next((a.get("uri") for a in artifacts if a.get("key") == "state"), None)
+        if not uri:
+            return None
+        final = task.get("status") in ("completed", "published", "closed")
+        cached = cache_dir / f"{task['id']}.json" if (cache_dir and final) else None
+        if cached is not None and cached.exists():
+            return json.loads(cached.read_text())
+        from clearml.storage.helper import StorageHelper
+
+        helper = StorageHelper.get(uri)
+        if helper is None:
+            raise BackendError(f"no storage helper for {uri}")
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / "state.json"
+            got = helper.download_to_file(uri, str(target), overwrite_existing=True, silence_errors=True)
+            if not got or not target.exists():
+                raise BackendError(f"could not download the file list of version {task['id']} from {uri}")
+            data = json.loads(target.read_text())
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp_file = cached.with_suffix(".tmp")
+            tmp_file.write_text(json.dumps(data))
+            tmp_file.replace(cached)
+        return data
+
+    # --- mutation --------------------------------------------------------------------------------------------
+
+    def create_version(self, key: VersionKey, parent_id: str | None, storage: str | None) -> Any:
+        from clearml import Dataset
+
+        try:
+            ds = Dataset.create(
+                dataset_name=key.name,
+                dataset_project=key.project,
+                dataset_version=key.version,
+                parent_datasets=[parent_id] if parent_id else None,
+                output_uri=storage,
+            )
+        except Exception as err:
+            raise BackendError(f"creating {key} failed: {self.cfg.redact(str(err))}") from None
+        task = ds._task
+        task.set_system_tags(sorted(set(task.get_system_tags() or []) | {MANAGED_TAG}))
+        self.set_bookkeeping(ds.id, {"parent_id": parent_id or "", "managed_by": "reconciler"})
+        return ds
+
+    def open_draft(self, version_id: str) -> Any:
+        """A draft version as an SDK Dataset, without the entries an interrupted upload never stored."""
+        from clearml import Dataset
+
+        try:
+            ds = Dataset.get(dataset_id=version_id)
+        except Exception as err:
+            raise BackendError(f"opening draft {version_id} failed: {self.cfg.redact(str(err))}") from None
+        entries = ds._dataset_file_entries
+        for path in [p for p, e in entries.items() if e.parent_dataset_id == ds.id and not e.artifact_name]:
+            del entries[path]
+        return ds
+
+    def sync_files(self, ds: Any, *, upload: Sequence[FileEntry], remove: Sequence[str],
+                   add_links: Sequence[LinkEntry], remove_links: Sequence[str]) -> None:
+        """Change the SDK dataset's entries in memory (hashes are already known: nothing is re-hashed)."""
+        from clearml.datasets.dataset import FileEntry as SdkFile
+        from clearml.datasets.dataset import LinkEntry as SdkLink
+
+        files, links = ds._dataset_file_entries, ds._dataset_link_entries
+        for p in remove:
+            files.pop(p, None)
+        for p in remove_links:
+            links.pop(p, None)
+        for f in upload:
+            if f.local is None:
+                raise ReconcileError(f"{f.path}: no local copy of the file to upload")
+            links.pop(f.path, None)
+            files[f.path] = SdkFile(relative_path=f.path, hash=f.sha256, parent_dataset_id=ds.id, size=f.size,
+                                    local_path=f.local)
+        for lnk in add_links:
+            files.pop(lnk.path, None)
+            links[lnk.path] = SdkLink(link=lnk.url, relative_path=lnk.path, parent_dataset_id=ds.id,
+                                      size=lnk.size, hash=lnk.etag)
+        if upload or remove or add_links or remove_links:
+            ds._dirty = True
+
+    def upload(self, ds: Any, *, workers: int, total_bytes: int, show_progress: bool) -> None:
+        """Zip and upload pending files in parallel chunks; raise unless every chunk is stored and verified."""
+        chunk_mb = max(8, min(512, total_bytes // max(1, workers) // (1 << 20) + 1))
+        try:
+            ok = ds.upload(show_progress=show_progress, max_workers=workers, chunk_size=chunk_mb, retries=2)
+        except Exception as err:
+            raise BackendError(f"upload of {ds.name} {ds.version} failed: {self.cfg.redact(str(err))}") from None
+        if ok is False:
+            raise BackendError(f"upload of {ds.name} {ds.version} failed")
+        self.verify_uploaded(ds)
+
+    def verify_uploaded(self, ds: Any) -> None:
+        own = [e for e in ds._dataset_file_entries.values() if e.parent_dataset_id == ds.id]
+        missing = [e.relative_path for e in own if not e.artifact_name or e.local_path]
+        if missing:
+            raise BackendError(f"{len(missing)} files of {ds.name} {ds.version} were not uploaded "
+                               f"(first: {missing[0]})")
+        task = self.call("tasks.get_by_id", task=ds.id).get("task") or {}
+        stored = {a.get("key") for a in ((task.get("execution") or {}).get("artifacts") or [])}
+        chunks = {e.artifact_name for e in own}
+        if not chunks <= stored:
+            raise BackendError(f"chunks {sorted(chunks - stored)} of {ds.name} {ds.version} are not on the server")
+
+    def finalize(self, ds: Any) -> None:
+        try:
+            ds.finalize()
+        except Exception as err:
+            raise BackendError(f"finalizing {ds.name} {ds.version} failed: {self.cfg.redact(str(err))}") from None
+
+    def set_bookkeeping(self, version_id: str, values: Mapping[str, str]) -> None:
+        self.call(
+            "tasks.edit_hyper_params", task=version_id, force=True, replace_hyperparams="none",
+            hyperparams=[{"section": SECTION, "name": k, "value": v, "type": "str"} for k, v in values.items()],
+        )
+
+    def set_description(self, version_id: str, description: str) -> None:
+        self.call("tasks.edit", task=version_id, force=True, comment=description)
+
+    def set_tags(self, version_id: str, tags: Iterable[str]) -> None:
+        self.call("tasks.edit", task=version_id, force=True, tags=sorted(tags))
+
+    def set_metadata(self, version_id: str, metadata: Mapping[str, Any]) -> None:
+        from clearml import Task
+
+        plain = thaw_json(metadata)
+        task = Task.get_task(task_id=version_id)
+        try:
+            task.upload_artifact(name="metadata", artifact_object=plain, wait_on_upload=True)
+        except Exception as err:
+            raise BackendError(f"storing metadata of {version_id} failed: {self.cfg.redact(str(err))}") from None
+        self.set_bookkeeping(version_id, {"metadata": json.dumps(plain, sort_keys=True, separators=(",", ":"))})
+
+    def publish(self, version_id: str) -> None:
+        self.call("tasks.publish", task=version_id, force=True)
+
+    def archive(self, version_id: str) -> None:
+        task = self.call("tasks.get_by_id", task=version_id).get("task") or {}
+        tags = sorted(set(task.get("system_tags") or []) | {"archived"})
+        self.call("tasks.edit", task=version_id, force=True, system_tags=tags)
+
+    # --- lock ------------------------------------------------------------------------------------------------
+
+    def acquire_lock(self, owner: str, ttl: float) -> str:
+        """Create the lock project (atomic on the server); break it only when its lease has expired."""
+        for _ in range(3):
+            try:
+                data = self.call("projects.create", name=LOCK_PROJECT, system_tags=["hidden"],
+                                 description=json.dumps({"owner": owner, "expires": time.time() + ttl}))
+                return str(data["id"])
+            except BackendError as err:
+                if "exists" not in str(err).lower() and "801" not in str(err):
+                    raise
+            held = self.lock_info()
+            if held is None:
+                continue
+            if held["expires"] > time.time():
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(held["expires"] - ttl))
+                raise ReconcileError(
+                    f"another apply holds the lock on {self.cfg.api_host} ({held['owner']}, "
+                    f"renewed {since}); wait for it, or run 'reconcile unlock' if it crashed"
+                )
+            try:
+                self.call("projects.delete", project=held["id"], force=True)
+            except BackendError:
+                pass  # someone else broke it first
+        raise ReconcileError("could not take the apply lock: it changed hands repeatedly; try again")
+
+    def lock_info(self) -> dict[str, Any] | None:
+        rows = self.call("projects.get_all", name=f"^{LOCK_PROJECT}$", search_hidden=True,
+                         only_fields=["id", "name", "description"]).get("projects") or []
+        if not rows:
+            return None
+        try:
+            info = json.loads(rows[0].get("description") or "{}")
+        except ValueError:
+            info = {}
+        return {"id": rows[0]["id"], "owner": str(info.get("owner", "unknown")),
+                "expires": float(info.get("expires", 0))}
+
+    def renew_lock(self, lock_id: str, owner: str, ttl: float) -> None:
+        self.call("projects.update", project=lock_id,
+                  description=json.dumps({"owner": owner, "expires": time.time() + ttl}))
+
+    def release_lock(self, lock_id: str) -> None:
+        self.call("projects.delete", project=lock_id, force=True)
+
+
+class LockLease:
+    """Holds the server lock while the ``with`` block runs, renewing it from a thread; released on exit."""
+
+    def __init__(self, backend: ClearMLBackend, owner: str, ttl: float = 120.0):
+        self.backend, self.owner, self.ttl = backend, owner, ttl
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lock_id = ""
+
+    def __enter__(self) -> LockLease:
+        self.lock_id = self.backend.acquire_lock(self.owner, self.ttl)
+        self._thread = threading.Thread(target=self._renew, name="lock-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                self.backend.renew_lock(self.lock_id, self.owner, self.ttl)
+            except ReconcileError:
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self.backend.release_lock(self.lock_id)
+        except ReconcileError:
+            pass  # it expires on its own

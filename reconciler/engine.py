@@ -1,0 +1,42 @@
+"""The steps every command shares: manifests -> desired contents -> observed state -> plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .clearml_backend import ClearMLBackend
+from .manifest import load_manifests
+from .model import Content, DesiredState, ObservedState, VersionKey
+from .observe import observe
+from .plan import Plan, PlanOptions, SourceFiles, compute_contents, compute_plan
+from .sources import ResolveOptions, SourceResolver, default_cache_dir
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    state: DesiredState
+    contents: Mapping[VersionKey, Content]
+    hashed_files: int
+
+
+def resolve_desired(paths: Sequence[Path], *, workers: int, progress: bool) -> Desired:
+    """Load and validate the manifests, then resolve every version's sources into content."""
+    state = load_manifests(paths)
+    own: dict[VersionKey, SourceFiles] = {}
+    with SourceResolver(ResolveOptions(workers=workers, progress=progress)) as resolver:
+        for spec in state.all_versions():
+            parts = resolver.resolve_all(spec.sources)
+            own[spec.key] = SourceFiles(
+                files=tuple(f for p in parts for f in p.files),
+                links=tuple(lnk for p in parts for lnk in p.links),
+            )
+        hashed = resolver.hashed_files
+    return Desired(state, compute_contents(state, own), hashed)
+
+
+def observe_and_plan(backend: ClearMLBackend, desired: Desired, options: PlanOptions) -> tuple[ObservedState, Plan]:
+    projects = sorted({ds.key.project for ds in desired.state.datasets})
+    observed = observe(backend, projects, desired.contents, cache_root=default_cache_dir())
+    return observed, compute_plan(desired.state, desired.contents, observed, options)
