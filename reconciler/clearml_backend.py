@@ -94,9 +94,18 @@ def preflight(cfg: ServerConfig, timeout: float = 10.0) -> None:
 
 
 def _quiet_sdk() -> None:
-    os.environ.setdefault("CLEARML_LOG_LEVEL", "WARNING")
+    """Keep the SDK's console chatter off stdout (which carries plans and JSON) and below WARNING."""
+    import sys
+
+    from clearml.debugging.log import LoggerRoot
+
+    LoggerRoot.get_base_logger()
     for name in ("clearml", "clearml.storage", "clearml.Task", "clearml.Dataset"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
 
 
 class ClearMLBackend:

@@ -236,6 +236,7 @@ def _lock_owner() -> str:
 def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock_timeout: float, show_files: str,
           targets: tuple[str, ...], prune: bool, workers: int) -> None:
     """Make the server match the manifests (or execute a plan saved with 'plan --out')."""
+    import contextlib
     import json
     import time
 
@@ -283,9 +284,11 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
             if not the_plan.has_changes:
                 return
             _confirm(auto_approve)
-            result = apply_plan(the_plan, backend, observed,
-                                ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr)),
-                                report=click.echo)
+            real_stdout = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):  # the SDK prints; stdout carries only our report
+                result = apply_plan(the_plan, backend, observed,
+                                    ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr)),
+                                    report=lambda line: click.echo(line, file=real_stdout))
         finally:
             lease.__exit__(None, None, None)
     click.echo(
