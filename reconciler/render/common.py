@@ -129,5 +129,8 @@ def version_blocks(plan: Plan, file_limit: int | None) -> list[VersionBlock]:
             verb, sign = "resumed and finalized", "~"
         else:
             verb, sign = "updated in place", "~"
-        blocks.append(VersionBlock(key, verb, sign, tuple(action_line(a, file_limit) for a in actions)))
+        lines = tuple(action_line(a, file_limit) for a in actions)
+        if sign == "+":  # everything about a new version is an addition
+            lines = tuple(Line("+", ln.text, ln.detail) for ln in lines)
+        blocks.append(VersionBlock(key, verb, sign, lines))
     return blocks
