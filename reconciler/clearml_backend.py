@@ -236,6 +236,7 @@ class ClearMLBackend:
             raise BackendError(f"creating {key} failed: {self.cfg.redact(str(err))}") from None
         task = ds._task
         task.set_system_tags(sorted(set(task.get_system_tags() or []) | {MANAGED_TAG}))
+        task.set_comment("")  # the SDK writes "Auto-generated at ..."; the manifest's description follows
         self.set_bookkeeping(ds.id, {"parent_id": parent_id or "", "managed_by": "reconciler"})
         return ds
 
