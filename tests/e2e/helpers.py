@@ -27,9 +27,15 @@ class Env:
                    PYTHONUNBUFFERED="1")
         return env
 
-    def reconcile(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "reconciler.cli", *args], cwd=self.work, env=self.vars(),
-                              capture_output=True, text=True, timeout=timeout)
+    def reconcile(self, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+                  ) -> subprocess.CompletedProcess[str]:
+        """Run the CLI; every run also checks that no output shows the server's secret key."""
+        proc = subprocess.run([sys.executable, "-m", "reconciler.cli", *args], cwd=self.work,
+                              env=env if env is not None else self.vars(), capture_output=True, text=True,
+                              timeout=timeout)
+        secret = self.server.secret_key
+        assert secret not in proc.stdout and secret not in proc.stderr, "the secret key was printed"
+        return proc
 
     def sdk(self, code: str, timeout: float = 300) -> object:
         """Run ``code`` with the SDK; it must assign ``result``, which comes back through JSON."""
