@@ -1,0 +1,300 @@
+"""One manifest document -> what it says about one dataset, with the checks a single document allows.
+
+Runs after the schema check and tolerates documents that failed it: every reader looks only at values of the
+right type, so one run reports the schema problems and the semantic ones together. Parents stay unresolved
+references here; :mod:`.resolve` links them across documents.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from ..diagnostics import Diagnostic
+from ..model import (
+    TORCHVISION_SPLITS,
+    URL_SCHEMES,
+    DatasetKey,
+    PathSource,
+    Source,
+    TorchvisionSource,
+    UrlSource,
+    VersionKey,
+    VersionSpec,
+    freeze_json,
+    normalize_dataset_path,
+)
+from .schema import at, manifest_schema, show
+from .yamldoc import Document, JsonPath, display_path, non_json_values
+
+API_VERSION = "reconciler/v1"
+KIND = "Dataset"
+STORAGE_SCHEMES = ("s3", "gs", "azure", "http", "https", "file")
+DATASET_FIELDS = ("description", "tags", "metadata", "statistics", "storage")
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Collector:
+    """Diagnostics of one document; ``add`` locates a message at a JSON path of it."""
+
+    doc: Document
+    diags: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, path: JsonPath, message: str, *, key: bool = False) -> None:
+        self.diags.append(Diagnostic(at(path, message), self.doc.span(path, key=key)))
+
+
+@dataclass(frozen=True, slots=True)
+class VersionPart:
+    """A version as its document gives it; ``spec.parent`` is unset until resolved from ``parent_ref``."""
+
+    spec: VersionSpec
+    parent_ref: str | None
+    doc: Document
+    path: JsonPath
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetPart:
+    """What one document says about one dataset: the dataset-level fields it gives, and its versions."""
+
+    key: DatasetKey
+    doc: Document
+    fields: Mapping[str, Any]
+    versions: tuple[VersionPart, ...]
+
+
+@lru_cache(maxsize=1)
+def parent_pattern() -> str:
+    """The schema's pattern for ``parent`` (so the loader and the schema cannot disagree)."""
+    pattern: str = manifest_schema()["$defs"]["parentRef"]["pattern"]
+    return pattern
+
+
+def _get(data: Any, key: str, kind: type[T]) -> T | None:
+    """``data[key]`` when ``data`` is a map and the value has type ``kind`` (booleans are not ints)."""
+    if not isinstance(data, dict):
+        return None
+    value = data.get(key)
+    if isinstance(value, bool) and kind is not bool:
+        return None
+    return value if isinstance(value, kind) else None
+
+
+def _strings(data: Any, key: str) -> list[str]:
+    values = _get(data, key, list) or []
+    return [v for v in values if isinstance(v, str)]
+
+
+def header_diagnostics(doc: Document) -> list[Diagnostic]:
+    """Problems meaning the document is no v1 Dataset manifest at all (then the rest is not read)."""
+    out = Collector(doc)
+    if not isinstance(doc.data, dict):
+        out.add(
+            (),
+            f"a manifest document must be a map with apiVersion: {API_VERSION} and kind: {KIND}, "
+            f"got {show(doc.data)}",
+        )
+        return out.diags
+    api, kind = doc.data.get("apiVersion"), doc.data.get("kind")
+    if isinstance(api, str) and api != API_VERSION:
+        out.add(
+            ("apiVersion",),
+            f"unsupported apiVersion {api!r} (this version of reconcile reads {API_VERSION!r})",
+        )
+    if isinstance(kind, str) and kind != KIND:
+        out.add(("kind",), f"unknown kind {kind!r} (expected {KIND!r})")
+    return out.diags
+
+
+def read_dataset(doc: Document, *, check_local_paths: bool) -> tuple[DatasetPart | None, list[Diagnostic]]:
+    """The dataset of ``doc`` (None when project or name is unusable) and the single-document problems."""
+    out = Collector(doc)
+    data = doc.data
+    _check_dataset_fields(out, data)
+    project, name = _get(data, "project", str), _get(data, "name", str)
+    if project is None or name is None:
+        return None, out.diags
+    key = DatasetKey(project, name)
+    versions = []
+    for i, raw in enumerate(_get(data, "versions", list) or []):
+        part = _read_version(out, key, ("versions", i), raw, check_local_paths)
+        if part is not None:
+            versions.append(part)
+    fields = {f: data[f] for f in DATASET_FIELDS if f in data}
+    return DatasetPart(key, doc, fields, tuple(versions)), out.diags
+
+
+def _check_dataset_fields(out: Collector, data: Any) -> None:
+    metadata = _get(data, "metadata", dict)
+    if metadata is not None:
+        for path in non_json_values(metadata, ("metadata",)):
+            out.add(path, "NaN and infinity are not JSON numbers; quote them if they are text")
+    storage = _get(data, "storage", str)
+    if storage:
+        problem = _storage_problem(storage)
+        if problem:
+            out.add(("storage",), problem)
+
+
+def _storage_problem(storage: str) -> str | None:
+    if "://" in storage:
+        scheme = storage.split("://", 1)[0].lower()
+        if scheme not in STORAGE_SCHEMES:
+            return f"unsupported storage scheme {scheme!r} (supported: {', '.join(STORAGE_SCHEMES)})"
+        return None
+    if not os.path.isabs(os.path.expanduser(storage)):
+        return f"{storage!r} is a relative path; give a URL or an absolute folder"
+    return None
+
+
+def _read_version(
+    out: Collector, dataset: DatasetKey, path: JsonPath, raw: Any, check_local_paths: bool
+) -> VersionPart | None:
+    version = _get(raw, "version", str)
+    if version is None:
+        return None
+    parent_ref = _get(raw, "parent", str)
+    if parent_ref is not None and not re.fullmatch(parent_pattern(), parent_ref):
+        parent_ref = None  # the schema reports it
+    remove = tuple(_dataset_paths(out, (*path, "remove"), _strings(raw, "remove")))
+    if remove and "parent" not in raw:
+        out.add((*path, "remove"), "needs a parent: a version without one has nothing to remove", key=True)
+    sources: list[Source] = []
+    for i, src in enumerate(_get(raw, "sources", list) or []):
+        source = _read_source(out, (*path, "sources", i), src, check_local_paths)
+        if source is not None:
+            sources.append(source)
+    spec = VersionSpec(
+        key=VersionKey(dataset.project, dataset.name, version),
+        sources=tuple(sources),
+        remove=remove,
+        publish=_get(raw, "publish", bool) or False,
+        span=out.doc.span(path),
+    )
+    return VersionPart(spec, parent_ref, out.doc, path)
+
+
+def _dataset_paths(out: Collector, path: JsonPath, values: list[str]) -> list[str]:
+    """``values`` normalised; each absolute or escaping one is reported and dropped."""
+    result = []
+    for i, value in enumerate(values):
+        norm = _dataset_path(out, (*path, i), value)
+        if norm is not None:
+            result.append(norm)
+    return result
+
+
+def _dataset_path(out: Collector, path: JsonPath, value: str) -> str | None:
+    norm = normalize_dataset_path(value)
+    if norm is None:
+        why = (
+            "escapes the dataset with '..'" if ".." in value.replace("\\", "/").split("/") else "is absolute"
+        )
+        out.add(path, f"{value!r} {why}; dataset paths are relative to the dataset root")
+    return norm
+
+
+def _read_source(out: Collector, path: JsonPath, raw: Any, check_local_paths: bool) -> Source | None:
+    kinds = [k for k in ("path", "torchvision", "url") if isinstance(raw, dict) and k in raw]
+    if len(kinds) != 1:
+        return None
+    dest = _dataset_path(out, (*path, "dest"), _get(raw, "dest", str) or "")
+    if kinds[0] == "path":
+        return _path_source(out, path, raw, dest, check_local_paths)
+    if kinds[0] == "torchvision":
+        return _torchvision_source(out, path, raw, dest)
+    return _url_source(out, path, raw, dest)
+
+
+def _local(out: Collector, value: str) -> Path:
+    """A user-given local path as an absolute one, relative paths taken from the manifest file's folder."""
+    return Path(os.path.abspath(out.doc.folder / os.path.expanduser(value)))
+
+
+def _path_source(
+    out: Collector, path: JsonPath, raw: dict[str, Any], dest: str | None, check_local_paths: bool
+) -> PathSource | None:
+    value = _get(raw, "path", str)
+    if not value:
+        return None
+    local = _local(out, value)
+    if check_local_paths and not local.exists():
+        out.add((*path, "path"), f"{value!r} does not exist (looked for {display_path(local, Path.cwd())})")
+    include = _dataset_paths(out, (*path, "include"), _strings(raw, "include"))
+    exclude = _dataset_paths(out, (*path, "exclude"), _strings(raw, "exclude"))
+    return PathSource(local, dest or "", tuple(include), tuple(exclude), span=out.doc.span(path))
+
+
+def _torchvision_source(
+    out: Collector, path: JsonPath, raw: dict[str, Any], dest: str | None
+) -> TorchvisionSource | None:
+    cls, split = _get(raw, "torchvision", str), _get(raw, "split", str)
+    if not cls:
+        return None
+    if cls not in TORCHVISION_SPLITS:
+        out.add(
+            (*path, "torchvision"), f"unknown torchvision dataset {cls!r}{_suggest(cls, TORCHVISION_SPLITS)}"
+        )
+    elif split is not None and split not in TORCHVISION_SPLITS[cls]:
+        out.add((*path, "split"), f"{cls} has no split {split!r}{_suggest(split, TORCHVISION_SPLITS[cls])}")
+    layout = _get(raw, "layout", str) or "raw"
+    root = _get(raw, "root", str)
+    return TorchvisionSource(
+        dataset=cls,
+        split=split or "",
+        layout="images" if layout == "images" else "raw",
+        dest=dest or "",
+        root=_local(out, root) if root else None,
+        download=_get(raw, "download", bool) or False,
+        span=out.doc.span(path),
+    )
+
+
+def _url_source(out: Collector, path: JsonPath, raw: dict[str, Any], dest: str | None) -> UrlSource | None:
+    url = _get(raw, "url", str)
+    if not url:
+        return None
+    problem = _url_problem(url)
+    if problem:
+        out.add((*path, "url"), problem)
+    return UrlSource(url, dest or "", _get(raw, "copy", bool) or False, span=out.doc.span(path))
+
+
+def _url_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in URL_SCHEMES:
+        shown = f"scheme {scheme!r}" if scheme else "no scheme"
+        return f"{url!r} has {shown}; supported: {', '.join(f'{s}://' for s in URL_SCHEMES)}"
+    if scheme == "s3" and not parts.netloc:
+        return f"{url!r} names no bucket (s3://bucket/key)"
+    if scheme in ("http", "https") and not parts.netloc:
+        return f"{url!r} names no host"
+    if scheme == "file" and not parts.path:
+        return f"{url!r} names no file (file:///absolute/path)"
+    return None
+
+
+def _suggest(value: str, choices: Mapping[str, Any] | tuple[str, ...]) -> str:
+    names = list(choices)
+    close = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (supported: {', '.join(names)})"
+
+
+def dataset_field_value(fields: Mapping[str, Any], name: str) -> Any:
+    """A dataset-level field in the form documents are compared by (tags as a set, metadata frozen)."""
+    value = fields.get(name)
+    if name == "tags" and isinstance(value, list):
+        return frozenset(v for v in value if isinstance(v, str))
+    return freeze_json(value)

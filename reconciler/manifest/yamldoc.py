@@ -1,0 +1,297 @@
+"""Finding manifest files and reading them as safe YAML with the position of every node.
+
+Documents are composed (not constructed) with ruamel.yaml's round-trip parser, then converted to plain
+JSON-like values by :class:`_Converter`: no YAML tag outside the JSON set is ever constructed, so
+``!!python/object`` and friends are diagnostics, never objects. Each document keeps a map from a JSON path
+(the keys and indexes leading to a value) to the value's line and column, and one for mapping keys, so any
+later check can point at the exact place.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from ..diagnostics import Diagnostic, SourceSpan
+
+JsonPath = tuple[str | int, ...]
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+_STD = "tag:yaml.org,2002:"
+_MAP, _SEQ, _MERGE, _TIMESTAMP = _STD + "map", _STD + "seq", _STD + "merge", _STD + "timestamp"
+_SCALAR_TAGS = frozenset(_STD + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
+MAX_NODES = 200_000  # per document, after alias expansion; stops alias bombs
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestFile:
+    """A manifest file: ``display`` is how diagnostics name it, ``path`` is absolute."""
+
+    display: str
+    path: Path
+
+
+@dataclass(slots=True)
+class Document:
+    """One YAML document of a manifest file as JSON-like values, with 1-based positions of values and keys.
+
+    ``values`` holds every value's position by JSON path (the root is ``()``); ``keys`` holds the position of
+    each mapping key by the path of its value. Both are filled once by the reader and never change afterwards.
+    """
+
+    file: ManifestFile
+    index: int
+    data: Any
+    values: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.file.path.parent
+
+    def span(self, path: JsonPath = (), *, key: bool = False) -> SourceSpan:
+        """Where ``path`` is (its key when ``key``); a missing path points at its nearest ancestor."""
+        if key and path in self.keys:
+            return self._at(self.keys[path])
+        cur = tuple(path)
+        while cur and cur not in self.values:
+            cur = cur[:-1]
+        return self._at(self.values.get(cur, (1, 1)))
+
+    def _at(self, pos: tuple[int, int]) -> SourceSpan:
+        return SourceSpan(self.file.display, pos[0], pos[1])
+
+
+def display_path(path: Path, cwd: Path) -> str:
+    """``path`` relative to ``cwd`` when it is below it, else absolute; always with ``/``."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(cwd).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+def find_manifest_files(paths: Sequence[Path | str]) -> tuple[list[ManifestFile], list[Diagnostic]]:
+    """Files named by ``paths``: files as given, directories searched recursively for ``*.yaml``/``*.yml``.
+
+    Hidden entries (names starting with ``.``) inside a directory are skipped. The result has no
+    duplicates and is sorted by display path.
+    """
+    cwd = Path(os.path.abspath(os.getcwd()))
+    found: dict[Path, ManifestFile] = {}
+    diags: list[Diagnostic] = []
+    if not paths:
+        diags.append(Diagnostic("no manifest files or directories given"))
+    for given in paths:
+        p = Path(given)
+        here = SourceSpan(display_path(p, cwd))
+        if p.is_dir():
+            files = sorted(_walk(p))
+            if not files:
+                diags.append(Diagnostic("no manifest files (*.yaml, *.yml) in this directory", here))
+        elif p.exists():
+            files = [p]
+        else:
+            diags.append(Diagnostic("no such file or directory", here))
+            continue
+        for f in files:
+            absolute = Path(os.path.abspath(f))
+            found.setdefault(absolute, ManifestFile(display_path(f, cwd), absolute))
+    return sorted(found.values(), key=lambda m: m.display), diags
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.startswith(".") and name.endswith(MANIFEST_SUFFIXES):
+                yield Path(root, name)
+
+
+def read_documents(mf: ManifestFile) -> tuple[list[Document], list[Diagnostic]]:
+    """Every non-empty document of ``mf``. A document with a YAML problem is reported and left out.
+
+    A syntax error stops the file there: the documents before it are still returned.
+    """
+    diags: list[Diagnostic] = []
+    try:
+        text = mf.path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        before = err.object[: err.start]
+        line, col = before.count(b"\n") + 1, err.start - (before.rfind(b"\n") + 1) + 1
+        return [], [
+            Diagnostic(
+                f"not UTF-8 text (byte {err.object[err.start]:#04x})", SourceSpan(mf.display, line, col)
+            )
+        ]
+    except OSError as err:
+        return [], [Diagnostic(f"cannot read: {err.strerror or err}", SourceSpan(mf.display))]
+    docs: list[Document] = []
+    count = 0
+    try:
+        for index, node in enumerate(YAML(typ="rt").compose_all(io.StringIO(text))):
+            count += 1
+            doc, problems = _convert_document(mf, index, node)
+            diags.extend(problems)
+            if doc is not None and not problems:
+                docs.append(doc)
+    except YAMLError as err:
+        diags.append(_syntax_diagnostic(mf, err))
+    if count == 0 and not diags:
+        diags.append(Diagnostic("no YAML documents in this file", SourceSpan(mf.display, 1, 1)))
+    return docs, diags
+
+
+def _syntax_diagnostic(mf: ManifestFile, err: YAMLError) -> Diagnostic:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    if isinstance(err, MarkedYAMLError):
+        message = err.problem or err.context or "malformed YAML"
+        ctx = err.context_mark
+        same_place = (
+            mark is not None and ctx is not None and (ctx.line, ctx.column) == (mark.line, mark.column)
+        )
+        if err.problem and err.context and ctx is not None and not same_place:
+            message += f" ({err.context} at line {ctx.line + 1}, column {ctx.column + 1})"
+    else:
+        message = str(err).splitlines()[0] if str(err) else "malformed YAML"
+    span = (
+        SourceSpan(mf.display, mark.line + 1, mark.column + 1) if mark is not None else SourceSpan(mf.display)
+    )
+    return Diagnostic(f"invalid YAML: {message}", span)
+
+
+def _convert_document(
+    mf: ManifestFile, index: int, node: Node | None
+) -> tuple[Document | None, list[Diagnostic]]:
+    if node is None or (isinstance(node, ScalarNode) and str(node.tag) == _STD + "null" and node.value == ""):
+        return None, []  # an empty document, e.g. after a trailing '---'
+    doc = Document(mf, index, None)
+    conv = _Converter(doc)
+    doc.data = conv.convert(node, ())
+    return doc, conv.diags
+
+
+def _pos(node: Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _show_tag(tag: str) -> str:
+    return "!!" + tag[len(_STD) :] if tag.startswith(_STD) else tag
+
+
+class _Converter:
+    """Turns composed nodes into dicts, lists and JSON scalars, recording positions in its document.
+
+    Timestamps stay the text the user wrote; keys become their text (``2019: x`` has key ``"2019"``);
+    merge keys (``<<``) are applied, explicit keys winning; recursive aliases are refused.
+    """
+
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.diags: list[Diagnostic] = []
+        self.nodes = 0
+        self.active: set[int] = set()
+        self.scalar = YAML(typ="safe", pure=True).constructor
+
+    def problem(self, message: str, node: Node) -> None:
+        self.diags.append(Diagnostic(message, SourceSpan(self.doc.file.display, *_pos(node))))
+
+    def convert(self, node: Node, path: JsonPath) -> Any:
+        self.nodes += 1
+        if self.nodes == MAX_NODES:
+            self.problem(f"document too large (more than {MAX_NODES} values after expanding aliases)", node)
+        if self.nodes >= MAX_NODES:
+            return None
+        self.doc.values.setdefault(path, _pos(node))
+        if id(node) in self.active:
+            self.problem("recursive alias: a value contains itself", node)
+            return None
+        self.active.add(id(node))
+        try:
+            return self._convert(node, path)
+        finally:
+            self.active.discard(id(node))
+
+    def _convert(self, node: Node, path: JsonPath) -> Any:
+        tag = str(node.tag)
+        if isinstance(node, MappingNode) and tag == _MAP:
+            return self._mapping(node, path)
+        if isinstance(node, SequenceNode) and tag == _SEQ:
+            return [self.convert(item, (*path, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, ScalarNode) and tag in _SCALAR_TAGS:
+            return self._scalar(node)
+        self.problem(
+            f"tag {_show_tag(tag)} is not allowed: manifests hold only maps, lists, strings, numbers, "
+            "booleans and null",
+            node,
+        )
+        return None
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        if str(node.tag) == _TIMESTAMP:
+            return str(node.value)
+        try:
+            return self.scalar.construct_object(node)
+        except (YAMLError, ValueError) as err:
+            self.problem(f"invalid {_show_tag(str(node.tag))} value {node.value!r}: {err}", node)
+            return None
+
+    def _mapping(self, node: MappingNode, path: JsonPath) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        first: dict[str, Node] = {}
+        merges: list[Node] = []
+        for key_node, value_node in node.value:
+            if str(key_node.tag) == _MERGE:
+                merges.append(value_node)
+                continue
+            key = self._key(key_node)
+            if key is None:
+                continue
+            if key in first:
+                line, col = _pos(first[key])
+                self.problem(f"duplicate key {key!r} (first at line {line}, column {col})", key_node)
+                continue
+            first[key] = key_node
+            self.doc.keys.setdefault((*path, key), _pos(key_node))
+            result[key] = self.convert(value_node, (*path, key))
+        for merged in merges:
+            self._merge(merged, path, result)
+        return result
+
+    def _merge(self, node: Node, path: JsonPath, into: dict[str, Any]) -> None:
+        """Applies ``<<: *anchor`` or ``<<: [*a, *b]``: keys already present win, then earlier maps."""
+        targets = node.value if isinstance(node, SequenceNode) else [node]
+        for target in targets:
+            if not isinstance(target, MappingNode) or str(target.tag) != _MAP:
+                self.problem("a merge key (<<) needs a map or a list of maps", target)
+                continue
+            merged = self.convert(target, path)
+            for key, value in (merged or {}).items():
+                into.setdefault(key, value)
+
+    def _key(self, node: Node) -> str | None:
+        if not isinstance(node, ScalarNode) or str(node.tag) not in _SCALAR_TAGS:
+            self.problem("a key must be a plain scalar (a string)", node)
+            return None
+        return str(node.value)
+
+
+def non_json_values(value: Any, path: JsonPath) -> Iterator[JsonPath]:
+    """Paths below ``value`` holding a float JSON cannot represent (NaN or infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from non_json_values(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from non_json_values(v, (*path, i))
