@@ -69,7 +69,8 @@ def cli(ctx: click.Context, local: bool, data_dir: Path | None, debug: bool) -> 
               show_default=True, help="Where the server keeps its database and files.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=8008, show_default=True, help="API port (0: a free port).")
-@click.option("--files-port", type=int, default=None, help="File server port (default: same server, /files).")
+@click.option("--files-port", type=int, default=None,
+              help="File server port (default: the API port + 1; a free port when --port is 0).")
 @click.option("--access-key", envvar="RECONCILE_SERVER_ACCESS_KEY", default=None, help="Fixed access key.")
 @click.option("--secret-key", envvar="RECONCILE_SERVER_SECRET_KEY", default=None, help="Fixed secret key.")
 def server(data_dir: Path, host: str, port: int, files_port: int | None, access_key: str | None,
@@ -77,9 +78,14 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
     """Run the embedded ClearML-compatible server in the foreground."""
     from .localserver import LocalServer
 
-    srv = LocalServer(data_dir, host=host, port=port, access_key=access_key, secret_key=secret_key)
-    srv.start()
-    click.echo(f"# ClearML-compatible server on {srv.api_url} (data in {data_dir.resolve()})", err=True)
+    srv = LocalServer(data_dir, host=host, port=port, files_port=files_port, access_key=access_key,
+                      secret_key=secret_key)
+    try:
+        srv.start()
+    except (OSError, ValueError) as err:
+        raise ReconcileError(f"cannot start the server: {err}") from err
+    click.echo(f"# ClearML-compatible server on {srv.api_url}, files on {srv.files_url} "
+               f"(data in {data_dir.resolve()})", err=True)
     click.echo("# paste these lines to point any ClearML code at it:", err=True)
     for name, value in srv.client_env().items():
         click.echo(f"export {name}={value}")

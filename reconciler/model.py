@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -258,9 +259,12 @@ TORCHVISION_LAYOUTS: tuple[str, ...] = ("raw", "images")
 URL_SCHEMES: tuple[str, ...] = ("s3", "http", "https", "file")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Content:
-    """The full content of one dataset version: files and external links, keyed by dataset path."""
+    """The full content of one dataset version: files and external links, keyed by dataset path.
+
+    Treat the mappings as read-only: :meth:`digest` is computed once and kept.
+    """
 
     files: Mapping[str, FileEntry] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     links: Mapping[str, LinkEntry] = field(default_factory=lambda: MappingProxyType({}), hash=False)
@@ -275,13 +279,12 @@ class Content:
 
     def digest(self) -> str:
         """A stable fingerprint of the content (paths, sizes, hashes, link targets); local paths are ignored."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
         import hashlib
 
-        h = hashlib.sha256()
-        for path in sorted(self.files):
-            f = self.files[path]
-            h.update(f"F\t{path}\t{f.size}\t{f.sha256}\n".encode())
-        for path in sorted(self.links):
-            lnk = self.links[path]
-            h.update(f"L\t{path}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n".encode())
-        return h.hexdigest()
+        lines = [f"F\t{p}\t{f.size}\t{f.sha256}\n" for p, f in sorted(self.files.items())]
+        lines += [f"L\t{p}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n" for p, lnk in sorted(self.links.items())]
+        return hashlib.sha256("".join(lines).encode()).hexdigest()

@@ -1,0 +1,129 @@
+"""The API server as a Flask application: routing, authentication and the response envelope.
+
+Every answer, success or error, is the real server's envelope ``{"meta": {...}, "data": {...}}`` with the HTTP
+status equal to ``meta.result_code`` (never 503, which the SDK retries forever). ``/auth.login`` and any
+``/v<major>.<minor>/<service>.<action>`` path are served; unknown endpoints answer the real server's 404.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+from flask import Flask, Response, request
+
+from . import errors
+from .auth import API_VERSION, TokenService
+from .endpoints import PUBLIC_ENDPOINTS, Call, Handler, all_endpoints
+from .hooks import ServerStats
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+_PATH = re.compile(r"^(?:api/)?(?:v(?P<version>\d+\.\d+)/)?(?P<endpoint>[A-Za-z_]+\.[A-Za-z_]+)/?$")
+_ACTUAL_VERSIONS = {"tasks.completed": "2.2", "tasks.add_or_update_artifacts": "2.10"}
+_JSON_LINES = ("application/json-lines", "application/x-ndjson", "application/jsonlines")
+
+
+def envelope(
+    endpoint: str, requested: str, data: Any, error: errors.ApiError | None = None
+) -> dict[str, Any]:
+    """The response body; ``data`` is ``{}`` on error and ``error_stack`` null, as the real server sends."""
+    trx = uuid.uuid4().hex
+    known = error is None or error.code != 404
+    return {
+        "meta": {
+            "id": trx,
+            "trx": trx,
+            "endpoint": {
+                "name": endpoint,
+                "requested_version": requested,
+                "actual_version": _ACTUAL_VERSIONS.get(endpoint, "1.0") if known else None,
+            },
+            "result_code": error.code if error else 200,
+            "result_subcode": error.subcode if error else 0,
+            "result_msg": error.msg if error else "OK",
+            "error_stack": None if error else "",
+            "error_data": {},
+        },
+        "data": {} if error else data,
+    }
+
+
+def _parse_body(endpoint: str) -> Any:
+    """The JSON body (a list for json-lines); an empty body gives the query arguments; bad JSON is 400/0."""
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        return dict(request.args)
+    try:
+        text = raw.decode("utf-8")
+        if request.mimetype in _JSON_LINES or (endpoint == "events.add_batch" and "\n" in text.strip()):
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise errors.malformed_request() from None
+    if not isinstance(data, dict | list):
+        raise errors.malformed_request()
+    return data
+
+
+class ApiApp:
+    """Dispatches API calls to the endpoint handlers against one :class:`Store`."""
+
+    def __init__(self, store: Store, tokens: TokenService, stats: ServerStats) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._stats = stats
+        self._handlers: dict[str, Handler] = all_endpoints()
+
+    def wsgi(self) -> Flask:
+        app = Flask("reconciler.localserver.api")
+        methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+        app.add_url_rule("/", "root", lambda: self._serve(""), methods=methods)
+        app.add_url_rule("/<path:path>", "api", self._serve, methods=methods)
+        return app
+
+    def _serve(self, path: str) -> Response:
+        match = _PATH.match(path)
+        endpoint = match.group("endpoint") if match else path.strip("/")
+        requested = (match.group("version") if match else None) or API_VERSION
+        self._stats.count(endpoint)
+        parsed: Any = None
+        try:
+            data, parsed = self._dispatch(endpoint, requested, known_path=match is not None)
+            body = envelope(endpoint, requested, data)
+        except errors.ApiError as err:
+            if err.code == 404:
+                log.warning("unknown endpoint %s requested", endpoint)
+            body = envelope(endpoint, requested, {}, err)
+        except Exception as exc:  # the envelope must survive any handler bug
+            log.exception("endpoint %s failed", endpoint)
+            body = envelope(endpoint, requested, {}, errors.ApiError(500, 0, f"Internal server error: {exc}"))
+        status = body["meta"]["result_code"]
+        self._stats.record(
+            {
+                "method": request.method,
+                "path": request.path,
+                "endpoint": endpoint,
+                "request": parsed,
+                "status": status,
+                "response": body,
+            }
+        )
+        return Response(json.dumps(body), status=status, mimetype="application/json")
+
+    def _dispatch(self, endpoint: str, requested: str, *, known_path: bool) -> tuple[Any, Any]:
+        """The response data and the parsed request body."""
+        if endpoint == "auth.login":
+            self._tokens.check_basic(request.headers.get("Authorization"))
+            return {"token": self._tokens.issue()}, None
+        handler = self._handlers.get(endpoint) if known_path else None
+        if handler is None:
+            raise errors.unknown_endpoint(endpoint, requested)
+        if endpoint not in PUBLIC_ENDPOINTS:
+            self._tokens.check_bearer(request.headers.get("Authorization"))
+        data = _parse_body(endpoint)
+        return handler(Call(endpoint, data, self._store, self._tokens.identity)), data
