@@ -1,0 +1,235 @@
+"""Sources: what each manifest source contributes to a dataset version, as files and links.
+
+:class:`SourceResolver` turns a :data:`~reconciler.model.Source` into a :class:`SourceContent`:
+
+* ``path`` sources (:mod:`.local`) and ``torchvision`` sources (:mod:`.torchvision`) give :class:`FileEntry`
+  items whose sha256 comes from the persistent hash cache (:mod:`.hashcache`) or is computed in parallel
+  threads (:mod:`.hashing`);
+* ``url`` sources (:mod:`.remote`) give :class:`LinkEntry` items (size and ETag as the store reports them;
+  ``file://`` links carry the file's sha256 as their ETag so a same-size edit still shows), or, with
+  ``copy: true``, :class:`FileEntry` items for the downloaded bytes.
+
+Invariants of every :class:`SourceContent`: entries are sorted by dataset path, paths are normalised and
+already joined with the source's ``dest``, no path appears twice, and ``FileEntry.local`` is the absolute path
+of the bytes on this machine. Every problem is a :class:`~reconciler.diagnostics.ReconcileError` with one line
+naming the source's manifest span. This package never imports clearml.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from ..diagnostics import Diagnostic, ReconcileError
+from ..model import (
+    FileEntry,
+    LinkEntry,
+    PathSource,
+    Source,
+    TorchvisionSource,
+    UrlSource,
+    join_dataset_path,
+    normalize_dataset_path,
+)
+from .errors import SourceError
+from .hashcache import HashCache, stat_key
+from .hashing import Digest, Hasher, LocalFile
+from .local import walk_source
+from .remote import RemoteObject, S3Clients, download_cached, file_url_path, http_object, s3_objects
+from .torchvision import TorchvisionEnv, torchvision_files
+
+__all__ = ["ResolveOptions", "SourceContent", "SourceResolver", "default_cache_dir"]
+
+HASH_DB_NAME = "hashes.sqlite3"
+
+
+def default_cache_dir() -> Path:
+    """The user cache directory of this tool (``~/.cache/clearml-reconciler`` on Linux)."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("clearml-reconciler", appauthor=False))
+
+
+def _cpu_count() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+@dataclass(frozen=True, slots=True)
+class SourceContent:
+    """What one source contributes: files (hashed) and external links, each sorted by dataset path."""
+
+    files: tuple[FileEntry, ...] = ()
+    links: tuple[LinkEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveOptions:
+    """How sources are resolved.
+
+    ``cache_dir`` holds the hash cache, torchvision's default download root, materialised torchvision images
+    and ``copy: true`` downloads; None means :func:`default_cache_dir`. ``workers`` is the number of hashing
+    and downloading threads. ``progress`` draws a progress bar on stderr for long work. ``timeout`` (seconds)
+    bounds each network connect and read.
+    """
+
+    cache_dir: Path | None = None
+    workers: int = field(default_factory=_cpu_count)
+    progress: bool = False
+    timeout: float = 30.0
+
+
+class SourceResolver:
+    """Resolves sources against one hash cache. A context manager; use from one thread.
+
+    ``hashed_files`` counts files whose bytes were actually hashed (cache misses, fresh downloads and newly
+    written torchvision images), never files served from the cache.
+    """
+
+    def __init__(self, options: ResolveOptions | None = None) -> None:
+        self.options = options or ResolveOptions()
+        self.cache_dir = (self.options.cache_dir or default_cache_dir()).absolute()
+        self._cache = HashCache(self.cache_dir / HASH_DB_NAME)
+        self._pool: ThreadPoolExecutor | None = None
+        self._s3 = S3Clients(self.options.timeout)
+        self._hasher = Hasher(self._cache, self._executor, progress=self.options.progress)
+
+    @property
+    def hashed_files(self) -> int:
+        return self._hasher.hashed
+
+    def _executor(self) -> Executor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=max(1, self.options.workers), thread_name_prefix="hash")
+        return self._pool
+
+    # --- public API --------------------------------------------------------------------------------------
+
+    def resolve(self, source: Source) -> SourceContent:
+        """The content of one source. Raises ReconcileError(message, span=source.span)."""
+        try:
+            dest = normalize_dataset_path(source.dest)
+            if dest is None:
+                raise SourceError(f"dest {source.dest!r} must be a relative path inside the dataset")
+            if isinstance(source, PathSource):
+                return self._path_content(source, dest)
+            if isinstance(source, TorchvisionSource):
+                return self._files_content(torchvision_files(source, self._torchvision_env()), dest)
+            if isinstance(source, UrlSource):
+                return self._url_content(source, dest)
+            raise SourceError(f"unsupported source {type(source).__name__}")
+        except SourceError as exc:
+            raise ReconcileError(f"{_kind(source)} source: {exc}", span=source.span) from exc
+
+    def resolve_all(self, sources: Sequence[Source]) -> list[SourceContent]:
+        """``resolve`` of each source, in order (hashing within each runs in parallel).
+
+        Every source is tried; the ReconcileError raised at the end carries the diagnostics of all the sources
+        that failed, one line each.
+        """
+        results: list[SourceContent] = []
+        problems: list[Diagnostic] = []
+        for source in sources:
+            try:
+                results.append(self.resolve(source))
+            except ReconcileError as exc:
+                problems.extend(exc.diagnostics)
+        if problems:
+            raise ReconcileError(problems)
+        return results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._cache.close()
+
+    def __enter__(self) -> SourceResolver:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- files -------------------------------------------------------------------------------------------
+
+    def _digest(self, files: Sequence[LocalFile]) -> list[Digest]:
+        """Digests of ``files`` via the cache: one range query when they share a folder, else IN queries."""
+        if not files:
+            return []
+        if len(files) <= 64:
+            return self._hasher.digest(files, self._cache.lookup([f.path for f in files]))
+        return self._hasher.digest(files, self._cache.lookup_tree(_common_folder([f.path for f in files])))
+
+    def _files_content(self, files: Sequence[LocalFile], dest: str) -> SourceContent:
+        digests = self._digest(files)
+        entries = tuple(
+            FileEntry(join_dataset_path(dest, f.rel), d[0], d[1], f.path) for f, d in zip(files, digests, strict=True)
+        )
+        return SourceContent(files=entries)
+
+    def _path_content(self, source: PathSource, dest: str) -> SourceContent:
+        files = walk_source(source.path, source.include, source.exclude)
+        if not files:
+            raise SourceError(
+                f"{source.path} has no files"
+                + (" matching include/exclude" if (source.include or source.exclude) else "")
+            )
+        return self._files_content(files, dest)
+
+    def _torchvision_env(self) -> TorchvisionEnv:
+        return TorchvisionEnv(self.cache_dir, self.options.progress, self._digest, self._hasher.record)
+
+    # --- urls --------------------------------------------------------------------------------------------
+
+    def _url_content(self, source: UrlSource, dest: str) -> SourceContent:
+        scheme = source.url.split(":", 1)[0].lower()
+        if scheme == "file":
+            return self._file_url_content(source, dest)
+        if scheme == "s3":
+            objects = s3_objects(source.url, self._s3)
+        elif scheme in ("http", "https"):
+            objects = [http_object(source.url, self.options.timeout)]
+        else:
+            raise SourceError(f"unsupported URL scheme {scheme!r} in {source.url} (use s3, http, https or file)")
+        if source.copy:
+            return self._files_content(self._download(objects), dest)
+        links = tuple(LinkEntry(join_dataset_path(dest, o.rel), o.url, o.size, o.etag) for o in objects)
+        return SourceContent(links=links)
+
+    def _download(self, objects: Sequence[RemoteObject]) -> list[LocalFile]:
+        downloads = self.cache_dir / "downloads"
+        paths = list(self._executor().map(lambda o: download_cached(o, downloads, self._s3), objects))
+        return [LocalFile(o.rel, str(p), stat_key(os.stat(p))) for o, p in zip(objects, paths, strict=True)]
+
+    def _file_url_content(self, source: UrlSource, dest: str) -> SourceContent:
+        root = file_url_path(source.url)
+        files = walk_source(root)
+        if not files:
+            raise SourceError(f"{root} has no files")
+        if source.copy:
+            return self._files_content(files, dest)
+        digests = self._digest(files)
+        links = tuple(
+            LinkEntry(join_dataset_path(dest, f.rel), "file://" + f.path, d[0], d[1])
+            for f, d in zip(files, digests, strict=True)
+        )
+        return SourceContent(links=links)
+
+
+def _common_folder(paths: Sequence[str]) -> str:
+    """The deepest folder containing every path (the common prefix of the extremes, cut at a ``/``)."""
+    prefix = os.path.commonprefix([min(paths), max(paths)])
+    return prefix[: prefix.rfind("/")] or "/"
+
+
+def _kind(source: Source) -> str:
+    if isinstance(source, PathSource):
+        return "path"
+    if isinstance(source, TorchvisionSource):
+        return "torchvision"
+    return "url"

@@ -1,0 +1,134 @@
+"""A persistent cache of file hashes in SQLite, so an unchanged file is never hashed twice.
+
+Invariants:
+
+* A row maps an absolute path (as walked, symlinks not resolved) to the sha256 of its bytes *together with*
+  the stat identity seen when it was hashed: device, inode, size, mtime_ns and ctime_ns. A lookup is a hit
+  only when the current stat equals the stored one, so a rewritten, replaced or merely touched file (new
+  mtime or ctime) is hashed again. ctime cannot be set by users, which also catches content restored with an
+  old mtime.
+* A hash is stored only when the file's stat was the same before and after reading it, so a file written
+  while it was being hashed is not cached.
+* Lookups are batched: one range query per folder source (``lookup_tree``) or ``IN`` queries of a few hundred
+  paths; writes go in one transaction per batch.
+* The database runs in WAL mode with a busy timeout, so several processes can share one cache; the last
+  writer of a path wins, and any row it writes is correct for the stat it records.
+* Rows of deleted files are left in place: they are never hits for a new file (inode/ctime differ) and cost
+  only disk space; deleting the database file is always safe.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ..diagnostics import ReconcileError
+
+SCHEMA_VERSION = 1
+_IN_CHUNK = 500
+_INT64 = 1 << 63
+
+
+StatKey = tuple[int, int, int, int, int]
+"""The identity of a file's content as far as ``stat`` can tell: (dev, ino, size, mtime_ns, ctime_ns).
+
+A plain tuple on purpose: one is built per file on every scan. Device and inode numbers are folded into
+SQLite's signed 64-bit range, so keys compare equal to what the database returns.
+"""
+SIZE = 2  # index of the size in a StatKey
+
+CachedRow = tuple[str, int, int, int, int, int, str]
+"""A database row as fetched: (path, dev, ino, size, mtime_ns, ctime_ns, sha256). Rows are used as fetched,
+without building per-row objects, because a scan reads one per file."""
+
+
+def _fold(value: int) -> int:
+    return value - (1 << 64) if value >= _INT64 else value
+
+
+def stat_key(st: os.stat_result) -> StatKey:
+    dev, ino = st.st_dev, st.st_ino
+    if dev >= _INT64 or ino >= _INT64:
+        dev, ino = _fold(dev), _fold(ino)
+    return (dev, ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS file_hashes (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class HashCache:
+    """The cache database at ``path`` (created with its folder). Use from one thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._check_version()
+        except (OSError, sqlite3.Error) as exc:
+            raise ReconcileError(f"cannot open the hash cache {path}: {exc} (it is safe to delete this file)") from exc
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] != str(SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(f"schema version {row[0]}, expected {SCHEMA_VERSION}")
+
+    def lookup_tree(self, root: str) -> dict[str, CachedRow]:
+        """Every cached row for ``root`` itself and any path below it, by path (one range query)."""
+        root = root.rstrip("/") or "/"
+        low = root if root == "/" else root + "/"
+        high = low[:-1] + chr(ord("/") + 1)
+        rows = self._db.execute(
+            "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256 FROM file_hashes "
+            "WHERE (path >= ? AND path < ?) OR path = ?",
+            (low, high, root),
+        )
+        return {r[0]: r for r in rows}
+
+    def lookup(self, paths: Sequence[str]) -> dict[str, CachedRow]:
+        """The cached rows for exactly these paths (batched ``IN`` queries)."""
+        found: dict[str, CachedRow] = {}
+        for start in range(0, len(paths), _IN_CHUNK):
+            chunk = paths[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256 FROM file_hashes WHERE path IN ({marks})",
+                chunk,
+            )
+            found.update({r[0]: r for r in rows})
+        return found
+
+    def store(self, rows: Iterable[tuple[str, StatKey, str]]) -> None:
+        """Record (path, stat, sha256) rows in one transaction, replacing older rows of the same paths."""
+        values = [(path, *key, sha) for path, key, sha in rows]
+        if not values:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?, ?, ?, ?)", values)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,130 @@
+"""Walking a local file or folder into the regular files a path source contributes.
+
+What is taken, on purpose:
+
+* Regular files, including files reached through a symlink (the link is followed: the dataset gets the
+  target's bytes under the link's name).
+* Folders, including symlinked folders, recursively. A symlink to a folder that is already being walked (an
+  ancestor: a loop) is not entered again; a symlink to some other folder is walked under the link's name.
+* Special files (FIFOs, sockets, device nodes) are skipped: they have no stable content to version.
+* A dangling symlink, an unreadable file or an unreadable folder is an error naming it, unless ``exclude``
+  drops it first. Names that are not valid UTF-8 are an error (dataset paths are text).
+* ``include``/``exclude`` are globs (:mod:`reconciler.sources.globs`) over the POSIX path relative to the
+  source root; a file is taken when it matches some ``include`` (or there is none) and no ``exclude``. An
+  ``exclude`` matching a folder prunes it without reading it. For a single-file source the globs see its
+  base name.
+* Hidden files are not special: ``exclude: ['.*']`` drops them.
+
+The result is sorted by relative path, so the order never depends on the file system.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from .errors import SourceError
+from .globs import GlobSet
+from .hashcache import stat_key
+from .hashing import LocalFile
+
+DirId = tuple[int, int]
+
+
+def stat_source_root(path: Path) -> os.stat_result:
+    """``stat`` of a source root (symlinks followed), with user-facing errors."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise SourceError(f"{path} is a dangling symlink (to {os.readlink(path)})") from None
+        raise SourceError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise SourceError(f"cannot access {path}: {exc.strerror or exc}") from exc
+
+
+def _check_name(rel: str, full: str) -> None:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SourceError(f"file name is not valid UTF-8: {full!r}") from None
+
+
+class _Walker:
+    """Depth-first walk of one source root; see the module docstring for the rules."""
+
+    def __init__(self, include: GlobSet, exclude: GlobSet) -> None:
+        self.include = include
+        self.exclude = exclude
+        self.files: list[LocalFile] = []
+
+    def take(self, rel: str, full: str, st: os.stat_result) -> None:
+        if self.include and not self.include.matches(rel):
+            return
+        if not os.access(full, os.R_OK):
+            raise SourceError(f"cannot read {full}: permission denied")
+        self.files.append(LocalFile(rel, full, stat_key(st)))
+
+    def walk(self, root: str, root_id: DirId) -> None:
+        # Hot loop (one iteration per file): attribute look-ups hoisted, regular files handled inline.
+        exclude = self.exclude if self.exclude else None
+        take = self.take
+        stack: list[tuple[str, str, frozenset[DirId]]] = [(root, "", frozenset({root_id}))]
+        while stack:
+            folder, rel_folder, ancestors = stack.pop()
+            prefix = rel_folder + "/" if rel_folder else ""
+            try:
+                entries = list(os.scandir(folder))
+            except OSError as exc:
+                raise SourceError(f"cannot read folder {folder}: {exc.strerror or exc}") from exc
+            for entry in entries:
+                rel = prefix + entry.name
+                if exclude is not None and exclude.matches(rel):
+                    continue
+                if not rel.isascii():
+                    _check_name(rel, entry.path)
+                if entry.is_file(follow_symlinks=False):
+                    take(rel, entry.path, entry.stat(follow_symlinks=False))
+                    continue
+                sub = self._visit(entry, rel, ancestors)
+                if sub is not None:
+                    stack.append(sub)
+
+    def _visit(
+        self, entry: os.DirEntry[str], rel: str, ancestors: frozenset[DirId]
+    ) -> tuple[str, str, frozenset[DirId]] | None:
+        """Take a file, or return the folder to walk next (None when there is none)."""
+        try:
+            st = entry.stat(follow_symlinks=True)
+        except FileNotFoundError:
+            if entry.is_symlink():
+                raise SourceError(f"{entry.path} is a dangling symlink (to {os.readlink(entry.path)})") from None
+            return None  # removed while walking
+        except OSError as exc:
+            raise SourceError(f"cannot access {entry.path}: {exc.strerror or exc}") from exc
+        if stat.S_ISREG(st.st_mode):
+            self.take(rel, entry.path, st)
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            dir_id = (st.st_dev, st.st_ino)
+            if dir_id in ancestors:
+                return None  # a symlink back into its own ancestry: a loop
+            return (entry.path, rel, ancestors | {dir_id})
+        return None  # FIFO, socket, device: skipped
+
+
+def walk_source(path: Path, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[LocalFile]:
+    """The regular files of a file or folder source, sorted by relative path. ``path`` is absolute."""
+    walker = _Walker(GlobSet.compile(include), GlobSet.compile(exclude))
+    st = stat_source_root(path)
+    full = os.path.abspath(path)
+    if stat.S_ISDIR(st.st_mode):
+        walker.walk(full, (st.st_dev, st.st_ino))
+    elif stat.S_ISREG(st.st_mode):
+        if not (walker.exclude and walker.exclude.matches(path.name)):
+            walker.take(path.name, full, st)
+    else:
+        raise SourceError(f"{path} is neither a file nor a folder")
+    walker.files.sort()  # by rel: rel is the first field and unique
+    return walker.files
