@@ -18,6 +18,7 @@ table to ``benchmarks/RESULTS.md``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -288,10 +289,9 @@ def machine() -> dict[str, str]:
     import clearml
 
     cpu = ""
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
             "cores": str(os.cpu_count()), "clearml": clearml.__version__}
 
