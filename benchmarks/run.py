@@ -163,19 +163,30 @@ def b1(b: Bench, m: Measure, files: int, datasets: int) -> None:
                 - path: {root / f'ds{i}'}
             """))
     m.notes.append(f"setup apply of {files} files: {b.apply(mdir):.1f}s")
-    in_process_plan([mdir], b.workers)  # the SDK session and imports, once
-    for _ in range(b.runs):
-        t0 = time.perf_counter()
-        assert walk_and_stat(root) == per * datasets
-        floor = time.perf_counter() - t0
-        r = in_process_plan([mdir], b.workers)
-        if r["actions"] or r["hashed"]:
+    # Measured in a child process, so the plan does not share an interpreter with the server's threads.
+    proc = subprocess.run([sys.executable, __file__, "--b1-child", str(mdir), str(root), str(b.runs),
+                           str(b.workers)], cwd=REPO, env=b.env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"B1 child failed:\n{proc.stderr[-3000:]}")
+    for r in json.loads(proc.stdout.splitlines()[-1]):
+        if r["actions"] or r["hashed"] or r["files"] != per * datasets:
             raise RuntimeError(f"B1 plan is not a warm no-op: {r}")
-        m.add("floor walk+stat (s)", floor)
+        m.add("floor walk+stat (s)", r["floor"])
         m.add("no-op plan (s)", r["total"])
         m.add("  of which sources (s)", r["sources"])
         m.add("  of which observe+plan (s)", r["observe_plan"])
-        m.add("ratio", r["total"] / floor)
+        m.add("ratio", r["total"] / r["floor"])
+
+
+def b1_child(mdir: Path, root: Path, runs: int, workers: int) -> None:
+    in_process_plan([mdir], workers)  # imports and the SDK session, once
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        n = walk_and_stat(root)
+        floor = time.perf_counter() - t0
+        out.append({**in_process_plan([mdir], workers), "floor": floor, "files": n})
+    print(json.dumps(out))
 
 
 def b2(b: Bench, m: Measure, files: int, size: int) -> None:
@@ -313,6 +324,11 @@ def to_markdown(measures: list[Measure], info: dict[str, str], command: str) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--b1-child"]:
+        sys.path.insert(0, str(REPO))
+        b1_child(Path(argv[1]), Path(argv[2]), int(argv[3]), int(argv[4]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="B1,B2,B3,B4,B5")
     ap.add_argument("--runs", type=int, default=3)
@@ -363,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.close()
         shutil.rmtree(work, ignore_errors=True)
     info = machine()
-    command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/run.py " + " ".join(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
         {"machine": info, "command": command,

@@ -36,7 +36,7 @@ from ..model import (
     normalize_dataset_path,
 )
 from .errors import SourceError
-from .hashcache import HashCache, stat_key
+from .hashcache import SIZE, HashCache, stat_key
 from .hashing import Digest, Hasher, LocalFile
 from .local import walk_source
 from .remote import RemoteObject, S3Clients, download_cached, file_url_path, http_object, s3_objects
@@ -166,10 +166,12 @@ class SourceResolver:
         return self._hasher.digest(files, self._cache.lookup_tree(_common_folder([f.path for f in files])))
 
     def _files_content(self, files: Sequence[LocalFile], dest: str) -> SourceContent:
-        digests = self._digest(files)
-        entries = tuple(
-            FileEntry(join_dataset_path(dest, f.rel), d[0], d[1], f.path) for f, d in zip(files, digests, strict=True)
-        )
+        return self._entries(files, self._digest(files), dest)
+
+    @staticmethod
+    def _entries(files: Sequence[LocalFile], digests: Sequence[Digest], dest: str) -> SourceContent:
+        prefix = dest + "/" if dest else ""  # join_dataset_path, inlined: one call per file adds up
+        entries = tuple([FileEntry(prefix + f[0], d[0], d[1], f[1]) for f, d in zip(files, digests, strict=True)])
         return SourceContent(files=entries)
 
     def _path_content(self, source: PathSource, dest: str) -> SourceContent:
@@ -179,7 +181,16 @@ class SourceResolver:
                 f"{source.path} has no files"
                 + (" matching include/exclude" if (source.include or source.exclude) else "")
             )
-        return self._files_content(files, dest)
+        key = "\0".join([os.path.abspath(source.path), *source.include, "\0", *source.exclude])
+        listing = self._cache.listing_digest(files)
+        hashes = self._cache.load_listing(key, listing)
+        if hashes is not None and len(hashes) == len(files):
+            return self._entries(files, [(f[2][SIZE], h) for f, h in zip(files, hashes, strict=True)], dest)
+        unstable = self._hasher.unstable
+        content = self._files_content(files, dest)
+        if self._hasher.unstable == unstable:
+            self._cache.store_listing(key, listing, [e.sha256 for e in content.files])
+        return content
 
     def _torchvision_env(self) -> TorchvisionEnv:
         return TorchvisionEnv(self.cache_dir, self.options.progress, self._digest, self._hasher.record)

@@ -13,12 +13,18 @@ Invariants:
   paths; writes go in one transaction per batch.
 * The database runs in WAL mode with a busy timeout, so several processes can share one cache; the last
   writer of a path wins, and any row it writes is correct for the stat it records.
+* A folder source's whole listing (every relative path with its stat) may also be remembered with the
+  hashes it resolved to (``listings``): when a later walk yields the identical listing, every file would be a
+  per-file hit anyway, so the hashes are taken in one read. Any changed stat changes the listing, and the
+  per-file rows decide as usual. One listing is kept per (root, include, exclude).
 * Rows of deleted files are left in place: they are never hits for a new file (inode/ctime differ) and cost
   only disk space; deleting the database file is always safe.
 """
 
 from __future__ import annotations
 
+import hashlib
+import marshal
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -26,7 +32,7 @@ from pathlib import Path
 
 from ..diagnostics import ReconcileError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # additive tables need no bump: CREATE TABLE IF NOT EXISTS
 _IN_CHUNK = 500
 _INT64 = 1 << 63
 
@@ -65,6 +71,11 @@ CREATE TABLE IF NOT EXISTS file_hashes (
     mtime_ns INTEGER NOT NULL,
     ctime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS listings (
+    source TEXT PRIMARY KEY,
+    listing TEXT NOT NULL,
+    hashes BLOB NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -129,6 +140,24 @@ class HashCache:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    @staticmethod
+    def listing_digest(files: Sequence[tuple[str, str, StatKey]]) -> str:
+        """A digest of (relative path, stat) of every file, in order: equal digests, identical listings."""
+        return hashlib.sha256(marshal.dumps([(f[0], f[2]) for f in files])).hexdigest()
+
+    def load_listing(self, source: str, listing: str) -> list[str] | None:
+        """The hashes stored for ``source`` when its remembered listing is ``listing``, else None."""
+        row = self._db.execute("SELECT listing, hashes FROM listings WHERE source = ?", (source,)).fetchone()
+        if row is None or row[0] != listing:
+            return None
+        hashes = marshal.loads(row[1])
+        return hashes if isinstance(hashes, list) else None
+
+    def store_listing(self, source: str, listing: str, hashes: Sequence[str]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO listings VALUES (?, ?, ?)", (source, listing, marshal.dumps(list(hashes)))
+        )
 
     def close(self) -> None:
         self._db.close()

@@ -79,6 +79,7 @@ class Hasher:
         self._executor = executor
         self._progress = progress
         self.hashed = 0
+        self.unstable = 0  # files whose stat changed while they were read (their hash is not cached)
 
     def digest(self, files: Sequence[LocalFile], cached: Mapping[str, CachedRow]) -> list[Digest]:
         """One digest per file, in order. Cache hits need an identical stat; misses are hashed and stored."""
@@ -110,9 +111,9 @@ class Hasher:
 
             done = [r for batch in self._executor().map(run, _batches(files)) for r in batch]
         self.hashed += len(files)
-        self._cache.store(
-            (f.path, f.key, digest[1]) for f, (digest, after) in zip(files, done, strict=True) if after == f.key
-        )
+        stable = [(f.path, f.key, digest[1]) for f, (digest, after) in zip(files, done, strict=True) if after == f.key]
+        self.unstable += len(files) - len(stable)
+        self._cache.store(stable)
         return [digest for digest, _ in done]
 
     def record(self, rows: Sequence[tuple[str, StatKey, str]]) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .errors import SourceError
 from .globs import GlobSet
-from .hashcache import stat_key
+from .hashcache import _INT64, stat_key
 from .hashing import LocalFile
 
 DirId = tuple[int, int]
@@ -62,20 +62,21 @@ class _Walker:
     def take(self, rel: str, full: str, st: os.stat_result) -> None:
         if self.include and not self.include.matches(rel):
             return
-        if not os.access(full, os.R_OK):
-            raise SourceError(f"cannot read {full}: permission denied")
         self.files.append(LocalFile(rel, full, stat_key(st)))
 
     def walk(self, root: str, root_id: DirId) -> None:
-        # Hot loop (one iteration per file): attribute look-ups hoisted, regular files handled inline.
+        # Hot loop (one iteration per file): attribute look-ups hoisted, plain regular files handled inline
+        # (readability is checked when a file is read: hashing, or the upload).
         exclude = self.exclude if self.exclude else None
-        take = self.take
+        include = self.include if self.include else None
+        append = self.files.append
         stack: list[tuple[str, str, frozenset[DirId]]] = [(root, "", frozenset({root_id}))]
         while stack:
             folder, rel_folder, ancestors = stack.pop()
             prefix = rel_folder + "/" if rel_folder else ""
             try:
-                entries = list(os.scandir(folder))
+                with os.scandir(folder) as it:
+                    entries = list(it)
             except OSError as exc:
                 raise SourceError(f"cannot read folder {folder}: {exc.strerror or exc}") from exc
             for entry in entries:
@@ -85,7 +86,14 @@ class _Walker:
                 if not rel.isascii():
                     _check_name(rel, entry.path)
                 if entry.is_file(follow_symlinks=False):
-                    take(rel, entry.path, entry.stat(follow_symlinks=False))
+                    if include is not None and not include.matches(rel):
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    dev, ino = st.st_dev, st.st_ino
+                    if dev >= _INT64 or ino >= _INT64:
+                        append(LocalFile(rel, entry.path, stat_key(st)))
+                    else:
+                        append(LocalFile(rel, entry.path, (dev, ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)))
                     continue
                 sub = self._visit(entry, rel, ancestors)
                 if sub is not None:

@@ -94,3 +94,30 @@ def test_two_processes_share_one_cache(tmp_path: Path, make_resolver: MakeResolv
     resolver = make_resolver(cache)
     assert [f.sha256 for f in resolver.resolve(PathSource(root)).files] == results[0][1]
     assert resolver.hashed_files == 0
+
+
+def test_a_remembered_listing_gives_the_same_content_without_per_file_lookups(
+    tmp_path: Path, make_resolver: MakeResolver
+) -> None:
+    root = tmp_path / "tree"
+    make_tree(root, 300)
+    source = PathSource(root, dest="t", exclude=("d001/*",))
+    with make_resolver() as first:
+        cold = first.resolve(source)
+    with make_resolver() as warm_resolver:
+        cache = warm_resolver._cache
+        calls: list[str] = []
+        original = cache.lookup_tree
+        cache.lookup_tree = lambda root_: calls.append(root_) or original(root_)  # type: ignore[method-assign]
+        warm = warm_resolver.resolve(source)
+        assert warm == cold and warm_resolver.hashed_files == 0
+        assert calls == []  # served from the listing
+        other = warm_resolver.resolve(PathSource(root, dest="t"))  # other globs: another listing
+        assert calls and len(other.files) == 300 and warm_resolver.hashed_files == 3
+    changed = root / "d005" / "f00005.txt"
+    changed.write_bytes(b"FILE 5")
+    bump_mtime(changed)
+    with make_resolver() as after:
+        content = {f.path: f.sha256 for f in after.resolve(source).files}
+        assert after.hashed_files == 1
+        assert content["t/d005/f00005.txt"] == hashlib.sha256(b"FILE 5").hexdigest()
