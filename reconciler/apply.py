@@ -3,10 +3,16 @@
 Order is the plan's (parents first). A version is finalized only after every chunk of its files has been
 uploaded and verified; a failure leaves it a draft that the next apply resumes. Tags, description and
 metadata are applied after content.
+
+Statistics (:class:`SetStatistics`) are computed from the local files the plan names: every file of a version's
+content, inherited ones included, is local because the manifests resolve the whole lineage. When a file's bytes
+are gone (a saved plan applied elsewhere), the finalized version is downloaded with the SDK and computed from
+that copy. Either way the result is cached by content digest, so the same content is never decoded twice.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +20,7 @@ from typing import Any, assert_never
 
 from .clearml_backend import ClearMLBackend
 from .diagnostics import ReconcileError
-from .model import ObservedState, VersionKey
+from .model import Content, ObservedState, VersionKey
 from .plan import (
     Archive,
     CreateVersion,
@@ -24,10 +30,22 @@ from .plan import (
     ResumeVersion,
     SetDescription,
     SetMetadata,
+    SetStatistics,
     SetTags,
     SyncFiles,
     choose_observed,
     describe,
+)
+from .statistics import (
+    Statistics,
+    StatisticsCache,
+    compute_statistics,
+    default_statistics_cache,
+    is_image,
+    statistics_to_json,
+    ui_histograms,
+    ui_tables,
+    with_local_root,
 )
 
 
@@ -35,6 +53,7 @@ from .plan import (
 class ApplyOptions:
     workers: int = 4
     show_progress: bool = False
+    statistics_cache: StatisticsCache | None = None  # None: under the user cache directory
 
 
 @dataclass(slots=True)
@@ -104,6 +123,10 @@ class _Applier:
                 self.backend.set_bookkeeping(ds.id, {"content_digest": digest})
                 self.backend.finalize(ds)
                 self.open.pop(v, None)
+            case SetStatistics(version=v, after_digest=digest):
+                stats = self.statistics(action)
+                self.backend.report_statistics(self.version_id(v), ui_tables(stats), ui_histograms(stats))
+                self.backend.store_statistics(self.version_id(v), statistics_to_json(stats), digest)
             case SetDescription(version=v, after=after):
                 self.backend.set_description(self.version_id(v), after)
             case SetMetadata(version=v, after=after):
@@ -117,10 +140,32 @@ class _Applier:
             case _:
                 assert_never(action)
 
+    def statistics(self, action: SetStatistics) -> Statistics:
+        """From the cache, else from the local files, else from a downloaded copy of the version."""
+        content = action.content()
+        if content.digest() != action.after_digest:
+            raise ReconcileError("the plan's file list does not match its content digest")
+        cache = self.options.statistics_cache or default_statistics_cache()
+        hit = cache.get(action.after_digest)
+        if hit is not None:
+            return hit
+        if not _all_local(content):
+            root = self.backend.local_copy(self.version_id(action.version))
+            files = with_local_root(tuple(content.files.values()), root)
+            content = Content({f.path: f for f in files}, content.links)
+        stats = compute_statistics(content, workers=self.options.workers)
+        cache.put(stats)
+        return stats
+
     def dataset(self, key: VersionKey) -> Any:
         if key not in self.open:
             self.open[key] = self.backend.open_draft(self.version_id(key))
         return self.open[key]
+
+
+def _all_local(content: Content) -> bool:
+    """True when every image file's bytes are on this machine (only images are read)."""
+    return all(f.local and os.path.isfile(f.local) for f in content.files.values() if is_image(f.path))
 
 
 def apply_plan(

@@ -4,7 +4,8 @@ Bookkeeping this tool keeps on every version it creates (so later runs can read 
 - system tag ``reconciler-managed`` (what --prune may archive);
 - hyperparameter section ``Reconciler``: ``content_digest`` (Content.digest() of what was uploaded),
   ``parent_id``, ``metadata`` (canonical JSON of the manifest metadata, also stored as the dataset's
-  ``metadata`` artifact for Dataset.get_metadata()).
+  ``metadata`` artifact for Dataset.get_metadata()), ``statistics_digest`` (the content digest the stored
+  ``statistics`` artifact describes; also read back with Dataset.get_metadata("statistics")).
 Credentials are read by the SDK from its usual configuration and never printed.
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 
 from .diagnostics import ReconcileError
 from .model import FileEntry, LinkEntry, VersionKey, thaw_json
+from .statistics import UiHistogram, UiTable
 
 MANAGED_TAG = "reconciler-managed"
 SECTION = "Reconciler"
@@ -186,6 +188,11 @@ class ClearMLBackend:
         rows = self._get_all("projects.get_all", "projects", id=ids, search_hidden=True, only_fields=["id", "name"])
         return {r["id"]: r["name"] for r in rows}
 
+    def task_by_id(self, task_id: str) -> dict[str, Any] | None:
+        """The task (observation fields) with this id, or None when there is none."""
+        rows = self.call("tasks.get_all", id=[task_id], search_hidden=True, only_fields=_TASK_FIELDS).get("tasks")
+        return rows[0] if rows else None
+
     def read_state(self, task: Mapping[str, Any], cache_dir: Path | None) -> dict[str, Any] | None:
         """The ``state`` artifact of a version (its file list), or None when it has none.
 
@@ -280,6 +287,7 @@ class ClearMLBackend:
     def upload(self, ds: Any, *, workers: int, total_bytes: int, show_progress: bool) -> None:
         """Zip and upload pending files in parallel chunks; raise unless every chunk is stored and verified."""
         chunk_mb = max(8, min(512, total_bytes // max(1, workers) // (1 << 20) + 1))
+        ds._task.reload()  # the SDK's cached task lacks "Dataset Struct", which upload() reads back
         try:
             ok = ds.upload(show_progress=show_progress, max_workers=workers, chunk_size=chunk_mb, retries=2)
         except Exception as err:
@@ -328,6 +336,57 @@ class ClearMLBackend:
         except Exception as err:
             raise BackendError(f"storing metadata of {version_id} failed: {self.cfg.redact(str(err))}") from None
         self.set_bookkeeping(version_id, {"metadata": json.dumps(plain, sort_keys=True, separators=(",", ":"))})
+
+    def store_statistics(self, version_id: str, statistics: Mapping[str, Any], digest: str) -> None:
+        """Store ``statistics`` as the version's ``statistics`` metadata, then record which content they describe."""
+        from clearml import Task
+
+        task = Task.get_task(task_id=version_id)
+        try:
+            task.upload_artifact(name="statistics", artifact_object=thaw_json(statistics), wait_on_upload=True)
+        except Exception as err:
+            raise BackendError(f"storing statistics of {version_id} failed: {self.cfg.redact(str(err))}") from None
+        self.set_bookkeeping(version_id, {"statistics_digest": digest})
+
+    def report_statistics(self, version_id: str, tables: Sequence[UiTable],
+                          histograms: Sequence[UiHistogram]) -> None:
+        """Report tables and histograms on the version's Plots page in the ClearML UI (iteration 0)."""
+        from clearml import Task
+
+        task = Task.get_task(task_id=version_id)
+        logger = task.get_logger()
+        try:
+            for t in tables:
+                logger.report_table(t.title, t.series, iteration=0, table_plot=[list(r) for r in t.rows])
+            for h in histograms:
+                logger.report_histogram(h.title, h.series, values=list(h.values), iteration=0,
+                                        xlabels=list(h.labels), xaxis=h.xaxis, yaxis=h.yaxis)
+            task.flush(wait_for_uploads=True)
+        except Exception as err:
+            raise BackendError(f"reporting statistics of {version_id} failed: {self.cfg.redact(str(err))}") from None
+
+    def read_statistics(self, version_id: str) -> dict[str, Any] | None:
+        """The version's stored ``statistics`` metadata, or None when it has none."""
+        from clearml import Task
+
+        task = Task.get_task(task_id=version_id)
+        artifact = task.artifacts.get("statistics")
+        if artifact is None:
+            return None
+        try:
+            value = artifact.get()
+        except Exception as err:
+            raise BackendError(f"reading statistics of {version_id} failed: {self.cfg.redact(str(err))}") from None
+        return value if isinstance(value, dict) else None
+
+    def local_copy(self, version_id: str) -> Path:
+        """A read-only local copy of a finalized version's files (the SDK's cache)."""
+        from clearml import Dataset
+
+        try:
+            return Path(Dataset.get(dataset_id=version_id).get_local_copy())
+        except Exception as err:
+            raise BackendError(f"downloading version {version_id} failed: {self.cfg.redact(str(err))}") from None
 
     def publish(self, version_id: str) -> None:
         self.call("tasks.publish", task=version_id, force=True)

@@ -316,6 +316,46 @@ def unlock(ctx: click.Context) -> None:
         click.echo(f"Released the lock held by {info['owner']}.")
 
 
+# --- diff ----------------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="PATH... | VERSION VERSION")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
+              show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report to this file instead of stdout (the usual place for html).")
+@_workers_option
+@click.pass_context
+def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
+    """Compare the manifests with the server, or two live versions (PROJECT/NAME@VERSION or dataset ids).
+
+    Exit 0: identical, 2: differences, 1: error.
+    """
+    import contextlib
+
+    from .engine import desired_diff, live_diff, resolve_desired
+    from .render import render_report
+    from .report import split_arguments
+
+    refs = split_arguments(args)
+    desired = None if refs else resolve_desired([Path(a) for a in args], workers=workers,
+                                                progress=_is_tty(sys.stderr))
+    with _connect(ctx) as conn, contextlib.redirect_stdout(sys.stderr):  # the SDK prints; stdout is the report
+        if refs:
+            report = live_diff(conn.backend, refs[0], refs[1], workers=workers)
+        else:
+            assert desired is not None
+            report = desired_diff(conn.backend, desired, workers=workers)
+    text = render_report(report, fmt)
+    if out is not None:
+        out.write_text(text)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+    sys.exit(EXIT_OK if report.identical else EXIT_CHANGES)
+
+
 def main() -> None:
     cli(prog_name="reconcile")
 

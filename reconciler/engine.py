@@ -11,6 +11,7 @@ from .manifest import load_manifests
 from .model import Content, DesiredState, ObservedState, VersionKey
 from .observe import observe
 from .plan import Plan, PlanOptions, SourceFiles, compute_contents, compute_plan
+from .report import DiffOptions, DiffReport, diff_desired, diff_live
 from .sources import ResolveOptions, SourceResolver, default_cache_dir
 
 
@@ -40,3 +41,21 @@ def observe_and_plan(backend: ClearMLBackend, desired: Desired, options: PlanOpt
     projects = sorted({ds.key.project for ds in desired.state.datasets})
     observed = observe(backend, projects, desired.contents, cache_root=default_cache_dir())
     return observed, compute_plan(desired.state, desired.contents, observed, options)
+
+
+def _diff_options(workers: int) -> DiffOptions:
+    from .statistics import default_statistics_cache
+
+    return DiffOptions(cache_root=default_cache_dir(), statistics=default_statistics_cache(), workers=workers)
+
+
+def desired_diff(backend: ClearMLBackend, desired: Desired, *, workers: int) -> DiffReport:
+    """The manifests (after) against what the server holds (before)."""
+    projects = sorted({ds.key.project for ds in desired.state.datasets})
+    observed = observe(backend, projects, desired.contents, cache_root=default_cache_dir(), include_managed=False)
+    return diff_desired(backend, desired.state, desired.contents, observed, _diff_options(workers))
+
+
+def live_diff(backend: ClearMLBackend, before: str, after: str, *, workers: int) -> DiffReport:
+    """Two live versions, each ``project/name@version`` or a dataset id."""
+    return diff_live(backend, before, after, _diff_options(workers))

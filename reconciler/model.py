@@ -193,6 +193,7 @@ class ObservedVersion:
     last_update: str = ""
     content_digest: str | None = None  # recorded by this tool: content_digest() of what it uploaded
     pending_files: int = 0  # entries of a draft whose bytes never reached storage (an interrupted upload)
+    statistics_digest: str | None = None  # recorded by this tool: content digest its stored statistics describe
 
     @property
     def finalized(self) -> bool:

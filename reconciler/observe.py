@@ -18,6 +18,7 @@ from typing import Any
 from .clearml_backend import MANAGED_TAG, SECTION, ClearMLBackend
 from .model import (
     Content,
+    DatasetKey,
     FileEntry,
     LinkEntry,
     ObservedState,
@@ -61,6 +62,7 @@ def _summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion | No
         archived="archived" in system_tags,
         last_update=str(task.get("last_update") or ""),
         content_digest=book.get("content_digest") or None,
+        statistics_digest=book.get("statistics_digest") or None,
     )
 
 
@@ -142,3 +144,22 @@ def _needs_state(versions: list[ObservedVersion], contents: Mapping[VersionKey, 
             need.append(chosen.id)
     return sorted(need)
 
+
+
+def read_version(backend: ClearMLBackend, version_id: str, *, cache_root: Path | None) -> ObservedVersion | None:
+    """One dataset version by id, with its file list; None when no dataset version has that id."""
+    task = backend.task_by_id(version_id)
+    if task is None:
+        return None
+    names = backend.project_names([str(task.get("project"))]) if task.get("project") else {}
+    version = _summary(task, names.get(str(task.get("project")), ""))
+    if version is None:
+        return None
+    cache_dir = state_cache_dir(backend.cfg.api_host, cache_root) if cache_root else None
+    return _with_state(version, backend.read_state(task, cache_dir))
+
+
+def dataset_versions(backend: ClearMLBackend, dataset: DatasetKey) -> tuple[ObservedVersion, ...]:
+    """Summaries (no file lists) of every live version of ``dataset``, sorted by version then id."""
+    observed = observe(backend, [dataset.project], {}, cache_root=None, include_managed=False)
+    return tuple(v for v in observed.versions if v.key.dataset == dataset and not v.archived)

@@ -2,8 +2,10 @@
 
 Invariants of a :class:`Plan`:
 - actions of a version come after every action of its parent (parents before children, then by key);
-- within a version the phase order is fixed: create/resume, sync files, finalize, description, metadata,
-  tags, publish; archives come last;
+- within a version the phase order is fixed: create/resume, sync files, finalize, statistics, description,
+  metadata, tags, publish; archives come last;
+- a dataset with ``statistics: true`` gets a :class:`SetStatistics` for every version whose recorded statistics
+  digest differs from its content digest (so a second plan after apply has none);
 - a finalized version is never the subject of a content action: a content difference is a :class:`Conflict`;
 - a version whose parent is in conflict (or missing from the plan and the server) is blocked, not created.
 """
@@ -79,6 +81,26 @@ class Finalize:
 
 
 @dataclass(frozen=True, slots=True)
+class SetStatistics:
+    """Compute the statistics of the version's content and store them with it (metadata and UI reports).
+
+    ``files`` and ``links`` are the version's full content, ``Content.digest()`` of which is ``after_digest``;
+    a file's ``local`` says where its bytes are (apply downloads the version when they are gone).
+    ``before_digest`` is the content digest the stored statistics describe (None: none stored).
+    """
+
+    version: VersionKey
+    before_digest: str | None
+    after_digest: str
+    files: tuple[FileEntry, ...] = ()
+    links: tuple[LinkEntry, ...] = ()
+
+    def content(self) -> Content:
+        return Content(MappingProxyType({f.path: f for f in self.files}),
+                       MappingProxyType({lnk.path: lnk for lnk in self.links}))
+
+
+@dataclass(frozen=True, slots=True)
 class SetDescription:
     version: VersionKey
     before: str
@@ -115,6 +137,7 @@ Action = (
     | ResumeVersion
     | SyncFiles
     | Finalize
+    | SetStatistics
     | SetDescription
     | SetMetadata
     | SetTags
@@ -327,7 +350,7 @@ def fingerprint(observed: ObservedState) -> str:
         h.update(
             canonical_json(
                 [v.id, str(v.key), v.status, sorted(v.tags), v.description, v.metadata, v.archived,
-                 v.content_digest, v.managed]
+                 v.content_digest, v.managed, v.statistics_digest]
             ).encode()
         )
     return h.hexdigest()
@@ -403,10 +426,12 @@ class _Planner:
             self.actions.append(CreateVersion(key, spec.parent, ds.storage))
             self.add_sync(sync_delta(key, self.base_content(spec), target), key, target)
             self.actions.append(Finalize(key, target.digest()))
+            self.plan_statistics(key, ds, None, target)
             self.plan_properties(spec, ds, None)
         elif obs.finalized:
             if not self.check_finalized(spec, obs, target):
                 return
+            self.plan_statistics(key, ds, obs, target)
             self.plan_properties(spec, ds, obs)
         elif obs.managed:
             self.actions.append(ResumeVersion(key, obs.id, obs.pending_files))
@@ -414,6 +439,7 @@ class _Planner:
             base = live if live is not None else self.base_content(spec)
             self.add_sync(sync_delta(key, base, target), key, target)
             self.actions.append(Finalize(key, target.digest()))
+            self.plan_statistics(key, ds, obs, target)
             self.plan_properties(spec, ds, obs)
         else:
             self.block(
@@ -458,6 +484,13 @@ class _Planner:
     def block(self, spec: VersionSpec, reason: str, hint: str, version_id: str | None = None) -> None:
         self.conflicts.append(Conflict(spec.key, reason, hint, version_id))
         self.blocked.add(spec.key)
+
+    def plan_statistics(self, key: VersionKey, ds: DatasetSpec, obs: ObservedVersion | None,
+                        target: Content) -> None:
+        before = obs.statistics_digest if obs else None
+        if ds.statistics and before != target.digest():
+            self.actions.append(SetStatistics(key, before, target.digest(), tuple(target.files.values()),
+                                              tuple(target.links.values())))
 
     def plan_properties(self, spec: VersionSpec, ds: DatasetSpec, obs: ObservedVersion | None) -> None:
         key = spec.key
@@ -539,6 +572,8 @@ def describe(action: Action) -> str:
             )
         case Finalize(version=v):
             return f"finalize {v}"
+        case SetStatistics(version=v):
+            return f"compute statistics of {v} ({len(action.files) + len(action.links)} files)"
         case SetDescription(version=v):
             return f"set description of {v}"
         case SetMetadata(version=v):

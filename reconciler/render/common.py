@@ -19,6 +19,7 @@ from ..plan import (
     ResumeVersion,
     SetDescription,
     SetMetadata,
+    SetStatistics,
     SetTags,
     SyncFiles,
     human_size,
@@ -100,6 +101,10 @@ def action_line(action: Action, file_limit: int | None) -> Line:
             )
         case Finalize():
             return Line("+", "finalize")
+        case SetStatistics(before_digest=b, after_digest=a):
+            was = f"stored ones describe content {b[:12]}" if b else "none stored"
+            return Line("~", f"statistics: compute for content {a[:12]} ({len(action.files) + len(action.links)} "
+                             f"files; {was})")
         case SetDescription(before=b, after=a):
             return Line("~", f"description: {json.dumps(b)} -> {json.dumps(a)}")
         case SetMetadata(before=b, after=a):

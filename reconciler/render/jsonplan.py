@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, assert_never
 
+from ..diagnostics import ReconcileError
 from ..model import FileEntry, LinkEntry, VersionKey, freeze_json, thaw_json
 from ..plan import (
     PLAN_FORMAT_VERSION,
@@ -22,17 +23,18 @@ from ..plan import (
     ResumeVersion,
     SetDescription,
     SetMetadata,
+    SetStatistics,
     SetTags,
     SyncFiles,
     Unmanaged,
 )
-from ..diagnostics import ReconcileError
 
 _ACTION_TYPES: dict[str, type] = {
     "create_version": CreateVersion,
     "resume_version": ResumeVersion,
     "sync_files": SyncFiles,
     "finalize": Finalize,
+    "set_statistics": SetStatistics,
     "set_description": SetDescription,
     "set_metadata": SetMetadata,
     "set_tags": SetTags,
@@ -56,6 +58,14 @@ def _file(f: FileEntry) -> dict[str, Any]:
 
 def _link(lnk: LinkEntry) -> dict[str, Any]:
     return {"path": lnk.path, "url": lnk.url, "size": lnk.size, "etag": lnk.etag}
+
+
+def _unfile(d: Mapping[str, Any]) -> FileEntry:
+    return FileEntry(d["path"], d["size"], d["sha256"], d.get("local"))
+
+
+def _unlink(d: Mapping[str, Any]) -> LinkEntry:
+    return LinkEntry(d["path"], d["url"], d.get("size"), d.get("etag"))
 
 
 def action_to_json(action: Action) -> dict[str, Any]:
@@ -82,6 +92,9 @@ def action_to_json(action: Action) -> dict[str, Any]:
             )
         case Finalize():
             out["content_digest"] = action.content_digest
+        case SetStatistics():
+            out.update(before_digest=action.before_digest, after_digest=action.after_digest,
+                       files=[_file(f) for f in action.files], links=[_link(lnk) for lnk in action.links])
         case SetDescription():
             out.update(before=action.before, after=action.after)
         case SetMetadata():
@@ -107,10 +120,10 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
     if kind is SyncFiles:
         return SyncFiles(
             version=v,
-            upload=tuple(FileEntry(f["path"], f["size"], f["sha256"], f.get("local")) for f in d["upload"]),
+            upload=tuple(_unfile(f) for f in d["upload"]),
             modified=tuple(d["modified"]),
             remove=tuple(d["remove"]),
-            add_links=tuple(LinkEntry(x["path"], x["url"], x.get("size"), x.get("etag")) for x in d["add_links"]),
+            add_links=tuple(_unlink(x) for x in d["add_links"]),
             remove_links=tuple(d["remove_links"]),
             content_digest=d["content_digest"],
             file_count=d["file_count"],
@@ -118,6 +131,9 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
         )
     if kind is Finalize:
         return Finalize(v, d["content_digest"])
+    if kind is SetStatistics:
+        return SetStatistics(v, d.get("before_digest"), d["after_digest"],
+                             tuple(_unfile(f) for f in d["files"]), tuple(_unlink(x) for x in d["links"]))
     if kind is SetDescription:
         return SetDescription(v, d["before"], d["after"])
     if kind is SetMetadata:

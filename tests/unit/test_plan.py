@@ -28,11 +28,13 @@ from reconciler.plan import (
     ResumeVersion,
     SetDescription,
     SetMetadata,
+    SetStatistics,
     SetTags,
     SourceFiles,
     SyncFiles,
     compute_contents,
     compute_plan,
+    describe,
     matches_any,
 )
 from reconciler.render import plan_from_json, plan_to_json, render_human, render_markdown
@@ -50,9 +52,9 @@ def f(path: str, content: str) -> FileEntry:
     return FileEntry(path, len(content), hashlib.sha256(content.encode()).hexdigest(), f"/data/{path}")
 
 
-def dataset(*versions: VersionSpec, tags=("a", "b"), meta=None, desc="d", name=N) -> DatasetSpec:
+def dataset(*versions: VersionSpec, tags=("a", "b"), meta=None, desc="d", name=N, stats=False) -> DatasetSpec:
     return DatasetSpec(DatasetKey(P, name), tuple(versions), description=desc, tags=tuple(sorted(tags)),
-                       metadata=freeze_json(meta or {"k": 1}))
+                       metadata=freeze_json(meta or {"k": 1}), statistics=stats)
 
 
 V1 = VersionSpec(vk("1.0.0"))
@@ -74,6 +76,7 @@ def observed_from(desired: DesiredState, contents, *, status="completed", manage
             description=ds.description, metadata=ds.metadata, files=tuple(c.files.values()),
             links=tuple(c.links.values()), managed=managed, content_digest=c.digest(),
             parent_ids=(f"id{i - 1}",) if spec.parent else (),
+            statistics_digest=c.digest() if ds.statistics else None,
         ))
     return ObservedState(tuple(out))
 
@@ -259,3 +262,44 @@ def test_description_change_in_place():
     assert plan.actions == (SetDescription(vk("1.0.0"), "d", "new"),)
     assert isinstance(MappingProxyType({}), object)
     assert Content().file_count == 0
+
+
+def test_statistics_are_planned_after_finalize_and_not_again_after_apply():
+    desired = DesiredState((dataset(V1, V2, stats=True),))
+    contents = compute_contents(desired, OWN)
+    plan = compute_plan(desired, contents, ObservedState())
+    kinds = [type(a).__name__ for a in plan.actions if a.version == vk("1.1.0")]
+    assert kinds[kinds.index("Finalize") + 1] == "SetStatistics"
+    stats = [a for a in plan.actions if isinstance(a, SetStatistics)]
+    assert [a.version for a in stats] == [vk("1.0.0"), vk("1.1.0")]
+    second = stats[1]
+    assert second.before_digest is None and second.after_digest == contents[vk("1.1.0")].digest()
+    assert sorted(x.path for x in second.files) == ["a.txt", "b.txt", "keep/y.txt"]  # inherited files too
+    assert second.content().digest() == second.after_digest
+    assert compute_plan(desired, contents, observed_from(desired, contents)).actions == ()
+
+
+def test_statistics_turned_on_for_existing_versions_is_the_only_change():
+    desired = DesiredState((dataset(V1, V2),))
+    contents = compute_contents(desired, OWN)
+    observed = observed_from(desired, contents)
+    plan = compute_plan(DesiredState((dataset(V1, V2, stats=True),)), contents, observed)
+    assert [type(a) for a in plan.actions] == [SetStatistics, SetStatistics]
+    assert plan.summary().update == 2
+    assert "statistics: compute for content" in render_human(plan)
+    assert describe(plan.actions[0]).startswith("compute statistics of proj/ds@1.0.0")
+
+
+def test_stale_statistics_digest_is_recomputed_and_the_plan_round_trips():
+    desired = DesiredState((dataset(V1, stats=True),))
+    contents = compute_contents(desired, OWN)
+    base = observed_from(desired, contents).versions[0]
+    stale = ObservedVersion(**{**{s: getattr(base, s) for s in base.__slots__}, "statistics_digest": "old"})
+    plan = compute_plan(desired, contents, ObservedState((stale,)))
+    assert len(plan.actions) == 1 and isinstance(plan.actions[0], SetStatistics)
+    assert plan.actions[0].before_digest == "old"
+    data = plan_to_json(plan)
+    assert data["actions"][0]["type"] == "set_statistics"
+    restored = plan_from_json(data)
+    assert restored == plan and restored.actions[0].files[0].local == plan.actions[0].files[0].local
+    assert "statistics" in render_markdown(plan)
