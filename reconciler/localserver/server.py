@@ -18,6 +18,7 @@ from .hooks import FaultInjector, ServerStats
 from .store import Store
 
 log = logging.getLogger(__name__)
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Canceling N pending task(s)" at shutdown
 
 DB_NAME = "server.sqlite3"
 FILES_DIR = "files"
@@ -46,29 +47,31 @@ class _Listener:
         self._thread.start()
 
     def close(self, timeout: float = 10.0) -> None:
+        """Let requests in flight finish (their responses still flow), then close every socket.
+
+        Closing sockets first would leave worker threads writing to closed channels (tracebacks on
+        stderr); a client still sending afterwards (an SDK background thread) just sees the connection close.
+        """
         server = self._server
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
         if self._thread.is_alive():
             server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
             self._thread.join(timeout)
         if self._thread.is_alive():
             wasyncore.close_all(server._map)
             self._thread.join(timeout)
-        server.task_dispatcher.shutdown(timeout=timeout)
 
 
 class LocalServer:
     """A ClearML-compatible server whose state lives in ``data_dir`` (``server.sqlite3`` + ``files/``).
 
-    ``LocalServer(data_dir, host="127.0.0.1", port=0)``: ``port=0`` picks a free port; ``files_port``
-    defaults to
-    ``port + 1`` (a free port when ``port`` is 0). Credentials are read from ``data_dir/credentials.json``
+    ``LocalServer(data_dir, host="127.0.0.1", port=0)``: ``port=0`` picks a free port; ``files_port`` defaults
+    to ``port + 1`` (a free port when ``port`` is 0). Credentials are read from ``data_dir/credentials.json``
     (generated on first start) unless ``access_key``/``secret_key`` are given.
 
-    Lifecycle: :meth:`start` returns once both ports accept connections; :meth:`stop` closes the listeners,
-    joins
-    their threads and closes SQLite, after which another ``LocalServer`` may open the same ``data_dir``. Also
-    a
-    context manager.
+    Lifecycle: :meth:`start` returns once both ports accept connections; :meth:`stop` lets requests in flight
+    finish, closes the listeners, joins their threads and closes SQLite, after which another ``LocalServer``
+    may open the same ``data_dir``. Also a context manager.
 
     After :meth:`start`: ``api_url``, ``files_url``, ``web_url``, ``port``, ``files_port``; :meth:`client_env`
     gives the ``CLEARML_*`` variables pointing any clearml code at this server.
