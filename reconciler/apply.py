@@ -16,8 +16,9 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, assert_never
+from typing import Any
 
+from ._compat import assert_never
 from .clearml_backend import ClearMLBackend
 from .diagnostics import ReconcileError
 from .model import Content, ObservedState, VersionKey

@@ -18,8 +18,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, assert_never
+from typing import Any
 
+from ._compat import assert_never
 from .model import (
     Content,
     DatasetSpec,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, assert_never
+from typing import Any
 
+from .._compat import assert_never
 from ..model import VersionKey, thaw_json
 from ..plan import (
     Action,

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, assert_never
+from typing import Any
 
+from .._compat import assert_never
 from ..diagnostics import ReconcileError
 from ..model import FileEntry, LinkEntry, VersionKey, freeze_json, thaw_json
 from ..plan import (
