@@ -11,10 +11,10 @@ Credentials are read by the SDK from its usual configuration and never printed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import urllib.error
@@ -86,7 +86,7 @@ def preflight(cfg: ServerConfig, timeout: float = 10.0) -> None:
             raise ReconcileError(f"the ClearML server at {cfg.api_host} refused the credentials (HTTP 401); "
                                  "check CLEARML_API_ACCESS_KEY/CLEARML_API_SECRET_KEY or clearml.conf") from None
         raise ReconcileError(f"the ClearML server at {cfg.api_host} answered HTTP {err.code} to auth.login") from None
-    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as err:
+    except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise ReconcileError(f"cannot reach the ClearML server at {cfg.api_host}: {reason}") from None
     except ValueError:
@@ -417,10 +417,8 @@ class ClearMLBackend:
                     f"another apply holds the lock on {self.cfg.api_host} ({held['owner']}, "
                     f"renewed {since}); wait for it, or run 'reconcile unlock' if it crashed"
                 )
-            try:
+            with contextlib.suppress(BackendError):  # someone else broke it first
                 self.call("projects.delete", project=held["id"], force=True)
-            except BackendError:
-                pass  # someone else broke it first
         raise ReconcileError("could not take the apply lock: it changed hands repeatedly; try again")
 
     def lock_info(self) -> dict[str, Any] | None:
@@ -460,16 +458,12 @@ class LockLease:
 
     def _renew(self) -> None:
         while not self._stop.wait(self.ttl / 3):
-            try:
+            with contextlib.suppress(ReconcileError):  # a missed renewal is retried; the lease is 3x longer
                 self.backend.renew_lock(self.lock_id, self.owner, self.ttl)
-            except ReconcileError:
-                pass
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        try:
+        with contextlib.suppress(ReconcileError):  # it expires on its own
             self.backend.release_lock(self.lock_id)
-        except ReconcileError:
-            pass  # it expires on its own

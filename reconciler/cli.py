@@ -191,14 +191,16 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
          show_files: str, targets: tuple[str, ...], prune: bool, workers: int) -> None:
     """Show what apply would change (a dry run). Exit 0: no changes, 1: error or conflicts, 2: changes."""
-    from .engine import observe_and_plan, resolve_desired
+    from .engine import plan_manifests
+    from .manifest import load_manifests
     from .plan import PlanOptions
 
     if show_files != "all" and not show_files.isdigit():
         raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
-    desired = resolve_desired(paths, workers=workers, progress=_is_tty(sys.stderr))
+    state = load_manifests(paths)  # manifest errors come before any connection
     with _connect(ctx) as conn:
-        _observed, the_plan = observe_and_plan(conn.backend, desired, PlanOptions(prune=prune, targets=targets))
+        _desired, _observed, the_plan = plan_manifests(conn.backend, state, PlanOptions(prune=prune, targets=targets),
+                                                       workers=workers, progress=_is_tty(sys.stderr))
     _print_plan(the_plan, fmt, out, show_files)
     if the_plan.conflicts:
         raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: see the plan above")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .clearml_backend import ClearMLBackend
 from .manifest import load_manifests
 from .model import Content, DesiredState, ObservedState, VersionKey
-from .observe import observe
+from .observe import complete, list_versions, observe
 from .plan import Plan, PlanOptions, SourceFiles, compute_contents, compute_plan
 from .report import DiffOptions, DiffReport, diff_desired, diff_live
 from .sources import ResolveOptions, SourceResolver, default_cache_dir
@@ -24,7 +25,11 @@ class Desired:
 
 def resolve_desired(paths: Sequence[Path], *, workers: int, progress: bool) -> Desired:
     """Load and validate the manifests, then resolve every version's sources into content."""
-    state = load_manifests(paths)
+    return resolve_contents(load_manifests(paths), workers=workers, progress=progress)
+
+
+def resolve_contents(state: DesiredState, *, workers: int, progress: bool) -> Desired:
+    """Resolve every version's sources into content (hashing through the persistent cache)."""
     own: dict[VersionKey, SourceFiles] = {}
     with SourceResolver(ResolveOptions(workers=workers, progress=progress)) as resolver:
         for spec in state.all_versions():
@@ -37,10 +42,29 @@ def resolve_desired(paths: Sequence[Path], *, workers: int, progress: bool) -> D
     return Desired(state, compute_contents(state, own), hashed)
 
 
+def _projects(state: DesiredState) -> list[str]:
+    return sorted({ds.key.project for ds in state.datasets})
+
+
 def observe_and_plan(backend: ClearMLBackend, desired: Desired, options: PlanOptions) -> tuple[ObservedState, Plan]:
-    projects = sorted({ds.key.project for ds in desired.state.datasets})
-    observed = observe(backend, projects, desired.contents, cache_root=default_cache_dir())
+    observed = observe(backend, _projects(desired.state), desired.contents, cache_root=default_cache_dir())
     return observed, compute_plan(desired.state, desired.contents, observed, options)
+
+
+def plan_manifests(
+    backend: ClearMLBackend, state: DesiredState, options: PlanOptions, *, workers: int, progress: bool
+) -> tuple[Desired, ObservedState, Plan]:
+    """Resolve sources while the server lists its versions (network waits overlap local work), then plan."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe") as pool:
+        listing = pool.submit(list_versions, backend, _projects(state))
+        try:
+            desired = resolve_contents(state, workers=workers, progress=progress)
+        except BaseException:
+            listing.cancel()
+            raise
+        listed = listing.result()
+    observed = complete(backend, listed, desired.contents, cache_root=default_cache_dir())
+    return desired, observed, compute_plan(state, desired.contents, observed, options)
 
 
 def _diff_options(workers: int) -> DiffOptions:

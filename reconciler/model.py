@@ -286,6 +286,13 @@ class Content:
     def _digest(self) -> str:
         import hashlib
 
-        lines = [f"F\t{p}\t{f.size}\t{f.sha256}\n" for p, f in sorted(self.files.items())]
-        lines += [f"L\t{p}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n" for p, lnk in sorted(self.links.items())]
+        lines = [f"F\t{p}\t{self.files[p].size}\t{self.files[p].sha256}\n" for p in _in_order(self.files)]
+        lines += [f"L\t{p}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n" for p in _in_order(self.links)
+                  for lnk in (self.links[p],)]
         return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def _in_order(d: Mapping[str, Any]) -> list[str]:
+    """The keys of ``d`` sorted; a linear check first, since contents are usually built in order."""
+    keys = list(d)
+    return keys if all(a < b for a, b in zip(keys, keys[1:], strict=False)) else sorted(keys)

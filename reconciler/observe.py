@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,18 +95,16 @@ def state_cache_dir(api_host: str, root: Path) -> Path:
     return root / "states" / hashlib.sha256(api_host.encode()).hexdigest()[:16]
 
 
-def observe(
-    backend: ClearMLBackend,
-    projects: Iterable[str],
-    contents: Mapping[VersionKey, Content],
-    *,
-    cache_root: Path | None,
-    include_managed: bool = True,
-) -> ObservedState:
-    """The versions under ``projects`` (and, with ``include_managed``, every version this tool manages).
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Version summaries as listed by the server (no file lists yet), with the raw task of each."""
 
-    File lists are read for the versions ``contents`` names when their recorded digest cannot decide.
-    """
+    versions: tuple[ObservedVersion, ...]
+    raw: Mapping[str, Mapping[str, Any]]
+
+
+def list_versions(backend: ClearMLBackend, projects: Iterable[str], *, include_managed: bool = True) -> Listing:
+    """The versions under ``projects`` (and, with ``include_managed``, every version this tool manages)."""
     project_names = backend.dataset_projects(projects)
     tasks = backend.dataset_tasks(sorted(project_names))
     if include_managed:
@@ -121,14 +120,34 @@ def observe(
         if v is not None:
             versions.append(v)
             raw[v.id] = t
+    return Listing(tuple(versions), raw)
 
-    need = _needs_state(versions, contents)
+
+def complete(
+    backend: ClearMLBackend, listing: Listing, contents: Mapping[VersionKey, Content], *, cache_root: Path | None
+) -> ObservedState:
+    """The observed state: ``listing`` plus the file lists of the versions ``contents`` needs compared."""
+    need = _needs_state(list(listing.versions), contents)
     cache_dir = state_cache_dir(backend.cfg.api_host, cache_root) if cache_root else None
     with ThreadPoolExecutor(max_workers=4) as pool:
-        states = dict(zip(need, pool.map(lambda i: backend.read_state(raw[i], cache_dir), need), strict=True))
-    versions = [_with_state(v, states[v.id]) if v.id in states else v for v in versions]
+        read = pool.map(lambda i: backend.read_state(listing.raw[i], cache_dir), need)
+        states = dict(zip(need, read, strict=True))
+    versions = [_with_state(v, states[v.id]) if v.id in states else v for v in listing.versions]
     observed = ObservedState(tuple(sorted(versions, key=lambda v: (v.key, v.id))))
     return ObservedState(observed.versions, fingerprint(observed))
+
+
+def observe(
+    backend: ClearMLBackend,
+    projects: Iterable[str],
+    contents: Mapping[VersionKey, Content],
+    *,
+    cache_root: Path | None,
+    include_managed: bool = True,
+) -> ObservedState:
+    """:func:`list_versions` then :func:`complete`."""
+    listing = list_versions(backend, projects, include_managed=include_managed)
+    return complete(backend, listing, contents, cache_root=cache_root)
 
 
 def _needs_state(versions: list[ObservedVersion], contents: Mapping[VersionKey, Content]) -> list[str]:

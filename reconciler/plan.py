@@ -238,6 +238,14 @@ def matches_any(path: str, globs: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(p, g.rstrip("/")) for g in globs for p in prefixes)
 
 
+def _sorted_by_key(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` itself when its keys are already in order (the usual case: one sorted source), else a sorted copy."""
+    keys = list(d)
+    if all(a < b for a, b in zip(keys, keys[1:], strict=False)):
+        return d
+    return {k: d[k] for k in sorted(keys)}
+
+
 def compute_contents(
     desired: DesiredState, own: Mapping[VersionKey, SourceFiles]
 ) -> dict[VersionKey, Content]:
@@ -254,16 +262,20 @@ def compute_contents(
         links: dict[str, LinkEntry] = {}
         if spec.parent is not None:
             base = content_of(desired.version(spec.parent))
-            files = {p: f for p, f in base.files.items() if not matches_any(p, spec.remove)}
-            links = {p: lnk for p, lnk in base.links.items() if not matches_any(p, spec.remove)}
+            if spec.remove:
+                files = {p: f for p, f in base.files.items() if not matches_any(p, spec.remove)}
+                links = {p: lnk for p, lnk in base.links.items() if not matches_any(p, spec.remove)}
+            else:
+                files, links = dict(base.files), dict(base.links)
         mine = own.get(spec.key, SourceFiles())
         for f in mine.files:
-            links.pop(f.path, None)
+            if links:
+                links.pop(f.path, None)
             files[f.path] = f
         for lnk in mine.links:
             files.pop(lnk.path, None)
             links[lnk.path] = lnk
-        content = Content(MappingProxyType(dict(sorted(files.items()))), MappingProxyType(dict(sorted(links.items()))))
+        content = Content(MappingProxyType(_sorted_by_key(files)), MappingProxyType(_sorted_by_key(links)))
         result[spec.key] = content
         return content
 

@@ -185,7 +185,11 @@ class SourceResolver:
         listing = self._cache.listing_digest(files)
         hashes = self._cache.load_listing(key, listing)
         if hashes is not None and len(hashes) == len(files):
-            return self._entries(files, [(f[2][SIZE], h) for f, h in zip(files, hashes, strict=True)], dest)
+            prefix = dest + "/" if dest else ""
+            return SourceContent(files=tuple([
+                FileEntry(prefix + rel if prefix else rel, key[SIZE], sha, path)
+                for (rel, path, key), sha in zip(files, hashes, strict=True)
+            ]))
         unstable = self._hasher.unstable
         content = self._files_content(files, dest)
         if self._hasher.unstable == unstable:

@@ -70,6 +70,7 @@ class _Walker:
         exclude = self.exclude if self.exclude else None
         include = self.include if self.include else None
         append = self.files.append
+        new_file = tuple.__new__
         stack: list[tuple[str, str, frozenset[DirId]]] = [(root, "", frozenset({root_id}))]
         while stack:
             folder, rel_folder, ancestors = stack.pop()
@@ -91,9 +92,10 @@ class _Walker:
                     st = entry.stat(follow_symlinks=False)
                     dev, ino = st.st_dev, st.st_ino
                     if dev >= _INT64 or ino >= _INT64:
-                        append(LocalFile(rel, entry.path, stat_key(st)))
+                        key = stat_key(st)
                     else:
-                        append(LocalFile(rel, entry.path, (dev, ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)))
+                        key = (dev, ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                    append(new_file(LocalFile, (rel, entry.path, key)))  # LocalFile(...) minus a Python frame
                     continue
                 sub = self._visit(entry, rel, ancestors)
                 if sub is not None:
