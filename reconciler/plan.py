@@ -12,7 +12,6 @@ Invariants of a :class:`Plan`:
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._compat import assert_never
+from .globs import GlobSet
 from .model import (
     Content,
     DatasetSpec,
@@ -232,10 +232,8 @@ class SourceFiles:
 
 
 def matches_any(path: str, globs: Iterable[str]) -> bool:
-    """True when ``path`` or one of its parent folders matches a glob (``a/b`` removes everything below)."""
-    parts = path.split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    return any(fnmatch.fnmatchcase(p, g.rstrip("/")) for g in globs for p in prefixes)
+    """True when ``path`` matches a glob (:mod:`reconciler.globs`: a folder's pattern covers what is below)."""
+    return GlobSet.compile(globs).matches(path)
 
 
 def _sorted_by_key(d: dict[str, Any]) -> dict[str, Any]:
@@ -263,8 +261,9 @@ def compute_contents(
         if spec.parent is not None:
             base = content_of(desired.version(spec.parent))
             if spec.remove:
-                files = {p: f for p, f in base.files.items() if not matches_any(p, spec.remove)}
-                links = {p: lnk for p, lnk in base.links.items() if not matches_any(p, spec.remove)}
+                removed = GlobSet.compile(spec.remove)
+                files = {p: f for p, f in base.files.items() if not removed.matches(p)}
+                links = {p: lnk for p, lnk in base.links.items() if not removed.matches(p)}
             else:
                 files, links = dict(base.files), dict(base.links)
         mine = own.get(spec.key, SourceFiles())

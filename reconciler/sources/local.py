@@ -9,7 +9,7 @@ What is taken, on purpose:
 * Special files (FIFOs, sockets, device nodes) are skipped: they have no stable content to version.
 * A dangling symlink, an unreadable file or an unreadable folder is an error naming it, unless ``exclude``
   drops it first. Names that are not valid UTF-8 are an error (dataset paths are text).
-* ``include``/``exclude`` are globs (:mod:`reconciler.sources.globs`) over the POSIX path relative to the
+* ``include``/``exclude`` are globs (:mod:`reconciler.globs`) over the POSIX path relative to the
   source root; a file is taken when it matches some ``include`` (or there is none) and no ``exclude``. An
   ``exclude`` matching a folder prunes it without reading it. For a single-file source the globs see its
   base name.
@@ -24,8 +24,8 @@ import os
 import stat
 from pathlib import Path
 
+from ..globs import GlobSet
 from .errors import SourceError
-from .globs import GlobSet
 from .hashcache import _INT64, stat_key
 from .hashing import LocalFile
 

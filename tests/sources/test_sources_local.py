@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.diagnostics import ReconcileError, SourceSpan
+from reconciler.globs import GlobSet
 from reconciler.model import PathSource
 from reconciler.sources import SourceResolver
-from reconciler.sources.globs import GlobSet
 
 MakeResolver = Callable[..., SourceResolver]
 

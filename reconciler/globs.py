@@ -1,6 +1,6 @@
-"""Glob patterns over POSIX relative paths, as ``include``/``exclude`` of a path source use them.
+"""Glob patterns over POSIX relative paths: a path source's ``include``/``exclude`` and a version's ``remove``.
 
-Rules (the same everywhere a source takes globs):
+Rules (the same everywhere the manifests take globs; a pure module, no IO):
 
 * ``*`` matches any run of characters except ``/``; ``?`` one such character; ``[...]`` a character class.
 * ``**`` as a whole segment matches any number of segments, including none (``a/**/b`` matches ``a/b``).
