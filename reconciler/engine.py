@@ -6,14 +6,17 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .clearml_backend import ClearMLBackend
 from .manifest import load_manifests
 from .model import Content, DesiredState, ObservedState, VersionKey
 from .observe import complete, list_versions, observe
 from .plan import Plan, PlanOptions, SourceFiles, compute_contents, compute_plan
-from .report import DiffOptions, DiffReport, diff_desired, diff_live
 from .sources import ResolveOptions, SourceResolver, default_cache_dir
+
+if TYPE_CHECKING:  # report pulls in deepdiff (a fifth of a second): only the diff command pays for it
+    from .report import DiffOptions, DiffReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,7 @@ def plan_manifests(
 
 
 def _diff_options(workers: int) -> DiffOptions:
+    from .report import DiffOptions
     from .statistics import default_statistics_cache
 
     return DiffOptions(cache_root=default_cache_dir(), statistics=default_statistics_cache(), workers=workers)
@@ -75,6 +79,8 @@ def _diff_options(workers: int) -> DiffOptions:
 
 def desired_diff(backend: ClearMLBackend, desired: Desired, *, workers: int) -> DiffReport:
     """The manifests (after) against what the server holds (before)."""
+    from .report import diff_desired
+
     projects = sorted({ds.key.project for ds in desired.state.datasets})
     observed = observe(backend, projects, desired.contents, cache_root=default_cache_dir(), include_managed=False)
     return diff_desired(backend, desired.state, desired.contents, observed, _diff_options(workers))
@@ -82,4 +88,6 @@ def desired_diff(backend: ClearMLBackend, desired: Desired, *, workers: int) -> 
 
 def live_diff(backend: ClearMLBackend, before: str, after: str, *, workers: int) -> DiffReport:
     """Two live versions, each ``project/name@version`` or a dataset id."""
+    from .report import diff_live
+
     return diff_live(backend, before, after, _diff_options(workers))
