@@ -15,11 +15,10 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import threading
 import time
-import urllib.error
-import urllib.request
-from base64 import b64encode
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,28 +70,21 @@ def server_config_from_env() -> ServerConfig | None:
 
 
 def preflight(cfg: ServerConfig, timeout: float = 10.0) -> None:
-    """Fail fast, in one line, when the server is unreachable or refuses the credentials.
+    """Fail fast, in one line, when the API server cannot be reached (a TCP connect, no request).
 
-    The SDK itself retries an unreachable server for minutes; this check answers in seconds.
+    The SDK itself retries an unreachable server for minutes; this check answers in seconds. Credentials are
+    checked by the SDK's own login (see :class:`ClearMLBackend`), so a command costs no extra request.
     """
-    req = urllib.request.Request(f"{cfg.api_host}/auth.login", method="GET")
-    token = b64encode(f"{cfg.access_key}:{cfg.secret_key}".encode()).decode()
-    req.add_header("Authorization", f"Basic {token}")
+    parsed = urllib.parse.urlsplit(cfg.api_host)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ReconcileError(f"the ClearML API address {cfg.api_host!r} is not an http(s) URL")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            body = json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        if err.code == 401:
-            raise ReconcileError(f"the ClearML server at {cfg.api_host} refused the credentials (HTTP 401); "
-                                 "check CLEARML_API_ACCESS_KEY/CLEARML_API_SECRET_KEY or clearml.conf") from None
-        raise ReconcileError(f"the ClearML server at {cfg.api_host} answered HTTP {err.code} to auth.login") from None
-    except (TimeoutError, urllib.error.URLError, ConnectionError, OSError) as err:
-        reason = getattr(err, "reason", err)
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err) or type(err).__name__
         raise ReconcileError(f"cannot reach the ClearML server at {cfg.api_host}: {reason}") from None
-    except ValueError:
-        raise ReconcileError(f"{cfg.api_host} is not a ClearML API server (auth.login did not answer JSON)") from None
-    if not isinstance(body, dict) or "token" not in (body.get("data") or {}):
-        raise ReconcileError(f"{cfg.api_host} is not a ClearML API server (auth.login gave no token)")
 
 
 def _quiet_sdk() -> None:
@@ -116,9 +108,19 @@ class ClearMLBackend:
     def __init__(self, cfg: ServerConfig):
         _quiet_sdk()
         self.cfg = cfg
+        from clearml.backend_api.session.session import LoginError
         from clearml.backend_interface.base import InterfaceBase
 
-        self._session = InterfaceBase._get_default_session()
+        try:
+            self._session = InterfaceBase._get_default_session()
+        except LoginError as err:
+            if "401" in str(err) or "nauthorized" in str(err):
+                raise ReconcileError(
+                    f"the ClearML server at {cfg.api_host} refused the credentials (HTTP 401); "
+                    "check CLEARML_API_ACCESS_KEY/CLEARML_API_SECRET_KEY or clearml.conf"
+                ) from None
+            raise ReconcileError(f"cannot log in to the ClearML server at {cfg.api_host}: "
+                                 f"{cfg.redact(str(err))}") from None
         self.requests = 0
 
     # --- raw API ---------------------------------------------------------------------------------------------

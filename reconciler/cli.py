@@ -280,7 +280,8 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
                 time.sleep(1.0)
         try:
             if saved is not None:
-                observed = observe(backend, saved.projects, {}, cache_root=default_cache_dir())
+                observed = observe(backend, saved.projects, {}, cache_root=default_cache_dir(),
+                                   include_managed=saved.prune)
                 check_fresh(saved, observed)
                 the_plan = saved
             else:

@@ -50,7 +50,8 @@ def _projects(state: DesiredState) -> list[str]:
 
 
 def observe_and_plan(backend: ClearMLBackend, desired: Desired, options: PlanOptions) -> tuple[ObservedState, Plan]:
-    observed = observe(backend, _projects(desired.state), desired.contents, cache_root=default_cache_dir())
+    observed = observe(backend, _projects(desired.state), desired.contents, cache_root=default_cache_dir(),
+                       include_managed=options.prune)
     return observed, compute_plan(desired.state, desired.contents, observed, options)
 
 
@@ -59,7 +60,7 @@ def plan_manifests(
 ) -> tuple[Desired, ObservedState, Plan]:
     """Resolve sources while the server lists its versions (network waits overlap local work), then plan."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe") as pool:
-        listing = pool.submit(list_versions, backend, _projects(state))
+        listing = pool.submit(list_versions, backend, _projects(state), include_managed=options.prune)
         try:
             desired = resolve_contents(state, workers=workers, progress=progress)
         except BaseException:
@@ -82,7 +83,7 @@ def desired_diff(backend: ClearMLBackend, desired: Desired, *, workers: int) -> 
     from .report import diff_desired
 
     projects = sorted({ds.key.project for ds in desired.state.datasets})
-    observed = observe(backend, projects, desired.contents, cache_root=default_cache_dir(), include_managed=False)
+    observed = observe(backend, projects, desired.contents, cache_root=default_cache_dir())
     return diff_desired(backend, desired.state, desired.contents, observed, _diff_options(workers))
 
 

@@ -103,8 +103,9 @@ class Listing:
     raw: Mapping[str, Mapping[str, Any]]
 
 
-def list_versions(backend: ClearMLBackend, projects: Iterable[str], *, include_managed: bool = True) -> Listing:
-    """The versions under ``projects`` (and, with ``include_managed``, every version this tool manages)."""
+def list_versions(backend: ClearMLBackend, projects: Iterable[str], *, include_managed: bool = False) -> Listing:
+    """The versions under ``projects`` (and, with ``include_managed``, every version this tool manages, wherever
+    it is: what --prune needs to find datasets whose manifests were deleted)."""
     project_names = backend.dataset_projects(projects)
     tasks = backend.dataset_tasks(sorted(project_names))
     if include_managed:
@@ -143,7 +144,7 @@ def observe(
     contents: Mapping[VersionKey, Content],
     *,
     cache_root: Path | None,
-    include_managed: bool = True,
+    include_managed: bool = False,
 ) -> ObservedState:
     """:func:`list_versions` then :func:`complete`."""
     listing = list_versions(backend, projects, include_managed=include_managed)

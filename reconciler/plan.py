@@ -184,6 +184,7 @@ class Plan:
     observed_fingerprint: str = ""
     targets: tuple[str, ...] = ()
     projects: tuple[str, ...] = ()  # the projects observed; a saved plan re-observes exactly these
+    prune: bool = False  # made with --prune: every managed version was observed too
 
     @property
     def has_changes(self) -> bool:
@@ -541,6 +542,7 @@ def compute_plan(
         observed_fingerprint=observed.fingerprint or fingerprint(observed),
         targets=tuple(options.targets),
         projects=tuple(sorted({ds.key.project for ds in desired.datasets})),
+        prune=options.prune,
     )
 
 

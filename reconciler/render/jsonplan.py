@@ -166,6 +166,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "observed_fingerprint": plan.observed_fingerprint,
         "targets": list(plan.targets),
         "projects": list(plan.projects),
+        "prune": plan.prune,
         "summary": {
             "create": s.create,
             "update": s.update,
@@ -199,6 +200,7 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
             observed_fingerprint=data["observed_fingerprint"],
             targets=tuple(data.get("targets", ())),
             projects=tuple(data.get("projects", ())),
+            prune=bool(data.get("prune", False)),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ReconcileError(f"{source}: malformed saved plan ({type(err).__name__}: {err})") from None

@@ -198,3 +198,28 @@ def test_unlock_breaks_a_stale_lock(env: Env):
     res = env.reconcile("unlock")
     assert res.returncode == 0 and "crashed" in res.stdout
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
+
+
+def test_prune_archives_only_what_no_manifest_names(env: Env):
+    m = setup_project(env)
+    extra = env.work / "manifests" / "extra.yaml"
+    extra.write_text(manifest("proj", "leftover", """\
+        - version: 1.0.0
+          sources:
+            - path: ../data/v2
+        """))
+    assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
+    extra.unlink()
+    m.write_text(manifest("proj", "things", VERSIONS.split("- version: 1.1.0")[0]))
+    plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
+    assert plan.returncode == 0, plan.stdout + plan.stderr  # without --prune nothing changes...
+    assert "proj/things@1.1.0" in plan.stdout and "in no manifest" in plan.stdout  # ...but it is reported
+    pruned = json.loads(env.reconcile("plan", "--prune", "--format", "json", "manifests").stdout)
+    archived = sorted(a["address"] for a in pruned["actions"] if a["type"] == "archive")
+    assert archived == ["proj/leftover@1.0.0", "proj/things@1.1.0"]
+    res = env.reconcile("apply", "--prune", "--auto-approve", "manifests")
+    assert res.returncode == 0, res.stdout + res.stderr
+    tasks = {t["version"]: t for t in dataset_tasks(env, "proj", "things")}
+    assert "archived" in tasks["1.1.0"]["system_tags"] and "archived" not in tasks["1.0.0"]["system_tags"]
+    assert all("archived" in t["system_tags"] for t in dataset_tasks(env, "proj", "leftover"))
+    assert env.reconcile("plan", "--prune", "--detailed-exitcode", "manifests").returncode == 0
