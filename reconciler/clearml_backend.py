@@ -444,16 +444,27 @@ class ClearMLBackend:
 
 
 class LockLease:
-    """Holds the server lock while the ``with`` block runs, renewing it from a thread; released on exit."""
+    """Holds the server lock while the ``with`` block runs, renewing it from a thread; released on exit.
 
-    def __init__(self, backend: ClearMLBackend, owner: str, ttl: float = 120.0):
-        self.backend, self.owner, self.ttl = backend, owner, ttl
+    ``wait`` seconds are spent retrying while another run holds the lock (0: fail at once).
+    """
+
+    def __init__(self, backend: ClearMLBackend, owner: str, *, ttl: float = 120.0, wait: float = 0.0):
+        self.backend, self.owner, self.ttl, self.wait = backend, owner, ttl, wait
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lock_id = ""
 
     def __enter__(self) -> LockLease:
-        self.lock_id = self.backend.acquire_lock(self.owner, self.ttl)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                self.lock_id = self.backend.acquire_lock(self.owner, self.ttl)
+                break
+            except ReconcileError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
         self._thread = threading.Thread(target=self._renew, name="lock-lease", daemon=True)
         self._thread.start()
         return self

@@ -246,7 +246,6 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     """Make the server match the manifests (or execute a plan saved with 'plan --out')."""
     import contextlib
     import json
-    import time
 
     from .apply import ApplyOptions, apply_plan, check_fresh
     from .clearml_backend import LockLease
@@ -267,39 +266,27 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
             raise ReconcileError("--target and --prune belong to 'plan' when applying a saved plan")
     else:
         desired = resolve_desired(target, workers=workers, progress=_is_tty(sys.stderr))
-    with _connect(ctx) as conn:
+    with _connect(ctx) as conn, LockLease(conn.backend, _lock_owner(), wait=lock_timeout):
         backend = conn.backend
-        deadline = time.monotonic() + lock_timeout
-        while True:
-            try:
-                lease = LockLease(backend, _lock_owner()).__enter__()
-                break
-            except ReconcileError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(1.0)
-        try:
-            if saved is not None:
-                observed = observe(backend, saved.projects, {}, cache_root=default_cache_dir(),
-                                   include_managed=saved.prune)
-                check_fresh(saved, observed)
-                the_plan = saved
-            else:
-                assert desired is not None
-                observed, the_plan = observe_and_plan(backend, desired, PlanOptions(prune=prune, targets=targets))
-            _print_plan(the_plan, "text", None, show_files)
-            if the_plan.conflicts:
-                raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: nothing was applied")
-            if not the_plan.has_changes:
-                return
-            _confirm(auto_approve)
-            real_stdout = sys.stdout
-            with contextlib.redirect_stdout(sys.stderr):  # the SDK prints; stdout carries only our report
-                result = apply_plan(the_plan, backend, observed,
-                                    ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr)),
-                                    report=lambda line: click.echo(line, file=real_stdout))
-        finally:
-            lease.__exit__(None, None, None)
+        if saved is not None:
+            observed = observe(backend, saved.projects, {}, cache_root=default_cache_dir(),
+                               include_managed=saved.prune)
+            check_fresh(saved, observed)
+            the_plan = saved
+        else:
+            assert desired is not None
+            observed, the_plan = observe_and_plan(backend, desired, PlanOptions(prune=prune, targets=targets))
+        _print_plan(the_plan, "text", None, show_files)
+        if the_plan.conflicts:
+            raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: nothing was applied")
+        if not the_plan.has_changes:
+            return
+        _confirm(auto_approve)
+        real_stdout = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):  # the SDK prints; stdout carries only our report
+            result = apply_plan(the_plan, backend, observed,
+                                ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr)),
+                                report=lambda line: click.echo(line, file=real_stdout))
     click.echo(
         f"Apply complete! {result.actions} actions, {len(result.created)} versions created, "
         f"{result.uploaded_files} files uploaded ({human_size(result.uploaded_bytes)}) in {result.seconds:.1f}s."
