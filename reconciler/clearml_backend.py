@@ -207,10 +207,11 @@ class ClearMLBackend:
         final = task.get("status") in ("completed", "published", "closed")
         cached = cache_dir / f"{task['id']}.json" if (cache_dir and final) else None
         if cached is not None and cached.exists():
-            return json.loads(cached.read_text())
+            state: dict[str, Any] = json.loads(cached.read_text())
+            return state
         from clearml.storage.helper import StorageHelper
 
-        helper = StorageHelper.get(uri)
+        helper = StorageHelper.get(uri)  # type: ignore[no-untyped-call]
         if helper is None:
             raise BackendError(f"no storage helper for {uri}")
         import tempfile
@@ -220,7 +221,7 @@ class ClearMLBackend:
             got = helper.download_to_file(uri, str(target), overwrite_existing=True, silence_errors=True)
             if not got or not target.exists():
                 raise BackendError(f"could not download the file list of version {task['id']} from {uri}")
-            data = json.loads(target.read_text())
+            data: dict[str, Any] = json.loads(target.read_text())
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp_file = cached.with_suffix(".tmp")
@@ -282,7 +283,7 @@ class ClearMLBackend:
         for lnk in add_links:
             files.pop(lnk.path, None)
             links[lnk.path] = SdkLink(link=lnk.url, relative_path=lnk.path, parent_dataset_id=ds.id,
-                                      size=lnk.size, hash=lnk.etag)
+                                      size=lnk.size, hash=lnk.etag)  # type: ignore[arg-type]  # None is allowed
         if upload or remove or add_links or remove_links:
             ds._dirty = True
 
@@ -332,7 +333,7 @@ class ClearMLBackend:
         from clearml import Task
 
         plain = thaw_json(metadata)
-        task = Task.get_task(task_id=version_id)
+        task: Any = Task.get_task(task_id=version_id)
         try:
             task.upload_artifact(name="metadata", artifact_object=plain, wait_on_upload=True)
         except Exception as err:
@@ -343,7 +344,7 @@ class ClearMLBackend:
         """Store ``statistics`` as the version's ``statistics`` metadata, then record which content they describe."""
         from clearml import Task
 
-        task = Task.get_task(task_id=version_id)
+        task: Any = Task.get_task(task_id=version_id)
         try:
             task.upload_artifact(name="statistics", artifact_object=thaw_json(statistics), wait_on_upload=True)
         except Exception as err:
@@ -355,7 +356,7 @@ class ClearMLBackend:
         """Report tables and histograms on the version's Plots page in the ClearML UI (iteration 0)."""
         from clearml import Task
 
-        task = Task.get_task(task_id=version_id)
+        task: Any = Task.get_task(task_id=version_id)
         logger = task.get_logger()
         try:
             for t in tables:
@@ -371,7 +372,7 @@ class ClearMLBackend:
         """The version's stored ``statistics`` metadata, or None when it has none."""
         from clearml import Task
 
-        task = Task.get_task(task_id=version_id)
+        task: Any = Task.get_task(task_id=version_id)
         artifact = task.artifacts.get("statistics")
         if artifact is None:
             return None

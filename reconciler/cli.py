@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -37,7 +38,7 @@ def _fail(err: ReconcileError, debug: bool) -> None:
 class ReconcileGroup(click.Group):
     """Turns the project's own errors into one-line messages and exit code 1."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ReconcileError as err:

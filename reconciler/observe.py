@@ -86,7 +86,7 @@ def _with_state(version: ObservedVersion, state: Mapping[str, Any] | None) -> Ob
 
 
 def _replace(v: ObservedVersion, **changes: Any) -> ObservedVersion:
-    values = {name: getattr(v, name) for name in v.__slots__}  # type: ignore[attr-defined]
+    values = {name: getattr(v, name) for name in v.__slots__}
     values.update(changes)
     return ObservedVersion(**values)
 
