@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .clearml_backend import ClearMLBackend
+from .diagnostics import Diagnostic, ReconcileError
 from .manifest import load_manifests
 from .model import Content, DesiredState, ObservedState, VersionKey
 from .observe import complete, list_versions, observe
@@ -34,14 +35,21 @@ def resolve_desired(paths: Sequence[Path], *, workers: int, progress: bool) -> D
 def resolve_contents(state: DesiredState, *, workers: int, progress: bool) -> Desired:
     """Resolve every version's sources into content (hashing through the persistent cache)."""
     own: dict[VersionKey, SourceFiles] = {}
+    problems: list[Diagnostic] = []
     with SourceResolver(ResolveOptions(workers=workers, progress=progress)) as resolver:
         for spec in state.all_versions():
-            parts = resolver.resolve_all(spec.sources)
+            try:
+                parts = resolver.resolve_all(spec.sources)
+            except ReconcileError as err:  # keep going: every broken source is reported in one run
+                problems.extend(err.diagnostics)
+                continue
             own[spec.key] = SourceFiles(
                 files=tuple(f for p in parts for f in p.files),
                 links=tuple(lnk for p in parts for lnk in p.links),
             )
         hashed = resolver.hashed_files
+    if problems:
+        raise ReconcileError(problems)
     return Desired(state, compute_contents(state, own), hashed)
 
 
