@@ -130,9 +130,14 @@ def _workers_default() -> int:
 
 
 def _is_tty(stream: object) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _color(stream: object) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
     import os
 
-    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+    return _is_tty(stream) and "NO_COLOR" not in os.environ
 
 
 def _connect(ctx: click.Context):  # type: ignore[no-untyped-def]
@@ -174,7 +179,7 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
             out.write_text(json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\n")
         click.echo(render_markdown(plan, full_plan_path=str(out) if out else None))
     else:
-        click.echo(render_human(plan, color=_is_tty(sys.stdout), file_limit=limit), nl=False)
+        click.echo(render_human(plan, color=_color(sys.stdout), file_limit=limit), nl=False)
 
 
 @cli.command()
@@ -214,8 +219,10 @@ def _confirm(auto_approve: bool) -> None:
         return
     if not (_is_tty(sys.stdin) and _is_tty(sys.stdout)):
         raise ReconcileError("refusing to apply without confirmation: not a terminal; pass --auto-approve")
-    answer = click.prompt("Do you want to perform these actions? Only 'yes' will be accepted", default="",
-                          show_default=False)
+    # Written to stdout and read with readline: input() would put the prompt on stderr.
+    click.echo("Do you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n"
+               "  Enter a value: ", nl=False)
+    answer = sys.stdin.readline()
     if answer.strip() != "yes":
         raise ReconcileError("apply cancelled")
 

@@ -593,7 +593,8 @@ def describe(action: Action) -> str:
         case SetMetadata(version=v):
             return f"set metadata of {v}"
         case SetTags(version=v, before=b, after=a):
-            return f"set tags of {v}: +{sorted(a - b)} -{sorted(b - a)}"
+            changes = [f"+{t}" for t in sorted(a - b)] + [f"-{t}" for t in sorted(b - a)]
+            return f"set tags of {v}: {' '.join(changes)}"
         case Publish(version=v):
             return f"publish {v}"
         case Archive(version=v, version_id=i):

@@ -1,0 +1,58 @@
+"""apply on a terminal asks for confirmation; only 'yes' applies (driven through a real pseudo-terminal)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+from .helpers import Env, dataset_tasks, manifest, write_tree
+
+ONE_VERSION = """\
+- version: 1.0.0
+  sources:
+    - path: ../data
+"""
+
+
+def run_on_tty(env: Env, answer: str, *args: str) -> tuple[int, str]:
+    """Run the CLI with stdin/stdout on a pty; type ``answer`` once it asks."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", *args], cwd=env.work, env=env.vars(),
+                            stdin=follower, stdout=follower, stderr=subprocess.PIPE, close_fds=True)
+    os.close(follower)
+    seen, answered, deadline = b"", False, time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"Enter a value:" in seen:
+            os.write(leader, answer.encode() + b"\n")
+            answered = True
+        if proc.poll() is not None and not ready:
+            break
+    proc.wait(timeout=60)
+    os.close(leader)
+    assert answered, seen.decode(errors="replace")
+    return proc.returncode, seen.decode(errors="replace") + proc.stderr.read().decode()
+
+
+def test_confirmation_on_a_terminal(env: Env):
+    write_tree(env.work / "data", {"a.txt": "a"})
+    (env.work / "manifests").mkdir()
+    (env.work / "manifests" / "ds.yaml").write_text(manifest("proj", "asked", ONE_VERSION))
+    code, out = run_on_tty(env, "no", "apply", "manifests")
+    assert code == 1 and "apply cancelled" in out
+    assert dataset_tasks(env, "proj", "asked") == []
+    code, out = run_on_tty(env, "yes", "apply", "manifests")
+    assert code == 0 and "Apply complete!" in out
+    assert [t["version"] for t in dataset_tasks(env, "proj", "asked")] == ["1.0.0"]
