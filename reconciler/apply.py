@@ -23,6 +23,7 @@ from .clearml_backend import ClearMLBackend
 from .diagnostics import ReconcileError
 from .model import Content, ObservedState, VersionKey
 from .plan import (
+    Action,
     Archive,
     CreateVersion,
     Finalize,
@@ -82,9 +83,8 @@ class _Applier:
         self.backend, self.options, self.report = backend, options, report
         self.result = ApplyResult()
         self.open: dict[VersionKey, Any] = {}
-        keys = {v.key for v in observed.versions}
-        for key in keys:
-            chosen = choose_observed([v for v in observed.versions if v.key == key])
+        for key, candidates in observed.by_key().items():
+            chosen = choose_observed(candidates)
             if chosen is not None:
                 self.result.ids[key] = chosen.id
 
@@ -93,7 +93,7 @@ class _Applier:
             raise ReconcileError(f"{key} is not on the server and the plan does not create it")
         return self.result.ids[key]
 
-    def run(self, action: Any) -> None:
+    def run(self, action: Action) -> None:
         match action:
             case CreateVersion(version=v, parent=p, storage=s):
                 ds = self.backend.create_version(v, self.version_id(p) if p else None, s)

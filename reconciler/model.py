@@ -143,18 +143,27 @@ class DesiredState:
     """Every dataset the manifests name, sorted by key; versions within a dataset in manifest order."""
 
     datasets: tuple[DatasetSpec, ...] = ()
+    _by_dataset: Mapping[DatasetKey, DatasetSpec] = field(init=False, repr=False, compare=False, hash=False)
+    _by_version: Mapping[VersionKey, VersionSpec] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # lookups by key are constant-time: planning a thousand datasets must not be quadratic
+        object.__setattr__(self, "_by_dataset", MappingProxyType({ds.key: ds for ds in self.datasets}))
+        object.__setattr__(
+            self, "_by_version", MappingProxyType({v.key: v for ds in self.datasets for v in ds.versions})
+        )
 
     def dataset(self, key: DatasetKey) -> DatasetSpec:
-        for ds in self.datasets:
-            if ds.key == key:
-                return ds
-        raise KeyError(str(key))
+        try:
+            return self._by_dataset[key]
+        except KeyError:
+            raise KeyError(str(key)) from None
 
     def version(self, key: VersionKey) -> VersionSpec:
-        for v in self.dataset(key.dataset).versions:
-            if v.key == key:
-                return v
-        raise KeyError(str(key))
+        try:
+            return self._by_version[key]
+        except KeyError:
+            raise KeyError(str(key)) from None
 
     def all_versions(self) -> tuple[VersionSpec, ...]:
         return tuple(v for ds in self.datasets for v in ds.versions)
@@ -208,15 +217,12 @@ class ObservedState:
     versions: tuple[ObservedVersion, ...] = ()
     fingerprint: str = ""  # changes whenever anything observed changes; a saved plan records it
 
-    def get(self, key: VersionKey) -> ObservedVersion | None:
-        found = [v for v in self.versions if v.key == key and not v.archived]
-        return found[0] if found else None
-
-    def by_id(self, version_id: str) -> ObservedVersion | None:
+    def by_key(self) -> dict[VersionKey, list[ObservedVersion]]:
+        """The versions grouped by key (several versions may claim one key: duplicates, archived copies)."""
+        grouped: dict[VersionKey, list[ObservedVersion]] = {}
         for v in self.versions:
-            if v.id == version_id:
-                return v
-        return None
+            grouped.setdefault(v.key, []).append(v)
+        return grouped
 
 
 def normalize_dataset_path(path: str) -> str | None:

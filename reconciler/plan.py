@@ -413,9 +413,7 @@ class _Planner:
         self.actions: list[Action] = []
         self.conflicts: list[Conflict] = []
         self.blocked: set[VersionKey] = set()
-        self.by_key: dict[VersionKey, list[ObservedVersion]] = {}
-        for v in observed.versions:
-            self.by_key.setdefault(v.key, []).append(v)
+        self.by_key = observed.by_key()
 
     def base_content(self, spec: VersionSpec) -> Content:
         """What a new version of ``spec`` starts with: its parent's live content when known, else desired."""
@@ -550,10 +548,9 @@ def _unmanaged(
     desired: DesiredState, observed: ObservedState, options: PlanOptions, blocked: set[VersionKey]
 ) -> tuple[Unmanaged, ...]:
     wanted = {v.key for v in desired.all_versions()}
+    by_key = observed.by_key()
     chosen_ids = {
-        chosen.id
-        for key in wanted
-        if (chosen := choose_observed([v for v in observed.versions if v.key == key])) is not None
+        chosen.id for key in wanted if (chosen := choose_observed(by_key.get(key, ()))) is not None
     }
     kept_ids = {v.id for v in observed.versions if not v.archived and (v.id in chosen_ids or not v.managed)}
     parents_of_kept = {p for v in observed.versions if v.id in kept_ids for p in v.parent_ids}

@@ -339,9 +339,10 @@ def diff_desired(backend: Any, desired: DesiredState, contents: Mapping[VersionK
                  observed: ObservedState, options: DiffOptions) -> DiffReport:
     """Every manifest version (parents first) against the version the server holds for it."""
     pairs: list[VersionDiff] = []
+    by_key = observed.by_key()
     for spec in topological_versions(desired):
         ds = desired.dataset(spec.key.dataset)
-        live = choose_observed([v for v in observed.versions if v.key == spec.key])
+        live = choose_observed(by_key.get(spec.key, []))
         side = Side(f"{spec.key} (manifests)", None, contents[spec.key], ds.description, ds.tags, ds.metadata)
         pairs.append(_desired_pair(backend, ds.statistics, side, live, options))
     return DiffReport("desired-vs-live", tuple(pairs))
