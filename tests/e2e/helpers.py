@@ -37,12 +37,13 @@ class Env:
         assert secret not in proc.stdout and secret not in proc.stderr, "the secret key was printed"
         return proc
 
-    def sdk(self, code: str, timeout: float = 300) -> object:
+    def sdk(self, code: str, timeout: float = 300, env: dict[str, str] | None = None) -> object:
         """Run ``code`` with the SDK; it must assign ``result``, which comes back through JSON."""
         script = "import json\nfrom clearml import Dataset\n" + textwrap.dedent(code) + \
             "\nprint('@@RESULT@@' + json.dumps(result, sort_keys=True, default=str))\n"
-        proc = subprocess.run([sys.executable, "-c", script], cwd=self.work, env=self.vars(), capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, "-c", script], cwd=self.work,
+                              env=env if env is not None else self.vars(), capture_output=True, text=True,
+                              timeout=timeout)
         assert proc.returncode == 0, proc.stderr[-3000:]
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("@@RESULT@@")][-1]
         return json.loads(line[len("@@RESULT@@"):])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 from .helpers import Env, dataset_tasks, manifest, write_tree
 
 ONE_VERSION = """\
@@ -28,16 +26,10 @@ def assert_one_line_error(proc, *needles: str) -> None:
         assert needle in lines[0], lines[0]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_unreachable_server_is_one_line(env: Env):
+def test_unreachable_server_is_one_line(env: Env, unused_port: int):
     project(env)
     vars_ = env.vars()
-    vars_["CLEARML_API_HOST"] = f"http://127.0.0.1:{free_port()}"
+    vars_["CLEARML_API_HOST"] = f"http://127.0.0.1:{unused_port}"
     proc = env.reconcile("plan", "manifests", env=vars_, timeout=60)
     assert_one_line_error(proc, "cannot reach the ClearML server", vars_["CLEARML_API_HOST"])
 
@@ -89,9 +81,9 @@ def test_missing_source_folder_names_the_manifest_line(env: Env):
     assert_one_line_error(proc, "manifests/ds.yaml:", "../data")
 
 
-def test_debug_shows_the_traceback(env: Env):
+def test_debug_shows_the_traceback(env: Env, unused_port: int):
     project(env)
     vars_ = env.vars()
-    vars_["CLEARML_API_HOST"] = f"http://127.0.0.1:{free_port()}"
+    vars_["CLEARML_API_HOST"] = f"http://127.0.0.1:{unused_port}"
     proc = env.reconcile("--debug", "plan", "manifests", env=vars_, timeout=60)
     assert proc.returncode == 1 and "Traceback" in proc.stderr
