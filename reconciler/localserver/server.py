@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from pathlib import Path
@@ -55,10 +56,15 @@ class _Listener:
         server = self._server
         server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
         if self._thread.is_alive():
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-            self._thread.join(timeout)
-        if self._thread.is_alive():
-            wasyncore.close_all(server._map)
+            try:
+                server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            except OSError:  # the loop already closed its trigger while tearing down: close from here
+                pass
+            else:
+                self._thread.join(timeout)
+        if self._thread.is_alive() or server._map:
+            with contextlib.suppress(OSError):
+                wasyncore.close_all(server._map)
             self._thread.join(timeout)
 
 
