@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -230,11 +230,6 @@ class SourceFiles:
 
     files: tuple[FileEntry, ...] = ()
     links: tuple[LinkEntry, ...] = ()
-
-
-def matches_any(path: str, globs: Iterable[str]) -> bool:
-    """True when ``path`` matches a glob (:mod:`reconciler.globs`: a folder's pattern covers what is below)."""
-    return GlobSet.compile(globs).matches(path)
 
 
 def _sorted_by_key(d: dict[str, Any]) -> dict[str, Any]:
