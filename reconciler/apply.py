@@ -1,27 +1,29 @@
 """Execute a Plan against a server: the only code that mutates one.
 
-Order is the plan's (parents first). A version is finalized only after every chunk of its files has been
-uploaded and verified; a failure leaves it a draft that the next apply resumes. Tags, description and
-metadata are applied after content.
+Order is the plan's (parents first, each version's steps in the order the real server accepts). Each version
+is a chain of steps; a failed step stops that version and every version built on it, while independent
+versions go on; the run then ends with one error listing what failed (exit 1). A version is finalized only when
+the content this run built has the plan's digest, every file's bytes hashed as uploaded matched the plan, and
+every chunk is on the server. A signal or a lost lock stops everything at once.
 
-Statistics (:class:`SetStatistics`) are computed from the local files the plan names: every file of a version's
-content, inherited ones included, is local because the manifests resolve the whole lineage. When a file's bytes
-are gone (a saved plan applied elsewhere), the finalized version is downloaded with the SDK and computed from
-that copy. Either way the result is cached by content digest, so the same content is never decoded twice.
+Statistics of a version are computed from local files where the plan's sources still have them, else from
+the version's files fetched from the server; either way cached by content digest.
 """
 
 from __future__ import annotations
 
-import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ._compat import assert_never
-from .clearml_backend import ClearMLBackend
-from .diagnostics import ReconcileError
-from .model import Content, ObservedState, VersionKey
+from .clearml_backend import Interrupted, LeaseLost, codec
+from .clearml_backend.writer import Draft, UploadOptions, apply_delta
+from .diagnostics import Diagnostic, ReconcileError
+from .model import Content, FileEntry, ObservedState, Properties, VersionKey, thaw_json
 from .plan import (
     Action,
     Archive,
@@ -29,15 +31,15 @@ from .plan import (
     Finalize,
     Plan,
     Publish,
+    Restore,
     ResumeVersion,
-    SetDescription,
-    SetMetadata,
+    SetProperties,
     SetStatistics,
-    SetTags,
     SyncFiles,
     choose_observed,
     describe,
 )
+from .properties import changed_fields
 from .statistics import (
     Statistics,
     StatisticsCache,
@@ -47,14 +49,35 @@ from .statistics import (
     statistics_to_json,
     ui_histograms,
     ui_tables,
-    with_local_root,
 )
+
+
+class Writer(Protocol):
+    """What apply needs from a server (``clearml_backend.ServerWriter``; an in-memory one in tests)."""
+
+    def create_draft(self, key: VersionKey, parent_id: str | None, storage: str | None) -> str: ...
+    def open_draft(self, key: VersionKey, version_id: str, parent_id: str | None, storage: str | None) -> Draft: ...
+    def discard_chunks(self, version_id: str) -> int: ...
+    def upload_files(self, draft: Draft, files: Sequence[FileEntry], options: UploadOptions,
+                     progress: Callable[[int], None] | None = None) -> None: ...
+    def set_tags(self, version_id: str, tags: frozenset[str]) -> None: ...
+    def set_description(self, version_id: str, description: str) -> None: ...
+    def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
+                           values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None: ...
+    def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None: ...
+    def finalize(self, draft: Draft, content_digest: str) -> None: ...
+    def publish(self, key: VersionKey, version_id: str) -> None: ...
+    def archive(self, key: VersionKey, version_id: str) -> None: ...
+    def restore(self, key: VersionKey, version_id: str) -> None: ...
+    def version_files(self, version_id: str) -> dict[str, Any]: ...
+    def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class ApplyOptions:
     workers: int = 4
     show_progress: bool = False
+    compression: str = "auto"
     statistics_cache: StatisticsCache | None = None  # None: under the user cache directory
 
 
@@ -66,9 +89,23 @@ class ApplyResult:
     uploaded_bytes: int = 0
     seconds: float = 0.0
     ids: dict[VersionKey, str] = field(default_factory=dict)
+    failed: dict[VersionKey, str] = field(default_factory=dict)
+    skipped: list[VersionKey] = field(default_factory=list)
 
 
 Report = Callable[[str], None]
+
+
+class ApplyFailed(ReconcileError):
+    """Some versions could not be applied; the others were. One line per failure, in the order they happened."""
+
+    def __init__(self, lines: Sequence[str]):
+        super().__init__([Diagnostic(line) for line in lines])
+        self.diagnostics = tuple(Diagnostic(line) for line in lines)
+        self.args = ("\n".join(str(d) for d in self.diagnostics),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def check_fresh(plan: Plan, observed: ObservedState) -> None:
@@ -79,14 +116,19 @@ def check_fresh(plan: Plan, observed: ObservedState) -> None:
 
 
 class _Applier:
-    def __init__(self, backend: ClearMLBackend, observed: ObservedState, options: ApplyOptions, report: Report):
-        self.backend, self.options, self.report = backend, options, report
+    def __init__(self, writer: Writer, observed: ObservedState, options: ApplyOptions, report: Report,
+                 local_contents: Mapping[VersionKey, Content]):
+        self.writer, self.options, self.report = writer, options, report
+        self.local_contents = local_contents
         self.result = ApplyResult()
-        self.open: dict[VersionKey, Any] = {}
+        self.drafts: dict[VersionKey, Draft] = {}
+        self.parents: dict[VersionKey, VersionKey | None] = {}
+        self.statuses: dict[VersionKey, str] = {}
         for key, candidates in observed.by_key().items():
             chosen = choose_observed(candidates)
             if chosen is not None:
                 self.result.ids[key] = chosen.id
+                self.statuses[key] = chosen.status
 
     def version_id(self, key: VersionKey) -> str:
         if key not in self.result.ids:
@@ -96,103 +138,188 @@ class _Applier:
     def run(self, action: Action) -> None:
         match action:
             case CreateVersion(version=v, parent=p, storage=s):
-                ds = self.backend.create_version(v, self.version_id(p) if p else None, s)
-                self.open[v] = ds
-                self.result.ids[v] = ds.id
+                parent_id = self.version_id(p) if p else None
+                version_id = self.writer.create_draft(v, parent_id, s)
+                self.result.ids[v] = version_id
                 self.result.created.append(v)
-                self.report(f"  created {v} (id {ds.id})")
+                self.statuses[v] = "created"
+                self.drafts[v] = self.writer.open_draft(v, version_id, parent_id, s)
+                self.report(f"  created {v} (id {version_id})")
             case ResumeVersion(version=v, version_id=i):
-                self.open[v] = self.backend.open_draft(i)
+                self.result.ids[v] = i
+                self.statuses[v] = "created"
+                discarded = self.writer.discard_chunks(i)
+                if discarded:
+                    self.report(f"  discarded {discarded} chunks an interrupted run left on {v}; uploading again")
+                parent = self.parents.get(v)
+                self.drafts[v] = self.writer.open_draft(v, i, self.version_id(parent) if parent else None, None)
+            case Restore(version=v, version_id=i):
+                self.writer.restore(v, i)
                 self.result.ids[v] = i
             case SyncFiles(version=v):
-                ds = self.dataset(v)
-                self.backend.sync_files(ds, upload=action.upload, remove=action.remove,
-                                        add_links=action.add_links, remove_links=action.remove_links)
+                draft = self.drafts[v]
+                apply_delta(draft, remove=action.remove, remove_links=action.remove_links,
+                            add_links=action.add_links, modified=len(action.modified),
+                            added=len(action.upload) + len(action.add_links) - len(action.modified),
+                            removed=len(action.remove) + len(action.remove_links) - len(action.modified),
+                            change_size=action.upload_bytes)
                 if action.upload:
                     self.report(f"  uploading {len(action.upload)} files of {v} "
                                 f"({action.upload_bytes} bytes, {self.options.workers} workers)")
-                self.backend.upload(ds, workers=self.options.workers, total_bytes=action.upload_bytes,
-                                    show_progress=self.options.show_progress)
+                self.writer.upload_files(draft, action.upload,
+                                         UploadOptions(workers=self.options.workers,
+                                                       compression=self.options.compression))
                 self.result.uploaded_files += len(action.upload)
                 self.result.uploaded_bytes += action.upload_bytes
+            case SetStatistics(version=v):
+                self.set_statistics(action)
+            case SetProperties(version=v, before=b, after=a):
+                self.set_properties(v, b, a)
             case Finalize(version=v, content_digest=digest):
-                ds = self.dataset(v)
-                if ds.is_dirty():
-                    self.backend.upload(ds, workers=self.options.workers, total_bytes=0,
-                                        show_progress=self.options.show_progress)
-                self.backend.verify_uploaded(ds)
-                self.backend.set_bookkeeping(ds.id, {"content_digest": digest})
-                self.backend.finalize(ds)
-                self.open.pop(v, None)
-            case SetStatistics(version=v, after_digest=digest):
-                stats = self.statistics(action)
-                self.backend.report_statistics(self.version_id(v), ui_tables(stats), ui_histograms(stats))
-                self.backend.store_statistics(self.version_id(v), statistics_to_json(stats), digest)
-            case SetDescription(version=v, after=after):
-                self.backend.set_description(self.version_id(v), after)
-            case SetMetadata(version=v, after=after):
-                self.backend.set_metadata(self.version_id(v), after)
-            case SetTags(version=v, after=after):
-                self.backend.set_tags(self.version_id(v), after)
+                draft = self.drafts[v]
+                built = Content(draft.files(), {p: s.link for p, s in draft.links().items()}).digest()
+                if built != digest:
+                    raise ReconcileError(f"the content this run built for {v} does not match the plan "
+                                         f"({built[:12]} != {digest[:12]}); nothing was finalized")
+                self.writer.finalize(draft, digest)
+                self.statuses[v] = "completed"
+                self.drafts.pop(v, None)
             case Publish(version=v):
-                self.backend.publish(self.version_id(v))
-            case Archive(version_id=i):
-                self.backend.archive(i)
+                self.writer.publish(v, self.version_id(v))
+                self.statuses[v] = "published"
+            case Archive(version=v, version_id=i):
+                self.writer.archive(v, i)
             case _:
                 assert_never(action)
 
-    def statistics(self, action: SetStatistics) -> Statistics:
-        """From the cache, else from the local files, else from a downloaded copy of the version."""
-        content = action.content()
-        if content.digest() != action.after_digest:
-            raise ReconcileError("the plan's file list does not match its content digest")
+    def set_properties(self, key: VersionKey, before: Properties, after: Properties) -> None:
+        version_id = self.version_id(key)
+        for name in changed_fields(before, after):
+            if name == "tags":
+                self.writer.set_tags(version_id, after.tags)
+            elif name == "description":
+                self.writer.set_description(version_id, after.description)
+            elif name == "metadata":
+                self.writer.set_json_artifacts(key, version_id, None,
+                                               {codec.METADATA_KEY: thaw_json(after.metadata)},
+                                               {"metadata": after.metadata_json})
+            else:  # pragma: no cover - a new property needs its write here
+                raise ReconcileError(f"no writer for the property {name!r}")
+
+    def set_statistics(self, action: SetStatistics) -> None:
+        key = action.version
+        stats = self.statistics(key, action.after_digest)
+        version_id = self.version_id(key)
+        if action.plots:
+            stamp = int(time.time() * 1000)
+            events = [codec.table_event(version_id, t.title, t.series, t.rows, stamp) for t in ui_tables(stats)]
+            events += [codec.histogram_event(version_id, h.title, h.series, h.labels, h.values, h.xaxis, h.yaxis,
+                                             stamp) for h in ui_histograms(stats)]
+            self.writer.report_plots(version_id, events)
+        self.writer.set_json_artifacts(key, version_id, None,
+                                       {codec.STATISTICS_KEY: statistics_to_json(stats)},
+                                       {"statistics_digest": action.after_digest})
+
+    def statistics(self, key: VersionKey, digest: str) -> Statistics:
+        """From the cache, else from local files, else from the version's files fetched from the server."""
         cache = self.options.statistics_cache or default_statistics_cache()
-        hit = cache.get(action.after_digest)
+        hit = cache.get(digest)
         if hit is not None:
             return hit
-        if not _all_local(content):
-            root = self.backend.local_copy(self.version_id(action.version))
-            files = with_local_root(tuple(content.files.values()), root)
-            content = Content({f.path: f for f in files}, content.links)
-        stats = compute_statistics(content, workers=self.options.workers)
+        content, state = self.content_of(key)
+        if content.digest() != digest:
+            raise ReconcileError(f"the content of {key} on the server does not match the plan's statistics")
+        local = self.local_contents.get(key)
+        by_hash = {} if local is None else {(f.path, f.sha256): f.local for f in local.files.values() if f.local}
+        files = {p: FileEntry(f.path, f.size, f.sha256, f.local or by_hash.get((f.path, f.sha256)))
+                 for p, f in content.files.items()}
+        missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
+        with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
+            if missing:
+                self.report(f"  fetching {len(missing)} image files of {key} from the server for its statistics")
+                fetched = self.writer.fetch_files(state, missing, Path(tmp))
+                for p, local_path in fetched.items():
+                    f = files[p]
+                    files[p] = FileEntry(f.path, f.size, f.sha256, str(local_path))
+            stats = compute_statistics(Content(files, content.links), workers=self.options.workers)
         cache.put(stats)
         return stats
 
-    def dataset(self, key: VersionKey) -> Any:
-        if key not in self.open:
-            self.open[key] = self.backend.open_draft(self.version_id(key))
-        return self.open[key]
-
-
-def _all_local(content: Content) -> bool:
-    """True when every image file's bytes are on this machine (only images are read)."""
-    return all(f.local and os.path.isfile(f.local) for f in content.files.values() if is_image(f.path))
+    def content_of(self, key: VersionKey) -> tuple[Content, Mapping[str, Any]]:
+        """The version's content (with local paths of files this run uploaded) and a state to fetch files by."""
+        draft = self.drafts.get(key)
+        if draft is not None:
+            entries, links = draft.entries(), draft.links()
+            local = {f.path: f.local for f in draft.uploaded_files}
+            files = {p: FileEntry(e.path, e.size, e.sha256, local.get(p)) for p, e in entries.items()}
+            state = codec.state_document(draft.id, list(entries.values()), list(links.values()), {}, {})
+            return Content(files, {p: s.link for p, s in links.items()}), state
+        state = self.writer.version_files(self.version_id(key))
+        stored, stored_links, _ = codec.read_state(state)
+        by_path = {e.path: FileEntry(e.path, e.size, e.sha256) for e in sorted(stored, key=lambda e: e.path)}
+        link_map = {s.link.path: s.link for s in sorted(stored_links, key=lambda s: s.link.path)}
+        return Content(by_path, link_map), state
 
 
 def apply_plan(
     plan: Plan,
-    backend: ClearMLBackend,
+    writer: Writer,
     observed: ObservedState,
     options: ApplyOptions = ApplyOptions(),
     report: Report = lambda _line: None,
+    local_contents: Mapping[VersionKey, Content] | None = None,
 ) -> ApplyResult:
-    """Run every action in order; stop at the first failure (raised as ReconcileError)."""
-    applier = _Applier(backend, observed, options, report)
+    """Run every action in order. A failed version stops its own chain and its descendants' (the others go on);
+    :class:`ApplyFailed` at the end names each. A signal or a lost lock stops the run at once."""
+    applier = _Applier(writer, observed, options, report, local_contents or {})
+    for a in plan.actions:
+        if isinstance(a, CreateVersion):
+            applier.parents[a.version] = a.parent
+    blocked: dict[VersionKey, str] = {}
     start = time.monotonic()
     total = len(plan.actions)
     for n, action in enumerate(plan.actions, 1):
+        v = action.version
+        parent = applier.parents.get(v)
+        if v in blocked:
+            continue
+        if parent is not None and parent in blocked:
+            blocked[v] = f"its parent {parent} failed"
+            applier.result.skipped.append(v)
+            report(f"[{n}/{total}] skipped {v}: its parent {parent} failed")
+            continue
         report(f"[{n}/{total}] {describe(action)}")
         t0 = time.monotonic()
         try:
             applier.run(action)
+        except (Interrupted, LeaseLost):
+            raise
         except ReconcileError as err:
-            draft = applier.result.ids.get(action.version)
-            where = f" (version {draft} stays a draft; the next apply resumes it)" if draft and isinstance(
-                action, (SyncFiles, Finalize)) else ""
-            raise ReconcileError(f"{describe(action)}: {err}{where}") from err
+            where = ""
+            if v in applier.drafts or isinstance(action, (CreateVersion, ResumeVersion, SyncFiles, Finalize)):
+                draft = applier.result.ids.get(v)
+                if draft and applier.statuses.get(v) == "created":
+                    where = f" (version {draft} stays a draft; the next apply resumes it)"
+            message = f"{describe(action)}: {_message(err)}{where}"
+            blocked[v] = message
+            applier.result.failed[v] = message
+            report(f"  failed: {message}")
+            continue
         applier.result.actions += 1
         elapsed = time.monotonic() - t0
         if elapsed >= 1:
             report(f"      done in {elapsed:.1f}s")
     applier.result.seconds = time.monotonic() - start
+    if applier.result.failed:
+        lines = list(applier.result.failed.values())
+        if applier.result.skipped:
+            lines.append(f"not applied because a parent failed: {', '.join(str(k) for k in applier.result.skipped)}")
+        lines.append(f"apply incomplete: {len(applier.result.failed)} version(s) failed, "
+                     f"{applier.result.actions} actions applied; fix the cause and run apply again")
+        raise ApplyFailed(lines)
     return applier.result
+
+
+def _message(err: ReconcileError) -> str:
+    """The error's text without the ``error:`` prefixes its diagnostics carry (it is embedded in another line)."""
+    return "; ".join(d.message if d.span is None else str(d) for d in err.diagnostics)

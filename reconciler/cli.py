@@ -24,6 +24,7 @@ class GlobalOptions:
     local: bool
     debug: bool
     data_dir: Path | None
+    timeout: float = 120.0
 
 
 def _fail(err: ReconcileError, debug: bool) -> None:
@@ -35,18 +36,35 @@ def _fail(err: ReconcileError, debug: bool) -> None:
     sys.exit(EXIT_ERROR)
 
 
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+
+
 class ReconcileGroup(click.Group):
-    """Turns the project's own errors into one-line messages and exit code 1."""
+    """Turns the project's own errors into one-line messages and exit code 1 (130/143 after SIGINT/SIGTERM)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from .clearml_backend import Interrupted
+
         try:
             return super().invoke(ctx)
+        except Interrupted as err:
+            _stopped(f"stopped: {err}; the lock is released and the next apply resumes",
+                     EXIT_SIGNAL.get(err.signal_name, 130))
         except ReconcileError as err:
             opts = ctx.find_object(GlobalOptions)
             _fail(err, bool(opts and opts.debug))
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            _stopped("interrupted", 130)
+
+
+def _stopped(message: str, code: int) -> None:
+    """Exit now: worker threads still waiting on the network must not hold the process open."""
+    import os
+
+    click.echo(message, err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @click.group(cls=ReconcileGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,11 +76,13 @@ class ReconcileGroup(click.Group):
     help="Data directory of the embedded server (default: ./.reconcile).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("--timeout", type=click.FloatRange(1, None), default=120.0, show_default=True, envvar="RECONCILE_TIMEOUT",
+              help="Longest wait, in seconds, for one server call or upload, retries included (env RECONCILE_TIMEOUT).")
 @click.version_option(__version__, prog_name="reconcile")
 @click.pass_context
-def cli(ctx: click.Context, local: bool, data_dir: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, local: bool, data_dir: Path | None, debug: bool, timeout: float) -> None:
     """Declarative reconciler for ClearML Datasets."""
-    ctx.obj = GlobalOptions(local=local, debug=debug, data_dir=data_dir)
+    ctx.obj = GlobalOptions(local=local, debug=debug, data_dir=data_dir, timeout=timeout)
 
 
 @cli.command()
@@ -141,11 +161,39 @@ def _color(stream: object) -> bool:
 
 
 def _connect(ctx: click.Context):  # type: ignore[no-untyped-def]
+    from .clearml_backend import Cancel, WaitPolicy
     from .connection import ConnectOptions, connect
 
     opts = ctx.find_object(GlobalOptions)
     assert opts is not None
-    return connect(ConnectOptions(local=opts.local, data_dir=opts.data_dir), lambda m: click.echo(m, err=True))
+    cancel = Cancel()
+    _stop_on_signals(cancel)
+    policy = WaitPolicy(deadline=opts.timeout, read_timeout=min(60.0, opts.timeout),
+                        connect_timeout=min(10.0, opts.timeout))
+    return connect(ConnectOptions(local=opts.local, data_dir=opts.data_dir, policy=policy, cancel=cancel),
+                   lambda m: click.echo(m, err=True))
+
+
+def _stop_on_signals(cancel: object) -> None:
+    """SIGINT and SIGTERM stop the run: waits and uploads end, the lock is released, exit 130/143.
+
+    The first signal cancels and unwinds the main thread; a second one while stopping is ignored (no traceback).
+    """
+    import signal
+
+    from .clearml_backend import Cancel, Interrupted
+
+    assert isinstance(cancel, Cancel)
+
+    def handler(signum: int, _frame: object) -> None:
+        if cancel.is_set:
+            return
+        name = signal.Signals(signum).name
+        cancel.set(name)
+        raise Interrupted(name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
 
 
 _target_option = click.option(
@@ -153,7 +201,12 @@ _target_option = click.option(
     help="Only these datasets or versions (and the parents they need). Repeatable.",
 )
 _prune_option = click.option(
-    "--prune", is_flag=True, help="Archive versions this tool created that no manifest names."
+    "--prune", is_flag=True,
+    help="Archive versions this tool created that no manifest names, in the manifests' projects only.",
+)
+_prune_scope_option = click.option(
+    "--prune-scope", "prune_scope", multiple=True, metavar="PROJECT",
+    help="Also observe (and with --prune, prune) this project, though no manifest names it. Repeatable.",
 )
 _workers_option = click.option(
     "--workers", type=click.IntRange(1, 64), default=_workers_default, show_default="2 x cores, 2..8",
@@ -192,12 +245,13 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
               help="Files listed per version in text output.")
 @_target_option
 @_prune_option
+@_prune_scope_option
 @_workers_option
 @click.pass_context
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
-         show_files: str, targets: tuple[str, ...], prune: bool, workers: int) -> None:
+         show_files: str, targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], workers: int) -> None:
     """Show what apply would change (a dry run). Exit 0: no changes, 1: error or conflicts, 2: changes."""
-    from .engine import plan_manifests
+    from .engine import Run
     from .manifest import load_manifests
     from .plan import PlanOptions
 
@@ -205,8 +259,9 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
         raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
     state = load_manifests(paths)  # manifest errors come before any connection
     with _connect(ctx) as conn:
-        _desired, _observed, the_plan = plan_manifests(conn.backend, state, PlanOptions(prune=prune, targets=targets),
-                                                       workers=workers, progress=_is_tty(sys.stderr))
+        run = Run(conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
+                  workers=workers, progress=_is_tty(sys.stderr))
+        the_plan = run.plan()
     _print_plan(the_plan, fmt, out, show_files)
     if the_plan.conflicts:
         raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: see the plan above")
@@ -247,54 +302,48 @@ def _lock_owner() -> str:
 @click.option("--show-files", default="20", show_default=True, metavar="N|all")
 @_target_option
 @_prune_option
+@_prune_scope_option
 @_workers_option
 @click.pass_context
 def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock_timeout: float, show_files: str,
-          targets: tuple[str, ...], prune: bool, workers: int) -> None:
+          targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], workers: int) -> None:
     """Make the server match the manifests (or execute a plan saved with 'plan --out')."""
-    import contextlib
     import json
 
-    from .apply import ApplyOptions, apply_plan, check_fresh
-    from .clearml_backend import LockLease
-    from .engine import observe_and_plan, resolve_desired
-    from .observe import observe
+    from .apply import ApplyOptions
+    from .engine import Run
+    from .engine import apply as apply_use_case
+    from .manifest import load_manifests
     from .plan import PlanOptions, human_size
     from .render import plan_from_json
-    from .sources import default_cache_dir
 
     saved = None
-    desired = None
+    state = None
     if len(target) == 1 and target[0].suffix == ".json" and target[0].is_file():
         try:
             saved = plan_from_json(json.loads(target[0].read_text()), source=str(target[0]))
         except ValueError as err:
             raise ReconcileError(f"{target[0]}: not valid JSON ({err})") from None
-        if targets or prune:
-            raise ReconcileError("--target and --prune belong to 'plan' when applying a saved plan")
+        if targets or prune or prune_scope:
+            raise ReconcileError("--target, --prune and --prune-scope belong to 'plan' when applying a saved plan")
     else:
-        desired = resolve_desired(target, workers=workers, progress=_is_tty(sys.stderr))
-    with _connect(ctx) as conn, LockLease(conn.backend, _lock_owner(), wait=lock_timeout):
-        backend = conn.backend
-        if saved is not None:
-            observed = observe(backend, saved.projects, {}, cache_root=default_cache_dir(),
-                               include_managed=saved.prune)
-            check_fresh(saved, observed)
-            the_plan = saved
-        else:
-            assert desired is not None
-            observed, the_plan = observe_and_plan(backend, desired, PlanOptions(prune=prune, targets=targets))
-        _print_plan(the_plan, "text", None, show_files)
-        if the_plan.conflicts:
-            raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: nothing was applied")
-        if not the_plan.has_changes:
-            return
-        _confirm(auto_approve)
-        real_stdout = sys.stdout
-        with contextlib.redirect_stdout(sys.stderr):  # the SDK prints; stdout carries only our report
-            result = apply_plan(the_plan, backend, observed,
-                                ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr)),
-                                report=lambda line: click.echo(line, file=real_stdout))
+        state = load_manifests(target)
+    real_stdout = sys.stdout
+    with _connect(ctx) as conn:
+        run = None if state is None else Run(
+            conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
+            workers=workers, progress=_is_tty(sys.stderr))
+        result = apply_use_case(
+            conn.backend, run=run, saved=saved,
+            options=ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr)),
+            lock_owner=_lock_owner(), lock_wait=lock_timeout,
+            show=lambda p: _print_plan(p, "text", None, show_files),
+            confirm=lambda _p: _confirm(auto_approve),
+            report=lambda line: click.echo(line, file=real_stdout),
+            notice=lambda line: click.echo(line, err=True),
+        )
+    if result is None:
+        return
     click.echo(
         f"Apply complete! {result.actions} actions, {len(result.created)} versions created, "
         f"{result.uploaded_files} files uploaded ({human_size(result.uploaded_bytes)}) in {result.seconds:.1f}s."
@@ -305,13 +354,16 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
 @click.pass_context
 def unlock(ctx: click.Context) -> None:
     """Break the apply lock left on the server by a crashed run."""
+    import time
+
+    from .clearml_backend import Lock
+
     with _connect(ctx) as conn:
-        info = conn.backend.lock_info()
+        info = Lock(conn.backend.api).break_lock()
         if info is None:
             click.echo("No lock is held.")
             return
-        conn.backend.release_lock(info["id"])
-        click.echo(f"Released the lock held by {info['owner']}.")
+        click.echo(f"Released the lock ({info.describe(time.time())}).")
 
 
 # --- diff ----------------------------------------------------------------------------------------------------
@@ -330,21 +382,21 @@ def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, 
 
     Exit 0: identical, 2: differences, 1: error.
     """
-    import contextlib
-
-    from .engine import desired_diff, live_diff, resolve_desired
+    from .engine import Run, diff_manifests, diff_versions
+    from .manifest import load_manifests
+    from .plan import PlanOptions
     from .render import render_report
     from .report import split_arguments
 
     refs = split_arguments(args)
-    desired = None if refs else resolve_desired([Path(a) for a in args], workers=workers,
-                                                progress=_is_tty(sys.stderr))
-    with _connect(ctx) as conn, contextlib.redirect_stdout(sys.stderr):  # the SDK prints; stdout is the report
+    state = None if refs else load_manifests([Path(a) for a in args])
+    with _connect(ctx) as conn:
         if refs:
-            report = live_diff(conn.backend, refs[0], refs[1], workers=workers)
+            report = diff_versions(conn.backend.reader, refs[0], refs[1], workers=workers)
         else:
-            assert desired is not None
-            report = desired_diff(conn.backend, desired, workers=workers)
+            assert state is not None
+            report = diff_manifests(Run(conn.backend.reader, state, PlanOptions(), workers=workers,
+                                        progress=_is_tty(sys.stderr)))
     text = render_report(report, fmt)
     if out is not None:
         out.write_text(text)

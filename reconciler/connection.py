@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .diagnostics import ReconcileError
 
 if TYPE_CHECKING:
-    from .clearml_backend import ClearMLBackend
+    from .clearml_backend import Backend, Cancel, WaitPolicy
     from .localserver import LocalServer
 
 DEFAULT_DATA_DIR = Path(".reconcile")
@@ -29,21 +29,18 @@ DEFAULT_DATA_DIR = Path(".reconcile")
 class ConnectOptions:
     local: bool = False
     data_dir: Path | None = None
+    policy: WaitPolicy | None = None  # None: the defaults of clearml_backend.WaitPolicy
+    cancel: Cancel | None = None
 
 
 def explicit_configuration() -> str | None:
     """What names a ClearML server in this environment, or None."""
+    from .clearml_backend.config import config_file
+
     if os.environ.get("CLEARML_API_HOST"):
         return "CLEARML_API_HOST"
-    cfg = os.environ.get("CLEARML_CONFIG_FILE")
-    if cfg:
-        if not Path(cfg).expanduser().is_file():
-            raise ReconcileError(f"CLEARML_CONFIG_FILE names {cfg}, which does not exist")
-        return f"CLEARML_CONFIG_FILE={cfg}"
-    for candidate in (Path.home() / "clearml.conf", Path.home() / ".clearml.conf"):
-        if candidate.is_file():
-            return str(candidate)
-    return None
+    path = config_file(os.environ)
+    return str(path) if path is not None else None
 
 
 def in_ci() -> bool:
@@ -52,8 +49,8 @@ def in_ci() -> bool:
 
 @contextlib.contextmanager
 def connect(options: ConnectOptions, notice: Callable[[str], None]) -> Iterator[Connection]:
-    """Yield a connected backend; the embedded server (if any) lives exactly as long as the block."""
-    from . import clearml_backend
+    """Yield a logged-in backend; the embedded server (if any) lives exactly as long as the block."""
+    from .clearml_backend import Backend, load_server_config
 
     server = None
     if options.local:
@@ -70,13 +67,13 @@ def connect(options: ConnectOptions, notice: Callable[[str], None]) -> Iterator[
             notice(f"note: no ClearML server configured; using the embedded server (data in "
                    f"{(options.data_dir or DEFAULT_DATA_DIR).resolve()}); pass --local to silence this")
     try:
+        env = {**os.environ, **server.client_env()} if server is not None else dict(os.environ)
         if server is not None:
-            os.environ.update(server.client_env())
-        cfg = clearml_backend.server_config_from_env()
+            env.pop("CLEARML_CONFIG_FILE", None)
+        cfg = load_server_config(env)
         if cfg is None:
             raise ReconcileError("the ClearML configuration names no API server (api.api_server)")
-        clearml_backend.preflight(cfg)
-        yield Connection(clearml_backend.ClearMLBackend(cfg), server)
+        yield Connection(Backend.connect(cfg, policy=options.policy, cancel=options.cancel), server)
     finally:
         if server is not None:
             server.stop()
@@ -84,7 +81,7 @@ def connect(options: ConnectOptions, notice: Callable[[str], None]) -> Iterator[
 
 @dataclass(frozen=True, slots=True)
 class Connection:
-    backend: ClearMLBackend
+    backend: Backend
     server: LocalServer | None
 
 
@@ -92,5 +89,8 @@ def _start_local(data_dir: Path | None) -> LocalServer:
     from .localserver import LocalServer
 
     srv = LocalServer((data_dir or DEFAULT_DATA_DIR).resolve(), host="127.0.0.1", port=0)
-    srv.start()
+    try:
+        srv.start()
+    except (OSError, ValueError) as err:
+        raise ReconcileError(f"cannot start the embedded server: {err}") from None
     return srv

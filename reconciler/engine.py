@@ -1,23 +1,28 @@
-"""The steps every command shares: manifests -> desired contents -> observed state -> plan."""
+"""One pipeline for every command: manifests -> desired contents -> observed state -> plan, each computed once.
+
+A :class:`Run` holds one command's inputs and memoises each step; the use cases (:func:`plan`, :func:`apply`,
+:func:`diff_manifests`, :func:`diff_versions`) are functions over it, so plan, apply, a saved plan and diff
+cannot wire the steps differently. The CLI parses, builds a Run, calls a use case and renders.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .clearml_backend import ClearMLBackend
+from .clearml_backend import Backend, LockLease, ServerReader
 from .diagnostics import Diagnostic, ReconcileError
-from .manifest import load_manifests
 from .model import Content, DesiredState, ObservedState, VersionKey
-from .observe import complete, list_versions, observe
-from .plan import Plan, PlanOptions, SourceFiles, compute_contents, compute_plan
+from .observe import Listing, complete, list_versions, observe, state_cache_dir
+from .plan import Plan, PlanOptions, SourceFiles, compute_contents, compute_plan, prune_scope, unknown_targets
 from .sources import ResolveOptions, SourceResolver, default_cache_dir
 
 if TYPE_CHECKING:  # report pulls in deepdiff (a fifth of a second): only the diff command pays for it
-    from .report import DiffOptions, DiffReport
+    from .apply import ApplyOptions, ApplyResult
+    from .report import DiffReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +30,6 @@ class Desired:
     state: DesiredState
     contents: Mapping[VersionKey, Content]
     hashed_files: int
-
-
-def resolve_desired(paths: Sequence[Path], *, workers: int, progress: bool) -> Desired:
-    """Load and validate the manifests, then resolve every version's sources into content."""
-    return resolve_contents(load_manifests(paths), workers=workers, progress=progress)
 
 
 def resolve_contents(state: DesiredState, *, workers: int, progress: bool) -> Desired:
@@ -53,50 +53,131 @@ def resolve_contents(state: DesiredState, *, workers: int, progress: bool) -> De
     return Desired(state, compute_contents(state, own), hashed)
 
 
-def _projects(state: DesiredState) -> list[str]:
-    return sorted({ds.key.project for ds in state.datasets})
+def check_targets(state: DesiredState, targets: tuple[str, ...]) -> None:
+    """Every ``--target`` must name a manifest dataset or version (a typo must not plan nothing and pass)."""
+    unknown = unknown_targets(state, targets)
+    if unknown:
+        raise ReconcileError([
+            Diagnostic(f"--target {t!r} matches no dataset or version in the manifests"
+                       + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""))
+            for t, close in unknown.items()
+        ])
 
 
-def observe_and_plan(backend: ClearMLBackend, desired: Desired, options: PlanOptions) -> tuple[ObservedState, Plan]:
-    observed = observe(backend, _projects(desired.state), desired.contents, cache_root=default_cache_dir(),
-                       include_managed=options.prune)
-    return observed, compute_plan(desired.state, desired.contents, observed, options)
+class Run:
+    """One command's pipeline over ``state`` (already loaded manifests) and a server ``reader``."""
+
+    def __init__(self, reader: ServerReader, state: DesiredState, options: PlanOptions, *, workers: int,
+                 progress: bool):
+        check_targets(state, options.targets)
+        self.reader, self.state, self.options = reader, state, options
+        self.workers, self.progress = workers, progress
+        self.cache_root: Path = default_cache_dir()
+        self._desired: Desired | None = None
+        self._observed: ObservedState | None = None
+        self._plan: Plan | None = None
+
+    @property
+    def projects(self) -> tuple[str, ...]:
+        return prune_scope(self.state, self.options)
+
+    def desired(self) -> Desired:
+        if self._desired is None:
+            self._desired = resolve_contents(self.state, workers=self.workers, progress=self.progress)
+        return self._desired
+
+    def observed(self) -> ObservedState:
+        """The server's state; the first time, sources are resolved while the server lists its versions."""
+        if self._observed is None:
+            if self._desired is None:
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe") as pool:
+                    listing = pool.submit(list_versions, self.reader, self.projects)
+                    try:
+                        self.desired()
+                    except BaseException:
+                        listing.cancel()
+                        raise
+                    listed: Listing = listing.result()
+            else:
+                listed = list_versions(self.reader, self.projects)
+            self._observed = complete(self.reader, listed, self.desired().contents, cache_root=self.cache_root)
+        return self._observed
+
+    def refresh(self) -> None:
+        """Forget what was observed and planned (apply re-observes once it holds the lock)."""
+        self._observed = None
+        self._plan = None
+
+    def plan(self) -> Plan:
+        if self._plan is None:
+            self._plan = compute_plan(self.state, self.desired().contents, self.observed(), self.options)
+        return self._plan
 
 
-def plan_manifests(
-    backend: ClearMLBackend, state: DesiredState, options: PlanOptions, *, workers: int, progress: bool
-) -> tuple[Desired, ObservedState, Plan]:
-    """Resolve sources while the server lists its versions (network waits overlap local work), then plan."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe") as pool:
-        listing = pool.submit(list_versions, backend, _projects(state), include_managed=options.prune)
-        try:
-            desired = resolve_contents(state, workers=workers, progress=progress)
-        except BaseException:
-            listing.cancel()
-            raise
-        listed = listing.result()
-    observed = complete(backend, listed, desired.contents, cache_root=default_cache_dir())
-    return desired, observed, compute_plan(state, desired.contents, observed, options)
+# --- use cases -------------------------------------------------------------------------------------------------
 
 
-def _diff_options(workers: int) -> DiffOptions:
+def observe_saved(reader: ServerReader, plan: Plan) -> ObservedState:
+    """What a saved plan was computed against, observed again (same projects) to check it is not stale."""
+    return observe(reader, plan.projects, {}, cache_root=default_cache_dir())
+
+
+def apply(
+    backend: Backend,
+    *,
+    run: Run | None,
+    saved: Plan | None,
+    options: ApplyOptions,
+    lock_owner: str,
+    lock_wait: float,
+    show: Callable[[Plan], None],
+    confirm: Callable[[Plan], None],
+    report: Callable[[str], None],
+    notice: Callable[[str], None],
+) -> ApplyResult | None:
+    """Take the lock, (re)observe, show the plan, confirm, apply. None when there is nothing to do.
+
+    A saved plan is refused when the server changed since it was made; a live plan is computed under the lock.
+    """
+    from .apply import apply_plan, check_fresh
+
+    assert (run is None) != (saved is None)
+    with LockLease(backend.api, lock_owner, wait=lock_wait, notice=notice):
+        if saved is not None:
+            observed = observe_saved(backend.reader, saved)
+            check_fresh(saved, observed)
+            the_plan, contents = saved, {}  # type: Plan, Mapping[VersionKey, Content]
+        else:
+            assert run is not None
+            run.refresh()
+            the_plan, observed, contents = run.plan(), run.observed(), run.desired().contents
+        show(the_plan)
+        if the_plan.conflicts:
+            raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: nothing was applied")
+        if not the_plan.has_changes:
+            return None
+        confirm(the_plan)
+        backend.writer.state_cache = state_cache_dir(backend.api.cfg.api_host, default_cache_dir())
+        return apply_plan(the_plan, backend.writer, observed, options, report=report, local_contents=contents)
+
+
+def diff_manifests(run: Run) -> DiffReport:
+    """The manifests (after) against what the server holds (before)."""
+    from .report import diff_desired
+
+    desired = run.desired()
+    return diff_desired(run.reader, desired.state, desired.contents, run.observed(), _diff_options(run.workers))
+
+
+def diff_versions(reader: ServerReader, before: str, after: str, *, workers: int) -> DiffReport:
+    """Two live versions, each ``project/name@version`` or a dataset id."""
+    from .report import diff_live
+
+    return diff_live(reader, before, after, _diff_options(workers))
+
+
+def _diff_options(workers: int):  # type: ignore[no-untyped-def]
     from .report import DiffOptions
     from .statistics import default_statistics_cache
 
     return DiffOptions(cache_root=default_cache_dir(), statistics=default_statistics_cache(), workers=workers)
-
-
-def desired_diff(backend: ClearMLBackend, desired: Desired, *, workers: int) -> DiffReport:
-    """The manifests (after) against what the server holds (before)."""
-    from .report import diff_desired
-
-    projects = sorted({ds.key.project for ds in desired.state.datasets})
-    observed = observe(backend, projects, desired.contents, cache_root=default_cache_dir())
-    return diff_desired(backend, desired.state, desired.contents, observed, _diff_options(workers))
-
-
-def live_diff(backend: ClearMLBackend, before: str, after: str, *, workers: int) -> DiffReport:
-    """Two live versions, each ``project/name@version`` or a dataset id."""
-    from .report import diff_live
-
-    return diff_live(backend, before, after, _diff_options(workers))

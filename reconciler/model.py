@@ -116,6 +116,42 @@ def thaw_json(value: Any) -> Any:
     return value
 
 
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling of a value: sorted keys, no spaces (what equality of metadata means)."""
+    import json
+
+    return json.dumps(thaw_json(value), sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class Properties:
+    """A version's mutable properties: what may change on a version after it is finalized.
+
+    The desired spec, the observed version, the plan's :class:`~reconciler.plan.SetProperties` and the diff
+    report all hold this one value. Adding a property means: a field here, its schema and manifest reading,
+    its decoding in ``clearml_backend.codec`` and its write in the backend; the differ
+    (:func:`reconciler.properties.diff_properties`) and the renderers follow from the fields.
+    ``metadata`` is frozen JSON; equality compares its canonical JSON (so ``1`` and ``true`` differ).
+    """
+
+    description: str = ""
+    tags: frozenset[str] = frozenset()
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False, hash=False)
+    _metadata_json: str = field(init=False, repr=False, default="{}")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", frozenset(self.tags))
+        object.__setattr__(self, "metadata", freeze_json(self.metadata))
+        object.__setattr__(self, "_metadata_json", canonical_json(self.metadata))
+
+    @property
+    def metadata_json(self) -> str:
+        return self._metadata_json
+
+
+PROPERTY_FIELDS: tuple[str, ...] = ("description", "tags", "metadata")
+
+
 @dataclass(frozen=True, slots=True)
 class VersionSpec:
     key: VersionKey
@@ -123,6 +159,7 @@ class VersionSpec:
     sources: tuple[Source, ...] = ()
     remove: tuple[str, ...] = ()  # globs over dataset paths, applied to the parent's content
     publish: bool = False
+    properties: Properties = Properties()
     span: SourceSpan | None = field(default=None, compare=False)
 
 
@@ -130,9 +167,7 @@ class VersionSpec:
 class DatasetSpec:
     key: DatasetKey
     versions: tuple[VersionSpec, ...]
-    description: str = ""
-    tags: tuple[str, ...] = ()  # sorted, unique; applied to every version
-    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    properties: Properties = Properties()  # the dataset's description, tags, metadata: every version carries them
     statistics: bool = False
     storage: str | None = None  # upload target; None: the server's files host
     span: SourceSpan | None = field(default=None, compare=False)
@@ -189,9 +224,7 @@ class ObservedVersion:
     key: VersionKey
     id: str
     status: str  # created | in_progress | completed | published | closed | failed | stopped ...
-    tags: tuple[str, ...] = ()
-    description: str = ""
-    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    properties: Properties = Properties()
     parent_ids: tuple[str, ...] = ()
     files: tuple[FileEntry, ...] | None = None
     links: tuple[LinkEntry, ...] | None = None
@@ -201,7 +234,6 @@ class ObservedVersion:
     archived: bool = False
     last_update: str = ""
     content_digest: str | None = None  # recorded by this tool: content_digest() of what it uploaded
-    pending_files: int = 0  # entries of a draft whose bytes never reached storage (an interrupted upload)
     statistics_digest: str | None = None  # recorded by this tool: content digest its stored statistics describe
 
     @property

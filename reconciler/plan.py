@@ -2,20 +2,23 @@
 
 Invariants of a :class:`Plan`:
 - actions of a version come after every action of its parent (parents before children, then by key);
-- within a version the phase order is fixed: create/resume, sync files, finalize, statistics, description,
-  metadata, tags, publish; archives come last;
+- within a version the phase order is fixed: create/resume/restore, sync files, statistics, properties,
+  finalize, publish; archives come last. Everything a version carries is written before it is finalized, UI
+  plots before it is published: the order the real clearml-server accepts;
 - a dataset with ``statistics: true`` gets a :class:`SetStatistics` for every version whose recorded statistics
   digest differs from its content digest (so a second plan after apply has none);
-- a finalized version is never the subject of a content action: a content difference is a :class:`Conflict`;
-- a version whose parent is in conflict (or missing from the plan and the server) is blocked, not created.
+- a finalized version is never the subject of a content action: a content difference is a :class:`Conflict`,
+  and so is a finalized version whose parent is gone, or ``publish: false`` on a published version;
+- a version whose parent is in conflict (or missing from the plan and the server) is blocked, not created;
+- a version the manifests name that exists only archived is restored (same id), not created again;
+- only versions in the plan's projects (its prune scope) are reported as unmanaged or pruned.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from types import MappingProxyType
 from typing import Any
 
@@ -29,12 +32,14 @@ from .model import (
     LinkEntry,
     ObservedState,
     ObservedVersion,
+    Properties,
     VersionKey,
     VersionSpec,
-    thaw_json,
+    canonical_json,
 )
+from .properties import PropertyChange, changed_fields, diff_properties
 
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION = 2
 
 
 # --- actions -------------------------------------------------------------------------------------------------
@@ -53,7 +58,6 @@ class ResumeVersion:
 
     version: VersionKey
     version_id: str
-    pending_files: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,50 +80,38 @@ class SyncFiles:
 
 
 @dataclass(frozen=True, slots=True)
-class Finalize:
-    version: VersionKey
-    content_digest: str
-
-
-@dataclass(frozen=True, slots=True)
 class SetStatistics:
-    """Compute the statistics of the version's content and store them with it (metadata and UI reports).
+    """Compute the statistics of the version's content and store them with it (metadata and UI plots).
 
-    ``files`` and ``links`` are the version's full content, ``Content.digest()`` of which is ``after_digest``;
-    a file's ``local`` says where its bytes are (apply downloads the version when they are gone).
-    ``before_digest`` is the content digest the stored statistics describe (None: none stored).
+    The content is the version's own (apply knows it: the files it synced, or the version's file list on the
+    server); ``after_digest`` is its :meth:`Content.digest`, ``before_digest`` the digest the stored statistics
+    describe (None: none stored). ``plots``: whether UI plots can still be added (not once published).
     """
 
     version: VersionKey
     before_digest: str | None
     after_digest: str
-    files: tuple[FileEntry, ...] = ()
-    links: tuple[LinkEntry, ...] = ()
-
-    def content(self) -> Content:
-        return Content(MappingProxyType({f.path: f for f in self.files}),
-                       MappingProxyType({lnk.path: lnk for lnk in self.links}))
+    plots: bool = True
 
 
 @dataclass(frozen=True, slots=True)
-class SetDescription:
+class SetProperties:
+    """Make the version's mutable properties ``after``; only the fields that differ from ``before`` are written."""
+
     version: VersionKey
-    before: str
-    after: str
+    before: Properties
+    after: Properties
+
+    def changes(self) -> tuple[PropertyChange, ...]:
+        return diff_properties(self.before, self.after)
 
 
 @dataclass(frozen=True, slots=True)
-class SetMetadata:
-    version: VersionKey
-    before: Mapping[str, Any] = field(hash=False)
-    after: Mapping[str, Any] = field(hash=False)
+class Finalize:
+    """Write the file list and close the version: its content must have ``content_digest``."""
 
-
-@dataclass(frozen=True, slots=True)
-class SetTags:
     version: VersionKey
-    before: frozenset[str]
-    after: frozenset[str]
+    content_digest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +125,22 @@ class Archive:
     version_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """Bring back (unarchive) a version the manifests name again, instead of creating a second one."""
+
+    version: VersionKey
+    version_id: str
+
+
 Action = (
     CreateVersion
     | ResumeVersion
+    | Restore
     | SyncFiles
-    | Finalize
     | SetStatistics
-    | SetDescription
-    | SetMetadata
-    | SetTags
+    | SetProperties
+    | Finalize
     | Publish
     | Archive
 )
@@ -174,6 +173,7 @@ class Unmanaged:
 class PlanOptions:
     prune: bool = False
     targets: tuple[str, ...] = ()  # "project/name" or "project/name@version"; empty: everything
+    prune_scope: tuple[str, ...] = ()  # projects observed and pruned besides those the manifests declare
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +183,8 @@ class Plan:
     unmanaged: tuple[Unmanaged, ...] = ()
     observed_fingerprint: str = ""
     targets: tuple[str, ...] = ()
-    projects: tuple[str, ...] = ()  # the projects observed; a saved plan re-observes exactly these
-    prune: bool = False  # made with --prune: every managed version was observed too
+    projects: tuple[str, ...] = ()  # the projects observed (the prune scope); a saved plan re-observes these
+    prune: bool = False  # made with --prune
 
     @property
     def has_changes(self) -> bool:
@@ -193,11 +193,13 @@ class Plan:
     def summary(self) -> PlanSummary:
         created = {a.version for a in self.actions if isinstance(a, CreateVersion)}
         archived = {a.version for a in self.actions if isinstance(a, Archive)}
+        restored = {a.version for a in self.actions if isinstance(a, Restore)}
         touched = {a.version for a in self.actions}
         return PlanSummary(
             create=len(created),
-            update=len(touched - created - archived),
+            update=len(touched - created - archived - restored),
             archive=len(archived),
+            restore=len(restored),
             conflicts=len(self.conflicts),
             upload_files=sum(len(a.upload) for a in self.actions if isinstance(a, SyncFiles)),
             upload_bytes=sum(a.upload_bytes for a in self.actions if isinstance(a, SyncFiles)),
@@ -216,6 +218,7 @@ class PlanSummary:
     create: int
     update: int
     archive: int
+    restore: int
     conflicts: int
     upload_files: int
     upload_bytes: int
@@ -300,6 +303,13 @@ def choose_observed(candidates: Sequence[ObservedVersion]) -> ObservedVersion | 
     return drafts[0] if drafts else None
 
 
+def archived_candidate(candidates: Sequence[ObservedVersion]) -> ObservedVersion | None:
+    """The newest archived finalized version this tool made for a key (what a restore brings back)."""
+    archived = sorted((v for v in candidates if v.archived and v.finalized and v.managed),
+                      key=lambda v: v.last_update, reverse=True)
+    return archived[0] if archived else None
+
+
 @dataclass(frozen=True, slots=True)
 class ContentDiff:
     added: tuple[str, ...]
@@ -347,20 +357,25 @@ def sync_delta(version: VersionKey, base: Content, target: Content) -> SyncFiles
     )
 
 
-def canonical_json(value: Any) -> str:
-    return json.dumps(thaw_json(value), sort_keys=True, separators=(",", ":"), default=str)
+# fields of an observed version that a saved plan's staleness check ignores: file lists are read on demand
+# (a version's content is covered by its status, its recorded digest and last_update)
+FINGERPRINT_EXCLUDED = frozenset({"files", "links"})
 
 
 def fingerprint(observed: ObservedState) -> str:
-    """A digest of everything the planner reads from the server; a saved plan is stale when it changes."""
+    """A digest of every observed field (but :data:`FINGERPRINT_EXCLUDED`); a saved plan is stale when it changes."""
     h = hashlib.sha256()
+    names = [f.name for f in fields(ObservedVersion) if f.name not in FINGERPRINT_EXCLUDED]
     for v in sorted(observed.versions, key=lambda v: v.id):
-        h.update(
-            canonical_json(
-                [v.id, str(v.key), v.status, sorted(v.tags), v.description, v.metadata, v.archived,
-                 v.content_digest, v.managed, v.statistics_digest]
-            ).encode()
-        )
+        row = []
+        for name in names:
+            value = getattr(v, name)
+            if isinstance(value, Properties):
+                value = [value.description, sorted(value.tags), value.metadata_json]
+            elif isinstance(value, VersionKey):
+                value = str(value)
+            row.append(value)
+        h.update(canonical_json(row).encode())
     return h.hexdigest()
 
 
@@ -391,6 +406,18 @@ def _selected(key: VersionKey, targets: Sequence[str]) -> bool:
     return any(t == str(key) or t == str(key.dataset) for t in targets)
 
 
+def unknown_targets(desired: DesiredState, targets: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Targets that name no manifest dataset or version, each with the closest names (for "did you mean")."""
+    import difflib
+
+    names = sorted({str(v.key) for v in desired.all_versions()} | {str(d.key) for d in desired.datasets})
+    out: dict[str, tuple[str, ...]] = {}
+    for t in targets:
+        if t not in names:
+            out[t] = tuple(difflib.get_close_matches(t, names, n=3, cutoff=0.5))
+    return out
+
+
 def _with_ancestors(desired: DesiredState, targets: Sequence[str]) -> set[VersionKey]:
     """Targeted versions and every ancestor they need (Terraform's -target pulls in dependencies)."""
     keep: set[VersionKey] = set()
@@ -409,12 +436,16 @@ class _Planner:
         self.conflicts: list[Conflict] = []
         self.blocked: set[VersionKey] = set()
         self.by_key = observed.by_key()
+        self.restored: dict[VersionKey, str] = {}
+
+    def chosen(self, key: VersionKey) -> ObservedVersion | None:
+        return choose_observed(self.by_key.get(key, []))
 
     def base_content(self, spec: VersionSpec) -> Content:
         """What a new version of ``spec`` starts with: its parent's live content when known, else desired."""
         if spec.parent is None:
             return Content()
-        parent_obs = choose_observed(self.by_key.get(spec.parent, []))
+        parent_obs = self.chosen(spec.parent)
         if parent_obs is not None and parent_obs.finalized:
             live = observed_content(parent_obs)
             if live is not None:
@@ -426,27 +457,25 @@ class _Planner:
         if spec.parent is not None and spec.parent in self.blocked:
             self.block(spec, f"its parent {spec.parent} cannot be reconciled", "resolve the parent's conflict first")
             return
-        obs = choose_observed(self.by_key.get(key, []))
+        obs = self.chosen(key)
+        if obs is None:
+            archived = archived_candidate(self.by_key.get(key, []))
+            if archived is not None and archived.finalized:
+                self.actions.append(Restore(key, archived.id))
+                obs = archived
         target = self.contents[key]
         if obs is None:
             self.actions.append(CreateVersion(key, spec.parent, ds.storage))
-            self.add_sync(sync_delta(key, self.base_content(spec), target), key, target)
-            self.actions.append(Finalize(key, target.digest()))
-            self.plan_statistics(key, ds, None, target)
-            self.plan_properties(spec, ds, None)
+            self.build(spec, ds, None, self.base_content(spec), target)
         elif obs.finalized:
-            if not self.check_finalized(spec, obs, target):
+            if not self.check_finalized(spec, obs, target) or not self.check_lineage(spec, obs):
                 return
             self.plan_statistics(key, ds, obs, target)
-            self.plan_properties(spec, ds, obs)
+            self.plan_properties(spec, obs)
+            self.plan_publish(spec, obs)
         elif obs.managed:
-            self.actions.append(ResumeVersion(key, obs.id, obs.pending_files))
-            live = observed_content(obs)
-            base = live if live is not None else self.base_content(spec)
-            self.add_sync(sync_delta(key, base, target), key, target)
-            self.actions.append(Finalize(key, target.digest()))
-            self.plan_statistics(key, ds, obs, target)
-            self.plan_properties(spec, ds, obs)
+            self.actions.append(ResumeVersion(key, obs.id))
+            self.build(spec, ds, obs, self.base_content(spec), target)
         else:
             self.block(
                 spec,
@@ -455,9 +484,18 @@ class _Planner:
                 obs.id,
             )
 
-    def add_sync(self, sync: SyncFiles | None, key: VersionKey, target: Content) -> None:
+    def build(self, spec: VersionSpec, ds: DatasetSpec, draft: ObservedVersion | None, base: Content,
+              target: Content) -> None:
+        """The steps of a version being built: content, statistics, properties, finalize, publish."""
+        sync = sync_delta(spec.key, base, target)
         if sync is not None:
             self.actions.append(sync)
+        if ds.statistics:
+            self.actions.append(SetStatistics(spec.key, None, target.digest(), plots=True))
+        self.plan_properties(spec, draft)
+        self.actions.append(Finalize(spec.key, target.digest()))
+        if spec.publish:
+            self.actions.append(Publish(spec.key))
 
     def check_finalized(self, spec: VersionSpec, obs: ObservedVersion, target: Content) -> bool:
         if obs.content_digest is not None and obs.content_digest == target.digest():
@@ -487,30 +525,46 @@ class _Planner:
         self.blocked.add(spec.key)
         return False
 
+    def check_lineage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
+        """A finalized version must stand on the version the manifests name as its parent, and that one must
+        still be there: its files are read through the parent."""
+        if spec.parent is None or not obs.parent_ids:
+            return True
+        parent = self.chosen(spec.parent)
+        if parent is not None and parent.id in obs.parent_ids:
+            return True
+        on_server = {v.id: v for v in self.observed.versions}
+        gone = [p for p in obs.parent_ids if p not in on_server or on_server[p].archived]
+        if gone and (parent is None or parent.id not in obs.parent_ids):
+            self.block(spec, f"its parent version {gone[0]} is gone from the server (deleted or archived), so its "
+                       "inherited files cannot be read",
+                       f"restore that parent, or add a new version of {spec.key.name} built on "
+                       f"{spec.parent.version}", obs.id)
+            return False
+        return True
+
     def block(self, spec: VersionSpec, reason: str, hint: str, version_id: str | None = None) -> None:
         self.conflicts.append(Conflict(spec.key, reason, hint, version_id))
         self.blocked.add(spec.key)
 
-    def plan_statistics(self, key: VersionKey, ds: DatasetSpec, obs: ObservedVersion | None,
-                        target: Content) -> None:
-        before = obs.statistics_digest if obs else None
-        if ds.statistics and before != target.digest():
-            self.actions.append(SetStatistics(key, before, target.digest(), tuple(target.files.values()),
-                                              tuple(target.links.values())))
+    def plan_statistics(self, key: VersionKey, ds: DatasetSpec, obs: ObservedVersion, target: Content) -> None:
+        if ds.statistics and obs.statistics_digest != target.digest():
+            self.actions.append(SetStatistics(key, obs.statistics_digest, target.digest(),
+                                              plots=obs.status != "published"))
 
-    def plan_properties(self, spec: VersionSpec, ds: DatasetSpec, obs: ObservedVersion | None) -> None:
-        key = spec.key
-        before_desc = obs.description if obs else ""
-        if before_desc != ds.description:
-            self.actions.append(SetDescription(key, before_desc, ds.description))
-        before_meta: Mapping[str, Any] = obs.metadata if obs else MappingProxyType({})
-        if canonical_json(before_meta) != canonical_json(ds.metadata):
-            self.actions.append(SetMetadata(key, before_meta, ds.metadata))
-        before_tags = frozenset(obs.tags) if obs else frozenset()
-        if before_tags != frozenset(ds.tags):
-            self.actions.append(SetTags(key, before_tags, frozenset(ds.tags)))
-        if spec.publish and (obs is None or obs.status != "published"):
-            self.actions.append(Publish(key))
+    def plan_properties(self, spec: VersionSpec, obs: ObservedVersion | None) -> None:
+        before = obs.properties if obs is not None else Properties()
+        if before != spec.properties:
+            self.actions.append(SetProperties(spec.key, before, spec.properties))
+
+    def plan_publish(self, spec: VersionSpec, obs: ObservedVersion) -> None:
+        if spec.publish and obs.status != "published":
+            self.actions.append(Publish(spec.key))
+        elif not spec.publish and obs.status == "published":
+            self.conflicts.append(Conflict(
+                spec.key, "the manifest says publish: false but the version is published",
+                "ClearML cannot unpublish a version: set publish: true, or add a new version that is not "
+                "published", obs.id))
 
 
 def compute_plan(
@@ -525,7 +579,8 @@ def compute_plan(
     for spec in topological_versions(desired):
         if spec.key in selected:
             planner.plan_version(spec, desired.dataset(spec.key.dataset))
-    unmanaged = _unmanaged(desired, observed, options, planner.blocked)
+    scope = prune_scope(desired, options)
+    unmanaged = _unmanaged(desired, observed, options, planner.actions, scope)
     if options.prune:
         planner.actions.extend(Archive(u.version, u.version_id) for u in unmanaged if u.managed and not u.reason)
     return Plan(
@@ -534,24 +589,32 @@ def compute_plan(
         unmanaged=unmanaged,
         observed_fingerprint=observed.fingerprint or fingerprint(observed),
         targets=tuple(options.targets),
-        projects=tuple(sorted({ds.key.project for ds in desired.datasets})),
+        projects=scope,
         prune=options.prune,
     )
 
 
+def prune_scope(desired: DesiredState, options: PlanOptions) -> tuple[str, ...]:
+    """The projects observed (and, with --prune, pruned): those the manifests declare, plus any named on purpose."""
+    return tuple(sorted({ds.key.project for ds in desired.datasets} | set(options.prune_scope)))
+
+
 def _unmanaged(
-    desired: DesiredState, observed: ObservedState, options: PlanOptions, blocked: set[VersionKey]
+    desired: DesiredState, observed: ObservedState, options: PlanOptions, actions: Sequence[Action],
+    scope: Sequence[str],
 ) -> tuple[Unmanaged, ...]:
     wanted = {v.key for v in desired.all_versions()}
     by_key = observed.by_key()
     chosen_ids = {
         chosen.id for key in wanted if (chosen := choose_observed(by_key.get(key, ()))) is not None
     }
+    chosen_ids |= {a.version_id for a in actions if isinstance(a, Restore)}
     kept_ids = {v.id for v in observed.versions if not v.archived and (v.id in chosen_ids or not v.managed)}
     parents_of_kept = {p for v in observed.versions if v.id in kept_ids for p in v.parent_ids}
+    in_scope = set(scope)
     out: list[Unmanaged] = []
     for v in sorted(observed.versions, key=lambda v: (v.key, v.id)):
-        if v.archived or v.id in chosen_ids:
+        if v.archived or v.id in chosen_ids or v.key.project not in in_scope:
             continue
         if options.targets and not _selected(v.key, options.targets):
             continue
@@ -571,22 +634,19 @@ def describe(action: Action) -> str:
             return f"create {v}" + (f" (parent {p.version if p.dataset == v.dataset else p})" if p else "")
         case ResumeVersion(version=v, version_id=i):
             return f"resume draft {v} ({i})"
+        case Restore(version=v, version_id=i):
+            return f"restore archived {v} ({i})"
         case SyncFiles(version=v):
             return (
                 f"sync files of {v}: upload {len(action.upload)} ({_size(action.upload_bytes)}), "
                 f"remove {len(action.remove) + len(action.remove_links)}, link {len(action.add_links)}"
             )
+        case SetStatistics(version=v, after_digest=d):
+            return f"compute statistics of {v} (content {d[:12]})"
+        case SetProperties(version=v):
+            return f"set {', '.join(changed_fields(action.before, action.after))} of {v}"
         case Finalize(version=v):
             return f"finalize {v}"
-        case SetStatistics(version=v):
-            return f"compute statistics of {v} ({len(action.files) + len(action.links)} files)"
-        case SetDescription(version=v):
-            return f"set description of {v}"
-        case SetMetadata(version=v):
-            return f"set metadata of {v}"
-        case SetTags(version=v, before=b, after=a):
-            changes = [f"+{t}" for t in sorted(a - b)] + [f"-{t}" for t in sorted(b - a)]
-            return f"set tags of {v}: {' '.join(changes)}"
         case Publish(version=v):
             return f"publish {v}"
         case Archive(version=v, version_id=i):

@@ -1,6 +1,7 @@
 """Diff reports: what differs between the manifests and the server, or between two live versions.
 
-The comparison itself is pure (:func:`compare_versions` on plain values; deepdiff finds property changes).
+The comparison itself is pure (:func:`compare_versions` on plain values; property changes come from the one
+differ plan renderers use too, :func:`reconciler.properties.diff_properties`).
 The two entry points gather their inputs from a server:
 
 - :func:`diff_desired`: every manifest version against the version the server holds for it (before: live,
@@ -16,25 +17,32 @@ when no pair has a file, property or statistics difference.
 
 from __future__ import annotations
 
-import dataclasses
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
 
-from deepdiff import DeepDiff
-
+from .clearml_backend import ServerReader
 from .diagnostics import ReconcileError
-from .model import Content, DatasetKey, DesiredState, ObservedState, ObservedVersion, VersionKey, thaw_json
+from .model import (
+    Content,
+    DatasetKey,
+    DesiredState,
+    FileEntry,
+    ObservedState,
+    ObservedVersion,
+    Properties,
+    VersionKey,
+)
 from .plan import choose_observed, diff_content, observed_content, topological_versions
+from .properties import PropertyChange, diff_properties
 from .statistics import (
     Statistics,
     StatisticsCache,
     cached_statistics,
+    is_image,
     statistics_from_json,
-    with_local_root,
 )
 
 REPORT_FORMAT_VERSION = 1
@@ -61,17 +69,6 @@ class FileChange:
     change: str  # added | removed | modified
     before_size: int | None
     after_size: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class PropertyChange:
-    """One deepdiff finding. ``path`` is ``description``, ``tags`` or ``metadata['key']...``."""
-
-    field: str  # description | tags | metadata
-    path: str
-    change: str  # added | removed | changed
-    before: Any = dataclasses.field(default=None, hash=False)
-    after: Any = dataclasses.field(default=None, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +151,7 @@ class Side:
     label: str
     id: str | None
     content: Content
-    description: str = ""
-    tags: tuple[str, ...] = ()
-    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    properties: Properties = Properties()
     statistics: Statistics | None = None
 
 
@@ -171,34 +166,8 @@ def file_changes(before: Content, after: Content) -> tuple[FileChange, ...]:
     return tuple(sorted(out, key=lambda c: c.path))
 
 
-_CHANGE_KINDS = {"added": "added", "removed": "removed"}
-
-
-def _kind(report_type: str) -> str:
-    for suffix, kind in _CHANGE_KINDS.items():
-        if report_type.endswith(suffix):
-            return kind
-    return "changed"
-
-
-def _present(value: Any) -> Any:
-    return None if type(value).__name__ == "NotPresent" else value
-
-
 def property_changes(before: Side, after: Side) -> tuple[PropertyChange, ...]:
-    """Tags, description and metadata differences, as deepdiff finds them (tags compared as sets)."""
-
-    def plain(s: Side) -> dict[str, Any]:
-        return {"description": s.description, "tags": set(s.tags), "metadata": thaw_json(s.metadata)}
-
-    out: list[PropertyChange] = []
-    for report_type, levels in DeepDiff(plain(before), plain(after), view="tree").items():
-        for level in levels:
-            parts = level.path(output_format="list")
-            path = str(parts[0]) + "".join(f"[{p!r}]" for p in parts[1:] if p is not None)
-            out.append(PropertyChange(str(parts[0]), path, _kind(report_type), _present(level.t1),
-                                      _present(level.t2)))
-    return tuple(sorted(out, key=lambda c: (c.field, c.path, c.change, repr(c.before), repr(c.after))))
+    return diff_properties(before.properties, after.properties)
 
 
 def _counts(key: str, before: Mapping[str, int], after: Mapping[str, int], *, all_keys: bool = False
@@ -280,36 +249,44 @@ class DiffOptions:
 
 
 def _live_side(version: ObservedVersion, content: Content, stats: Statistics | None) -> Side:
-    return Side(str(version.key), version.id, content, version.description, version.tags, version.metadata, stats)
+    return Side(str(version.key), version.id, content, version.properties, stats)
 
 
-def stored_statistics(backend: Any, version: ObservedVersion, digest: str) -> Statistics | None:
+def stored_statistics(reader: ServerReader, version: ObservedVersion, digest: str) -> Statistics | None:
     """The version's stored statistics when they describe ``digest``; None otherwise."""
     if version.statistics_digest != digest:
         return None
-    raw = backend.read_statistics(version.id)
+    task = reader.task(version.id)
+    raw = reader.read_json_artifact(task, "statistics") if task else None
     try:
-        stats = statistics_from_json(raw) if raw is not None else None
+        stats = statistics_from_json(raw) if isinstance(raw, dict) else None
     except ValueError:
         return None
     return stats if stats is not None and stats.content_digest == digest else None
 
 
-def live_statistics(backend: Any, version: ObservedVersion, content: Content, options: DiffOptions
+def live_statistics(reader: ServerReader, version: ObservedVersion, content: Content, options: DiffOptions
                     ) -> Statistics:
-    """Stored, else cached, else computed from a downloaded copy of the (finalized) version."""
+    """Stored, else cached, else computed from the version's image files fetched from the server."""
     digest = content.digest()
-    stats = stored_statistics(backend, version, digest) or options.statistics.get(digest)
+    stats = stored_statistics(reader, version, digest) or options.statistics.get(digest)
     if stats is not None:
         return stats
-    if any(f.local is None for f in content.files.values()):
-        root = backend.local_copy(version.id)
-        files = with_local_root(tuple(content.files.values()), root)
-        content = Content(MappingProxyType({f.path: f for f in files}), content.links)
-    return cached_statistics(content, options.statistics, workers=options.workers)
+    missing = [p for p, f in content.files.items() if f.local is None and is_image(p)]
+    if not missing:
+        return cached_statistics(content, options.statistics, workers=options.workers)
+    task = reader.task(version.id)
+    state = reader.read_state(task, None) if task else None
+    if state is None:
+        raise ReconcileError(f"version {version.id} has no file list on the server")
+    with tempfile.TemporaryDirectory(prefix="reconcile-diff-") as tmp:
+        fetched = reader.fetch_files(state, missing, Path(tmp))
+        files = {p: FileEntry(f.path, f.size, f.sha256, str(fetched[p]) if p in fetched else f.local)
+                 for p, f in content.files.items()}
+        return cached_statistics(Content(files, content.links), options.statistics, workers=options.workers)
 
 
-def _desired_pair(backend: Any, ds_stats: bool, desired: Side, live: ObservedVersion | None,
+def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: ObservedVersion | None,
                   options: DiffOptions) -> VersionDiff:
     if live is None:
         before = Side("(not on the server)", None, Content())
@@ -321,7 +298,7 @@ def _desired_pair(backend: Any, ds_stats: bool, desired: Side, live: ObservedVer
     else:
         live_content = observed_content(live) or Content()
     stats_differ = ds_stats and live.statistics_digest != digest
-    before_stats = stored_statistics(backend, live, live.statistics_digest) if (
+    before_stats = stored_statistics(reader, live, live.statistics_digest) if (
         stats_differ and live.statistics_digest) else None
     note = "" if live.finalized else f"the server holds a draft ({live.status})"
     return compare_versions(_live_side(live, live_content, before_stats), _with_stats(desired, stats_differ, options),
@@ -332,10 +309,10 @@ def _with_stats(side: Side, wanted: bool, options: DiffOptions) -> Side:
     if not wanted:
         return side
     stats = cached_statistics(side.content, options.statistics, workers=options.workers)
-    return Side(side.label, side.id, side.content, side.description, side.tags, side.metadata, stats)
+    return Side(side.label, side.id, side.content, side.properties, stats)
 
 
-def diff_desired(backend: Any, desired: DesiredState, contents: Mapping[VersionKey, Content],
+def diff_desired(reader: ServerReader, desired: DesiredState, contents: Mapping[VersionKey, Content],
                  observed: ObservedState, options: DiffOptions) -> DiffReport:
     """Every manifest version (parents first) against the version the server holds for it."""
     pairs: list[VersionDiff] = []
@@ -343,8 +320,8 @@ def diff_desired(backend: Any, desired: DesiredState, contents: Mapping[VersionK
     for spec in topological_versions(desired):
         ds = desired.dataset(spec.key.dataset)
         live = choose_observed(by_key.get(spec.key, []))
-        side = Side(f"{spec.key} (manifests)", None, contents[spec.key], ds.description, ds.tags, ds.metadata)
-        pairs.append(_desired_pair(backend, ds.statistics, side, live, options))
+        side = Side(f"{spec.key} (manifests)", None, contents[spec.key], spec.properties)
+        pairs.append(_desired_pair(reader, ds.statistics, side, live, options))
     return DiffReport("desired-vs-live", tuple(pairs))
 
 
@@ -364,13 +341,13 @@ def parse_reference(ref: str) -> VersionKey | str:
     return VersionKey(project, name, version)
 
 
-def resolve_reference(backend: Any, ref: str, *, cache_root: Path | None) -> ObservedVersion:
+def resolve_reference(reader: ServerReader, ref: str, *, cache_root: Path | None) -> ObservedVersion:
     """The live version ``ref`` names, with its file list; one-line errors for what does not exist."""
     from .observe import dataset_versions, read_version
 
     parsed = parse_reference(ref)
     if isinstance(parsed, VersionKey):
-        versions = dataset_versions(backend, DatasetKey(parsed.project, parsed.name))
+        versions = dataset_versions(reader, DatasetKey(parsed.project, parsed.name))
         if not versions:
             raise ReconcileError(f"unknown dataset {parsed.dataset}: the server has no version of it")
         chosen = choose_observed([v for v in versions if v.key == parsed])
@@ -378,22 +355,22 @@ def resolve_reference(backend: Any, ref: str, *, cache_root: Path | None) -> Obs
             known = ", ".join(sorted({v.key.version for v in versions}))
             raise ReconcileError(f"{parsed.dataset} has no version {parsed.version!r} (versions: {known})")
         parsed = chosen.id
-    found = read_version(backend, parsed, cache_root=cache_root)
+    found = read_version(reader, parsed, cache_root=cache_root)
     if found is None:
         raise ReconcileError(f"no dataset version has the id {parsed}")
     return found
 
 
-def diff_live(backend: Any, before_ref: str, after_ref: str, options: DiffOptions) -> DiffReport:
+def diff_live(reader: ServerReader, before_ref: str, after_ref: str, options: DiffOptions) -> DiffReport:
     """Two live versions: files, properties, and statistics (class distribution, sizes) from before to after."""
     sides = []
     for ref in (before_ref, after_ref):
-        version = resolve_reference(backend, ref, cache_root=options.cache_root)
+        version = resolve_reference(reader, ref, cache_root=options.cache_root)
         sides.append((version, observed_content(version) or Content()))
     (b_ver, b_content), (a_ver, a_content) = sides
     same = b_content.digest() == a_content.digest()
-    b_stats = None if same else live_statistics(backend, b_ver, b_content, options)
-    a_stats = None if same else live_statistics(backend, a_ver, a_content, options)
+    b_stats = None if same else live_statistics(reader, b_ver, b_content, options)
+    a_stats = None if same else live_statistics(reader, a_ver, a_content, options)
     pair = compare_versions(_live_side(b_ver, b_content, b_stats), _live_side(a_ver, a_content, a_stats),
                             with_statistics=not same)
     return DiffReport("live-vs-live", (pair,))

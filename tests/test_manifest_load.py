@@ -48,10 +48,11 @@ def test_datasets_sorted_by_key_and_versions_in_manifest_order(valid) -> None:
 
 def test_every_field_of_full_manifest(valid) -> None:
     ds = valid.dataset(DatasetKey("tests/full", "Everything"))
-    assert ds.description == "Every field the format has"
-    assert ds.tags == ("classification", "example", "image", "small")
-    assert isinstance(ds.metadata, MappingProxyType)
-    assert dict(ds.metadata) == {
+    assert ds.properties.description == "Every field the format has"
+    assert all(v.properties == ds.properties for v in ds.versions)
+    assert ds.properties.tags == frozenset({"classification", "example", "image", "small"})
+    assert isinstance(ds.properties.metadata, MappingProxyType)
+    assert dict(ds.properties.metadata) == {
         "homepage": "https://example.com/everything",
         "classes": ("cat", "dog"),
         "sizes": MappingProxyType({"train": 6, "test": 0}),
@@ -93,8 +94,8 @@ def test_parents_across_datasets_files_and_subprojects(valid) -> None:
 
 def test_dataset_spread_over_files_merges_fields_and_versions(valid) -> None:
     split = valid.dataset(DatasetKey("tests", "Split"))
-    assert split.description == "versions in two files"
-    assert split.tags == ("a", "b")
+    assert split.properties.description == "versions in two files"
+    assert split.properties.tags == frozenset({"a", "b"})
     assert [(v.key.version, v.span.file) for v in split.versions] == [
         ("1.0.0", "split/part-1.yaml"),
         ("1.1.0", "split/part-2.yaml"),

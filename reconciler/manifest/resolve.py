@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..diagnostics import Diagnostic, SourceSpan
-from ..model import DatasetKey, DatasetSpec, DesiredState, VersionKey, VersionSpec, freeze_json
+from ..model import DatasetKey, DatasetSpec, DesiredState, Properties, VersionKey, VersionSpec, freeze_json
 from .build import DATASET_FIELDS, DatasetPart, VersionPart, dataset_field_value
 from .schema import at
 
@@ -156,19 +156,23 @@ def _dataset(
     for part in group:
         for name, value in part.fields.items():
             fields.setdefault(name, value)
-    specs = tuple(_version(v, parents) for k, v in versions.items() if k.dataset == key)
     tags = fields.get("tags")
+    properties = Properties(
+        description=fields["description"] if isinstance(fields.get("description"), str) else "",
+        tags=frozenset(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else frozenset(),
+        metadata=freeze_json(fields["metadata"] if isinstance(fields.get("metadata"), dict) else {}),
+    )
+    specs = tuple(_version(v, parents, properties) for k, v in versions.items() if k.dataset == key)
     return DatasetSpec(
         key=key,
         versions=specs,
-        description=fields["description"] if isinstance(fields.get("description"), str) else "",
-        tags=tuple(sorted({t for t in tags if isinstance(t, str)})) if isinstance(tags, list) else (),
-        metadata=freeze_json(fields["metadata"] if isinstance(fields.get("metadata"), dict) else {}),
+        properties=properties,
         statistics=fields.get("statistics") is True,
         storage=fields["storage"] if isinstance(fields.get("storage"), str) else None,
         span=group[0].doc.span(()),
     )
 
 
-def _version(v: VersionPart, parents: Mapping[VersionKey, VersionKey]) -> VersionSpec:
-    return dataclasses.replace(v.spec, parent=parents.get(v.spec.key))
+def _version(v: VersionPart, parents: Mapping[VersionKey, VersionKey], properties: Properties) -> VersionSpec:
+    """The version with its parent resolved; its properties are the dataset's (every version carries them)."""
+    return dataclasses.replace(v.spec, parent=parents.get(v.spec.key), properties=properties)

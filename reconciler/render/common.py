@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,14 +16,14 @@ from ..plan import (
     Plan,
     PlanSummary,
     Publish,
+    Restore,
     ResumeVersion,
-    SetDescription,
-    SetMetadata,
+    SetProperties,
     SetStatistics,
-    SetTags,
     SyncFiles,
     human_size,
 )
+from ..properties import PropertyChange, changed_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +44,28 @@ class VersionBlock:
 
 
 def summary_line(s: PlanSummary) -> str:
-    return f"Plan: {s.create} to create, {s.update} to update, {s.archive} to archive, {s.conflicts} conflicts."
+    restore = f"{s.restore} to restore, " if s.restore else ""
+    return (f"Plan: {s.create} to create, {restore}{s.update} to update, {s.archive} to archive, "
+            f"{s.conflicts} conflicts.")
 
 
 def _short(value: Any) -> str:
     return json.dumps(thaw_json(value), sort_keys=True, default=str)
 
 
-def metadata_lines(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+_SIGN = {"added": "+", "removed": "-", "changed": "~"}
+
+
+def property_lines(changes: tuple[PropertyChange, ...]) -> tuple[tuple[str, str], ...]:
+    """One line per change the properties differ finds (the diff report shows the same items)."""
     out: list[tuple[str, str]] = []
-    for k in sorted(set(before) | set(after)):
-        if k not in before:
-            out.append(("+", f"{k} = {_short(after[k])}"))
-        elif k not in after:
-            out.append(("-", f"{k} = {_short(before[k])}"))
-        elif _short(before[k]) != _short(after[k]):
-            out.append(("~", f"{k}: {_short(before[k])} -> {_short(after[k])}"))
+    for c in changes:
+        if c.field == "tags":
+            out.append((_SIGN[c.change], f"tag {_short(c.after if c.change == 'added' else c.before)}"))
+        elif c.change == "changed":
+            out.append(("~", f"{c.path}: {_short(c.before)} -> {_short(c.after)}"))
+        else:
+            out.append((_SIGN[c.change], f"{c.path} = {_short(c.after if c.change == 'added' else c.before)}"))
     return tuple(out)
 
 
@@ -87,8 +92,10 @@ def action_line(action: Action, file_limit: int | None) -> Line:
     match action:
         case CreateVersion(parent=p):
             return Line("+", "create version" + (f" on top of {p}" if p else " (no parent)"))
-        case ResumeVersion(version_id=i, pending_files=n):
-            return Line("~", f"resume draft {i}" + (f" ({n} files never uploaded)" if n else ""))
+        case ResumeVersion(version_id=i):
+            return Line("~", f"resume draft {i} (chunks an interrupted run left are uploaded again)")
+        case Restore(version_id=i):
+            return Line("+", f"restore archived version {i} (same id; no new version)")
         case SyncFiles():
             n_mod = len(action.modified)
             n_add = len(action.upload) - n_mod + len(action.add_links)
@@ -100,19 +107,14 @@ def action_line(action: Action, file_limit: int | None) -> Line:
                 f"{human_size(action.total_size)})",
                 sync_lines(action, file_limit),
             )
+        case SetStatistics(before_digest=b, after_digest=a, plots=plots):
+            was = f"stored ones describe content {b[:12]}" if b else "none stored"
+            where = "" if plots else "; stored as metadata only: ClearML takes no plots on a published version"
+            return Line("~", f"statistics: compute for content {a[:12]} ({was}{where})")
+        case SetProperties():
+            return Line("~", ", ".join(changed_fields(action.before, action.after)), property_lines(action.changes()))
         case Finalize():
             return Line("+", "finalize")
-        case SetStatistics(before_digest=b, after_digest=a):
-            was = f"stored ones describe content {b[:12]}" if b else "none stored"
-            return Line("~", f"statistics: compute for content {a[:12]} ({len(action.files) + len(action.links)} "
-                             f"files; {was})")
-        case SetDescription(before=b, after=a):
-            return Line("~", f"description: {json.dumps(b)} -> {json.dumps(a)}")
-        case SetMetadata(before=b, after=a):
-            return Line("~", "metadata", metadata_lines(b, a))
-        case SetTags(before=b, after=a):
-            changes = [f"+{t}" for t in sorted(a - b)] + [f"-{t}" for t in sorted(b - a)]
-            return Line("~", f"tags: {', '.join(changes)}  (now: {', '.join(sorted(a)) or 'none'})")
         case Publish():
             return Line("+", "publish")
         case Archive(version_id=i):
@@ -133,6 +135,8 @@ def version_blocks(plan: Plan, file_limit: int | None) -> list[VersionBlock]:
             verb, sign = "archived", "-"
         elif any(isinstance(a, ResumeVersion) for a in actions):
             verb, sign = "resumed and finalized", "~"
+        elif any(isinstance(a, Restore) for a in actions):
+            verb, sign = "restored", "+"
         else:
             verb, sign = "updated in place", "~"
         lines = tuple(action_line(a, file_limit) for a in actions)

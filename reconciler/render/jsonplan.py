@@ -11,7 +11,7 @@ from typing import Any
 
 from .._compat import assert_never
 from ..diagnostics import ReconcileError
-from ..model import FileEntry, LinkEntry, VersionKey, freeze_json, thaw_json
+from ..model import FileEntry, LinkEntry, Properties, VersionKey, freeze_json, thaw_json
 from ..plan import (
     PLAN_FORMAT_VERSION,
     Action,
@@ -21,28 +21,25 @@ from ..plan import (
     Finalize,
     Plan,
     Publish,
+    Restore,
     ResumeVersion,
-    SetDescription,
-    SetMetadata,
+    SetProperties,
     SetStatistics,
-    SetTags,
     SyncFiles,
     Unmanaged,
 )
 
-_ACTION_TYPES: dict[str, type] = {
-    "create_version": CreateVersion,
-    "resume_version": ResumeVersion,
-    "sync_files": SyncFiles,
-    "finalize": Finalize,
-    "set_statistics": SetStatistics,
-    "set_description": SetDescription,
-    "set_metadata": SetMetadata,
-    "set_tags": SetTags,
-    "publish": Publish,
-    "archive": Archive,
+_TYPE_NAMES: dict[type, str] = {
+    CreateVersion: "create_version",
+    ResumeVersion: "resume_version",
+    Restore: "restore",
+    SyncFiles: "sync_files",
+    SetStatistics: "set_statistics",
+    SetProperties: "set_properties",
+    Finalize: "finalize",
+    Publish: "publish",
+    Archive: "archive",
 }
-_TYPE_NAMES = {cls: name for name, cls in _ACTION_TYPES.items()}
 
 
 def _key(k: VersionKey) -> dict[str, str]:
@@ -69,6 +66,14 @@ def _unlink(d: Mapping[str, Any]) -> LinkEntry:
     return LinkEntry(d["path"], d["url"], d.get("size"), d.get("etag"))
 
 
+def _properties(p: Properties) -> dict[str, Any]:
+    return {"description": p.description, "tags": sorted(p.tags), "metadata": thaw_json(p.metadata)}
+
+
+def _unproperties(d: Mapping[str, Any]) -> Properties:
+    return Properties(str(d["description"]), frozenset(d["tags"]), freeze_json(d["metadata"]))
+
+
 def action_to_json(action: Action) -> dict[str, Any]:
     out: dict[str, Any] = {"type": _TYPE_NAMES[type(action)], "address": str(action.version),
                            "version": _key(action.version)}
@@ -76,9 +81,8 @@ def action_to_json(action: Action) -> dict[str, Any]:
         case CreateVersion():
             out["parent"] = _key(action.parent) if action.parent else None
             out["storage"] = action.storage
-        case ResumeVersion():
+        case ResumeVersion() | Restore() | Archive():
             out["version_id"] = action.version_id
-            out["pending_files"] = action.pending_files
         case SyncFiles():
             out.update(
                 upload=[_file(f) for f in action.upload],
@@ -91,59 +95,55 @@ def action_to_json(action: Action) -> dict[str, Any]:
                 total_size=action.total_size,
                 upload_bytes=action.upload_bytes,
             )
+        case SetStatistics():
+            out.update(before_digest=action.before_digest, after_digest=action.after_digest, plots=action.plots)
+        case SetProperties():
+            out.update(before=_properties(action.before), after=_properties(action.after),
+                       changes=[{"field": c.field, "path": c.path, "change": c.change, "before": c.before,
+                                 "after": c.after} for c in action.changes()])
         case Finalize():
             out["content_digest"] = action.content_digest
-        case SetStatistics():
-            out.update(before_digest=action.before_digest, after_digest=action.after_digest,
-                       files=[_file(f) for f in action.files], links=[_link(lnk) for lnk in action.links])
-        case SetDescription():
-            out.update(before=action.before, after=action.after)
-        case SetMetadata():
-            out.update(before=thaw_json(action.before), after=thaw_json(action.after))
-        case SetTags():
-            out.update(before=sorted(action.before), after=sorted(action.after))
         case Publish():
             pass
-        case Archive():
-            out["version_id"] = action.version_id
         case _:
             assert_never(action)
     return out
 
 
 def action_from_json(d: Mapping[str, Any]) -> Action:
-    kind = _ACTION_TYPES[d["type"]]
+    """The action ``d`` describes; an unknown type is an error (never a guess)."""
     v = _unkey(d["version"])
-    if kind is CreateVersion:
-        return CreateVersion(v, _unkey(d["parent"]) if d.get("parent") else None, d.get("storage"))
-    if kind is ResumeVersion:
-        return ResumeVersion(v, d["version_id"], d.get("pending_files", 0))
-    if kind is SyncFiles:
-        return SyncFiles(
-            version=v,
-            upload=tuple(_unfile(f) for f in d["upload"]),
-            modified=tuple(d["modified"]),
-            remove=tuple(d["remove"]),
-            add_links=tuple(_unlink(x) for x in d["add_links"]),
-            remove_links=tuple(d["remove_links"]),
-            content_digest=d["content_digest"],
-            file_count=d["file_count"],
-            total_size=d["total_size"],
-        )
-    if kind is Finalize:
-        return Finalize(v, d["content_digest"])
-    if kind is SetStatistics:
-        return SetStatistics(v, d.get("before_digest"), d["after_digest"],
-                             tuple(_unfile(f) for f in d["files"]), tuple(_unlink(x) for x in d["links"]))
-    if kind is SetDescription:
-        return SetDescription(v, d["before"], d["after"])
-    if kind is SetMetadata:
-        return SetMetadata(v, freeze_json(d["before"]), freeze_json(d["after"]))
-    if kind is SetTags:
-        return SetTags(v, frozenset(d["before"]), frozenset(d["after"]))
-    if kind is Publish:
-        return Publish(v)
-    return Archive(v, d["version_id"])
+    match d["type"]:
+        case "create_version":
+            return CreateVersion(v, _unkey(d["parent"]) if d.get("parent") else None, d.get("storage"))
+        case "resume_version":
+            return ResumeVersion(v, d["version_id"])
+        case "restore":
+            return Restore(v, d["version_id"])
+        case "sync_files":
+            return SyncFiles(
+                version=v,
+                upload=tuple(_unfile(f) for f in d["upload"]),
+                modified=tuple(d["modified"]),
+                remove=tuple(d["remove"]),
+                add_links=tuple(_unlink(x) for x in d["add_links"]),
+                remove_links=tuple(d["remove_links"]),
+                content_digest=d["content_digest"],
+                file_count=d["file_count"],
+                total_size=d["total_size"],
+            )
+        case "set_statistics":
+            return SetStatistics(v, d.get("before_digest"), d["after_digest"], bool(d.get("plots", True)))
+        case "set_properties":
+            return SetProperties(v, _unproperties(d["before"]), _unproperties(d["after"]))
+        case "finalize":
+            return Finalize(v, d["content_digest"])
+        case "publish":
+            return Publish(v)
+        case "archive":
+            return Archive(v, d["version_id"])
+        case other:
+            raise ValueError(f"unknown action type {other!r}")
 
 
 def _plain(obj: Conflict | Unmanaged) -> dict[str, Any]:
@@ -171,6 +171,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             "create": s.create,
             "update": s.update,
             "archive": s.archive,
+            "restore": s.restore,
             "conflicts": s.conflicts,
             "upload_files": s.upload_files,
             "upload_bytes": s.upload_bytes,

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..plan import human_size
-from ..report import CountChange, DiffReport, FileChange, PropertyChange, StatisticsDiff, VersionDiff
+from ..properties import PropertyChange
+from ..report import CountChange, DiffReport, FileChange, StatisticsDiff, VersionDiff
 
 SIGNS = {"added": "+", "removed": "-", "modified": "~", "changed": "~"}
 

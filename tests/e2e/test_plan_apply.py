@@ -77,7 +77,10 @@ def test_only_tags_and_metadata_change(env: Env):
     plan = env.reconcile("plan", "--format", "json", "--detailed-exitcode", "manifests")
     assert plan.returncode == 2, plan.stderr
     data = json.loads(plan.stdout)
-    assert {a["type"] for a in data["actions"]} == {"set_tags", "set_metadata"}
+    assert {a["type"] for a in data["actions"]} == {"set_properties"}
+    changes = {(c["field"], c["path"], c["change"]) for a in data["actions"] for c in a["changes"]}
+    assert changes == {("tags", "tags", "added"), ("tags", "tags", "removed"), ("metadata", "metadata['k']", "changed"),
+                       ("metadata", "metadata['extra']", "added")}
     assert data["summary"]["upload_files"] == 0
     env.server.stats.reset()
     res = env.reconcile("apply", "--auto-approve", "manifests")
@@ -126,10 +129,11 @@ def test_changed_finalized_content_is_a_conflict(env: Env):
 
 def test_failed_upload_leaves_a_draft_that_the_next_apply_resumes(env: Env):
     setup_project(env)
-    env.server.faults.fail_file_uploads_after = 3  # state artifacts go through; the data chunk does not
-    res = env.reconcile("apply", "--auto-approve", "manifests")
+    env.server.faults.fail_file_uploads_after = 0  # the first data chunk never arrives
+    res = env.reconcile("--timeout", "3", "apply", "--auto-approve", "manifests")
     assert res.returncode == 1, res.stdout
     assert "Traceback" not in res.stderr and "stays a draft" in res.stderr
+    assert "not applied because a parent failed: proj/things@1.1.0" in res.stderr
     tasks = dataset_tasks(env, "proj", "things")
     assert tasks and all(t["status"] not in ("completed", "published") for t in tasks)
     env.server.faults.fail_file_uploads_after = None
@@ -147,7 +151,7 @@ def test_stale_saved_plan_is_refused(env: Env):
     m = setup_project(env)
     assert env.reconcile("plan", "--out", "plan.json", "manifests").returncode == 0
     saved = json.loads((env.work / "plan.json").read_text())
-    assert saved["format_version"] == 1
+    assert saved["format_version"] == 2
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
     res = env.reconcile("apply", "--auto-approve", "plan.json")
     assert res.returncode == 1 and "stale" in res.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from types import MappingProxyType
+from dataclasses import fields, replace
 
 import pytest
 
@@ -16,26 +16,29 @@ from reconciler.model import (
     LinkEntry,
     ObservedState,
     ObservedVersion,
+    Properties,
     VersionKey,
     VersionSpec,
     freeze_json,
 )
 from reconciler.plan import (
+    FINGERPRINT_EXCLUDED,
     Archive,
     CreateVersion,
     Finalize,
     PlanOptions,
     Publish,
+    Restore,
     ResumeVersion,
-    SetDescription,
-    SetMetadata,
+    SetProperties,
     SetStatistics,
-    SetTags,
     SourceFiles,
     SyncFiles,
     compute_contents,
     compute_plan,
     describe,
+    fingerprint,
+    unknown_targets,
 )
 from reconciler.render import plan_from_json, plan_to_json, render_human, render_markdown
 
@@ -53,8 +56,9 @@ def f(path: str, content: str) -> FileEntry:
 
 
 def dataset(*versions: VersionSpec, tags=("a", "b"), meta=None, desc="d", name=N, stats=False) -> DatasetSpec:
-    return DatasetSpec(DatasetKey(P, name), tuple(versions), description=desc, tags=tuple(sorted(tags)),
-                       metadata=freeze_json(meta or {"k": 1}), statistics=stats)
+    props = Properties(desc, frozenset(tags), freeze_json(meta or {"k": 1}))
+    return DatasetSpec(DatasetKey(P, name), tuple(replace(v, properties=props) for v in versions),
+                       properties=props, statistics=stats)
 
 
 V1 = VersionSpec(vk("1.0.0"))
@@ -72,8 +76,8 @@ def observed_from(desired: DesiredState, contents, *, status="completed", manage
         ds = desired.dataset(spec.key.dataset)
         c = contents[spec.key]
         out.append(ObservedVersion(
-            key=spec.key, id=f"id{i}", status="published" if spec.publish else status, tags=ds.tags,
-            description=ds.description, metadata=ds.metadata, files=tuple(c.files.values()),
+            key=spec.key, id=f"id{i}", status="published" if spec.publish else status,
+            properties=spec.properties, files=tuple(c.files.values()),
             links=tuple(c.links.values()), managed=managed, content_digest=c.digest(),
             parent_ids=(f"id{i - 1}",) if spec.parent else (),
             statistics_digest=c.digest() if ds.statistics else None,
@@ -95,13 +99,11 @@ def test_fresh_server_creates_parents_first_with_delta_sync():
     contents = compute_contents(desired, OWN)
     plan = compute_plan(desired, contents, ObservedState())
     kinds = [(type(a).__name__, a.version.version) for a in plan.actions]
-    assert kinds == [
-        ("CreateVersion", "1.0.0"), ("SyncFiles", "1.0.0"), ("Finalize", "1.0.0"), ("SetDescription", "1.0.0"),
-        ("SetMetadata", "1.0.0"), ("SetTags", "1.0.0"),
-        ("CreateVersion", "1.1.0"), ("SyncFiles", "1.1.0"), ("Finalize", "1.1.0"), ("SetDescription", "1.1.0"),
-        ("SetMetadata", "1.1.0"), ("SetTags", "1.1.0"),
+    assert kinds == [  # everything a version carries is written before it is finalized
+        ("CreateVersion", "1.0.0"), ("SyncFiles", "1.0.0"), ("SetProperties", "1.0.0"), ("Finalize", "1.0.0"),
+        ("CreateVersion", "1.1.0"), ("SyncFiles", "1.1.0"), ("SetProperties", "1.1.0"), ("Finalize", "1.1.0"),
     ]
-    sync2 = plan.actions[7]
+    sync2 = plan.actions[5]
     assert isinstance(sync2, SyncFiles)
     assert [x.path for x in sync2.upload] == ["a.txt", "b.txt"]
     assert sync2.modified == ("a.txt",)
@@ -123,9 +125,12 @@ def test_tag_and_metadata_change_only_updates_properties():
     observed = observed_from(desired, contents)
     changed = DesiredState((dataset(V1, V2, tags=("a", "c"), meta={"k": 2}),))
     plan = compute_plan(changed, contents, observed)
-    assert {type(a) for a in plan.actions} == {SetTags, SetMetadata}
-    tags = [a for a in plan.actions if isinstance(a, SetTags)][0]
-    assert tags.before == frozenset({"a", "b"}) and tags.after == frozenset({"a", "c"})
+    assert {type(a) for a in plan.actions} == {SetProperties}
+    first = plan.actions[0]
+    assert first.before.tags == frozenset({"a", "b"}) and first.after.tags == frozenset({"a", "c"})
+    assert [(c.field, c.path, c.change) for c in first.changes()] == [
+        ("metadata", "metadata['k']", "changed"), ("tags", "tags", "added"), ("tags", "tags", "removed")]
+    assert describe(first) == "set tags, metadata of proj/ds@1.0.0"
     assert plan.summary().update == 2 and plan.summary().upload_files == 0
 
 
@@ -149,7 +154,7 @@ def test_new_child_on_existing_parent_uploads_only_delta():
     observed = observed_from(desired1, contents1)
     desired = DesiredState((dataset(V1, V2),))
     plan = compute_plan(desired, compute_contents(desired, OWN), observed)
-    assert [type(a) for a in plan.actions][:3] == [CreateVersion, SyncFiles, Finalize]
+    assert [type(a) for a in plan.actions] == [CreateVersion, SyncFiles, SetProperties, Finalize]
     assert all(a.version == vk("1.1.0") for a in plan.actions)
     sync = plan.actions[1]
     assert [x.path for x in sync.upload] == ["a.txt", "b.txt"]
@@ -158,12 +163,11 @@ def test_new_child_on_existing_parent_uploads_only_delta():
 def test_managed_draft_is_resumed_not_duplicated():
     desired = DesiredState((dataset(V1),))
     contents = compute_contents(desired, OWN)
-    draft = ObservedVersion(key=vk("1.0.0"), id="draft1", status="in_progress", managed=True,
-                            files=(f("a.txt", "a"),), links=(), pending_files=2)
+    draft = ObservedVersion(key=vk("1.0.0"), id="draft1", status="in_progress", managed=True)
     plan = compute_plan(desired, contents, ObservedState((draft,)))
     assert isinstance(plan.actions[0], ResumeVersion) and plan.actions[0].version_id == "draft1"
-    sync = plan.actions[1]
-    assert [x.path for x in sync.upload] == ["keep/y.txt", "old/x.txt"]
+    sync = plan.actions[1]  # an interrupted run's chunks are not trusted: the whole delta is uploaded again
+    assert [x.path for x in sync.upload] == ["a.txt", "keep/y.txt", "old/x.txt"]
     assert not any(isinstance(a, CreateVersion) for a in plan.actions)
 
 
@@ -186,6 +190,7 @@ def test_publish_and_prune():
     plan = compute_plan(desired, contents, observed)
     assert [type(a) for a in plan.actions] == [Publish]
     assert {u.version_id for u in plan.unmanaged} == {"old", "foreign"}
+    assert plan.projects == (P,)
     pruned = compute_plan(desired, contents, observed, PlanOptions(prune=True))
     assert [a for a in pruned.actions if isinstance(a, Archive)] == [Archive(vk("0.9.0"), "old")]
 
@@ -195,7 +200,7 @@ def test_prune_never_archives_a_parent_of_a_kept_version():
     contents = compute_contents(desired, OWN)
     base = observed_from(desired, contents).versions[0]
     parent = ObservedVersion(key=vk("0.1.0"), id="p", status="completed", managed=True)
-    child = ObservedVersion(**{**{s: getattr(base, s) for s in base.__slots__}, "parent_ids": ("p",)})
+    child = replace(base, parent_ids=("p",))
     plan = compute_plan(desired, contents, ObservedState((child, parent)), PlanOptions(prune=True))
     assert not any(isinstance(a, Archive) for a in plan.actions)
     assert plan.unmanaged[0].reason == "parent of a version that is kept"
@@ -234,7 +239,7 @@ def test_json_round_trip_and_renderers():
     desired = DesiredState((dataset(V1, V2),))
     plan = compute_plan(desired, compute_contents(desired, OWN), ObservedState())
     data = plan_to_json(plan)
-    assert data["format_version"] == 1 and data["summary"]["create"] == 2
+    assert data["format_version"] == 2 and data["summary"]["create"] == 2
     assert plan_from_json(data) == plan
     text = render_human(plan)
     assert "+ version proj/ds@1.0.0" in text and text.rstrip().endswith(
@@ -259,34 +264,35 @@ def test_description_change_in_place():
     contents = compute_contents(desired, OWN)
     observed = observed_from(desired, contents)
     plan = compute_plan(DesiredState((dataset(V1, desc="new"),)), contents, observed)
-    assert plan.actions == (SetDescription(vk("1.0.0"), "d", "new"),)
-    assert isinstance(MappingProxyType({}), object)
+    (action,) = plan.actions
+    assert isinstance(action, SetProperties) and action.before.description == "d" and action.after.description == "new"
+    assert [(c.path, c.before, c.after) for c in action.changes()] == [("description", "d", "new")]
     assert Content().file_count == 0
 
 
-def test_statistics_are_planned_after_finalize_and_not_again_after_apply():
+def test_statistics_are_written_before_finalize_and_not_again_after_apply():
     desired = DesiredState((dataset(V1, V2, stats=True),))
     contents = compute_contents(desired, OWN)
     plan = compute_plan(desired, contents, ObservedState())
     kinds = [type(a).__name__ for a in plan.actions if a.version == vk("1.1.0")]
-    assert kinds[kinds.index("Finalize") + 1] == "SetStatistics"
+    assert kinds == ["CreateVersion", "SyncFiles", "SetStatistics", "SetProperties", "Finalize"]
     stats = [a for a in plan.actions if isinstance(a, SetStatistics)]
     assert [a.version for a in stats] == [vk("1.0.0"), vk("1.1.0")]
     second = stats[1]
-    assert second.before_digest is None and second.after_digest == contents[vk("1.1.0")].digest()
-    assert sorted(x.path for x in second.files) == ["a.txt", "b.txt", "keep/y.txt"]  # inherited files too
-    assert second.content().digest() == second.after_digest
+    assert second.before_digest is None and second.after_digest == contents[vk("1.1.0")].digest() and second.plots
     assert compute_plan(desired, contents, observed_from(desired, contents)).actions == ()
 
 
 def test_statistics_turned_on_for_existing_versions_is_the_only_change():
-    desired = DesiredState((dataset(V1, V2),))
+    desired = DesiredState((dataset(V1, V2.__class__(V2.key, V2.parent, remove=V2.remove, publish=True)),))
     contents = compute_contents(desired, OWN)
     observed = observed_from(desired, contents)
-    plan = compute_plan(DesiredState((dataset(V1, V2, stats=True),)), contents, observed)
+    plan = compute_plan(DesiredState((dataset(V1, desired.datasets[0].versions[1], stats=True),)), contents, observed)
     assert [type(a) for a in plan.actions] == [SetStatistics, SetStatistics]
+    assert [a.plots for a in plan.actions] == [True, False]  # ClearML takes no plots on a published version
     assert plan.summary().update == 2
-    assert "statistics: compute for content" in render_human(plan)
+    text = render_human(plan)
+    assert "statistics: compute for content" in text and "no plots on a published version" in text
     assert describe(plan.actions[0]).startswith("compute statistics of proj/ds@1.0.0")
 
 
@@ -294,12 +300,86 @@ def test_stale_statistics_digest_is_recomputed_and_the_plan_round_trips():
     desired = DesiredState((dataset(V1, stats=True),))
     contents = compute_contents(desired, OWN)
     base = observed_from(desired, contents).versions[0]
-    stale = ObservedVersion(**{**{s: getattr(base, s) for s in base.__slots__}, "statistics_digest": "old"})
-    plan = compute_plan(desired, contents, ObservedState((stale,)))
+    plan = compute_plan(desired, contents, ObservedState((replace(base, statistics_digest="old"),)))
     assert len(plan.actions) == 1 and isinstance(plan.actions[0], SetStatistics)
     assert plan.actions[0].before_digest == "old"
     data = plan_to_json(plan)
-    assert data["actions"][0]["type"] == "set_statistics"
-    restored = plan_from_json(data)
-    assert restored == plan and restored.actions[0].files[0].local == plan.actions[0].files[0].local
+    assert data["actions"][0]["type"] == "set_statistics" and "files" not in data["actions"][0]
+    assert plan_from_json(data) == plan
     assert "statistics" in render_markdown(plan)
+
+
+def test_an_archived_version_named_again_is_restored_not_duplicated():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    archived = replace(observed_from(desired, contents).versions[0], archived=True)
+    plan = compute_plan(desired, contents, ObservedState((archived,)))
+    assert plan.actions == (Restore(vk("1.0.0"), "id0"),)
+    assert plan.summary().restore == 1 and plan.summary().create == 0
+    assert "restore" in render_human(plan) and plan.unmanaged == ()
+
+
+def test_publish_false_on_a_published_version_is_a_conflict():
+    published = DesiredState((dataset(VersionSpec(vk("1.0.0"), publish=True)),))
+    contents = compute_contents(published, OWN)
+    observed = observed_from(published, contents)
+    plan = compute_plan(DesiredState((dataset(V1),)), contents, observed)
+    assert plan.actions == () and "publish: false" in plan.conflicts[0].reason
+    assert "cannot unpublish" in plan.conflicts[0].hint
+
+
+def test_a_finalized_version_whose_parent_is_gone_is_a_conflict():
+    desired = DesiredState((dataset(V1, V2),))
+    contents = compute_contents(desired, OWN)
+    v1, v2 = observed_from(desired, contents).versions
+    recreated = replace(v1, id="new-parent")  # the old parent was deleted and the manifests made it again
+    plan = compute_plan(desired, contents, ObservedState((recreated, replace(v2, parent_ids=("id0",)))))
+    (conflict,) = plan.conflicts
+    assert conflict.version == vk("1.1.0") and "gone from the server" in conflict.reason
+
+
+def test_prune_stays_inside_the_manifests_projects_unless_widened():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    elsewhere = ObservedVersion(key=VersionKey("other-repo", "x", "1.0.0"), id="theirs", status="completed",
+                                managed=True)
+    observed = ObservedState(observed_from(desired, contents).versions + (elsewhere,))
+    plan = compute_plan(desired, contents, observed, PlanOptions(prune=True))
+    assert plan.actions == () and plan.unmanaged == () and plan.projects == (P,)
+    wide = compute_plan(desired, contents, observed, PlanOptions(prune=True, prune_scope=("other-repo",)))
+    assert wide.actions == (Archive(VersionKey("other-repo", "x", "1.0.0"), "theirs"),)
+    assert wide.projects == ("other-repo", P)
+
+
+def test_unknown_targets_are_named_with_close_matches():
+    desired = DesiredState((dataset(V1, V2),))
+    assert unknown_targets(desired, ("proj/ds@1.1.0", "proj/ds")) == {}
+    unknown = unknown_targets(desired, ("proj/dss", "@7.0.0", "nothing-like-it"))
+    assert list(unknown) == ["proj/dss", "@7.0.0", "nothing-like-it"]
+    assert unknown["proj/dss"][0] == "proj/ds" and unknown["nothing-like-it"] == ()
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(ObservedVersion) if f.name not in FINGERPRINT_EXCLUDED])
+def test_every_observed_field_makes_a_saved_plan_stale(name):
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    base = observed_from(desired, contents).versions[0]
+    changed_values = {
+        "key": vk("9.9.9"), "id": "other", "status": "published",
+        "properties": Properties("other", frozenset({"z"}), freeze_json({"k": 1})),
+        "parent_ids": ("p",), "file_count": 99, "total_size": 99, "managed": False, "archived": True,
+        "last_update": "2026-01-01", "content_digest": "x", "statistics_digest": "y",
+    }
+    assert set(changed_values) == {f.name for f in fields(ObservedVersion)} - FINGERPRINT_EXCLUDED
+    before = fingerprint(ObservedState((base,)))
+    after = fingerprint(ObservedState((replace(base, **{name: changed_values[name]}),)))
+    assert before != after
+
+
+@pytest.mark.parametrize("field_name,value", [
+    ("description", "x"), ("tags", frozenset({"t"})), ("metadata", freeze_json({"k": True}))])
+def test_each_property_alone_makes_a_saved_plan_stale(field_name, value):
+    base = ObservedVersion(key=vk("1.0.0"), id="i", status="completed",
+                           properties=Properties("d", frozenset(), freeze_json({"k": 1})))
+    props = replace(base.properties, **{field_name: value})
+    assert fingerprint(ObservedState((base,))) != fingerprint(ObservedState((replace(base, properties=props),)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from reconciler.model import Content, FileEntry, freeze_json
+from reconciler.model import Content, FileEntry, Properties, freeze_json
 from reconciler.render import render_report, report_to_json
 from reconciler.report import DiffReport, Side, compare_versions, is_live_reference, parse_reference
 from reconciler.statistics import ImageRecord, aggregate_images, file_statistics
@@ -17,7 +17,7 @@ def content(**files: int) -> Content:
 
 def side(c: Content, label: str, *, tags=("a",), meta=None, desc="d", classes=()) -> Side:
     records = [(f"train/{cls}/{i}.png", ImageRecord(2, 2, "L", (i,), (i * i,))) for i, cls in enumerate(classes)]
-    return Side(label, None, c, desc, tuple(tags), freeze_json(meta or {"k": 1}),
+    return Side(label, None, c, Properties(desc, frozenset(tags), freeze_json(meta or {"k": 1})),
                 file_statistics(c, aggregate_images(records)))
 
 

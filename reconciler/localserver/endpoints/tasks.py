@@ -107,7 +107,7 @@ def _new_task(call: Call) -> Doc:
         "container": {},
         "last_changed_by": call.identity.user,
     }
-    for key in ("project", "parent", "hyperparams", "configuration", "script", "execution", "container"):
+    for key in ("project", "parent", "hyperparams", "configuration", "script", "execution", "container", "runtime"):
         if call.field(key) is not None:
             doc[key] = call.field(key)
     if call.field("output_dest") is not None:

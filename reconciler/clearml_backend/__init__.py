@@ -1,0 +1,46 @@
+"""The one boundary to a ClearML server: configuration, HTTP, the stored format, reading and writing.
+
+- :mod:`.config`: which server and credentials (environment and clearml.conf, read the SDK's way);
+- :mod:`.api`: HTTP calls with one envelope check, errors by code, bounded and cancellable waits, fenced writes;
+- :mod:`.codec`: what the tool stores on a version and how it is read back (pure);
+- :mod:`.reader`: listings, file lists, small artifacts, file bytes (no writes);
+- :mod:`.writer`: versions created, uploaded, finalized, published in the order the real server accepts;
+- :mod:`.lock`: the apply lock (a lease with fencing);
+- :mod:`.storage`: the file server, or other storage through the clearml SDK (its only use in the product).
+
+Observation, planning and reports take a :class:`ServerReader`; only apply gets a :class:`ServerWriter`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .api import ApiClient, ApiError, BackendError, Cancel, Interrupted, WaitPolicy
+from .config import ServerConfig, load_server_config
+from .lock import LeaseLost, Lock, LockLease
+from .reader import ServerReader
+from .storage import Stores
+from .writer import ServerWriter, UploadOptions
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    api: ApiClient
+    reader: ServerReader
+    writer: ServerWriter
+
+    @classmethod
+    def connect(cls, cfg: ServerConfig, *, policy: WaitPolicy | None = None, cancel: Cancel | None = None
+                ) -> Backend:
+        """Log in (a refused key or an unreachable server is one line) and build the reader and writer."""
+        api = ApiClient(cfg, policy=policy or WaitPolicy(), cancel=cancel)
+        api.login()
+        stores = Stores(api)
+        reader = ServerReader(api, stores)
+        return cls(api, reader, ServerWriter(api, reader, stores))
+
+
+__all__ = [
+    "ApiClient", "ApiError", "Backend", "BackendError", "Cancel", "Interrupted", "LeaseLost", "Lock", "LockLease",
+    "ServerConfig", "ServerReader", "ServerWriter", "UploadOptions", "WaitPolicy", "load_server_config",
+]

@@ -1,0 +1,373 @@
+"""What this tool stores on a ClearML server, and how it reads it back: one pure module (no IO, no clock).
+
+A dataset version is a task (``type: data_processing``, system tag ``dataset``) in the hidden project
+``<project>/.datasets/<name>``; its version string is ``runtime.version``. Its file list is the ``state``
+artifact (the clearml SDK's format, so ``Dataset.get`` reads what this tool writes), its data are zip chunks in
+artifacts ``data``, ``data_001``, ...
+
+The tool's own bookkeeping, on every version it creates:
+- system tag ``reconciler-managed``, set in the same call that creates the task;
+- hyper-parameter section ``Reconciler``: ``managed_by``, ``parent_id``, ``content_digest``
+  (:meth:`Content.digest` of the finalized content), ``metadata`` (canonical JSON of the manifest metadata, also
+  the ``metadata`` artifact that ``Dataset.get_metadata()`` reads), ``statistics_digest`` (the content digest
+  the stored ``statistics`` artifact describes).
+Everything here is checked against payloads recorded from the real clearml-server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..model import FileEntry, LinkEntry, ObservedVersion, Properties, VersionKey, canonical_json, freeze_json
+
+MANAGED_TAG = "reconciler-managed"
+SECTION = "Reconciler"
+PROPERTIES_SECTION = "properties"
+DATASET_TAG = "dataset"
+HIDDEN_TAG = "hidden"
+ARCHIVED_TAG = "archived"
+DATASETS_SEGMENT = "/.datasets/"
+STATE_KEY = "state"
+METADATA_KEY = "metadata"
+STATISTICS_KEY = "statistics"
+DATA_KEY = "data"
+DATA_PREFIX = "data_"
+TASK_TYPE = "data_processing"
+STRUCT_CONFIG = "Dataset Struct"
+FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+
+# what observation asks for per task (a MongoDB-like projection)
+TASK_FIELDS: tuple[str, ...] = (
+    "id", "name", "project", "status", "tags", "system_tags", "comment", "runtime", "last_update",
+    f"hyperparams.{SECTION}", "execution.artifacts",
+)
+
+
+def hidden_project(project: str, name: str) -> str:
+    return f"{project}{DATASETS_SEGMENT}{name}"
+
+
+def split_hidden_project(full_name: str) -> tuple[str, str] | None:
+    """``(project, name)`` of a hidden dataset project name, or None for any other project."""
+    if DATASETS_SEGMENT not in full_name:
+        return None
+    project, name = full_name.rsplit(DATASETS_SEGMENT, 1)
+    return (project, name) if project and name and "/" not in name else None
+
+
+def chunk_name(index: int) -> str:
+    """The artifact name of data chunk ``index`` (the SDK's naming: ``data``, ``data_001``, ...)."""
+    return DATA_KEY if index == 0 else f"{DATA_PREFIX}{index:03d}"
+
+
+def chunk_index(name: str) -> int | None:
+    """The chunk index of a data artifact name, or None when the name is not a data chunk."""
+    if name == DATA_KEY:
+        return 0
+    if name.startswith(DATA_PREFIX) and name[len(DATA_PREFIX):].isdigit():
+        return int(name[len(DATA_PREFIX):])
+    return None
+
+
+def storage_prefix(base: str, key: VersionKey, version_id: str) -> str:
+    """Where a version's artifacts live under a storage root (the SDK's layout)."""
+    return f"{base.rstrip('/')}/{hidden_project(key.project, key.name)}/{key.name}.{version_id}/artifacts"
+
+
+# --- bookkeeping -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Bookkeeping:
+    """The ``Reconciler`` hyper-parameter section of a version this tool created."""
+
+    parent_ids: tuple[str, ...] = ()
+    content_digest: str | None = None
+    metadata_json: str | None = None  # canonical JSON; None: not recorded
+    statistics_digest: str | None = None
+    run_token: str = ""  # the creating run's random token: finds the draft again after a lost answer
+
+    def to_section(self) -> dict[str, dict[str, str]]:
+        values = {
+            "managed_by": "reconciler",
+            "parent_id": ",".join(self.parent_ids),
+            "content_digest": self.content_digest or "",
+            "metadata": self.metadata_json if self.metadata_json is not None else "",
+            "statistics_digest": self.statistics_digest or "",
+            "run_token": self.run_token,
+        }
+        return {k: {"section": SECTION, "name": k, "value": v, "type": "str"} for k, v in values.items()}
+
+
+def section_values(task: Mapping[str, Any], section_name: str = SECTION) -> dict[str, str]:
+    section = ((task.get("hyperparams") or {}).get(section_name)) or {}
+    return {str(k): str((v or {}).get("value", "")) for k, v in section.items() if isinstance(v, Mapping)}
+
+
+def read_bookkeeping(task: Mapping[str, Any]) -> Bookkeeping:
+    values = section_values(task)
+    parents = tuple(p for p in values.get("parent_id", "").split(",") if p)
+    return Bookkeeping(
+        parent_ids=parents,
+        content_digest=values.get("content_digest") or None,
+        metadata_json=values.get("metadata") or None,
+        statistics_digest=values.get("statistics_digest") or None,
+        run_token=values.get("run_token", ""),
+    )
+
+
+def hyperparams(bookkeeping: Bookkeeping, version: str) -> dict[str, dict[str, dict[str, str]]]:
+    """The hyper-parameters a new version is created with (the SDK keeps the version in ``properties``)."""
+    return {
+        PROPERTIES_SECTION: {"version": {"section": PROPERTIES_SECTION, "name": "version", "value": version}},
+        SECTION: bookkeeping.to_section(),
+    }
+
+
+def _metadata(book: Bookkeeping) -> Mapping[str, Any]:
+    value: Any = {}
+    if book.metadata_json:
+        try:
+            value = json.loads(book.metadata_json)
+        except ValueError:
+            value = {}
+    frozen: Mapping[str, Any] = freeze_json(value if isinstance(value, dict) else {})
+    return frozen
+
+
+def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion | None:
+    """The version a listed task stands for (no file list yet); None when the task is not a dataset version."""
+    where = split_hidden_project(project_name)
+    runtime = task.get("runtime") or {}
+    version = runtime.get("version")
+    if where is None or not version:
+        return None
+    book = read_bookkeeping(task)
+    system_tags = set(task.get("system_tags") or [])
+    return ObservedVersion(
+        key=VersionKey(where[0], str(task.get("name")), str(version)),
+        id=str(task["id"]),
+        status=str(task.get("status") or "created"),
+        properties=Properties(str(task.get("comment") or ""), frozenset(task.get("tags") or ()), _metadata(book)),
+        parent_ids=book.parent_ids,
+        file_count=_int(runtime.get("ds_file_count")),
+        total_size=_int(runtime.get("ds_total_size")),
+        managed=MANAGED_TAG in system_tags,
+        archived=ARCHIVED_TAG in system_tags,
+        last_update=str(task.get("last_update") or ""),
+        content_digest=book.content_digest,
+        statistics_digest=book.statistics_digest,
+    )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def artifacts(task: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The task's artifacts by key (output mode)."""
+    rows = ((task.get("execution") or {}).get("artifacts")) or []
+    return {str(a["key"]): a for a in rows if isinstance(a, Mapping) and a.get("key")}
+
+
+def artifact_uri(task: Mapping[str, Any], key: str) -> str | None:
+    art = artifacts(task).get(key)
+    uri = art.get("uri") if art else None
+    return str(uri) if uri else None
+
+
+# --- the state artifact (the SDK's dataset format) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StateEntry:
+    """A file entry of a version's state: where its bytes are (the version that stored them, and the chunk)."""
+
+    path: str
+    size: int
+    sha256: str
+    owner_id: str  # parent_dataset_id: the version whose chunk holds the bytes
+    chunk: str  # artifact name of that chunk
+
+
+@dataclass(frozen=True, slots=True)
+class StateLink:
+    link: LinkEntry
+    owner_id: str  # the version that registered it
+
+
+def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLink], dict[str, list[str]]]:
+    """Entries, links and the dependency graph of a ``state`` artifact."""
+    entries = [
+        StateEntry(str(e["relative_path"]), int(e.get("size") or 0), str(e.get("hash") or ""),
+                   str(e.get("parent_dataset_id") or ""), str(e.get("artifact_name") or ""))
+        for e in state.get("dataset_file_entries") or [] if isinstance(e, Mapping) and e.get("relative_path")
+    ]
+    links = [
+        StateLink(LinkEntry(str(e["relative_path"]), str(e.get("link")), _int(e.get("size")),
+                            str(e["hash"]) if e.get("hash") else None), str(e.get("parent_dataset_id") or ""))
+        for e in state.get("dataset_link_entries") or [] if isinstance(e, Mapping) and e.get("relative_path")
+    ]
+    graph = {str(k): [str(p) for p in (v or [])] for k, v in (state.get("dependency_graph") or {}).items()}
+    return entries, links, graph
+
+
+def state_files(entries: Iterable[StateEntry]) -> tuple[FileEntry, ...]:
+    return tuple(sorted(FileEntry(e.path, e.size, e.sha256) for e in entries))
+
+
+def state_document(version_id: str, entries: Sequence[StateEntry], links: Sequence[StateLink],
+                   graph: Mapping[str, Sequence[str]], chunk_counts: Mapping[str, int]) -> dict[str, Any]:
+    """The ``state`` artifact of a finalized version, as the SDK writes it in ``finalize()``."""
+    return {
+        "file_count": len(entries) + len(links),
+        "total_size": sum(e.size for e in entries) + sum(lnk.link.size or 0 for lnk in links),
+        "dataset_file_entries": [
+            {"relative_path": e.path, "hash": e.sha256, "parent_dataset_id": e.owner_id, "size": e.size,
+             "artifact_name": e.chunk}
+            for e in sorted(entries, key=lambda e: e.path)
+        ],
+        "dataset_link_entries": [
+            {"link": s.link.url, "relative_path": s.link.path, "parent_dataset_id": s.owner_id,
+             "size": s.link.size, "hash": s.link.etag}
+            for s in sorted(links, key=lambda s: s.link.path)
+        ],
+        "dependency_graph": {k: list(v) for k, v in graph.items()},
+        "id": version_id,
+        "dirty": False,
+        "dependency_chunk_lookup": dict(chunk_counts),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    added: int = 0
+    removed: int = 0
+    modified: int = 0
+    size: int = 0  # bytes added + modified + removed
+
+    def display(self) -> list[list[str]]:
+        return [["files added", str(self.added)], ["files removed", str(self.removed)],
+                ["files modified", str(self.modified)]]
+
+
+def runtime(name: str, version: str, version_id: str, *, file_count: int, link_count: int, total_size: int,
+            compressed: int, changes: Changes) -> dict[str, Any]:
+    """``runtime``: the version string and the cheap summary the UI and the SDK read."""
+    return {
+        "orig_dataset_name": name,
+        "orig_dataset_id": version_id,
+        "version": version,
+        "ds_file_count": file_count,
+        "ds_link_count": link_count,
+        "ds_total_size": total_size,
+        "ds_total_size_compressed": compressed,
+        "ds_change_add": changes.added,
+        "ds_change_remove": changes.removed,
+        "ds_change_modify": changes.modified,
+        "ds_change_size": changes.size,
+    }
+
+
+def lineage_graph(version_id: str, parent_ids: Sequence[str], parent_graph: Mapping[str, Sequence[str]],
+                  used: Iterable[str]) -> dict[str, list[str]]:
+    """The ``dependency_graph`` of a new version, as the SDK prunes it: the ancestors' graph restricted to the
+    versions whose chunks hold some of its files, and its own parents kept as they are."""
+    keep = set(used) | {version_id}
+    graph = {k: [p for p in v if p in keep] for k, v in parent_graph.items() if k in keep}
+    graph[version_id] = list(parent_ids)
+    for parent in parent_ids:
+        graph.setdefault(parent, [p for p in parent_graph.get(parent, []) if p in keep])
+    return graph
+
+
+def struct_nodes(struct_config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """The lineage nodes of a version's ``Dataset Struct`` configuration, by version id (parents as ids)."""
+    try:
+        value = json.loads(str((struct_config or {}).get("value") or "{}"))
+    except ValueError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    by_index = {k: v for k, v in value.items() if isinstance(v, dict) and v.get("job_id")}
+    out: dict[str, dict[str, Any]] = {}
+    for node in by_index.values():
+        parents = [by_index[p]["job_id"] for p in node.get("parents") or [] if p in by_index]
+        out[str(node["job_id"])] = {**node, "parents": parents}
+    return out
+
+
+def dataset_struct(graph: Mapping[str, Sequence[str]], nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``Dataset Struct`` configuration item (the UI's lineage view; the SDK repairs graphs from it).
+
+    Nodes are numbered; a node's ``parents`` are the numbers of its parents. ``nodes`` gives each version's
+    ``status``, ``last_update``, ``job_size``, ``name`` and ``version``.
+    """
+    ids = list(graph)
+    for parents in graph.values():
+        ids += [p for p in parents if p not in ids]
+    index = {vid: str(i) for i, vid in enumerate(ids)}
+    value = {}
+    for vid in ids:
+        info = nodes.get(vid, {})
+        value[index[vid]] = {
+            "job_id": vid, "status": info.get("status"), "last_update": info.get("last_update"),
+            "parents": [index[p] for p in graph.get(vid, [])], "job_size": info.get("job_size"),
+            "name": info.get("name"), "version": info.get("version"),
+        }
+    return {STRUCT_CONFIG: {"name": STRUCT_CONFIG, "value": json.dumps(value, indent=2), "type": "json",
+                            "description": "Structure of the dataset"}}
+
+
+def artifact(key: str, *, kind: str, uri: str, size: int, sha256: str, stamp: int, preview: str,
+             content_type: str, display: list[list[str]] | None = None) -> dict[str, Any]:
+    """One artifact entry as ``tasks.add_or_update_artifacts`` takes it (the SDK's shape)."""
+    entry: dict[str, Any] = {
+        "key": key, "type": kind, "mode": "output", "uri": uri, "content_size": size, "hash": sha256,
+        "timestamp": stamp, "type_data": {"preview": preview, "content_type": content_type},
+    }
+    if display is not None:
+        entry["display_data"] = display
+    return entry
+
+
+def json_bytes(value: Any) -> bytes:
+    """How a dict artifact is stored (the SDK writes indented JSON)."""
+    return json.dumps(value, indent=4, sort_keys=True).encode()
+
+
+def metadata_json(metadata: Mapping[str, Any]) -> str:
+    return canonical_json(metadata)
+
+
+# --- UI plots ----------------------------------------------------------------------------------------------------
+
+
+def table_event(task_id: str, title: str, series: str, rows: Sequence[Sequence[Any]], stamp_ms: int
+                ) -> dict[str, Any]:
+    """A ``plot`` event holding a table (what ``Logger.report_table`` sends)."""
+    header, body = (list(rows[0]), [list(r) for r in rows[1:]]) if rows else ([], [])
+    columns = [[str(r[i]) if i < len(r) else "" for r in body] for i in range(len(header))]
+    figure = {
+        "data": [{"type": "table", "header": {"values": [str(h) for h in header]}, "cells": {"values": columns}}],
+        "layout": {"title": title, "name": series},
+    }
+    return _plot(task_id, title, series, figure, stamp_ms)
+
+
+def histogram_event(task_id: str, title: str, series: str, labels: Sequence[str], values: Sequence[float],
+                    xaxis: str, yaxis: str, stamp_ms: int) -> dict[str, Any]:
+    """A ``plot`` event holding a bar histogram (what ``Logger.report_histogram`` sends)."""
+    figure = {
+        "data": [{"type": "bar", "name": series, "x": [str(x) for x in labels], "y": list(values)}],
+        "layout": {"title": title, "xaxis": {"title": xaxis}, "yaxis": {"title": yaxis}},
+    }
+    return _plot(task_id, title, series, figure, stamp_ms)
+
+
+def _plot(task_id: str, metric: str, variant: str, figure: Mapping[str, Any], stamp_ms: int) -> dict[str, Any]:
+    return {"type": "plot", "task": task_id, "iter": 0, "metric": metric, "variant": variant,
+            "plot_str": json.dumps(figure), "timestamp": stamp_ms}

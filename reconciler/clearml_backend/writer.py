@@ -1,0 +1,573 @@
+"""Writing dataset versions to a ClearML server in the order the real server accepts, checking every write.
+
+A new version goes: ``create`` (a draft, already marked as this tool's in the creating call) -> ``upload``
+(zip chunks; every file's bytes hashed as they are zipped and compared with the plan) -> properties and
+statistics (artifacts, hyper-parameters and UI plots, all while the draft is still editable) -> ``finalize``
+(the ``state`` file list, ``runtime`` summary and lineage; every chunk checked on the server; then the status
+change, read back) -> ``publish`` (read back).
+
+A finalized version accepts only what the real clearml-server allows on it: tags and description through
+``tasks.edit`` with ``force``; metadata and statistics through ``tasks.edit`` with ``force`` of the whole
+``execution``/``hyperparams`` (artifact list and bookkeeping replaced together); UI plots only until it is
+published. Every call's answer is checked (the envelope), so nothing fails in silence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..diagnostics import ReconcileError
+from ..model import FileEntry, LinkEntry, VersionKey
+from . import codec
+from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
+from .reader import ServerReader
+from .storage import Stores
+
+Progress = Callable[[int], None]
+
+# extensions whose bytes are already compressed: stored as they are (deflating them costs CPU for nothing)
+STORED_EXTENSIONS = frozenset({
+    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".heic", ".jp2", ".mp4", ".mkv", ".webm", ".mov",
+    ".avi", ".mp3", ".ogg", ".opus", ".flac", ".m4a", ".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z",
+    ".rar", ".npz", ".parquet", ".pt", ".pth", ".tfrecord", ".whl", ".jar",
+})
+COMPRESSIONS = ("auto", "deflate", "store")
+MIN_CHUNK = 8 << 20
+MAX_CHUNK = 512 << 20
+
+
+class FileChanged(BackendError):
+    """A source file's bytes are not what the plan hashed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    name: str
+    uri: str
+    size: int
+    sha256: str
+    files: int
+
+
+@dataclass(slots=True)
+class Draft:
+    """A version being built: what it inherits and what this run stored in it."""
+
+    key: VersionKey
+    id: str
+    prefix: str  # where its artifacts are stored
+    parent_ids: tuple[str, ...]
+    inherited: dict[str, codec.StateEntry] = field(default_factory=dict)
+    inherited_links: dict[str, codec.StateLink] = field(default_factory=dict)
+    own: dict[str, codec.StateEntry] = field(default_factory=dict)
+    own_links: dict[str, codec.StateLink] = field(default_factory=dict)
+    chunks: list[Chunk] = field(default_factory=list)
+    uploaded_files: list[FileEntry] = field(default_factory=list)  # with local paths: what this run stored
+    parent_chunks: dict[str, int] = field(default_factory=dict)  # version id -> chunk count (lineage)
+    parent_graph: dict[str, list[str]] = field(default_factory=dict)  # the parent's dependency graph
+    lineage: dict[str, dict[str, Any]] = field(default_factory=dict)  # version id -> Dataset Struct node
+    parent_compressed: int = 0
+    changes: codec.Changes = codec.Changes()
+
+    def entries(self) -> dict[str, codec.StateEntry]:
+        return {**self.inherited, **self.own}
+
+    def links(self) -> dict[str, codec.StateLink]:
+        return {**self.inherited_links, **self.own_links}
+
+    def files(self) -> dict[str, FileEntry]:
+        return {p: FileEntry(e.path, e.size, e.sha256) for p, e in self.entries().items()}
+
+
+@dataclass(frozen=True, slots=True)
+class UploadOptions:
+    workers: int = 4
+    compression: str = "auto"  # auto | deflate | store
+    chunk_bytes: int | None = None  # None: from the total size and the workers
+    tmp_dir: Path | None = None
+
+
+class ServerWriter:
+    def __init__(self, api: ApiClient, reader: ServerReader, stores: Stores):
+        self.api, self.reader, self.stores = api, reader, stores
+        self._projects: dict[str, str] = {}
+        self.state_cache: Path | None = None  # where finalized file lists are cached (set by the caller)
+
+    # --- projects and drafts ------------------------------------------------------------------------------------
+
+    def dataset_project(self, key: VersionKey) -> str:
+        """The id of ``<project>/.datasets/<name>``, created (hidden, tagged ``dataset``) when missing."""
+        full = codec.hidden_project(key.project, key.name)
+        if full in self._projects:
+            return self._projects[full]
+        found = self._find_project(full)
+        if found is None:
+            try:
+                found = str(self.api.call("projects.create", create=True, name=full, description="",
+                                          system_tags=[codec.DATASET_TAG, codec.HIDDEN_TAG])["id"])
+            except ApiError as err:
+                if not err.is_(ALREADY_EXISTS):
+                    raise
+            except AmbiguousWrite:
+                pass
+            found = found or self._find_project(full)
+            if found is None:
+                raise BackendError(f"cannot create the project {full}")
+        self._hide_parent(f"{key.project}/.datasets")
+        self._projects[full] = found
+        return found
+
+    def _find_project(self, full: str) -> str | None:
+        import re
+
+        rows = self.api.call("projects.get_all", name=f"^{re.escape(full)}$", search_hidden=True,
+                             only_fields=["id", "name", "system_tags"]).get("projects") or []
+        exact = [r for r in rows if r.get("name") == full]
+        return str(exact[0]["id"]) if exact else None
+
+    def _hide_parent(self, full: str) -> None:
+        import re
+
+        rows = self.api.call("projects.get_all", name=f"^{re.escape(full)}$", search_hidden=True,
+                             only_fields=["id", "name", "system_tags"]).get("projects") or []
+        for row in rows:
+            tags = list(row.get("system_tags") or [])
+            if row.get("name") == full and codec.HIDDEN_TAG not in tags:
+                self.api.call("projects.update", write=True, project=row["id"],
+                              system_tags=sorted({*tags, codec.HIDDEN_TAG}))
+
+    def create_draft(self, key: VersionKey, parent_id: str | None, storage: str | None) -> str:
+        """A new draft version, marked as this tool's in the same call that creates it; its id."""
+        project_id = self.dataset_project(key)
+        run_token = secrets.token_hex(8)
+        book = codec.Bookkeeping(parent_ids=(parent_id,) if parent_id else (), run_token=run_token)
+        body: dict[str, Any] = dict(
+            name=key.name, type=codec.TASK_TYPE, project=project_id,
+            system_tags=[codec.DATASET_TAG, codec.MANAGED_TAG], comment="",
+            hyperparams=codec.hyperparams(book, key.version),
+            runtime={"version": key.version, "orig_dataset_name": key.name},
+        )
+        if storage:
+            body["output_dest"] = storage
+        try:
+            version_id = str(self.api.call("tasks.create", create=True, **body)["id"])
+        except AmbiguousWrite:
+            version_id = self._find_created(project_id, key, run_token) or str(
+                self.api.call("tasks.create", create=True, **body)["id"])
+        # the SDK keeps the id in runtime too; tasks.create cannot know it yet
+        self.api.call("tasks.edit", write=True, task=version_id, force=True,
+                      runtime={"version": key.version, "orig_dataset_name": key.name,
+                               "orig_dataset_id": version_id})
+        return version_id
+
+    def _find_created(self, project_id: str, key: VersionKey, run_token: str) -> str | None:
+        rows = self.api.call("tasks.get_all", project=[project_id], search_hidden=True,
+                             system_tags=[codec.MANAGED_TAG],
+                             only_fields=["id", f"hyperparams.{codec.SECTION}"]).get("tasks") or []
+        for row in rows:
+            if codec.read_bookkeeping(row).run_token == run_token:
+                return str(row["id"])
+        return None
+
+    def open_draft(self, key: VersionKey, version_id: str, parent_id: str | None, storage: str | None) -> Draft:
+        """The draft ``version_id`` ready to take files: its inherited entries read from the parent's state.
+
+        ``storage``: where its chunks go; None: the draft's own output destination, else the file server.
+        """
+        if storage is None:
+            storage = _output_base(self.reader.task(version_id, ("id", "output")) or {}) or None
+        base = storage or self.api.cfg.files_host
+        draft = Draft(key, version_id, codec.storage_prefix(base, key, version_id),
+                      (parent_id,) if parent_id else ())
+        if parent_id:
+            fields = (*codec.TASK_FIELDS, "runtime", f"configuration.{codec.STRUCT_CONFIG}")
+            parent = self.reader.task(parent_id, fields)
+            if parent is None:
+                raise BackendError(f"the parent version {parent_id} of {key} is not on the server")
+            state = self.reader.read_state(parent, self.state_cache)
+            if state is None:
+                raise BackendError(f"the parent version {parent_id} of {key} has no file list")
+            entries, links, graph = codec.read_state(state)
+            draft.parent_graph = graph or {parent_id: []}
+            draft.lineage = codec.struct_nodes((parent.get("configuration") or {}).get(codec.STRUCT_CONFIG))
+            runtime = parent.get("runtime") or {}
+            draft.lineage[parent_id] = {
+                "status": parent.get("status"), "last_update": None, "job_size": runtime.get("ds_total_size"),
+                "name": parent.get("name"), "version": runtime.get("version"),
+            }
+            draft.inherited = {e.path: e for e in entries}
+            draft.inherited_links = {s.link.path: s for s in links}
+            lookup = state.get("dependency_chunk_lookup")
+            if isinstance(lookup, Mapping):
+                draft.parent_chunks = {str(k): int(v) for k, v in lookup.items() if isinstance(v, int)}
+            else:
+                draft.parent_chunks = {parent_id: _count_chunks(parent)}
+            compressed = (parent.get("runtime") or {}).get("ds_total_size_compressed")
+            draft.parent_compressed = compressed if isinstance(compressed, int) else 0
+        return draft
+
+    def discard_chunks(self, version_id: str) -> int:
+        """Remove every data chunk and file list an interrupted run left on a draft; how many there were."""
+        task = self.reader.full_task(version_id)
+        stale = [k for k in codec.artifacts(task) if codec.chunk_index(k) is not None or k == codec.STATE_KEY]
+        if stale:
+            self.api.call("tasks.delete_artifacts", write=True, task=version_id, force=True,
+                          artifacts=[{"key": k, "mode": "output"} for k in stale])
+            for key in stale:
+                uri = codec.artifact_uri(task, key)
+                if uri:
+                    self.stores.delete(uri)  # best effort: an orphan object costs space only
+        return len(stale)
+
+    # --- content -----------------------------------------------------------------------------------------------
+
+    def upload_files(self, draft: Draft, files: Sequence[FileEntry], options: UploadOptions,
+                     progress: Progress | None = None) -> None:
+        """Zip ``files`` into chunks and store them; each file's bytes must hash to its planned sha256."""
+        if not files:
+            return
+        for f in files:
+            if f.local is None:
+                raise ReconcileError(f"{f.path}: no local copy of the file to upload")
+        total = sum(f.size for f in files)
+        chunk_bytes = options.chunk_bytes or max(MIN_CHUNK, min(MAX_CHUNK, total // max(1, options.workers * 2) + 1))
+        groups = _group(sorted(files, key=lambda f: f.path), chunk_bytes)
+        first = len(draft.chunks)
+        tmp_root = Path(tempfile.mkdtemp(prefix="reconcile-upload-", dir=options.tmp_dir))
+        stop = threading.Event()
+
+        def check() -> None:
+            self.api.cancel.check()
+            if stop.is_set():
+                raise BackendError("stopped: another chunk of this version failed")
+
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="upload") as pool:
+                futures: list[Future[Chunk]] = [
+                    pool.submit(self._store_chunk, draft, codec.chunk_name(first + i), group, options, tmp_root,
+                                progress, check)
+                    for i, group in enumerate(groups)
+                ]
+                wait(futures, return_when=FIRST_EXCEPTION)
+                failed = [f.exception() for f in futures if f.done() and f.exception() is not None]
+                if failed:
+                    stop.set()
+                    for fut in futures:
+                        fut.cancel()
+                    wait(futures)
+                    raise failed[0]  # type: ignore[misc]
+            chunks = [f.result() for f in futures]
+        finally:
+            shutil.rmtree(tmp_root, ignore_errors=True)
+        for chunk, group in zip(chunks, groups, strict=True):
+            draft.chunks.append(chunk)
+            draft.uploaded_files.extend(group)
+            for f in group:
+                draft.inherited.pop(f.path, None)
+                draft.inherited_links.pop(f.path, None)
+                draft.own[f.path] = codec.StateEntry(f.path, f.size, f.sha256, draft.id, chunk.name)
+
+    def _store_chunk(self, draft: Draft, name: str, group: Sequence[FileEntry], options: UploadOptions,
+                     tmp_root: Path, progress: Progress | None, check: Callable[[], None]) -> Chunk:
+        local = tmp_root / f"{name}.zip"
+        _write_zip(local, group, options.compression, check)
+        size = local.stat().st_size
+        digest = _sha256_file(local)
+        uri = f"{draft.prefix}/{name}/dataset.{draft.id}.{secrets.token_hex(4)}.zip"
+        self.stores.upload(uri, local, size, progress)
+        preview = "".join(f"{f.path} - {f.size} bytes\n" for f in group[:200])
+        if len(group) > 200:
+            preview += "...\ntruncated (too many files to preview)"
+        entry = codec.artifact(name, kind="custom", uri=uri, size=size, sha256=digest, stamp=int(time.time()),
+                               preview=preview, content_type="application/zip")
+        self.api.call("tasks.add_or_update_artifacts", write=True, task=draft.id, artifacts=[entry], force=True)
+        return Chunk(name, uri, size, digest, len(group))
+
+    # --- properties --------------------------------------------------------------------------------------------
+
+    def set_tags(self, version_id: str, tags: frozenset[str]) -> None:
+        self.api.call("tasks.edit", write=True, task=version_id, force=True, tags=sorted(tags))
+
+    def set_description(self, version_id: str, description: str) -> None:
+        self.api.call("tasks.edit", write=True, task=version_id, force=True, comment=description)
+
+    def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
+                           values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None:
+        """Store ``values`` (artifact key -> JSON value) as dict artifacts and update bookkeeping keys.
+
+        A draft takes ``add_or_update_artifacts`` and ``edit_hyper_params``; a finalized version only a forced
+        ``tasks.edit`` of the whole ``execution`` and ``hyperparams`` (read, changed, written back together).
+        """
+        task = self.reader.full_task(version_id)
+        prefix = codec.storage_prefix(storage or _output_base(task) or self.api.cfg.files_host, key, version_id)
+        entries = []
+        for art_key, value in values.items():
+            raw = codec.json_bytes(value)
+            digest = hashlib.sha256(raw).hexdigest()
+            uri = f"{prefix}/{art_key}/{art_key}.{digest[:12]}.json"
+            self._store_bytes(uri, raw)
+            entries.append(codec.artifact(art_key, kind="dict", uri=uri, size=len(raw), sha256=digest,
+                                          stamp=int(time.time()), preview=raw[:4096].decode(errors="replace"),
+                                          content_type="application/json"))
+        status = str(task.get("status"))
+        if status in ("created", "in_progress"):
+            if entries:
+                self.api.call("tasks.add_or_update_artifacts", write=True, task=version_id, artifacts=entries,
+                              force=True)
+            if bookkeeping:
+                self.api.call("tasks.edit_hyper_params", write=True, task=version_id, force=True,
+                              replace_hyperparams="none",
+                              hyperparams=[{"section": codec.SECTION, "name": k, "value": v, "type": "str"}
+                                           for k, v in bookkeeping.items()])
+        else:
+            execution = dict(task.get("execution") or {})
+            kept = [a for a in execution.get("artifacts") or [] if a.get("key") not in values]
+            execution["artifacts"] = kept + entries
+            params = {s: dict(v) for s, v in (task.get("hyperparams") or {}).items()}
+            section = params.setdefault(codec.SECTION, {})
+            for k, v in bookkeeping.items():
+                section[k] = {"section": codec.SECTION, "name": k, "value": v, "type": "str"}
+            self.api.call("tasks.edit", write=True, task=version_id, force=True, execution=execution,
+                          hyperparams=params)
+        after = self.reader.full_task(version_id)
+        stored = codec.artifacts(after)
+        for entry in entries:
+            got = stored.get(entry["key"])
+            if got is None or got.get("uri") != entry["uri"]:
+                raise BackendError(f"the server did not keep the {entry['key']} of version {version_id}")
+        kept_book = codec.section_values(after)
+        for k, v in bookkeeping.items():
+            if kept_book.get(k, "") != v:
+                raise BackendError(f"the server did not keep {codec.SECTION}.{k} of version {version_id}")
+
+    def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        if not events:
+            return
+        data = self.api.call_lines("events.add_batch", list(events))
+        if int(data.get("errors") or 0) or int(data.get("added") or 0) != len(events):
+            raise BackendError(f"the server kept {data.get('added')} of {len(events)} statistics plots of "
+                               f"version {version_id}")
+
+    def _store_bytes(self, uri: str, raw: bytes) -> None:
+        with tempfile.NamedTemporaryFile(prefix="reconcile-", suffix=".json", delete=False) as tmp:
+            tmp.write(raw)
+        try:
+            self.stores.upload(uri, Path(tmp.name), len(raw))
+        finally:
+            os.unlink(tmp.name)
+
+    # --- finalize, publish, archive ------------------------------------------------------------------------------
+
+    def finalize(self, draft: Draft, content_digest: str) -> None:
+        """Write the file list and summary, check every chunk on the server, then complete the version."""
+        task = self.reader.full_task(draft.id)
+        stored = codec.artifacts(task)
+        mine = {c.name: c for c in draft.chunks}
+        stale = [k for k in stored if codec.chunk_index(k) is not None and k not in mine]
+        if stale:
+            self.api.call("tasks.delete_artifacts", write=True, task=draft.id, force=True,
+                          artifacts=[{"key": k, "mode": "output"} for k in stale])
+        for chunk in draft.chunks:
+            art = stored.get(chunk.name)
+            if art is None or art.get("uri") != chunk.uri or art.get("hash") != chunk.sha256:
+                raise BackendError(f"chunk {chunk.name} of {draft.key} is not registered on the server as uploaded")
+            size = self.stores.size(chunk.uri)
+            if size is None:
+                raise BackendError(f"chunk {chunk.name} of {draft.key} is missing from storage ({chunk.uri})")
+            if size >= 0 and size != chunk.size:
+                raise BackendError(f"chunk {chunk.name} of {draft.key} is {size} bytes in storage, "
+                                   f"{chunk.size} were uploaded")
+        entries, links = draft.entries(), draft.links()
+        for e in entries.values():
+            if e.owner_id == draft.id and e.chunk not in mine:
+                raise BackendError(f"{e.path} of {draft.key} points at chunk {e.chunk}, which this run did not store")
+        used = {e.owner_id for e in entries.values()} | {s.owner_id for s in links.values()}
+        graph = codec.lineage_graph(draft.id, draft.parent_ids, draft.parent_graph, used)
+        chunk_counts = {k: v for k, v in draft.parent_chunks.items() if k in graph}
+        chunk_counts[draft.id] = len(draft.chunks)
+        state = codec.state_document(draft.id, list(entries.values()), list(links.values()), graph, chunk_counts)
+        raw = json.dumps(state).encode()
+        digest = hashlib.sha256(raw).hexdigest()
+        uri = f"{draft.prefix}/{codec.STATE_KEY}/{codec.STATE_KEY}.json"
+        self._store_bytes(uri, raw)
+        preview = (f"Dataset state\nFiles added/modified: {draft.changes.added + draft.changes.modified}\n"
+                   f"Current dependency graph: {json.dumps(graph, indent=2, sort_keys=True)}\n")
+        self.api.call("tasks.add_or_update_artifacts", write=True, task=draft.id, force=True, artifacts=[
+            codec.artifact(codec.STATE_KEY, kind="dict", uri=uri, size=len(raw), sha256=digest,
+                           stamp=int(time.time()), preview=preview, content_type="application/json",
+                           display=draft.changes.display())])
+        total = state["total_size"]
+        compressed = draft.parent_compressed + sum(c.size for c in draft.chunks)
+        self.api.call(
+            "tasks.edit", write=True, task=draft.id, force=True,
+            runtime=codec.runtime(draft.key.name, draft.key.version, draft.id, file_count=len(entries),
+                                  link_count=len(links), total_size=total, compressed=compressed,
+                                  changes=draft.changes),
+            configuration=codec.dataset_struct(graph, {**draft.lineage, draft.id: {
+                "status": "completed", "last_update": int(time.time()), "job_size": total, "name": draft.key.name,
+                "version": draft.key.version}}),
+        )
+        self.api.call("tasks.edit_hyper_params", write=True, task=draft.id, force=True, replace_hyperparams="none",
+                      hyperparams=[{"section": codec.SECTION, "name": "content_digest", "value": content_digest,
+                                    "type": "str"}])
+        check = self.reader.full_task(draft.id)
+        if codec.artifact_uri(check, codec.STATE_KEY) != uri:
+            raise BackendError(f"the server did not keep the file list of {draft.key}")
+        if codec.read_bookkeeping(check).content_digest != content_digest:
+            raise BackendError(f"the server did not keep the content digest of {draft.key}")
+        if (check.get("runtime") or {}).get("version") != draft.key.version:
+            raise BackendError(f"the server did not keep the version string of {draft.key}")
+        status = str(check.get("status"))
+        if status == "created":
+            self.api.call("tasks.started", write=True, task=draft.id)
+        if status in ("created", "in_progress"):
+            self.api.call("tasks.completed", write=True, task=draft.id, status_reason="completed", publish=False)
+        self.expect_status(draft.id, codec.FINAL_STATUSES, f"finalizing {draft.key}")
+
+    def expect_status(self, version_id: str, allowed: frozenset[str] | set[str], what: str) -> str:
+        row = self.reader.task(version_id, ("id", "status"))
+        status = str((row or {}).get("status"))
+        if status not in allowed:
+            raise BackendError(f"{what}: the version is {status} on the server afterwards")
+        return status
+
+    def publish(self, key: VersionKey, version_id: str) -> None:
+        status = self.expect_status(version_id, codec.FINAL_STATUSES, f"publishing {key}")
+        if status != "published":
+            self.api.call("tasks.publish", write=True, task=version_id)
+        self.expect_status(version_id, {"published"}, f"publishing {key}")
+
+    def archive(self, key: VersionKey, version_id: str) -> None:
+        self.api.call("tasks.archive", write=True, tasks=[version_id])
+        row = self.reader.task(version_id, ("id", "system_tags"))
+        if codec.ARCHIVED_TAG not in set((row or {}).get("system_tags") or []):
+            raise BackendError(f"archiving {key}: the server did not archive it")
+
+    def restore(self, key: VersionKey, version_id: str) -> None:
+        self.api.call("tasks.unarchive_many", write=True, ids=[version_id])
+        row = self.reader.task(version_id, ("id", "system_tags"))
+        if codec.ARCHIVED_TAG in set((row or {}).get("system_tags") or []):
+            raise BackendError(f"restoring {key}: the server did not unarchive it")
+
+    def version_files(self, version_id: str) -> dict[str, Any]:
+        """The ``state`` (file list) of a finalized version."""
+        task = self.reader.task(version_id, (*codec.TASK_FIELDS, "runtime"))
+        state = self.reader.read_state(task, self.state_cache) if task else None
+        if state is None:
+            raise BackendError(f"version {version_id} has no file list on the server")
+        return state
+
+    def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]:
+        return self.reader.fetch_files(state, paths, dest)
+
+    def delete_draft(self, version_id: str) -> None:
+        task = self.reader.full_task(version_id)
+        if task.get("status") not in ("created", "in_progress", "stopped", "failed"):
+            raise BackendError(f"version {version_id} is {task.get('status')}: only drafts are discarded")
+        for art in codec.artifacts(task).values():
+            uri = art.get("uri")
+            if uri:
+                self.stores.delete(str(uri))
+        self.api.call("tasks.delete", write=True, task=version_id, force=True)
+
+
+def apply_delta(draft: Draft, *, remove: Sequence[str], remove_links: Sequence[str], add_links: Sequence[LinkEntry],
+                modified: int, added: int, removed: int, change_size: int) -> None:
+    """Drop ``remove``/``remove_links`` from what the draft holds and register ``add_links`` (pure)."""
+    for path in remove:
+        draft.inherited.pop(path, None)
+        draft.own.pop(path, None)
+    for path in remove_links:
+        draft.inherited_links.pop(path, None)
+        draft.own_links.pop(path, None)
+    for lnk in add_links:
+        draft.inherited.pop(lnk.path, None)
+        draft.inherited_links.pop(lnk.path, None)
+        draft.own_links[lnk.path] = codec.StateLink(lnk, draft.id)
+    draft.changes = codec.Changes(added=added, removed=removed, modified=modified, size=change_size)
+
+
+def _output_base(task: Mapping[str, Any]) -> str:
+    return str((task.get("output") or {}).get("destination") or "")
+
+
+def _count_chunks(task: Mapping[str, Any]) -> int:
+    return sum(1 for k in codec.artifacts(task) if codec.chunk_index(k) is not None)
+
+
+def _group(files: Sequence[FileEntry], chunk_bytes: int) -> list[list[FileEntry]]:
+    groups: list[list[FileEntry]] = [[]]
+    size = 0
+    for f in files:
+        if groups[-1] and size + f.size > chunk_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(f)
+        size += f.size
+    return groups
+
+
+def _compress_type(path: str, compression: str) -> int:
+    if compression == "store":
+        return zipfile.ZIP_STORED
+    if compression == "deflate":
+        return zipfile.ZIP_DEFLATED
+    return zipfile.ZIP_STORED if os.path.splitext(path)[1].lower() in STORED_EXTENSIONS else zipfile.ZIP_DEFLATED
+
+
+def _write_zip(target: Path, files: Sequence[FileEntry], compression: str, check: Callable[[], None]) -> None:
+    """Write ``files`` into a zip, hashing each file's bytes as they are read; a mismatch raises FileChanged."""
+    with zipfile.ZipFile(target, "w", allowZip64=True) as zf:
+        for f in files:
+            check()
+            assert f.local is not None
+            try:
+                read, digest = _zip_one(zf, f, f.local, compression)
+            except OSError as err:
+                raise FileChanged(f"{f.path}: cannot read {f.local} ({err.strerror or err})") from None
+            if read != f.size or digest != f.sha256:
+                raise FileChanged(
+                    f"{f.path}: {f.local} changed since it was planned (expected {f.size} bytes, sha256 "
+                    f"{f.sha256[:12]}; read {read} bytes, sha256 {digest[:12]}); run plan again"
+                )
+
+
+def _zip_one(zf: zipfile.ZipFile, f: FileEntry, local: str, compression: str) -> tuple[int, str]:
+    """Copy one file into the zip; the bytes read (at most one block past the planned size) and their sha256."""
+    with open(local, "rb") as handle:
+        info = zipfile.ZipInfo(f.path, date_time=time.localtime(os.fstat(handle.fileno()).st_mtime)[:6])
+        info.compress_type = _compress_type(f.path, compression)
+        info.file_size = f.size
+        h = hashlib.sha256()
+        read = 0
+        with zf.open(info, "w", force_zip64=f.size >= (1 << 31)) as dst:
+            while block := handle.read(1 << 20):
+                h.update(block)
+                dst.write(block)
+                read += len(block)
+                if read > f.size:
+                    break
+    return read, h.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
