@@ -273,7 +273,7 @@ def apply_plan(
     :class:`ApplyFailed` at the end names each. A signal or a lost lock stops the run at once."""
     applier = _Applier(writer, observed, options, report, local_contents or {})
     for a in plan.actions:
-        if isinstance(a, CreateVersion):
+        if isinstance(a, (CreateVersion, ResumeVersion)):
             applier.parents[a.version] = a.parent
     blocked: dict[VersionKey, str] = {}
     start = time.monotonic()

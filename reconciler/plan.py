@@ -58,6 +58,7 @@ class ResumeVersion:
 
     version: VersionKey
     version_id: str
+    parent: VersionKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,7 +475,7 @@ class _Planner:
             self.plan_properties(spec, obs)
             self.plan_publish(spec, obs)
         elif obs.managed:
-            self.actions.append(ResumeVersion(key, obs.id))
+            self.actions.append(ResumeVersion(key, obs.id, spec.parent))
             self.build(spec, ds, obs, self.base_content(spec), target)
         else:
             self.block(

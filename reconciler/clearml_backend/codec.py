@@ -279,8 +279,6 @@ def lineage_graph(version_id: str, parent_ids: Sequence[str], parent_graph: Mapp
     keep = set(used) | {version_id}
     graph = {k: [p for p in v if p in keep] for k, v in parent_graph.items() if k in keep}
     graph[version_id] = list(parent_ids)
-    for parent in parent_ids:
-        graph.setdefault(parent, [p for p in parent_graph.get(parent, []) if p in keep])
     return graph
 
 

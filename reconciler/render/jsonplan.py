@@ -81,7 +81,10 @@ def action_to_json(action: Action) -> dict[str, Any]:
         case CreateVersion():
             out["parent"] = _key(action.parent) if action.parent else None
             out["storage"] = action.storage
-        case ResumeVersion() | Restore() | Archive():
+        case ResumeVersion():
+            out["version_id"] = action.version_id
+            out["parent"] = _key(action.parent) if action.parent else None
+        case Restore() | Archive():
             out["version_id"] = action.version_id
         case SyncFiles():
             out.update(
@@ -117,7 +120,7 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
         case "create_version":
             return CreateVersion(v, _unkey(d["parent"]) if d.get("parent") else None, d.get("storage"))
         case "resume_version":
-            return ResumeVersion(v, d["version_id"])
+            return ResumeVersion(v, d["version_id"], _unkey(d["parent"]) if d.get("parent") else None)
         case "restore":
             return Restore(v, d["version_id"])
         case "sync_files":

@@ -1,0 +1,257 @@
+"""Apply against an in-memory server that fails at step k: the next plan resumes and converges. Milliseconds."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.apply import ApplyFailed, ApplyOptions, apply_plan
+from reconciler.clearml_backend import codec
+from reconciler.clearml_backend.api import BackendError
+from reconciler.clearml_backend.writer import Draft, UploadOptions
+from reconciler.model import (
+    Content,
+    DatasetKey,
+    DatasetSpec,
+    DesiredState,
+    FileEntry,
+    ObservedState,
+    ObservedVersion,
+    Properties,
+    VersionKey,
+    VersionSpec,
+    freeze_json,
+)
+from reconciler.plan import SourceFiles, compute_contents, compute_plan, fingerprint
+from reconciler.statistics import StatisticsCache
+
+P, N = "proj", "ds"
+
+
+class Injected(BackendError):
+    pass
+
+
+@dataclass
+class Stored:
+    key: VersionKey
+    id: str
+    status: str = "created"
+    parent: str | None = None
+    props: Properties = Properties()
+    entries: dict[str, codec.StateEntry] = field(default_factory=dict)
+    links: dict[str, codec.StateLink] = field(default_factory=dict)
+    chunks: set[str] = field(default_factory=set)
+    content_digest: str | None = None
+    statistics_digest: str | None = None
+    archived: bool = False
+
+
+class MemoryWriter:
+    """The apply-facing interface of a server, in memory; ``fail_at`` makes the k-th write raise."""
+
+    def __init__(self, fail_at: int | None = None):
+        self.versions: dict[str, Stored] = {}
+        self.fail_at = fail_at
+        self.writes = 0
+
+    def _write(self, what: str) -> None:
+        if self.fail_at is not None and self.writes == self.fail_at:
+            self.writes += 1
+            raise Injected(f"injected failure at {what}")
+        self.writes += 1
+
+    # --- Writer protocol ---
+    def create_draft(self, key: VersionKey, parent_id: str | None, storage: str | None) -> str:
+        self._write("create")
+        vid = f"v{len(self.versions)}"
+        self.versions[vid] = Stored(key, vid, parent=parent_id)
+        return vid
+
+    def open_draft(self, key: VersionKey, version_id: str, parent_id: str | None, storage: str | None) -> Draft:
+        draft = Draft(key, version_id, f"mem://{version_id}", (parent_id,) if parent_id else ())
+        if parent_id:
+            parent = self.versions[parent_id]
+            draft.inherited = dict(parent.entries)
+            draft.inherited_links = dict(parent.links)
+        return draft
+
+    def discard_chunks(self, version_id: str) -> int:
+        stored = self.versions[version_id]
+        n = len(stored.chunks)
+        stored.chunks.clear()
+        return n
+
+    def upload_files(self, draft: Draft, files: Sequence[FileEntry], options: UploadOptions,
+                     progress: Any = None) -> None:
+        for i, f in enumerate(files):
+            self._write(f"upload {f.path}")
+            name = codec.chunk_name(len(draft.chunks) + i)
+            self.versions[draft.id].chunks.add(name)
+            draft.own[f.path] = codec.StateEntry(f.path, f.size, f.sha256, draft.id, name)
+            draft.inherited.pop(f.path, None)
+            draft.uploaded_files.append(f)
+
+    def set_tags(self, version_id: str, tags: frozenset[str]) -> None:
+        self._write("tags")
+        v = self.versions[version_id]
+        v.props = replace(v.props, tags=tags)
+
+    def set_description(self, version_id: str, description: str) -> None:
+        self._write("description")
+        v = self.versions[version_id]
+        v.props = replace(v.props, description=description)
+
+    def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
+                           values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None:
+        self._write("artifacts")
+        v = self.versions[version_id]
+        if "metadata" in values:
+            v.props = replace(v.props, metadata=freeze_json(values["metadata"]))
+        if "statistics_digest" in bookkeeping:
+            v.statistics_digest = bookkeeping["statistics_digest"]
+
+    def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None:
+        self._write("plots")
+
+    def finalize(self, draft: Draft, content_digest: str) -> None:
+        self._write("finalize")
+        v = self.versions[draft.id]
+        for e in draft.own.values():
+            assert e.chunk in v.chunks, f"{e.path} points at a chunk that is not stored"
+        v.entries, v.links = draft.entries(), draft.links()
+        v.content_digest, v.status = content_digest, "completed"
+
+    def publish(self, key: VersionKey, version_id: str) -> None:
+        self._write("publish")
+        self.versions[version_id].status = "published"
+
+    def archive(self, key: VersionKey, version_id: str) -> None:
+        self._write("archive")
+        self.versions[version_id].archived = True
+
+    def restore(self, key: VersionKey, version_id: str) -> None:
+        self._write("restore")
+        self.versions[version_id].archived = False
+
+    def version_files(self, version_id: str) -> dict[str, Any]:
+        v = self.versions[version_id]
+        return codec.state_document(v.id, list(v.entries.values()), list(v.links.values()), {}, {})
+
+    def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]:
+        raise AssertionError("every file is local in these tests")
+
+    # --- what observation would see ---
+    def observed(self) -> ObservedState:
+        out = []
+        for v in self.versions.values():
+            final = v.status in ("completed", "published")
+            files = tuple(sorted(FileEntry(e.path, e.size, e.sha256) for e in v.entries.values())) if final else None
+            out.append(ObservedVersion(
+                key=v.key, id=v.id, status=v.status, properties=v.props,
+                parent_ids=(v.parent,) if v.parent else (), files=files, links=() if final else None,
+                managed=True, archived=v.archived, content_digest=v.content_digest,
+                statistics_digest=v.statistics_digest,
+            ))
+        state = ObservedState(tuple(sorted(out, key=lambda o: (o.key, o.id))))
+        return ObservedState(state.versions, fingerprint(state))
+
+
+def _file(tmp: Path, path: str, data: str) -> FileEntry:
+    local = tmp / "src" / path
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text(data)
+    return FileEntry(path, len(data.encode()), hashlib.sha256(data.encode()).hexdigest(), str(local))
+
+
+def _desired(tmp: Path, *, stats: bool = False) -> tuple[DesiredState, dict[VersionKey, Content]]:
+    props = Properties("d", frozenset({"a"}), freeze_json({"k": 1}))
+    k1, k2, k3 = (VersionKey(P, N, v) for v in ("1.0.0", "1.1.0", "1.2.0"))
+    versions = (VersionSpec(k1, properties=props), VersionSpec(k2, k1, remove=("b.txt",), properties=props),
+                VersionSpec(k3, k2, publish=True, properties=props))
+    desired = DesiredState((DatasetSpec(DatasetKey(P, N), versions, props, statistics=stats),))
+    own = {
+        k1: SourceFiles(files=(_file(tmp, "a.txt", "alpha"), _file(tmp, "b.txt", "bravo"))),
+        k2: SourceFiles(files=(_file(tmp, "c.txt", "charlie"),)),
+        k3: SourceFiles(files=(_file(tmp, "a.txt", "ALPHA"),)),
+    }
+    return desired, compute_contents(desired, own)
+
+
+def _assert_finalized_versions_are_exact(server: MemoryWriter, contents: Mapping[VersionKey, Content]) -> None:
+    for v in server.versions.values():
+        if v.status in ("completed", "published"):
+            built = Content({p: FileEntry(e.path, e.size, e.sha256) for p, e in v.entries.items()})
+            assert built.digest() == contents[v.key].digest() == v.content_digest
+
+
+def _apply(server: MemoryWriter, desired: DesiredState, contents: Mapping[VersionKey, Content], tmp: Path) -> Any:
+    observed = server.observed()
+    plan = compute_plan(desired, contents, observed)
+    options = ApplyOptions(workers=1, statistics_cache=StatisticsCache(tmp / "stats"))
+    return plan, apply_plan(plan, server, observed, options, local_contents=contents)
+
+
+def test_a_clean_apply_converges_and_replans_empty(tmp_path: Path) -> None:
+    desired, contents = _desired(tmp_path, stats=True)
+    server = MemoryWriter()
+    _, result = _apply(server, desired, contents, tmp_path)
+    assert len(result.created) == 3 and result.uploaded_files == 4
+    _assert_finalized_versions_are_exact(server, contents)
+    assert compute_plan(desired, contents, server.observed()).actions == ()
+
+
+@pytest.mark.parametrize("stats", [False, True])
+def test_a_failure_at_every_write_is_finished_by_the_next_apply(tmp_path: Path, stats: bool) -> None:
+    desired, contents = _desired(tmp_path, stats=stats)
+    total = MemoryWriter()
+    _apply(total, desired, contents, tmp_path)
+    assert total.writes > 10
+    for k in range(total.writes):
+        server = MemoryWriter(fail_at=k)
+        with pytest.raises(ApplyFailed) as failed:
+            _apply(server, desired, contents, tmp_path)
+        assert "injected failure" in str(failed.value)
+        _assert_finalized_versions_are_exact(server, contents)  # nothing finalized that is not exact
+        server.fail_at = None
+        _apply(server, desired, contents, tmp_path)
+        _assert_finalized_versions_are_exact(server, contents)
+        live = [v for v in server.versions.values() if not v.archived]
+        assert sorted(v.key.version for v in live) == ["1.0.0", "1.1.0", "1.2.0"], f"step {k}: a duplicate"
+        assert all(v.status in ("completed", "published") for v in live)
+        assert compute_plan(desired, contents, server.observed()).actions == (), f"step {k}: not converged"
+
+
+def test_a_failed_version_stops_its_children_but_not_other_datasets(tmp_path: Path) -> None:
+    desired, contents = _desired(tmp_path)
+    other_key = VersionKey(P, "other", "1.0.0")
+    other = DatasetSpec(DatasetKey(P, "other"), (VersionSpec(other_key),))
+    both = DesiredState((*desired.datasets, other))
+    own_other = {other_key: SourceFiles(files=(_file(tmp_path, "z.txt", "zulu"),))}
+    contents = {**contents, **compute_contents(DesiredState((other,)), own_other)}
+    server = MemoryWriter(fail_at=1)  # the first upload of ds@1.0.0
+    with pytest.raises(ApplyFailed) as failed:
+        _apply(server, both, contents, tmp_path)
+    lines = [d.message for d in failed.value.diagnostics]
+    assert "injected failure at upload a.txt" in lines[0]
+    assert lines[1].startswith("not applied because a parent failed: proj/ds@1.1.0, proj/ds@1.2.0")
+    assert lines[-1].startswith("apply incomplete: 1 version(s) failed")
+    finished = {v.key for v in server.versions.values() if v.status == "completed"}
+    assert finished == {other_key}  # the independent dataset was applied
+
+
+def test_the_plan_is_checked_against_what_was_built(tmp_path: Path) -> None:
+    desired, contents = _desired(tmp_path)
+    server = MemoryWriter()
+    observed = server.observed()
+    plan = compute_plan(desired, contents, observed)
+    wrong = tuple(replace(a, content_digest="0" * 64) if type(a).__name__ == "Finalize" else a for a in plan.actions)
+    with pytest.raises(ApplyFailed) as failed:
+        apply_plan(replace(plan, actions=wrong), server, observed, ApplyOptions(workers=1))
+    assert "does not match the plan" in str(failed.value)
+    assert not any(v.status == "completed" for v in server.versions.values())

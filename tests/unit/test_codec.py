@@ -1,0 +1,145 @@
+"""What the tool stores on a version, checked against traffic recorded from the real clearml-server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.clearml_backend import codec
+from reconciler.model import FileEntry, LinkEntry, Properties, VersionKey, freeze_json
+
+RECORDING = Path(__file__).parents[1] / "server" / "data" / "real-server-calls.jsonl"
+
+
+def _records() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in RECORDING.read_text().splitlines() if line.strip()]
+
+
+def _requests(endpoint: str) -> list[Any]:
+    return [r["request"] for r in _records() if r["path"].endswith("/" + endpoint)]
+
+
+def _dataset_tasks() -> list[dict[str, Any]]:
+    """Finalized dataset tasks as the real server returned them (``tasks.get_by_id``)."""
+    out = []
+    for r in _records():
+        if r["path"].endswith("tasks.get_by_id") and r["response"]["meta"]["result_code"] == 200:
+            task = r["response"]["data"]["task"]
+            if task.get("status") in ("completed", "published") and "dataset" in task.get("system_tags", []):
+                out.append(task)
+    return out
+
+
+def _shape(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def test_real_dataset_tasks_decode_to_versions() -> None:
+    tasks = _dataset_tasks()
+    assert tasks
+    for task in tasks:
+        version = codec.task_summary(task, f"rec/.datasets/{task['name']}")
+        assert version is not None
+        assert version.key == VersionKey("rec", task["name"], task["runtime"]["version"])
+        assert version.id == task["id"] and version.status == task["status"] and version.finalized
+        assert version.properties.tags == frozenset(task["tags"])
+        assert version.file_count == task["runtime"]["ds_file_count"]
+        assert not version.managed  # made by a plain SDK script
+        assert codec.task_summary(task, "rec/not-a-dataset-project") is None
+
+
+def test_artifact_entries_have_the_sdks_shape() -> None:
+    sdk = {a["key"]: a for req in _requests("tasks.add_or_update_artifacts") for a in req["artifacts"]}
+    ours = {
+        "data": codec.artifact("data", kind="custom", uri="http://f/x.zip", size=1, sha256="ab", stamp=1,
+                               preview="p", content_type="application/zip"),
+        "metadata": codec.artifact("metadata", kind="dict", uri="http://f/m.json", size=1, sha256="ab", stamp=1,
+                                   preview="{}", content_type="application/json"),
+        "state": codec.artifact("state", kind="dict", uri="http://f/s.json", size=1, sha256="ab", stamp=1,
+                                preview="p", content_type="application/json", display=codec.Changes().display()),
+    }
+    for key, entry in ours.items():
+        recorded = dict(sdk[key])
+        recorded.setdefault("mode", "output")  # the server fills it in; we send it
+        assert _shape(entry) == _shape(recorded), key
+        assert entry["type"] == recorded["type"] and entry["type_data"]["content_type"] == (
+            recorded["type_data"]["content_type"])
+    assert sdk["state"]["display_data"] == codec.Changes().display() or _shape(sdk["state"]["display_data"]) == (
+        _shape(codec.Changes().display()))
+
+
+def test_runtime_and_lineage_configuration_have_the_sdks_keys() -> None:
+    edits = _requests("tasks.edit")
+    recorded_runtime = [e["runtime"] for e in edits if "runtime" in e and "ds_file_count" in e["runtime"]][-1]
+    ours = codec.runtime("ds1", "1.0.0", "id", file_count=1, link_count=0, total_size=1, compressed=1,
+                         changes=codec.Changes(added=1, size=1))
+    assert set(ours) == set(recorded_runtime)
+    recorded_struct = [e["configuration"] for e in edits if "configuration" in e][-1]["Dataset Struct"]
+    struct = codec.dataset_struct({"child": ["parent"], "parent": []}, {
+        "child": {"status": "completed", "last_update": 1, "job_size": 2, "name": "ds1", "version": "1.1.0"}})
+    item = struct["Dataset Struct"]
+    assert {k: v for k, v in item.items() if k != "value"} == {k: v for k, v in recorded_struct.items()
+                                                              if k != "value"}
+    nodes = json.loads(item["value"])
+    assert set(nodes["0"]) == set(json.loads(recorded_struct["value"])["0"])
+    assert nodes["0"]["parents"] == ["1"] and nodes["1"]["job_id"] == "parent"
+    assert codec.struct_nodes(item)["child"]["parents"] == ["parent"]
+
+
+def test_version_hyperparameter_is_where_the_sdk_puts_it() -> None:
+    recorded = [r for r in _requests("tasks.edit_hyper_params") if r["hyperparams"][0]["section"] == "properties"][0]
+    ours = codec.hyperparams(codec.Bookkeeping(), "1.0.0")["properties"]["version"]
+    assert {k: ours[k] for k in ("section", "name", "value")} == recorded["hyperparams"][0]
+
+
+def test_bookkeeping_round_trips_through_a_task() -> None:
+    book = codec.Bookkeeping(parent_ids=("p1",), content_digest="c" * 64, metadata_json='{"k":1}',
+                             statistics_digest="s" * 64, run_token="t")
+    task = {"id": "x", "name": "ds1", "status": "completed", "system_tags": ["dataset", codec.MANAGED_TAG],
+            "comment": "about", "tags": ["b", "a"], "runtime": {"version": "2.0.0"},
+            "hyperparams": {codec.SECTION: book.to_section()}}
+    assert codec.read_bookkeeping(task) == book
+    version = codec.task_summary(task, "p/.datasets/ds1")
+    assert version is not None and version.managed and version.parent_ids == ("p1",)
+    assert version.properties == Properties("about", frozenset({"a", "b"}), freeze_json({"k": 1}))
+    assert version.content_digest == "c" * 64 and version.statistics_digest == "s" * 64
+
+
+def test_state_document_round_trips() -> None:
+    entries = [codec.StateEntry("b.txt", 2, "h2", "parent", "data"), codec.StateEntry("a.txt", 1, "h1", "me", "data")]
+    links = [codec.StateLink(LinkEntry("l.bin", "s3://b/l.bin", 3, "etag"), "me")]
+    doc = codec.state_document("me", entries, links, {"me": ["parent"], "parent": []}, {"me": 1, "parent": 1})
+    assert [e["relative_path"] for e in doc["dataset_file_entries"]] == ["a.txt", "b.txt"]
+    assert doc["file_count"] == 3 and doc["total_size"] == 6 and doc["dirty"] is False
+    back, back_links, graph = codec.read_state(json.loads(json.dumps(doc)))
+    assert sorted(back, key=lambda e: e.path) == sorted(entries, key=lambda e: e.path)
+    assert back_links == links and graph == {"me": ["parent"], "parent": []}
+    assert codec.state_files(back) == (FileEntry("a.txt", 1, "h1"), FileEntry("b.txt", 2, "h2"))
+
+
+@pytest.mark.parametrize("name,index", [("data", 0), ("data_001", 1), ("data_123", 123), ("state", None),
+                                        ("data_x", None), ("metadata", None)])
+def test_chunk_names_follow_the_sdk(name: str, index: int | None) -> None:
+    assert codec.chunk_index(name) == index
+    if index is not None:
+        assert codec.chunk_name(index) == name
+
+
+def test_lineage_graph_keeps_only_versions_that_hold_files() -> None:
+    parent_graph = {"p": ["g"], "g": ["gg"], "gg": []}
+    graph = codec.lineage_graph("me", ("p",), parent_graph, used={"me", "g"})
+    assert graph == {"g": [], "me": ["p"]}  # as the SDK prunes it; the lineage view still shows p
+
+
+def test_hidden_project_names() -> None:
+    assert codec.hidden_project("a/b", "ds") == "a/b/.datasets/ds"
+    assert codec.split_hidden_project("a/b/.datasets/ds") == ("a/b", "ds")
+    assert codec.split_hidden_project("a/b/.datasets/ds/deeper") is None
+    assert codec.split_hidden_project("a/b") is None
