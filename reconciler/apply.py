@@ -77,7 +77,6 @@ class Writer(Protocol):
 class ApplyOptions:
     workers: int = 4
     show_progress: bool = False
-    compression: str = "auto"
     statistics_cache: StatisticsCache | None = None  # None: under the user cache directory
 
 
@@ -166,9 +165,10 @@ class _Applier:
                 if action.upload:
                     self.report(f"  uploading {len(action.upload)} files of {v} "
                                 f"({action.upload_bytes} bytes, {self.options.workers} workers)")
+                chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
                 self.writer.upload_files(draft, action.upload,
-                                         UploadOptions(workers=self.options.workers,
-                                                       compression=self.options.compression))
+                                         UploadOptions(workers=self.options.workers, chunk_bytes=chunk,
+                                                       compression=action.compression))
                 self.result.uploaded_files += len(action.upload)
                 self.result.uploaded_bytes += action.upload_bytes
             case SetStatistics(version=v):

@@ -170,6 +170,8 @@ class DatasetSpec:
     properties: Properties = Properties()  # the dataset's description, tags, metadata: every version carries them
     statistics: bool = False
     storage: str | None = None  # upload target; None: the server's files host
+    chunk_size_mb: int | None = None  # None: chosen from the upload's size and the workers
+    compression: str = "auto"  # auto | deflate | store
     span: SourceSpan | None = field(default=None, compare=False)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -74,6 +74,8 @@ class SyncFiles:
     content_digest: str = ""  # Content.digest() of the version once synced
     file_count: int = 0
     total_size: int = 0
+    chunk_size_mb: int | None = None  # the dataset's upload settings
+    compression: str = "auto"
 
     @property
     def upload_bytes(self) -> int:
@@ -490,7 +492,7 @@ class _Planner:
         """The steps of a version being built: content, statistics, properties, finalize, publish."""
         sync = sync_delta(spec.key, base, target)
         if sync is not None:
-            self.actions.append(sync)
+            self.actions.append(replace(sync, chunk_size_mb=ds.chunk_size_mb, compression=ds.compression))
         if ds.statistics:
             self.actions.append(SetStatistics(spec.key, None, target.digest(), plots=True))
         self.plan_properties(spec, draft)

@@ -37,7 +37,7 @@ from .yamldoc import Document, JsonPath, display_path, non_json_values
 API_VERSION = "reconciler/v1"
 KIND = "Dataset"
 STORAGE_SCHEMES = ("s3", "gs", "azure", "http", "https", "file")
-DATASET_FIELDS = ("description", "tags", "metadata", "statistics", "storage")
+DATASET_FIELDS = ("description", "tags", "metadata", "statistics", "storage", "upload")
 T = TypeVar("T")
 
 

@@ -168,9 +168,17 @@ def _dataset(
         versions=specs,
         properties=properties,
         statistics=fields.get("statistics") is True,
+        chunk_size_mb=_upload(fields, "chunk_size_mb", int),
+        compression=_upload(fields, "compression", str) or "auto",
         storage=fields["storage"] if isinstance(fields.get("storage"), str) else None,
         span=group[0].doc.span(()),
     )
+
+
+def _upload(fields: Mapping[str, Any], name: str, kind: type) -> Any:
+    upload = fields.get("upload")
+    value = upload.get(name) if isinstance(upload, dict) else None
+    return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
 def _version(v: VersionPart, parents: Mapping[VersionKey, VersionKey], properties: Properties) -> VersionSpec:

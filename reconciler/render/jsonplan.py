@@ -97,6 +97,8 @@ def action_to_json(action: Action) -> dict[str, Any]:
                 file_count=action.file_count,
                 total_size=action.total_size,
                 upload_bytes=action.upload_bytes,
+                chunk_size_mb=action.chunk_size_mb,
+                compression=action.compression,
             )
         case SetStatistics():
             out.update(before_digest=action.before_digest, after_digest=action.after_digest, plots=action.plots)
@@ -134,6 +136,8 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
                 content_digest=d["content_digest"],
                 file_count=d["file_count"],
                 total_size=d["total_size"],
+                chunk_size_mb=d.get("chunk_size_mb"),
+                compression=d.get("compression", "auto"),
             )
         case "set_statistics":
             return SetStatistics(v, d.get("before_digest"), d["after_digest"], bool(d.get("plots", True)))
