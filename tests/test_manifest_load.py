@@ -72,10 +72,10 @@ def test_every_field_of_full_manifest(valid) -> None:
     assert tv_src == TorchvisionSource("MNIST", "train", "images", "mnist", VALID / "cache", True)
     assert url_src == UrlSource("https://example.com/files/readme.md", "docs", True)
     assert prefix_src == UrlSource("s3://bucket/prefix/")
-    assert [s.span for s in v1.sources] == [SourceSpan("full.yaml", line, 9) for line in (21, 25, 31, 34)]
+    assert [s.span for s in v1.sources] == [SourceSpan("full.yaml", line, 9) for line in (22, 26, 32, 35)]
     assert v2.parent == VersionKey("tests/full", "Everything", "1.0.0")
     assert v2.remove == ("images/train/cat/*", "mnist/**") and v2.publish is True
-    assert v2.span == SourceSpan("full.yaml", 35, 5)
+    assert v2.span == SourceSpan("full.yaml", 36, 5)
     assert v3.parent == VersionKey("tests/full", "Everything", "1.1.0-rc.1") and v3.sources == ()
 
 
