@@ -243,13 +243,16 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when there are none.")
 @click.option("--show-files", default="20", show_default=True, metavar="N|all",
               help="Files listed per version in text output.")
+@click.option("--check-storage", is_flag=True,
+              help="Also check that every data chunk of the finalized versions is still in storage.")
 @_target_option
 @_prune_option
 @_prune_scope_option
 @_workers_option
 @click.pass_context
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
-         show_files: str, targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], workers: int) -> None:
+         show_files: str, check_storage: bool, targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...],
+         workers: int) -> None:
     """Show what apply would change (a dry run). Exit 0: no changes, 1: error or conflicts, 2: changes."""
     from .engine import Run
     from .manifest import load_manifests
@@ -260,7 +263,7 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
     state = load_manifests(paths)  # manifest errors come before any connection
     with _connect(ctx) as conn:
         run = Run(conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
-                  workers=workers, progress=_is_tty(sys.stderr))
+                  workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage)
         the_plan = run.plan()
     _print_plan(the_plan, fmt, out, show_files)
     if the_plan.conflicts:
@@ -364,6 +367,49 @@ def unlock(ctx: click.Context) -> None:
             click.echo("No lock is held.")
             return
         click.echo(f"Released the lock ({info.describe(time.time())}).")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--project", "projects", multiple=True, metavar="PROJECT",
+              help="Look in this project (repeatable); default: the manifests' projects, or everywhere.")
+@click.option("--discard", is_flag=True, help="Delete the drafts found (and the chunks they uploaded).")
+@click.option("--auto-approve", is_flag=True, help="Do not ask before discarding.")
+@click.option("--lock-timeout", type=float, default=0.0, show_default=True,
+              help="Seconds to wait for a running apply to release the server lock.")
+@click.pass_context
+def drafts(ctx: click.Context, paths: tuple[Path, ...], projects: tuple[str, ...], discard: bool,
+           auto_approve: bool, lock_timeout: float) -> None:
+    """List the drafts this tool left on the server (interrupted applies); --discard deletes them.
+
+    The next apply resumes a draft of a version the manifests still name; discard the ones you no longer want.
+    """
+    from .engine import discard_drafts, managed_drafts
+    from .manifest import load_manifests
+
+    scope = set(projects)
+    if paths:
+        scope |= {ds.key.project for ds in load_manifests(paths).datasets}
+    with _connect(ctx) as conn:
+        found = managed_drafts(conn.backend.reader, tuple(sorted(scope)))
+        if not found:
+            click.echo("No drafts left by this tool" + (f" in {', '.join(sorted(scope))}." if scope else "."))
+            return
+        for d in found:
+            click.echo(f"  {d.key}  id {d.id}  status {d.status}  last update {d.last_update or '?'}")
+        if not discard:
+            click.echo(f"{_plural(len(found), 'draft')}; 'reconcile apply' resumes them, "
+                       "'reconcile drafts --discard' deletes them.")
+            return
+        if not auto_approve:
+            _confirm(False)
+        n = discard_drafts(conn.backend, found, lock_owner=_lock_owner(), lock_wait=lock_timeout,
+                           report=click.echo, notice=lambda m: click.echo(m, err=True))
+        click.echo(f"Discarded {_plural(n, 'draft')}.")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 # --- diff ----------------------------------------------------------------------------------------------------

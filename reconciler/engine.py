@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .clearml_backend import Backend, LockLease, ServerReader
+from .clearml_backend import Backend, LockLease, ServerReader, codec
 from .diagnostics import Diagnostic, ReconcileError
-from .model import Content, DesiredState, ObservedState, VersionKey
+from .model import Content, DesiredState, ObservedState, ObservedVersion, VersionKey
 from .observe import Listing, complete, list_versions, observe, state_cache_dir
 from .plan import Plan, PlanOptions, SourceFiles, compute_contents, compute_plan, prune_scope, unknown_targets
 from .sources import ResolveOptions, SourceResolver, default_cache_dir
@@ -68,10 +68,10 @@ class Run:
     """One command's pipeline over ``state`` (already loaded manifests) and a server ``reader``."""
 
     def __init__(self, reader: ServerReader, state: DesiredState, options: PlanOptions, *, workers: int,
-                 progress: bool):
+                 progress: bool, check_storage: bool = False):
         check_targets(state, options.targets)
         self.reader, self.state, self.options = reader, state, options
-        self.workers, self.progress = workers, progress
+        self.workers, self.progress, self.check_storage = workers, progress, check_storage
         self.cache_root: Path = default_cache_dir()
         self._desired: Desired | None = None
         self._observed: ObservedState | None = None
@@ -100,7 +100,8 @@ class Run:
                     listed: Listing = listing.result()
             else:
                 listed = list_versions(self.reader, self.projects)
-            self._observed = complete(self.reader, listed, self.desired().contents, cache_root=self.cache_root)
+            self._observed = complete(self.reader, listed, self.desired().contents, cache_root=self.cache_root,
+                                      check_storage=self.check_storage)
         return self._observed
 
     def refresh(self) -> None:
@@ -159,6 +160,28 @@ def apply(
         confirm(the_plan)
         backend.writer.state_cache = state_cache_dir(backend.api.cfg.api_host, default_cache_dir())
         return apply_plan(the_plan, backend.writer, observed, options, report=report, local_contents=contents)
+
+
+def managed_drafts(reader: ServerReader, projects: tuple[str, ...]) -> tuple[ObservedVersion, ...]:
+    """The drafts this tool left (interrupted applies) in ``projects``, or anywhere when none are given."""
+    if projects:
+        versions = list_versions(reader, projects).versions
+    else:
+        tasks = reader.managed_tasks()
+        names = reader.project_names(str(t.get("project")) for t in tasks if t.get("project"))
+        versions = tuple(v for t in tasks if (v := codec.task_summary(t, names.get(str(t.get("project")), ""))))
+    drafts = (v for v in versions if v.managed and not v.finalized and not v.archived)
+    return tuple(sorted(drafts, key=lambda v: (v.key, v.id)))
+
+
+def discard_drafts(backend: Backend, drafts: tuple[ObservedVersion, ...], *, lock_owner: str, lock_wait: float,
+                   report: Callable[[str], None], notice: Callable[[str], None]) -> int:
+    """Delete ``drafts`` (and their uploaded chunks) under the apply lock; how many were deleted."""
+    with LockLease(backend.api, lock_owner, wait=lock_wait, notice=notice):
+        for draft in drafts:
+            backend.writer.delete_draft(draft.id)
+            report(f"discarded draft {draft.key} (id {draft.id})")
+    return len(drafts)
 
 
 def diff_manifests(run: Run) -> DiffReport:

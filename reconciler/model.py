@@ -237,6 +237,7 @@ class ObservedVersion:
     last_update: str = ""
     content_digest: str | None = None  # recorded by this tool: content_digest() of what it uploaded
     statistics_digest: str | None = None  # recorded by this tool: content digest its stored statistics describe
+    missing_chunks: tuple[str, ...] = ()  # data chunks not found in storage (only checked when asked)
 
     @property
     def finalized(self) -> bool:

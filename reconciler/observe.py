@@ -58,16 +58,24 @@ def list_versions(reader: ServerReader, projects: Iterable[str]) -> Listing:
 
 
 def complete(
-    reader: ServerReader, listing: Listing, contents: Mapping[VersionKey, Content], *, cache_root: Path | None
+    reader: ServerReader, listing: Listing, contents: Mapping[VersionKey, Content], *, cache_root: Path | None,
+    check_storage: bool = False,
 ) -> ObservedState:
-    """The observed state: ``listing`` plus what ``contents`` needs compared (file lists, foreign metadata)."""
+    """The observed state: ``listing`` plus what ``contents`` needs compared (file lists, foreign metadata).
+
+    ``check_storage``: also look for every data chunk of the finalized versions the manifests name (one HEAD
+    request per chunk) and record the missing ones.
+    """
     need_state, need_meta = _needs(list(listing.versions), contents)
+    need_check = _finalized_named(list(listing.versions), contents) if check_storage else []
     cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
     with ThreadPoolExecutor(max_workers=4) as pool:
         states = dict(zip(need_state, pool.map(lambda i: reader.read_state(listing.raw[i], cache_dir), need_state),
                           strict=True))
         metas = dict(zip(need_meta, pool.map(lambda i: reader.read_json_artifact(listing.raw[i], codec.METADATA_KEY),
                                              need_meta), strict=True))
+        missing = dict(zip(need_check, pool.map(lambda i: _missing_chunks(reader, listing.raw[i]), need_check),
+                           strict=True))
     versions = []
     for v in listing.versions:
         if v.id in states:
@@ -75,9 +83,24 @@ def complete(
         meta = metas.get(v.id)
         if isinstance(meta, dict):
             v = replace(v, properties=Properties(v.properties.description, v.properties.tags, freeze_json(meta)))
+        if missing.get(v.id):
+            v = replace(v, missing_chunks=missing[v.id])
         versions.append(v)
     observed = ObservedState(tuple(sorted(versions, key=lambda v: (v.key, v.id))))
     return ObservedState(observed.versions, fingerprint(observed))
+
+
+def _missing_chunks(reader: ServerReader, task: Mapping[str, Any]) -> tuple[str, ...]:
+    chunks = {k: a.get("uri") for k, a in codec.artifacts(task).items() if codec.chunk_index(k) is not None}
+    return tuple(sorted(k for k, uri in chunks.items() if not uri or reader.stores.size(str(uri)) is None))
+
+
+def _finalized_named(versions: list[ObservedVersion], contents: Mapping[VersionKey, Content]) -> list[str]:
+    by_key: dict[VersionKey, list[ObservedVersion]] = {}
+    for v in versions:
+        by_key.setdefault(v.key, []).append(v)
+    chosen = [choose_observed(by_key.get(key, [])) for key in contents]
+    return sorted(v.id for v in chosen if v is not None and v.finalized)
 
 
 def observe(

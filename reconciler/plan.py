@@ -360,9 +360,9 @@ def sync_delta(version: VersionKey, base: Content, target: Content) -> SyncFiles
     )
 
 
-# fields of an observed version that a saved plan's staleness check ignores: file lists are read on demand
-# (a version's content is covered by its status, its recorded digest and last_update)
-FINGERPRINT_EXCLUDED = frozenset({"files", "links"})
+# fields of an observed version that a saved plan's staleness check ignores: file lists are read on demand (a
+# version's content is covered by its status, its recorded digest and last_update); storage is checked on demand
+FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks"})
 
 
 def fingerprint(observed: ObservedState) -> str:
@@ -471,7 +471,8 @@ class _Planner:
             self.actions.append(CreateVersion(key, spec.parent, ds.storage))
             self.build(spec, ds, None, self.base_content(spec), target)
         elif obs.finalized:
-            if not self.check_finalized(spec, obs, target) or not self.check_lineage(spec, obs):
+            if not (self.check_finalized(spec, obs, target) and self.check_lineage(spec, obs)
+                    and self.check_storage(spec, obs)):
                 return
             self.plan_statistics(key, ds, obs, target)
             self.plan_properties(spec, obs)
@@ -545,6 +546,14 @@ class _Planner:
                        f"{spec.parent.version}", obs.id)
             return False
         return True
+
+    def check_storage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
+        if not obs.missing_chunks:
+            return True
+        self.block(spec, f"its data chunks {', '.join(obs.missing_chunks)} are missing from storage, so the version "
+                   "cannot be downloaded", f"restore those objects, or add a new version of {spec.key.name} with the "
+                   "same sources (it uploads the files again)", obs.id)
+        return False
 
     def block(self, spec: VersionSpec, reason: str, hint: str, version_id: str | None = None) -> None:
         self.conflicts.append(Conflict(spec.key, reason, hint, version_id))

@@ -383,3 +383,12 @@ def test_each_property_alone_makes_a_saved_plan_stale(field_name, value):
                            properties=Properties("d", frozenset(), freeze_json({"k": 1})))
     props = replace(base.properties, **{field_name: value})
     assert fingerprint(ObservedState((base,))) != fingerprint(ObservedState((replace(base, properties=props),)))
+
+
+def test_a_version_whose_chunks_are_gone_from_storage_is_a_conflict():
+    desired = DesiredState((dataset(V1, V2),))
+    contents = compute_contents(desired, OWN)
+    v1, v2 = observed_from(desired, contents).versions
+    plan = compute_plan(desired, contents, ObservedState((replace(v1, missing_chunks=("data",)), v2)))
+    assert [c.version for c in plan.conflicts] == [vk("1.0.0"), vk("1.1.0")]
+    assert "missing from storage" in plan.conflicts[0].reason

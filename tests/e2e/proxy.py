@@ -1,0 +1,115 @@
+"""A recording, fault-injecting HTTP proxy on loopback, in front of any ClearML API or file server.
+
+Tests point ``CLEARML_API_HOST`` / ``CLEARML_FILES_HOST`` at proxies, so the same fault reaches the embedded and
+the reference server. A :class:`Rule` matches requests (endpoint path and a body substring, the n-th match) and
+then acts: ``kill`` SIGKILLs a process after the server answered but before the answer is relayed (the write
+happened; the client never learns it), ``fail`` answers 500 without forwarding, ``drop`` closes the connection.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import signal
+import socketserver
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import urllib3
+
+
+@dataclass
+class Rule:
+    path: str  # a substring of the request path, e.g. "tasks.create" or "/" (file uploads)
+    action: str  # kill | fail | drop
+    body: str = ""  # a substring the request body must contain
+    method: str = ""  # "" matches any
+    nth: int = 1  # act on the n-th matching request
+    times: int = 1  # how many matches to act on from the n-th on (0: forever)
+    pid: Callable[[], int | None] = lambda: None  # for kill
+    seen: int = 0
+    fired: int = 0
+
+    def matches(self, method: str, path: str, body: bytes) -> bool:
+        if self.method and method != self.method:
+            return False
+        if self.path not in path or (self.body and self.body.encode() not in body):
+            return False
+        self.seen += 1
+        if self.seen < self.nth or (self.times and self.fired >= self.times):
+            return False
+        self.fired += 1
+        return True
+
+
+@dataclass
+class Proxy:
+    upstream: str
+    rules: list[Rule] = field(default_factory=list)
+    log: list[tuple[str, str]] = field(default_factory=list)
+    url: str = ""
+    _server: socketserver.ThreadingTCPServer | None = None
+
+    def start(self) -> Proxy:
+        pool = urllib3.PoolManager(maxsize=16)
+        proxy = self
+        lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with lock:
+                    proxy.log.append((self.command, self.path))
+                    rule = next((r for r in proxy.rules if r.matches(self.command, self.path, body)), None)
+                if rule is not None and rule.action == "fail":
+                    self._reply(500, b'{"meta": {"result_code": 500, "result_subcode": 0, "result_msg": "injected"},'
+                                     b' "data": {}}', "application/json")
+                    return
+                if rule is not None and rule.action == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                resp = pool.request(self.command, proxy.upstream + self.path, body=body or None, headers=headers,
+                                    retries=False, redirect=False, timeout=120, preload_content=True)
+                if rule is not None and rule.action == "kill":
+                    pid = rule.pid()
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self._reply(resp.status, resp.data, resp.headers.get("Content-Type", "application/octet-stream"),
+                            resp.headers.get("Content-Length") if self.command == "HEAD" else None)
+
+            def _reply(self, status: int, data: bytes, ctype: str, length: str | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", length if length is not None else str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_HEAD = do_DELETE = do_PUT = _handle
+
+        server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = server
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def count(self, path: str) -> int:
+        return sum(1 for _, p in self.log if path in p)
