@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from ._compat import assert_never
 from .clearml_backend import Interrupted, LeaseLost, codec
-from .clearml_backend.writer import Draft, UploadOptions, apply_delta
+from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError
 from .model import Content, FileEntry, ObservedState, Properties, VersionKey, thaw_json
 from .plan import (
@@ -78,6 +78,7 @@ class ApplyOptions:
     workers: int = 4
     show_progress: bool = False
     statistics_cache: StatisticsCache | None = None  # None: under the user cache directory
+    forget_hashes: Callable[[Sequence[str]], None] | None = None  # told of files whose bytes did not match
 
 
 @dataclass(slots=True)
@@ -295,6 +296,8 @@ def apply_plan(
         except (Interrupted, LeaseLost):
             raise
         except ReconcileError as err:
+            if isinstance(err, FileChanged) and options.forget_hashes is not None:
+                options.forget_hashes([err.local])
             where = ""
             if v in applier.drafts or isinstance(action, (CreateVersion, ResumeVersion, SyncFiles, Finalize)):
                 draft = applier.result.ids.get(v)

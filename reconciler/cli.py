@@ -302,13 +302,16 @@ def _lock_owner() -> str:
 @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (required when unattended).")
 @click.option("--lock-timeout", type=float, default=0.0, show_default=True,
               help="Seconds to wait for another apply to release the server lock.")
+@click.option("--lock-ttl", type=click.FloatRange(3, None), default=120.0, show_default=True,
+              help="Lease of the server lock: renewed while this run lives; a crashed run's lock expires after it.")
 @click.option("--show-files", default="20", show_default=True, metavar="N|all")
 @_target_option
 @_prune_option
 @_prune_scope_option
 @_workers_option
 @click.pass_context
-def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock_timeout: float, show_files: str,
+def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock_timeout: float, lock_ttl: float,
+          show_files: str,
           targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], workers: int) -> None:
     """Make the server match the manifests (or execute a plan saved with 'plan --out')."""
     import json
@@ -319,6 +322,7 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     from .manifest import load_manifests
     from .plan import PlanOptions, human_size
     from .render import plan_from_json
+    from .sources import forget_hashes
 
     saved = None
     state = None
@@ -338,8 +342,8 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
             workers=workers, progress=_is_tty(sys.stderr))
         result = apply_use_case(
             conn.backend, run=run, saved=saved,
-            options=ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr)),
-            lock_owner=_lock_owner(), lock_wait=lock_timeout,
+            options=ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr), forget_hashes=forget_hashes),
+            lock_owner=_lock_owner(), lock_wait=lock_timeout, lock_ttl=lock_ttl,
             show=lambda p: _print_plan(p, "text", None, show_files),
             confirm=lambda _p: _confirm(auto_approve),
             report=lambda line: click.echo(line, file=real_stdout),

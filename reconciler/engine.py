@@ -131,6 +131,7 @@ def apply(
     options: ApplyOptions,
     lock_owner: str,
     lock_wait: float,
+    lock_ttl: float = 120.0,
     show: Callable[[Plan], None],
     confirm: Callable[[Plan], None],
     report: Callable[[str], None],
@@ -143,7 +144,7 @@ def apply(
     from .apply import apply_plan, check_fresh
 
     assert (run is None) != (saved is None)
-    with LockLease(backend.api, lock_owner, wait=lock_wait, notice=notice):
+    with LockLease(backend.api, lock_owner, wait=lock_wait, ttl=lock_ttl, notice=notice):
         if saved is not None:
             observed = observe_saved(backend.reader, saved)
             check_fresh(saved, observed)

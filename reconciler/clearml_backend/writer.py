@@ -50,7 +50,11 @@ MAX_CHUNK = 512 << 20
 
 
 class FileChanged(BackendError):
-    """A source file's bytes are not what the plan hashed."""
+    """A source file's bytes are not what the plan hashed; ``local`` is the file on this machine."""
+
+    def __init__(self, message: str, local: str):
+        super().__init__(message)
+        self.local = local
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,22 +258,26 @@ class ServerWriter:
             if stop.is_set():
                 raise BackendError("stopped: another chunk of this version failed")
 
+        pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="upload")
         try:
-            with ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="upload") as pool:
-                futures: list[Future[Chunk]] = [
-                    pool.submit(self._store_chunk, draft, codec.chunk_name(first + i), group, options, tmp_root,
-                                progress, check)
-                    for i, group in enumerate(groups)
-                ]
-                wait(futures, return_when=FIRST_EXCEPTION)
-                failed = [f.exception() for f in futures if f.done() and f.exception() is not None]
-                if failed:
-                    stop.set()
-                    for fut in futures:
-                        fut.cancel()
-                    wait(futures)
-                    raise failed[0]  # type: ignore[misc]
+            futures: list[Future[Chunk]] = [
+                pool.submit(self._store_chunk, draft, codec.chunk_name(first + i), group, options, tmp_root,
+                            progress, check)
+                for i, group in enumerate(groups)
+            ]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f.exception() for f in futures if f.done() and f.exception() is not None]
+            if failed:
+                stop.set()
+                raise failed[0]  # type: ignore[misc]
             chunks = [f.result() for f in futures]
+        except BaseException:
+            stop.set()
+            # never wait for a chunk still on the wire: a signal or a failure must stop the run now
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        else:
+            pool.shutdown(wait=True)
         finally:
             shutil.rmtree(tmp_root, ignore_errors=True)
         for chunk, group in zip(chunks, groups, strict=True):
@@ -537,12 +545,12 @@ def _write_zip(target: Path, files: Sequence[FileEntry], compression: str, check
             try:
                 read, digest = _zip_one(zf, f, f.local, compression)
             except OSError as err:
-                raise FileChanged(f"{f.path}: cannot read {f.local} ({err.strerror or err})") from None
+                raise FileChanged(f"{f.path}: cannot read {f.local} ({err.strerror or err})", f.local) from None
             if read != f.size or digest != f.sha256:
                 raise FileChanged(
-                    f"{f.path}: {f.local} changed since it was planned (expected {f.size} bytes, sha256 "
-                    f"{f.sha256[:12]}; read {read} bytes, sha256 {digest[:12]}); run plan again"
-                )
+                    f"{f.path}: the bytes of {f.local} are not what the plan hashed (planned {f.size} bytes, sha256 "
+                    f"{f.sha256[:12]}; read {read} bytes, sha256 {digest[:12]}): the file changed, or its cached hash "
+                    "was wrong; nothing of this version was finalized; run plan again", f.local)
 
 
 def _zip_one(zf: zipfile.ZipFile, f: FileEntry, local: str, compression: str) -> tuple[int, str]:

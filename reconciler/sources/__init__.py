@@ -42,7 +42,7 @@ from .local import walk_source
 from .remote import RemoteObject, S3Clients, download_cached, file_url_path, http_object, s3_objects
 from .torchvision import TorchvisionEnv, torchvision_files
 
-__all__ = ["ResolveOptions", "SourceContent", "SourceResolver", "default_cache_dir"]
+__all__ = ["ResolveOptions", "SourceContent", "SourceResolver", "default_cache_dir", "forget_hashes"]
 
 HASH_DB_NAME = "hashes.sqlite3"
 
@@ -52,6 +52,15 @@ def default_cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("clearml-reconciler", appauthor=False))
+
+
+def forget_hashes(paths: Sequence[str]) -> None:
+    """Make the next scan hash ``paths`` again (their bytes did not match the cached hash)."""
+    cache = HashCache(default_cache_dir() / HASH_DB_NAME)
+    try:
+        cache.forget([os.path.abspath(p) for p in paths])
+    finally:
+        cache.close()
 
 
 def _cpu_count() -> int:

@@ -159,5 +159,25 @@ class HashCache:
             "INSERT OR REPLACE INTO listings VALUES (?, ?, ?)", (source, listing, marshal.dumps(list(hashes)))
         )
 
+    def forget(self, paths: Sequence[str]) -> None:
+        """Drop what is remembered about ``paths``: their rows and every folder listing that holds them.
+
+        Used when a file's bytes did not match its cached hash: the next scan hashes it again.
+        """
+        if not paths:
+            return
+        roots = [r[0] for r in self._db.execute("SELECT source FROM listings")]
+        stale = [src for src in roots
+                 if any(p == src.split("\0", 1)[0] or p.startswith(src.split("\0", 1)[0].rstrip("/") + "/")
+                        for p in paths)]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("DELETE FROM file_hashes WHERE path = ?", [(p,) for p in paths])
+            self._db.executemany("DELETE FROM listings WHERE source = ?", [(src,) for src in stale])
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def close(self) -> None:
         self._db.close()

@@ -3,7 +3,8 @@
 Tests point ``CLEARML_API_HOST`` / ``CLEARML_FILES_HOST`` at proxies, so the same fault reaches the embedded and
 the reference server. A :class:`Rule` matches requests (endpoint path and a body substring, the n-th match) and
 then acts: ``kill`` SIGKILLs a process after the server answered but before the answer is relayed (the write
-happened; the client never learns it), ``fail`` answers 500 without forwarding, ``drop`` closes the connection.
+happened; the client never learns it), ``stop`` SIGSTOPs it there (then relays the answer), ``stall`` holds the
+request ``seconds`` before forwarding it, ``fail`` answers 500 without forwarding, ``drop`` closes the connection.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import signal
 import socketserver
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,12 +24,13 @@ import urllib3
 @dataclass
 class Rule:
     path: str  # a substring of the request path, e.g. "tasks.create" or "/" (file uploads)
-    action: str  # kill | fail | drop
+    action: str  # kill | stop | stall | fail | drop
     body: str = ""  # a substring the request body must contain
     method: str = ""  # "" matches any
     nth: int = 1  # act on the n-th matching request
     times: int = 1  # how many matches to act on from the n-th on (0: forever)
-    pid: Callable[[], int | None] = lambda: None  # for kill
+    pid: Callable[[], int | None] = lambda: None  # for kill and stop
+    seconds: float = 0.0  # for stall
     seen: int = 0
     fired: int = 0
 
@@ -49,6 +52,7 @@ class Proxy:
     rules: list[Rule] = field(default_factory=list)
     log: list[tuple[str, str]] = field(default_factory=list)
     url: str = ""
+    closed: bool = False  # after stop(): connections still open are cut, as if the server process died
     _server: socketserver.ThreadingTCPServer | None = None
 
     def start(self) -> Proxy:
@@ -63,6 +67,10 @@ class Proxy:
                 pass
 
             def _handle(self) -> None:
+                if proxy.closed:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with lock:
@@ -76,6 +84,8 @@ class Proxy:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                if rule is not None and rule.action == "stall":
+                    time.sleep(rule.seconds)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 resp = pool.request(self.command, proxy.upstream + self.path, body=body or None, headers=headers,
                                     retries=False, redirect=False, timeout=120, preload_content=True)
@@ -86,6 +96,10 @@ class Proxy:
                     self.close_connection = True
                     self.connection.shutdown(2)
                     return
+                if rule is not None and rule.action == "stop":
+                    pid = rule.pid()
+                    if pid:
+                        os.kill(pid, signal.SIGSTOP)
                 self._reply(resp.status, resp.data, resp.headers.get("Content-Type", "application/octet-stream"),
                             resp.headers.get("Content-Length") if self.command == "HEAD" else None)
 
@@ -107,6 +121,7 @@ class Proxy:
         return self
 
     def stop(self) -> None:
+        self.closed = True
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
