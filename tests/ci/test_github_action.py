@@ -349,3 +349,9 @@ def test_a_huge_report_is_cut_to_a_postable_comment():
     body = comment_body(outcome, _ctx("pull_request", "refs/pull/7/merge"), mark)
     assert len(body) <= COMMENT_LIMIT and body.startswith(mark)
     assert body.count("```") % 2 == 0 and "cut to fit a comment" in body
+
+
+def test_the_runner_does_not_import_clearml():
+    code = "import sys, reconciler.ci.github; print(sorted(m for m in sys.modules if m.split('.')[0] == 'clearml'))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
