@@ -3,7 +3,8 @@
 The hook repository is a fresh git repository made from this working tree (try-repo reads committed files), so
 the test checks the hook as it is now, committed or not. try-repo installs the hook's environment from scratch
 on every call (its store is a temporary folder): the package and its dependencies from the package index,
-about 40 to 70 seconds here. Two calls, one failing and one passing, are the least that shows both outcomes.
+about 40 to 70 seconds here. Two calls, one failing and one passing, are the least that shows both outcomes;
+they run side by side.
 """
 
 from __future__ import annotations
@@ -63,29 +64,28 @@ def hook_repo(tmp_path: Path) -> Path:
     return repo
 
 
-@pytest.fixture
-def consumer(tmp_path: Path) -> Path:
-    """A repository with manifests, the way a user's looks."""
-    repo = tmp_path / "datasets-repo"
+def make_consumer(root: Path, traffic_lights: str) -> Path:
+    """A repository with manifests, the way a user's looks: road signs, and traffic lights on top of them."""
+    repo = root
     (repo / "manifests" / "data").mkdir(parents=True)
     (repo / "manifests" / "data" / "stop.png").write_bytes(b"not really a png")
     (repo / "manifests" / "road-signs.yaml").write_text(textwrap.dedent(GOOD))
+    (repo / "manifests" / "traffic-lights.yaml").write_text(textwrap.dedent(traffic_lights))
     (repo / "README.md").write_text("datasets\n")
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     return repo
 
 
-def try_repo(hook_repo: Path, consumer: Path, *files: str) -> tuple[subprocess.CompletedProcess[str], float]:
-    home = consumer.parent / "home"
-    home.mkdir(exist_ok=True)
+def start_try_repo(hook_repo: Path, consumer: Path, *files: str) -> subprocess.Popen[str]:
+    home = consumer.parent / f"{consumer.name}-home"
+    home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "PRE_COMMIT"))}
     env.update(GIT_ENV, HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), PRE_COMMIT_HOME=str(home / "pc"),
                NO_COLOR="1")
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo), "reconcile-validate",
-                           "--files", *files], cwd=consumer, env=env, capture_output=True, text=True, timeout=900)
-    return proc, time.monotonic() - start
+    return subprocess.Popen([sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo), "reconcile-validate",
+                             "--files", *files], cwd=consumer, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def test_hook_definition():
@@ -95,21 +95,20 @@ def test_hook_definition():
     assert hook["pass_filenames"] is False and hook["args"] == ["manifests/"]
 
 
-def test_try_repo_fails_with_the_located_error_then_passes(hook_repo: Path, consumer: Path):
-    bad = consumer / "manifests" / "traffic-lights.yaml"
-    bad.write_text(textwrap.dedent(BAD_PARENT))
-    git(consumer, "add", "-A")
-    failed, first_seconds = try_repo(hook_repo, consumer, "manifests/traffic-lights.yaml")
-    output = failed.stdout + failed.stderr
-    assert failed.returncode == 1, output
-    assert "reconcile validate" in output and "Failed" in output
-    assert ("manifests/traffic-lights.yaml:7:13: error: versions[0].parent: '0.9.0' is not a version of "
-            "team/vision/Road signs (its versions: 1.0.0)") in output
+def test_try_repo_fails_with_the_located_error_and_passes_once_fixed(hook_repo: Path, tmp_path: Path):
+    broken = make_consumer(tmp_path / "broken", BAD_PARENT)
+    fixed = make_consumer(tmp_path / "fixed", BAD_PARENT.replace("0.9.0", "1.0.0"))  # the parent exists
+    start = time.monotonic()
+    # each try-repo installs its own environment: the two installs run side by side
+    runs = [start_try_repo(hook_repo, repo, "manifests/traffic-lights.yaml") for repo in (broken, fixed)]
+    failed_out, passed_out = (p.communicate(timeout=900)[0] for p in runs)
+    seconds = time.monotonic() - start
 
-    bad.write_text(textwrap.dedent(BAD_PARENT).replace("0.9.0", "1.0.0"))  # fixed: the parent exists
-    passed, second_seconds = try_repo(hook_repo, consumer, "manifests/traffic-lights.yaml")
-    output = passed.stdout + passed.stderr
-    assert passed.returncode == 0, output
-    assert "reconcile validate" in output and "Passed" in output
-    # the parent is in another file: the hook validated the folder, not the one file it was given
-    print(f"pre-commit try-repo: {first_seconds:.0f}s and {second_seconds:.0f}s (environment installed each time)")
+    assert runs[0].returncode == 1, failed_out
+    assert "reconcile validate" in failed_out and "Failed" in failed_out
+    assert ("manifests/traffic-lights.yaml:7:13: error: versions[0].parent: '0.9.0' is not a version of "
+            "team/vision/Road signs (its versions: 1.0.0)") in failed_out
+    # the parent is in another file: passing shows the hook read the folder, not only the file it was given
+    assert runs[1].returncode == 0, passed_out
+    assert "reconcile validate" in passed_out and "Passed" in passed_out
+    print(f"two pre-commit try-repo runs side by side: {seconds:.0f}s")
