@@ -416,6 +416,18 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+@cli.command()
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--project", default="datasets", show_default=True, help="ClearML project of the dataset.")
+@click.option("--name", default="my_dataset", show_default=True, help="Dataset name (the file is NAME.yaml).")
+def init(directory: Path, project: str, name: str) -> None:
+    """Write a starter manifest into DIRECTORY, with the schema beside it for editors. Overwrites nothing."""
+    from .scaffold import InitOptions, init_manifests
+
+    for line in init_manifests(InitOptions(directory=directory, project=project, name=name)).lines():
+        click.echo(line)
+
+
 # --- diff ----------------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""Running ``reconcile`` from CI systems. Standard library only: nothing here imports clearml."""
