@@ -223,6 +223,8 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
     limit = None if show_files == "all" else int(show_files)
     if out is not None:
         out.write_text(json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\n")
+    if fmt == "none":
+        return
     if fmt == "json":
         click.echo(json.dumps(plan_to_json(plan), indent=2, sort_keys=True))
     elif fmt == "markdown":
@@ -245,14 +247,17 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
               help="Files listed per version in text output.")
 @click.option("--check-storage", is_flag=True,
               help="Also check that every data chunk of the finalized versions is still in storage.")
+@click.option("--drift-only", is_flag=True,
+              help="Report only what changed on the server since the last apply (tags or description edited, "
+                   "versions archived, URL sources changed); with --detailed-exitcode, exit 2 when there is drift.")
 @_target_option
 @_prune_option
 @_prune_scope_option
 @_workers_option
 @click.pass_context
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
-         show_files: str, check_storage: bool, targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...],
-         workers: int) -> None:
+         show_files: str, check_storage: bool, drift_only: bool, targets: tuple[str, ...], prune: bool,
+         prune_scope: tuple[str, ...], workers: int) -> None:
     """Show what apply would change (a dry run). Exit 0: no changes, 1: error or conflicts, 2: changes."""
     from .engine import Run
     from .manifest import load_manifests
@@ -265,6 +270,15 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
         run = Run(conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
                   workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage)
         the_plan = run.plan()
+    if drift_only:
+        from .render.drift import render_drift
+
+        if out is not None:
+            _print_plan(the_plan, "none", out, show_files)
+        click.echo(render_drift(the_plan, fmt), nl=False)
+        if detailed_exitcode and the_plan.drift:
+            sys.exit(EXIT_CHANGES)
+        return
     _print_plan(the_plan, fmt, out, show_files)
     if the_plan.conflicts:
         raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: see the plan above")

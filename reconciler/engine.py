@@ -7,7 +7,7 @@ cannot wire the steps differently. The CLI parses, builds a Run, calls a use cas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +15,19 @@ from typing import TYPE_CHECKING
 
 from .clearml_backend import Backend, LockLease, ServerReader, codec
 from .diagnostics import Diagnostic, ReconcileError
+from .manifest import load_manifests
 from .model import Content, DesiredState, ObservedState, ObservedVersion, VersionKey
-from .observe import Listing, complete, list_versions, observe, state_cache_dir
-from .plan import Plan, PlanOptions, SourceFiles, compute_contents, compute_plan, prune_scope, unknown_targets
+from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_state
+from .plan import (
+    Plan,
+    PlanOptions,
+    SourceFiles,
+    compute_contents,
+    compute_plan,
+    observed_content,
+    prune_scope,
+    unknown_targets,
+)
 from .sources import ResolveOptions, SourceResolver, default_cache_dir
 
 if TYPE_CHECKING:  # report pulls in deepdiff (a fifth of a second): only the diff command pays for it
@@ -32,8 +42,9 @@ class Desired:
     hashed_files: int
 
 
-def resolve_contents(state: DesiredState, *, workers: int, progress: bool) -> Desired:
-    """Resolve every version's sources into content (hashing through the persistent cache)."""
+def resolve_sources(state: DesiredState, *, workers: int, progress: bool) -> tuple[dict[VersionKey, SourceFiles],
+                                                                                   int]:
+    """Every version's own sources as files and links (hashing through the persistent cache); files hashed."""
     own: dict[VersionKey, SourceFiles] = {}
     problems: list[Diagnostic] = []
     with SourceResolver(ResolveOptions(workers=workers, progress=progress)) as resolver:
@@ -50,7 +61,36 @@ def resolve_contents(state: DesiredState, *, workers: int, progress: bool) -> De
         hashed = resolver.hashed_files
     if problems:
         raise ReconcileError(problems)
+    return own, hashed
+
+
+def resolve_desired(paths: Sequence[Path], *, workers: int, progress: bool) -> Desired:
+    """Manifests without adopted versions -> their contents (no server needed)."""
+    state = load_manifests(paths)
+    own, hashed = resolve_sources(state, workers=workers, progress=progress)
     return Desired(state, compute_contents(state, own), hashed)
+
+
+def adopted_contents(reader: ServerReader, state: DesiredState, listing: Listing, cache_root: Path
+                     ) -> dict[VersionKey, Content]:
+    """The content of every version the manifests adopt (``id:``), as the server holds it."""
+    out: dict[VersionKey, Content] = {}
+    problems = []
+    cache_dir = state_cache_dir(reader.api_host, cache_root)
+    for spec in state.all_versions():
+        if spec.adopt is None:
+            continue
+        task = listing.raw.get(spec.adopt) or reader.task(spec.adopt)
+        stored = reader.read_state(task, cache_dir) if task is not None else None
+        if task is None or stored is None:
+            problems.append(Diagnostic(f"{spec.key} adopts version {spec.adopt}, which is not on the server "
+                                       "(or has no file list)", spec.span))
+            continue
+        content = observed_content(with_state(ObservedVersion(spec.key, spec.adopt, "completed"), stored))
+        out[spec.key] = content or Content()
+    if problems:
+        raise ReconcileError(problems)
+    return out
 
 
 def check_targets(state: DesiredState, targets: tuple[str, ...]) -> None:
@@ -73,7 +113,9 @@ class Run:
         self.reader, self.state, self.options = reader, state, options
         self.workers, self.progress, self.check_storage = workers, progress, check_storage
         self.cache_root: Path = default_cache_dir()
-        self._desired: Desired | None = None
+        self._own: dict[VersionKey, SourceFiles] | None = None
+        self._listing: Listing | None = None
+        self._contents: Mapping[VersionKey, Content] | None = None
         self._observed: ObservedState | None = None
         self._plan: Plan | None = None
 
@@ -81,37 +123,56 @@ class Run:
     def projects(self) -> tuple[str, ...]:
         return prune_scope(self.state, self.options)
 
-    def desired(self) -> Desired:
-        if self._desired is None:
-            self._desired = resolve_contents(self.state, workers=self.workers, progress=self.progress)
-        return self._desired
+    def _sources(self) -> dict[VersionKey, SourceFiles]:
+        if self._own is None:
+            self._own, _ = resolve_sources(self.state, workers=self.workers, progress=self.progress)
+        return self._own
 
-    def observed(self) -> ObservedState:
-        """The server's state; the first time, sources are resolved while the server lists its versions."""
-        if self._observed is None:
-            if self._desired is None:
+    def _listed(self) -> Listing:
+        """The server's versions; the first time, sources are resolved while the server lists them."""
+        if self._listing is None:
+            if self._own is None:
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe") as pool:
                     listing = pool.submit(list_versions, self.reader, self.projects)
                     try:
-                        self.desired()
+                        self._sources()
                     except BaseException:
                         listing.cancel()
                         raise
-                    listed: Listing = listing.result()
+                    self._listing = listing.result()
             else:
-                listed = list_versions(self.reader, self.projects)
-            self._observed = complete(self.reader, listed, self.desired().contents, cache_root=self.cache_root,
+                self._listing = list_versions(self.reader, self.projects)
+        return self._listing
+
+    def contents(self) -> Mapping[VersionKey, Content]:
+        """Every manifest version's content (adopted versions: what the server holds)."""
+        if self._contents is None:
+            adopted = {}
+            if any(v.adopt for v in self.state.all_versions()):
+                adopted = adopted_contents(self.reader, self.state, self._listed(), self.cache_root)
+            self._contents = compute_contents(self.state, self._sources(), adopted)
+        return self._contents
+
+    def desired(self) -> Desired:
+        return Desired(self.state, self.contents(), 0)
+
+    def observed(self) -> ObservedState:
+        if self._observed is None:
+            listed = self._listed()
+            self._observed = complete(self.reader, listed, self.contents(), cache_root=self.cache_root,
                                       check_storage=self.check_storage)
         return self._observed
 
     def refresh(self) -> None:
         """Forget what was observed and planned (apply re-observes once it holds the lock)."""
+        self._listing = None
+        self._contents = None
         self._observed = None
         self._plan = None
 
     def plan(self) -> Plan:
         if self._plan is None:
-            self._plan = compute_plan(self.state, self.desired().contents, self.observed(), self.options)
+            self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
         return self._plan
 
 
@@ -152,7 +213,7 @@ def apply(
         else:
             assert run is not None
             run.refresh()
-            the_plan, observed, contents = run.plan(), run.observed(), run.desired().contents
+            the_plan, observed, contents = run.plan(), run.observed(), run.contents()
         show(the_plan)
         if the_plan.conflicts:
             raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: nothing was applied")
@@ -189,8 +250,7 @@ def diff_manifests(run: Run) -> DiffReport:
     """The manifests (after) against what the server holds (before)."""
     from .report import diff_desired
 
-    desired = run.desired()
-    return diff_desired(run.reader, desired.state, desired.contents, run.observed(), _diff_options(run.workers))
+    return diff_desired(run.reader, run.state, run.contents(), run.observed(), _diff_options(run.workers))
 
 
 def diff_versions(reader: ServerReader, before: str, after: str, *, workers: int) -> DiffReport:

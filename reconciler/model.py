@@ -160,6 +160,7 @@ class VersionSpec:
     remove: tuple[str, ...] = ()  # globs over dataset paths, applied to the parent's content
     publish: bool = False
     properties: Properties = Properties()
+    adopt: str | None = None  # the id of an existing version taken as it is (its content is the server's)
     span: SourceSpan | None = field(default=None, compare=False)
 
 
@@ -168,6 +169,7 @@ class DatasetSpec:
     key: DatasetKey
     versions: tuple[VersionSpec, ...]
     properties: Properties = Properties()  # the dataset's description, tags, metadata: every version carries them
+    aliases: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)  # alias -> version
     statistics: bool = False
     storage: str | None = None  # upload target; None: the server's files host
     chunk_size_mb: int | None = None  # None: chosen from the upload's size and the workers
@@ -238,6 +240,7 @@ class ObservedVersion:
     content_digest: str | None = None  # recorded by this tool: content_digest() of what it uploaded
     statistics_digest: str | None = None  # recorded by this tool: content digest its stored statistics describe
     missing_chunks: tuple[str, ...] = ()  # data chunks not found in storage (only checked when asked)
+    applied: Properties | None = None  # what this tool last wrote (None: not recorded); differences are drift
 
     @property
     def finalized(self) -> bool:

@@ -26,6 +26,7 @@ from ._compat import assert_never
 from .globs import GlobSet
 from .model import (
     Content,
+    DatasetKey,
     DatasetSpec,
     DesiredState,
     FileEntry,
@@ -163,6 +164,32 @@ class Conflict:
 
 
 @dataclass(frozen=True, slots=True)
+class Drift:
+    """Something changed on the server since this tool last applied the manifests (not in the manifests).
+
+    ``what``: ``properties`` (``before`` is what was applied, ``after`` what the server shows), ``archived``,
+    ``source`` (a URL source's object changed under a finalized version), ``parent`` (a parent was removed).
+    """
+
+    version: VersionKey
+    version_id: str
+    what: str
+    detail: str
+    before: Properties | None = None
+    after: Properties | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    """An alias (a tag on exactly one version) pointing somewhere new: ``before`` holds it now."""
+
+    dataset: DatasetKey
+    alias: str
+    before: tuple[str, ...]  # versions that hold it on the server
+    after: str
+
+
+@dataclass(frozen=True, slots=True)
 class Unmanaged:
     """A version on the server that no manifest names (reported; archived only with --prune)."""
 
@@ -188,6 +215,8 @@ class Plan:
     targets: tuple[str, ...] = ()
     projects: tuple[str, ...] = ()  # the projects observed (the prune scope); a saved plan re-observes these
     prune: bool = False  # made with --prune
+    drift: tuple[Drift, ...] = ()
+    aliases: tuple[AliasMove, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -247,13 +276,14 @@ def _sorted_by_key(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def compute_contents(
-    desired: DesiredState, own: Mapping[VersionKey, SourceFiles]
+    desired: DesiredState, own: Mapping[VersionKey, SourceFiles], adopted: Mapping[VersionKey, Content] | None = None,
 ) -> dict[VersionKey, Content]:
     """Content of every desired version: (parent content minus `remove`) overlaid with its own sources.
 
-    A source file at the same dataset path as an inherited file or link replaces it.
+    A source file at the same dataset path as an inherited file or link replaces it. An adopted version's
+    content is given (``adopted``: what the server holds).
     """
-    result: dict[VersionKey, Content] = {}
+    result: dict[VersionKey, Content] = dict(adopted or {})
 
     def content_of(spec: VersionSpec) -> Content:
         if spec.key in result:
@@ -439,9 +469,13 @@ class _Planner:
         self.conflicts: list[Conflict] = []
         self.blocked: set[VersionKey] = set()
         self.by_key = observed.by_key()
-        self.restored: dict[VersionKey, str] = {}
+        self.by_id = {v.id: v for v in observed.versions}
+        self.drift: list[Drift] = []
+        self.adopted = {v.key: v.adopt for v in desired.all_versions() if v.adopt}
 
     def chosen(self, key: VersionKey) -> ObservedVersion | None:
+        if key in self.adopted:
+            return self.by_id.get(self.adopted[key])
         return choose_observed(self.by_key.get(key, []))
 
     def base_content(self, spec: VersionSpec) -> Content:
@@ -461,10 +495,16 @@ class _Planner:
             self.block(spec, f"its parent {spec.parent} cannot be reconciled", "resolve the parent's conflict first")
             return
         obs = self.chosen(key)
+        if spec.adopt is not None and not self.check_adopted(spec, obs):
+            return
+        if obs is not None and obs.archived:  # an adopted version that was archived
+            self.actions.append(Restore(key, obs.id))
+            self.drift.append(Drift(key, obs.id, "archived", "archived on the server since the last apply"))
         if obs is None:
             archived = archived_candidate(self.by_key.get(key, []))
             if archived is not None and archived.finalized:
                 self.actions.append(Restore(key, archived.id))
+                self.drift.append(Drift(key, archived.id, "archived", "archived on the server since the last apply"))
                 obs = archived
         target = self.contents[key]
         if obs is None:
@@ -501,6 +541,21 @@ class _Planner:
         if spec.publish:
             self.actions.append(Publish(spec.key))
 
+    def check_adopted(self, spec: VersionSpec, obs: ObservedVersion | None) -> bool:
+        """An adopted version must exist, be final, and be the version the manifest says it is."""
+        if obs is None:
+            self.block(spec, f"the manifest adopts version {spec.adopt}, which is not on the server",
+                       "check the id (reconcile import writes it), or remove the id to create the version")
+        elif obs.key != spec.key:
+            self.block(spec, f"the adopted version {obs.id} is {obs.key} on the server",
+                       "adopt it under its own project, name and version", obs.id)
+        elif not obs.finalized:
+            self.block(spec, f"the adopted version {obs.id} is a draft ({obs.status})",
+                       "finalize it in ClearML first: an adopted version is taken as it is", obs.id)
+        else:
+            return True
+        return False
+
     def check_finalized(self, spec: VersionSpec, obs: ObservedVersion, target: Content) -> bool:
         if obs.content_digest is not None and obs.content_digest == target.digest():
             return True
@@ -514,6 +569,11 @@ class _Planner:
         d = diff_content(live, target)
         if d.empty:
             return True
+        changed_links = [p for p in d.modified if p in live.links and p in target.links
+                         and live.links[p].url == target.links[p].url]
+        if changed_links and not d.added and not d.removed and len(changed_links) == len(d.modified):
+            self.drift.append(Drift(spec.key, obs.id, "source", f"the objects behind {len(changed_links)} URL "
+                                    f"sources changed (size or ETag): {', '.join(changed_links[:5])}"))
         self.conflicts.append(
             Conflict(
                 version=spec.key,
@@ -540,6 +600,8 @@ class _Planner:
         on_server = {v.id: v for v in self.observed.versions}
         gone = [p for p in obs.parent_ids if p not in on_server or on_server[p].archived]
         if gone and (parent is None or parent.id not in obs.parent_ids):
+            self.drift.append(Drift(spec.key, obs.id, "parent", f"its parent version {gone[0]} was deleted or "
+                                    "archived on the server"))
             self.block(spec, f"its parent version {gone[0]} is gone from the server (deleted or archived), so its "
                        "inherited files cannot be read",
                        f"restore that parent, or add a new version of {spec.key.name} built on "
@@ -566,8 +628,32 @@ class _Planner:
 
     def plan_properties(self, spec: VersionSpec, obs: ObservedVersion | None) -> None:
         before = obs.properties if obs is not None else Properties()
+        if obs is not None and obs.applied is not None and obs.applied != obs.properties:
+            fields_changed = changed_fields(obs.applied, obs.properties)
+            self.drift.append(Drift(spec.key, obs.id, "properties",
+                                    f"{', '.join(fields_changed)} changed on the server since the last apply",
+                                    obs.applied, obs.properties))
         if before != spec.properties:
             self.actions.append(SetProperties(spec.key, before, spec.properties))
+
+    def release_aliases(self, ds: DatasetSpec) -> None:
+        """Take the dataset's aliases off versions on the server that the manifests do not name."""
+        named = {v.key for v in ds.versions}
+        aliases = frozenset(ds.aliases)
+        for v in sorted(self.observed.versions, key=lambda v: (v.key, v.id)):
+            if v.key.dataset != ds.key or v.key in named or v.archived or not (v.properties.tags & aliases):
+                continue
+            after = Properties(v.properties.description, v.properties.tags - aliases, v.properties.metadata)
+            self.actions.append(SetProperties(v.key, v.properties, after))
+
+    def alias_moves(self, ds: DatasetSpec) -> list[AliasMove]:
+        live = [v for v in self.observed.versions if v.key.dataset == ds.key and not v.archived]
+        moves = []
+        for alias, version in sorted(ds.aliases.items()):
+            holders = tuple(sorted({v.key.version for v in live if alias in v.properties.tags}))
+            if holders != (version,):
+                moves.append(AliasMove(ds.key, alias, holders, version))
+        return moves
 
     def plan_publish(self, spec: VersionSpec, obs: ObservedVersion) -> None:
         if spec.publish and obs.status != "published":
@@ -591,6 +677,11 @@ def compute_plan(
     for spec in topological_versions(desired):
         if spec.key in selected:
             planner.plan_version(spec, desired.dataset(spec.key.dataset))
+    moves: list[AliasMove] = []
+    for ds in desired.datasets:
+        if ds.aliases and any(v.key in selected for v in ds.versions):
+            planner.release_aliases(ds)
+            moves += planner.alias_moves(ds)
     scope = prune_scope(desired, options)
     unmanaged = _unmanaged(desired, observed, options, planner.actions, scope)
     if options.prune:
@@ -603,6 +694,8 @@ def compute_plan(
         targets=tuple(options.targets),
         projects=scope,
         prune=options.prune,
+        drift=tuple(planner.drift),
+        aliases=tuple(moves),
     )
 
 
@@ -621,6 +714,7 @@ def _unmanaged(
         chosen.id for key in wanted if (chosen := choose_observed(by_key.get(key, ()))) is not None
     }
     chosen_ids |= {a.version_id for a in actions if isinstance(a, Restore)}
+    chosen_ids |= {v.adopt for v in desired.all_versions() if v.adopt}
     kept_ids = {v.id for v in observed.versions if not v.archived and (v.id in chosen_ids or not v.managed)}
     parents_of_kept = {p for v in observed.versions if v.id in kept_ids for p in v.parent_ids}
     in_scope = set(scope)

@@ -89,6 +89,7 @@ class Bookkeeping:
     metadata_json: str | None = None  # canonical JSON; None: not recorded
     statistics_digest: str | None = None
     run_token: str = ""  # the creating run's random token: finds the draft again after a lost answer
+    applied_json: str | None = None  # the properties this tool last wrote (applied_properties_json)
 
     def to_section(self) -> dict[str, dict[str, str]]:
         values = {
@@ -98,6 +99,7 @@ class Bookkeeping:
             "metadata": self.metadata_json if self.metadata_json is not None else "",
             "statistics_digest": self.statistics_digest or "",
             "run_token": self.run_token,
+            "applied": self.applied_json or "",
         }
         return {k: {"section": SECTION, "name": k, "value": v, "type": "str"} for k, v in values.items()}
 
@@ -116,7 +118,25 @@ def read_bookkeeping(task: Mapping[str, Any]) -> Bookkeeping:
         metadata_json=values.get("metadata") or None,
         statistics_digest=values.get("statistics_digest") or None,
         run_token=values.get("run_token", ""),
+        applied_json=values.get("applied") or None,
     )
+
+
+def applied_json(properties: Properties) -> str:
+    """How the properties this tool wrote are recorded (drift is a difference from them)."""
+    return canonical_json({"description": properties.description, "tags": sorted(properties.tags),
+                           "metadata": properties.metadata})
+
+
+def read_applied(book: Bookkeeping) -> Properties | None:
+    if not book.applied_json:
+        return None
+    try:
+        value = json.loads(book.applied_json)
+        return Properties(str(value["description"]), frozenset(str(t) for t in value["tags"]),
+                          freeze_json(value["metadata"] if isinstance(value["metadata"], dict) else {}))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def hyperparams(bookkeeping: Bookkeeping, version: str) -> dict[str, dict[str, dict[str, str]]]:
@@ -160,6 +180,7 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         last_update=str(task.get("last_update") or ""),
         content_digest=book.content_digest,
         statistics_digest=book.statistics_digest,
+        applied=read_applied(book),
     )
 
 

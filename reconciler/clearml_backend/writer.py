@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import ReconcileError
-from ..model import FileEntry, LinkEntry, VersionKey
+from ..model import FileEntry, LinkEntry, Properties, VersionKey
 from . import codec
 from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
 from .reader import ServerReader
@@ -317,7 +317,7 @@ class ServerWriter:
         """Store ``values`` (artifact key -> JSON value) as dict artifacts and update bookkeeping keys.
 
         A draft takes ``add_or_update_artifacts`` and ``edit_hyper_params``; a finalized version only a forced
-        ``tasks.edit`` of the whole ``execution`` and ``hyperparams`` (read, changed, written back together).
+        ``tasks.edit`` of the whole ``execution`` and ``hyperparams`` (read, changed, written back).
         """
         task = self.reader.full_task(version_id)
         prefix = codec.storage_prefix(storage or _output_base(task) or self.api.cfg.files_host, key, version_id)
@@ -330,35 +330,60 @@ class ServerWriter:
             entries.append(codec.artifact(art_key, kind="dict", uri=uri, size=len(raw), sha256=digest,
                                           stamp=int(time.time()), preview=raw[:4096].decode(errors="replace"),
                                           content_type="application/json"))
-        status = str(task.get("status"))
-        if status in ("created", "in_progress"):
-            if entries:
-                self.api.call("tasks.add_or_update_artifacts", write=True, task=version_id, artifacts=entries,
-                              force=True)
-            if bookkeeping:
-                self.api.call("tasks.edit_hyper_params", write=True, task=version_id, force=True,
-                              replace_hyperparams="none",
-                              hyperparams=[{"section": codec.SECTION, "name": k, "value": v, "type": "str"}
-                                           for k, v in bookkeeping.items()])
-        else:
-            execution = dict(task.get("execution") or {})
-            kept = [a for a in execution.get("artifacts") or [] if a.get("key") not in values]
-            execution["artifacts"] = kept + entries
-            params = {s: dict(v) for s, v in (task.get("hyperparams") or {}).items()}
-            section = params.setdefault(codec.SECTION, {})
-            for k, v in bookkeeping.items():
-                section[k] = {"section": codec.SECTION, "name": k, "value": v, "type": "str"}
-            self.api.call("tasks.edit", write=True, task=version_id, force=True, execution=execution,
-                          hyperparams=params)
+        if entries:
+            self._write_artifacts(task, entries)
+        if bookkeeping:
+            self.set_bookkeeping(version_id, bookkeeping, task=None if entries else task)
         after = self.reader.full_task(version_id)
         stored = codec.artifacts(after)
         for entry in entries:
             got = stored.get(entry["key"])
             if got is None or got.get("uri") != entry["uri"]:
                 raise BackendError(f"the server did not keep the {entry['key']} of version {version_id}")
-        kept_book = codec.section_values(after)
-        for k, v in bookkeeping.items():
-            if kept_book.get(k, "") != v:
+
+    def _write_artifacts(self, task: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> None:
+        """Add or replace artifacts: ``add_or_update_artifacts`` on a draft, a forced edit of ``execution`` after."""
+        version_id = str(task["id"])
+        if str(task.get("status")) in ("created", "in_progress"):
+            self.api.call("tasks.add_or_update_artifacts", write=True, task=version_id, artifacts=list(entries),
+                          force=True)
+            return
+        keys = {e["key"] for e in entries}
+        execution = dict(task.get("execution") or {})
+        execution["artifacts"] = [a for a in execution.get("artifacts") or [] if a.get("key") not in keys]
+        execution["artifacts"] += list(entries)
+        self.api.call("tasks.edit", write=True, task=version_id, force=True, execution=execution)
+
+    def record_applied(self, version_id: str, properties: Properties) -> None:
+        """Record what this run wrote (later differences are drift) and check the server shows it."""
+        self.set_bookkeeping(version_id, {"applied": codec.applied_json(properties)})
+        task = self.reader.task(version_id, ("id", "tags", "comment"))
+        if task is None or frozenset(task.get("tags") or ()) != properties.tags or (
+                str(task.get("comment") or "") != properties.description):
+            raise BackendError(f"the server did not keep the tags or description of version {version_id}")
+
+    def set_bookkeeping(self, version_id: str, values: Mapping[str, str], *,
+                        task: Mapping[str, Any] | None = None) -> None:
+        """Set keys of the ``Reconciler`` section, and read them back.
+
+        A draft takes ``edit_hyper_params``; a finalized version only a forced ``tasks.edit`` of the whole
+        ``hyperparams`` (read, changed, written back).
+        """
+        task = task or self.reader.full_task(version_id)
+        if str(task.get("status")) in ("created", "in_progress"):
+            self.api.call("tasks.edit_hyper_params", write=True, task=version_id, force=True,
+                          replace_hyperparams="none",
+                          hyperparams=[{"section": codec.SECTION, "name": k, "value": v, "type": "str"}
+                                       for k, v in values.items()])
+        else:
+            params = {s: dict(v) for s, v in (task.get("hyperparams") or {}).items()}
+            section = params.setdefault(codec.SECTION, {})
+            for k, v in values.items():
+                section[k] = {"section": codec.SECTION, "name": k, "value": v, "type": "str"}
+            self.api.call("tasks.edit", write=True, task=version_id, force=True, hyperparams=params)
+        kept = codec.section_values(self.reader.full_task(version_id))
+        for k, v in values.items():
+            if kept.get(k, "") != v:
                 raise BackendError(f"the server did not keep {codec.SECTION}.{k} of version {version_id}")
 
     def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None:
@@ -428,9 +453,7 @@ class ServerWriter:
                 "status": "completed", "last_update": int(time.time()), "job_size": total, "name": draft.key.name,
                 "version": draft.key.version}}),
         )
-        self.api.call("tasks.edit_hyper_params", write=True, task=draft.id, force=True, replace_hyperparams="none",
-                      hyperparams=[{"section": codec.SECTION, "name": "content_digest", "value": content_digest,
-                                    "type": "str"}])
+        self.set_bookkeeping(draft.id, {"content_digest": content_digest})
         check = self.reader.full_task(draft.id)
         if codec.artifact_uri(check, codec.STATE_KEY) != uri:
             raise BackendError(f"the server did not keep the file list of {draft.key}")

@@ -37,7 +37,8 @@ from .yamldoc import Document, JsonPath, display_path, non_json_values
 API_VERSION = "reconciler/v1"
 KIND = "Dataset"
 STORAGE_SCHEMES = ("s3", "gs", "azure", "http", "https", "file")
-DATASET_FIELDS = ("description", "tags", "metadata", "statistics", "storage", "upload")
+DATASET_FIELDS = ("description", "tags", "metadata", "statistics", "storage", "upload", "aliases")
+VERSION_PROPERTY_FIELDS = ("description", "tags", "metadata")  # a version may give its own
 T = TypeVar("T")
 
 
@@ -60,6 +61,7 @@ class VersionPart:
     parent_ref: str | None
     doc: Document
     path: JsonPath
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # the version's own description/tags/metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,14 +175,28 @@ def _read_version(
         source = _read_source(out, (*path, "sources", i), src, check_local_paths)
         if source is not None:
             sources.append(source)
+    adopt = _get(raw, "id", str)
+    if adopt is not None and not re.fullmatch(r"[0-9a-f]{32}", adopt):
+        adopt = None  # the schema reports it
+    if adopt is not None:
+        for name in ("sources", "remove"):
+            if name in raw:
+                out.add((*path, name), f"an adopted version (id: {adopt}) keeps the content the server holds: "
+                        f"it takes no {name}; add a new version on top of it for new files", key=True)
+    metadata = _get(raw, "metadata", dict)
+    if metadata is not None:
+        for bad in non_json_values(metadata, (*path, "metadata")):
+            out.add(bad, "NaN and infinity are not JSON numbers; quote them if they are text")
     spec = VersionSpec(
         key=VersionKey(dataset.project, dataset.name, version),
         sources=tuple(sources),
         remove=remove,
         publish=_get(raw, "publish", bool) or False,
+        adopt=adopt,
         span=out.doc.span(path),
     )
-    return VersionPart(spec, parent_ref, out.doc, path)
+    overrides = {name: raw[name] for name in VERSION_PROPERTY_FIELDS if isinstance(raw, dict) and name in raw}
+    return VersionPart(spec, parent_ref, out.doc, path, overrides)
 
 
 def _dataset_paths(out: Collector, path: JsonPath, values: list[str]) -> list[str]:

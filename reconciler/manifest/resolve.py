@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from ..diagnostics import Diagnostic, SourceSpan
@@ -28,8 +29,44 @@ def resolve(parts: list[DatasetPart]) -> tuple[DesiredState, list[Diagnostic]]:
     versions = _unique_versions(parts, diags)
     parents = _resolve_parents(versions, set(groups), diags)
     diags.extend(_cycles(versions, parents))
+    diags.extend(_alias_problems(groups, versions))
+    diags.extend(_adoption_problems(versions))
     datasets = tuple(_dataset(key, groups[key], versions, parents) for key in sorted(groups))
     return DesiredState(datasets), diags
+
+
+def _alias_problems(groups: Mapping[DatasetKey, list[DatasetPart]],
+                    versions: Mapping[VersionKey, VersionPart]) -> Iterable[Diagnostic]:
+    """An alias names a version of its own dataset, and is no tag of the dataset (it moves; tags do not)."""
+    for key, group in groups.items():
+        for part in group:
+            aliases = part.fields.get("aliases")
+            if not isinstance(aliases, dict):
+                continue
+            tags = part.fields.get("tags") if isinstance(part.fields.get("tags"), list) else []
+            known = [k.version for k in versions if k.dataset == key]
+            for name, version in aliases.items():
+                where = ("aliases", name)
+                if isinstance(version, str) and version not in known:
+                    yield Diagnostic(at(where, f"{version!r} is not a version of {key} (its versions: "
+                                               f"{', '.join(known)})"), part.doc.span(where))
+                if name in (tags or []):
+                    yield Diagnostic(at(where, f"{name!r} is also a tag of every version; an alias is a tag on "
+                                               "one version only: remove it from tags"), part.doc.span(where, key=True))
+
+
+def _adoption_problems(versions: Mapping[VersionKey, VersionPart]) -> Iterable[Diagnostic]:
+    seen: dict[str, VersionPart] = {}
+    for v in versions.values():
+        if v.spec.adopt is None:
+            continue
+        if v.spec.adopt in seen:
+            first = seen[v.spec.adopt]
+            yield Diagnostic(at((*v.path, "id"), f"{first.spec.key} already adopts version {v.spec.adopt} "
+                                                 f"(at {first.doc.span((*first.path, 'id'))})"),
+                             v.doc.span((*v.path, "id")))
+        else:
+            seen[v.spec.adopt] = v
 
 
 def _field_conflicts(group: list[DatasetPart]) -> Iterable[Diagnostic]:
@@ -156,17 +193,15 @@ def _dataset(
     for part in group:
         for name, value in part.fields.items():
             fields.setdefault(name, value)
-    tags = fields.get("tags")
-    properties = Properties(
-        description=fields["description"] if isinstance(fields.get("description"), str) else "",
-        tags=frozenset(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else frozenset(),
-        metadata=freeze_json(fields["metadata"] if isinstance(fields.get("metadata"), dict) else {}),
-    )
-    specs = tuple(_version(v, parents, properties) for k, v in versions.items() if k.dataset == key)
+    properties = _properties(fields, Properties())
+    raw_aliases = fields.get("aliases") if isinstance(fields.get("aliases"), dict) else {}
+    aliases = {str(k): v for k, v in (raw_aliases or {}).items() if isinstance(v, str)}
+    specs = tuple(_version(v, parents, properties, aliases) for k, v in versions.items() if k.dataset == key)
     return DatasetSpec(
         key=key,
         versions=specs,
         properties=properties,
+        aliases=MappingProxyType(dict(sorted(aliases.items()))),
         statistics=fields.get("statistics") is True,
         chunk_size_mb=_upload(fields, "chunk_size_mb", int),
         compression=_upload(fields, "compression", str) or "auto",
@@ -181,6 +216,22 @@ def _upload(fields: Mapping[str, Any], name: str, kind: type) -> Any:
     return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
 
-def _version(v: VersionPart, parents: Mapping[VersionKey, VersionKey], properties: Properties) -> VersionSpec:
-    """The version with its parent resolved; its properties are the dataset's (every version carries them)."""
-    return dataclasses.replace(v.spec, parent=parents.get(v.spec.key), properties=properties)
+def _properties(fields: Mapping[str, Any], base: Properties) -> Properties:
+    """``base`` with the description, tags and metadata ``fields`` give (each replaces the base's)."""
+    tags = fields.get("tags")
+    return Properties(
+        description=fields["description"] if isinstance(fields.get("description"), str) else base.description,
+        tags=frozenset(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else base.tags,
+        metadata=freeze_json(fields["metadata"]) if isinstance(fields.get("metadata"), dict) else base.metadata,
+    )
+
+
+def _version(v: VersionPart, parents: Mapping[VersionKey, VersionKey], properties: Properties,
+             aliases: Mapping[str, str]) -> VersionSpec:
+    """The version with its parent resolved; its properties are the dataset's, with what the version gives
+    itself instead, plus the aliases that name it (as tags)."""
+    own = _properties(v.overrides, properties)
+    named = frozenset(a for a, target in aliases.items() if target == v.spec.key.version)
+    if named:
+        own = Properties(own.description, own.tags | named, own.metadata)
+    return dataclasses.replace(v.spec, parent=parents.get(v.spec.key), properties=own)

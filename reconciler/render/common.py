@@ -23,7 +23,7 @@ from ..plan import (
     SyncFiles,
     human_size,
 )
-from ..properties import PropertyChange, changed_fields
+from ..properties import PropertyChange, changed_fields, diff_properties
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,3 +144,18 @@ def version_blocks(plan: Plan, file_limit: int | None) -> list[VersionBlock]:
             lines = tuple(Line("+", ln.text, ln.detail) for ln in lines)
         blocks.append(VersionBlock(key, verb, sign, lines))
     return blocks
+
+
+def drift_lines(plan: Plan) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
+    """(version, what changed, detail lines) for every drift item, properties shown as changes."""
+    out = []
+    for d in plan.drift:
+        detail: tuple[tuple[str, str], ...] = ()
+        if d.before is not None and d.after is not None:
+            detail = property_lines(diff_properties(d.before, d.after))
+        out.append((f"{d.version} (id {d.version_id})", d.detail, detail))
+    return out
+
+
+def alias_lines(plan: Plan) -> list[str]:
+    return [f"{m.dataset} {m.alias}: {', '.join(m.before) or 'none'} -> {m.after}" for m in plan.aliases]

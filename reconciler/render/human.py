@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..plan import Plan
-from .common import summary_line, version_blocks
+from .common import alias_lines, drift_lines, summary_line, version_blocks
 
 _COLORS = {"+": "\x1b[32m", "-": "\x1b[31m", "~": "\x1b[33m", "!": "\x1b[31;1m", "?": "\x1b[36m"}
 _RESET = "\x1b[0m"
@@ -28,6 +28,16 @@ def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20
             for sign, text in line.detail:
                 out.append(paint(sign, f"          {sign} {text}"))
         out.append("")
+    if plan.aliases:
+        out.append("Aliases:")
+        out += [paint("~", f"  ~ {line}") for line in alias_lines(plan)]
+        out.append("")
+    if plan.drift:
+        out.append("Drift (changed on the server since the last apply; the plan puts the manifests back):")
+        for where, what, detail in drift_lines(plan):
+            out.append(paint("!", f"  ! {where}: {what}"))
+            out += [paint(sign, f"      {sign} {text}") for sign, text in detail]
+        out.append("")
     if plan.conflicts:
         out.append("Conflicts (nothing will be changed for these versions):")
         for c in plan.conflicts:
@@ -49,6 +59,9 @@ def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20
             why = f"; {u.reason}" if u.reason else ("" if u.managed else "; not created by this tool")
             out.append(paint("?", f"  ? {u.version} (id {u.version_id}{why})"))
         out.append("")
+    if plan.prune:
+        out.append(f"Prune scope: {', '.join(plan.projects)} (versions this tool made there that no manifest "
+                   "names are archived)")
     if not plan.actions and not plan.conflicts:
         out.append("No changes. The datasets match the manifests.")
     out.append(summary_line(plan.summary()))

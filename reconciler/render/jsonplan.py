@@ -11,13 +11,15 @@ from typing import Any
 
 from .._compat import assert_never
 from ..diagnostics import ReconcileError
-from ..model import FileEntry, LinkEntry, Properties, VersionKey, freeze_json, thaw_json
+from ..model import DatasetKey, FileEntry, LinkEntry, Properties, VersionKey, freeze_json, thaw_json
 from ..plan import (
     PLAN_FORMAT_VERSION,
     Action,
+    AliasMove,
     Archive,
     Conflict,
     CreateVersion,
+    Drift,
     Finalize,
     Plan,
     Publish,
@@ -187,7 +189,22 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "actions": [action_to_json(a) for a in plan.actions],
         "conflicts": [_plain(c) for c in plan.conflicts],
         "unmanaged": [_plain(u) for u in plan.unmanaged],
+        "drift": [_drift(d) for d in plan.drift],
+        "aliases": [{"dataset": str(m.dataset), "alias": m.alias, "before": list(m.before), "after": m.after}
+                    for m in plan.aliases],
     }
+
+
+def _drift(d: Drift) -> dict[str, Any]:
+    return {"address": str(d.version), "version": _key(d.version), "version_id": d.version_id, "what": d.what,
+            "detail": d.detail, "before": _properties(d.before) if d.before else None,
+            "after": _properties(d.after) if d.after else None}
+
+
+def _undrift(d: Mapping[str, Any]) -> Drift:
+    return Drift(_unkey(d["version"]), d["version_id"], d["what"], d["detail"],
+                 _unproperties(d["before"]) if d.get("before") else None,
+                 _unproperties(d["after"]) if d.get("after") else None)
 
 
 def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
@@ -209,6 +226,9 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
             targets=tuple(data.get("targets", ())),
             projects=tuple(data.get("projects", ())),
             prune=bool(data.get("prune", False)),
+            drift=tuple(_undrift(d) for d in data.get("drift", [])),
+            aliases=tuple(AliasMove(DatasetKey(*m["dataset"].rsplit("/", 1)), m["alias"], tuple(m["before"]),
+                                    m["after"]) for m in data.get("aliases", [])),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ReconcileError(f"{source}: malformed saved plan ({type(err).__name__}: {err})") from None

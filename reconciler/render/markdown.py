@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..plan import Plan, human_size
-from .common import summary_line, version_blocks
+from .common import alias_lines, drift_lines, summary_line, version_blocks
 
 MAX_COMMENT_CHARS = 65_000
 
@@ -36,6 +36,16 @@ def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan
         "",
     ]
     tail: list[str] = []
+    if plan.aliases:
+        tail += ["#### Aliases", ""] + [f"- `{line}`" for line in alias_lines(plan)] + [""]
+    if plan.drift:
+        tail += ["#### :mag: Drift (changed on the server since the last apply)", ""]
+        for where, what, detail in drift_lines(plan):
+            tail.append(f"- `{where}`: {what}")
+            tail += [f"  - `{sign} {text}`" for sign, text in detail]
+        tail.append("")
+    if plan.prune:
+        tail += [f"Prune scope: {', '.join(f'`{p}`' for p in plan.projects)}", ""]
     if plan.conflicts:
         tail += ["#### :warning: Conflicts", "", "| version | problem | files | what to do |", "|---|---|---|---|"]
         for c in plan.conflicts:

@@ -50,6 +50,7 @@ class Stored:
     content_digest: str | None = None
     statistics_digest: str | None = None
     archived: bool = False
+    applied: Properties | None = None
 
 
 class MemoryWriter:
@@ -119,6 +120,10 @@ class MemoryWriter:
     def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         self._write("plots")
 
+    def record_applied(self, version_id: str, properties: Properties) -> None:
+        self._write("applied")
+        self.versions[version_id].applied = properties
+
     def finalize(self, draft: Draft, content_digest: str) -> None:
         self._write("finalize")
         v = self.versions[draft.id]
@@ -156,7 +161,7 @@ class MemoryWriter:
                 key=v.key, id=v.id, status=v.status, properties=v.props,
                 parent_ids=(v.parent,) if v.parent else (), files=files, links=() if final else None,
                 managed=True, archived=v.archived, content_digest=v.content_digest,
-                statistics_digest=v.statistics_digest,
+                statistics_digest=v.statistics_digest, applied=v.applied,
             ))
         state = ObservedState(tuple(sorted(out, key=lambda o: (o.key, o.id))))
         return ObservedState(state.versions, fingerprint(state))

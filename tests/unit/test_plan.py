@@ -369,6 +369,7 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
         "properties": Properties("other", frozenset({"z"}), freeze_json({"k": 1})),
         "parent_ids": ("p",), "file_count": 99, "total_size": 99, "managed": False, "archived": True,
         "last_update": "2026-01-01", "content_digest": "x", "statistics_digest": "y",
+        "applied": Properties("applied", frozenset({"z"})),
     }
     assert set(changed_values) == {f.name for f in fields(ObservedVersion)} - FINGERPRINT_EXCLUDED
     before = fingerprint(ObservedState((base,)))
@@ -392,3 +393,80 @@ def test_a_version_whose_chunks_are_gone_from_storage_is_a_conflict():
     plan = compute_plan(desired, contents, ObservedState((replace(v1, missing_chunks=("data",)), v2)))
     assert [c.version for c in plan.conflicts] == [vk("1.0.0"), vk("1.1.0")]
     assert "missing from storage" in plan.conflicts[0].reason
+
+
+def test_properties_edited_on_the_server_are_drift_and_put_back():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    base = observed_from(desired, contents).versions[0]
+    edited = Properties(base.properties.description, base.properties.tags | {"ui-tag"}, base.properties.metadata)
+    plan = compute_plan(desired, contents, ObservedState((replace(base, properties=edited,
+                                                                  applied=base.properties),)))
+    (drift,) = plan.drift
+    assert drift.what == "properties" and drift.before == base.properties and drift.after == edited
+    assert "tags changed on the server" in drift.detail
+    assert plan.actions == (SetProperties(vk("1.0.0"), edited, base.properties),)
+    text = render_human(plan)
+    assert "Drift" in text and '+ tag "ui-tag"' in text
+    assert plan_from_json(plan_to_json(plan)) == plan
+
+
+def test_a_manifest_change_alone_is_not_drift():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    base = observed_from(desired, contents).versions[0]
+    changed = DesiredState((dataset(V1, tags=("a", "b", "new")),))
+    plan = compute_plan(changed, contents, ObservedState((replace(base, applied=base.properties),)))
+    assert plan.drift == () and len(plan.actions) == 1
+
+
+def test_an_archived_version_is_drift():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    archived = replace(observed_from(desired, contents).versions[0], archived=True)
+    plan = compute_plan(desired, contents, ObservedState((archived,)))
+    assert [(d.what, d.version_id) for d in plan.drift] == [("archived", "id0")]
+
+
+def test_aliases_move_as_tags_and_leave_exactly_one_holder():
+    v2 = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"))
+    props = Properties("d", frozenset({"a"}), freeze_json({"k": 1}))
+    before = DesiredState((DatasetSpec(DatasetKey(P, N), (
+        replace(V1, properties=Properties("d", frozenset({"a", "production"}), freeze_json({"k": 1}))),
+        replace(v2, parent=vk("1.0.0"), properties=props)), props, aliases=freeze_json({"production": "1.0.0"})),))
+    contents = compute_contents(before, OWN)
+    observed = observed_from(before, contents)
+    stray = ObservedVersion(key=vk("0.9.0"), id="old", status="completed", managed=True,
+                            properties=Properties("d", frozenset({"production"})))
+    after = DesiredState((DatasetSpec(DatasetKey(P, N), (
+        replace(V1, properties=props),
+        replace(v2, parent=vk("1.0.0"), properties=Properties("d", frozenset({"a", "production"}),
+                                                             freeze_json({"k": 1})))),
+        props, aliases=freeze_json({"production": "1.1.0"})),))
+    plan = compute_plan(after, contents, ObservedState(observed.versions + (stray,)))
+    moves = {(a.version.version, tuple(sorted(a.before.tags)), tuple(sorted(a.after.tags)))
+             for a in plan.actions if isinstance(a, SetProperties)}
+    assert moves == {("1.0.0", ("a", "production"), ("a",)), ("1.1.0", ("a",), ("a", "production")),
+                     ("0.9.0", ("production",), ())}
+    (move,) = plan.aliases
+    assert (move.alias, move.before, move.after) == ("production", ("0.9.0", "1.0.0"), "1.1.0")
+    assert "production: 0.9.0, 1.0.0 -> 1.1.0" in render_human(plan)
+
+
+def test_an_adopted_version_is_taken_as_the_server_holds_it():
+    adopted = replace(V1, adopt="a" * 32, publish=True)  # import writes publish: true for a published one
+    child = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"))
+    desired = DesiredState((dataset(adopted, child),))
+    live = (f("made/by/script.txt", "s"),)
+    server = ObservedVersion(key=vk("1.0.0"), id="a" * 32, status="published", managed=False,
+                             properties=Properties("d", frozenset({"a", "b"}), freeze_json({"k": 1})),
+                             files=live, links=())
+    own = {child.key: SourceFiles(files=(f("new.txt", "n"),))}
+    contents = compute_contents(desired, own, {adopted.key: Content({x.path: x for x in live})})
+    plan = compute_plan(desired, contents, ObservedState((server,)))
+    assert [type(a).__name__ for a in plan.actions] == ["CreateVersion", "SyncFiles", "SetProperties", "Finalize"]
+    sync = plan.actions[1]
+    assert [x.path for x in sync.upload] == ["new.txt"]  # only the delta on top of what the server holds
+    assert plan.unmanaged == () and plan.conflicts == ()
+    missing = compute_plan(desired, contents, ObservedState())
+    assert "not on the server" in missing.conflicts[0].reason
