@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import SdkRunner
-from server_helpers import random_bytes, write_tree
+from server_helpers import SdkRunner, random_bytes, write_tree
 
 from reconciler.localserver import LocalServer
 
