@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, request
@@ -19,6 +20,7 @@ from werkzeug.datastructures import MultiDict
 from . import errors
 from .auth import API_VERSION, TokenService
 from .endpoints import PUBLIC_ENDPOINTS, Call, Handler, all_endpoints
+from .gate import BodyLimits, Head, Refusal
 from .hooks import ServerStats
 from .store import Store
 
@@ -127,13 +129,28 @@ def _parse_body(endpoint: str) -> Any:
     return data
 
 
-class ApiApp:
-    """Dispatches API calls to the endpoint handlers against one :class:`Store`."""
+def _resolve(path: str) -> tuple[str, str, bool]:
+    """The endpoint name, the requested version and whether the path has the shape of an API call."""
+    match = _PATH.match(path)
+    endpoint = match.group("endpoint") if match else path.strip("/")
+    requested = (match.group("version") if match else None) or API_VERSION
+    return endpoint, requested, match is not None
 
-    def __init__(self, store: Store, tokens: TokenService, stats: ServerStats) -> None:
+
+class ApiApp:
+    """Dispatches API calls to the endpoint handlers against one :class:`Store`.
+
+    :meth:`admit` is the :mod:`gate` policy: before a body is read, a call that needs a token must carry a
+    valid one, and the body must fit the limits (:class:`BodyLimits`): ``public`` for the endpoints anyone may
+    call (``auth.login``, ``debug.ping``...) and for unknown ones, ``api`` for the rest. The application checks
+    the token again itself.
+    """
+
+    def __init__(self, store: Store, tokens: TokenService, stats: ServerStats, limits: BodyLimits) -> None:
         self._store = store
         self._tokens = tokens
         self._stats = stats
+        self._limits = limits
         self._handlers: dict[str, Handler] = all_endpoints()
 
     def wsgi(self) -> Flask:
@@ -143,14 +160,32 @@ class ApiApp:
         app.add_url_rule("/<path:path>", "api", self._serve, methods=methods)
         return app
 
+    def admit(self, head: Head) -> Refusal | None:
+        endpoint, requested, known = _resolve(head.path.removeprefix("/"))
+        public = not known or endpoint not in self._handlers or endpoint in PUBLIC_ENDPOINTS
+        error: errors.ApiError | None = None
+        if not public:
+            try:
+                self._tokens.check_bearer(head.headers.get("AUTHORIZATION"))
+            except errors.ApiError as err:
+                error = err
+        limit = self._limits.public if public else self._limits.api
+        if error is None and head.content_length is None and public:
+            error = errors.ApiError(411, 0, "Length Required (a chunked body needs credentials)")
+        elif error is None and head.content_length is not None and head.content_length > limit:
+            error = errors.body_too_large(head.content_length, limit)
+        if error is None:
+            return None
+        self._stats.count(endpoint)
+        body = json.dumps(envelope(endpoint, requested, {}, error)).encode()
+        return Refusal(error.code, HTTPStatus(error.code).phrase, body)
+
     def _serve(self, path: str) -> Response:
-        match = _PATH.match(path)
-        endpoint = match.group("endpoint") if match else path.strip("/")
-        requested = (match.group("version") if match else None) or API_VERSION
+        endpoint, requested, known = _resolve(path)
         self._stats.count(endpoint)
         parsed: Any = None
         try:
-            data, parsed = self._dispatch(endpoint, requested, known_path=match is not None)
+            data, parsed = self._dispatch(endpoint, requested, known_path=known)
             body = envelope(endpoint, requested, data)
         except errors.ApiError as err:
             if err.code == 404:
