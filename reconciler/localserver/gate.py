@@ -70,7 +70,7 @@ class BodyLimits:
                 raise ValueError(f"the {name} body limit must not be negative")
 
 
-class _Refused(Error):
+class _Refused(Error):  # type: ignore[misc]
     """waitress answers a parser error with ``error.to_response``: here, the policy's answer."""
 
     def __init__(self, refusal: Refusal) -> None:
@@ -85,6 +85,8 @@ class _Refused(Error):
 class _GatedParser(HTTPRequestParser):  # type: ignore[misc]
     policy: Policy
     refused = False
+    chunked: bool
+    content_length: int
 
     def parse_header(self, header_plus: bytes) -> None:
         super().parse_header(header_plus)

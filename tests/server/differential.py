@@ -283,6 +283,23 @@ def _cases() -> list[Case]:
             with_task("published", probe("tasks.reset", {"task": "$task", "force": True}), read_task("status")),
         ),
         c("reset_unknown_task", (probe("tasks.reset", {"task": "0" * 32}),)),
+        c("reset_failed", with_task("failed", probe("tasks.reset", {"task": "$task"}), read_task("status"))),
+        c("close_from_failed", with_task("failed", probe("tasks.close", {"task": "$task"}))),
+        c("publish_from_failed", with_task("failed", probe("tasks.publish", {"task": "$task"}), read_task("status"))),
+        c("stopped_from_failed", with_task("failed", probe("tasks.stopped", {"task": "$task"}))),
+        c("completed_from_failed", with_task("failed", probe("tasks.completed", {"task": "$task"}))),
+        c("started_from_stopped", with_task("stopped", probe("tasks.started", {"task": "$task"}))),
+        c("completed_from_stopped", with_task("stopped", probe("tasks.completed", {"task": "$task"}))),
+        c("failed_from_closed", with_task("closed", probe("tasks.failed", {"task": "$task"}))),
+        c("started_from_closed", with_task("closed", probe("tasks.started", {"task": "$task"}))),
+        c(
+            "completed_with_publish_from_created_force",
+            with_task(
+                "created",
+                probe("tasks.completed", {"task": "$task", "publish": True, "force": True}, values=("published",)),
+                read_task("status"),
+            ),
+        ),
         # ---------------------------------------------------------------- tasks.edit / tasks.update
         c(
             "edit_created_runtime_and_configuration",
@@ -341,6 +358,19 @@ def _cases() -> list[Case]:
         ),
         c("edit_published", with_task("published", probe("tasks.edit", {"task": "$task", "tags": ["x"]}))),
         c("edit_short_name", with_task("created", probe("tasks.edit", {"task": "$task", "name": "ab"}))),
+        c(
+            "edit_unknown_project",
+            with_task("created", probe("tasks.edit", {"task": "$task", "project": "0" * 32})),
+        ),
+        c(
+            "edit_status_field_force",
+            with_task(
+                "completed",
+                probe("tasks.edit", {"task": "$task", "status": "stopped", "force": True}, values=("fields.status",)),
+                read_task("status"),
+            ),
+        ),
+        c("edit_nothing", with_task("created", probe("tasks.edit", {"task": "$task"}, values=("updated",)))),
         c(
             "update_completed_comment",
             with_task(

@@ -54,8 +54,9 @@ def reference_client(reference_server: Target | None) -> Iterator[Client | None]
         client.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def suffix() -> str:
+    """Fresh per test: a case may run twice on one server (against the recording, and against a live one)."""
     return new_suffix()
 
 

@@ -139,7 +139,7 @@ def _metric_filter(call: Call) -> dict[str, set[str]] | None:
 
 def _selected(call: Call, types: list[str] | None) -> list[Doc]:
     task = call.required("task")
-    tasks = call.string_list("task") if isinstance(task, list) else [call.task_id()]
+    tasks = (call.string_list("task") or []) if isinstance(task, list) else [call.task_id()]
     with call.store.transaction() as tx:
         events = tx.events(tasks, types)
     metrics = _metric_filter(call)
