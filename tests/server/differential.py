@@ -21,7 +21,7 @@ import os
 import re
 import shlex
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,18 @@ HP_RECONCILER = [{"section": "Reconciler", "name": "digest", "value": "abc"}]
 HP_PROPERTIES = [{"section": "properties", "name": "version", "value": "1.0.0"}]
 ARTIFACT = [{"key": "state", "type": "dict", "uri": "http://files.example/state.json", "mode": "output"}]
 CONFIG = [{"name": "Dataset Struct", "value": "{}", "type": "dictionary"}]
+
+
+def status_checks(prefix: str, endpoint: str, body: dict[str, Any], *runs: str) -> list[Case]:
+    """One case per run, ``"<status>"`` or ``"<status>+force"``: ``endpoint`` called with ``body`` (and
+    ``force``) on a task in that status, named ``<prefix>_<status>[_force]``."""
+    cases = []
+    for run in runs:
+        status, _, forced = run.partition("+")
+        call_body = {"task": "$task", **body, **({"force": True} if forced else {})}
+        name = f"{prefix}_{status}{'_force' if forced else ''}"
+        cases.append(Case(name, with_task(status, probe(endpoint, call_body))))
+    return cases
 
 
 def plot(var: str = "task", **extra: Any) -> dict[str, Any]:
@@ -387,23 +399,13 @@ def _cases() -> list[Case]:
                 probe("tasks.edit_hyper_params", {"task": "$task", "hyperparams": HP_RECONCILER}, values=("updated",)),
             ),
         ),
-        c(
-            "hyperparams_in_progress",
-            with_task("in_progress", probe("tasks.edit_hyper_params", {"task": "$task", "hyperparams": HP_RECONCILER})),
-        ),
-        c(
-            "hyperparams_in_progress_force",
-            with_task(
-                "in_progress",
-                probe("tasks.edit_hyper_params", {"task": "$task", "hyperparams": HP_RECONCILER, "force": True}),
-            ),
-        ),
-        c(
-            "hyperparams_completed_force",
-            with_task(
-                "completed",
-                probe("tasks.edit_hyper_params", {"task": "$task", "hyperparams": HP_RECONCILER, "force": True}),
-            ),
+        *status_checks(
+            "hyperparams",
+            "tasks.edit_hyper_params",
+            {"hyperparams": HP_RECONCILER},
+            "in_progress",
+            "in_progress+force",
+            "completed+force",
         ),
         c(
             "hyperparams_completed_properties",
@@ -471,23 +473,13 @@ def _cases() -> list[Case]:
             ),
         ),
         # ---------------------------------------------------------------- configuration
-        c(
-            "configuration_in_progress",
-            with_task("in_progress", probe("tasks.edit_configuration", {"task": "$task", "configuration": CONFIG})),
-        ),
-        c(
-            "configuration_in_progress_force",
-            with_task(
-                "in_progress",
-                probe("tasks.edit_configuration", {"task": "$task", "configuration": CONFIG, "force": True}),
-            ),
-        ),
-        c(
-            "configuration_completed_force",
-            with_task(
-                "completed",
-                probe("tasks.edit_configuration", {"task": "$task", "configuration": CONFIG, "force": True}),
-            ),
+        *status_checks(
+            "configuration",
+            "tasks.edit_configuration",
+            {"configuration": CONFIG},
+            "in_progress",
+            "in_progress+force",
+            "completed+force",
         ),
         c(
             "delete_configuration_created",
@@ -502,23 +494,15 @@ def _cases() -> list[Case]:
             with_task("completed", probe("tasks.set_requirements", {"task": "$task", "requirements": {"pip": "x"}})),
         ),
         # ---------------------------------------------------------------- artifacts
+        *status_checks(
+            "artifacts", "tasks.add_or_update_artifacts", {"artifacts": ARTIFACT}, "in_progress", "completed+force"
+        ),
         c(
             "artifacts_created",
             with_task(
                 "created",
                 probe("tasks.add_or_update_artifacts", {"task": "$task", "artifacts": ARTIFACT}, values=("updated",)),
                 read_task("execution.artifacts"),
-            ),
-        ),
-        c(
-            "artifacts_in_progress",
-            with_task("in_progress", probe("tasks.add_or_update_artifacts", {"task": "$task", "artifacts": ARTIFACT})),
-        ),
-        c(
-            "artifacts_completed_force",
-            with_task(
-                "completed",
-                probe("tasks.add_or_update_artifacts", {"task": "$task", "artifacts": ARTIFACT, "force": True}),
             ),
         ),
         c(
@@ -671,7 +655,7 @@ CASES: list[Case] = _cases()
 
 
 # ------------------------------------------------------------------ answers
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     for kind, name in (
         (bool, "boolean"),
         (int | float, "number"),
@@ -684,19 +668,23 @@ def _json_type(value: Any) -> str:
     return "null"
 
 
-def shape(value: Any, path: str = "", out: dict[str, set[str]] | None = None, depth: int = 0) -> dict[str, set[str]]:
-    """Every key path under ``value`` (``a.b``, ``a[].c``) with the JSON types seen there."""
-    out = {} if out is None else out
-    out.setdefault(path, set()).add(_json_type(value))
-    key = path.rsplit(".", 1)[-1].removesuffix("[]")
-    if depth >= MAX_DEPTH or key in OPAQUE:
-        return out
-    if isinstance(value, dict):
-        for k, v in value.items():
-            shape(v, f"{path}.{k}" if path else k, out, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            shape(item, f"{path}[]", out, depth + 1)
+def shape(value: Any, *, opaque: Collection[str] = OPAQUE, max_depth: int = MAX_DEPTH) -> dict[str, set[str]]:
+    """Every key path under ``value`` (``a.b``, ``a[].c``) with the JSON types seen there; below keys in
+    ``opaque`` and past ``max_depth`` only the type of the whole value counts."""
+    out: dict[str, set[str]] = {}
+
+    def visit(item: Any, path: str, depth: int) -> None:
+        out.setdefault(path, set()).add(json_type(item))
+        if depth >= max_depth or path.rsplit(".", 1)[-1].removesuffix("[]") in opaque:
+            return
+        if isinstance(item, dict):
+            for key, child in item.items():
+                visit(child, f"{path}.{key}" if path else key, depth + 1)
+        elif isinstance(item, list):
+            for child in item:
+                visit(child, f"{path}[]", depth + 1)
+
+    visit(value, "", 0)
     return out
 
 
@@ -728,7 +716,7 @@ class Masker:
 def answer(endpoint: str, status: int, body: dict[str, Any], step_: Step, masker: Masker) -> Answer:
     meta = body["meta"]
     data = body.get("data")
-    paths = shape(data) if status == 200 else {"": {_json_type(data)}}
+    paths = shape(data) if status == 200 else {"": {json_type(data)}}
     return Answer(
         endpoint=endpoint,
         status=status,

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import differential
 import pytest
 import requests
 from server_helpers import SdkRunner, random_bytes, write_tree
@@ -48,33 +49,8 @@ def _records() -> list[dict[str, Any]]:
     return [json.loads(line) for line in RECORDING.read_text().splitlines() if line.strip()]
 
 
-def _json_type(value: Any) -> str:
-    for kind, name in (
-        (bool, "boolean"),
-        (int | float, "number"),
-        (str, "string"),
-        (list, "array"),
-        (dict, "object"),
-    ):
-        if isinstance(value, kind):
-            return name
-    return "null"
-
-
-def shape(value: Any, path: str = "", out: Shape | None = None, depth: int = 0) -> Shape:
-    """Every key path under ``value`` (``a.b``, ``a[].c``) with the JSON types seen there."""
-    out = {} if out is None else out
-    out.setdefault(path, set()).add(_json_type(value))
-    key = path.rsplit(".", 1)[-1].removesuffix("[]")
-    if depth >= MAX_DEPTH or key in OPAQUE:
-        return out
-    if isinstance(value, dict):
-        for k, v in value.items():
-            shape(v, f"{path}.{k}" if path else k, out, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            shape(item, f"{path}[]", out, depth + 1)
-    return out
+def shape(value: Any) -> Shape:
+    return differential.shape(value, opaque=OPAQUE, max_depth=MAX_DEPTH)
 
 
 def _endpoint_shapes(exchanges: list[dict[str, Any]]) -> dict[str, Shape]:
@@ -91,9 +67,9 @@ def _meta_shape(response: dict[str, Any]) -> dict[str, Any]:
     meta = response["meta"]
     return {
         "top": sorted(response),
-        "meta": {k: _json_type(v) for k, v in meta.items()},
-        "endpoint": {k: _json_type(v) for k, v in meta["endpoint"].items()},
-        "data": _json_type(response["data"]),
+        "meta": {k: differential.json_type(v) for k, v in meta.items()},
+        "endpoint": {k: differential.json_type(v) for k, v in meta["endpoint"].items()},
+        "data": differential.json_type(response["data"]),
     }
 
 
