@@ -33,20 +33,22 @@ JSON_LINES = "application/json-lines"
 API_VERSION = "2.23"
 _ID = re.compile(r"\b[0-9a-f]{32}\b")
 # keys whose children are names chosen by the client: their inner shape is not the server's
-OPAQUE = {
-    "configuration",
-    "hyperparams",
-    "runtime",
-    "metric_stats",
-    "last_metrics",
-    "type_data",
-    "display_data",
-    "errors_info",
-    "requirements",
-    "container",
-    "events",
-    "plots",
-}
+OPAQUE = frozenset(
+    {
+        "configuration",
+        "hyperparams",
+        "runtime",
+        "metric_stats",
+        "last_metrics",
+        "type_data",
+        "display_data",
+        "errors_info",
+        "requirements",
+        "container",
+        "events",
+        "plots",
+    }
+)
 MAX_DEPTH = 5
 
 

@@ -148,6 +148,8 @@ def _create_fields(call: Call, tx: Tx, names: tuple[str, ...]) -> Doc:
             value = call.string_list(key)
         elif key == "type":
             value = call.choice("type", TASK_TYPES, "training")
+        elif key == "status":
+            value = call.choice("status", tuple(TRANSITIONS), "created")
         elif key == "project":
             _check_project(tx, value)
         elif key == "parent":
@@ -291,8 +293,6 @@ def _edit(call: Call) -> Doc:
         output_dest = fields.pop("output_dest", None)
         if output_dest is not None:
             fields["output"] = {**task.get("output", {}), "destination": output_dest}
-        if "status" in fields and fields["status"] not in TRANSITIONS:
-            raise errors.not_a_choice("status", fields["status"])
         for key in _EMBEDDED & set(fields):
             if isinstance(task.get(key), dict):
                 fields[key] = {**task[key], **fields[key]}
