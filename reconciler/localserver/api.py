@@ -11,13 +11,16 @@ import json
 import logging
 import re
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, request
+from werkzeug.datastructures import MultiDict
 
 from . import errors
 from .auth import API_VERSION, TokenService
 from .endpoints import PUBLIC_ENDPOINTS, Call, Handler, all_endpoints
+from .gate import BodyLimits, Head, Refusal
 from .hooks import ServerStats
 from .store import Store
 
@@ -26,6 +29,7 @@ log = logging.getLogger(__name__)
 _PATH = re.compile(r"^(?:api/)?(?:v(?P<version>\d+\.\d+)/)?(?P<endpoint>[A-Za-z_]+\.[A-Za-z_]+)/?$")
 _ACTUAL_VERSIONS = {"tasks.completed": "2.2", "tasks.add_or_update_artifacts": "2.10"}
 _JSON_LINES = ("application/json-lines", "application/x-ndjson", "application/jsonlines")
+MAX_JSON_DEPTH = 64
 
 
 def envelope(
@@ -53,30 +57,100 @@ def envelope(
     }
 
 
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists/objects deeper than ``limit`` (iterative: no recursion on hostile input)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _loads(text: str) -> Any:
+    """One JSON document, at most :data:`MAX_JSON_DEPTH` deep; anything else is 400/0."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise errors.malformed_request() from None
+    except RecursionError:
+        raise errors.malformed_request(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if _too_deep(value, MAX_JSON_DEPTH):
+        raise errors.malformed_request(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _convert(value: str) -> Any:
+    """A query-string value as the real server reads it: digits are numbers, ``true``/``false`` booleans."""
+    digits = value.replace(".", "", 1)
+    if digits.isascii() and digits.isdigit():
+        return float(value) if "." in value else int(value)
+    if value in ("true", "True", "TRUE"):
+        return True
+    if value in ("false", "False", "FALSE"):
+        return False
+    return value
+
+
+def _merge_args(body: dict[str, Any], args: MultiDict[str, str]) -> None:
+    """Query-string arguments into ``body``, as the real server merges them: ``a.b=1`` nests, ``k[]=`` or a
+    repeated key makes a list. A key that is both a value and a parent is 400/12."""
+    for key, values in args.lists():
+        value = [_convert(v) for v in values] if len(values) > 1 or key.endswith("[]") else _convert(values[0])
+        *parents, leaf = key.rstrip("[]").split(".")
+        target = body
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise errors.validation_error(key, "conflicting query-string arguments")
+        target[leaf] = value
+
+
 def _parse_body(endpoint: str) -> Any:
-    """The JSON body (a list for json-lines); an empty body gives the query arguments; bad JSON is 400/0."""
+    """The call data: the JSON body with the query-string arguments merged in; for ``events.add_batch`` sent as
+    JSON lines, the list of events. Bad JSON is 400/0, as the real server answers it."""
     raw = request.get_data(cache=False)
-    if not raw.strip():
-        return dict(request.args)
     try:
         text = raw.decode("utf-8")
-        if request.mimetype in _JSON_LINES or (endpoint == "events.add_batch" and "\n" in text.strip()):
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except UnicodeDecodeError:
         raise errors.malformed_request() from None
-    if not isinstance(data, dict | list):
-        raise errors.malformed_request()
+    if request.mimetype in _JSON_LINES:
+        if endpoint != "events.add_batch":
+            return {}
+        return [_loads(line) for line in text.splitlines() if line.strip()]
+    data = _loads(text) if text.strip() else {}
+    if not isinstance(data, dict):
+        raise errors.malformed_request("Data should be a dict")
+    _merge_args(data, request.args)
     return data
 
 
-class ApiApp:
-    """Dispatches API calls to the endpoint handlers against one :class:`Store`."""
+def _resolve(path: str) -> tuple[str, str, bool]:
+    """The endpoint name, the requested version and whether the path has the shape of an API call."""
+    match = _PATH.match(path)
+    endpoint = match.group("endpoint") if match else path.strip("/")
+    requested = (match.group("version") if match else None) or API_VERSION
+    return endpoint, requested, match is not None
 
-    def __init__(self, store: Store, tokens: TokenService, stats: ServerStats) -> None:
+
+class ApiApp:
+    """Dispatches API calls to the endpoint handlers against one :class:`Store`.
+
+    :meth:`admit` is the :mod:`gate` policy: before a body is read, a call that needs a token must carry a
+    valid one, and the body must fit the limits (:class:`BodyLimits`): ``public`` for the endpoints anyone may
+    call (``auth.login``, ``debug.ping``...) and for unknown ones, ``api`` for the rest. The application checks
+    the token again itself.
+    """
+
+    def __init__(self, store: Store, tokens: TokenService, stats: ServerStats, limits: BodyLimits) -> None:
         self._store = store
         self._tokens = tokens
         self._stats = stats
+        self._limits = limits
         self._handlers: dict[str, Handler] = all_endpoints()
 
     def wsgi(self) -> Flask:
@@ -86,14 +160,32 @@ class ApiApp:
         app.add_url_rule("/<path:path>", "api", self._serve, methods=methods)
         return app
 
+    def admit(self, head: Head) -> Refusal | None:
+        endpoint, requested, known = _resolve(head.path.removeprefix("/"))
+        public = not known or endpoint not in self._handlers or endpoint in PUBLIC_ENDPOINTS
+        error: errors.ApiError | None = None
+        if not public:
+            try:
+                self._tokens.check_bearer(head.headers.get("AUTHORIZATION"))
+            except errors.ApiError as err:
+                error = err
+        limit = self._limits.public if public else self._limits.api
+        if error is None and head.content_length is None and public:
+            error = errors.ApiError(411, 0, "Length Required (a chunked body needs credentials)")
+        elif error is None and head.content_length is not None and head.content_length > limit:
+            error = errors.body_too_large(head.content_length, limit)
+        if error is None:
+            return None
+        self._stats.count(endpoint)
+        body = json.dumps(envelope(endpoint, requested, {}, error)).encode()
+        return Refusal(error.code, HTTPStatus(error.code).phrase, body)
+
     def _serve(self, path: str) -> Response:
-        match = _PATH.match(path)
-        endpoint = match.group("endpoint") if match else path.strip("/")
-        requested = (match.group("version") if match else None) or API_VERSION
+        endpoint, requested, known = _resolve(path)
         self._stats.count(endpoint)
         parsed: Any = None
         try:
-            data, parsed = self._dispatch(endpoint, requested, known_path=match is not None)
+            data, parsed = self._dispatch(endpoint, requested, known_path=known)
             body = envelope(endpoint, requested, data)
         except errors.ApiError as err:
             if err.code == 404:

@@ -40,12 +40,55 @@ def unknown_endpoint(name: str, version: str) -> ApiError:
     return ApiError(404, 0, f"Unable to find endpoint for name {name} and version {version}")
 
 
-def malformed_request() -> ApiError:
-    return ApiError(400, 0, "The browser (or proxy) sent a request that this server could not understand.")
+def malformed_request(detail: str | None = None) -> ApiError:
+    """400/0, as the real server answers a body it cannot parse (``detail`` replaces the generic text)."""
+    return ApiError(
+        400, 0, detail or "The browser (or proxy) sent a request that this server could not understand."
+    )
+
+
+def body_too_large(size: int, limit: int) -> ApiError:
+    return ApiError(413, 0, f"Request body too large: {size} bytes (the limit is {limit})")
 
 
 def validation_error(field: str, problem: str = "field is required!") -> ApiError:
     return ApiError(400, 12, f"Validation error (error for field '{field}'. {problem})")
+
+
+def wrong_type(field: str, expected: str, value: object) -> ApiError:
+    """400/12 for a field of the wrong JSON type, in the real server's words (a Python tuple repr)."""
+    detail = (f'value is wrong, expected type "{expected}"', value)
+    return ApiError(400, 12, f"Validation error (error for field '{field}': {detail!r}.)")
+
+
+def list_too_short(field: str, value: object) -> ApiError:
+    detail = f"value '{value}' length is lower than allowed minimum '1'."
+    return ApiError(400, 12, f"Validation error (error for field '{field}': {detail}.)")
+
+
+def item_field_required(field: str, item_field: str) -> ApiError:
+    detail = f"(\"error for field '{item_field}'.\", validationerror('field is required!'))"
+    return ApiError(400, 12, f"Validation error (error for field '{field}': {detail}.)")
+
+
+def not_a_choice(field: str, value: object) -> ApiError:
+    return ApiError(400, 12, f"Validation error (error for field '{field}': value '{value}' is not a valid choice..)")
+
+
+def fields_conflict(detail: str) -> ApiError:
+    return ApiError(400, 15, f"Conflicting fields ({detail})")
+
+
+def invalid_field_value(expecting: str, **fields: object) -> ApiError:
+    return ApiError(400, 16, f"Invalid value for fields (expecting {expecting}): " + _fields(**fields))
+
+
+def batch_contains_no_items() -> ApiError:
+    return ApiError(400, 17, "Batch request contains no items")
+
+
+def malformed_regex(problem: str) -> ApiError:
+    return ApiError(400, 21, f"Malformed regular expression: err={problem}, extra_info=None")
 
 
 def data_validation_error(detail: str) -> ApiError:
@@ -53,7 +96,13 @@ def data_validation_error(detail: str) -> ApiError:
 
 
 def invalid_task_id(task_ids: Iterable[str]) -> ApiError:
+    """400/101 of the reading endpoints (``tasks.get_by_id``, ``tasks.archive``...)."""
     return ApiError(400, 101, f"Invalid task id: ids=({', '.join(task_ids)})")
+
+
+def invalid_task_id_for_write(task_id: str, company: str) -> ApiError:
+    """400/101 of the endpoints that change one task (``tasks.edit``, status changes, ``tasks.delete``...)."""
+    return ApiError(400, 101, "Invalid task id: " + _fields(id=task_id, company=company))
 
 
 def invalid_project_id(project_id: str) -> ApiError:
@@ -76,6 +125,10 @@ def invalid_status_for_edit(status: str) -> ApiError:
     return ApiError(400, 110, "Invalid task status: " + _fields(expected="created", status=status))
 
 
+def invalid_status_for_reset(task_id: str, status: str) -> ApiError:
+    return ApiError(400, 110, "Invalid task status: " + _fields(task_id=task_id, status=status))
+
+
 def invalid_status_change(current: str, new: str) -> ApiError:
     return ApiError(
         400,
@@ -91,6 +144,10 @@ def task_cannot_be_deleted(task_id: str, status: str) -> ApiError:
         "Task cannot be deleted (due to status, use force=True): "
         + _fields(task=task_id, expected="created", current=status),
     )
+
+
+def events_not_added(reasons: dict[str, int]) -> ApiError:
+    return ApiError(400, 131, "Events not added: " + ", ".join(f"{k}={v}" for k, v in reasons.items()))
 
 
 def invalid_model_id(model_id: str) -> ApiError:

@@ -7,14 +7,17 @@ Invariants:
 * No path leaves ``root``: ``..`` parts, absolute paths, NUL bytes, backslashes and symlinks out of the root
   are refused with 400. An upload's field name carries one leading ``/`` by the SDK's convention, so only a
   second one makes it absolute.
-* Every request needs a bearer token issued by the API server (the SDK sends it on downloads too).
+* Every request needs a bearer token issued by the API server (the SDK sends it on downloads too), checked
+  before any of its body is read (:meth:`FilesApp.admit`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
+from http import HTTPStatus
 from pathlib import Path
 
 from flask import Flask, Response, jsonify, request, send_file
@@ -22,6 +25,7 @@ from werkzeug.datastructures import FileStorage
 
 from . import errors
 from .auth import TokenService
+from .gate import BodyLimits, Head, Refusal
 from .hooks import FaultInjector, ServerStats
 
 log = logging.getLogger(__name__)
@@ -70,14 +74,35 @@ def _error(status: int, message: str) -> Response:
     return response
 
 
-class FilesApp:
-    """Serves the files under ``root``."""
+def _refusal(status: int, message: str) -> Refusal:
+    return Refusal(status, HTTPStatus(status).phrase, json.dumps({"error": message}).encode())
 
-    def __init__(self, root: Path, tokens: TokenService, stats: ServerStats, faults: FaultInjector) -> None:
+
+class FilesApp:
+    """Serves the files under ``root``.
+
+    :meth:`admit` is the :mod:`gate` policy: every request needs a valid bearer token before its body is read;
+    an upload may carry ``limits.upload`` bytes, any other request ``limits.public``.
+    """
+
+    def __init__(
+        self, root: Path, tokens: TokenService, stats: ServerStats, faults: FaultInjector, limits: BodyLimits
+    ) -> None:
         self._root = root
         self._tokens = tokens
         self._stats = stats
         self._faults = faults
+        self._limits = limits
+
+    def admit(self, head: Head) -> Refusal | None:
+        try:
+            self._tokens.check_bearer(head.headers.get("AUTHORIZATION"))
+        except errors.ApiError as err:
+            return _refusal(401, err.msg)
+        limit = self._limits.upload if head.method == "POST" else self._limits.public
+        if head.content_length is not None and head.content_length > limit:
+            return _refusal(413, f"request body too large: {head.content_length} bytes (the limit is {limit})")
+        return None
 
     def wsgi(self) -> Flask:
         app = Flask("reconciler.localserver.files")

@@ -2,7 +2,8 @@
 
 Nothing here does IO. The semantics follow what the clearml SDK relies on:
 
-* ``project(doc, only_fields)``: an inclusion projection on dotted paths. ``id`` is always kept. A path whose
+* ``project(doc, only_fields)``: an inclusion projection on dotted paths; ``id`` only when asked for (as the real
+  server: ``only_fields: ["status"]`` gives ``{"status": ...}``). A path whose
   parent exists but whose leaf does not yields the parent as an empty dict (``runtime.version`` on
   ``runtime: {}`` gives ``runtime: {}``); a missing top-level key is omitted. Lists of dicts are projected
   element-wise. If every field starts with ``-`` it is an exclusion projection instead.
@@ -90,7 +91,7 @@ def project(doc: Doc, only_fields: Sequence[str] | None) -> Doc:
                 _exclude(excluded, field[1:].split("."))
         return excluded
     included: Doc = {}
-    for field in ["id", *fields]:
+    for field in fields:
         _include(doc, field.lstrip("-").split("."), included)
     return _deep_copy(included)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -13,8 +15,9 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from .api import ApiApp
-from .auth import TokenService, load_credentials
+from .auth import CredentialSource, TokenService
 from .files import FilesApp
+from .gate import DEFAULT_API_BODY, DEFAULT_UPLOAD, BodyLimits, Policy, gated
 from .hooks import FaultInjector, ServerStats
 from .store import Store
 
@@ -23,13 +26,33 @@ logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Canceling N pend
 
 DB_NAME = "server.sqlite3"
 FILES_DIR = "files"
-MAX_BODY_BYTES = 16 * 1024**3  # dataset chunks are at most a few hundred MB by default
+MAX_API_BODY_ENV = "RECONCILE_SERVER_MAX_API_BODY"
+MAX_UPLOAD_ENV = "RECONCILE_SERVER_MAX_UPLOAD"
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str, name: str) -> int:
+    """``"10M"``, ``"16G"``, ``"65536"`` as bytes (binary units, an optional trailing ``B``)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:I?B)?\s*", text.upper())
+    if not match:
+        raise ValueError(f"{name}: not a size ({text!r}; e.g. 10M, 16G or a number of bytes)")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _limit(given: int | None, env: str, default: int) -> int:
+    if given is not None:
+        return given
+    text = os.environ.get(env)
+    return parse_size(text, env) if text else default
 
 
 class _Listener:
-    """One waitress server on its own thread; :meth:`close` stops it from any thread."""
+    """One waitress server on its own thread, refusing requests its ``policy`` refuses before reading their
+    bodies (see :mod:`gate`); :meth:`close` stops it from any thread, started or not."""
 
-    def __init__(self, app: Any, host: str, port: int, threads: int, name: str) -> None:
+    def __init__(
+        self, app: Any, host: str, port: int, threads: int, name: str, *, policy: Policy, max_body: int
+    ) -> None:
         self._server: Any = create_server(
             app,
             host=host,
@@ -38,9 +61,10 @@ class _Listener:
             ident="reconcile",
             channel_timeout=120,
             clear_untrusted_proxy_headers=True,
-            max_request_body_size=MAX_BODY_BYTES,
+            max_request_body_size=max_body + 1,  # waitress refuses a body of exactly its limit
             expose_tracebacks=False,
         )
+        gated(self._server, policy)
         self.port: int = int(self._server.effective_port)
         self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
 
@@ -65,7 +89,8 @@ class _Listener:
         if self._thread.is_alive() or server._map:
             with contextlib.suppress(OSError):
                 wasyncore.close_all(server._map)
-            self._thread.join(timeout)
+            if self._thread.ident is not None:  # never started: nothing to join
+                self._thread.join(timeout)
 
 
 class LocalServer:
@@ -81,6 +106,13 @@ class LocalServer:
 
     After :meth:`start`: ``api_url``, ``files_url``, ``web_url``, ``port``, ``files_port``; :meth:`client_env`
     gives the ``CLEARML_*`` variables pointing any clearml code at this server.
+
+    Hostile input: credentials are checked before a request body is read, and bodies are capped
+    (``max_api_body``, default 10 MiB or ``$RECONCILE_SERVER_MAX_API_BODY``; ``max_upload``, default 16 GiB or
+    ``$RECONCILE_SERVER_MAX_UPLOAD``; 64 KiB for unauthenticated endpoints), see :mod:`.gate`. Rotating the key
+    pair revokes the tokens issued under the old one (see :mod:`.auth`). A data directory whose database or
+    credentials cannot be used makes :meth:`start` raise :class:`DataDirError` (a ``ValueError``) naming the
+    file.
 
     Test hooks:
 
@@ -100,12 +132,18 @@ class LocalServer:
         access_key: str | None = None,
         secret_key: str | None = None,
         threads: int = 8,
+        max_api_body: int | None = None,
+        max_upload: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self._requested_ports = (port, files_port if files_port is not None else (port + 1 if port else 0))
         self._keys = (access_key, secret_key)
         self._threads = threads
+        self.limits = BodyLimits(
+            api=_limit(max_api_body, MAX_API_BODY_ENV, DEFAULT_API_BODY),
+            upload=_limit(max_upload, MAX_UPLOAD_ENV, DEFAULT_UPLOAD),
+        )
         self.stats = ServerStats()
         self.faults = FaultInjector()
         self._store: Store | None = None
@@ -121,22 +159,32 @@ class LocalServer:
         if self._listeners:
             raise RuntimeError("server already started")
         (self.data_dir / FILES_DIR).mkdir(parents=True, exist_ok=True)
-        credentials = load_credentials(self.data_dir, *self._keys)
+        source = CredentialSource(self.data_dir, *self._keys)
+        credentials = source.current()
         self.access_key, self.secret_key = credentials.access_key, credentials.secret_key
-        tokens = TokenService(credentials)
-        files_app = FilesApp(self.data_dir / FILES_DIR, tokens, self.stats, self.faults)
+        tokens = TokenService(source)
+        files_app = FilesApp(self.data_dir / FILES_DIR, tokens, self.stats, self.faults, self.limits)
         files = _Listener(
-            files_app.wsgi(), self.host, self._requested_ports[1], max(2, self._threads // 2), "files"
+            files_app.wsgi(),
+            self.host,
+            self._requested_ports[1],
+            max(2, self._threads // 2),
+            "files",
+            policy=files_app.admit,
+            max_body=self.limits.upload,
         )
         self.files_port = files.port
         try:
             self._store = Store(self.data_dir / DB_NAME, self.files_url)
+            api_app = ApiApp(self._store, tokens, self.stats, self.limits)
             api = _Listener(
-                ApiApp(self._store, tokens, self.stats).wsgi(),
+                api_app.wsgi(),
                 self.host,
                 self._requested_ports[0],
                 self._threads,
                 "api",
+                policy=api_app.admit,
+                max_body=self.limits.api,
             )
         except BaseException:
             files.close()

@@ -165,18 +165,41 @@ class Tx:
         return self._conn.execute("DELETE FROM events WHERE task = ?", (task_id,)).rowcount
 
 
+class DataDirError(ValueError):
+    """A file of the server's data directory cannot be used; the message (one line, for the command line to
+    print) names it and says what to do."""
+
+
+class CorruptDatabase(DataDirError):
+    """``server.sqlite3`` is not a sound SQLite database."""
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """A connection to ``path`` with the schema in place, or :class:`CorruptDatabase`."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise sqlite3.DatabaseError(problems[0] if problems else "integrity check failed")
+        conn.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise CorruptDatabase(
+            f"{path} is not a usable server database ({exc}); move it away to start with an empty server"
+        ) from None
+    return conn
+
+
 class Store:
-    """The SQLite database at ``path``; open until :meth:`close`."""
+    """The SQLite database at ``path``; open until :meth:`close`. A file that is not a sound SQLite database
+    raises :class:`CorruptDatabase` naming it."""
 
     def __init__(self, path: Path, files_url: str) -> None:
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            str(path), isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._conn.executescript(_SCHEMA)
+        self._conn: sqlite3.Connection | None = _open(path)
         self._rebaser = UrlRebaser(files_url)
 
     @contextmanager

@@ -1,16 +1,39 @@
-"""File-tree and raw-HTTP helpers shared by the server tests."""
+"""File-tree and raw-HTTP helpers shared by the server tests, and ``SdkRunner`` of ``tests/conftest.py``.
+
+Test modules take ``SdkRunner`` from here, not with ``from conftest import``: pytest imports every
+``conftest.py`` outside a package under the one module name ``conftest``, so which file that name means
+depends on what was collected last (``tests/server/conftest.py``, ``tests/sources/conftest.py``...).
+"""
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import random
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import requests
 
 from reconciler.localserver import LocalServer
+
+
+def _tests_conftest() -> ModuleType:
+    """``tests/conftest.py`` as a module of its own name (pytest's copy is registered as a plugin only)."""
+    name = "reconcile_tests_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "conftest.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+SdkRunner = _tests_conftest().SdkRunner
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import SdkRunner
-from server_helpers import call, random_bytes, read_tree, token, write_tree
+from server_helpers import SdkRunner, call, random_bytes, read_tree, token, write_tree
 
 pytestmark = pytest.mark.integration
 

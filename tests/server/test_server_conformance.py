@@ -14,10 +14,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import differential
 import pytest
 import requests
-from conftest import SdkRunner
-from server_helpers import random_bytes, write_tree
+from server_helpers import SdkRunner, random_bytes, write_tree
 
 from reconciler.localserver import LocalServer
 
@@ -25,22 +25,9 @@ pytestmark = pytest.mark.integration
 
 RECORDING = Path(__file__).parent / "data" / "real-server-calls.jsonl"
 FIRST_RAW_CASE = 773  # records before this index are SDK flows, from it on raw error cases
-# keys whose children are user data (names chosen by the client), compared as a whole
-OPAQUE = {
-    "configuration",
-    "hyperparams",
-    "runtime",
-    "metric_stats",
-    "last_metrics",
-    "type_data",
-    "display_data",
-    "errors_info",
-    "requirements",
-    "container",
-    "fields",
-    "events",
-    "plots",
-}
+# keys whose children are user data (names chosen by the client), compared as a whole; the SDK flows' "fields"
+# answers carry whole documents
+OPAQUE = differential.OPAQUE | {"fields"}
 MAX_DEPTH = 4
 Shape = dict[str, set[str]]
 
@@ -49,33 +36,8 @@ def _records() -> list[dict[str, Any]]:
     return [json.loads(line) for line in RECORDING.read_text().splitlines() if line.strip()]
 
 
-def _json_type(value: Any) -> str:
-    for kind, name in (
-        (bool, "boolean"),
-        (int | float, "number"),
-        (str, "string"),
-        (list, "array"),
-        (dict, "object"),
-    ):
-        if isinstance(value, kind):
-            return name
-    return "null"
-
-
-def shape(value: Any, path: str = "", out: Shape | None = None, depth: int = 0) -> Shape:
-    """Every key path under ``value`` (``a.b``, ``a[].c``) with the JSON types seen there."""
-    out = {} if out is None else out
-    out.setdefault(path, set()).add(_json_type(value))
-    key = path.rsplit(".", 1)[-1].removesuffix("[]")
-    if depth >= MAX_DEPTH or key in OPAQUE:
-        return out
-    if isinstance(value, dict):
-        for k, v in value.items():
-            shape(v, f"{path}.{k}" if path else k, out, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            shape(item, f"{path}[]", out, depth + 1)
-    return out
+def shape(value: Any) -> Shape:
+    return differential.shape(value, opaque=OPAQUE, max_depth=MAX_DEPTH)
 
 
 def _endpoint_shapes(exchanges: list[dict[str, Any]]) -> dict[str, Shape]:
@@ -92,9 +54,9 @@ def _meta_shape(response: dict[str, Any]) -> dict[str, Any]:
     meta = response["meta"]
     return {
         "top": sorted(response),
-        "meta": {k: _json_type(v) for k, v in meta.items()},
-        "endpoint": {k: _json_type(v) for k, v in meta["endpoint"].items()},
-        "data": _json_type(response["data"]),
+        "meta": {k: differential.json_type(v) for k, v in meta.items()},
+        "endpoint": {k: differential.json_type(v) for k, v in meta["endpoint"].items()},
+        "data": differential.json_type(response["data"]),
     }
 
 

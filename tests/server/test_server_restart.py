@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import SdkRunner
-from server_helpers import call, random_bytes, read_tree, token, write_tree
+from server_helpers import SdkRunner, call, random_bytes, read_tree, token, write_tree
 
 from reconciler.localserver import LocalServer
 

@@ -20,7 +20,9 @@ _UPDATABLE = ("name", "description", "tags", "system_tags", "default_output_dest
 
 
 def _normalize_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
+    if name is not None and not isinstance(name, str):
+        raise errors.wrong_type("name", "str", name)
+    if not name or not name.strip():
         raise errors.validation_error("name")
     parts = [part.strip() for part in name.strip().strip("/").split("/")]
     if not all(parts):
@@ -72,7 +74,7 @@ def _insert_unique(tx: Tx, call: Call, doc: Doc) -> None:
 
 
 def create(call: Call) -> Doc:
-    name = _normalize_name(call.field("name"))
+    name = _normalize_name(call.string("name"))
     with call.store.transaction() as tx:
         if tx.project_by_name(name) is not None:
             raise errors.project_name_exists(name, call.identity.company)
@@ -81,10 +83,10 @@ def create(call: Call) -> Doc:
             call,
             name,
             parent,
-            description=call.field("description"),
+            description=call.string("description"),
             tags=call.string_list("tags"),
             system_tags=call.string_list("system_tags"),
-            default_output_destination=call.field("default_output_destination"),
+            default_output_destination=call.string("default_output_destination"),
         )
         _insert_unique(tx, call, doc)
     return {"id": doc["id"]}
@@ -99,7 +101,7 @@ def _load(tx: Tx, project_id: Any) -> Doc:
 
 def get_by_id(call: Call) -> Doc:
     with call.store.transaction() as tx:
-        return {"project": _load(tx, call.required("project"))}
+        return {"project": _load(tx, call.string("project", required=True))}
 
 
 def _matches(call: Call, doc: Doc, ids: list[str] | None) -> bool:
@@ -108,15 +110,15 @@ def _matches(call: Call, doc: Doc, ids: list[str] | None) -> bool:
     if not ids and not call.flag("search_hidden") and HIDDEN in doc.get("system_tags", []):
         return False
     try:
-        name_ok = query.regex_match(call.field("name"), doc["name"])
+        name_ok = query.regex_match(call.string("name"), doc["name"])
     except re.error as exc:
-        raise errors.validation_error("name", f"invalid regular expression: {exc}") from None
+        raise errors.malformed_regex(str(exc)) from None
     return (
         name_ok
         and query.value_in(call.field("basename"), doc.get("basename"))
         and query.value_in(call.field("parent"), doc.get("parent"))
-        and query.tags_match(call.field("tags"), doc.get("tags"))
-        and query.tags_match(call.field("system_tags"), doc.get("system_tags"))
+        and query.tags_match(call.string_list("tags"), doc.get("tags"))
+        and query.tags_match(call.string_list("system_tags"), doc.get("system_tags"))
     )
 
 
@@ -126,9 +128,9 @@ def get_all(call: Call) -> Doc:
         docs = [d for d in tx.all_projects() if _matches(call, d, ids)]
     for doc in docs:
         doc.pop("path", None)
-    docs = query.sort_docs(docs, call.field("order_by"))
-    docs = query.page(docs, call.field("page"), call.field("page_size"))
-    only = call.field("only_fields")
+    docs = query.sort_docs(docs, call.string_list("order_by"))
+    docs = query.page(docs, call.integer("page"), call.integer("page_size"))
+    only = call.string_list("only_fields")
     return {"projects": [query.project(d, only) for d in docs]}
 
 
@@ -164,7 +166,7 @@ def _rename(tx: Tx, call: Call, doc: Doc, new_name: str) -> None:
 def update(call: Call) -> Doc:
     fields: Doc = {}
     with call.store.transaction() as tx:
-        doc = _load(tx, call.required("project"))
+        doc = _load(tx, call.string("project", required=True))
         for key in _UPDATABLE:
             value = call.field(key)
             if value is None:
@@ -175,6 +177,8 @@ def update(call: Call) -> Doc:
                     _rename(tx, call, doc, value)
             elif key in ("tags", "system_tags"):
                 value = call.string_list(key)
+            else:
+                value = call.string(key)
             fields[key] = value
             doc[key] = value
         if fields:
@@ -187,7 +191,7 @@ def delete(call: Call) -> Doc:
     """Deletes the project subtree. Its tasks: refused unless ``force``; deleted with ``delete_contents``,
     otherwise left without a project."""
     with call.store.transaction() as tx:
-        subtree = _subtree(tx, _load(tx, call.required("project")))
+        subtree = _subtree(tx, _load(tx, call.string("project", required=True)))
         project_ids = [d["id"] for d in subtree]
         tasks = tx.tasks(projects=project_ids)
         if tasks and not (call.flag("force") or call.flag("delete_contents")):

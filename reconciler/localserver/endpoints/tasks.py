@@ -1,14 +1,26 @@
 """``tasks.*``: a task is a JSON document shaped like the real server's (see the recorded traffic).
 
-Rules kept here, as the real clearml-server has them:
+Rules kept here, as clearml-server 2.0.0 has them (``apiserver/bll/task/utils.py``, ``task_operations.py``,
+``hyperparams.py``, ``artifacts.py``, ``services/tasks.py``); ``tests/server/differential.py`` checks them
+against the real server:
 
-* Status machine (:data:`TRANSITIONS`): a status change not listed is refused with 400/110 unless ``force``;
-  asking for the current status again is allowed (``tasks.completed`` twice is fine).
-* Editing (``tasks.edit``, hyper-parameters, configuration, requirements) needs status ``created`` -- or a
-  running development task -- unless ``force``: otherwise 400/110 ``expected=created``.
-* ``tasks.delete`` of a task not in ``created`` needs ``force`` (400/123).
-* Artifacts are upserted by (``key``, ``mode``), each stored exactly as sent (``display_data`` round-trips).
-* Changing only tags does not move ``last_update`` (the SDK orders versions by it).
+* Status machine (:data:`TRANSITIONS`): a status change not listed is refused with 400/110 ``Invalid status
+  change`` unless ``force``; asking for the current status again is allowed (``tasks.completed`` twice is fine).
+  ``tasks.publish`` checks the change to ``published`` unless ``force``; ``tasks.reset`` refuses a published
+  task unless ``force`` and otherwise moves the task to ``created`` with the machine's rule.
+* ``tasks.edit`` needs status ``created`` unless ``force``; with ``force`` any status may be edited.
+  ``tasks.update`` (name, comment, tags, project...) never checks the status.
+* "Updatable" endpoints -- ``edit_hyper_params``/``delete_hyper_params``, ``edit_configuration``/
+  ``delete_configuration`` -- need status ``created``, or ``in_progress`` with ``force``; anything else is
+  400/110 ``expected=created``. Hyper-parameters all in the ``properties`` section (any case) may be changed in
+  every status, and do not move ``last_update``.
+* ``add_or_update_artifacts``/``delete_artifacts`` are always "forced": ``created`` or ``in_progress`` only.
+* ``tasks.delete`` of a task neither ``created`` nor archived needs ``force`` (400/123).
+* Artifacts are upserted by (``key``, ``mode``) and read back sorted by key.
+* Changing only user-settable fields (name, comment, tags, project...) does not move ``last_update`` (the SDK
+  orders versions by it).
+* Every endpoint changing one task answers an unknown id with 400/101 ``id=..., company=...``; reading and
+  archiving endpoints with ``ids=(...)``.
 """
 
 from __future__ import annotations
@@ -20,24 +32,43 @@ from typing import Any
 
 from .. import errors, query
 from ..store import Tx
-from .common import Call, Doc, Handler, load_task, new_id, now, touch
+from .common import Call, Doc, Handler, load_task, load_task_for_write, new_id, now, touch
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "created": frozenset({"queued", "in_progress"}),
-    "queued": frozenset({"created", "in_progress"}),
+    "queued": frozenset({"created", "in_progress", "stopped"}),
     "in_progress": frozenset({"stopped", "failed", "created", "completed"}),
     "stopped": frozenset(
-        {"closed", "created", "failed", "in_progress", "published", "publishing", "completed"}
+        {"closed", "created", "failed", "queued", "in_progress", "published", "publishing", "completed"}
     ),
     "closed": frozenset({"created", "failed", "published", "publishing", "stopped"}),
-    "failed": frozenset({"created", "stopped", "published"}),
+    "failed": frozenset({"created", "stopped", "published", "queued"}),
     "publishing": frozenset({"published"}),
     "published": frozenset(),
     "completed": frozenset({"published", "in_progress", "created"}),
 }
+LOCKED_STATUSES = frozenset({"publishing", "published"})
+TASK_TYPES = (
+    "training",
+    "testing",
+    "inference",
+    "data_processing",
+    "application",
+    "monitor",
+    "controller",
+    "report",
+    "optimizer",
+    "service",
+    "qc",
+    "custom",
+)
 MIN_NAME_LENGTH = 3
+PROPERTIES_SECTION = "properties"
 _TAG_FIELDS = ("tags", "system_tags")
-_EDITABLE = (
+# fields a user may set without it counting as a change of the task's content (no ``last_update``)
+_USER_SET = frozenset({"name", "comment", "created", "project", "tags", "system_tags", "status_message"})
+# fields tasks.create and tasks.edit accept; dict fields are replaced, "embedded" ones merged into the old value
+_CREATE_FIELDS = (
     "name",
     "tags",
     "system_tags",
@@ -45,54 +76,131 @@ _EDITABLE = (
     "comment",
     "parent",
     "project",
+    "models",
+    "container",
     "execution",
     "hyperparams",
     "configuration",
     "script",
     "runtime",
-    "container",
-    "models",
-    "report_assets",
 )
+_DICT_FIELDS = frozenset({"models", "container", "execution", "hyperparams", "configuration", "script", "runtime"})
+_EMBEDDED = frozenset({"execution", "script", "models"})
+_UPDATE_FIELDS = ("name", "tags", "system_tags", "comment", "project")
+_ARTIFACT_FIELDS = ("key", "type", "mode", "uri", "hash", "content_size", "timestamp", "type_data", "display_data")
 _SEARCH_TEXT_FIELDS = ("id", "name", "comment")
 
 
-# ---------------------------------------------------------------- creation and reading
+def _default_execution() -> Doc:
+    return {"test_split": 0, "parameters": {}, "model_desc": {}, "model_labels": {}, "artifacts": []}
+
+
+# ---------------------------------------------------------------- validating fields
 def _validate_name(name: Any) -> str:
     if name is None:
         raise errors.validation_error("name")
-    if not isinstance(name, str) or len(name.strip()) < MIN_NAME_LENGTH:
+    if not isinstance(name, str):
+        raise errors.wrong_type("name", "str", name)
+    if len(name.strip()) < MIN_NAME_LENGTH:
         raise errors.data_validation_error("name=String value is too short")
     return name.strip()
 
 
 def _check_project(tx: Tx, project_id: Any) -> None:
-    if project_id is not None and tx.get_project(project_id) is None:
-        raise errors.invalid_project_id(str(project_id))
+    if project_id is not None and (not isinstance(project_id, str) or tx.get_project(project_id) is None):
+        raise errors.invalid_field_value("Project id", id=project_id, field="project")
 
 
-def _new_task(call: Call) -> Doc:
+def _check_parent(tx: Tx, parent_id: Any) -> None:
+    if parent_id is not None and (not isinstance(parent_id, str) or tx.get_task(parent_id) is None):
+        raise errors.invalid_field_value("Task id", id=parent_id, field="parent")
+
+
+def _artifacts(items: Any, field: str) -> list[Doc]:
+    """Artifacts as sent, validated: known fields only, ``mode`` defaulting to ``output``."""
+    if not isinstance(items, list):
+        raise errors.wrong_type(field, "list", items)
+    result = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise errors.wrong_type(field, "dict", item)
+        for key in ("key", "type"):
+            if not isinstance(item.get(key), str):
+                raise errors.item_field_required(field, key)
+        artifact = {k: item[k] for k in _ARTIFACT_FIELDS if item.get(k) is not None}
+        artifact.setdefault("mode", "output")
+        if artifact["mode"] not in ("input", "output"):
+            raise errors.not_a_choice(f"{field}.mode", artifact["mode"])
+        result.append(artifact)
+    return result
+
+
+def _create_fields(call: Call, tx: Tx, names: tuple[str, ...]) -> Doc:
+    """The fields of ``names`` present in the call, validated as the real server's tasks.create/edit do."""
+    fields: Doc = {}
+    for key in names:
+        value = call.field(key)
+        if value is None:
+            continue
+        if key == "name":
+            value = _validate_name(value)
+        elif key in _TAG_FIELDS:
+            value = call.string_list(key)
+        elif key == "type":
+            value = call.choice("type", TASK_TYPES, "training")
+        elif key == "status":
+            value = call.choice("status", tuple(TRANSITIONS), "created")
+        elif key == "project":
+            _check_project(tx, value)
+        elif key == "parent":
+            _check_parent(tx, value)
+        elif key in _DICT_FIELDS and not isinstance(value, dict):
+            raise errors.invalid_field_value("dict", field=key)
+        elif key == "comment" and not isinstance(value, str):
+            raise errors.wrong_type(key, "str", value)
+        if key == "execution" and "artifacts" in value:
+            value = {**value, "artifacts": _artifacts(value["artifacts"], "execution.artifacts")}
+        if key in ("hyperparams", "configuration") and not all(isinstance(v, dict) for v in value.values()):
+            raise errors.invalid_field_value("dict", field=key)
+        fields[key] = value
+    if call.field("output_dest") is not None:
+        fields["output_dest"] = call.string("output_dest")
+    return fields
+
+
+def _stored(key: str, value: Any) -> Any:
+    """A field's value as stored: artifacts get the ``display_data: []`` the real server's model defaults to
+    (answers echo what was sent)."""
+    if key != "execution" or not isinstance(value.get("artifacts"), list):
+        return value
+    return {**value, "artifacts": [{"display_data": [], **a} for a in value["artifacts"]]}
+
+
+# ---------------------------------------------------------------- creation and reading
+def _new_task(call: Call, tx: Tx) -> Doc:
+    if call.field("name") is None:
+        raise errors.validation_error("name")
+    if call.field("type") is None:
+        raise errors.validation_error("type")
+    if isinstance(call.field("tags"), str) or isinstance(call.field("system_tags"), str):
+        field = "tags" if isinstance(call.field("tags"), str) else "system_tags"
+        raise errors.data_validation_error(f"{field}=Only lists and tuples may be used in a list field")
+    fields = _create_fields(call, tx, _CREATE_FIELDS)
     stamp = now()
     doc: Doc = {
         "id": new_id(),
         "company": call.identity.company,
         "user": call.identity.user,
-        "name": _validate_name(call.field("name")),
-        "type": call.field("type") or "training",
+        "name": fields.pop("name"),
+        "type": fields.pop("type"),
         "status": "created",
-        "comment": call.field("comment") or "",
+        "comment": "",
         "report_assets": [],
         "created": stamp,
         "output": {},
-        "execution": {
-            "test_split": 0,
-            "parameters": {},
-            "model_desc": {},
-            "model_labels": {},
-            "artifacts": [],
-        },
-        "tags": call.string_list("tags") or [],
-        "system_tags": call.string_list("system_tags") or [],
+        "execution": _default_execution(),
+        "tags": [],
+        "system_tags": [],
         "script": {"binary": "python", "repository": "", "entry_point": "", "requirements": {}},
         "last_update": stamp,
         "last_change": stamp,
@@ -107,25 +215,32 @@ def _new_task(call: Call) -> Doc:
         "container": {},
         "last_changed_by": call.identity.user,
     }
-    for key in ("project", "parent", "hyperparams", "configuration", "script", "execution", "container", "runtime"):
-        if call.field(key) is not None:
-            doc[key] = call.field(key)
-    if call.field("output_dest") is not None:
-        doc["output"] = {"destination": call.field("output_dest")}
+    output_dest = fields.pop("output_dest", None)
+    if output_dest is not None:
+        doc["output"] = {"destination": output_dest}
+    for key, value in fields.items():
+        doc[key] = _stored(key, {**doc[key], **value} if key in _EMBEDDED else value)
     return doc
 
 
 def create(call: Call) -> Doc:
-    doc = _new_task(call)
     with call.store.transaction() as tx:
-        _check_project(tx, doc.get("project"))
+        doc = _new_task(call, tx)
         tx.put_task(doc)
     return {"id": doc["id"]}
 
 
+def _for_reading(task: Doc) -> Doc:
+    """The task as the real server returns it: artifacts sorted by key."""
+    execution = task.get("execution")
+    if isinstance(execution, dict) and isinstance(execution.get("artifacts"), list):
+        execution["artifacts"] = sorted(execution["artifacts"], key=lambda a: str(a.get("key", "")))
+    return task
+
+
 def get_by_id(call: Call) -> Doc:
     with call.store.transaction() as tx:
-        return {"task": load_task(tx, call.required("task"))}
+        return {"task": _for_reading(load_task(tx, call.task_id()))}
 
 
 def _text_match(text: Any, doc: Doc) -> bool:
@@ -139,13 +254,13 @@ def _matches(call: Call, doc: Doc, ids: list[str] | None) -> bool:
     if not ids and not call.flag("search_hidden") and "hidden" in doc.get("system_tags", []):
         return False
     try:
-        name_ok = query.regex_match(call.field("name"), doc.get("name"))
+        name_ok = query.regex_match(call.string("name"), doc.get("name"))
     except re.error as exc:
-        raise errors.validation_error("name", f"invalid regular expression: {exc}") from None
+        raise errors.malformed_regex(str(exc)) from None
     return (
         name_ok
         and all(query.value_in(call.field(key), doc.get(key)) for key in ("type", "status", "parent", "user"))
-        and all(query.tags_match(call.field(key), doc.get(key)) for key in _TAG_FIELDS)
+        and all(query.tags_match(call.string_list(key), doc.get(key)) for key in _TAG_FIELDS)
         and _text_match(call.field("search_text"), doc)
     )
 
@@ -155,103 +270,134 @@ def get_all(call: Call) -> Doc:
     projects = call.string_list("project")
     with call.store.transaction() as tx:
         docs = [d for d in tx.tasks(ids=ids, projects=projects) if _matches(call, d, ids)]
-    docs = query.sort_docs(docs, call.field("order_by"))
-    docs = query.page(docs, call.field("page"), call.field("page_size"))
-    only = call.field("only_fields")
-    return {"tasks": [query.project(d, only) for d in docs]}
+    docs = query.sort_docs(docs, call.string_list("order_by"))
+    docs = query.page(docs, call.integer("page"), call.integer("page_size"))
+    only = call.string_list("only_fields")
+    return {"tasks": [query.project(_for_reading(d), only) for d in docs]}
 
 
 # ---------------------------------------------------------------- editing
-def _check_editable(task: Doc, force: bool) -> None:
-    """Raises 400/110 unless ``task`` may be edited (see module docstring)."""
-    status = task.get("status")
-    running_dev = status == "in_progress" and "development" in task.get("system_tags", [])
-    if not (force or status == "created" or running_dev):
-        raise errors.invalid_status_for_edit(str(status))
-
-
-def _edit_fields(call: Call, tx: Tx) -> Doc:
-    fields: Doc = {}
-    for key in _EDITABLE:
-        if call.field(key) is None:
-            continue
-        value = call.string_list(key) if key in _TAG_FIELDS else call.field(key)
-        if key == "name":
-            value = _validate_name(value)
-        elif key == "project":
-            _check_project(tx, value)
-        fields[key] = value
-    return fields
+def _check_updatable(task: Doc, *, force: bool) -> None:
+    """The real server's ``get_task_for_update``: ``created``, or also ``in_progress`` with ``force``."""
+    status = str(task.get("status"))
+    if not (status == "created" or (force and status == "in_progress")):
+        raise errors.invalid_status_for_edit(status)
 
 
 def _edit(call: Call) -> Doc:
     with call.store.transaction() as tx:
-        task = load_task(tx, call.required("task"))
-        _check_editable(task, call.flag("force"))
-        fields = _edit_fields(call, tx)
-        if call.field("output_dest") is not None:
-            fields["output"] = {**task.get("output", {}), "destination": call.field("output_dest")}
+        task = load_task_for_write(tx, call)
+        if not call.flag("force") and task.get("status") != "created":
+            raise errors.invalid_status_for_edit(str(task.get("status")))
+        fields = _create_fields(call, tx, (*_CREATE_FIELDS, "status"))
+        output_dest = fields.pop("output_dest", None)
+        if output_dest is not None:
+            fields["output"] = {**task.get("output", {}), "destination": output_dest}
+        for key in _EMBEDDED & set(fields):
+            if isinstance(task.get(key), dict):
+                fields[key] = {**task[key], **fields[key]}
         if not fields:
             return {"updated": 0, "fields": {}}
-        task.update(fields)
-        fields.update(touch(task, call, update=not set(fields) <= set(_TAG_FIELDS)))
+        task.update({key: _stored(key, value) for key, value in fields.items()})
+        fields.update(touch(task, call, update=not set(fields) <= _USER_SET))
         tx.put_task(task)
     return {"updated": 1, "fields": fields}
 
 
-def _update_task(call: Call, mutate: Callable[[Doc], Doc], *, check_status: bool = True) -> Doc:
-    """Loads the task, checks it is editable, applies ``mutate`` (which returns the response) and saves."""
+def update(call: Call) -> Doc:
+    """``tasks.update``: user-settable fields only, in any status."""
     with call.store.transaction() as tx:
-        task = load_task(tx, call.required("task"))
-        if check_status:
-            _check_editable(task, call.flag("force"))
+        task = load_task_for_write(tx, call)
+        fields = _create_fields(call, tx, _UPDATE_FIELDS)
+        if not fields:
+            return {"updated": 0, "fields": {}}
+        task.update(fields)
+        fields.update(touch(task, call, update=False))
+        tx.put_task(task)
+    return {"updated": 1, "fields": fields}
+
+
+def _update_task(
+    call: Call,
+    mutate: Callable[[Doc], Doc],
+    *,
+    force: bool | None = None,
+    any_status: bool = False,
+    last_update: bool = True,
+) -> Doc:
+    """Loads the task, checks it is updatable unless ``any_status`` (``force`` defaults to the call's), applies
+    ``mutate`` (which returns the response) and saves."""
+    with call.store.transaction() as tx:
+        task = load_task_for_write(tx, call)
+        if not any_status:
+            _check_updatable(task, force=call.flag("force") if force is None else force)
         result = mutate(task)
-        touch(task, call)
+        touch(task, call, update=last_update)
         tx.put_task(task)
     return result
 
 
+def _properties_only(items: list[Doc]) -> bool:
+    """Lower-cases the ``properties`` section in place; True if every item is in it (as the real server)."""
+    for item in items:
+        if str(item.get("section", "")).lower() == PROPERTIES_SECTION:
+            item["section"] = PROPERTIES_SECTION
+    return all(item.get("section") == PROPERTIES_SECTION for item in items)
+
+
 def edit_hyper_params(call: Call) -> Doc:
-    params = call.field("hyperparams") or []
-    replace = call.field("replace_hyperparams") or "none"
+    params = call.items("hyperparams", required=("section", "name", "value"), min_length=1)
+    replace = call.choice("replace_hyperparams", ("none", "section", "all"), "none")
+    properties_only = _properties_only(params)
 
     def mutate(task: Doc) -> Doc:
         sections: Doc = {} if replace == "all" else task.setdefault("hyperparams", {})
         replaced: set[str] = set()
         for item in params:
-            section = item.get("section", "")
+            section = item["section"]
             if replace == "section" and section not in replaced:
                 sections[section], replaced = {}, replaced | {section}
-            sections.setdefault(section, {})[item.get("name", "")] = dict(item)
+            sections.setdefault(section, {})[item["name"]] = {
+                k: item[k] for k in ("section", "name", "value", "type", "description") if item.get(k) is not None
+            }
         task["hyperparams"] = sections
         return {"updated": 1}
 
-    return _update_task(call, mutate)
+    return _update_task(call, mutate, any_status=properties_only, last_update=not properties_only)
 
 
 def delete_hyper_params(call: Call) -> Doc:
-    def mutate(task: Doc) -> Doc:
-        deleted = 0
-        sections = task.setdefault("hyperparams", {})
-        for item in call.field("hyperparams") or []:
-            section, name = item.get("section", ""), item.get("name")
-            if name is None:
-                deleted += len(sections.pop(section, {}))
-            elif name in sections.get(section, {}):
-                del sections[section][name]
-                deleted += 1
-        return {"deleted": deleted}
+    params = call.items("hyperparams", required=("section",), min_length=1)
+    properties_only = _properties_only(params)
+    whole_sections = {item["section"] for item in params if not item.get("name")}
+    if any(item.get("name") and item["section"] in whole_sections for item in params):
+        raise errors.fields_conflict(
+            "Cannot delete section field if the whole section was scheduled for deletion"
+        )
 
-    return _update_task(call, mutate)
+    def mutate(task: Doc) -> Doc:
+        sections = task.setdefault("hyperparams", {})
+        for item in params:
+            section, name = item["section"], item.get("name")
+            if not name:
+                sections.pop(section, None)
+            elif isinstance(sections.get(section), dict):
+                sections[section].pop(name, None)
+        return {"deleted": 1}
+
+    return _update_task(call, mutate, any_status=properties_only, last_update=not properties_only)
 
 
 def edit_configuration(call: Call) -> Doc:
-    items = call.field("configuration") or []
+    items = call.items("configuration", required=("name", "value"), min_length=1)
+    replace = call.flag("replace_configuration")
 
     def mutate(task: Doc) -> Doc:
-        config: Doc = {} if call.flag("replace_configuration") else task.setdefault("configuration", {})
+        config: Doc = {} if replace else task.setdefault("configuration", {})
         for item in items:
-            config[item.get("name", "")] = dict(item)
+            config[item["name"]] = {
+                k: item[k] for k in ("name", "value", "type", "description") if item.get(k) is not None
+            }
         task["configuration"] = config
         return {"updated": 1}
 
@@ -259,28 +405,40 @@ def edit_configuration(call: Call) -> Doc:
 
 
 def delete_configuration(call: Call) -> Doc:
+    names = call.string_list("configuration")
+    if names is None:
+        raise errors.validation_error("configuration")
+    if not names:
+        raise errors.list_too_short("configuration", names)
+
     def mutate(task: Doc) -> Doc:
         config = task.setdefault("configuration", {})
-        names = [n for n in call.field("configuration") or [] if n in config]
         for name in names:
-            del config[name]
-        return {"deleted": len(names)}
+            config.pop(name, None)
+        return {"deleted": 1}
 
     return _update_task(call, mutate)
 
 
 def set_requirements(call: Call) -> Doc:
-    def mutate(task: Doc) -> Doc:
-        script = task.setdefault("script", {})
-        script["requirements"] = call.field("requirements") or {}
-        return {"updated": 1, "fields": {"script": script}}
+    requirements = call.mapping("requirements") or {}
 
-    return _update_task(call, mutate)
+    def mutate(task: Doc) -> Doc:
+        task.setdefault("script", {})["requirements"] = requirements
+        return {"updated": 1, "fields": {}}
+
+    return _update_task(call, mutate, any_status=True)
 
 
 def _many(call: Call) -> list[Doc]:
+    """The tasks named by ``tasks``; 400/101 naming those that do not exist."""
+    ids = call.string_list("tasks") or []
     with call.store.transaction() as tx:
-        return tx.tasks(ids=call.string_list("tasks") or [])
+        found = tx.tasks(ids=ids) if ids else []
+    missing = sorted(set(ids) - {t["id"] for t in found})
+    if missing:
+        raise errors.invalid_task_id(missing)
+    return found
 
 
 def get_hyper_params(call: Call) -> Doc:
@@ -288,7 +446,10 @@ def get_hyper_params(call: Call) -> Doc:
         "params": [
             {
                 "task": t["id"],
-                "hyperparams": [p for s in t.get("hyperparams", {}).values() for p in s.values()],
+                "hyperparams": sorted(
+                    (p for s in t.get("hyperparams", {}).values() for p in s.values()),
+                    key=lambda p: (str(p.get("section", "")), str(p.get("name", ""))),
+                ),
             }
             for t in _many(call)
         ]
@@ -296,13 +457,15 @@ def get_hyper_params(call: Call) -> Doc:
 
 
 def get_configurations(call: Call) -> Doc:
-    names = call.field("names")
+    names = call.string_list("names")
     return {
         "configurations": [
             {
                 "task": t["id"],
                 "configuration": [
-                    c for n, c in t.get("configuration", {}).items() if not names or n in names
+                    c
+                    for n, c in sorted(t.get("configuration", {}).items())
+                    if not names or n in names
                 ],
             }
             for t in _many(call)
@@ -320,153 +483,188 @@ def get_configuration_names(call: Call) -> Doc:
 
 # ---------------------------------------------------------------- artifacts
 def _artifact_key(artifact: Doc) -> tuple[str, str]:
-    return artifact.get("key", ""), artifact.get("mode") or "output"
+    return str(artifact.get("key", "")), str(artifact.get("mode") or "output")
 
 
 def add_or_update_artifacts(call: Call) -> Doc:
-    new = [dict(a, mode=a.get("mode") or "output") for a in call.field("artifacts") or []]
-    for artifact in new:
-        if not artifact.get("key"):
-            raise errors.validation_error("artifacts.key")
+    if call.field("artifacts") is None:
+        raise errors.validation_error("artifacts")
+    new = [{"display_data": [], **a} for a in _artifacts(call.field("artifacts"), "artifacts")]
+    if not new:
+        raise errors.list_too_short("artifacts", [])
 
     def mutate(task: Doc) -> Doc:
-        execution = task.setdefault("execution", {})
+        execution = task.setdefault("execution", _default_execution())
         by_key = {_artifact_key(a): a for a in execution.get("artifacts", [])}
         by_key.update({_artifact_key(a): a for a in new})
         execution["artifacts"] = list(by_key.values())
         return {"updated": 1}
 
-    return _update_task(call, mutate, check_status=False)
+    return _update_task(call, mutate, force=True)
 
 
 def delete_artifacts(call: Call) -> Doc:
-    doomed = {_artifact_key(a) for a in call.field("artifacts") or []}
+    doomed = {_artifact_key(a) for a in call.items("artifacts", required=("key",), min_length=1)}
 
     def mutate(task: Doc) -> Doc:
-        execution = task.setdefault("execution", {})
-        before = execution.get("artifacts", [])
-        execution["artifacts"] = [a for a in before if _artifact_key(a) not in doomed]
-        return {"deleted": len(before) - len(execution["artifacts"])}
+        execution = task.setdefault("execution", _default_execution())
+        execution["artifacts"] = [a for a in execution.get("artifacts", []) if _artifact_key(a) not in doomed]
+        return {"deleted": 1}
 
-    return _update_task(call, mutate, check_status=False)
+    return _update_task(call, mutate, force=True)
 
 
 # ---------------------------------------------------------------- status machine
-def _status_change(call: Call, new_status: str, extra: Callable[[Doc, str], Doc] | None = None) -> Doc:
-    """Moves the task to ``new_status`` if :data:`TRANSITIONS` (or ``force``) allows; returns the set
-    fields."""
-    with call.store.transaction() as tx:
-        task = load_task(tx, call.required("task"))
-        return _apply_status(call, tx, task, new_status, extra)
-
-
-def _apply_status(
-    call: Call, tx: Tx, task: Doc, new_status: str, extra: Callable[[Doc, str], Doc] | None
+def _change_status(
+    call: Call,
+    tx: Tx,
+    task: Doc,
+    new_status: str,
+    *,
+    force: bool,
+    extra: Doc | None = None,
+    reason: str | None = None,
+    message: str | None = None,
 ) -> Doc:
-    current = task.get("status", "created")
-    if not call.flag("force") and new_status != current and new_status not in TRANSITIONS.get(current, ()):
+    """The real server's ``ChangeStatusRequest``: validates the transition (unless ``force``), sets the status
+    fields and ``extra``, saves and returns the response (``updated`` and the set ``fields``)."""
+    current = str(task.get("status", "created"))
+    if not force and new_status != current and new_status not in TRANSITIONS.get(current, ()):
         raise errors.invalid_status_change(current, new_status)
     stamp = now()
     fields: Doc = {
         "status": new_status,
-        "status_reason": call.field("status_reason") or "",
-        "status_message": call.field("status_message") or "",
+        "status_reason": (call.string("status_reason") or "") if reason is None else reason,
+        "status_message": (call.string("status_message") or "") if message is None else message,
         "status_changed": stamp,
         "last_update": stamp,
         "last_change": stamp,
         "last_changed_by": call.identity.user,
+        **(extra or {}),
     }
-    if extra is not None:
-        fields.update(extra(task, stamp))
     task.update(fields)
     tx.put_task(task)
-    return fields
+    return {"updated": 1, "fields": fields}
 
 
-def _finished_fields(task: Doc, stamp: str) -> Doc:
-    """``completed`` and ``active_duration`` (whole seconds since ``started``) of a task that stops
-    running."""
-    fields: Doc = {"completed": stamp}
-    if task.get("started"):
-        elapsed = datetime.fromisoformat(stamp) - datetime.fromisoformat(task["started"])
-        fields["active_duration"] = max(0, int(elapsed.total_seconds()))
-    return fields
+def _set_status(call: Call, new_status: str, extra: Callable[[Doc], Doc] | None = None) -> Doc:
+    with call.store.transaction() as tx:
+        task = load_task_for_write(tx, call)
+        return _change_status(
+            call, tx, task, new_status, force=call.flag("force"), extra=extra(task) if extra else None
+        )
 
 
 def started(call: Call) -> Doc:
-    fields = _status_change(call, "in_progress", lambda t, s: {} if t.get("started") else {"started": s})
-    return {"fields": fields, "started": 1, "updated": 1}
-
-
-def completed(call: Call) -> Doc:
-    with call.store.transaction() as tx:
-        task = load_task(tx, call.required("task"))
-        fields = _apply_status(call, tx, task, "completed", _finished_fields)
-        if call.flag("publish"):
-            fields = _apply_status(call, tx, task, "published", _published_fields)
-    return {"fields": fields, "published": int(call.flag("publish")), "updated": 1}
-
-
-def _published_fields(task: Doc, stamp: str) -> Doc:
-    return {"published": stamp, "output": task.get("output", {})}
-
-
-def publish(call: Call) -> Doc:
-    return {"fields": _status_change(call, "published", _published_fields), "updated": 1}
+    result = _set_status(call, "in_progress", lambda t: {} if t.get("started") else {"started": now()})
+    return {**result, "started": result["updated"]}
 
 
 def stopped(call: Call) -> Doc:
-    return {"fields": _status_change(call, "stopped", _finished_fields), "updated": 1}
+    return _set_status(call, "stopped", lambda t: {"completed": now()})
 
 
 def failed(call: Call) -> Doc:
-    return {"fields": _status_change(call, "failed"), "updated": 1}
+    return _set_status(call, "failed")
 
 
 def close(call: Call) -> Doc:
-    return {"fields": _status_change(call, "closed"), "updated": 1}
+    return _set_status(call, "closed")
 
 
-def _reset_fields(task: Doc, stamp: str) -> Doc:
-    for key in ("started", "completed", "published", "active_duration"):
+def _publish(call: Call, tx: Tx, task: Doc, *, force: bool) -> Doc:
+    current = str(task.get("status"))
+    if not force and "published" not in TRANSITIONS.get(current, ()):
+        raise errors.invalid_status_change(current, "published")
+    task["status"] = "publishing"
+    return _change_status(
+        call, tx, task, "published", force=force, extra={"published": now(), "output": task.get("output", {})}
+    )
+
+
+def completed(call: Call) -> Doc:
+    force = call.flag("force")
+    with call.store.transaction() as tx:
+        task = load_task_for_write(tx, call)
+        result = _change_status(call, tx, task, "completed", force=force, extra={"completed": now()})
+        published = 0
+        if call.flag("publish"):
+            published = _publish(call, tx, task, force=force)["updated"]
+            result["fields"]["status"] = task["status"]
+    return {**result, "published": published}
+
+
+def publish(call: Call) -> Doc:
+    with call.store.transaction() as tx:
+        return _publish(call, tx, load_task_for_write(tx, call), force=call.flag("force"))
+
+
+def _reset_task(task: Doc, *, clear_all: bool) -> None:
+    """What ``tasks.reset`` clears besides the status (none of it is in the answer's ``fields``)."""
+    for key in ("started", "completed", "published", "active_duration", "enqueue_status", "last_worker"):
         task.pop(key, None)
-    execution = dict(task.get("execution", {}))
+    task.update(last_iteration=0, last_metrics={}, unique_metrics=[], metric_stats={}, runtime={})
+    task.setdefault("models", {})["output"] = []
+    for key in ("result", "error"):
+        task.get("output", {}).pop(key, None)
+    if clear_all:
+        task["execution"] = _default_execution()
+        task.pop("script", None)
+        return
+    execution = task.setdefault("execution", _default_execution())
+    execution.pop("queue", None)
     execution["artifacts"] = [a for a in execution.get("artifacts", []) if a.get("mode") == "input"]
-    return {
-        "execution": execution,
-        "runtime": {},
-        "last_metrics": {},
-        "last_iteration": 0,
-        "metric_stats": {},
-    }
 
 
 def reset(call: Call) -> Doc:
+    force = call.flag("force")
     with call.store.transaction() as tx:
-        task = load_task(tx, call.required("task"))
-        fields = _apply_status(call, tx, task, "created", _reset_fields)
+        task = load_task_for_write(tx, call)
+        if not force and task.get("status") == "published":
+            raise errors.invalid_status_for_reset(task["id"], "published")
+        current = str(task.get("status"))
+        if not force and current != "created" and "created" not in TRANSITIONS.get(current, ()):
+            raise errors.invalid_status_change(current, "created")
+        _reset_task(task, clear_all=call.flag("clear_all"))
+        result = _change_status(call, tx, task, "created", force=True, reason="reset", message="reset")
         tx.delete_events(task["id"])
-    return {
-        "updated": 1,
-        "fields": fields,
-        "dequeued": {},
-        "deleted_models": 0,
-        "urls": {"model_urls": [], "event_urls": [], "artifact_urls": []},
-    }
+    return {**result, "dequeued": {}, "events": {}, "deleted_models": 0, "urls": {}}
+
+
+def record_activity(task: Doc, user: str, *, iteration: int | None = None) -> None:
+    """What reporting to a task (``tasks.ping``, events) changes, as the real server's ``set_last_update``:
+    the change stamps, ``active_duration`` (whole seconds since ``started``) of a running task, and the
+    highest reported iteration."""
+    stamp = now()
+    task.update(last_update=stamp, last_change=stamp, last_changed_by=user)
+    last = task.get("last_iteration")
+    if iteration is not None and (not isinstance(last, int) or iteration > last):
+        task["last_iteration"] = iteration
+    if task.get("status") == "in_progress" and isinstance(task.get("started"), str):
+        try:
+            elapsed = datetime.fromisoformat(stamp) - datetime.fromisoformat(task["started"])
+        except (ValueError, TypeError):  # a "started" set by a client, not by this server
+            return
+        task["active_duration"] = max(0, int(elapsed.total_seconds()))
 
 
 def ping(call: Call) -> Doc:
+    """Marks the task alive; an unknown id changes nothing (the real server does not check it)."""
     with call.store.transaction() as tx:
-        load_task(tx, call.required("task"))
+        task = tx.get_task(call.task_id())
+        if task is not None:
+            record_activity(task, call.identity.user)
+            tx.put_task(task)
     return {}
 
 
 # ---------------------------------------------------------------- deletion and archiving
 def delete(call: Call) -> Doc:
     with call.store.transaction() as tx:
-        task = load_task(tx, call.required("task"))
-        if task.get("status") != "created" and not call.flag("force"):
-            raise errors.task_cannot_be_deleted(task["id"], str(task.get("status")))
+        task = load_task_for_write(tx, call)
+        status = str(task.get("status"))
+        if status != "created" and "archived" not in task.get("system_tags", []) and not call.flag("force"):
+            raise errors.task_cannot_be_deleted(task["id"], status)
         children = [t for t in tx.tasks() if t.get("parent") == task["id"]]
         for child in children:
             child.pop("parent")
@@ -481,24 +679,52 @@ def delete(call: Call) -> Doc:
     }
 
 
-def _set_archived(call: Call, archived: bool) -> int:
-    count = 0
-    with call.store.transaction() as tx:
-        for task in tx.tasks(ids=call.string_list("tasks") or []):
-            tags = [t for t in task.get("system_tags", []) if t != "archived"]
-            task["system_tags"] = [*tags, "archived"] if archived else tags
-            touch(task, call, update=False)
-            tx.put_task(task)
-            count += 1
-    return count
+def _set_archived(call: Call, task: Doc, archived: bool) -> None:
+    tags = [t for t in task.get("system_tags", []) if t != "archived"]
+    task["system_tags"] = [*tags, "archived"] if archived else tags
+    task["status_message"] = call.string("status_message") or ""
+    task["status_reason"] = call.string("status_reason") or ""
+    touch(task, call, update=False)
 
 
 def archive(call: Call) -> Doc:
-    return {"archived": _set_archived(call, True)}
+    tasks = _many(call)
+    with call.store.transaction() as tx:
+        for task in tasks:
+            _set_archived(call, task, True)
+            tx.put_task(task)
+    return {"archived": len(tasks)}
 
 
-def unarchive(call: Call) -> Doc:
-    return {"unarchived": _set_archived(call, False)}
+def _batch(call: Call, key: str, archived: bool) -> Doc:
+    """``tasks.archive_many``/``unarchive_many``: per-id results; unknown ids fail alone, as the real server."""
+    ids = call.string_list("ids")
+    if ids is None:
+        raise errors.validation_error("ids")
+    if not ids:
+        raise errors.list_too_short("ids", ids)
+    succeeded, failed = [], []
+    with call.store.transaction() as tx:
+        for task_id in ids:
+            task = tx.get_task(task_id)
+            if task is None:
+                err = errors.invalid_task_id_for_write(task_id, call.identity.company)
+                data = {"id": task_id, "company": call.identity.company}
+                error = {"codes": [err.code, err.subcode], "msg": err.msg, "data": data}
+                failed.append({"id": task_id, "error": error})
+                continue
+            _set_archived(call, task, archived)
+            tx.put_task(task)
+            succeeded.append({"id": task_id, key: True})
+    return {"succeeded": succeeded, "failed": failed}
+
+
+def archive_many(call: Call) -> Doc:
+    return _batch(call, "archived", True)
+
+
+def unarchive_many(call: Call) -> Doc:
+    return _batch(call, "unarchived", False)
 
 
 ENDPOINTS: dict[str, Handler] = {
@@ -507,7 +733,7 @@ ENDPOINTS: dict[str, Handler] = {
     "tasks.get_all": get_all,
     "tasks.get_all_ex": get_all,
     "tasks.edit": _edit,
-    "tasks.update": _edit,
+    "tasks.update": update,
     "tasks.edit_hyper_params": edit_hyper_params,
     "tasks.delete_hyper_params": delete_hyper_params,
     "tasks.get_hyper_params": get_hyper_params,
@@ -528,5 +754,6 @@ ENDPOINTS: dict[str, Handler] = {
     "tasks.ping": ping,
     "tasks.delete": delete,
     "tasks.archive": archive,
-    "tasks.unarchive": unarchive,
+    "tasks.archive_many": archive_many,
+    "tasks.unarchive_many": unarchive_many,
 }
