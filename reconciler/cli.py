@@ -442,6 +442,48 @@ def init(directory: Path, project: str, name: str) -> None:
         click.echo(line)
 
 
+@cli.command("import")
+@click.argument("targets", nargs=-1, required=True, metavar="PROJECT[/NAME]|ID...")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("manifests"),
+              show_default=True, help="Folder to write the manifests into (one file per dataset).")
+@click.option("--dry-run", is_flag=True, help="Print the manifests instead of writing them.")
+@click.pass_context
+def import_(ctx: click.Context, targets: tuple[str, ...], out_dir: Path, dry_run: bool) -> None:
+    """Write manifests for datasets already on the server: each version adopted as it is (pinned by id).
+
+    'reconcile plan' right after shows no changes; new versions declared on top upload only their delta.
+    """
+    import tempfile
+
+    from .importer import gather, manifest_path, render_manifest, resolve_targets
+    from .manifest import load_manifests
+    from .sources import default_cache_dir
+
+    with _connect(ctx) as conn:
+        reader = conn.backend.reader
+        items = gather(reader, resolve_targets(reader, targets), default_cache_dir())
+        source = reader.api_host
+    files = {manifest_path(out_dir, item.key): render_manifest(item, source) for item in items}
+    with tempfile.TemporaryDirectory(prefix="reconcile-import-") as tmp:  # what we write must load cleanly
+        for i, text in enumerate(files.values()):
+            (Path(tmp) / f"{i}.yaml").write_text(text)
+        load_manifests([Path(tmp)])
+    if dry_run:
+        click.echo("\n---\n".join(f"# file: {path}\n{text}" for path, text in files.items()), nl=False)
+        return
+    existing = [str(p) for p in files if p.exists()]
+    if existing:
+        raise ReconcileError(f"{existing[0]} exists and is not overwritten; move it away or choose another --out"
+                             + (f" ({len(existing) - 1} more)" if len(existing) > 1 else ""))
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        click.echo(f"wrote {path}")
+    versions = sum(len(i.versions) for i in items)
+    click.echo(f"Imported {_plural(len(items), 'dataset')}, {_plural(versions, 'version')}; "
+               f"'reconcile plan {out_dir}' should show no changes.")
+
+
 # --- diff ----------------------------------------------------------------------------------------------------
 
 
