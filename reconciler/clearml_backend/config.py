@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..diagnostics import ReconcileError
+from ..diagnostics import ReconcileError, SourceSpan
 
 ENV_API = "CLEARML_API_HOST"
 ENV_FILES = "CLEARML_FILES_HOST"
@@ -69,14 +69,14 @@ def read_config_file(path: Path) -> Mapping[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ReconcileError(f"{path}: error: cannot read the ClearML configuration: {err}") from None
+        raise ReconcileError(f"cannot read the ClearML configuration: {err}", SourceSpan(str(path))) from None
     try:
         tree = ConfigFactory.parse_string(text, resolve=True)
     except ParseBaseException as err:
-        raise ReconcileError(f"{path}:{err.lineno}:{err.col}: error: invalid ClearML configuration "
-                             f"({err.msg})") from None
+        raise ReconcileError(f"invalid ClearML configuration ({err.msg})",
+                             SourceSpan(str(path), err.lineno, err.col)) from None
     except (ConfigException, ValueError, TypeError, KeyError) as err:
-        raise ReconcileError(f"{path}: error: invalid ClearML configuration ({err})") from None
+        raise ReconcileError(f"invalid ClearML configuration ({err})", SourceSpan(str(path))) from None
     return tree.as_plain_ordered_dict() if hasattr(tree, "as_plain_ordered_dict") else dict(tree)
 
 
