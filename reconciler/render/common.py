@@ -44,8 +44,14 @@ class VersionBlock:
     lines: tuple[Line, ...]
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the right number: "1 file", "2 files", "0 files"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def summary_line(s: PlanSummary) -> str:
-    return f"Plan: {s.create} to create, {s.update} to update, {s.archive} to archive, {s.conflicts} conflicts."
+    return (f"Plan: {s.create} to create, {s.update} to update, {s.archive} to archive, "
+            f"{counted(s.conflicts, 'conflict')}.")
 
 
 def _short(value: Any) -> str:
@@ -88,7 +94,7 @@ def action_line(action: Action, file_limit: int | None) -> Line:
         case CreateVersion(parent=p):
             return Line("+", "create version" + (f" on top of {p}" if p else " (no parent)"))
         case ResumeVersion(version_id=i, pending_files=n):
-            return Line("~", f"resume draft {i}" + (f" ({n} files never uploaded)" if n else ""))
+            return Line("~", f"resume draft {i}" + (f" ({counted(n, 'file')} never uploaded)" if n else ""))
         case SyncFiles():
             n_mod = len(action.modified)
             n_add = len(action.upload) - n_mod + len(action.add_links)
@@ -96,7 +102,7 @@ def action_line(action: Action, file_limit: int | None) -> Line:
             return Line(
                 "~",
                 f"files: {n_add} to add, {n_mod} to modify, {n_rem} to remove; upload "
-                f"{human_size(action.upload_bytes)} (version total {action.file_count} files, "
+                f"{human_size(action.upload_bytes)} (version total {counted(action.file_count, 'file')}, "
                 f"{human_size(action.total_size)})",
                 sync_lines(action, file_limit),
             )
@@ -104,8 +110,8 @@ def action_line(action: Action, file_limit: int | None) -> Line:
             return Line("+", "finalize")
         case SetStatistics(before_digest=b, after_digest=a):
             was = f"stored ones describe content {b[:12]}" if b else "none stored"
-            return Line("~", f"statistics: compute for content {a[:12]} ({len(action.files) + len(action.links)} "
-                             f"files; {was})")
+            n_files = counted(len(action.files) + len(action.links), "file")
+            return Line("~", f"statistics: compute for content {a[:12]} ({n_files}; {was})")
         case SetDescription(before=b, after=a):
             return Line("~", f"description: {json.dumps(b)} -> {json.dumps(a)}")
         case SetMetadata(before=b, after=a):
