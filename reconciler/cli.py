@@ -1,22 +1,30 @@
 """The ``reconcile`` command line: parse -> build -> call -> render -> exit code.
 
-The only module that writes to stdout. Exit codes: 0 success / no changes, 1 error, 2 changes present.
-Only :class:`ReconcileError` is caught and printed as one line per diagnostic; ``--debug`` shows tracebacks.
+The only module that writes to stdout. Exit codes are a contract (see :data:`EXIT_CODES_HELP`): 0 success or
+nothing to change, 1 any error (usage errors included), 2 only "changes present" (``plan --detailed-exitcode``)
+or "different" (``diff``). :class:`ReconcileError` and click's usage errors are printed as one line each;
+``--debug`` shows tracebacks. Everything printed from user data is escaped (:mod:`reconciler.escape`).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, escape
 from .diagnostics import ReconcileError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+EXIT_CODES_HELP = """\b
+Exit codes (every command):
+  0  success: nothing to change, or the changes were applied
+  1  any error: usage, manifests, server, conflicts, apply not confirmed
+  2  only "changes present" (plan --detailed-exitcode) or "different" (diff)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +47,86 @@ def _fail(err: ReconcileError, debug: bool) -> None:
 EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
+class UsageFailure(click.ClickException):
+    """A usage error (unknown option, missing argument, bad value): one line, exit 1 (2 means "changes")."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, err: click.ClickException) -> None:
+        super().__init__(err.format_message())
+        self.ctx: click.Context | None = getattr(err, "ctx", None)
+        self.help_only = type(err).__name__ == "NoArgsIsHelpError"  # bare 'reconcile': the help, then exit 1
+
+    def show(self, file: Any = None) -> None:
+        if self.help_only:
+            click.echo(self.message, err=True)
+            return
+        message = self.message.rstrip()
+        if not message.endswith((".", "?", "!")):
+            message += "."
+        hint = f" Try '{self.ctx.command_path} --help'." if self.ctx is not None else ""
+        click.echo(escape.text(f"error: {message}{hint}"), err=True)
+
+
+def _set_global(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A global option given after the command name: it counts as if it had been given before it."""
+    opts = ctx.find_object(GlobalOptions)
+    if opts is None or value is None or value is False or param.name is None:
+        return value
+    new = replace(opts, **{param.name: value})
+    here: click.Context | None = ctx
+    while here is not None:
+        if here.obj is opts:
+            here.obj = new
+        here = here.parent
+    return value
+
+
+_GLOBAL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("--local", {"is_flag": True,
+                 "help": "Run against an embedded ClearML-compatible server in ./.reconcile/."}),
+    ("--data-dir", {"type": click.Path(file_okay=False, path_type=Path), "default": None,
+                    "help": "Data directory of the embedded server (default: ./.reconcile)."}),
+    ("--debug", {"is_flag": True, "help": "Show tracebacks."}),
+    ("--timeout", {"type": click.FloatRange(1, None), "default": 120.0, "show_default": True,
+                   "envvar": "RECONCILE_TIMEOUT",
+                   "help": "Longest wait, in seconds, for one server call or upload, retries included."}),
+)
+
+
+def _global_options(*, after_command: bool) -> list[click.Parameter]:
+    """The options every command accepts before its name and, as users type them, after it too."""
+    if after_command:  # no defaults or environment here: only what is typed after the name may override
+        return [click.Option([decl], expose_value=False, callback=_set_global,
+                             **{k: v for k, v in attrs.items() if k not in ("default", "show_default", "envvar")})
+                for decl, attrs in _GLOBAL_OPTIONS]
+    return [click.Option([decl], **attrs) for decl, attrs in _GLOBAL_OPTIONS]
+
+
+class ReconcileCommand(click.Command):
+    """A subcommand: also accepts the global options, all of them or those named by ``global_options``, except
+    where it has an option of the same name."""
+
+    def __init__(self, *args: Any, global_options: tuple[str, ...] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        taken = {opt for p in self.params for opt in p.opts}
+        self.params += [p for p in _global_options(after_command=True)
+                        if not taken & set(p.opts) and (global_options is None or p.opts[0] in global_options)]
+
+
 class ReconcileGroup(click.Group):
-    """Turns the project's own errors into one-line messages and exit code 1 (130/143 after SIGINT/SIGTERM)."""
+    """Turns the project's own errors into one-line messages and exit code 1, usage errors included."""
+
+    command_class = ReconcileCommand
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except UsageFailure:
+            raise
+        except click.ClickException as err:
+            raise UsageFailure(err) from err
 
     def invoke(self, ctx: click.Context) -> Any:
         from .clearml_backend import Interrupted
@@ -53,6 +139,10 @@ class ReconcileGroup(click.Group):
         except ReconcileError as err:
             opts = ctx.find_object(GlobalOptions)
             _fail(err, bool(opts and opts.debug))
+        except UsageFailure:
+            raise
+        except click.ClickException as err:
+            raise UsageFailure(err) from err
         except KeyboardInterrupt:
             _stopped("interrupted", 130)
 
@@ -67,25 +157,19 @@ def _stopped(message: str, code: int) -> None:
     os._exit(code)
 
 
-@click.group(cls=ReconcileGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--local", is_flag=True, help="Run against an embedded ClearML-compatible server in ./.reconcile/.")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Data directory of the embedded server (default: ./.reconcile).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-@click.option("--timeout", type=click.FloatRange(1, None), default=120.0, show_default=True, envvar="RECONCILE_TIMEOUT",
-              help="Longest wait, in seconds, for one server call or upload, retries included (env RECONCILE_TIMEOUT).")
+@click.group(cls=ReconcileGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             params=_global_options(after_command=False), epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="reconcile")
 @click.pass_context
 def cli(ctx: click.Context, local: bool, data_dir: Path | None, debug: bool, timeout: float) -> None:
-    """Declarative reconciler for ClearML Datasets."""
+    """Declarative reconciler for ClearML Datasets.
+
+    The global options (--local, --data-dir, --debug, --timeout) may also follow the command name.
+    """
     ctx.obj = GlobalOptions(local=local, debug=debug, data_dir=data_dir, timeout=timeout)
 
 
-@cli.command()
+@cli.command(global_options=("--debug",))
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".reconcile"),
               show_default=True, help="Where the server keeps its database and files.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
@@ -105,8 +189,8 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
         srv.start()
     except (OSError, ValueError) as err:
         raise ReconcileError(f"cannot start the server: {err}") from err
-    click.echo(f"# ClearML-compatible server on {srv.api_url}, files on {srv.files_url} "
-               f"(data in {data_dir.resolve()})", err=True)
+    click.echo(escape.text(f"# ClearML-compatible server on {srv.api_url}, files on {srv.files_url} "
+                           f"(data in {data_dir.resolve()})"), err=True)
     click.echo("# paste these lines to point any ClearML code at it:", err=True)
     for name, value in srv.client_env().items():
         click.echo(f"export {name}={value}")
@@ -141,7 +225,10 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
         click.echo(json.dumps({"valid": True, "datasets": len(state.datasets), "versions": n_versions,
                                "diagnostics": []}, indent=2))
     else:
-        click.echo(f"ok: {len(state.datasets)} datasets, {n_versions} versions")
+        from .render.common import counted
+
+        click.echo(f"ok: {counted(len(state.datasets), 'dataset')}, {counted(n_versions, 'version')}")
+
 
 def _workers_default() -> int:
     import os
@@ -171,7 +258,7 @@ def _connect(ctx: click.Context):  # type: ignore[no-untyped-def]
     policy = WaitPolicy(deadline=opts.timeout, read_timeout=min(60.0, opts.timeout),
                         connect_timeout=min(10.0, opts.timeout))
     return connect(ConnectOptions(local=opts.local, data_dir=opts.data_dir, policy=policy, cancel=cancel),
-                   lambda m: click.echo(m, err=True))
+                   lambda m: click.echo(escape.text(m), err=True))
 
 
 def _stop_on_signals(cancel: object) -> None:
@@ -228,11 +315,11 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
     if fmt == "json":
         click.echo(json.dumps(plan_to_json(plan), indent=2, sort_keys=True))
     elif fmt == "markdown":
-        full = render_markdown(plan, max_chars=10**12)
+        full = render_markdown(plan, max_chars=10**12, file_limit=limit)
         if len(full) > MAX_COMMENT_CHARS and out is None:
             out = Path("reconcile-plan.json")
             out.write_text(json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\n")
-        click.echo(render_markdown(plan, full_plan_path=str(out) if out else None))
+        click.echo(render_markdown(plan, full_plan_path=str(out) if out else None, file_limit=limit))
     else:
         click.echo(render_human(plan, color=_color(sys.stdout), file_limit=limit), nl=False)
 
@@ -242,9 +329,10 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also save the plan as JSON, for 'reconcile apply PLAN.json'.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when there are none.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when there are changes, 0 when there are none (without it: 0 either way).")
 @click.option("--show-files", default="20", show_default=True, metavar="N|all",
-              help="Files listed per version in text output.")
+              help="Files listed per version in text and markdown output.")
 @click.option("--check-storage", is_flag=True,
               help="Also check that every data chunk of the finalized versions is still in storage.")
 @click.option("--drift-only", is_flag=True,
@@ -258,10 +346,17 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
          show_files: str, check_storage: bool, drift_only: bool, targets: tuple[str, ...], prune: bool,
          prune_scope: tuple[str, ...], workers: int) -> None:
-    """Show what apply would change (a dry run). Exit 0: no changes, 1: error or conflicts, 2: changes."""
+    """Show what apply would change (a dry run).
+
+    \b
+    Exit codes: 0 success (changes or not), 1 error or conflicts;
+    with --detailed-exitcode: 0 no changes, 2 changes present, 1 error.
+    With --drift-only --detailed-exitcode: 0 no drift, 2 drift present, 1 error.
+    """
     from .engine import Run
     from .manifest import load_manifests
     from .plan import PlanOptions
+    from .render.common import counted
 
     if show_files != "all" and not show_files.isdigit():
         raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
@@ -281,12 +376,13 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
         return
     _print_plan(the_plan, fmt, out, show_files)
     if the_plan.conflicts:
-        raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: see the plan above")
+        raise ReconcileError(f"{counted(len(the_plan.conflicts), 'conflict')}: see the plan above")
     if detailed_exitcode and the_plan.has_changes:
         sys.exit(EXIT_CHANGES)
 
 
 def _confirm(auto_approve: bool) -> None:
+    """Ask on a terminal before a live apply; unattended, only --auto-approve lets it go on."""
     if auto_approve:
         return
     if not (_is_tty(sys.stdin) and _is_tty(sys.stdout)):
@@ -297,6 +393,12 @@ def _confirm(auto_approve: bool) -> None:
     answer = sys.stdin.readline()
     if answer.strip() != "yes":
         raise ReconcileError("apply cancelled")
+
+
+def _counted(n: int, noun: str) -> str:
+    from .render.common import counted
+
+    return counted(n, noun)
 
 
 def _lock_owner() -> str:
@@ -313,7 +415,8 @@ def _lock_owner() -> str:
 
 @cli.command()
 @click.argument("target", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation (required when unattended).")
+@click.option("--auto-approve", is_flag=True,
+              help="Do not ask for confirmation (required when unattended; a saved plan never asks).")
 @click.option("--lock-timeout", type=float, default=0.0, show_default=True,
               help="Seconds to wait for another apply to release the server lock.")
 @click.option("--lock-ttl", type=click.FloatRange(3, None), default=120.0, show_default=True,
@@ -325,9 +428,14 @@ def _lock_owner() -> str:
 @_workers_option
 @click.pass_context
 def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock_timeout: float, lock_ttl: float,
-          show_files: str,
-          targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], workers: int) -> None:
-    """Make the server match the manifests (or execute a plan saved with 'plan --out')."""
+          show_files: str, targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], workers: int) -> None:
+    """Make the server match the manifests (or execute a plan saved with 'plan --out').
+
+    Applying manifests asks for confirmation on a terminal and needs --auto-approve when unattended. A saved
+    plan was the review: it is applied without asking, and refused if the server changed since it was made.
+    Exit 0: applied or nothing to do; 1: error, conflicts or not confirmed; 130/143: stopped by SIGINT/SIGTERM
+    (the lock is released; the next apply resumes).
+    """
     import json
 
     from .apply import ApplyOptions
@@ -336,6 +444,7 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     from .manifest import load_manifests
     from .plan import PlanOptions, human_size
     from .render import plan_from_json
+    from .render.common import counted
     from .sources import forget_hashes
 
     saved = None
@@ -359,15 +468,16 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
             options=ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr), forget_hashes=forget_hashes),
             lock_owner=_lock_owner(), lock_wait=lock_timeout, lock_ttl=lock_ttl,
             show=lambda p: _print_plan(p, "text", None, show_files),
-            confirm=lambda _p: _confirm(auto_approve),
-            report=lambda line: click.echo(line, file=real_stdout),
-            notice=lambda line: click.echo(line, err=True),
+            confirm=lambda _p: None if saved is not None else _confirm(auto_approve),
+            report=lambda line: click.echo(escape.text(line), file=real_stdout),
+            notice=lambda line: click.echo(escape.text(line), err=True),
         )
     if result is None:
         return
     click.echo(
-        f"Apply complete! {result.actions} actions, {len(result.created)} versions created, "
-        f"{result.uploaded_files} files uploaded ({human_size(result.uploaded_bytes)}) in {result.seconds:.1f}s."
+        f"Apply complete! {counted(result.actions, 'action')}, {counted(len(result.created), 'version')} created, "
+        f"{counted(result.uploaded_files, 'file')} uploaded ({human_size(result.uploaded_bytes)}) in "
+        f"{result.seconds:.1f}s."
     )
 
 
@@ -384,7 +494,7 @@ def unlock(ctx: click.Context) -> None:
         if info is None:
             click.echo("No lock is held.")
             return
-        click.echo(f"Released the lock ({info.describe(time.time())}).")
+        click.echo(escape.text(f"Released the lock ({info.describe(time.time())})."))
 
 
 @cli.command()
@@ -416,18 +526,14 @@ def drafts(ctx: click.Context, paths: tuple[Path, ...], projects: tuple[str, ...
         for d in found:
             click.echo(f"  {d.key}  id {d.id}  status {d.status}  last update {d.last_update or '?'}")
         if not discard:
-            click.echo(f"{_plural(len(found), 'draft')}; 'reconcile apply' resumes them, "
+            click.echo(f"{_counted(len(found), 'draft')}; 'reconcile apply' resumes them, "
                        "'reconcile drafts --discard' deletes them.")
             return
         if not auto_approve:
             _confirm(False)
         n = discard_drafts(conn.backend, found, lock_owner=_lock_owner(), lock_wait=lock_timeout,
                            report=click.echo, notice=lambda m: click.echo(m, err=True))
-        click.echo(f"Discarded {_plural(n, 'draft')}.")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+        click.echo(f"Discarded {_counted(n, 'draft')}.")
 
 
 @cli.command()
@@ -480,7 +586,7 @@ def import_(ctx: click.Context, targets: tuple[str, ...], out_dir: Path, dry_run
         path.write_text(text)
         click.echo(f"wrote {path}")
     versions = sum(len(i.versions) for i in items)
-    click.echo(f"Imported {_plural(len(items), 'dataset')}, {_plural(versions, 'version')}; "
+    click.echo(f"Imported {_counted(len(items), 'dataset')}, {_counted(versions, 'version')}; "
                f"'reconcile plan {out_dir}' should show no changes.")
 
 
@@ -518,7 +624,7 @@ def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, 
     text = render_report(report, fmt)
     if out is not None:
         out.write_text(text)
-        click.echo(f"wrote {out}", err=True)
+        click.echo(escape.text(f"wrote {out}"), err=True)
     else:
         click.echo(text, nl=False)
     sys.exit(EXIT_OK if report.identical else EXIT_CHANGES)

@@ -2,13 +2,17 @@
 
 Every error a user can cause is a :class:`ReconcileError` carrying one or more :class:`Diagnostic`, each
 rendered on one line as ``file:line:col: error: message`` (the location is omitted when there is none).
-The CLI catches only this type; anything else is a bug and shows a traceback.
+That line is escaped (:func:`reconciler.escape.text`): a file name or value quoted in a message cannot break
+it into several lines or carry terminal escapes. The CLI catches only this type; anything else is a bug and
+shows a traceback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from .escape import text
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -38,8 +42,8 @@ class Diagnostic:
 
     def __str__(self) -> str:
         if self.span is None:
-            return f"{self.severity}: {self.message}"
-        return f"{self.span}: {self.severity}: {self.message}"
+            return text(f"{self.severity}: {self.message}")
+        return text(f"{self.span}: {self.severity}: {self.message}")
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -216,7 +216,8 @@ def apply(
             the_plan, observed, contents = run.plan(), run.observed(), run.contents()
         show(the_plan)
         if the_plan.conflicts:
-            raise ReconcileError(f"{len(the_plan.conflicts)} conflicts: nothing was applied")
+            n = len(the_plan.conflicts)
+            raise ReconcileError(f"{n} conflict{'' if n == 1 else 's'}: nothing was applied")
         if not the_plan.has_changes:
             return None
         confirm(the_plan)

@@ -48,7 +48,7 @@ def test_init_writes_a_commented_starter_that_validates(tmp_path: Path):
     text = manifest.read_text(encoding="utf-8")
     assert sum(line.lstrip().startswith("#") for line in text.splitlines()) >= 20  # it explains itself
     checked = reconcile(tmp_path, "validate", "manifests")
-    assert checked.returncode == 0 and checked.stdout.strip() == "ok: 1 datasets, 1 versions", checked.stderr
+    assert checked.returncode == 0 and checked.stdout.strip() == "ok: 1 dataset, 1 version", checked.stderr
 
     document = yaml.safe_load(text)
     assert document["project"] == "datasets" and document["name"] == "my_dataset"

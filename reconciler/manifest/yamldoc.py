@@ -5,6 +5,11 @@ JSON-like values by :class:`_Converter`: no YAML tag outside the JSON set is eve
 ``!!python/object`` and friends are diagnostics, never objects. Each document keeps a map from a JSON path
 (the keys and indexes leading to a value) to the value's line and column, and one for mapping keys, so any
 later check can point at the exact place.
+
+Hostile input is bounded before it can cost much: a file is read only up to :data:`MAX_MANIFEST_BYTES` (a
+larger one is refused without reading the rest and before any parsing), nesting deeper than
+:data:`MAX_DEPTH` is refused by the composer as it reaches that depth (before the recursive composition or
+conversion could exhaust the stack), and :data:`MAX_NODES` bounds alias expansion.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from ..diagnostics import Diagnostic, SourceSpan
@@ -30,6 +37,8 @@ _STD = "tag:yaml.org,2002:"
 _MAP, _SEQ, _MERGE, _TIMESTAMP = _STD + "map", _STD + "seq", _STD + "merge", _STD + "timestamp"
 _SCALAR_TAGS = frozenset(_STD + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
 MAX_NODES = 200_000  # per document, after alias expansion; stops alias bombs
+MAX_MANIFEST_BYTES = 1 << 20  # per file: 1 MiB of YAML takes ruamel about 20 s to compose
+MAX_DEPTH = 64  # levels of nested values, the document itself being level 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +133,11 @@ def read_documents(mf: ManifestFile) -> tuple[list[Document], list[Diagnostic]]:
     """
     diags: list[Diagnostic] = []
     try:
-        text = mf.path.read_bytes().decode("utf-8-sig")
+        with open(mf.path, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            return [], [_too_large(mf, raw)]
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         before = err.object[: err.start]
         line, col = before.count(b"\n") + 1, err.start - (before.rfind(b"\n") + 1) + 1
@@ -137,18 +150,61 @@ def read_documents(mf: ManifestFile) -> tuple[list[Document], list[Diagnostic]]:
         return [], [Diagnostic(f"cannot read: {err.strerror or err}", SourceSpan(mf.display))]
     docs: list[Document] = []
     count = 0
+    yaml = YAML(typ="rt")
+    yaml.Composer = _DepthLimitedComposer
     try:
-        for index, node in enumerate(YAML(typ="rt").compose_all(io.StringIO(text))):
+        for index, node in enumerate(yaml.compose_all(io.StringIO(text))):
             count += 1
             doc, problems = _convert_document(mf, index, node)
             diags.extend(problems)
             if doc is not None and not problems:
                 docs.append(doc)
+    except _TooDeep as err:
+        diags.append(Diagnostic(_TOO_DEEP, SourceSpan(mf.display, err.line + 1, err.column + 1)))
     except YAMLError as err:
         diags.append(_syntax_diagnostic(mf, err))
     if count == 0 and not diags:
         diags.append(Diagnostic("no YAML documents in this file", SourceSpan(mf.display, 1, 1)))
     return docs, diags
+
+
+def _too_large(mf: ManifestFile, head: bytes) -> Diagnostic:
+    """The file is over the size limit: located where the limit is crossed (only that much has been read)."""
+    before = head[:MAX_MANIFEST_BYTES]
+    line, col = before.count(b"\n") + 1, MAX_MANIFEST_BYTES - before.rfind(b"\n")
+    return Diagnostic(
+        f"manifest larger than {MAX_MANIFEST_BYTES // (1 << 20)} MiB, the limit per file: split it into several files",
+        SourceSpan(mf.display, line, col),
+    )
+
+
+_TOO_DEEP = f"values nested more than {MAX_DEPTH} levels deep"
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int, column: int) -> None:
+        super().__init__(_TOO_DEEP)
+        self.line, self.column = line, column
+
+
+class _DepthLimitedComposer(Composer):
+    """ruamel's composer, refusing a node nested deeper than :data:`MAX_DEPTH` before composing it."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self._levels = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.parser.check_event(AliasEvent):
+            return super().compose_node(parent, index)
+        if self._levels >= MAX_DEPTH:
+            mark = self.parser.peek_event().start_mark
+            raise _TooDeep(mark.line, mark.column)
+        self._levels += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._levels -= 1
 
 
 def _syntax_diagnostic(mf: ManifestFile, err: YAMLError) -> Diagnostic:
@@ -199,6 +255,8 @@ class _Converter:
         self.doc = doc
         self.diags: list[Diagnostic] = []
         self.nodes = 0
+        self.depth = 0
+        self.too_deep = False
         self.active: set[int] = set()
         self.scalar = YAML(typ="safe", pure=True).constructor
 
@@ -215,11 +273,18 @@ class _Converter:
         if id(node) in self.active:
             self.problem("recursive alias: a value contains itself", node)
             return None
+        if self.depth >= MAX_DEPTH:  # aliases can nest a deep value inside another one
+            if not self.too_deep:
+                self.problem(f"{_TOO_DEEP} (after expanding aliases)", node)
+                self.too_deep = True
+            return None
         self.active.add(id(node))
+        self.depth += 1
         try:
             return self._convert(node, path)
         finally:
             self.active.discard(id(node))
+            self.depth -= 1
 
     def _convert(self, node: Node, path: JsonPath) -> Any:
         tag = str(node.tag)

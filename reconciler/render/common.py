@@ -43,10 +43,15 @@ class VersionBlock:
     lines: tuple[Line, ...]
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the right number: "1 file", "2 files", "0 files"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def summary_line(s: PlanSummary) -> str:
     restore = f"{s.restore} to restore, " if s.restore else ""
     return (f"Plan: {s.create} to create, {restore}{s.update} to update, {s.archive} to archive, "
-            f"{s.conflicts} conflicts.")
+            f"{counted(s.conflicts, 'conflict')}.")
 
 
 def _short(value: Any) -> str:
@@ -103,7 +108,7 @@ def action_line(action: Action, file_limit: int | None) -> Line:
             return Line(
                 "~",
                 f"files: {n_add} to add, {n_mod} to modify, {n_rem} to remove; upload "
-                f"{human_size(action.upload_bytes)} (version total {action.file_count} files, "
+                f"{human_size(action.upload_bytes)} (version total {counted(action.file_count, 'file')}, "
                 f"{human_size(action.total_size)})",
                 sync_lines(action, file_limit),
             )

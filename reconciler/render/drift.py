@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from .. import escape
 from ..plan import PLAN_FORMAT_VERSION, Plan
 from .common import drift_lines
 from .jsonplan import plan_to_json
@@ -23,13 +24,13 @@ def render_drift(plan: Plan, fmt: str) -> str:
         out = ["### Dataset drift", "", f"**{len(lines)} drifted** (changed on the server since the last apply; "
                "the next apply puts the manifests back)", ""]
         for where, what, detail in lines:
-            out.append(f"- `{where}`: {what}")
-            out += [f"  - `{sign} {text}`" for sign, text in detail]
+            out.append(f"- {escape.code_span(where)}: {escape.markdown(what)}")
+            out += [f"  - {escape.code_span(f'{sign} {text}')}" for sign, text in detail]
         return "\n".join(out) + "\n"
     if not lines:
         return NO_DRIFT + "\n"
     out = ["Drift (changed on the server since the last apply; the next apply puts the manifests back):"]
     for where, what, detail in lines:
-        out.append(f"  ! {where}: {what}")
-        out += [f"      {sign} {text}" for sign, text in detail]
+        out.append(escape.text(f"  ! {where}: {what}"))
+        out += [escape.text(f"      {sign} {text}") for sign, text in detail]
     return "\n".join(out) + "\n"

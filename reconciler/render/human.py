@@ -1,7 +1,12 @@
-"""Terraform-like text: ``+`` create, ``~`` update, ``-`` archive, ``!`` conflict; colour only when asked."""
+"""Terraform-like text: ``+`` create, ``~`` update, ``-`` archive, ``!`` conflict; colour only when asked.
+
+Every line is escaped (:func:`reconciler.escape.text`) before it is coloured: user data cannot move the cursor,
+colour the output or start a line of its own.
+"""
 
 from __future__ import annotations
 
+from .. import escape
 from ..plan import Plan
 from .common import alias_lines, drift_lines, summary_line, version_blocks
 
@@ -11,6 +16,7 @@ _RESET = "\x1b[0m"
 
 def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20) -> str:
     def paint(sign: str, text: str) -> str:
+        text = escape.text(text)
         if color and sign in _COLORS:
             return f"{_COLORS[sign]}{text}{_RESET}"
         return text
@@ -21,7 +27,7 @@ def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20
         out.append("The reconciler will perform the following actions:")
         out.append("")
     for b in blocks:
-        out.append(f"  # {b.version} will be {b.verb}")
+        out.append(escape.text(f"  # {b.version} will be {b.verb}"))
         out.append(paint(b.sign, f"  {b.sign} version {b.version}"))
         for line in b.lines:
             out.append(paint(line.sign, f"      {line.sign} {line.text}"))
@@ -50,7 +56,7 @@ def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20
                     out.append(paint(sign, f"      {sign} {p} ({label})"))
                 if len(paths) > len(shown):
                     out.append(f"        ... and {len(paths) - len(shown)} more {label}")
-            out.append(f"      hint: {c.hint}")
+            out.append(escape.text(f"      hint: {c.hint}"))
         out.append("")
     reported = [u for u in plan.unmanaged if not any(a.version == u.version for a in plan.actions)]
     if reported:
@@ -60,8 +66,8 @@ def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20
             out.append(paint("?", f"  ? {u.version} (id {u.version_id}{why})"))
         out.append("")
     if plan.prune:
-        out.append(f"Prune scope: {', '.join(plan.projects)} (versions this tool made there that no manifest "
-                   "names are archived)")
+        out.append(escape.text(f"Prune scope: {', '.join(plan.projects)} (versions this tool made there that no "
+                               "manifest names are archived)"))
     if not plan.actions and not plan.conflicts:
         out.append("No changes. The datasets match the manifests.")
     out.append(summary_line(plan.summary()))

@@ -1,9 +1,14 @@
-"""Markdown for a pull-request comment; stays under ``max_chars`` (GitHub's limit is 65,536)."""
+"""Markdown for a pull-request comment; stays under ``max_chars`` (GitHub's limit is 65,536).
+
+User data is escaped for where it lands (:mod:`reconciler.escape`): HTML in ``<summary>``, text inside the
+``diff`` code fences (no line of user data can close a fence), code spans and inert markdown in the tables.
+"""
 
 from __future__ import annotations
 
+from .. import escape
 from ..plan import Plan, human_size
-from .common import alias_lines, drift_lines, summary_line, version_blocks
+from .common import alias_lines, counted, drift_lines, summary_line, version_blocks
 
 MAX_COMMENT_CHARS = 65_000
 
@@ -11,62 +16,80 @@ MAX_COMMENT_CHARS = 65_000
 def _section(plan: Plan, file_limit: int | None) -> list[str]:
     out: list[str] = []
     for b in version_blocks(plan, file_limit):
-        out.append(f"<details><summary><code>{b.sign} {b.version}</code> will be {b.verb}</summary>")
+        out.append(f"<details><summary><code>{escape.html(f'{b.sign} {b.version}')}</code> will be {b.verb}"
+                   "</summary>")
         out.append("")
         out.append("```diff")
         for line in b.lines:
-            out.append(f"{line.sign} {line.text}".replace("~ ", "! ", 1) if line.sign == "~" else
-                       f"{line.sign} {line.text}")
+            shown = "!" if line.sign == "~" else line.sign
+            out.append(escape.text(f"{shown} {line.text}"))
             for sign, text in line.detail:
                 shown = "!" if sign == "~" else sign
-                out.append(f"{shown}     {text}")
+                out.append(escape.text(f"{shown}     {text}"))
         out.append("```")
         out.append("</details>")
         out.append("")
     return out
 
 
-def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan_path: str | None = None) -> str:
+def _conflicts(plan: Plan, file_limit: int | None) -> list[str]:
+    if not plan.conflicts:
+        return []
+    out = ["#### :warning: Conflicts", "", "| version | problem | files | what to do |", "|---|---|---|---|"]
+    for c in plan.conflicts:
+        paths = c.modified + c.added + c.removed
+        shown = paths if file_limit is None else paths[:file_limit]
+        files = ", ".join(escape.code_span(p, table=True) for p in shown)
+        more = len(paths) - len(shown)
+        if more > 0:
+            files += (" and " if files else "") + f"{more} more"
+        out.append(f"| {escape.code_span(c.version, table=True)} | {escape.markdown(c.reason)} | {files} | "
+                   f"{escape.markdown(c.hint)} |")
+    out.append("")
+    return out
+
+
+def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan_path: str | None = None,
+                    file_limit: int | None = 20) -> str:
+    """The plan as markdown listing up to ``file_limit`` files per version (None: all of them).
+
+    When the result would exceed ``max_chars``, file lists are shortened (5, then none), then whole versions
+    are left out, with a note pointing at ``full_plan_path``.
+    """
     s = plan.summary()
     head = [
         "### Dataset plan",
         "",
-        f"**{summary_line(s)}**" + (f" Upload: {s.upload_files} files, {human_size(s.upload_bytes)}."
+        f"**{summary_line(s)}**" + (f" Upload: {counted(s.upload_files, 'file')}, {human_size(s.upload_bytes)}."
                                     if s.upload_files else ""),
         "",
     ]
-    tail: list[str] = []
+    unmanaged: list[str] = []
     if plan.aliases:
-        tail += ["#### Aliases", ""] + [f"- `{line}`" for line in alias_lines(plan)] + [""]
+        unmanaged += ["#### Aliases", ""] + [f"- {escape.code_span(line)}" for line in alias_lines(plan)] + [""]
     if plan.drift:
-        tail += ["#### :mag: Drift (changed on the server since the last apply)", ""]
+        unmanaged += ["#### :mag: Drift (changed on the server since the last apply)", ""]
         for where, what, detail in drift_lines(plan):
-            tail.append(f"- `{where}`: {what}")
-            tail += [f"  - `{sign} {text}`" for sign, text in detail]
-        tail.append("")
+            unmanaged.append(f"- {escape.code_span(where)}: {escape.markdown(what)}")
+            unmanaged += [f"  - {escape.code_span(f'{sign} {text}')}" for sign, text in detail]
+        unmanaged.append("")
     if plan.prune:
-        tail += [f"Prune scope: {', '.join(f'`{p}`' for p in plan.projects)}", ""]
-    if plan.conflicts:
-        tail += ["#### :warning: Conflicts", "", "| version | problem | files | what to do |", "|---|---|---|---|"]
-        for c in plan.conflicts:
-            files = ", ".join(f"`{p}`" for p in (c.modified + c.added + c.removed)[:10])
-            more = len(c.modified + c.added + c.removed) - 10
-            files += f" and {more} more" if more > 0 else ""
-            tail.append(f"| `{c.version}` | {c.reason} | {files} | {c.hint} |")
-        tail.append("")
+        unmanaged += ["Prune scope: " + ", ".join(escape.code_span(p) for p in plan.projects), ""]
     reported = [u for u in plan.unmanaged if not any(a.version == u.version for a in plan.actions)]
     if reported:
-        tail += ["#### On the server but in no manifest", ""]
-        tail += [f"- `{u.version}` (id `{u.version_id}`){' — ' + u.reason if u.reason else ''}" for u in reported]
-        tail.append("")
+        unmanaged += ["#### On the server but in no manifest", ""]
+        unmanaged += [f"- {escape.code_span(u.version)} (id {escape.code_span(u.version_id)})"
+                      + (f" — {escape.markdown(u.reason)}" if u.reason else "") for u in reported]
+        unmanaged.append("")
     if not plan.actions and not plan.conflicts:
         head += ["No changes. The datasets match the manifests.", ""]
 
-    for limit in (20, 5, 0):
-        body = _section(plan, limit)
-        text = "\n".join(head + body + tail)
+    limits = [file_limit] + [n for n in (5, 0) if file_limit is None or n < file_limit]
+    for limit in limits:
+        tail = _conflicts(plan, limit) + unmanaged
+        text = "\n".join(head + _section(plan, limit) + tail)
         if len(text) <= max_chars:
-            if limit != 20:
+            if limit != file_limit:
                 text += _trim_note(full_plan_path, "file lists shortened")
             return text
     note = _trim_note(full_plan_path, "plan trimmed")
@@ -85,5 +108,6 @@ def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan
 
 
 def _trim_note(path: str | None, what: str) -> str:
-    where = f" The full plan is in `{path}`." if path else " Run `reconcile plan` locally for the full plan."
+    where = (f" The full plan is in {escape.code_span(path)}." if path
+             else " Run `reconcile plan` locally for the full plan.")
     return f"\n> **Note:** {what} to fit a comment.{where}\n"

@@ -9,6 +9,7 @@ from typing import Any
 from ..plan import human_size
 from ..properties import PropertyChange
 from ..report import CountChange, DiffReport, FileChange, StatisticsDiff, VersionDiff
+from .common import counted
 
 SIGNS = {"added": "+", "removed": "-", "modified": "~", "changed": "~"}
 
@@ -104,7 +105,7 @@ def version_title(v: VersionDiff) -> str:
 
 def files_summary(v: VersionDiff) -> str:
     if not v.files:
-        return f"unchanged ({v.file_count.after} files, {human_size(v.total_size.after)})"
+        return f"unchanged ({counted(v.file_count.after, 'file')}, {human_size(v.total_size.after)})"
     kinds = {k: sum(1 for f in v.files if f.change == k) for k in ("added", "removed", "modified")}
     return (f"{kinds['added']} added, {kinds['removed']} removed, {kinds['modified']} modified; "
             f"files {v.file_count.before} -> {v.file_count.after} ({signed(v.file_count.delta)}), "
@@ -122,5 +123,5 @@ def verdict(report: DiffReport) -> str:
             return f"No differences: {v.before} and {v.after} are identical."
         return f"{v.before} and {v.after} differ."
     if not differ:
-        return f"No differences: the server matches the manifests ({n} versions compared)."
-    return f"{differ} of {n} versions differ from the manifests."
+        return f"No differences: the server matches the manifests ({counted(n, 'version')} compared)."
+    return f"{differ} of {counted(n, 'version')} {'differs' if differ == 1 else 'differ'} from the manifests."

@@ -1,14 +1,15 @@
 """The diff report as one self-contained HTML page: tables, and inline SVG charts (no scripts, no external
 assets, no network). Every compared split gets one class-distribution chart (``svg.class-chart``, bars of
 before and after side by side per class); every pair with content changes gets one size chart
-(``svg.size-chart``: file count, total size and image sizes before and after). All text is escaped.
+(``svg.size-chart``: file count, total size and image sizes before and after). All text is escaped
+(:func:`reconciler.escape.html`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from html import escape
 
+from ..escape import html as escape
 from ..plan import human_size
 from ..report import DiffReport, StatisticsDiff, VersionDiff
 from .report_common import SIGNS, Row, file_size, files_summary, property_text, statistics_rows, verdict

@@ -1,7 +1,11 @@
-"""The diff report as plain text (the default format): one block per compared pair, verdict last."""
+"""The diff report as plain text (the default format): one block per compared pair, verdict last.
+
+Every line is escaped (:func:`reconciler.escape.text`): names, paths and values cannot fake lines.
+"""
 
 from __future__ import annotations
 
+from .. import escape
 from ..report import DiffReport, VersionDiff
 from .report_common import (
     SIGNS,
@@ -45,4 +49,4 @@ def render_report_text(report: DiffReport) -> str:
     for v in report.versions:
         out += _block(v)
     out.append(verdict(report))
-    return "\n".join(out) + "\n"
+    return "\n".join(escape.text(line) for line in out) + "\n"

@@ -19,16 +19,22 @@ Invariants:
   per-file rows decide as usual. One listing is kept per (root, include, exclude).
 * Rows of deleted files are left in place: they are never hits for a new file (inode/ctime differ) and cost
   only disk space; deleting the database file is always safe.
+* A damaged cache never yields a malformed hash or a traceback: a row whose sha256 is not 64 hex digits, or
+  a listing that does not decode to such hashes, is a miss; an error of SQLite itself (a corrupt page, a
+  truncated file, a table of another shape) is one :class:`ReconcileError` naming the file and saying it is
+  safe to delete. Hashes are checked in bulk, so the check costs little when nothing is wrong.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import marshal
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ..diagnostics import ReconcileError
 
@@ -78,6 +84,44 @@ CREATE TABLE IF NOT EXISTS listings (
     hashes BLOB NOT NULL
 ) WITHOUT ROWID;
 """
+_ROWS = "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256 FROM file_hashes WHERE "
+_UNMARSHAL_ERRORS = (ValueError, EOFError, TypeError, MemoryError)  # what marshal raises on damaged bytes
+
+
+def _digests_ok(values: Sequence[Any]) -> bool:
+    """Whether every value is a sha256 as 64 lower-case hex digits: a few passes in C over all of them at once
+    (``fromhex`` skips whitespace, hence the length check)."""
+    try:
+        if set(map(len, values)) - {64}:
+            return False
+        joined = "".join(values)
+        return len(bytes.fromhex(joined)) == 32 * len(values) and joined == joined.lower()
+    except (TypeError, ValueError):
+        return False
+
+
+def _well_formed(rows: list[CachedRow]) -> list[CachedRow]:
+    """``rows`` without those whose sha256 is malformed (checked in bulk; row by row only if one is)."""
+    if _digests_ok([r[6] for r in rows]):
+        return rows
+    return [r for r in rows if _digests_ok([r[6]])]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(method: _F) -> _F:
+    """SQLite errors of a method (a corrupt page, a truncated file, a table of another shape) as one line."""
+
+    @functools.wraps(method)
+    def wrapper(self: HashCache, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise ReconcileError(
+                f"the hash cache {self.path} is damaged: {exc} (it is safe to delete this file)"
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 class HashCache:
@@ -103,31 +147,27 @@ class HashCache:
         elif row[0] != str(SCHEMA_VERSION):
             raise sqlite3.DatabaseError(f"schema version {row[0]}, expected {SCHEMA_VERSION}")
 
+    @_guarded
     def lookup_tree(self, root: str) -> dict[str, CachedRow]:
         """Every cached row for ``root`` itself and any path below it, by path (one range query)."""
         root = root.rstrip("/") or "/"
         low = root if root == "/" else root + "/"
         high = low[:-1] + chr(ord("/") + 1)
-        rows = self._db.execute(
-            "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256 FROM file_hashes "
-            "WHERE (path >= ? AND path < ?) OR path = ?",
-            (low, high, root),
-        )
-        return {r[0]: r for r in rows}
+        rows = self._db.execute(_ROWS + "(path >= ? AND path < ?) OR path = ?", (low, high, root)).fetchall()
+        return {r[0]: r for r in _well_formed(rows)}
 
+    @_guarded
     def lookup(self, paths: Sequence[str]) -> dict[str, CachedRow]:
         """The cached rows for exactly these paths (batched ``IN`` queries)."""
         found: dict[str, CachedRow] = {}
         for start in range(0, len(paths), _IN_CHUNK):
             chunk = paths[start : start + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256 FROM file_hashes WHERE path IN ({marks})",
-                chunk,
-            )
-            found.update({r[0]: r for r in rows})
+            rows = self._db.execute(_ROWS + f"path IN ({marks})", chunk).fetchall()
+            found.update({r[0]: r for r in _well_formed(rows)})
         return found
 
+    @_guarded
     def store(self, rows: Iterable[tuple[str, StatKey, str]]) -> None:
         """Record (path, stat, sha256) rows in one transaction, replacing older rows of the same paths."""
         values = [(path, *key, sha) for path, key, sha in rows]
@@ -146,14 +186,20 @@ class HashCache:
         """A digest of (relative path, stat) of every file, in order: equal digests, identical listings."""
         return hashlib.sha256(marshal.dumps([(f[0], f[2]) for f in files])).hexdigest()
 
+    @_guarded
     def load_listing(self, source: str, listing: str) -> list[str] | None:
-        """The hashes stored for ``source`` when its remembered listing is ``listing``, else None."""
+        """The hashes stored for ``source`` when its remembered listing is ``listing``, else None (a miss, also
+        when the stored value does not decode to a list of hashes)."""
         row = self._db.execute("SELECT listing, hashes FROM listings WHERE source = ?", (source,)).fetchone()
-        if row is None or row[0] != listing:
+        if row is None or row[0] != listing or not isinstance(row[1], bytes):
             return None
-        hashes = marshal.loads(row[1])
-        return hashes if isinstance(hashes, list) else None
+        try:
+            hashes = marshal.loads(row[1])
+        except _UNMARSHAL_ERRORS:
+            return None
+        return hashes if type(hashes) is list and _digests_ok(hashes) else None
 
+    @_guarded
     def store_listing(self, source: str, listing: str, hashes: Sequence[str]) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO listings VALUES (?, ?, ?)", (source, listing, marshal.dumps(list(hashes)))

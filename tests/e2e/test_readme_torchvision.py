@@ -66,7 +66,8 @@ def test_readme_torchvision_example_loads_with_torchvision(env: Env, monkeypatch
     (env.work / "manifests" / "mnist.yaml").write_text(manifest)
     applied = env.reconcile("apply", "--auto-approve", "manifests/", env=variables)
     assert applied.returncode == 0, applied.stdout + applied.stderr
-    assert f"{len(document['versions'])} versions created" in applied.stdout
+    n = len(document["versions"])
+    assert f"{n} version{'' if n == 1 else 's'} created" in applied.stdout
 
     loaded = env.sdk(consumer + """
 import hashlib

@@ -17,7 +17,11 @@ ROOT = Path(__file__).parents[2] / "reconciler"
 
 # module (or package prefix) -> reconciler modules it must never import
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "reconciler.diagnostics": ("reconciler.",),
+    "reconciler.escape": ("reconciler.",),
+    "reconciler.diagnostics": ("reconciler.model", "reconciler.plan", "reconciler.apply", "reconciler.observe",
+                               "reconciler.engine", "reconciler.cli", "reconciler.clearml_backend",
+                               "reconciler.render", "reconciler.report", "reconciler.sources",
+                               "reconciler.manifest", "reconciler.localserver"),
     "reconciler.model": ("reconciler.plan", "reconciler.apply", "reconciler.observe", "reconciler.engine",
                          "reconciler.cli", "reconciler.clearml_backend", "reconciler.render", "reconciler.report",
                          "reconciler.sources", "reconciler.manifest", "reconciler.localserver"),
