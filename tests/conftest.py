@@ -90,13 +90,16 @@ class ServerHandle:
 
     def client_env(self) -> dict[str, str]:
         """The ``CLEARML_*`` environment that points clearml code (and ``reconcile``) at this server."""
-        return {
-            "CLEARML_API_HOST": self.api_url,
-            "CLEARML_WEB_HOST": self.web_url,
-            "CLEARML_FILES_HOST": self.files_url,
-            "CLEARML_API_ACCESS_KEY": self.access_key,
-            "CLEARML_API_SECRET_KEY": self.secret_key,
-        }
+        return {var: getattr(self, name) for name, var in CLIENT_VARS.items()}
+
+
+CLIENT_VARS = {  # ServerHandle field -> the CLEARML_* variable giving it to clearml code (as in run/env.sh)
+    "api_url": "CLEARML_API_HOST",
+    "web_url": "CLEARML_WEB_HOST",
+    "files_url": "CLEARML_FILES_HOST",
+    "access_key": "CLEARML_API_ACCESS_KEY",
+    "secret_key": "CLEARML_API_SECRET_KEY",
+}
 
 
 REFERENCE_VARS = {  # ServerHandle field -> the variable giving it
@@ -106,13 +109,6 @@ REFERENCE_VARS = {  # ServerHandle field -> the variable giving it
     "secret_key": "RECONCILE_TEST_REFERENCE_SECRET_KEY",
 }
 REFERENCE_WEB_VAR = "RECONCILE_TEST_REFERENCE_WEB"
-ENV_SH_VARS = {  # ServerHandle field -> its variable in the reference server's run/env.sh
-    "api_url": "CLEARML_API_HOST",
-    "files_url": "CLEARML_FILES_HOST",
-    "web_url": "CLEARML_WEB_HOST",
-    "access_key": "CLEARML_API_ACCESS_KEY",
-    "secret_key": "CLEARML_API_SECRET_KEY",
-}
 REFERENCE_KEY = pytest.StashKey["ServerHandle"]()
 ORIGIN_KEY = pytest.StashKey[str]()
 STARTED_KEY = pytest.StashKey["_ReferenceLease"]()
@@ -159,7 +155,7 @@ def _read_env_sh(path: Path) -> ServerHandle | None:
         match = re.fullmatch(r"\s*export\s+([A-Z_]+)=(['\"]?)(.*)\2\s*", line)
         if match:
             found[match.group(1)] = match.group(3)
-    values = {name: found.get(var, "") for name, var in ENV_SH_VARS.items()}
+    values = {name: found.get(var, "") for name, var in CLIENT_VARS.items()}
     if not all(values[name] for name in REFERENCE_VARS):
         return None
     return ServerHandle("reference", values["api_url"], values["files_url"], values["web_url"] or values["api_url"],
