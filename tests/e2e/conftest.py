@@ -1,22 +1,22 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from reconciler.localserver import LocalServer
-
 from .helpers import Env
+
+if TYPE_CHECKING:
+    from conftest import ServerHandle
 
 
 @pytest.fixture
-def env(tmp_path: Path):
-    server = LocalServer(tmp_path / "server", port=0).start()
+def env(clearml_server: ServerHandle, unique_name: Callable[[str], str], tmp_path: Path) -> Env:
+    """The test's server, its own HOME and working folder, and its own project name."""
     home = tmp_path / "home"
     work = tmp_path / "work"
     home.mkdir()
     work.mkdir()
-    try:
-        yield Env(server, home, work)
-    finally:
-        server.stop()
+    return Env(clearml_server, home, work, unique_name("proj"))

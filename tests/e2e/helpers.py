@@ -1,4 +1,5 @@
-"""Drive the real `reconcile` CLI and the real clearml SDK in subprocesses against an embedded server."""
+"""Drive the real `reconcile` CLI and the real clearml SDK in subprocesses against the test's server (the embedded
+one, or the reference server shared by the session: see tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,35 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from reconciler.localserver import LocalServer
+if TYPE_CHECKING:
+    from conftest import ServerHandle
+
+LOCK_WAIT_S = "240"
+
+
+def waiting_for_the_lock(args: Sequence[str]) -> tuple[str, ...]:
+    """``args`` with ``--lock-timeout`` added to an ``apply`` that has none: the apply lock is server-wide, and on
+    a shared server another test (or person) may hold it for a moment."""
+    if "apply" not in args or any(a.startswith("--lock-timeout") for a in args):
+        return tuple(args)
+    at = list(args).index("apply") + 1
+    return (*args[:at], "--lock-timeout", LOCK_WAIT_S, *args[at:])
 
 
 @dataclass
 class Env:
-    server: LocalServer
+    """The test's server, its own HOME and working folder, and ``project``: the project name the test owns
+    (unique, so that it never meets another test's datasets on a shared server)."""
+
+    server: ServerHandle
     home: Path
     work: Path
+    project: str
 
     def vars(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
@@ -29,13 +48,16 @@ class Env:
 
     def reconcile(self, *args: str, timeout: float = 300, env: dict[str, str] | None = None
                   ) -> subprocess.CompletedProcess[str]:
-        """Run the CLI; every run also checks that no output shows the server's secret key."""
-        proc = subprocess.run([sys.executable, "-m", "reconciler.cli", *args], cwd=self.work,
+        """Run the CLI (an apply waits for the lock: see :func:`waiting_for_the_lock`); every run also checks
+        that no output shows the server's secret key."""
+        proc = subprocess.run([sys.executable, "-m", "reconciler.cli", *waiting_for_the_lock(args)], cwd=self.work,
                               env=env if env is not None else self.vars(), capture_output=True, text=True,
                               timeout=timeout)
-        secret = self.server.secret_key
-        assert secret not in proc.stdout and secret not in proc.stderr, "the secret key was printed"
+        self.assert_no_secret(proc.stdout + proc.stderr)
         return proc
+
+    def assert_no_secret(self, output: str) -> None:
+        assert self.server.secret_key not in output, "the secret key was printed"
 
     def sdk(self, code: str, timeout: float = 300, env: dict[str, str] | None = None) -> object:
         """Run ``code`` with the SDK; it must assign ``result``, which comes back through JSON."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .helpers import Env, dataset_tasks, manifest, write_tree
 
 ONE_VERSION = """\
@@ -14,7 +16,7 @@ ONE_VERSION = """\
 def project(env: Env) -> None:
     write_tree(env.work / "data", {"a.txt": "a"})
     (env.work / "manifests").mkdir()
-    (env.work / "manifests" / "ds.yaml").write_text(manifest("proj", "errs", ONE_VERSION))
+    (env.work / "manifests" / "ds.yaml").write_text(manifest(env.project, "errs", ONE_VERSION))
 
 
 def assert_one_line_error(proc, *needles: str) -> None:
@@ -41,7 +43,7 @@ def test_wrong_credentials_are_one_line(env: Env):
     proc = env.reconcile("apply", "--auto-approve", "manifests", env=vars_, timeout=60)
     assert_one_line_error(proc, "refused the credentials")
     assert "not-the-secret" not in proc.stderr
-    assert dataset_tasks(env, "proj", "errs") == []
+    assert dataset_tasks(env, env.project, "errs") == []
 
 
 def test_ci_without_configuration_is_an_error_not_a_local_run(env: Env):
@@ -53,6 +55,7 @@ def test_ci_without_configuration_is_an_error_not_a_local_run(env: Env):
     assert not (env.work / ".reconcile").exists()
 
 
+@pytest.mark.embedded_only  # about falling back to the embedded server
 def test_no_configuration_outside_ci_uses_the_embedded_server_with_a_notice(env: Env):
     project(env)
     vars_ = {k: v for k, v in env.vars().items() if not k.startswith("CLEARML_")}
@@ -64,6 +67,7 @@ def test_no_configuration_outside_ci_uses_the_embedded_server_with_a_notice(env:
     assert local.returncode == 0 and "using the embedded server" not in local.stderr
 
 
+@pytest.mark.embedded_only  # --local: the embedded server
 def test_local_apply_then_idempotent(env: Env):
     project(env)
     vars_ = {k: v for k, v in env.vars().items() if not k.startswith("CLEARML_")}

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from .helpers import Env, dataset_tasks, manifest, write_tree
+from .helpers import Env, dataset_tasks, manifest, waiting_for_the_lock, write_tree
 
 ONE_VERSION = """\
 - version: 1.0.0
@@ -21,8 +21,9 @@ ONE_VERSION = """\
 def run_on_tty(env: Env, answer: str, *args: str) -> tuple[int, str]:
     """Run the CLI with stdin/stdout on a pty; type ``answer`` once it asks."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", *args], cwd=env.work, env=env.vars(),
-                            stdin=follower, stdout=follower, stderr=subprocess.PIPE, close_fds=True)
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", *waiting_for_the_lock(args)], cwd=env.work,
+                            env=env.vars(), stdin=follower, stdout=follower, stderr=subprocess.PIPE,
+                            close_fds=True)
     os.close(follower)
     seen, answered, deadline = b"", False, time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -43,16 +44,18 @@ def run_on_tty(env: Env, answer: str, *args: str) -> tuple[int, str]:
     proc.wait(timeout=60)
     os.close(leader)
     assert answered, seen.decode(errors="replace")
-    return proc.returncode, seen.decode(errors="replace") + proc.stderr.read().decode()
+    output = seen.decode(errors="replace") + proc.stderr.read().decode()
+    env.assert_no_secret(output)
+    return proc.returncode, output
 
 
 def test_confirmation_on_a_terminal(env: Env):
     write_tree(env.work / "data", {"a.txt": "a"})
     (env.work / "manifests").mkdir()
-    (env.work / "manifests" / "ds.yaml").write_text(manifest("proj", "asked", ONE_VERSION))
+    (env.work / "manifests" / "ds.yaml").write_text(manifest(env.project, "asked", ONE_VERSION))
     code, out = run_on_tty(env, "no", "apply", "manifests")
     assert code == 1 and "apply cancelled" in out
-    assert dataset_tasks(env, "proj", "asked") == []
+    assert dataset_tasks(env, env.project, "asked") == []
     code, out = run_on_tty(env, "yes", "apply", "manifests")
-    assert code == 0 and "Apply complete!" in out
-    assert [t["version"] for t in dataset_tasks(env, "proj", "asked")] == ["1.0.0"]
+    assert code == 0 and "Apply complete!" in out, out
+    assert [t["version"] for t in dataset_tasks(env, env.project, "asked")] == ["1.0.0"]

@@ -1,4 +1,4 @@
-"""Issue acceptance for statistics and diff reports: the real CLI, SDK and Chromium against the embedded server.
+"""Issue acceptance for statistics and diff reports: the real CLI, SDK and Chromium against the test's server.
 
 Golden files live in tests/golden/diff/; regenerate them on purpose with UPDATE_GOLDEN=1 and review the diff.
 """
@@ -52,8 +52,8 @@ V3 = """\
 """
 
 
-def stats_manifest(versions: str, **kw: str) -> str:
-    return manifest("proj", "pets", versions, **kw).replace("versions:\n", "statistics: true\nversions:\n", 1)
+def stats_manifest(env: Env, versions: str, **kw: str) -> str:
+    return manifest(env.project, "pets", versions, **kw).replace("versions:\n", "statistics: true\nversions:\n", 1)
 
 
 def setup(env: Env) -> Path:
@@ -61,7 +61,7 @@ def setup(env: Env) -> Path:
     write_tree(env.work / "data" / "v2", V2)
     m = env.work / "manifests" / "pets.yaml"
     m.parent.mkdir(exist_ok=True)
-    m.write_text(stats_manifest(VERSIONS))
+    m.write_text(stats_manifest(env, VERSIONS))
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
     return m
@@ -71,13 +71,14 @@ def set_tags(env: Env, version: str, tags: list[str]) -> None:
     """Edit a version's tags behind the reconciler's back (drift a diff must report)."""
     env.sdk(f"""
         from clearml.backend_api.session.client import APIClient
-        ds = Dataset.get(dataset_project='proj', dataset_name='pets', dataset_version='{version}')
+        ds = Dataset.get(dataset_project='{env.project}', dataset_name='pets', dataset_version='{version}')
         APIClient().tasks.edit(task=ds.id, tags={tags!r}, force=True)
         result = ds.id
     """)
 
 
 def normalise(text: str, env: Env) -> str:
+    text = text.replace(f"{env.project}/", "proj/")
     text = re.sub(r"\b[0-9a-f]{64}\b", "<digest>", text)
     return re.sub(r"\b[0-9a-f]{32}\b", "<id>", text).replace(str(env.work), "<work>")
 
@@ -100,14 +101,15 @@ def classes(split: dict) -> dict[str, tuple[int, int]]:
 
 
 def test_live_versions_differ_by_exactly_the_known_files_and_classes(env: Env):
+    pets = f"{env.project}/pets"
     setup(env)
     set_tags(env, "1.0.0", ["a", "b", "old"])
-    res = env.reconcile("diff", "--format", "json", "proj/pets@1.0.0", "proj/pets@1.1.0")
+    res = env.reconcile("diff", "--format", "json", f"{pets}@1.0.0", f"{pets}@1.1.0")
     assert res.returncode == 2, res.stderr
     data = json.loads(res.stdout)
     assert data["format_version"] == 1 and data["mode"] == "live-vs-live" and data["identical"] is False
     (v,) = data["versions"]
-    assert (v["before"], v["after"]) == ("proj/pets@1.0.0", "proj/pets@1.1.0")
+    assert (v["before"], v["after"]) == (f"{pets}@1.0.0", f"{pets}@1.1.0")
     files = by_path(v["files"])
     assert {p: f["change"] for p, f in files.items()} == {
         "train/bird/b0.png": "added", "train/bird/b1.png": "added", "train/dog/d1.png": "removed",
@@ -131,14 +133,14 @@ def test_live_versions_differ_by_exactly_the_known_files_and_classes(env: Env):
     assert {c["key"]: c["delta"] for c in stats["extensions"]} == {".png": 1}
     assert {c["key"]: c["delta"] for c in stats["folders"]} == {"train": 1}
 
-    text = env.reconcile("diff", "proj/pets@1.0.0", "proj/pets@1.1.0")
+    text = env.reconcile("diff", f"{pets}@1.0.0", f"{pets}@1.1.0")
     assert text.returncode == 2, text.stderr
     check_golden("live.txt", normalise(text.stdout, env))
-    md = env.reconcile("diff", "--format", "markdown", "proj/pets@1.0.0", "proj/pets@1.1.0")
+    md = env.reconcile("diff", "--format", "markdown", f"{pets}@1.0.0", f"{pets}@1.1.0")
     assert md.returncode == 2, md.stderr
     check_golden("live.md", normalise(md.stdout, env))
 
-    html = env.reconcile("diff", "--format", "html", "--out", "diff.html", v["before_id"], "proj/pets@1.1.0")
+    html = env.reconcile("diff", "--format", "html", "--out", "diff.html", v["before_id"], f"{pets}@1.1.0")
     assert html.returncode == 2, html.stderr
     check_html_in_chromium(env.work / "diff.html", splits=["test", "train"])
 
@@ -174,17 +176,18 @@ def check_html_in_chromium(page: Path, *, splits: list[str]) -> None:
 
 
 def test_manifests_against_live_report_what_apply_would_change(env: Env):
+    pets = f"{env.project}/pets"
     m = setup(env)
     set_tags(env, "1.0.0", ["a", "b", "old"])
     write_tree(env.work / "data" / "v3", {"train/fish/f0.png": image(4, 4, 9), "val/fish/f1.png": image(2, 2, 10)})
-    m.write_text(stats_manifest(VERSIONS + V3, description="pets, described", metadata="{k: 2, extra: true}"))
+    m.write_text(stats_manifest(env, VERSIONS + V3, description="pets, described", metadata="{k: 2, extra: true}"))
     res = env.reconcile("diff", "--format", "json", "manifests")
     assert res.returncode == 2, res.stderr
     data = json.loads(res.stdout)
     assert data["mode"] == "desired-vs-live"
     v1, v2, v3 = data["versions"]
     assert [v["after"] for v in data["versions"]] == [
-        "proj/pets@1.0.0 (manifests)", "proj/pets@1.1.0 (manifests)", "proj/pets@1.2.0 (manifests)"]
+        f"{pets}@1.0.0 (manifests)", f"{pets}@1.1.0 (manifests)", f"{pets}@1.2.0 (manifests)"]
     assert v1["files"] == [] and v1["statistics"] is None
     props = {(p["path"], p["change"]): (p["before"], p["after"]) for p in v1["properties"]}
     assert props == {
@@ -215,15 +218,16 @@ def test_manifests_against_live_report_what_apply_would_change(env: Env):
 
 
 def test_self_diff_is_identical_and_unknown_versions_are_one_line_errors(env: Env):
+    pets, nothing = f"{env.project}/pets", f"{env.project}/nothing"
     setup(env)
-    res = env.reconcile("diff", "proj/pets@1.1.0", "proj/pets@1.1.0")
+    res = env.reconcile("diff", f"{pets}@1.1.0", f"{pets}@1.1.0")
     assert res.returncode == 0, res.stderr
-    assert "No differences: proj/pets@1.1.0 and proj/pets@1.1.0 are identical." in res.stdout
+    assert f"No differences: {pets}@1.1.0 and {pets}@1.1.0 are identical." in res.stdout
     for args, message in [
-        (("proj/pets@9.9.9", "proj/pets@1.0.0"), "proj/pets has no version '9.9.9' (versions: 1.0.0, 1.1.0)"),
-        (("proj/nothing@1.0.0", "proj/pets@1.0.0"), "unknown dataset proj/nothing"),
-        (("0123456789abcdef0123456789abcdef", "proj/pets@1.0.0"), "no dataset version has the id"),
-        (("proj/pets@1.0.0",), "exactly two versions"),
+        ((f"{pets}@9.9.9", f"{pets}@1.0.0"), f"{pets} has no version '9.9.9' (versions: 1.0.0, 1.1.0)"),
+        ((f"{nothing}@1.0.0", f"{pets}@1.0.0"), f"unknown dataset {nothing}"),
+        (("0123456789abcdef0123456789abcdef", f"{pets}@1.0.0"), "no dataset version has the id"),
+        ((f"{pets}@1.0.0",), "exactly two versions"),
     ]:
         res = env.reconcile("diff", *args)
         assert res.returncode == 1, (args, res.stdout)
@@ -258,18 +262,18 @@ def test_statistics_of_a_torchvision_images_dataset_are_stored_and_reported(env:
         """
     m = env.work / "manifests" / "mnist.yaml"
     m.parent.mkdir()
-    m.write_text(stats_manifest(versions).replace("name: pets", "name: mnist"))
+    m.write_text(stats_manifest(env, versions).replace("name: pets", "name: mnist"))
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "compute statistics of proj/mnist@1.0.0" in res.stdout
+    assert f"compute statistics of {env.project}/mnist@1.0.0" in res.stdout
     assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 0
 
-    got = env.sdk("""
+    got = env.sdk(f"""
         from clearml import Task
-        ds = Dataset.get(dataset_project='proj', dataset_name='mnist', dataset_version='1.0.0')
+        ds = Dataset.get(dataset_project='{env.project}', dataset_name='mnist', dataset_version='1.0.0')
         plots = Task.get_task(task_id=ds.id).get_reported_plots()
         result = dict(stats=ds.get_metadata('statistics'),
-                      plots=sorted({(p['metric'], p['variant']) for p in plots}))
+                      plots=sorted({{(p['metric'], p['variant']) for p in plots}}))
     """)
     stats = got["stats"]
     names = ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six", "7 - seven",
@@ -292,18 +296,19 @@ def test_statistics_of_a_torchvision_images_dataset_are_stored_and_reported(env:
 
 
 def test_live_diff_computes_statistics_from_a_download_when_none_are_stored(env: Env):
+    pets = f"{env.project}/pets"
     write_tree(env.work / "data" / "v1", V1)
     write_tree(env.work / "data" / "v2", V2)
     m = env.work / "manifests" / "pets.yaml"
     m.parent.mkdir()
-    m.write_text(manifest("proj", "pets", VERSIONS))  # statistics: false -> nothing stored on the server
+    m.write_text(manifest(env.project, "pets", VERSIONS))  # statistics: false -> nothing stored on the server
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
-    got = env.sdk("""
-        ds = Dataset.get(dataset_project='proj', dataset_name='pets', dataset_version='1.1.0')
+    got = env.sdk(f"""
+        ds = Dataset.get(dataset_project='{env.project}', dataset_name='pets', dataset_version='1.1.0')
         result = ds.get_metadata('statistics')
     """)
     assert got is None
-    res = env.reconcile("diff", "--format", "json", "proj/pets@1.0.0", "proj/pets@1.1.0")
+    res = env.reconcile("diff", "--format", "json", f"{pets}@1.0.0", f"{pets}@1.1.0")
     assert res.returncode == 2, res.stderr
     stats = json.loads(res.stdout)["versions"][0]["statistics"]
     assert {s["split"]: classes(s) for s in stats["splits"]} == {

@@ -1,4 +1,4 @@
-"""Issue acceptance for plan/apply: the real CLI and SDK against the embedded server."""
+"""Issue acceptance for plan/apply: the real CLI and SDK against the test's server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hashlib
 import json
 import threading
 from pathlib import Path
+
+import pytest
 
 from .helpers import Env, dataset_tasks, manifest, write_tree
 
@@ -29,14 +31,14 @@ def setup_project(env: Env, **kw) -> Path:
     write_tree(env.work / "data" / "v2", V2_FILES)
     m = env.work / "manifests" / "ds.yaml"
     m.parent.mkdir(exist_ok=True)
-    m.write_text(manifest("proj", "things", VERSIONS, **kw))
+    m.write_text(manifest(env.project, "things", VERSIONS, **kw))
     return m
 
 
 def download(env: Env, version: str) -> dict:
     return env.sdk(f"""
         import hashlib, os
-        ds = Dataset.get(dataset_project='proj', dataset_name='things', dataset_version='{version}')
+        ds = Dataset.get(dataset_project='{env.project}', dataset_name='things', dataset_version='{version}')
         root = ds.get_local_copy()
         files = {{}}
         for d, _, names in os.walk(root):
@@ -73,7 +75,7 @@ def test_fresh_apply_then_no_changes(env: Env):
 def test_only_tags_and_metadata_change(env: Env):
     m = setup_project(env)
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
-    m.write_text(manifest("proj", "things", VERSIONS, tags="[a, c]", metadata="{k: 2, extra: true}"))
+    m.write_text(manifest(env.project, "things", VERSIONS, tags="[a, c]", metadata="{k: 2, extra: true}"))
     plan = env.reconcile("plan", "--format", "json", "--detailed-exitcode", "manifests")
     assert plan.returncode == 2, plan.stderr
     data = json.loads(plan.stdout)
@@ -82,25 +84,36 @@ def test_only_tags_and_metadata_change(env: Env):
     assert changes == {("tags", "tags", "added"), ("tags", "tags", "removed"), ("metadata", "metadata['k']", "changed"),
                        ("metadata", "metadata['extra']", "added")}
     assert data["summary"]["upload_files"] == 0
-    env.server.stats.reset()
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stderr
-    assert env.server.stats.snapshot()["files.upload"] <= 2  # the two metadata artifacts, no data chunk
     assert "0 files uploaded" in res.stdout
     v2 = download(env, "1.1.0")
     assert sorted(v2["tags"]) == ["a", "c"] and v2["meta"] == {"k": 2, "extra": True}
     assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 0
 
 
+@pytest.mark.embedded_only  # counts requests with the embedded server's hook
+def test_a_metadata_change_uploads_no_data_chunk(env: Env):
+    m = setup_project(env)
+    assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
+    m.write_text(manifest(env.project, "things", VERSIONS, metadata="{k: 2}"))
+    server = env.server.local
+    assert server is not None
+    server.stats.reset()
+    res = env.reconcile("apply", "--auto-approve", "manifests")
+    assert res.returncode == 0, res.stderr
+    assert server.stats.snapshot()["files.upload"] <= 2  # the two metadata artifacts, no data chunk
+
+
 def test_new_version_uploads_only_the_delta(env: Env):
     m = setup_project(env)
     first_only = VERSIONS.split("- version: 1.1.0")[0]
-    m.write_text(manifest("proj", "things", first_only))
+    m.write_text(manifest(env.project, "things", first_only))
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
-    m.write_text(manifest("proj", "things", VERSIONS))
+    m.write_text(manifest(env.project, "things", VERSIONS))
     plan = json.loads(env.reconcile("plan", "--format", "json", "manifests").stdout)
     sync = [a for a in plan["actions"] if a["type"] == "sync_files"]
-    assert len(sync) == 1 and sync[0]["address"] == "proj/things@1.1.0"
+    assert len(sync) == 1 and sync[0]["address"] == f"{env.project}/things@1.1.0"
     assert [f["path"] for f in sync[0]["upload"]] == ["a.txt", "new/d.txt"]
     assert sync[0]["remove"] == ["old/x.txt"]
     res = env.reconcile("apply", "--auto-approve", "manifests")
@@ -115,33 +128,36 @@ def test_new_version_uploads_only_the_delta(env: Env):
 def test_changed_finalized_content_is_a_conflict(env: Env):
     setup_project(env)
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
-    before = dataset_tasks(env, "proj", "things")
+    before = dataset_tasks(env, env.project, "things")
     (env.work / "data" / "v1" / "sub" / "b.txt").write_text("changed!")
     plan = env.reconcile("plan", "manifests")
     assert plan.returncode == 1
-    assert "proj/things@1.0.0" in plan.stdout and "sub/b.txt (modified)" in plan.stdout
+    assert f"{env.project}/things@1.0.0" in plan.stdout and "sub/b.txt (modified)" in plan.stdout
     assert "add a new version" in plan.stdout
     assert "conflicts" in plan.stderr and "Traceback" not in plan.stderr
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 1 and "nothing was applied" in res.stderr
-    assert dataset_tasks(env, "proj", "things") == before
+    assert dataset_tasks(env, env.project, "things") == before
 
 
+@pytest.mark.embedded_only  # injects upload failures with the embedded server's hook
 def test_failed_upload_leaves_a_draft_that_the_next_apply_resumes(env: Env):
     setup_project(env)
-    env.server.faults.fail_file_uploads_after = 0  # the first data chunk never arrives
+    server = env.server.local
+    assert server is not None
+    server.faults.fail_file_uploads_after = 0  # the first data chunk never arrives
     res = env.reconcile("--timeout", "3", "apply", "--auto-approve", "manifests")
     assert res.returncode == 1, res.stdout
     assert "Traceback" not in res.stderr and "stays a draft" in res.stderr
-    assert "not applied because a parent failed: proj/things@1.1.0" in res.stderr
-    tasks = dataset_tasks(env, "proj", "things")
+    assert f"not applied because a parent failed: {env.project}/things@1.1.0" in res.stderr
+    tasks = dataset_tasks(env, env.project, "things")
     assert tasks and all(t["status"] not in ("completed", "published") for t in tasks)
-    env.server.faults.fail_file_uploads_after = None
+    server.faults.fail_file_uploads_after = None
     plan = env.reconcile("plan", "manifests")
     assert "resume draft" in plan.stdout, plan.stdout
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
-    tasks = dataset_tasks(env, "proj", "things")
+    tasks = dataset_tasks(env, env.project, "things")
     assert sorted(t["version"] for t in tasks) == ["1.0.0", "1.1.0"]  # no duplicate
     assert all(t["status"] == "completed" for t in tasks)
     assert download(env, "1.0.0")["files"] == {k: sha(v) for k, v in V1_FILES.items()}
@@ -155,7 +171,7 @@ def test_stale_saved_plan_is_refused(env: Env):
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
     res = env.reconcile("apply", "--auto-approve", "plan.json")
     assert res.returncode == 1 and "stale" in res.stderr
-    m.write_text(manifest("proj", "things", VERSIONS, tags="[z]"))
+    m.write_text(manifest(env.project, "things", VERSIONS, tags="[z]"))
     assert env.reconcile("plan", "--out", "plan2.json", "manifests").returncode == 0
     res = env.reconcile("apply", "--auto-approve", "plan2.json")
     assert res.returncode == 0, res.stderr
@@ -175,9 +191,9 @@ def test_concurrent_applies_create_each_version_once(env: Env):
     for t in threads:
         t.join()
     assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
-    created = sorted(r.stdout.count("  created proj/things@") for r in results)
+    created = sorted(r.stdout.count(f"  created {env.project}/things@") for r in results)
     assert created == [0, 2]
-    tasks = dataset_tasks(env, "proj", "things")
+    tasks = dataset_tasks(env, env.project, "things")
     assert sorted(t["version"] for t in tasks) == ["1.0.0", "1.1.0"]
 
 
@@ -185,45 +201,69 @@ def test_apply_refuses_to_run_unattended_without_auto_approve(env: Env):
     setup_project(env)
     res = env.reconcile("apply", "manifests")
     assert res.returncode == 1 and "--auto-approve" in res.stderr
-    assert dataset_tasks(env, "proj", "things") == []
+    assert dataset_tasks(env, env.project, "things") == []
 
 
 def test_unlock_breaks_a_stale_lock(env: Env):
     setup_project(env)
-    env.sdk("""
+    owner = f"crashed-{env.project}"
+    env.sdk(f"""
         import json, time
         from clearml.backend_api.session.client import APIClient
-        APIClient().projects.create(name='.reconciler-lock', system_tags=['hidden'],
-                                    description=json.dumps({'owner': 'crashed', 'expires': time.time() + 3600}))
+        deadline = time.time() + 240
+        while True:  # the lock of a crashed run, taken as soon as no other apply on this server holds it
+            try:
+                APIClient().projects.create(name='.reconciler-lock', system_tags=['hidden'], description=json.dumps(
+                    {{'owner': {owner!r}, 'expires': time.time() + 3600}}))
+                break
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                time.sleep(1)
         result = 1
     """)
-    res = env.reconcile("apply", "--auto-approve", "manifests")
-    assert res.returncode == 1 and "reconcile unlock" in res.stderr and "crashed" in res.stderr
-    res = env.reconcile("unlock")
-    assert res.returncode == 0 and "crashed" in res.stdout
+    try:
+        res = env.reconcile("apply", "--auto-approve", "--lock-timeout", "0", "manifests")
+        assert res.returncode == 1 and "reconcile unlock" in res.stderr and owner in res.stderr
+        res = env.reconcile("unlock")
+        assert res.returncode == 0 and owner in res.stdout
+    finally:  # a lock left behind would stop every apply on the server for an hour
+        env.sdk(f"""
+            import json
+            from clearml.backend_api.session.client import APIClient
+            client = APIClient()
+            for p in client.projects.get_all(name='^.reconciler-lock$', search_hidden=True):
+                if json.loads(p.description or '{{}}').get('owner') == {owner!r}:
+                    client.projects.delete(project=p.id, force=True)
+            result = 1
+        """)
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
 
 
 def test_prune_archives_only_what_no_manifest_names(env: Env):
     m = setup_project(env)
     extra = env.work / "manifests" / "extra.yaml"
-    extra.write_text(manifest("proj", "leftover", """\
+    extra.write_text(manifest(env.project, "leftover", """\
         - version: 1.0.0
           sources:
             - path: ../data/v2
         """))
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
     extra.unlink()
-    m.write_text(manifest("proj", "things", VERSIONS.split("- version: 1.1.0")[0]))
+    m.write_text(manifest(env.project, "things", VERSIONS.split("- version: 1.1.0")[0]))
     plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
     assert plan.returncode == 0, plan.stdout + plan.stderr  # without --prune nothing changes...
-    assert "proj/things@1.1.0" in plan.stdout and "in no manifest" in plan.stdout  # ...but it is reported
+    assert f"{env.project}/things@1.1.0" in plan.stdout and "in no manifest" in plan.stdout  # ...but it is reported
+    # --prune reaches every version this tool manages on the server; the server may hold other tests' (and
+    # people's) datasets, so the plan is read for this test's project and what is applied is targeted at it.
     pruned = json.loads(env.reconcile("plan", "--prune", "--format", "json", "manifests").stdout)
     archived = sorted(a["address"] for a in pruned["actions"] if a["type"] == "archive")
-    assert archived == ["proj/leftover@1.0.0", "proj/things@1.1.0"]
-    res = env.reconcile("apply", "--prune", "--auto-approve", "manifests")
+    ours = [a for a in archived if a.startswith(f"{env.project}/")]
+    assert ours == [f"{env.project}/leftover@1.0.0", f"{env.project}/things@1.1.0"]
+    targets = ("--target", f"{env.project}/things", "--target", f"{env.project}/leftover")
+    res = env.reconcile("apply", "--prune", *targets, "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
-    tasks = {t["version"]: t for t in dataset_tasks(env, "proj", "things")}
+    tasks = {t["version"]: t for t in dataset_tasks(env, env.project, "things")}
     assert "archived" in tasks["1.1.0"]["system_tags"] and "archived" not in tasks["1.0.0"]["system_tags"]
-    assert all("archived" in t["system_tags"] for t in dataset_tasks(env, "proj", "leftover"))
-    assert env.reconcile("plan", "--prune", "--detailed-exitcode", "manifests").returncode == 0
+    assert all("archived" in t["system_tags"] for t in dataset_tasks(env, env.project, "leftover"))
+    assert env.reconcile("plan", "--prune", *targets, "--detailed-exitcode", "manifests").returncode == 0

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -23,6 +25,7 @@ def readme_main_command() -> list[str]:
     return words[1:]
 
 
+@pytest.mark.embedded_only  # --local: the embedded server, its credentials file
 def test_readme_main_job_runs_offline_and_is_idempotent(tmp_path: Path):
     args = readme_main_command()
     assert args[:3] == ["--local", "apply", "--auto-approve"] and args[-1] == "manifests/sample/"

@@ -26,7 +26,7 @@ def test_apply_uploads_to_s3_storage(env: Env, moto_endpoint: str, tmp_path):
     (env.work / "manifests" / "ds.yaml").write_text(f"""\
 apiVersion: reconciler/v1
 kind: Dataset
-project: proj
+project: {env.project}
 name: on-s3
 storage: s3://{hostport}/datasets/store
 versions:
@@ -41,12 +41,12 @@ versions:
     assert "3 workers" in res.stdout
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="datasets", Prefix="store/").get("Contents", [])]
     assert any(k.endswith(".zip") for k in keys), keys  # the data chunks are in the bucket
-    got = env.sdk("""
+    got = env.sdk(f"""
         import hashlib, os
-        ds = Dataset.get(dataset_project='proj', dataset_name='on-s3')
+        ds = Dataset.get(dataset_project='{env.project}', dataset_name='on-s3')
         root = ds.get_local_copy()
         paths = [os.path.join(d, n) for d, _, names in os.walk(root) for n in names]
-        result = {os.path.relpath(p, root): hashlib.sha256(open(p, 'rb').read()).hexdigest() for p in paths}
+        result = {{os.path.relpath(p, root): hashlib.sha256(open(p, 'rb').read()).hexdigest() for p in paths}}
     """, env=vars_)
     assert got == {k: hashlib.sha256(v).hexdigest() for k, v in FILES.items()}
     again = env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_)

@@ -1,5 +1,5 @@
-"""Links from URL sources are downloadable through clearml's ``get_local_copy`` (embedded server, moto S3,
-local HTTP server), so what the sources register is what a dataset consumer gets."""
+"""Links from URL sources are downloadable through clearml's ``get_local_copy`` (the test's ClearML server, moto
+S3, local HTTP server), so what the sources register is what a dataset consumer gets."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ SCRIPT = """
 import hashlib, json, os, posixpath
 from clearml import Dataset
 links = json.loads(os.environ["LINKS"])
-ds = Dataset.create(dataset_project="links", dataset_name="external")
+ds = Dataset.create(dataset_project=os.environ["PROJECT"], dataset_name="external")
 for link in links:
     ds.add_external_files(source_url=link["url"], dataset_path=posixpath.dirname(link["path"]) or None)
 ds.upload()
@@ -44,7 +44,12 @@ def sha(data: bytes) -> str:
 
 
 def test_s3_and_http_links_download_through_clearml(
-    sdk: Any, aws_env: str, http_files: Any, tmp_path: Path, make_resolver: MakeResolver
+    clearml_sdk: Any,
+    unique_name: Callable[[str], str],
+    aws_env: str,
+    http_files: Any,
+    tmp_path: Path,
+    make_resolver: MakeResolver,
 ) -> None:
     hostport = urlsplit(aws_env).netloc
     s3 = boto3.client("s3", endpoint_url=aws_env, region_name="us-east-1")
@@ -70,7 +75,7 @@ def test_s3_and_http_links_download_through_clearml(
     }
     config.write_text(json.dumps({"sdk": {"aws": {"s3": {"credentials": [credentials]}}}}))
     payload = json.dumps([{"path": link.path, "url": link.url} for link in links])
-    got = sdk.run_code(SCRIPT, LINKS=payload, CLEARML_CONFIG_FILE=str(config))
+    got = clearml_sdk.run_code(SCRIPT, LINKS=payload, PROJECT=unique_name("links"), CLEARML_CONFIG_FILE=str(config))
     assert got == {
         "s3/one.bin": sha(b"first object"),
         "s3/two.bin": sha(b"second"),
