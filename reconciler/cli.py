@@ -482,19 +482,24 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--project", "projects", multiple=True, metavar="PROJECT",
+              help="Break the lock of this project (repeatable). Default: the manifests' projects, or every lock.")
 @click.pass_context
-def unlock(ctx: click.Context) -> None:
-    """Break the apply lock left on the server by a crashed run."""
+def unlock(ctx: click.Context, paths: tuple[Path, ...], projects: tuple[str, ...]) -> None:
+    """Break the apply locks a crashed run left (of the manifests' projects; of every project without PATHS)."""
     import time
 
-    from .clearml_backend import Lock
+    from .clearml_backend import break_locks
+    from .manifest import load_manifests
 
+    scope = set(projects) | ({ds.key.project for ds in load_manifests(paths).datasets} if paths else set())
     with _connect(ctx) as conn:
-        info = Lock(conn.backend.api).break_lock()
-        if info is None:
-            click.echo("No lock is held.")
-            return
-        click.echo(escape.text(f"Released the lock ({info.describe(time.time())})."))
+        broken = break_locks(conn.backend.api, sorted(scope) if scope else None)
+    if not broken:
+        click.echo("No lock is held.")
+    for info in broken:
+        click.echo(escape.text(f"Released the {info.describe(time.time())}."))
 
 
 @cli.command()

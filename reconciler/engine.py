@@ -205,7 +205,8 @@ def apply(
     from .apply import apply_plan, check_fresh
 
     assert (run is None) != (saved is None)
-    with LockLease(backend.api, lock_owner, wait=lock_wait, ttl=lock_ttl, notice=notice):
+    scope = list(saved.projects if saved is not None else run.projects)  # type: ignore[union-attr]
+    with LockLease(backend.api, lock_owner, scope, wait=lock_wait, ttl=lock_ttl, notice=notice):
         if saved is not None:
             observed = observe_saved(backend.reader, saved)
             check_fresh(saved, observed)
@@ -240,7 +241,7 @@ def managed_drafts(reader: ServerReader, projects: tuple[str, ...]) -> tuple[Obs
 def discard_drafts(backend: Backend, drafts: tuple[ObservedVersion, ...], *, lock_owner: str, lock_wait: float,
                    report: Callable[[str], None], notice: Callable[[str], None]) -> int:
     """Delete ``drafts`` (and their uploaded chunks) under the apply lock; how many were deleted."""
-    with LockLease(backend.api, lock_owner, wait=lock_wait, notice=notice):
+    with LockLease(backend.api, lock_owner, sorted({d.key.project for d in drafts}), wait=lock_wait, notice=notice):
         for draft in drafts:
             backend.writer.delete_draft(draft.id)
             report(f"discarded draft {draft.key} (id {draft.id})")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .api import ApiClient, ApiError, BackendError, Cancel, Interrupted, WaitPolicy
 from .config import ServerConfig, load_server_config
-from .lock import LeaseLost, Lock, LockLease
+from .lock import LeaseLost, Lock, LockLease, all_locks, break_locks
 from .reader import ServerReader
 from .storage import Stores
 from .writer import ServerWriter, UploadOptions
@@ -42,5 +42,6 @@ class Backend:
 
 __all__ = [
     "ApiClient", "ApiError", "Backend", "BackendError", "Cancel", "Interrupted", "LeaseLost", "Lock", "LockLease",
+    "all_locks", "break_locks",
     "ServerConfig", "ServerReader", "ServerWriter", "UploadOptions", "WaitPolicy", "load_server_config",
 ]

@@ -1,9 +1,12 @@
-"""The apply lock: a lease stored on the server, renewed while a run holds it, checked before every write.
+"""The apply lock: leases stored on the server, one per project, renewed while a run holds them, checked before
+every write.
 
-The lock is the hidden project ``.reconciler-lock``; creating a project is atomic on the server (a second
-create answers 400/801), so exactly one run holds it. Its description records the holder, a random token and
-when the lease was renewed and expires. A crashed run's lease expires after ``ttl`` seconds; a live run renews it
-every ``ttl / 3``.
+A run locks the projects it works in (the plan's scope), so runs of different repositories on one team server
+never wait for each other. The lock of project ``P`` is the hidden project ``.reconciler-lock-<hash of P>``;
+creating a project is atomic on the server (a second create answers 400/801), so exactly one run holds it. Its
+description records the project, the holder, a random token and when the lease was renewed and expires. A
+crashed run's lease expires after ``ttl`` seconds; a live run renews it every ``ttl / 3``. Several locks are
+taken in a fixed order, all or none, so two runs never wait for each other in a circle.
 
 Fencing: the API client calls :meth:`LockLease.fence` before every write. When the lease has not been
 confirmed on the server for ``ttl / 3`` (the process was stopped, the machine slept, renewals failed), the fence
@@ -24,7 +27,13 @@ from dataclasses import dataclass
 from ..diagnostics import ReconcileError
 from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
 
-LOCK_PROJECT = ".reconciler-lock"
+LOCK_PREFIX = ".reconciler-lock-"
+
+
+def lock_name(project: str) -> str:
+    import hashlib
+
+    return LOCK_PREFIX + hashlib.sha256(project.encode()).hexdigest()[:16]
 
 
 def _clock() -> float:
@@ -45,6 +54,7 @@ class LeaseLost(ReconcileError):
 @dataclass(frozen=True, slots=True)
 class LockInfo:
     id: str
+    project: str  # the project it locks
     owner: str
     token: str
     renewed: float  # epoch seconds
@@ -55,45 +65,55 @@ class LockInfo:
             return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
         state = f"expires {at(self.expires)}" if self.expires > now else f"expired {at(self.expires)}"
-        return f"held by {self.owner}, last renewed {at(self.renewed)}, {state}"
+        return f"lock of {self.project} held by {self.owner}, last renewed {at(self.renewed)}, {state}"
+
+
+def _info(row: dict[str, object]) -> LockInfo:
+    try:
+        data = json.loads(str(row.get("description") or "{}"))
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    expires = float(data.get("expires") or 0)
+    return LockInfo(str(row["id"]), str(data.get("project") or "?"), str(data.get("owner") or "unknown"),
+                    str(data.get("token") or ""), float(data.get("renewed") or expires), expires)
+
+
+def all_locks(api: ApiClient) -> list[LockInfo]:
+    """Every apply lock on the server (held or expired)."""
+    rows = api.call("projects.get_all", name=f"^{LOCK_PREFIX}[0-9a-f]{{16}}$", search_hidden=True,
+                    only_fields=["id", "name", "description"]).get("projects") or []
+    return sorted((_info(r) for r in rows if str(r.get("name", "")).startswith(LOCK_PREFIX)),
+                  key=lambda i: i.project)
 
 
 class Lock:
-    """Raw lock operations on one server."""
+    """Raw operations on the lock of one project."""
 
-    def __init__(self, api: ApiClient):
-        self.api = api
+    def __init__(self, api: ApiClient, project: str):
+        self.api, self.project, self.name = api, project, lock_name(project)
 
     def info(self, *, cleanup: bool = False) -> LockInfo | None:
-        rows = self.api.call("projects.get_all", name=f"^{LOCK_PROJECT}$", search_hidden=True, cleanup=cleanup,
+        rows = self.api.call("projects.get_all", name=f"^{self.name}$", search_hidden=True, cleanup=cleanup,
                              only_fields=["id", "name", "description"]).get("projects") or []
-        rows = [r for r in rows if r.get("name") == LOCK_PROJECT]
-        if not rows:
-            return None
-        try:
-            data = json.loads(rows[0].get("description") or "{}")
-        except ValueError:
-            data = {}
-        if not isinstance(data, dict):
-            data = {}
-        expires = float(data.get("expires") or 0)
-        return LockInfo(str(rows[0]["id"]), str(data.get("owner") or "unknown"), str(data.get("token") or ""),
-                        float(data.get("renewed") or expires), expires)
+        rows = [r for r in rows if r.get("name") == self.name]
+        return _info(rows[0]) if rows else None
 
-    @staticmethod
-    def _description(owner: str, token: str, ttl: float) -> str:
+    def _description(self, owner: str, token: str, ttl: float) -> str:
         now = time.time()
-        return json.dumps({"owner": owner, "token": token, "renewed": now, "expires": now + ttl})
+        return json.dumps({"project": self.project, "owner": owner, "token": token, "renewed": now,
+                           "expires": now + ttl})
 
     def try_acquire(self, owner: str, ttl: float) -> LockInfo:
         """Take the lock, breaking it only when its lease has expired; :class:`LockHeld` when held."""
         for _ in range(5):
             token = secrets.token_hex(12)
             try:
-                data = self.api.call("projects.create", create=True, name=LOCK_PROJECT, system_tags=["hidden"],
+                data = self.api.call("projects.create", create=True, name=self.name, system_tags=["hidden"],
                                      description=self._description(owner, token, ttl))
                 now = time.time()
-                return LockInfo(str(data["id"]), owner, token, now, now + ttl)
+                return LockInfo(str(data["id"]), self.project, owner, token, now, now + ttl)
             except ApiError as err:
                 if not err.is_(ALREADY_EXISTS):
                     raise
@@ -106,7 +126,7 @@ class Lock:
                 return held
             if held.expires > time.time():
                 raise LockHeld(
-                    f"another apply holds the lock on {self.api.cfg.api_host}: {held.describe(time.time())}; "
+                    f"another apply holds the {held.describe(time.time())} on {self.api.cfg.api_host}; "
                     "wait for it (--lock-timeout SECONDS), or run 'reconcile unlock' if it crashed"
                 )
             with contextlib.suppress(ApiError):  # expired: break it (someone else may break it first)
@@ -121,7 +141,7 @@ class Lock:
                             "nothing more was written; run apply again")
         self.api.call("projects.update", project=held.id, description=self._description(held.owner, held.token, ttl))
         now = time.time()
-        return LockInfo(held.id, held.owner, held.token, now, now + ttl)
+        return LockInfo(held.id, held.project, held.owner, held.token, now, now + ttl)
 
     def release(self, held: LockInfo) -> None:
         """Give the lock back if this run still holds it (works after a cancel, within seconds)."""
@@ -136,30 +156,53 @@ class Lock:
         return current
 
 
-class LockLease:
-    """Holds the lock while the ``with`` block runs; renews it from a thread; fences every write of ``api``.
+def break_locks(api: ApiClient, projects: list[str] | None) -> list[LockInfo]:
+    """Break the locks of ``projects`` (None: every apply lock on the server); what was broken."""
+    if projects is None:
+        broken = all_locks(api)
+        for held in broken:
+            api.call("projects.delete", project=held.id, force=True)
+        return broken
+    return [found for p in sorted(set(projects)) if (found := Lock(api, p).break_lock()) is not None]
 
-    ``wait`` seconds are spent retrying while another run holds the lock (0: fail at once); ``notice`` gets
-    one line when waiting starts and a progress line every 30 seconds.
+
+class LockLease:
+    """Holds the locks of ``projects`` while the ``with`` block runs; renews them from a thread; fences every write.
+
+    ``wait`` seconds are spent retrying while another run holds one of them (0: fail at once); ``notice`` gets
+    one line when waiting starts and a progress line every 30 seconds. Locks are taken in a fixed order, all
+    or none: while waiting, none is held.
     """
 
-    def __init__(self, api: ApiClient, owner: str, *, ttl: float = 120.0, wait: float = 0.0,
-                 notice: Callable[[str], None] = lambda _m: None):
+    def __init__(self, api: ApiClient, owner: str, projects: list[str] | tuple[str, ...], *, ttl: float = 120.0,
+                 wait: float = 0.0, notice: Callable[[str], None] = lambda _m: None):
         self.api, self.owner, self.ttl, self.wait, self.notice = api, owner, ttl, wait, notice
-        self.lock = Lock(api)
-        self.held: LockInfo | None = None
+        self.locks = [Lock(api, p) for p in sorted(set(projects))]
+        self.held: list[LockInfo] = []
         self._confirmed = 0.0
         self._lost: LeaseLost | None = None
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _acquire_all(self) -> None:
+        held: list[LockInfo] = []
+        try:
+            for lock in self.locks:
+                held.append(lock.try_acquire(self.owner, self.ttl))
+        except BaseException:
+            for lock, info in zip(self.locks, held, strict=False):
+                with contextlib.suppress(ReconcileError):
+                    lock.release(info)
+            raise
+        self.held = held
+
     def __enter__(self) -> LockLease:
         start = time.monotonic()
         announced = 0.0
         while True:
             try:
-                self.held = self.lock.try_acquire(self.owner, self.ttl)
+                self._acquire_all()
                 break
             except LockHeld as err:
                 waited = time.monotonic() - start
@@ -182,9 +225,8 @@ class LockLease:
         with self._mutex:
             if self._lost is not None:
                 raise self._lost
-            assert self.held is not None
             try:
-                self.held = self.lock.renew(self.held, self.ttl)
+                self.held = [lock.renew(info, self.ttl) for lock, info in zip(self.locks, self.held, strict=True)]
             except LeaseLost as err:
                 self._lost = err
                 raise
@@ -200,7 +242,7 @@ class LockLease:
                 continue  # a missed renewal is retried; writes re-check through the fence
 
     def fence(self) -> None:
-        """Refuse to write unless this run still holds the lease (re-checked on the server when stale)."""
+        """Refuse to write unless this run still holds its leases (re-checked on the server when stale)."""
         if self._lost is not None:
             raise self._lost
         if _clock() - self._confirmed > self.ttl / 3:
@@ -217,8 +259,10 @@ class LockLease:
             self.api.fence = None
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self.held is not None and self._lost is None:
-            try:
-                self.lock.release(self.held)
-            except ReconcileError as err:
-                self.notice(f"warning: could not release the apply lock ({err}); it expires on its own")
+        if self._lost is None:
+            for lock, info in zip(self.locks, self.held, strict=False):
+                try:
+                    lock.release(info)
+                except ReconcileError as err:
+                    self.notice(f"warning: could not release the apply lock of {info.project} ({err}); "
+                                "it expires on its own")

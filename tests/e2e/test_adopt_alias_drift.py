@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import textwrap
 
 import pytest
 
 from .helpers import Env, dataset_tasks, manifest, write_tree
 
 pytestmark = pytest.mark.integration
+
+
+def sdk(test: Env, code: str, **kw: object) -> object:
+    """``test.sdk`` with ``PROJECT`` set to the test's own project."""
+    return test.sdk(f"PROJECT = {test.project!r}\n" + textwrap.dedent(code), **kw)  # type: ignore[arg-type]
 
 SCRIPT = """
 import json, os, tempfile
@@ -20,7 +26,7 @@ for name, n in (("mnist", 3), ("cifar", 2), ("fashion", 4)):
     os.makedirs(folder)
     for i in range(n):
         open(os.path.join(folder, f"f{i}.txt"), "w").write(f"{name} {i}")
-    ds = Dataset.create(dataset_project="scripts", dataset_name=name, dataset_version="1.0.0")
+    ds = Dataset.create(dataset_project=PROJECT, dataset_name=name, dataset_version="1.0.0")
     ds.add_files(folder)
     ds.add_tags(["from-script", name])
     ds.set_metadata({"source": "script", "name": name}, ui_visible=False)
@@ -29,7 +35,7 @@ for name, n in (("mnist", 3), ("cifar", 2), ("fashion", 4)):
     child_dir = os.path.join(root, name + "2")
     os.makedirs(child_dir)
     open(os.path.join(child_dir, "extra.txt"), "w").write(name + " extra")
-    child = Dataset.create(dataset_project="scripts", dataset_name=name, dataset_version="1.1.0",
+    child = Dataset.create(dataset_project=PROJECT, dataset_name=name, dataset_version="1.1.0",
                            parent_datasets=[ds.id])
     child.add_files(child_dir)
     child.add_tags(["from-script"])
@@ -44,28 +50,28 @@ result = made
 
 
 def test_import_adopts_script_made_datasets_then_a_new_version_uploads_only_its_delta(env: Env) -> None:
-    made = env.sdk(SCRIPT)
-    res = env.reconcile("import", "scripts", "--out", "imported")
+    made = sdk(env, SCRIPT)
+    res = env.reconcile("import", env.project, "--out", "imported")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Imported 3 datasets, 6 versions" in res.stdout
-    text = (env.work / "imported" / "scripts" / "mnist.yaml").read_text()
+    text = (env.work / "imported" / env.project / "mnist.yaml").read_text()
     assert f"id: {made['mnist'][0]}" in text and "publish: true" in text and 'parent: "1.0.0"' in text
-    again = env.reconcile("import", "scripts", "--dry-run")
-    assert again.returncode == 0 and "# file: manifests/scripts/cifar.yaml" in again.stdout
-    assert again.stdout.split("\n---\n")[0].split("\n", 1)[1] == (env.work / "imported" / "scripts" /
+    again = env.reconcile("import", env.project, "--dry-run")
+    assert again.returncode == 0 and f"# file: manifests/{env.project}/cifar.yaml" in again.stdout
+    assert again.stdout.split("\n---\n")[0].split("\n", 1)[1] == (env.work / "imported" / env.project /
                                                                    "cifar.yaml").read_text()
     plan = env.reconcile("plan", "--detailed-exitcode", "imported")
     assert plan.returncode == 0, plan.stdout + plan.stderr  # adopting changes nothing
 
     write_tree(env.work / "data" / "new", {"new.txt": "new in 1.2.0"})
-    (env.work / "imported" / "scripts" / "mnist.yaml").write_text(
+    (env.work / "imported" / env.project / "mnist.yaml").write_text(
         text + '  - version: "1.2.0"\n    parent: "1.1.0"\n    sources: [{path: ../../data/new}]\n')
     res = env.reconcile("apply", "--auto-approve", "imported")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 version created, 1 file uploaded" in res.stdout
-    files = env.sdk("""
+    files = sdk(env, """
         import os
-        ds = Dataset.get(dataset_project="scripts", dataset_name="mnist", dataset_version="1.2.0")
+        ds = Dataset.get(dataset_project=PROJECT, dataset_name="mnist", dataset_version="1.2.0")
         root = ds.get_local_copy()
         result = sorted(os.path.relpath(os.path.join(d, n), root) for d, _, ns in os.walk(root) for n in ns)
         assert ds.verify_dataset_hash() == []
@@ -86,12 +92,12 @@ ALIASED = """\
 def _aliased(env: Env, target: str) -> None:
     m = env.work / "manifests" / "ds.yaml"
     m.parent.mkdir(exist_ok=True)
-    m.write_text(manifest("proj", "things", ALIASED).replace("versions:\n", f"aliases: {{production: {target}}}\n"
+    m.write_text(manifest(env.project, "things", ALIASED).replace("versions:\n", f"aliases: {{production: {target}}}\n"
                                                                             "versions:\n"))
 
 
 def _holders(env: Env) -> list[str]:
-    return sorted(t["version"] for t in dataset_tasks(env, "proj", "things") if "production" in t["tags"])
+    return sorted(t["version"] for t in dataset_tasks(env, env.project, "things") if "production" in t["tags"])
 
 
 def test_an_alias_moves_to_exactly_one_version(env: Env) -> None:
@@ -102,12 +108,12 @@ def test_an_alias_moves_to_exactly_one_version(env: Env) -> None:
     assert _holders(env) == ["1.0.0"]
     _aliased(env, "1.1.0")
     plan = env.reconcile("plan", "manifests")
-    assert "proj/things production: 1.0.0 -> 1.1.0" in plan.stdout, plan.stdout
+    assert f"{env.project}/things production: 1.0.0 -> 1.1.0" in plan.stdout, plan.stdout
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
     assert _holders(env) == ["1.1.0"]
-    got = env.sdk("""
-        ds = Dataset.get(dataset_project="proj", dataset_name="things", dataset_tags=["production"])
+    got = sdk(env, """
+        ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_tags=["production"])
         result = ds.version
     """)
     assert got == "1.1.0"
@@ -121,18 +127,18 @@ def test_changes_made_behind_the_tools_back_are_drift(env: Env) -> None:
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
     clean = env.reconcile("plan", "--drift-only", "--detailed-exitcode", "manifests")
     assert clean.returncode == 0 and "No drift" in clean.stdout, clean.stdout + clean.stderr
-    env.sdk("""
+    sdk(env, """
         from clearml.backend_api.session.client import APIClient
-        v1 = Dataset.get(dataset_project="proj", dataset_name="things", dataset_version="1.0.0")
+        v1 = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version="1.0.0")
         v1.add_tags(["edited-in-ui"])
-        v2 = Dataset.get(dataset_project="proj", dataset_name="things", dataset_version="1.1.0")
+        v2 = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version="1.1.0")
         APIClient().tasks.archive_many(ids=[v2.id])
         result = True
     """)
     drift = env.reconcile("plan", "--drift-only", "--detailed-exitcode", "manifests")
     assert drift.returncode == 2, drift.stdout + drift.stderr
-    assert "proj/things@1.0.0" in drift.stdout and "edited-in-ui" in drift.stdout
-    assert "proj/things@1.1.0" in drift.stdout and "archived" in drift.stdout
+    assert f"{env.project}/things@1.0.0" in drift.stdout and "edited-in-ui" in drift.stdout
+    assert f"{env.project}/things@1.1.0" in drift.stdout and "archived" in drift.stdout
     as_json = json.loads(env.reconcile("plan", "--drift-only", "--format", "json", "manifests").stdout)
     assert as_json["has_drift"] and {d["what"] for d in as_json["drift"]} == {"properties", "archived"}
     res = env.reconcile("apply", "--auto-approve", "manifests")  # puts the manifests back

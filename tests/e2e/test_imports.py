@@ -32,7 +32,7 @@ def test_plan_and_apply_do_not_import_the_sdk_and_a_no_op_plan_not_deepdiff(env:
     write_tree(env.work / "data", {"a.txt": "alpha"})
     m = env.work / "manifests" / "ds.yaml"
     m.parent.mkdir()
-    m.write_text(manifest("proj", "things", "- version: 1.0.0\n  sources: [{path: ../data}]\n"))
+    m.write_text(manifest(env.project, "things", "- version: 1.0.0\n  sources: [{path: ../data}]\n"))
     applied = _plan_modules(env, "apply", "--auto-approve", "manifests")
     assert applied["code"] == 0 and applied["clearml"] is False  # deepdiff shows the property changes
     assert _plan_modules(env, "plan", "--detailed-exitcode", "manifests") == {"code": 0, "clearml": False,

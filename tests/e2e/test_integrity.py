@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from .helpers import Env, dataset_tasks, manifest, write_tree
 from .proxy import Proxy, Rule
 
 pytestmark = pytest.mark.integration
+
+
+def sdk(test: Env, code: str, **kw: object) -> object:
+    """``test.sdk`` with ``PROJECT`` set to the test's own project."""
+    return test.sdk(f"PROJECT = {test.project!r}\n" + textwrap.dedent(code), **kw)  # type: ignore[arg-type]
 
 V1 = {"a.txt": "alpha", "sub/b.txt": "bravo", "c.bin": b"\x00\x01" * 4000}
 VERSIONS = """\
@@ -32,7 +38,7 @@ def _setup(env: Env) -> Path:
     write_tree(env.work / "data" / "v2", {"d.txt": "delta"})
     m = env.work / "manifests" / "ds.yaml"
     m.parent.mkdir(exist_ok=True)
-    m.write_text(manifest("proj", "things", VERSIONS))
+    m.write_text(manifest(env.project, "things", VERSIONS))
     return m
 
 
@@ -64,7 +70,7 @@ def proxies(env: Env):
 
 
 def _live_versions(env: Env) -> list[str]:
-    return sorted(t["version"] for t in dataset_tasks(env, "proj", "things") if "archived" not in t["system_tags"])
+    return sorted(t["version"] for t in dataset_tasks(env, env.project, "things") if "archived" not in t["system_tags"])
 
 
 def test_a_run_paused_past_its_lease_stops_and_writes_nothing_more(env: Env, proxies: Proxies) -> None:
@@ -114,7 +120,7 @@ def test_a_signal_stops_an_upload_quickly_and_releases_the_lock(env: Env, proxie
     assert proc.returncode == code, out + err
     assert took < 10, f"took {took:.1f}s to stop"
     assert "Traceback" not in err and "stopped" in err
-    assert "No lock is held." in env.reconcile("unlock", env=proxies.vars()).stdout
+    assert "No lock is held." in env.reconcile("unlock", "manifests", env=proxies.vars()).stdout
     proxies.files.rules.clear()
     res = env.reconcile("apply", "--auto-approve", "manifests", env=proxies.vars())
     assert res.returncode == 0, res.stdout + res.stderr
@@ -155,11 +161,11 @@ def test_a_file_changed_between_plan_and_apply_is_named_and_nothing_is_finalized
     res = env.reconcile("apply", "plan.json")
     assert res.returncode == 1, res.stdout + res.stderr
     assert "sub/b.txt" in res.stderr and "not what the plan hashed" in res.stderr
-    assert all(t["status"] not in ("completed", "published") for t in dataset_tasks(env, "proj", "things"))
+    assert all(t["status"] not in ("completed", "published") for t in dataset_tasks(env, env.project, "things"))
     res = env.reconcile("apply", "--auto-approve", "manifests")  # a fresh plan hashes the new bytes
     assert res.returncode == 0, res.stdout + res.stderr
-    got = env.sdk("""
-        ds = Dataset.get(dataset_project="proj", dataset_name="things", dataset_version="1.0.0")
+    got = sdk(env, """
+        ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version="1.0.0")
         result = [ds.verify_dataset_hash(), open(ds.get_local_copy() + "/sub/b.txt").read()]
     """)
     assert got == [[], "bravo, edited after the plan"]
@@ -186,10 +192,10 @@ def test_a_wrong_hash_cache_row_never_reaches_a_finalized_version(env: Env) -> N
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 1, res.stdout + res.stderr
     assert "a.txt" in res.stderr and "not what the plan hashed" in res.stderr
-    assert all(t["status"] not in ("completed", "published") for t in dataset_tasks(env, "proj", "things"))
+    assert all(t["status"] not in ("completed", "published") for t in dataset_tasks(env, env.project, "things"))
     res = env.reconcile("apply", "--auto-approve", "manifests")  # the bad row was forgotten: hashed again
     assert res.returncode == 0, res.stdout + res.stderr
-    assert env.sdk("""
-        ds = Dataset.get(dataset_project="proj", dataset_name="things", dataset_version="1.0.0")
+    assert sdk(env, """
+        ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version="1.0.0")
         result = ds.verify_dataset_hash()
     """) == []

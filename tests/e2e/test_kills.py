@@ -8,6 +8,7 @@ import hashlib
 import random
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -15,6 +16,11 @@ from .helpers import Env, dataset_tasks, manifest, write_tree
 from .proxy import Proxy, Rule
 
 pytestmark = pytest.mark.integration
+
+
+def sdk(test: Env, code: str, **kw: object) -> object:
+    """``test.sdk`` with ``PROJECT`` set to the test's own project."""
+    return test.sdk(f"PROJECT = {test.project!r}\n" + textwrap.dedent(code), **kw)  # type: ignore[arg-type]
 
 V1 = {f"big/part{i}.bin": random.Random(i).randbytes(700_000) for i in range(4)}  # 3+ chunks of 1 MiB
 V1 |= {"small/a.txt": "alpha", "small/b.txt": "bravo"}
@@ -58,8 +64,8 @@ def _setup(env: Env) -> None:
     write_tree(env.work / "data" / "v2", V2)
     m = env.work / "manifests" / "ds.yaml"
     m.parent.mkdir(exist_ok=True)
-    text = manifest("proj", "things", VERSIONS).replace("versions:\n", "statistics: true\nupload: {chunk_size_mb: 1}\n"
-                                                                        "versions:\n")
+    text = manifest(env.project, "things", VERSIONS).replace(
+        "versions:\n", "statistics: true\nupload: {chunk_size_mb: 1}\nversions:\n")
     m.write_text(text)
 
 
@@ -82,17 +88,17 @@ def test_kill_at_a_step_boundary_then_apply_converges(env: Env, endpoint: str, b
         assert proc.returncode == -9, f"the kill point was never reached\n{out}\n{err}"
         api.rules.clear()
 
-        assert env.reconcile("unlock", env=vars_).returncode == 0
+        assert env.reconcile("unlock", "manifests", env=vars_).returncode == 0
         res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
         assert res.returncode == 0, res.stdout + res.stderr
-        live = [t for t in dataset_tasks(env, "proj", "things") if "archived" not in t["system_tags"]]
+        live = [t for t in dataset_tasks(env, env.project, "things") if "archived" not in t["system_tags"]]
         assert sorted(t["version"] for t in live) == ["1.0.0", "1.1.0"], live  # nothing duplicated
         assert {t["version"]: t["status"] for t in live} == {"1.0.0": "completed", "1.1.0": "published"}
-        got = env.sdk("""
+        got = sdk(env, """
             import hashlib, os
             result = {}
             for v in ("1.0.0", "1.1.0"):
-                ds = Dataset.get(dataset_project="proj", dataset_name="things", dataset_version=v)
+                ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version=v)
                 root = ds.get_local_copy()
                 result[v] = {os.path.relpath(os.path.join(d, n), root):
                              hashlib.sha256(open(os.path.join(d, n), "rb").read()).hexdigest()
@@ -118,8 +124,8 @@ def test_every_finalize_refused_means_exit_1_and_nothing_published(env: Env) -> 
         res = env.reconcile("--timeout", "3", "apply", "--auto-approve", "manifests", env=vars_)
         assert res.returncode == 1, res.stdout + res.stderr
         assert "Apply complete" not in res.stdout and "Traceback" not in res.stderr
-        assert "finalize proj/things@1.0.0" in res.stderr
-        tasks = dataset_tasks(env, "proj", "things")
+        assert f"finalize {env.project}/things@1.0.0" in res.stderr
+        tasks = dataset_tasks(env, env.project, "things")
         assert tasks and all(t["status"] not in ("completed", "published") for t in tasks)
         api.rules.clear()
         res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
@@ -163,14 +169,14 @@ def test_drafts_are_listed_and_discarded_by_the_tool(env: Env) -> None:
                                 cwd=env.work, env=vars_, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         proc.communicate(timeout=300)
         assert proc.returncode == -9
-        assert env.reconcile("unlock", env=vars_).returncode == 0
+        assert env.reconcile("unlock", "manifests", env=vars_).returncode == 0
         listed = env.reconcile("drafts", "manifests", env=vars_)
-        assert listed.returncode == 0 and "proj/things@1.0.0" in listed.stdout and "1 draft;" in listed.stdout
+        assert listed.returncode == 0 and f"{env.project}/things@1.0.0" in listed.stdout and "1 draft;" in listed.stdout
         refused = env.reconcile("drafts", "--discard", "manifests", env=vars_)
         assert refused.returncode == 1 and "--auto-approve" in refused.stderr  # not a terminal: no silent delete
         gone = env.reconcile("drafts", "--discard", "--auto-approve", "manifests", env=vars_)
         assert gone.returncode == 0 and "Discarded 1 draft." in gone.stdout, gone.stdout + gone.stderr
-        assert dataset_tasks(env, "proj", "things") == []
+        assert dataset_tasks(env, env.project, "things") == []
         assert "No drafts" in env.reconcile("drafts", "manifests", env=vars_).stdout
     finally:
         api.stop()

@@ -208,31 +208,24 @@ def test_unlock_breaks_a_stale_lock(env: Env):
     setup_project(env)
     owner = f"crashed-{env.project}"
     env.sdk(f"""
-        import json, time
+        import hashlib, json, time
         from clearml.backend_api.session.client import APIClient
-        deadline = time.time() + 240
-        while True:  # the lock of a crashed run, taken as soon as no other apply on this server holds it
-            try:
-                APIClient().projects.create(name='.reconciler-lock', system_tags=['hidden'], description=json.dumps(
-                    {{'owner': {owner!r}, 'expires': time.time() + 3600}}))
-                break
-            except Exception:
-                if time.time() > deadline:
-                    raise
-                time.sleep(1)
+        name = '.reconciler-lock-' + hashlib.sha256({env.project!r}.encode()).hexdigest()[:16]
+        APIClient().projects.create(name=name, system_tags=['hidden'], description=json.dumps(  # a crashed run's
+            {{'project': {env.project!r}, 'owner': {owner!r}, 'expires': time.time() + 3600}}))
         result = 1
     """)
     try:
         res = env.reconcile("apply", "--auto-approve", "--lock-timeout", "0", "manifests")
         assert res.returncode == 1 and "reconcile unlock" in res.stderr and owner in res.stderr
-        res = env.reconcile("unlock")
-        assert res.returncode == 0 and owner in res.stdout
+        res = env.reconcile("unlock", "manifests")  # only this project's lock: the server is shared
+        assert res.returncode == 0 and owner in res.stdout and env.project in res.stdout
     finally:  # a lock left behind would stop every apply on the server for an hour
         env.sdk(f"""
             import json
             from clearml.backend_api.session.client import APIClient
             client = APIClient()
-            for p in client.projects.get_all(name='^.reconciler-lock$', search_hidden=True):
+            for p in client.projects.get_all(name='^.reconciler-lock-', search_hidden=True):
                 if json.loads(p.description or '{{}}').get('owner') == {owner!r}:
                     client.projects.delete(project=p.id, force=True)
             result = 1
