@@ -247,16 +247,40 @@ def test_prune_archives_only_what_no_manifest_names(env: Env):
     plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
     assert plan.returncode == 0, plan.stdout + plan.stderr  # without --prune nothing changes...
     assert f"{env.project}/things@1.1.0" in plan.stdout and "in no manifest" in plan.stdout  # ...but it is reported
-    # --prune reaches every version this tool manages on the server; the server may hold other tests' (and
-    # people's) datasets, so the plan is read for this test's project and what is applied is targeted at it.
     pruned = json.loads(env.reconcile("plan", "--prune", "--format", "json", "manifests").stdout)
     archived = sorted(a["address"] for a in pruned["actions"] if a["type"] == "archive")
-    ours = [a for a in archived if a.startswith(f"{env.project}/")]
-    assert ours == [f"{env.project}/leftover@1.0.0", f"{env.project}/things@1.1.0"]
-    targets = ("--target", f"{env.project}/things", "--target", f"{env.project}/leftover")
-    res = env.reconcile("apply", "--prune", *targets, "--auto-approve", "manifests")
+    assert archived == [f"{env.project}/leftover@1.0.0", f"{env.project}/things@1.1.0"]  # this project only
+    assert pruned["projects"] == [env.project]
+    res = env.reconcile("apply", "--prune", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
+    assert f"Prune scope: {env.project}" in res.stdout
     tasks = {t["version"]: t for t in dataset_tasks(env, env.project, "things")}
     assert "archived" in tasks["1.1.0"]["system_tags"] and "archived" not in tasks["1.0.0"]["system_tags"]
     assert all("archived" in t["system_tags"] for t in dataset_tasks(env, env.project, "leftover"))
-    assert env.reconcile("plan", "--prune", *targets, "--detailed-exitcode", "manifests").returncode == 0
+    assert env.reconcile("plan", "--prune", "--detailed-exitcode", "manifests").returncode == 0
+    m.write_text(manifest(env.project, "things", VERSIONS))  # a git revert brings 1.1.0 back: restored, same id
+    plan = env.reconcile("plan", "manifests")
+    assert "restore archived version" in plan.stdout, plan.stdout
+    assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
+    after = {t["version"]: t for t in dataset_tasks(env, env.project, "things")}
+    assert sorted(after) == ["1.0.0", "1.1.0"] and after["1.1.0"]["id"] == tasks["1.1.0"]["id"]
+    assert "archived" not in after["1.1.0"]["system_tags"]
+
+
+def test_prune_from_one_repository_never_touches_another(env: Env):
+    other = f"{env.project}-other"
+    write_tree(env.work / "data" / "v1", V1_FILES)
+    for project, folder in ((env.project, "mine"), (other, "theirs")):
+        (env.work / folder).mkdir()
+        (env.work / folder / "ds.yaml").write_text(manifest(project, "things", VERSIONS.split("- version: 1.1.0")[0]
+                                                            .replace("../data/v1", "../data/v1")))
+        assert env.reconcile("apply", "--auto-approve", folder).returncode == 0
+    (env.work / "mine" / "ds.yaml").write_text(manifest(env.project, "renamed", VERSIONS.split("- version: 1.1.0")[0]))
+    for folder, project in (("mine", env.project), ("theirs", other)):
+        res = env.reconcile("apply", "--prune", "--auto-approve", folder)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert f"Prune scope: {project} " in res.stdout or "No changes" in res.stdout
+    theirs = dataset_tasks(env, other, "things")
+    assert theirs and all("archived" not in t["system_tags"] for t in theirs)  # the other repository's: untouched
+    mine = dataset_tasks(env, env.project, "things")
+    assert mine and all("archived" in t["system_tags"] for t in mine)

@@ -41,6 +41,8 @@ def test_the_readme_gitops_blocks_run_as_written(env: Env) -> None:
     assert apply_saved.strip() == "reconcile apply plan.json"
     assert "--auto-approve manifests/" in apply_live
     shutil.copytree(REPO / "manifests" / "sample", env.work / "manifests")
+    for copy in (env.work / "manifests").glob("*.yaml"):  # this test's own project: the server may be shared
+        copy.write_text(copy.read_text().replace("project: clearml_datasets", f"project: {env.project}"))
     (env.work / "bin").mkdir()
     wrapper = env.work / "bin" / "reconcile"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m reconciler.cli "$@"\n')
@@ -55,7 +57,7 @@ def test_the_readme_gitops_blocks_run_as_written(env: Env) -> None:
     applied = shell(env, apply_saved)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "Enter a value" not in applied.stdout and "2 versions created" in applied.stdout
-    tasks = dataset_tasks(env, "clearml_datasets", "Shapes")
+    tasks = dataset_tasks(env, env.project, "Shapes")
     assert sorted(t["version"] for t in tasks) == ["1.0.0", "1.1.0"]
 
     again = shell(env, pr_plan)
@@ -66,4 +68,4 @@ def test_the_readme_gitops_blocks_run_as_written(env: Env) -> None:
 
     live = shell(env, apply_live)
     assert live.returncode == 0 and "Apply complete!" not in live.stdout, live.stdout + live.stderr
-    assert dataset_tasks(env, "clearml_datasets", "Shapes") == tasks
+    assert dataset_tasks(env, env.project, "Shapes") == tasks
