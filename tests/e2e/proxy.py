@@ -4,7 +4,8 @@ Tests point ``CLEARML_API_HOST`` / ``CLEARML_FILES_HOST`` at proxies, so the sam
 the reference server. A :class:`Rule` matches requests (endpoint path and a body substring, the n-th match) and
 then acts: ``kill`` SIGKILLs a process after the server answered but before the answer is relayed (the write
 happened; the client never learns it), ``stop`` SIGSTOPs it there (then relays the answer), ``stall`` holds the
-request ``seconds`` before forwarding it, ``fail`` answers 500 without forwarding, ``drop`` closes the connection.
+request ``seconds`` before forwarding it, ``fail`` answers 500 without forwarding, ``refuse`` answers as the real
+server refuses a write to a finalized task (400, 400/110), ``drop`` closes the connection.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import urllib3
 @dataclass
 class Rule:
     path: str  # a substring of the request path, e.g. "tasks.create" or "/" (file uploads)
-    action: str  # kill | stop | stall | fail | drop
+    action: str  # kill | stop | stall | fail | refuse | drop
     body: str = ""  # a substring the request body must contain
     method: str = ""  # "" matches any
     nth: int = 1  # act on the n-th matching request
@@ -79,6 +80,11 @@ class Proxy:
                 if rule is not None and rule.action == "fail":
                     self._reply(500, b'{"meta": {"result_code": 500, "result_subcode": 0, "result_msg": "injected"},'
                                      b' "data": {}}', "application/json")
+                    return
+                if rule is not None and rule.action == "refuse":
+                    self._reply(400, b'{"meta": {"result_code": 400, "result_subcode": 110, "result_msg": '
+                                     b'"Invalid task status: expected=created, status=completed"}, "data": {}}',
+                                "application/json")
                     return
                 if rule is not None and rule.action == "drop":
                     self.close_connection = True
