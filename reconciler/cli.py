@@ -113,6 +113,15 @@ class ReconcileCommand(click.Command):
         self.params += [p for p in _global_options(after_command=True)
                         if not taken & set(p.opts) and (global_options is None or p.opts[0] in global_options)]
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as err:  # some parser errors carry no context: the hint needs the command's
+            if err.ctx is None:
+                err.ctx = click.Context(self, info_name=info_name, parent=parent)
+            raise
+
 
 class ReconcileGroup(click.Group):
     """Turns the project's own errors into one-line messages and exit code 1, usage errors included."""
