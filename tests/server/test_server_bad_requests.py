@@ -8,7 +8,7 @@ import pytest
 import requests
 from server_helpers import call, login, token, write_tree
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.embedded_only]  # about the embedded server itself
 
 
 def _meta(response: requests.Response) -> tuple[int, int, int]:

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from server_helpers import SdkRunner, call, random_bytes, read_tree, token, write_tree
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.embedded_only]  # about the embedded server itself
 
 
 def test_two_sdk_processes_create_and_upload_at_once(local_server, tmp_path):

@@ -21,7 +21,7 @@ from server_helpers import SdkRunner, random_bytes, write_tree
 
 from reconciler.localserver import LocalServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.embedded_only]  # about the embedded server itself
 
 RECORDING = Path(__file__).parent / "data" / "real-server-calls.jsonl"
 FIRST_RAW_CASE = 773  # records before this index are SDK flows, from it on raw error cases

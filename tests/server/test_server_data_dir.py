@@ -15,7 +15,7 @@ from server_helpers import call, login, token
 
 from reconciler.localserver import CorruptDatabase, DataDirError, LocalServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.embedded_only]  # about the embedded server itself
 
 
 def _refused(server: LocalServer, tok: str) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from server_helpers import random_bytes, read_tree, write_tree
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.embedded_only]  # about the embedded server itself
 
 NESTED = {
     "top.txt": b"top level\n",

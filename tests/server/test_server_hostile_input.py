@@ -24,7 +24,7 @@ from server_helpers import call, token
 from reconciler.localserver import LocalServer
 from reconciler.localserver.endpoints import all_endpoints
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.embedded_only]  # about the embedded server itself
 
 GIB = 1024**3
 

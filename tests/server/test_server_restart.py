@@ -7,7 +7,7 @@ from server_helpers import SdkRunner, call, random_bytes, read_tree, token, writ
 
 from reconciler.localserver import LocalServer
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.embedded_only]  # about the embedded server itself
 
 V1 = {"docs/a.txt": b"alpha\n", "docs/deep/b.bin": random_bytes(11, 4096), "c.txt": b"gamma\n"}
 V2 = {"docs/a.txt": b"alpha v2\n", "docs/deep/b.bin": random_bytes(11, 4096), "d.bin": random_bytes(12, 777)}
