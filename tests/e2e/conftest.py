@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .helpers import Env
+from .proxy import Proxies
 
 if TYPE_CHECKING:
     from conftest import ServerHandle
@@ -20,3 +21,13 @@ def env(clearml_server: ServerHandle, unique_name: Callable[[str], str], tmp_pat
     home.mkdir()
     work.mkdir()
     return Env(clearml_server, home, work, unique_name("proj"))
+
+
+@pytest.fixture
+def proxies(env: Env):
+    """Fault-injecting proxies in front of the test's server (see :mod:`.proxy`), stopped afterwards."""
+    p = Proxies(env.server.api_url, env.server.files_url, env.vars(), str(env.work))
+    try:
+        yield p
+    finally:
+        p.stop()

@@ -104,3 +104,12 @@ def dataset_tasks(env: Env, project: str, name: str) -> list[dict]:
         result = [dict(id=t.id, status=str(t.status), version=(t.runtime or {{}}).get('version'),
                        tags=list(t.tags or []), system_tags=list(t.system_tags or [])) for t in tasks]
     """)  # type: ignore[return-value]
+
+
+def copy_sample(env: Env) -> None:
+    """The repository's sample manifests and files into ``env.work/manifests``, in the test's own project."""
+    import shutil
+
+    shutil.copytree(Path(__file__).parents[2] / "manifests" / "sample", env.work / "manifests")
+    for copy in (env.work / "manifests").glob("*.yaml"):
+        copy.write_text(copy.read_text().replace("project: clearml_datasets", f"project: {env.project}"))

@@ -14,6 +14,8 @@ import http.server
 import os
 import signal
 import socketserver
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -134,3 +136,24 @@ class Proxy:
 
     def count(self, path: str) -> int:
         return sum(1 for _, p in self.log if path in p)
+
+
+class Proxies:
+    """A proxy in front of the test's API server and one in front of its file server; ``vars()`` points the
+    CLI and the SDK at them, ``start(...)`` runs the CLI without waiting (to signal or stop it)."""
+
+    def __init__(self, api_url: str, files_url: str, env: dict[str, str], work: str):
+        self.api = Proxy(api_url).start()
+        self.files = Proxy(files_url).start()
+        self._env, self._work = env, work
+
+    def vars(self) -> dict[str, str]:
+        return {**self._env, "CLEARML_API_HOST": self.api.url, "CLEARML_FILES_HOST": self.files.url}
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "reconciler.cli", *args], cwd=self._work, env=self.vars(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.files.stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import Env, dataset_tasks, manifest, write_tree
-from .proxy import Proxy, Rule
+from .proxy import Proxies, Rule
 
 pytestmark = pytest.mark.integration
 
@@ -40,33 +40,6 @@ def _setup(env: Env) -> Path:
     m.parent.mkdir(exist_ok=True)
     m.write_text(manifest(env.project, "things", VERSIONS))
     return m
-
-
-class Proxies:
-    def __init__(self, env: Env):
-        self.env = env
-        self.api = Proxy(env.server.api_url).start()
-        self.files = Proxy(env.server.files_url).start()
-
-    def vars(self) -> dict[str, str]:
-        return {**self.env.vars(), "CLEARML_API_HOST": self.api.url, "CLEARML_FILES_HOST": self.files.url}
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "reconciler.cli", *args], cwd=self.env.work, env=self.vars(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def stop(self) -> None:
-        self.api.stop()
-        self.files.stop()
-
-
-@pytest.fixture
-def proxies(env: Env):
-    p = Proxies(env)
-    try:
-        yield p
-    finally:
-        p.stop()
 
 
 def _live_versions(env: Env) -> list[str]:

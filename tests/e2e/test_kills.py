@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from .helpers import Env, dataset_tasks, manifest, write_tree
-from .proxy import Proxy, Rule
+from .proxy import Proxies, Rule
 
 pytestmark = pytest.mark.integration
 
@@ -69,115 +69,89 @@ def _setup(env: Env) -> None:
     m.write_text(text)
 
 
-def _proxied(env: Env, api: Proxy, files: Proxy) -> dict[str, str]:
-    return {**env.vars(), "CLEARML_API_HOST": api.url, "CLEARML_FILES_HOST": files.url}
-
-
 @pytest.mark.parametrize("endpoint,body,nth", KILL_POINTS, ids=[f"{e}-{b or 'any'}-{n}" for e, b, n in KILL_POINTS])
-def test_kill_at_a_step_boundary_then_apply_converges(env: Env, endpoint: str, body: str, nth: int) -> None:
+def test_kill_at_a_step_boundary_then_apply_converges(env: Env, proxies: Proxies, endpoint: str, body: str,
+                                                      nth: int) -> None:
     _setup(env)
-    api = Proxy(env.server.api_url).start()
-    files = Proxy(env.server.files_url).start()
-    try:
-        vars_ = _proxied(env, api, files)
-        proc: subprocess.Popen[str] | None = None
-        api.rules.append(Rule(endpoint, "kill", body=body, nth=nth, pid=lambda: proc.pid if proc else None))
-        proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "--auto-approve", "manifests"],
-                                cwd=env.work, env=vars_, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == -9, f"the kill point was never reached\n{out}\n{err}"
-        api.rules.clear()
+    api, vars_ = proxies.api, proxies.vars()
+    proc: subprocess.Popen[str] | None = None
+    api.rules.append(Rule(endpoint, "kill", body=body, nth=nth, pid=lambda: proc.pid if proc else None))
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "--auto-approve", "manifests"],
+                            cwd=env.work, env=vars_, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == -9, f"the kill point was never reached\n{out}\n{err}"
+    api.rules.clear()
 
-        assert env.reconcile("unlock", "manifests", env=vars_).returncode == 0
-        res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
-        assert res.returncode == 0, res.stdout + res.stderr
-        live = [t for t in dataset_tasks(env, env.project, "things") if "archived" not in t["system_tags"]]
-        assert sorted(t["version"] for t in live) == ["1.0.0", "1.1.0"], live  # nothing duplicated
-        assert {t["version"]: t["status"] for t in live} == {"1.0.0": "completed", "1.1.0": "published"}
-        got = sdk(env, """
-            import hashlib, os
-            result = {}
-            for v in ("1.0.0", "1.1.0"):
-                ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version=v)
-                root = ds.get_local_copy()
-                result[v] = {os.path.relpath(os.path.join(d, n), root):
-                             hashlib.sha256(open(os.path.join(d, n), "rb").read()).hexdigest()
-                             for d, _, names in os.walk(root) for n in names}
-                assert ds.verify_dataset_hash() == [], v
-        """, env=vars_)
-        assert got == {"1.0.0": {k: _sha(v) for k, v in V1.items()},
-                       "1.1.0": {k: _sha(v) for k, v in {**V1, **V2}.items()}}
-        plan = env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_)
-        assert plan.returncode == 0, plan.stdout + plan.stderr
-    finally:
-        api.stop()
-        files.stop()
+    assert env.reconcile("unlock", "manifests", env=vars_).returncode == 0
+    res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
+    assert res.returncode == 0, res.stdout + res.stderr
+    live = [t for t in dataset_tasks(env, env.project, "things") if "archived" not in t["system_tags"]]
+    assert sorted(t["version"] for t in live) == ["1.0.0", "1.1.0"], live  # nothing duplicated
+    assert {t["version"]: t["status"] for t in live} == {"1.0.0": "completed", "1.1.0": "published"}
+    got = sdk(env, """
+        import hashlib, os
+        result = {}
+        for v in ("1.0.0", "1.1.0"):
+            ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version=v)
+            root = ds.get_local_copy()
+            result[v] = {os.path.relpath(os.path.join(d, n), root):
+                         hashlib.sha256(open(os.path.join(d, n), "rb").read()).hexdigest()
+                         for d, _, names in os.walk(root) for n in names}
+            assert ds.verify_dataset_hash() == [], v
+    """, env=vars_)
+    assert got == {"1.0.0": {k: _sha(v) for k, v in V1.items()},
+                   "1.1.0": {k: _sha(v) for k, v in {**V1, **V2}.items()}}
+    plan = env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
 
 
-def test_every_finalize_refused_means_exit_1_and_nothing_published(env: Env) -> None:
+def test_every_finalize_refused_means_exit_1_and_nothing_published(env: Env, proxies: Proxies) -> None:
     _setup(env)
-    api = Proxy(env.server.api_url).start()
-    files = Proxy(env.server.files_url).start()
-    try:
-        vars_ = _proxied(env, api, files)
-        api.rules.append(Rule("tasks.completed", "fail", times=0))
-        res = env.reconcile("--timeout", "3", "apply", "--auto-approve", "manifests", env=vars_)
-        assert res.returncode == 1, res.stdout + res.stderr
-        assert "Apply complete" not in res.stdout and "Traceback" not in res.stderr
-        assert f"finalize {env.project}/things@1.0.0" in res.stderr
-        tasks = dataset_tasks(env, env.project, "things")
-        assert tasks and all(t["status"] not in ("completed", "published") for t in tasks)
-        api.rules.clear()
-        res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_).returncode == 0
-    finally:
-        api.stop()
-        files.stop()
+    vars_ = proxies.vars()
+    proxies.api.rules.append(Rule("tasks.completed", "fail", times=0))
+    res = env.reconcile("--timeout", "3", "apply", "--auto-approve", "manifests", env=vars_)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Apply complete" not in res.stdout and "Traceback" not in res.stderr
+    assert f"finalize {env.project}/things@1.0.0" in res.stderr
+    tasks = dataset_tasks(env, env.project, "things")
+    assert tasks and all(t["status"] not in ("completed", "published") for t in tasks)
+    proxies.api.rules.clear()
+    res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_).returncode == 0
 
 
-def test_failing_uploads_then_a_healthy_file_server_converge_without_manual_steps(env: Env) -> None:
+def test_failing_uploads_then_a_healthy_file_server_converge_without_manual_steps(env: Env,
+                                                                                  proxies: Proxies) -> None:
     _setup(env)
-    api = Proxy(env.server.api_url).start()
-    files = Proxy(env.server.files_url).start()
-    try:
-        vars_ = _proxied(env, api, files)
-        files.rules.append(Rule("/", "fail", method="POST", times=0))
-        res = env.reconcile("--timeout", "3", "apply", "--auto-approve", "manifests", env=vars_)
-        assert res.returncode == 1 and "stays a draft" in res.stderr, res.stdout + res.stderr
-        assert "did not answer within 3s" in res.stderr or "HTTP 500" in res.stderr
-        files.rules.clear()
-        res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
-        assert res.returncode == 0, res.stdout + res.stderr
-        assert "discarded" in res.stdout or "resume" in res.stdout
-        assert env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_).returncode == 0
-    finally:
-        api.stop()
-        files.stop()
+    files, vars_ = proxies.files, proxies.vars()
+    files.rules.append(Rule("/", "fail", method="POST", times=0))
+    res = env.reconcile("--timeout", "3", "apply", "--auto-approve", "manifests", env=vars_)
+    assert res.returncode == 1 and "stays a draft" in res.stderr, res.stdout + res.stderr
+    assert "did not answer within 3s" in res.stderr or "HTTP 500" in res.stderr
+    files.rules.clear()
+    res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "discarded" in res.stdout or "resume" in res.stdout
+    assert env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_).returncode == 0
 
 
-def test_drafts_are_listed_and_discarded_by_the_tool(env: Env) -> None:
+def test_drafts_are_listed_and_discarded_by_the_tool(env: Env, proxies: Proxies) -> None:
     _setup(env)
-    api = Proxy(env.server.api_url).start()
-    files = Proxy(env.server.files_url).start()
-    try:
-        vars_ = _proxied(env, api, files)
-        proc: subprocess.Popen[str] | None = None
-        api.rules.append(Rule("tasks.add_or_update_artifacts", "kill", body='"key": "data"',
-                              pid=lambda: proc.pid if proc else None))
-        proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "--auto-approve", "manifests"],
-                                cwd=env.work, env=vars_, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        proc.communicate(timeout=300)
-        assert proc.returncode == -9
-        assert env.reconcile("unlock", "manifests", env=vars_).returncode == 0
-        listed = env.reconcile("drafts", "manifests", env=vars_)
-        assert listed.returncode == 0 and f"{env.project}/things@1.0.0" in listed.stdout and "1 draft;" in listed.stdout
-        refused = env.reconcile("drafts", "--discard", "manifests", env=vars_)
-        assert refused.returncode == 1 and "--auto-approve" in refused.stderr  # not a terminal: no silent delete
-        gone = env.reconcile("drafts", "--discard", "--auto-approve", "manifests", env=vars_)
-        assert gone.returncode == 0 and "Discarded 1 draft." in gone.stdout, gone.stdout + gone.stderr
-        assert dataset_tasks(env, env.project, "things") == []
-        assert "No drafts" in env.reconcile("drafts", "manifests", env=vars_).stdout
-    finally:
-        api.stop()
-        files.stop()
+    api, vars_ = proxies.api, proxies.vars()
+    proc: subprocess.Popen[str] | None = None
+    api.rules.append(Rule("tasks.add_or_update_artifacts", "kill", body='"key": "data"',
+                          pid=lambda: proc.pid if proc else None))
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "--auto-approve", "manifests"],
+                            cwd=env.work, env=vars_, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.communicate(timeout=300)
+    assert proc.returncode == -9
+    assert env.reconcile("unlock", "manifests", env=vars_).returncode == 0
+    listed = env.reconcile("drafts", "manifests", env=vars_)
+    assert listed.returncode == 0 and f"{env.project}/things@1.0.0" in listed.stdout and "1 draft;" in listed.stdout
+    refused = env.reconcile("drafts", "--discard", "manifests", env=vars_)
+    assert refused.returncode == 1 and "--auto-approve" in refused.stderr  # not a terminal: no silent delete
+    gone = env.reconcile("drafts", "--discard", "--auto-approve", "manifests", env=vars_)
+    assert gone.returncode == 0 and "Discarded 1 draft." in gone.stdout, gone.stdout + gone.stderr
+    assert dataset_tasks(env, env.project, "things") == []
+    assert "No drafts" in env.reconcile("drafts", "manifests", env=vars_).stdout

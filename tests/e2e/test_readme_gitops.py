@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-from .helpers import Env, dataset_tasks
+from .helpers import Env, copy_sample, dataset_tasks
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,9 +39,7 @@ def test_the_readme_gitops_blocks_run_as_written(env: Env) -> None:
     assert "reconcile plan manifests/" in pr_plan and "--out plan.json > plan.md" in pr_plan
     assert apply_saved.strip() == "reconcile apply plan.json"
     assert "--auto-approve manifests/" in apply_live
-    shutil.copytree(REPO / "manifests" / "sample", env.work / "manifests")
-    for copy in (env.work / "manifests").glob("*.yaml"):  # this test's own project: the server may be shared
-        copy.write_text(copy.read_text().replace("project: clearml_datasets", f"project: {env.project}"))
+    copy_sample(env)  # in this test's own project: the server may be shared
     (env.work / "bin").mkdir()
     wrapper = env.work / "bin" / "reconcile"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m reconciler.cli "$@"\n')

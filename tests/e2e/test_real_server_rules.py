@@ -4,17 +4,14 @@ refused write is an error that leaves the change pending."""
 
 from __future__ import annotations
 
-import shutil
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from .helpers import Env, manifest, write_tree
-from .proxy import Proxy, Rule
+from .helpers import Env, copy_sample, manifest, write_tree
+from .proxy import Proxies, Rule
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).parents[2]
 
 
 def sdk(test: Env, code: str, **kw: object) -> object:
@@ -22,9 +19,7 @@ def sdk(test: Env, code: str, **kw: object) -> object:
 
 
 def test_the_sample_manifests_carry_everything_they_declare(env: Env) -> None:
-    shutil.copytree(REPO / "manifests" / "sample", env.work / "manifests")
-    for copy in (env.work / "manifests").glob("*.yaml"):
-        copy.write_text(copy.read_text().replace("project: clearml_datasets", f"project: {env.project}"))
+    copy_sample(env)
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
     got = sdk(env, """
@@ -105,21 +100,16 @@ def test_statistics_switched_on_after_publishing_are_stored_and_plots_only_where
     assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 0
 
 
-def test_a_refused_artifact_write_is_an_error_and_the_change_stays_pending(env: Env) -> None:
+def test_a_refused_artifact_write_is_an_error_and_the_change_stays_pending(env: Env, proxies: Proxies) -> None:
     write_tree(env.work / "data" / "v1", {"a.txt": "alpha"})
     write_tree(env.work / "data" / "v2", {"b.txt": "bravo"})
     _write(env)
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
     _write(env, metadata="{k: 3}")
-    api = Proxy(env.server.api_url).start()
-    try:
-        proxied = {**env.vars(), "CLEARML_API_HOST": api.url}
-        api.rules.append(Rule("tasks.edit", "refuse", body='"execution"', times=0))
-        res = env.reconcile("apply", "--auto-approve", "manifests", env=proxied)
-        assert res.returncode == 1, res.stdout + res.stderr
-        assert "Traceback" not in res.stderr and "Apply complete" not in res.stdout
-        assert f"set metadata of {env.project}/things@1.0.0" in res.stderr and "400/110" in res.stderr
-        plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
-        assert plan.returncode == 2 and "metadata['k']: 1 -> 3" in plan.stdout, plan.stdout
-    finally:
-        api.stop()
+    proxies.api.rules.append(Rule("tasks.edit", "refuse", body='"execution"', times=0))
+    res = env.reconcile("apply", "--auto-approve", "manifests", env=proxies.vars())
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr and "Apply complete" not in res.stdout
+    assert f"set metadata of {env.project}/things@1.0.0" in res.stderr and "400/110" in res.stderr
+    plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
+    assert plan.returncode == 2 and "metadata['k']: 1 -> 3" in plan.stdout, plan.stdout
