@@ -23,7 +23,7 @@ from ._compat import assert_never
 from .clearml_backend import Interrupted, LeaseLost, codec
 from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError
-from .model import Content, FileEntry, ObservedState, Properties, VersionKey, thaw_json
+from .model import Content, FileEntry, ObservedState, Properties, VersionKey
 from .plan import (
     Action,
     Archive,
@@ -39,7 +39,6 @@ from .plan import (
     choose_observed,
     describe,
 )
-from .properties import changed_fields
 from .statistics import (
     Statistics,
     StatisticsCache,
@@ -60,12 +59,10 @@ class Writer(Protocol):
     def discard_chunks(self, version_id: str) -> int: ...
     def upload_files(self, draft: Draft, files: Sequence[FileEntry], options: UploadOptions,
                      progress: Callable[[int], None] | None = None) -> None: ...
-    def set_tags(self, version_id: str, tags: frozenset[str]) -> None: ...
-    def set_description(self, version_id: str, description: str) -> None: ...
+    def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties) -> None: ...
     def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
                            values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None: ...
     def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None: ...
-    def record_applied(self, version_id: str, properties: Properties) -> None: ...
     def finalize(self, draft: Draft, content_digest: str) -> None: ...
     def publish(self, key: VersionKey, version_id: str) -> None: ...
     def archive(self, key: VersionKey, version_id: str) -> None: ...
@@ -176,7 +173,7 @@ class _Applier:
             case SetStatistics(version=v):
                 self.set_statistics(action)
             case SetProperties(version=v, before=b, after=a):
-                self.set_properties(v, b, a)
+                self.writer.set_properties(v, self.version_id(v), b, a)
             case Finalize(version=v, content_digest=digest):
                 draft = self.drafts[v]
                 built = Content(draft.files(), {p: s.link for p, s in draft.links().items()}).digest()
@@ -193,21 +190,6 @@ class _Applier:
                 self.writer.archive(v, i)
             case _:
                 assert_never(action)
-
-    def set_properties(self, key: VersionKey, before: Properties, after: Properties) -> None:
-        version_id = self.version_id(key)
-        for name in changed_fields(before, after):
-            if name == "tags":
-                self.writer.set_tags(version_id, after.tags)
-            elif name == "description":
-                self.writer.set_description(version_id, after.description)
-            elif name == "metadata":
-                self.writer.set_json_artifacts(key, version_id, None,
-                                               {codec.METADATA_KEY: thaw_json(after.metadata)},
-                                               {"metadata": after.metadata_json})
-            else:  # pragma: no cover - a new property needs its write here
-                raise ReconcileError(f"no writer for the property {name!r}")
-        self.writer.record_applied(version_id, after)
 
     def set_statistics(self, action: SetStatistics) -> None:
         key = action.version
@@ -319,8 +301,9 @@ def apply_plan(
         lines = list(applier.result.failed.values())
         if applier.result.skipped:
             lines.append(f"not applied because a parent failed: {', '.join(str(k) for k in applier.result.skipped)}")
-        lines.append(f"apply incomplete: {len(applier.result.failed)} version(s) failed, "
-                     f"{applier.result.actions} actions applied; fix the cause and run apply again")
+        if len(lines) > 1:  # one failure is its own one line
+            lines.append(f"apply incomplete: {len(applier.result.failed)} version(s) failed, "
+                         f"{applier.result.actions} actions applied; fix the cause and run apply again")
         raise ApplyFailed(lines)
     return applier.result
 

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import ReconcileError
-from ..model import FileEntry, LinkEntry, Properties, VersionKey
+from ..model import FileEntry, LinkEntry, Properties, VersionKey, thaw_json
+from ..properties import changed_fields
 from . import codec
 from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
 from .reader import ServerReader
@@ -306,11 +307,22 @@ class ServerWriter:
 
     # --- properties --------------------------------------------------------------------------------------------
 
-    def set_tags(self, version_id: str, tags: frozenset[str]) -> None:
-        self.api.call("tasks.edit", write=True, task=version_id, force=True, tags=sorted(tags))
-
-    def set_description(self, version_id: str, description: str) -> None:
-        self.api.call("tasks.edit", write=True, task=version_id, force=True, comment=description)
+    def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties) -> None:
+        """Write the properties that differ (only those calls), record what was applied, and read it back."""
+        edits: dict[str, Any] = {}
+        for name in changed_fields(before, after):
+            if name == "tags":
+                edits["tags"] = sorted(after.tags)
+            elif name == "description":
+                edits["comment"] = after.description
+            elif name == "metadata":
+                self.set_json_artifacts(key, version_id, None, {codec.METADATA_KEY: thaw_json(after.metadata)},
+                                        {"metadata": after.metadata_json})
+            else:  # pragma: no cover - a new property needs its write here
+                raise BackendError(f"no writer for the property {name!r}")
+        if edits:
+            self.api.call("tasks.edit", write=True, task=version_id, force=True, **edits)
+        self.record_applied(version_id, after)
 
     def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
                            values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None:

@@ -59,6 +59,7 @@ def test_fresh_apply_then_no_changes(env: Env):
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Apply complete!" in res.stdout and "2 versions created" in res.stdout
+    assert "results page" not in res.stdout + res.stderr  # no links that lead nowhere
     v1 = download(env, "1.0.0")
     assert v1["files"] == {k: sha(v) for k, v in V1_FILES.items()}
     assert sorted(v1["tags"]) == ["a", "b"] and v1["meta"] == {"k": 1}
@@ -284,3 +285,23 @@ def test_prune_from_one_repository_never_touches_another(env: Env):
     assert theirs and all("archived" not in t["system_tags"] for t in theirs)  # the other repository's: untouched
     mine = dataset_tasks(env, env.project, "things")
     assert mine and all("archived" in t["system_tags"] for t in mine)
+
+
+def test_a_target_that_matches_nothing_is_an_error_with_close_matches(env: Env):
+    setup_project(env)
+    for typo, hint in ((f"{env.project}/thingz", f"did you mean '{env.project}/things'"),
+                       (f"{env.project}/things@7.0.0", "matches no dataset or version"), ("things", "")):
+        res = env.reconcile("plan", "--target", typo, "manifests")
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1 and "--target" in res.stderr and hint in res.stderr
+        assert res.stdout == ""  # nothing was planned
+
+
+def test_publish_false_on_a_published_version_is_a_conflict_with_a_hint(env: Env):
+    m = setup_project(env)
+    assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
+    m.write_text(manifest(env.project, "things", VERSIONS + "  publish: true\n"))
+    assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
+    m.write_text(manifest(env.project, "things", VERSIONS))
+    plan = env.reconcile("plan", "manifests")
+    assert plan.returncode == 1 and "publish: false" in plan.stdout and "cannot unpublish" in plan.stdout

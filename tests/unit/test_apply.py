@@ -98,15 +98,12 @@ class MemoryWriter:
             draft.inherited.pop(f.path, None)
             draft.uploaded_files.append(f)
 
-    def set_tags(self, version_id: str, tags: frozenset[str]) -> None:
-        self._write("tags")
+    def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties) -> None:
+        self._write("properties")
         v = self.versions[version_id]
-        v.props = replace(v.props, tags=tags)
-
-    def set_description(self, version_id: str, description: str) -> None:
-        self._write("description")
-        v = self.versions[version_id]
-        v.props = replace(v.props, description=description)
+        v.props = after
+        self._write("applied")
+        v.applied = after
 
     def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
                            values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None:
@@ -120,9 +117,6 @@ class MemoryWriter:
     def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         self._write("plots")
 
-    def record_applied(self, version_id: str, properties: Properties) -> None:
-        self._write("applied")
-        self.versions[version_id].applied = properties
 
     def finalize(self, draft: Draft, content_digest: str) -> None:
         self._write("finalize")

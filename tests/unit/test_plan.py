@@ -470,3 +470,16 @@ def test_an_adopted_version_is_taken_as_the_server_holds_it():
     assert plan.unmanaged == () and plan.conflicts == ()
     missing = compute_plan(desired, contents, ObservedState())
     assert "not on the server" in missing.conflicts[0].reason
+
+
+def test_a_saved_plan_of_a_100000_file_version_with_statistics_stays_small():
+    import json
+
+    files = tuple(FileEntry(f"d{i // 1000}/f{i:06d}.png", 1000 + i, f"{i:064x}", f"/data/d{i // 1000}/f{i:06d}.png")
+                  for i in range(100_000))
+    spec = VersionSpec(vk("1.0.0"))
+    desired = DesiredState((dataset(spec, stats=True),))
+    plan = compute_plan(desired, compute_contents(desired, {spec.key: SourceFiles(files=files)}), ObservedState())
+    size = len(json.dumps(plan_to_json(plan)))
+    assert size < 25_000_000  # the upload list once; statistics reference the content by digest
+    assert sum(1 for a in plan.actions if isinstance(a, SetStatistics)) == 1
