@@ -105,7 +105,7 @@ def gather(reader: ServerReader, datasets: Iterable[DatasetKey], cache_root: Pat
 def _with_metadata(v: ObservedVersion, meta: Mapping[str, Any]) -> ObservedVersion:
     from dataclasses import replace
 
-    return replace(v, properties=Properties(v.properties.description, v.properties.tags, meta))
+    return replace(v, properties=v.properties.replace(metadata=meta))
 
 
 def _semver(version: str) -> tuple[int, ...]:
@@ -127,9 +127,7 @@ def render_manifest(item: ImportedDataset, source: str) -> str:
         "kind: Dataset",
         f"project: {_scalar(item.key.project)}",
         f"name: {_scalar(item.key.name)}",
-        f"description: {_scalar(newest.description)}",
-        f"tags: {_scalar(sorted(newest.tags))}",
-        f"metadata: {_scalar(newest.metadata)}",
+        *(f"{name}: {_scalar(value)}" for name, value in newest.to_json().items()),
     ]
     if item.drafts:
         lines.append("# Drafts on the server, not adopted (finalize or discard them in ClearML first):")
@@ -144,12 +142,9 @@ def render_manifest(item: ImportedDataset, source: str) -> str:
             lines.append(f"    # other parents on the server: {', '.join(v.parent_ids[1:])}")
         if v.status == "published":
             lines.append("    publish: true")
-        if v.properties.description != newest.description:
-            lines.append(f"    description: {_scalar(v.properties.description)}")
-        if v.properties.tags != newest.tags:
-            lines.append(f"    tags: {_scalar(sorted(v.properties.tags))}")
-        if v.properties.metadata_json != newest.metadata_json:
-            lines.append(f"    metadata: {_scalar(v.properties.metadata)}")
+        dataset_level = newest.to_json()
+        lines += [f"    {name}: {_scalar(value)}" for name, value in v.properties.to_json().items()
+                  if _scalar(value) != _scalar(dataset_level[name])]
     return "\n".join(lines) + "\n"
 
 

@@ -148,8 +148,36 @@ class Properties:
     def metadata_json(self) -> str:
         return self._metadata_json
 
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values by field name (tags sorted): how plans and bookkeeping store properties."""
+        return {name: _PROPERTY_TO_JSON[name](getattr(self, name)) for name in PROPERTY_FIELDS}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], base: Properties | None = None) -> Properties:
+        """The properties ``data`` gives (fields it lacks, or gives with the wrong type, come from ``base``)."""
+        base = base or cls()
+        values = {}
+        for name in PROPERTY_FIELDS:
+            value = data.get(name)
+            values[name] = _PROPERTY_FROM_JSON[name](value) if _PROPERTY_VALID[name](value) else getattr(base, name)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Properties:
+        return Properties(**{**{name: getattr(self, name) for name in PROPERTY_FIELDS}, **changes})
+
+    def compare_key(self) -> str:
+        """One string that differs exactly when the properties differ (for fingerprints)."""
+        return canonical_json(self.to_json())
+
 
 PROPERTY_FIELDS: tuple[str, ...] = ("description", "tags", "metadata")
+_PROPERTY_TO_JSON: Mapping[str, Any] = MappingProxyType({
+    "description": str, "tags": sorted, "metadata": lambda m: thaw_json(m)})
+_PROPERTY_FROM_JSON: Mapping[str, Any] = MappingProxyType({
+    "description": str, "tags": lambda ts: frozenset(str(t) for t in ts), "metadata": lambda m: freeze_json(m)})
+_PROPERTY_VALID: Mapping[str, Any] = MappingProxyType({
+    "description": lambda v: isinstance(v, str), "tags": lambda v: isinstance(v, (list, tuple, set, frozenset)),
+    "metadata": lambda v: isinstance(v, Mapping)})
 
 
 @dataclass(frozen=True, slots=True)

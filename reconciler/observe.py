@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .clearml_backend import ServerReader, codec
-from .model import Content, DatasetKey, ObservedState, ObservedVersion, Properties, VersionKey, freeze_json
+from .model import Content, DatasetKey, ObservedState, ObservedVersion, VersionKey, freeze_json
 from .plan import choose_observed, fingerprint
 
 
@@ -82,7 +82,7 @@ def complete(
             v = with_state(v, states[v.id])
         meta = metas.get(v.id)
         if isinstance(meta, dict):
-            v = replace(v, properties=Properties(v.properties.description, v.properties.tags, freeze_json(meta)))
+            v = replace(v, properties=v.properties.replace(metadata=freeze_json(meta)))
         if missing.get(v.id):
             v = replace(v, missing_chunks=missing[v.id])
         versions.append(v)

@@ -404,7 +404,7 @@ def fingerprint(observed: ObservedState) -> str:
         for name in names:
             value = getattr(v, name)
             if isinstance(value, Properties):
-                value = [value.description, sorted(value.tags), value.metadata_json]
+                value = value.compare_key()
             elif isinstance(value, VersionKey):
                 value = str(value)
             row.append(value)
@@ -643,7 +643,7 @@ class _Planner:
         for v in sorted(self.observed.versions, key=lambda v: (v.key, v.id)):
             if v.key.dataset != ds.key or v.key in named or v.archived or not (v.properties.tags & aliases):
                 continue
-            after = Properties(v.properties.description, v.properties.tags - aliases, v.properties.metadata)
+            after = v.properties.replace(tags=v.properties.tags - aliases)
             self.actions.append(SetProperties(v.key, v.properties, after))
 
     def alias_moves(self, ds: DatasetSpec) -> list[AliasMove]:

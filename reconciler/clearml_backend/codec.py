@@ -124,8 +124,7 @@ def read_bookkeeping(task: Mapping[str, Any]) -> Bookkeeping:
 
 def applied_json(properties: Properties) -> str:
     """How the properties this tool wrote are recorded (drift is a difference from them)."""
-    return canonical_json({"description": properties.description, "tags": sorted(properties.tags),
-                           "metadata": properties.metadata})
+    return properties.compare_key()
 
 
 def read_applied(book: Bookkeeping) -> Properties | None:
@@ -133,10 +132,9 @@ def read_applied(book: Bookkeeping) -> Properties | None:
         return None
     try:
         value = json.loads(book.applied_json)
-        return Properties(str(value["description"]), frozenset(str(t) for t in value["tags"]),
-                          freeze_json(value["metadata"] if isinstance(value["metadata"], dict) else {}))
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return None
+    return Properties.from_json(value) if isinstance(value, dict) else None
 
 
 def hyperparams(bookkeeping: Bookkeeping, version: str) -> dict[str, dict[str, dict[str, str]]]:

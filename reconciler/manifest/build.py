@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from ..diagnostics import Diagnostic
 from ..model import (
+    PROPERTY_FIELDS,
     TORCHVISION_SPLITS,
     URL_SCHEMES,
     DatasetKey,
@@ -37,8 +38,8 @@ from .yamldoc import Document, JsonPath, display_path, non_json_values
 API_VERSION = "reconciler/v1"
 KIND = "Dataset"
 STORAGE_SCHEMES = ("s3", "gs", "azure", "http", "https", "file")
-DATASET_FIELDS = ("description", "tags", "metadata", "statistics", "storage", "upload", "aliases")
-VERSION_PROPERTY_FIELDS = ("description", "tags", "metadata")  # a version may give its own
+VERSION_PROPERTY_FIELDS = PROPERTY_FIELDS  # a version may give its own
+DATASET_FIELDS = (*PROPERTY_FIELDS, "statistics", "storage", "upload", "aliases")
 T = TypeVar("T")
 
 

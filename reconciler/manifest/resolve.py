@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..diagnostics import Diagnostic, SourceSpan
-from ..model import DatasetKey, DatasetSpec, DesiredState, Properties, VersionKey, VersionSpec, freeze_json
+from ..model import DatasetKey, DatasetSpec, DesiredState, Properties, VersionKey, VersionSpec
 from .build import DATASET_FIELDS, DatasetPart, VersionPart, dataset_field_value
 from .schema import at
 
@@ -217,13 +217,8 @@ def _upload(fields: Mapping[str, Any], name: str, kind: type) -> Any:
 
 
 def _properties(fields: Mapping[str, Any], base: Properties) -> Properties:
-    """``base`` with the description, tags and metadata ``fields`` give (each replaces the base's)."""
-    tags = fields.get("tags")
-    return Properties(
-        description=fields["description"] if isinstance(fields.get("description"), str) else base.description,
-        tags=frozenset(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else base.tags,
-        metadata=freeze_json(fields["metadata"]) if isinstance(fields.get("metadata"), dict) else base.metadata,
-    )
+    """``base`` with the properties ``fields`` give (each replaces the base's)."""
+    return Properties.from_json(fields, base)
 
 
 def _version(v: VersionPart, parents: Mapping[VersionKey, VersionKey], properties: Properties,
@@ -233,5 +228,5 @@ def _version(v: VersionPart, parents: Mapping[VersionKey, VersionKey], propertie
     own = _properties(v.overrides, properties)
     named = frozenset(a for a, target in aliases.items() if target == v.spec.key.version)
     if named:
-        own = Properties(own.description, own.tags | named, own.metadata)
+        own = own.replace(tags=own.tags | named)
     return dataclasses.replace(v.spec, parent=parents.get(v.spec.key), properties=own)

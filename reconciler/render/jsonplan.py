@@ -11,7 +11,7 @@ from typing import Any
 
 from .._compat import assert_never
 from ..diagnostics import ReconcileError
-from ..model import DatasetKey, FileEntry, LinkEntry, Properties, VersionKey, freeze_json, thaw_json
+from ..model import DatasetKey, FileEntry, LinkEntry, Properties, VersionKey
 from ..plan import (
     PLAN_FORMAT_VERSION,
     Action,
@@ -69,11 +69,11 @@ def _unlink(d: Mapping[str, Any]) -> LinkEntry:
 
 
 def _properties(p: Properties) -> dict[str, Any]:
-    return {"description": p.description, "tags": sorted(p.tags), "metadata": thaw_json(p.metadata)}
+    return p.to_json()
 
 
 def _unproperties(d: Mapping[str, Any]) -> Properties:
-    return Properties(str(d["description"]), frozenset(d["tags"]), freeze_json(d["metadata"]))
+    return Properties.from_json(d)
 
 
 def action_to_json(action: Action) -> dict[str, Any]:
