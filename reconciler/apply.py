@@ -39,6 +39,7 @@ from .plan import (
     choose_observed,
     describe,
 )
+from .sources.progress import Progress
 from .statistics import (
     Statistics,
     StatisticsCache,
@@ -58,7 +59,7 @@ class Writer(Protocol):
     def open_draft(self, key: VersionKey, version_id: str, parent_id: str | None, storage: str | None) -> Draft: ...
     def discard_chunks(self, version_id: str) -> int: ...
     def upload_files(self, draft: Draft, files: Sequence[FileEntry], options: UploadOptions,
-                     progress: Callable[[int], None] | None = None) -> None: ...
+                     progress: Callable[[int, int], None] | None = None) -> None: ...
     def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties) -> None: ...
     def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
                            values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None: ...
@@ -165,9 +166,12 @@ class _Applier:
                     self.report(f"  uploading {len(action.upload)} files of {v} "
                                 f"({action.upload_bytes} bytes, {self.options.workers} workers)")
                 chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
-                self.writer.upload_files(draft, action.upload,
-                                         UploadOptions(workers=self.options.workers, chunk_bytes=chunk,
-                                                       compression=action.compression))
+                with Progress(f"uploading {v}", len(action.upload), action.upload_bytes,
+                              enabled=self.options.show_progress) as bar:
+                    self.writer.upload_files(draft, action.upload,
+                                             UploadOptions(workers=self.options.workers, chunk_bytes=chunk,
+                                                           compression=action.compression),
+                                             progress=bar.advance)
                 self.result.uploaded_files += len(action.upload)
                 self.result.uploaded_bytes += action.upload_bytes
             case SetStatistics(version=v):

@@ -21,7 +21,7 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .diagnostics import ReconcileError
-from .model import Content, FileEntry
+from .model import Content
 
 STATISTICS_FORMAT = 1  # bump when what is computed (or how) changes: old cache entries are then ignored
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
@@ -334,11 +334,6 @@ def cached_statistics(content: Content, cache: StatisticsCache, *, workers: int 
     stats = compute_statistics(content, workers=workers)
     cache.put(stats)
     return stats
-
-
-def with_local_root(files: Sequence[FileEntry], root: Path) -> tuple[FileEntry, ...]:
-    """``files`` whose bytes are at ``root/<dataset path>`` (a downloaded copy of a version)."""
-    return tuple(FileEntry(f.path, f.size, f.sha256, str(root / f.path)) for f in files)
 
 
 # --- what the ClearML UI shows (neutral descriptions; the backend reports them) ---------------------------

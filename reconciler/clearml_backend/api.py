@@ -30,10 +30,7 @@ from .config import ServerConfig
 
 API_VERSION = "2.23"
 
-INVALID_STATUS = (400, 110)  # "Invalid task status"
-INVALID_TASK_ID = (400, 101)
 ALREADY_EXISTS = (400, 801)  # "Project with the same name already exists"
-CANNOT_DELETE = (400, 123)
 
 
 class BackendError(ReconcileError):

@@ -37,7 +37,7 @@ from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendErr
 from .reader import ServerReader
 from .storage import Stores
 
-Progress = Callable[[int], None]
+Progress = Callable[[int, int], None]  # (files, bytes) of the sources now stored
 
 # extensions whose bytes are already compressed: stored as they are (deflating them costs CPU for nothing)
 STORED_EXTENSIONS = frozenset({
@@ -45,7 +45,6 @@ STORED_EXTENSIONS = frozenset({
     ".avi", ".mp3", ".ogg", ".opus", ".flac", ".m4a", ".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z",
     ".rar", ".npz", ".parquet", ".pt", ".pth", ".tfrecord", ".whl", ".jar",
 })
-COMPRESSIONS = ("auto", "deflate", "store")
 MIN_CHUNK = 8 << 20
 MAX_CHUNK = 512 << 20
 
@@ -296,13 +295,15 @@ class ServerWriter:
         size = local.stat().st_size
         digest = _sha256_file(local)
         uri = f"{draft.prefix}/{name}/dataset.{draft.id}.{secrets.token_hex(4)}.zip"
-        self.stores.upload(uri, local, size, progress)
+        self.stores.upload(uri, local, size)
         preview = "".join(f"{f.path} - {f.size} bytes\n" for f in group[:200])
         if len(group) > 200:
             preview += "...\ntruncated (too many files to preview)"
         entry = codec.artifact(name, kind="custom", uri=uri, size=size, sha256=digest, stamp=int(time.time()),
                                preview=preview, content_type="application/zip")
         self.api.call("tasks.add_or_update_artifacts", write=True, task=draft.id, artifacts=[entry], force=True)
+        if progress is not None:
+            progress(len(group), sum(f.size for f in group))
         return Chunk(name, uri, size, digest, len(group))
 
     # --- properties --------------------------------------------------------------------------------------------
