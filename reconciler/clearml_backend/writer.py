@@ -466,7 +466,7 @@ class ServerWriter:
                 "status": "completed", "last_update": int(time.time()), "job_size": total, "name": draft.key.name,
                 "version": draft.key.version}}),
         )
-        self.set_bookkeeping(draft.id, {"content_digest": content_digest})
+        self.set_bookkeeping(draft.id, {"content_digest": content_digest, "parent_id": ",".join(draft.parent_ids)})
         check = self.reader.full_task(draft.id)
         if codec.artifact_uri(check, codec.STATE_KEY) != uri:
             raise BackendError(f"the server did not keep the file list of {draft.key}")
