@@ -132,6 +132,13 @@ def tags_match(terms: Sequence[str] | str | None, tags: Sequence[str] | None) ->
     return True
 
 
+def check_regex(pattern: str | None) -> None:
+    """Compile ``pattern`` up front, as the real server does: a malformed one is refused even when nothing
+    would be compared with it (an empty server). ``re.error`` propagates to the caller."""
+    if pattern is not None:
+        re.compile(pattern)
+
+
 def regex_match(pattern: str | None, value: Any) -> bool:
     """Case-sensitive regex *search* of ``pattern`` in ``value``; ``re.error`` propagates to the caller."""
     if pattern is None:

@@ -124,6 +124,10 @@ def _matches(call: Call, doc: Doc, ids: list[str] | None) -> bool:
 
 def get_all(call: Call) -> Doc:
     ids = call.string_list("id")
+    try:
+        query.check_regex(call.string("name"))
+    except re.error as exc:
+        raise errors.malformed_regex(str(exc)) from None
     with call.store.transaction() as tx:
         docs = [d for d in tx.all_projects() if _matches(call, d, ids)]
     for doc in docs:

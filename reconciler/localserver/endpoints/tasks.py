@@ -268,6 +268,10 @@ def _matches(call: Call, doc: Doc, ids: list[str] | None) -> bool:
 def get_all(call: Call) -> Doc:
     ids = call.string_list("id")
     projects = call.string_list("project")
+    try:
+        query.check_regex(call.string("name"))
+    except re.error as exc:
+        raise errors.malformed_regex(str(exc)) from None
     with call.store.transaction() as tx:
         docs = [d for d in tx.tasks(ids=ids, projects=projects) if _matches(call, d, ids)]
     docs = query.sort_docs(docs, call.string_list("order_by"))
