@@ -80,6 +80,7 @@ class ApplyOptions:
     show_progress: bool = False
     statistics_cache: StatisticsCache | None = None  # None: under the user cache directory
     forget_hashes: Callable[[Sequence[str]], None] | None = None  # told of files whose bytes did not match
+    upload_progress: Callable[[int], None] | None = None  # told of every block of bytes uploaded
 
 
 @dataclass(slots=True)
@@ -170,7 +171,8 @@ class _Applier:
                 chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
                 self.writer.upload_files(draft, action.upload,
                                          UploadOptions(workers=self.options.workers, chunk_bytes=chunk,
-                                                       compression=action.compression))
+                                                       compression=action.compression),
+                                         progress=self.options.upload_progress)
                 self.result.uploaded_files += len(action.upload)
                 self.result.uploaded_bytes += action.upload_bytes
             case SetStatistics(version=v):

@@ -120,7 +120,8 @@ def _selected(call: Call, tx: Tx) -> list[Doc]:
         workers = [w for w in workers if _epoch(w.get("last_activity_time")) >= horizon]
     pattern = call.string("worker_pattern")
     if pattern:
-        regex = re.compile(pattern.translate(str.maketrans({"*": ".*", "?": ".?"})) + "$")
+        wildcards: dict[str, str | int | None] = {"*": ".*", "?": ".?"}
+        regex = re.compile(pattern.translate(str.maketrans(wildcards)) + "$")
         workers = [w for w in workers if regex.search(w["key"])]
     for field in ("tags", "system_tags"):
         wanted = call.string_list(field)
