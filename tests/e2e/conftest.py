@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from .agents import AgentProcess, start_agent
 from .helpers import Env
 
 if TYPE_CHECKING:
@@ -20,3 +21,22 @@ def env(clearml_server: ServerHandle, unique_name: Callable[[str], str], tmp_pat
     home.mkdir()
     work.mkdir()
     return Env(clearml_server, home, work, unique_name("proj"))
+
+
+@pytest.fixture
+def agents(env: Env, unique_name: Callable[[str], str], tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """``agents(queue)`` starts a real clearml-agent daemon on ``queue`` of the test's server (see agents.py);
+    every one started is stopped after the test."""
+    started: list[AgentProcess] = []
+
+    def start(queue: str) -> AgentProcess:
+        worker = unique_name(f"agent{len(started)}")
+        agent = start_agent(env.server.client_env(), queue, worker, tmp_path / worker)
+        started.append(agent)
+        return agent
+
+    try:
+        yield start
+    finally:
+        for agent in started:
+            agent.stop()
