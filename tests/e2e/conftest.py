@@ -29,9 +29,11 @@ def agents(env: Env, unique_name: Callable[[str], str], tmp_path: Path) -> Itera
     every one started is stopped after the test."""
     started: list[AgentProcess] = []
 
-    def start(queue: str) -> AgentProcess:
+    def start(queue: str, *, api_host: str | None = None) -> AgentProcess:
+        """``api_host``: where the agent sends its API calls (e.g. a proxy in front of the server)."""
         worker = unique_name(f"agent{len(started)}")
-        agent = start_agent(env.server.client_env(), queue, worker, tmp_path / worker)
+        server_env = {**env.server.client_env(), **({"CLEARML_API_HOST": api_host} if api_host else {})}
+        agent = start_agent(server_env, queue, worker, tmp_path / worker)
         started.append(agent)
         return agent
 

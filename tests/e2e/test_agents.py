@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +21,7 @@ import pytest
 
 from .agents import AgentProcess
 from .helpers import Env, dataset_tasks, manifest, write_tree
+from .proxy import Proxy, Rule
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com"}
@@ -224,3 +228,63 @@ def test_sources_agents_cannot_see_are_refused_before_anything_is_queued(
     assert f"path source {outside}: agents on queue {queue!r} cannot see it" in proc.stderr
     assert all(line.startswith(str(Path("manifests") / "x.yaml")) or "manifests/xray.yaml" in line for line in errors)
     assert dataset_tasks(env, env.project, "xray") == []
+
+
+def test_ctrl_c_takes_queued_steps_off_the_queue_and_stops_running_ones(
+        env: Env, agents: Callable[..., AgentProcess], unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    queue = unique_name("reconcile-q")
+    shared = tmp_path / "shared"
+    write_tree(shared, {"one/a.txt": "a\n", "two/b.txt": "b\n"})
+    p = env.project
+    write_tree(env.work, {
+        "manifests/one.yaml": manifest(p, "one", f"- version: 1.0.0\n  sources: [{{path: {shared / 'one'}}}]\n"),
+        "manifests/two.yaml": manifest(p, "two", f"- version: 1.0.0\n  sources: [{{path: {shared / 'two'}}}]\n"),
+    })
+    # the agent's calls go through a proxy that holds its chunk registrations: its step stays running
+    proxy = Proxy(env.server.api_url, [Rule("tasks.add_or_update_artifacts", "stall", seconds=15, times=0)]).start()
+    agent = agents(queue, api_host=proxy.url)
+    try:
+        command = [sys.executable, "-m", "reconciler.cli", "apply", "--queue", queue, "--shared-mount", str(shared),
+                   "--auto-approve", "manifests/"]
+        proc = subprocess.Popen(command, cwd=env.work, env=env.vars(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        lines: list[str] = []
+        running = threading.Event()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if "running on agent" in line:
+                    running.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert running.wait(120), "".join(lines) + "\n--- agent\n" + agent.log_tail()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        reader.join(10)
+        output = "".join(lines)
+        assert proc.returncode == 130, output + stderr
+        assert "interrupted by SIGINT; the lock is released" in stderr
+        started = next(line.split(":")[0].strip() for line in lines if "running on agent" in line)
+        statuses: dict[str, str] = {}
+        for _ in range(60):  # the agent stops the running step: it polls the task's status
+            statuses = {f"{p}/{name}@{t['version']}": t["status"]
+                        for name in ("one", "two") for t in dataset_tasks(env, p, name)}
+            if statuses.get(started) in ("stopped", "failed"):
+                break
+            time.sleep(1)
+        # stopped by its agent; or, when the signal came while the agent was still setting the step up (the agent
+        # marks it started again then), failed by the step itself at its first write, the lock being gone
+        other = next(v for v in statuses if v != started)
+        assert statuses[started] in ("stopped", "failed"), statuses
+        assert statuses[other] == "created", statuses  # taken off the queue: it never started
+    finally:
+        agent.stop()
+        proxy.stop()
+    fresh = agents(queue)
+    again = env.reconcile("apply", "--queue", queue, "--shared-mount", str(shared), "--auto-approve", "manifests/",
+                          "--lock-timeout", "0", timeout=600)  # the lock was released: no waiting for it
+    assert again.returncode == 0, again.stdout + again.stderr + "\n--- agent\n" + fresh.log_tail()
+    assert sorted(t["status"] for n in ("one", "two") for t in dataset_tasks(env, p, n)) == ["completed", "completed"]
