@@ -40,7 +40,8 @@ class Checkout:
 
 @dataclass(frozen=True, slots=True)
 class AgentSources:
-    """Every build's sources as agents see them; ``checkout`` is set when some of them are in the repository."""
+    """Every build's sources as agents see them, and the repository agents check out (None: none, or one whose
+    commit is not pushed while no source needs it)."""
 
     sources: Mapping[VersionKey, tuple[Source, ...]]
     checkout: Checkout | None = None
@@ -166,7 +167,8 @@ def agent_sources(builds: Sequence[Build], *, queue: str, mounts: Sequence[Path]
     for build in builds:
         seen = [checker.source(s) for s in build.sources]
         out[build.version] = tuple(s for s in seen if s is not None)
-    checkout = checker.checkout if checker.uses_checkout else None
+    found = checker.checkout  # sent whenever it is usable: venv agents install its requirements.txt
+    checkout = found if found is not None and (checker.uses_checkout or found.pushed) else None
     if checkout is not None and not checkout.pushed:
         checker.problems.append(Diagnostic(
             f"commit {checkout.commit[:12]} of {checkout.root} is not on its remote {checkout.remote}: agents check "

@@ -169,7 +169,11 @@ def test_committed_sources_go_relative_to_the_checkout_and_mounted_ones_as_they_
     assert seen.checkout is not None and seen.checkout.remote == str(tmp_path / "remote.git")
     assert seen.checkout.branch == "main" and len(seen.checkout.commit) == 40
     only_mounted = agent_sources([build(mount / "x")], queue="q", mounts=[mount], cwd=repo)
-    assert only_mounted.checkout is None  # agents need no repository for it
+    assert only_mounted.checkout == seen.checkout  # sent anyway: venv agents install its requirements.txt
+    (repo / "data" / "b.txt").write_text("b\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "local only")
+    assert agent_sources([build(mount / "x")], queue="q", mounts=[mount], cwd=repo).checkout is None
 
 
 def test_sources_agents_cannot_see_are_one_line_each(repo: Path, tmp_path: Path) -> None:
