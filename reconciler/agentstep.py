@@ -32,6 +32,7 @@ from .diagnostics import ReconcileError
 from .engine import resolve_sources
 from .model import (
     Content,
+    DatasetKey,
     DatasetSpec,
     DesiredState,
     FileEntry,
@@ -101,11 +102,11 @@ def content_here(step: Step, parent_content: Content, *, root: Path, workers: in
     """The version's content from its sources as they are on this machine, on top of its parent's."""
     sources = tuple(_here(s, root) for s in step.sources)
     spec = VersionSpec(step.version, step.parent, sources, step.remove)
-    by_dataset: dict[object, list[VersionSpec]] = {}
+    by_dataset: dict[DatasetKey, list[VersionSpec]] = {}
     if step.parent is not None:
         by_dataset.setdefault(step.parent.dataset, []).append(VersionSpec(step.parent))
     by_dataset.setdefault(step.version.dataset, []).append(spec)
-    state = DesiredState(tuple(DatasetSpec(k, tuple(v)) for k, v in by_dataset.items()))  # type: ignore[arg-type]
+    state = DesiredState(tuple(DatasetSpec(k, tuple(v)) for k, v in by_dataset.items()))
     own, _ = resolve_sources(state, workers=workers, progress=False)
     adopted = {step.parent: parent_content} if step.parent is not None else {}
     return compute_contents(state, own, adopted)[step.version]

@@ -116,14 +116,16 @@ def test_three_datasets_built_by_an_agent_then_a_second_apply_changes_nothing(
         tasks = [t for t in dataset_tasks(env, p, name) if t["version"] == version]
         assert len(tasks) == 1, tasks
         assert tasks[0]["status"] == ("published" if version == "1.1.0" else "completed")
-    workers = env.sdk(f"""
+    ran = env.sdk(f"""
         from clearml.backend_api.session.client import APIClient
         c = APIClient()
         ids = [p.id for p in c.projects.get_all(name='^{p}/\\\\.datasets/', search_hidden=True)]
-        result = sorted({{t.last_worker for t in c.tasks.get_all(project=ids, search_hidden=True,
-                                                                  only_fields=['last_worker'])}})
+        tasks = c.tasks.get_all(project=ids, search_hidden=True, only_fields=['last_worker', 'script'])
+        result = sorted({{(t.last_worker, t.script.repository, t.script.version_num, t.script.entry_point,
+                           t.script.working_dir) for t in tasks}})
     """)
-    assert workers == [agent.worker_id]
+    head = git(env.work, "rev-parse", "HEAD").strip()  # each version's task ran this tool in the checkout
+    assert ran == [[agent.worker_id, str(tmp_path / "remote.git"), head, "-m reconciler.cli agent-step", "."]]
 
     got = files_of(env, p, [list(v) for v in versions])  # type: ignore[arg-type]
     images = expected(tree, "data/images/")
