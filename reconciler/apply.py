@@ -78,6 +78,7 @@ class ApplyOptions:
     show_progress: bool = False
     statistics_cache: StatisticsCache | None = None  # None: under the user cache directory
     forget_hashes: Callable[[Sequence[str]], None] | None = None  # told of files whose bytes did not match
+    upload_progress: Callable[[int, int], None] | None = None  # told of the files and bytes of every chunk stored
 
 
 @dataclass(slots=True)
@@ -168,10 +169,15 @@ class _Applier:
                 chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
                 with Progress(f"uploading {v}", len(action.upload), action.upload_bytes,
                               enabled=self.options.show_progress) as bar:
+                    def stored(files: int, nbytes: int) -> None:
+                        bar.advance(files, nbytes)
+                        if self.options.upload_progress is not None:
+                            self.options.upload_progress(files, nbytes)
+
                     self.writer.upload_files(draft, action.upload,
                                              UploadOptions(workers=self.options.workers, chunk_bytes=chunk,
                                                            compression=action.compression),
-                                             progress=bar.advance)
+                                             progress=stored)
                 self.result.uploaded_files += len(action.upload)
                 self.result.uploaded_bytes += action.upload_bytes
             case SetStatistics(version=v):

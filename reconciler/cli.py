@@ -304,6 +304,16 @@ _prune_scope_option = click.option(
     "--prune-scope", "prune_scope", multiple=True, metavar="PROJECT",
     help="Also observe (and with --prune, prune) this project, though no manifest names it. Repeatable.",
 )
+_queue_option = click.option(
+    "--queue", default=None, metavar="NAME",
+    help="Build the versions on ClearML agents listening on this queue (see the README: apply on agents).",
+)
+_mount_option = click.option(
+    "--shared-mount", "shared_mounts", multiple=True, metavar="DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --queue: a folder the agents see at the same path, for path: sources outside the repository. "
+         "Repeatable.",
+)
 _workers_option = click.option(
     "--workers", type=click.IntRange(1, 64), default=_workers_default, show_default="2 x cores, 2..8",
     help="Parallel hashing and upload workers.",
@@ -350,11 +360,13 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 @_target_option
 @_prune_option
 @_prune_scope_option
+@_queue_option
+@_mount_option
 @_workers_option
 @click.pass_context
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
          show_files: str, check_storage: bool, drift_only: bool, targets: tuple[str, ...], prune: bool,
-         prune_scope: tuple[str, ...], workers: int) -> None:
+         prune_scope: tuple[str, ...], queue: str | None, shared_mounts: tuple[Path, ...], workers: int) -> None:
     """Show what apply would change (a dry run).
 
     \b
@@ -369,11 +381,22 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
 
     if show_files != "all" and not show_files.isdigit():
         raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
+    if shared_mounts and not queue:
+        raise click.BadParameter("only with --queue", param_hint="--shared-mount")
     state = load_manifests(paths)  # manifest errors come before any connection
     with _connect(ctx) as conn:
+        queue_options = _queue_options(queue, shared_mounts, None)
+        if queue_options is not None:
+            from .dispatch import check_queue
+
+            check_queue(conn.backend, queue_options)
         run = Run(conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
                   workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage)
         the_plan = run.plan()
+    if queue_options is not None and the_plan.has_changes and not the_plan.conflicts:
+        from .dispatch import check_sources
+
+        check_sources(the_plan, queue_options)
     if drift_only:
         from .render.drift import render_drift
 
@@ -434,10 +457,15 @@ def _lock_owner() -> str:
 @_target_option
 @_prune_option
 @_prune_scope_option
+@_queue_option
+@_mount_option
+@click.option("--agent-image", default=None, metavar="IMAGE",
+              help="With --queue: the docker image agents in docker mode run the steps in (it must have reconcile).")
 @_workers_option
 @click.pass_context
 def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock_timeout: float, lock_ttl: float,
-          show_files: str, targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], workers: int) -> None:
+          show_files: str, targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], queue: str | None,
+          shared_mounts: tuple[Path, ...], agent_image: str | None, workers: int) -> None:
     """Make the server match the manifests (or execute a plan saved with 'plan --out').
 
     Applying manifests asks for confirmation on a terminal and needs --auto-approve when unattended. A saved
@@ -456,6 +484,8 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     from .render.common import counted
     from .sources import forget_hashes
 
+    if (shared_mounts or agent_image) and not queue:
+        raise click.BadParameter("only with --queue", param_hint="--shared-mount/--agent-image")
     saved = None
     state = None
     if len(target) == 1 and target[0].suffix == ".json" and target[0].is_file():
@@ -480,6 +510,7 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
             confirm=lambda _p: None if saved is not None else _confirm(auto_approve),
             report=lambda line: click.echo(escape.text(line), file=real_stdout),
             notice=lambda line: click.echo(escape.text(line), err=True),
+            queue=_queue_options(queue, shared_mounts, agent_image),
         )
     if result is None:
         return
@@ -488,6 +519,63 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
         f"{counted(result.uploaded_files, 'file')} uploaded ({human_size(result.uploaded_bytes)}) in "
         f"{result.seconds:.1f}s."
     )
+
+
+def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | None):  # type: ignore[no-untyped-def]
+    if not queue:
+        return None
+    from .dispatch import QueueOptions
+    from .render.jsonstep import encode_step
+
+    return QueueOptions(queue=queue, encode_step=encode_step, mounts=tuple(m.resolve() for m in mounts),
+                        image=image)
+
+
+@cli.command("agent-step", hidden=True, global_options=("--debug", "--timeout"))
+@click.option("--task", "task_id", envvar="CLEARML_TASK_ID", required=True,
+              help="The version's task (the agent sets CLEARML_TASK_ID).")
+@_workers_option
+@click.pass_context
+def agent_step(ctx: click.Context, task_id: str, workers: int) -> None:
+    """Build one version of an 'apply --queue' (run by a ClearML agent, as the version's own task)."""
+    from .agentstep import run_step
+    from .apply import ApplyFailed
+    from .clearml_backend import Backend, Cancel, WaitPolicy, load_server_config
+    from .clearml_backend.queues import STEP_CONFIG
+    from .dispatch import STEP_ERROR_MARKER
+    from .render.jsonstep import decode_step
+    from .sources import forget_hashes
+
+    opts = ctx.find_object(GlobalOptions)
+    assert opts is not None
+    cancel = Cancel()
+    _stop_on_signals(cancel)
+    try:
+        cfg = load_server_config()
+        if cfg is None:
+            raise ReconcileError("no ClearML server is configured here: the agent passes its own configuration "
+                                 "(CLEARML_CONFIG_FILE); check the agent's clearml.conf and credentials")
+        policy = WaitPolicy(deadline=opts.timeout, read_timeout=min(60.0, opts.timeout),
+                            connect_timeout=min(10.0, opts.timeout))
+        backend = Backend.connect(cfg, policy=policy, cancel=cancel)
+        item = ((backend.reader.full_task(task_id).get("configuration") or {}).get(STEP_CONFIG) or {})
+        if not item.get("value"):
+            raise ReconcileError(f"task {task_id} carries no step ({STEP_CONFIG}): it was not queued by "
+                                 "'reconcile apply --queue'")
+        step = decode_step(str(item["value"]), source=f"the step of task {task_id}")
+        result = run_step(backend, task_id, step, workers=workers, forget_hashes=forget_hashes,
+                          report=lambda line: click.echo(escape.text(line)))
+    except ApplyFailed as err:
+        click.echo(escape.text(STEP_ERROR_MARKER + err.diagnostics[0].message), err=True)
+        sys.exit(EXIT_ERROR)
+    except ReconcileError as err:
+        if opts.debug:
+            import traceback
+
+            traceback.print_exception(err, file=sys.stderr)
+        click.echo(escape.text(STEP_ERROR_MARKER + "; ".join(d.message for d in err.diagnostics)), err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(f"built {step.version} in {result.seconds:.1f}s: {_counted(result.uploaded_files, 'file')} uploaded")
 
 
 @cli.command()

@@ -32,6 +32,7 @@ from .sources import ResolveOptions, SourceResolver, default_cache_dir
 
 if TYPE_CHECKING:  # report pulls in deepdiff (a fifth of a second): only the diff command pays for it
     from .apply import ApplyOptions, ApplyResult
+    from .dispatch import QueueOptions
     from .report import DiffReport
 
 
@@ -197,16 +198,24 @@ def apply(
     confirm: Callable[[Plan], None],
     report: Callable[[str], None],
     notice: Callable[[str], None],
+    queue: QueueOptions | None = None,
 ) -> ApplyResult | None:
     """Take the lock, (re)observe, show the plan, confirm, apply. None when there is nothing to do.
 
     A saved plan is refused when the server changed since it was made; a live plan is computed under the lock.
+    With ``queue``, the versions to build are built by agents on that queue (:mod:`reconciler.dispatch`): that
+    an agent listens is checked before anything else, that agents can see the sources before confirming.
     """
     from .apply import apply_plan, check_fresh
 
     assert (run is None) != (saved is None)
+    target = None
+    if queue is not None:
+        from .dispatch import check_queue
+
+        target = check_queue(backend, queue)
     scope = list(saved.projects if saved is not None else run.projects)  # type: ignore[union-attr]
-    with LockLease(backend.api, lock_owner, scope, wait=lock_wait, ttl=lock_ttl, notice=notice):
+    with LockLease(backend.api, lock_owner, scope, wait=lock_wait, ttl=lock_ttl, notice=notice) as lease:
         if saved is not None:
             observed = observe_saved(backend.reader, saved)
             check_fresh(saved, observed)
@@ -221,8 +230,16 @@ def apply(
             raise ReconcileError(f"{n} conflict{'' if n == 1 else 's'}: nothing was applied")
         if not the_plan.has_changes:
             return None
+        if queue is not None:
+            from .dispatch import apply_queued, check_sources
+
+            seen = check_sources(the_plan, queue)
         confirm(the_plan)
         backend.writer.state_cache = state_cache_dir(backend.api.cfg.api_host, default_cache_dir())
+        if queue is not None:
+            assert target is not None
+            return apply_queued(the_plan, backend, observed, queue=target, seen=seen, held=lease.held,
+                                options=queue, apply_options=options, report=report)
         return apply_plan(the_plan, backend.writer, observed, options, report=report, local_contents=contents)
 
 

@@ -34,6 +34,7 @@ from .model import (
     ObservedState,
     ObservedVersion,
     Properties,
+    Source,
     VersionKey,
     VersionSpec,
     canonical_json,
@@ -200,6 +201,16 @@ class Unmanaged:
 
 
 @dataclass(frozen=True, slots=True)
+class Build:
+    """What a version the plan creates or resumes is made of: its own sources and removals, as the manifests
+    give them. A saved plan carries them so that an agent can resolve them again (``apply --queue``)."""
+
+    version: VersionKey
+    sources: tuple[Source, ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PlanOptions:
     prune: bool = False
     targets: tuple[str, ...] = ()  # "project/name" or "project/name@version"; empty: everything
@@ -217,6 +228,7 @@ class Plan:
     prune: bool = False  # made with --prune
     drift: tuple[Drift, ...] = ()
     aliases: tuple[AliasMove, ...] = ()
+    builds: tuple[Build, ...] = ()  # one per version the plan creates or resumes, in action order
 
     @property
     def has_changes(self) -> bool:
@@ -471,6 +483,7 @@ class _Planner:
         self.by_key = observed.by_key()
         self.by_id = {v.id: v for v in observed.versions}
         self.drift: list[Drift] = []
+        self.builds: list[Build] = []
         self.adopted = {v.key: v.adopt for v in desired.all_versions() if v.adopt}
 
     def chosen(self, key: VersionKey) -> ObservedVersion | None:
@@ -531,6 +544,7 @@ class _Planner:
     def build(self, spec: VersionSpec, ds: DatasetSpec, draft: ObservedVersion | None, base: Content,
               target: Content) -> None:
         """The steps of a version being built: content, statistics, properties, finalize, publish."""
+        self.builds.append(Build(spec.key, spec.sources, spec.remove))
         sync = sync_delta(spec.key, base, target)
         if sync is not None:
             self.actions.append(replace(sync, chunk_size_mb=ds.chunk_size_mb, compression=ds.compression))
@@ -696,6 +710,7 @@ def compute_plan(
         prune=options.prune,
         drift=tuple(planner.drift),
         aliases=tuple(moves),
+        builds=tuple(planner.builds),
     )
 
 

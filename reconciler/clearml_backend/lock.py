@@ -266,3 +266,45 @@ class LockLease:
                 except ReconcileError as err:
                     self.notice(f"warning: could not release the apply lock of {info.project} ({err}); "
                                 "it expires on its own")
+
+
+class LeaseFollower:
+    """Fences the writes of a step an agent runs for an apply: they go on only while that apply still holds the
+    lock of ``project`` with ``token`` (it renews the lease; the step only checks it).
+
+    The lock is read again before a write when it was last confirmed more than ``every`` seconds ago. When the
+    apply ended, was stopped, or lost its lease to another run, the write is refused with :class:`LeaseLost`.
+    """
+
+    def __init__(self, api: ApiClient, held: list[tuple[str, str]] | tuple[tuple[str, str], ...], *,
+                 every: float = 10.0):
+        self.api, self.held, self.every = api, tuple(held), every
+        self._confirmed = -every - 1.0
+        self._lost: LeaseLost | None = None
+        self._mutex = threading.Lock()
+
+    def fence(self) -> None:
+        if self._lost is not None:
+            raise self._lost
+        if _clock() - self._confirmed <= self.every:
+            return
+        with self._mutex:
+            if _clock() - self._confirmed <= self.every:
+                return
+            for project, token in self.held:
+                current = Lock(self.api, project).info()
+                if current is None or current.token != token:
+                    self._lost = LeaseLost(f"the apply that queued this step no longer holds the lock of {project} "
+                                           "(it ended, was stopped, or another run took over); nothing more is "
+                                           "written")
+                    raise self._lost
+            self._confirmed = _clock()
+
+    def __enter__(self) -> LeaseFollower:
+        self.fence()
+        self.api.fence = self.fence
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.api.fence == self.fence:
+            self.api.fence = None

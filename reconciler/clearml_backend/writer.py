@@ -224,8 +224,14 @@ class ServerWriter:
         return draft
 
     def discard_chunks(self, version_id: str) -> int:
-        """Remove every data chunk and file list an interrupted run left on a draft; how many there were."""
+        """Remove every data chunk and file list an interrupted run left on a draft; how many there were.
+
+        A draft an agent's step left ``failed`` or ``stopped`` (or still ``queued``) is made editable again first.
+        """
         task = self.reader.full_task(version_id)
+        if str(task.get("status")) in ("queued", "failed", "stopped"):
+            self.reopen_draft(version_id, str(task.get("status")))
+            task = self.reader.full_task(version_id)
         stale = [k for k in codec.artifacts(task) if codec.chunk_index(k) is not None or k == codec.STATE_KEY]
         if stale:
             self.api.call("tasks.delete_artifacts", write=True, task=version_id, force=True,
@@ -235,6 +241,35 @@ class ServerWriter:
                 if uri:
                     self.stores.delete(uri)  # best effort: an orphan object costs space only
         return len(stale)
+
+    def reopen_draft(self, version_id: str, status: str) -> None:
+        """A draft left by a step (queued, failed, stopped) back to ``in_progress``, where it takes writes."""
+        if status == "queued":
+            self.api.call("tasks.dequeue", write=True, task=version_id, status_reason="resumed by reconcile apply")
+        self.api.call("tasks.started", write=True, task=version_id, force=True,
+                      status_reason="resumed by reconcile apply")
+
+    def prepare_step(self, version_id: str, fields: Mapping[str, Any], config_name: str, config_text: str) -> None:
+        """Make a draft ready to be queued as its own step: what the agent runs (``fields``: script, container)
+        and the step itself as a configuration item. A draft a stale run left queued or running is taken back."""
+        task = self.reader.full_task(version_id)
+        status = str(task.get("status"))
+        if status == "queued":
+            self.api.call("tasks.dequeue", write=True, task=version_id, status_reason="queued again")
+        elif status == "in_progress":
+            self.api.call("tasks.stopped", write=True, task=version_id, force=True,
+                          status_reason="left running by an earlier apply")
+        configuration = dict(task.get("configuration") or {})
+        configuration[config_name] = {"name": config_name, "value": config_text, "type": "json",
+                                      "description": "what reconcile apply --queue asks the agent to build"}
+        self.api.call("tasks.edit", write=True, task=version_id, force=True, configuration=configuration,
+                      **dict(fields))
+
+    def report_progress(self, version_id: str, runtime_values: Mapping[str, str]) -> None:
+        """Show how far a step got (``runtime.progress``, as the UI reads it); replaced when it is finalized."""
+        task = self.reader.task(version_id, ("id", "runtime")) or {}
+        runtime = {**(task.get("runtime") or {}), **runtime_values}
+        self.api.call("tasks.edit", write=True, task=version_id, force=True, runtime=runtime)
 
     # --- content -----------------------------------------------------------------------------------------------
 

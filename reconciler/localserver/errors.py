@@ -152,3 +152,34 @@ def events_not_added(reasons: dict[str, int]) -> ApiError:
 
 def invalid_model_id(model_id: str) -> ApiError:
     return ApiError(400, 201, f"Invalid model id: id={model_id}")
+
+
+def invalid_queue_id(**fields: object) -> ApiError:
+    return ApiError(400, 701, "Invalid queue id: " + _fields(**fields))
+
+
+def queue_not_empty(queue_id: str) -> ApiError:
+    return ApiError(400, 702, "Queue is not empty (use force=true to delete): " + _fields(id=queue_id))
+
+
+def task_not_in_queue(task_id: str, queue_id: str, company: str) -> ApiError:
+    return ApiError(400, 703, "Invalid queue id or task not in queue: " + _fields(task=task_id, id=queue_id,
+                                                                                  company=company))
+
+
+def task_already_queued(task_id: str) -> ApiError:
+    return ApiError(400, 706, "Failed adding task to queue since task is already queued: " + _fields(task=task_id))
+
+
+def no_default_queue() -> ApiError:
+    return ApiError(400, 707, "No queue is tagged as the default queue for this company")
+
+
+def duplicate_unique_value() -> ApiError:
+    """400/801 as the reference server words a second queue of the same name."""
+    return ApiError(400, 801, "Value combination already exists (unique field already contains this value): "
+                    "err=Tried to save duplicate unique keys (E11000 Duplicate Key Error)")
+
+
+def worker_registration_failed(problem: str, **fields: object) -> ApiError:
+    return ApiError(400, 1002, f"Worker registration failed ({problem}): " + _fields(**fields))

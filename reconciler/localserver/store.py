@@ -1,4 +1,4 @@
-"""Durable state of the embedded server: projects, tasks and events in one SQLite database.
+"""Durable state of the embedded server: projects, tasks, events, queues and workers in one SQLite database.
 
 Invariants:
 
@@ -49,6 +49,17 @@ CREATE TABLE IF NOT EXISTS events (
     doc  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_task_type ON events(task, type);
+CREATE TABLE IF NOT EXISTS queues (
+    seq  INTEGER PRIMARY KEY AUTOINCREMENT,
+    id   TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL UNIQUE,
+    doc  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workers (
+    key     TEXT PRIMARY KEY,
+    expires REAL NOT NULL,
+    doc     TEXT NOT NULL
+);
 """
 
 
@@ -163,6 +174,43 @@ class Tx:
 
     def delete_events(self, task_id: str) -> int:
         return self._conn.execute("DELETE FROM events WHERE task = ?", (task_id,)).rowcount
+
+    # queues (names unique, as the real server's ``unique_with="company"``)
+    def get_queue(self, queue_id: str) -> Doc | None:
+        rows = self._rows("SELECT doc FROM queues WHERE id = ?", (queue_id,))
+        return rows[0] if rows else None
+
+    def queues(self) -> list[Doc]:
+        return self._rows("SELECT doc FROM queues ORDER BY seq")
+
+    def insert_queue(self, doc: Doc) -> None:
+        """Raises ``sqlite3.IntegrityError`` if the id or the name is taken."""
+        self._conn.execute("INSERT INTO queues (id, name, doc) VALUES (?, ?, ?)",
+                           (doc["id"], doc["name"], self._rebaser.dump(doc)))
+
+    def update_queue(self, doc: Doc) -> None:
+        """Raises ``sqlite3.IntegrityError`` if the new name is taken."""
+        self._conn.execute("UPDATE queues SET name = ?, doc = ? WHERE id = ?",
+                           (doc["name"], self._rebaser.dump(doc), doc["id"]))
+
+    def delete_queue(self, queue_id: str) -> None:
+        self._conn.execute("DELETE FROM queues WHERE id = ?", (queue_id,))
+
+    # workers: registrations that expire (the real server keeps them in Redis with a time to live)
+    def workers(self, now: float) -> list[Doc]:
+        self._conn.execute("DELETE FROM workers WHERE expires <= ?", (now,))
+        return self._rows("SELECT doc FROM workers ORDER BY key")
+
+    def get_worker(self, key: str, now: float) -> Doc | None:
+        rows = self._rows("SELECT doc FROM workers WHERE key = ? AND expires > ?", (key, now))
+        return rows[0] if rows else None
+
+    def put_worker(self, key: str, doc: Doc, expires: float) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO workers (key, expires, doc) VALUES (?, ?, ?)",
+                           (key, expires, self._rebaser.dump(doc)))
+
+    def delete_worker(self, key: str) -> int:
+        return self._conn.execute("DELETE FROM workers WHERE key = ?", (key,)).rowcount
 
 
 class DataDirError(ValueError):

@@ -7,16 +7,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from .._compat import assert_never
 from ..diagnostics import ReconcileError
-from ..model import DatasetKey, FileEntry, LinkEntry, Properties, VersionKey
+from ..model import (
+    DatasetKey,
+    FileEntry,
+    LinkEntry,
+    PathSource,
+    Properties,
+    Source,
+    TorchvisionSource,
+    UrlSource,
+    VersionKey,
+)
 from ..plan import (
     PLAN_FORMAT_VERSION,
     Action,
     AliasMove,
     Archive,
+    Build,
     Conflict,
     CreateVersion,
     Drift,
@@ -168,6 +180,45 @@ def _plain(obj: Conflict | Unmanaged) -> dict[str, Any]:
     return out
 
 
+def source_to_json(source: Source) -> dict[str, Any]:
+    match source:
+        case PathSource():
+            return {"kind": "path", "path": str(source.path), "dest": source.dest, "include": list(source.include),
+                    "exclude": list(source.exclude)}
+        case TorchvisionSource():
+            return {"kind": "torchvision", "dataset": source.dataset, "split": source.split, "layout": source.layout,
+                    "dest": source.dest, "root": str(source.root) if source.root else None,
+                    "download": source.download}
+        case UrlSource():
+            return {"kind": "url", "url": source.url, "dest": source.dest, "copy": source.copy}
+        case _:
+            assert_never(source)
+
+
+def source_from_json(d: Mapping[str, Any]) -> Source:
+    """The source ``d`` describes; an unknown kind is an error."""
+    match d["kind"]:
+        case "path":
+            return PathSource(Path(d["path"]), d.get("dest", ""), tuple(d.get("include", ())),
+                              tuple(d.get("exclude", ())))
+        case "torchvision":
+            return TorchvisionSource(d["dataset"], d["split"], d.get("layout", "raw"), d.get("dest", ""),
+                                     Path(d["root"]) if d.get("root") else None, bool(d.get("download", False)))
+        case "url":
+            return UrlSource(d["url"], d.get("dest", ""), bool(d.get("copy", False)))
+        case other:
+            raise ValueError(f"unknown source kind {other!r}")
+
+
+def build_to_json(build: Build) -> dict[str, Any]:
+    return {"address": str(build.version), "version": _key(build.version),
+            "sources": [source_to_json(s) for s in build.sources], "remove": list(build.remove)}
+
+
+def build_from_json(d: Mapping[str, Any]) -> Build:
+    return Build(_unkey(d["version"]), tuple(source_from_json(s) for s in d["sources"]), tuple(d.get("remove", ())))
+
+
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     s = plan.summary()
     return {
@@ -192,6 +243,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "drift": [_drift(d) for d in plan.drift],
         "aliases": [{"dataset": str(m.dataset), "alias": m.alias, "before": list(m.before), "after": m.after}
                     for m in plan.aliases],
+        "builds": [build_to_json(b) for b in plan.builds],
     }
 
 
@@ -229,6 +281,7 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
             drift=tuple(_undrift(d) for d in data.get("drift", [])),
             aliases=tuple(AliasMove(DatasetKey(*m["dataset"].rsplit("/", 1)), m["alias"], tuple(m["before"]),
                                     m["after"]) for m in data.get("aliases", [])),
+            builds=tuple(build_from_json(b) for b in data.get("builds", [])),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ReconcileError(f"{source}: malformed saved plan ({type(err).__name__}: {err})") from None

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from .agents import AgentProcess, start_agent
 from .helpers import Env
 from .proxy import Proxies
 
@@ -31,3 +32,24 @@ def proxies(env: Env):
         yield p
     finally:
         p.stop()
+
+
+@pytest.fixture
+def agents(env: Env, unique_name: Callable[[str], str], tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+    """``agents(queue)`` starts a real clearml-agent daemon on ``queue`` of the test's server (see agents.py);
+    every one started is stopped after the test."""
+    started: list[AgentProcess] = []
+
+    def start(queue: str, *, api_host: str | None = None) -> AgentProcess:
+        """``api_host``: where the agent sends its API calls (e.g. a proxy in front of the server)."""
+        worker = unique_name(f"agent{len(started)}")
+        server_env = {**env.server.client_env(), **({"CLEARML_API_HOST": api_host} if api_host else {})}
+        agent = start_agent(server_env, queue, worker, tmp_path / worker)
+        started.append(agent)
+        return agent
+
+    try:
+        yield start
+    finally:
+        for agent in started:
+            agent.stop()

@@ -618,6 +618,8 @@ def _cases() -> list[Case]:
                 probe("projects.create", {"name": "catalogue-$sfx/$case"}),
             ),
         ),
+        # ---------------------------------------------------------------- queues, workers, enqueue (for agents)
+        *_queue_cases(),
         # ---------------------------------------------------------------- malformed requests
         c("get_by_id_unknown_task", (probe("tasks.get_by_id", {"task": "0" * 32}),)),
         *(
@@ -641,6 +643,199 @@ def _cases() -> list[Case]:
                 probe("tasks.get_all", query="id[]=$task&only_fields[]=status", values=("tasks[].status",)),
             ),
         ),
+    ]
+
+
+
+def with_queue(status: str, *calls: Step, **kwargs: Any) -> tuple[Step, ...]:
+    """A task in ``status`` (``$task``) and a fresh queue (``$queue``), then ``calls``."""
+    return (*task_in(status, **kwargs), step("queues.create", {"name": "cq-$sfx-$case"}, bind="queue"), *calls)
+
+
+def read_queue() -> Step:
+    return step("queues.get_by_id", {"queue": "$queue"}, values=("queue.name", "queue.entries[].task"))
+
+
+def register(worker: str = "cw-$sfx-$case", **body: Any) -> Step:
+    return step("workers.register", {"worker": worker, "queues": ["$queue"], "timeout": 60, **body})
+
+
+def read_workers(*values: str) -> Step:
+    """``workers.get_all`` of this case's workers only (the server may be shared)."""
+    return step("workers.get_all", {"worker_pattern": "cw-$sfx-$case*"}, values=values)
+
+
+def enqueue(**body: Any) -> Step:
+    return step("tasks.enqueue", {"task": "$task", "queue": "$queue", **body})
+
+
+def _queue_cases() -> list[Case]:
+    c = Case
+    watched = ("queued", "queue_watched", "fields.status", "fields.enqueue_status")
+    return [
+        c("queue_create_and_list", (
+            step("queues.create", {"name": "cq-$sfx-$case", "tags": ["a"], "system_tags": ["b"]}, bind="queue"),
+            probe("queues.get_all", {"name": "^cq-$sfx-$case$"},
+                  values=("queues[].name", "queues[].tags", "queues[].system_tags", "queues[].entries")),
+            step("queues.get_all", {"name": "^cq-$sfx-$case$", "only_fields": ["name"]}, values=("queues",)),
+            step("queues.get_all_ex", {"name": "^cq-$sfx-$case$"}, values=("queues[].workers",)),
+        )),
+        c("queue_create_duplicate", (
+            step("queues.create", {"name": "cq-$sfx-$case"}),
+            probe("queues.create", {"name": "cq-$sfx-$case"}),
+        )),
+        c("queue_create_short_name", (probe("queues.create", {"name": "ab"}),)),
+        c("queue_create_without_name", (probe("queues.create", {}),)),
+        c("queue_get_by_id_unknown", (probe("queues.get_by_id", {"queue": "0" * 32}),)),
+        c("queue_get_default", (probe("queues.get_default", {}, values=("name",)),)),
+        c("queue_update_name", (
+            step("queues.create", {"name": "cq-$sfx-$case"}, bind="queue"),
+            probe("queues.update", {"queue": "$queue", "name": "cq-$sfx-$case-renamed", "tags": ["t"]},
+                  values=("updated", "fields")),
+            read_queue(),
+        )),
+        c("enqueue_created", with_queue(
+            "created", probe("tasks.enqueue", {"task": "$task", "queue": "$queue", "verify_watched_queue": True},
+                             values=watched),
+            read_task("status", "enqueue_status", "execution.queue", "system_tags"), read_queue(),
+        )),
+        c("enqueue_drops_development_tag", with_queue(
+            "created", enqueue(), read_task("system_tags"), system_tags=["development", "dataset"],
+        )),
+        c("enqueue_twice", with_queue(
+            "created", enqueue(), probe("tasks.enqueue", {"task": "$task", "queue": "$queue"}),
+            read_task("status", "status_reason", "enqueue_status"), read_queue(),
+        )),
+        *(c(f"enqueue_from_{status}", with_queue(status, probe("tasks.enqueue", {"task": "$task", "queue": "$queue"},
+                                                               values=("fields.enqueue_status",)),
+                                                 read_task("status")))
+          for status in ("in_progress", "completed", "published", "failed", "stopped")),
+        c("enqueue_in_progress_force", with_queue(
+            "in_progress", probe("tasks.enqueue", {"task": "$task", "queue": "$queue", "force": True},
+                                 values=("fields.status", "fields.enqueue_status")),
+        )),
+        c("enqueue_unknown_queue", with_task("created", probe("tasks.enqueue", {"task": "$task", "queue": "0" * 32}),
+                                             read_task("status"))),
+        c("enqueue_unknown_task", with_queue("created", probe("tasks.enqueue", {"task": "0" * 32,
+                                                                                "queue": "$queue"}))),
+        c("enqueue_by_queue_name", with_task(
+            "created", probe("tasks.enqueue", {"task": "$task", "queue_name": "cq-$sfx-$case-new"},
+                             values=("queued", "fields.status")),
+            step("queues.get_all", {"name": "^cq-$sfx-$case-new$"},
+                 values=("queues[].name", "queues[].entries[].task")),
+        )),
+        c("enqueue_queue_and_queue_name", with_queue(
+            "created", probe("tasks.enqueue", {"task": "$task", "queue": "$queue", "queue_name": "cq-$sfx-x"}),
+        )),
+        c("dequeue_queued", with_queue(
+            "created", enqueue(), probe("tasks.dequeue", {"task": "$task"},
+                                        values=("dequeued", "updated", "fields.status", "fields.enqueue_status")),
+            read_task("status", "enqueue_status", "execution.queue"), read_queue(),
+        )),
+        c("dequeue_created", with_queue("created", probe("tasks.dequeue", {"task": "$task"},
+                                                         values=("dequeued", "updated", "fields")))),
+        c("dequeue_unknown_task", (probe("tasks.dequeue", {"task": "0" * 32}, values=("dequeued", "updated")),)),
+        c("dequeue_failed_back_to_failed", with_queue(
+            "failed", enqueue(), probe("tasks.dequeue", {"task": "$task"}, values=("fields.status",)),
+            read_task("status"),
+        )),
+        c("get_next_task_then_dequeue_to_in_progress", with_queue(
+            "created", enqueue(),
+            probe("queues.get_next_task", {"queue": "$queue"}, values=("entry.task",)),
+            step("queues.get_next_task", {"queue": "$queue"}, values=("entry",)),
+            read_task("status", "enqueue_status"),
+            step("tasks.dequeue", {"task": "$task", "new_status": "in_progress"},
+                 values=("dequeued", "updated", "fields.status")),
+            read_task("status", "enqueue_status"),
+        )),
+        c("get_next_task_unknown_queue", (probe("queues.get_next_task", {"queue": "0" * 32}),)),
+        c("queue_entries_and_peek", with_queue(
+            "created", enqueue(),
+            probe("queues.get_num_entries", {"queue": "$queue"}, values=("num",)),
+            step("queues.peek_task", {"queue": "$queue"}, values=("task",)),
+        )),
+        c("queue_remove_task_updates_status", with_queue(
+            "created", enqueue(status_reason="r", status_message="m"),
+            probe("queues.remove_task", {"queue": "$queue", "task": "$task", "update_task_status": True},
+                  values=("removed",)),
+            read_task("status", "status_reason", "status_message", "execution.queue", "enqueue_status"),
+        )),
+        c("queue_remove_task_not_queued", with_queue(
+            "created", probe("queues.remove_task", {"queue": "$queue", "task": "$task"}))),
+        c("queue_delete_not_empty", with_queue(
+            "created", enqueue(), probe("queues.delete", {"queue": "$queue"}),
+            step("queues.clear_queue", {"queue": "$queue"}, values=("removed_tasks",)),
+            read_task("status", "status_reason", "execution.queue"),
+            step("queues.delete", {"queue": "$queue"}, values=("deleted",)),
+            step("queues.get_by_id", {"queue": "$queue"}),
+        )),
+        c("stop_queued", with_queue(
+            "created", enqueue(), probe("tasks.stop", {"task": "$task"}, values=("fields.status",)),
+            read_task("status"), read_queue(),
+        )),
+        c("stop_created", with_queue("created", probe("tasks.stop", {"task": "$task"}))),
+        c("stop_in_progress_without_worker", with_queue(
+            "in_progress", probe("tasks.stop", {"task": "$task"}, values=("fields.status",)),
+            read_task("status"),
+        )),
+        c("stop_in_progress_run_by_worker", with_queue(
+            "in_progress", register(),
+            step("workers.status_report", {"worker": "cw-$sfx-$case", "task": "$task", "queue": "$queue",
+                                           "timestamp": 1700000000000}),
+            read_task("status", "last_worker"),
+            probe("tasks.stop", {"task": "$task"}, values=("fields.status", "fields.status_message")),
+            read_task("status", "status_message"),
+            step("tasks.stopped", {"task": "$task"}, values=("fields.status",)),
+            step("workers.unregister", {"worker": "cw-$sfx-$case"}),
+        )),
+        c("workers_register_and_list", (
+            step("queues.create", {"name": "cq-$sfx-$case"}, bind="queue"),
+            probe("workers.register", {"worker": "cw-$sfx-$case", "queues": ["$queue"], "timeout": 60}),
+            read_workers("workers[].id", "workers[].queues[].name", "workers[].register_timeout",
+                         "workers[].tags"),
+            step("workers.get_count", {"worker_pattern": "cw-$sfx-$case*"}, values=("count",)),
+            step("workers.unregister", {"worker": "cw-$sfx-$case"}),
+            read_workers("workers"),
+            step("workers.unregister", {"worker": "cw-$sfx-$case"}),
+        )),
+        c("workers_register_unknown_queue", (
+            probe("workers.register", {"worker": "cw-$sfx-$case", "queues": ["0" * 32], "timeout": 60}),
+        )),
+        c("workers_register_bad_timeout", (
+            step("queues.create", {"name": "cq-$sfx-$case"}, bind="queue"),
+            probe("workers.register", {"worker": "cw-$sfx-$case", "queues": ["$queue"], "timeout": -1}),
+        )),
+        c("workers_status_report_registers", with_queue(
+            "in_progress",
+            probe("workers.status_report", {"worker": "cw-$sfx-$case", "task": "$task", "queue": "$queue",
+                                            "timestamp": 1700000000000}),
+            read_workers("workers[].id", "workers[].register_timeout", "workers[].queues", "workers[].task.name",
+                         "workers[].project.name"),
+            step("workers.unregister", {"worker": "cw-$sfx-$case"}),
+        )),
+        c("workers_status_report_with_queue", with_queue(
+            "in_progress", register(),
+            probe("workers.status_report", {"worker": "cw-$sfx-$case", "task": "$task", "queue": "$queue",
+                                            "timestamp": 1700000000000}),
+            read_workers("workers[].queue.name", "workers[].queues[].name", "workers[].task.name"),
+            step("workers.status_report", {"worker": "cw-$sfx-$case", "timestamp": 1700000000000}),
+            read_workers("workers[].task", "workers[].queue"),
+            step("workers.unregister", {"worker": "cw-$sfx-$case"}),
+        )),
+        c("workers_status_report_unknown_task", with_queue(
+            "created", register(),
+            probe("workers.status_report", {"worker": "cw-$sfx-$case", "task": "0" * 32, "timestamp": 1700000000000}),
+            read_workers("workers[].id", "workers[].task"),
+            step("workers.unregister", {"worker": "cw-$sfx-$case"}),
+        )),
+        c("enqueue_watched_queue", with_queue(
+            "created", register(),
+            probe("tasks.enqueue", {"task": "$task", "queue": "$queue", "verify_watched_queue": True},
+                  values=("queue_watched",)),
+            step("queues.get_all_ex", {"name": "^cq-$sfx-$case$"}, values=("queues[].workers[].name",
+                                                                          "queues[].entries[].name")),
+            step("workers.unregister", {"worker": "cw-$sfx-$case"}),
+        )),
     ]
 
 

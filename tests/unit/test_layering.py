@@ -1,9 +1,9 @@
 """The import graph keeps the architecture: pure core at the bottom, one module that touches the clearml SDK.
 
 Every import counts, including the ones inside functions (lazy imports are still dependencies).
-Layers, top to bottom: cli -> engine -> apply / observe / report / render -> plan / properties -> model ->
-diagnostics. Sources and manifests sit beside the core and never talk to a server. The embedded server imports
-nothing of the rest.
+Layers, top to bottom: cli -> engine / dispatch / agentstep -> apply / observe / report / render -> steps ->
+plan / properties -> model -> diagnostics. Sources and manifests sit beside the core and never talk to a server.
+The embedded server imports nothing of the rest.
 """
 
 from __future__ import annotations
@@ -49,12 +49,25 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                             "reconciler.cli", "reconciler.clearml_backend", "reconciler.localserver",
                             "reconciler.sources"),
     "reconciler.localserver": ("reconciler.",),
+    "reconciler.steps": ("reconciler.apply", "reconciler.observe", "reconciler.engine", "reconciler.cli",
+                         "reconciler.clearml_backend", "reconciler.render", "reconciler.report",
+                         "reconciler.sources", "reconciler.manifest", "reconciler.localserver",
+                         "reconciler.connection", "reconciler.dispatch", "reconciler.agentstep",
+                         "reconciler.checkout"),
+    "reconciler.checkout": ("reconciler.apply", "reconciler.engine", "reconciler.cli", "reconciler.clearml_backend",
+                            "reconciler.render", "reconciler.localserver", "reconciler.dispatch",
+                            "reconciler.agentstep"),
+    "reconciler.dispatch": ("reconciler.cli", "reconciler.render", "reconciler.localserver",
+                            "reconciler.agentstep"),
+    "reconciler.agentstep": ("reconciler.cli", "reconciler.render", "reconciler.localserver",
+                             "reconciler.dispatch"),
 }
 ONLY_SDK_USER = "reconciler.clearml_backend.storage"
 NO_THIRD_PARTY = {  # the pure core: standard library, typing helpers and these packages only
     "reconciler.plan": {"typing_extensions"},
     "reconciler.model": set(),
     "reconciler.diagnostics": set(),
+    "reconciler.steps": set(),
 }
 
 

@@ -547,6 +547,8 @@ def _change_status(
         **(extra or {}),
     }
     task.update(fields)
+    for key in [k for k, v in (extra or {}).items() if v is None]:  # unset, as the real server's ``None``
+        task.pop(key, None)
     tx.put_task(task)
     return {"updated": 1, "fields": fields}
 

@@ -1,0 +1,179 @@
+"""``reconcile agent-step``: what a ClearML agent runs for one version of an ``apply --queue``.
+
+The agent runs the version's own task (``CLEARML_TASK_ID``), in the repository checkout it made (the working
+directory) or in a folder of its own. The step:
+
+1. reads the step the command stored on the version (``Reconciler Step``) and fences every write with the
+   command's lock (it writes only while that apply still holds it);
+2. checks that this agent can write where the version's data goes (credentials for a bucket);
+3. resolves the version's sources again here and checks they give exactly the content the plan was made from:
+   same paths, sizes and sha256, else it fails naming the file, before anything is uploaded;
+4. runs the version's actions (upload, statistics, properties, finalize) as ``apply`` does, reporting its
+   progress on the version (``runtime.progress``).
+
+Any failure is one line, printed after :data:`~reconciler.dispatch.STEP_ERROR_MARKER` so that the command can
+quote it; the agent then marks the version ``failed`` (it stays a draft; the next apply resumes it).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from .apply import ApplyOptions, ApplyResult, apply_plan
+from .clearml_backend import Backend, codec
+from .clearml_backend.lock import LeaseFollower
+from .clearml_backend.queues import PHASE_KEY
+from .diagnostics import ReconcileError
+from .engine import resolve_sources
+from .model import (
+    Content,
+    DatasetKey,
+    DatasetSpec,
+    DesiredState,
+    FileEntry,
+    LinkEntry,
+    ObservedState,
+    ObservedVersion,
+    PathSource,
+    Source,
+    TorchvisionSource,
+    VersionKey,
+    VersionSpec,
+)
+from .plan import Action, Finalize, Plan, ResumeVersion, SyncFiles, compute_contents
+from .steps import Step, content_mismatches, mismatch_error, planned_content, upload_from
+
+PROGRESS_EVERY_S = 3.0
+
+
+class _Progress:
+    """``runtime.progress`` and the phase of the step, written at most every few seconds."""
+
+    def __init__(self, backend: Backend, task_id: str, report: Callable[[str], None]):
+        self.backend, self.task_id, self.report = backend, task_id, report
+        self.last = 0.0
+        self.phase = ""
+        self.done = 0
+        self.total = 0
+        self._mutex = threading.Lock()  # uploads report from several threads
+
+    def set_phase(self, phase: str, percent: int | None = None) -> None:
+        self.phase = phase
+        self.write(percent, force=True)
+
+    def uploaded(self, files: int, n: int) -> None:
+        self.done += n
+        if time.monotonic() - self.last >= PROGRESS_EVERY_S and self.total:
+            self.write(min(99, 10 + int(80 * self.done / self.total)))
+
+    def write(self, percent: int | None, *, force: bool = False) -> None:
+        with self._mutex:
+            if not force and time.monotonic() - self.last < PROGRESS_EVERY_S:
+                return
+            self.last = time.monotonic()
+            values = {PHASE_KEY: self.phase}
+            if percent is not None:
+                values["progress"] = str(percent)
+            self.backend.writer.report_progress(self.task_id, values)
+
+
+def _here(source: Source, root: Path) -> Source:
+    """A source with a path relative to the repository checkout made absolute (the step runs in the checkout)."""
+    if isinstance(source, PathSource) and not source.path.is_absolute():
+        return replace(source, path=root / source.path)
+    if isinstance(source, TorchvisionSource) and source.root is not None and not source.root.is_absolute():
+        return replace(source, root=root / source.root)
+    return source
+
+
+def _state_content(state: dict[str, object]) -> Content:
+    entries, links, _ = codec.read_state(state)
+    files = {e.path: FileEntry(e.path, e.size, e.sha256) for e in sorted(entries, key=lambda e: e.path)}
+    link_map: dict[str, LinkEntry] = {s.link.path: s.link for s in sorted(links, key=lambda s: s.link.path)}
+    return Content(files, link_map)
+
+
+def content_here(step: Step, parent_content: Content, *, root: Path, workers: int) -> Content:
+    """The version's content from its sources as they are on this machine, on top of its parent's."""
+    sources = tuple(_here(s, root) for s in step.sources)
+    spec = VersionSpec(step.version, step.parent, sources, step.remove)
+    by_dataset: dict[DatasetKey, list[VersionSpec]] = {}
+    if step.parent is not None:
+        by_dataset.setdefault(step.parent.dataset, []).append(VersionSpec(step.parent))
+    by_dataset.setdefault(step.version.dataset, []).append(spec)
+    state = DesiredState(tuple(DatasetSpec(k, tuple(v)) for k, v in by_dataset.items()))
+    own, _ = resolve_sources(state, workers=workers, progress=False)
+    adopted = {step.parent: parent_content} if step.parent is not None else {}
+    return compute_contents(state, own, adopted)[step.version]
+
+
+def _check_storage(backend: Backend, task_id: str, version: VersionKey) -> None:
+    """This agent can write where the version's data goes (a bucket needs credentials here too)."""
+    task = backend.reader.task(task_id, ("id", "output")) or {}
+    base = str((task.get("output") or {}).get("destination") or "")
+    if not base or backend.writer.stores.on_file_server(base.rstrip("/") + "/"):
+        return
+    probe = f"{codec.storage_prefix(base, version, task_id)}/.reconcile-probe"
+    with tempfile.NamedTemporaryFile(prefix="reconcile-probe-") as tmp:
+        tmp.write(b"probe")
+        tmp.flush()
+        try:
+            backend.writer.stores.upload(probe, Path(tmp.name), 5)
+        except ReconcileError as err:
+            raise ReconcileError(f"this agent cannot write to {base} ({err}); give it credentials for that storage "
+                                 "(sdk.aws.s3 in its clearml.conf, or the AWS_* variables)") from None
+    backend.writer.stores.delete(probe)
+
+
+def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report: Callable[[str], None],
+             forget_hashes: Callable[..., None] | None = None) -> ApplyResult:
+    """Build ``step``'s version (the task ``task_id``) from its sources here; see the module docstring."""
+    task = backend.reader.full_task(task_id)
+    version = str((task.get("runtime") or {}).get("version") or "")
+    if version != step.version.version or str(task.get("name")) != step.version.name:
+        raise ReconcileError(f"task {task_id} is not the version {step.version} its step builds")
+    book = codec.read_bookkeeping(task)
+    parent_id = book.parent_ids[0] if step.parent is not None and book.parent_ids else None
+    if step.parent is not None and parent_id is None:
+        raise ReconcileError(f"version {task_id} does not record its parent {step.parent}")
+    with LeaseFollower(backend.api, step.lock):
+        progress = _Progress(backend, task_id, report)
+        progress.set_phase("resolving sources", 0)
+        _check_storage(backend, task_id, step.version)
+        parent_content = Content()
+        if parent_id is not None:
+            parent = backend.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
+            state = backend.reader.read_state(parent, None) if parent else None
+            if state is None:
+                raise ReconcileError(f"the parent {step.parent} ({parent_id}) of {step.version} has no file list")
+            parent_content = _state_content(state)
+        report(f"resolving the sources of {step.version} in {Path.cwd()}")
+        actual = content_here(step, parent_content, root=Path.cwd(), workers=workers)
+        planned = planned_content(parent_content, step.sync)
+        final = next((a for a in step.actions if isinstance(a, Finalize)), None)
+        if final is not None and planned.digest() != final.content_digest:
+            raise ReconcileError(f"the parent {step.parent} of {step.version} no longer holds what the plan was made "
+                                 "from; run 'reconcile plan' again")
+        mismatches = content_mismatches(planned, actual)
+        if mismatches:
+            raise mismatch_error(step.version, mismatches)
+        report(f"the sources give the planned content ({planned.file_count} files, digest {planned.digest()[:12]})")
+        sync = step.sync
+        progress.total = sync.upload_bytes if sync is not None else 0
+        progress.set_phase("uploading" if progress.total else "writing", 10)
+        actions: list[Action] = [ResumeVersion(step.version, task_id, step.parent)]
+        actions += [upload_from(a, actual) if isinstance(a, SyncFiles) else a for a in step.actions]
+        observed = ObservedState(
+            (ObservedVersion(step.parent, parent_id, "completed"),) if step.parent and parent_id else ())
+        options = ApplyOptions(workers=workers, forget_hashes=forget_hashes, upload_progress=progress.uploaded)
+        result = apply_plan(Plan(actions=tuple(actions)), backend.writer, observed, options, report=report,
+                            local_contents={step.version: actual})
+    status = str((backend.reader.task(task_id, ("id", "status")) or {}).get("status"))
+    if status not in codec.FINAL_STATUSES:
+        raise ReconcileError(f"{step.version} is {status} after its step; it was not finalized")
+    return result

@@ -1,0 +1,272 @@
+"""``apply --queue``: the command's side of applying a plan on ClearML agents.
+
+The plan is computed where the command runs and stays the reviewed unit. Its versions to create or resume
+become steps (:mod:`reconciler.steps`): each version's draft is created (or taken back) here, gets the step it
+must run (as the configuration item ``Reconciler Step``) and what an agent needs to run it (``script``:
+``python -m reconciler.cli agent-step`` in the repository checkout, ``container`` for docker agents), and is put
+on the queue. The agent's task IS the version, so its log, machine and progress sit on the version in the UI.
+
+A step is queued once its parent is built; independent versions run in parallel on as many agents as listen.
+The command holds the apply lock all along (the steps write only while it does), follows every step and reports
+its progress, publishes each version its step finalized, and ends with exit 0, or 1 naming every failure. When a
+step fails, steps not started yet are not started (queued ones are taken off the queue); running ones finish.
+A signal (Ctrl-C) also asks the agents to stop the running ones. Drafts left behind are resumed by the next
+apply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .apply import ApplyFailed, ApplyOptions, ApplyResult, apply_plan
+from .checkout import AgentSources, agent_sources
+from .clearml_backend import Backend, Interrupted, LeaseLost
+from .clearml_backend.lock import LockInfo
+from .clearml_backend.queues import STEP_CONFIG, Queue, QueueClient, TaskState, check_listened, step_task_fields
+from .diagnostics import ReconcileError
+from .model import ObservedState, VersionKey
+from .plan import CreateVersion, Plan, SyncFiles, choose_observed, human_size
+from .steps import QueuedVersion, QueuePlan, Step, split_for_queue
+
+STEP_ERROR_MARKER = "reconcile step failed: "
+FINAL = frozenset({"completed", "published", "closed"})
+WAITING_NOTICE_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOptions:
+    """Where and how the plan's versions are built. ``encode_step`` turns a step into the text stored on its
+    version (``render.jsonstep.encode_step``); ``mounts`` are folders agents see at the same path."""
+
+    queue: str
+    encode_step: Callable[[Step], str]
+    mounts: tuple[Path, ...] = ()
+    image: str | None = None
+    poll_seconds: float = 1.0
+
+
+def check_queue(backend: Backend, options: QueueOptions) -> Queue:
+    """The queue, when some agent listens on it; else one line (before anything is planned or written)."""
+    return check_listened(QueueClient(backend.api), options.queue, backend.api.cfg.api_host)
+
+
+def check_sources(plan: Plan, options: QueueOptions) -> AgentSources:
+    """The plan's sources as agents see them; one line per source they cannot see."""
+    return agent_sources(plan.builds, queue=options.queue, mounts=options.mounts, cwd=Path.cwd())
+
+
+@dataclass
+class _Run:
+    queued: QueuedVersion
+    task_id: str = ""
+    state: str = "waiting"  # waiting | queued | running | done | failed | not started
+    worker: str = ""
+    shown: str = ""  # the progress last reported
+    since: float = 0.0
+    started: float = 0.0
+    notice_at: float = 0.0
+
+
+class _Dispatcher:
+    def __init__(self, backend: Backend, queue: Queue, split: QueuePlan, seen: AgentSources,
+                 lock: Mapping[str, str], ids: dict[VersionKey, str], options: QueueOptions,
+                 report: Callable[[str], None]):
+        self.backend, self.queue, self.split, self.seen = backend, queue, split, seen
+        self.client = QueueClient(backend.api)
+        self.lock, self.ids, self.options, self.report = lock, ids, options, report
+        self.runs = {q.step.version: _Run(q) for q in split.steps}
+        self.failures: list[str] = []
+        self.result = ApplyResult()
+        checkout = seen.checkout
+        self.fields = step_task_fields(repository=checkout.remote if checkout else "",
+                                       commit=checkout.commit if checkout else "",
+                                       branch=checkout.branch if checkout else "", image=options.image)
+
+    # --- starting ------------------------------------------------------------------------------------------------
+
+    def ready(self, run: _Run) -> bool:
+        parent = run.queued.step.parent
+        return parent is None or parent not in self.runs or self.runs[parent].state == "done"
+
+    def blocked(self, run: _Run) -> bool:
+        parent = run.queued.step.parent
+        return parent is not None and parent in self.runs and self.runs[parent].state in ("failed", "not started")
+
+    def start(self, run: _Run) -> None:
+        q, writer = run.queued, self.backend.writer
+        v = q.step.version
+        if isinstance(q.opening, CreateVersion):
+            parent_id = self.ids[q.opening.parent] if q.opening.parent else None
+            run.task_id = writer.create_draft(v, parent_id, q.opening.storage)
+            self.result.created.append(v)
+            self.report(f"  created {v} (id {run.task_id})")
+        else:
+            run.task_id = q.opening.version_id
+        self.ids[v] = self.result.ids[v] = run.task_id
+        step = replace(q.step, sources=self.seen.sources.get(v, ()),
+                       lock=((v.project, self.lock[v.project]),) if v.project in self.lock else ())
+        writer.prepare_step(run.task_id, self.fields, STEP_CONFIG, self.options.encode_step(step))
+        watched = self.client.enqueue(run.task_id, self.queue)
+        run.state, run.since = "queued", time.monotonic()
+        run.notice_at = run.since + WAITING_NOTICE_S
+        self.report(f"  queued {v} on {self.queue.name!r} (version {run.task_id})")
+        if not watched:
+            self.client.dequeue(run.task_id)
+            run.state = "not started"
+            raise ReconcileError(f"no agent listens on queue {self.queue.name!r} any more; {v} was taken off it "
+                                 f"(version {run.task_id} stays a draft; the next apply resumes it)")
+
+    # --- following ---------------------------------------------------------------------------------------------
+
+    def follow(self, run: _Run, state: TaskState) -> None:
+        v = run.queued.step.version
+        if state.status == "in_progress" and run.state == "queued":
+            run.state, run.started, run.worker = "running", time.monotonic(), state.worker
+            self.report(f"  {v}: running on agent {state.worker or '?'}")
+        if run.state == "running":
+            shown = " ".join(x for x in (state.phase, f"{state.progress}%" if state.progress else "") if x)
+            if shown and shown != run.shown:
+                run.shown = shown
+                self.report(f"  {v}: {shown}")
+        if state.status in FINAL:
+            self.done(run, state)
+        elif state.status in ("failed", "stopped") or (state.status == "created" and run.state != "waiting"):
+            self.fail(run, state)
+        elif run.state == "queued" and time.monotonic() >= run.notice_at:
+            waited = time.monotonic() - run.since
+            run.notice_at += WAITING_NOTICE_S
+            self.report(f"  {v}: still waiting on queue {self.queue.name!r} after {waited:.0f}s (agents listening: "
+                        f"{', '.join(self.client.listeners(self.queue)) or 'none'})")
+
+    def done(self, run: _Run, state: TaskState) -> None:
+        q = run.queued
+        v = q.step.version
+        if q.publish:
+            self.backend.writer.publish(v, run.task_id)
+        run.state = "done"
+        sync = q.step.sync
+        self.result.actions += len(q.step.actions) + 1 + (1 if q.publish else 0)
+        if sync is not None:
+            self.result.uploaded_files += len(sync.upload)
+            self.result.uploaded_bytes += sync.upload_bytes
+        took = f" in {time.monotonic() - run.started:.1f}s" if run.started else ""
+        uploaded = ""
+        if isinstance(sync, SyncFiles):
+            uploaded = f", {len(sync.upload)} files ({human_size(sync.upload_bytes)})"
+        self.report(f"  built {v}{uploaded}{took} on agent {state.worker or run.worker or '?'}"
+                    + (", published" if q.publish else ""))
+
+    def fail(self, run: _Run, state: TaskState) -> None:
+        v = run.queued.step.version
+        run.state = "failed"
+        why = self.failure_reason(run, state)
+        message = (f"{v}: {why} (on agent {state.worker or run.worker or '?'}; version {run.task_id} stays a draft, "
+                   "its log is on it; the next apply resumes it)")
+        self.failures.append(message)
+        self.result.failed[v] = message
+        self.report(f"  failed: {message}")
+        self.stop_not_started("a step failed")
+
+    def failure_reason(self, run: _Run, state: TaskState) -> str:
+        try:
+            lines = self.client.log_lines(run.task_id)
+        except ReconcileError:
+            lines = []
+        marked = [ln.split(STEP_ERROR_MARKER, 1)[1].strip() for ln in lines if STEP_ERROR_MARKER in ln]
+        if marked:
+            return marked[-1]
+        if state.status == "stopped":
+            return f"stopped ({state.status_reason or 'aborted'})"
+        if state.status == "created":
+            return "taken off the queue before an agent ran it"
+        tail = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
+        return f"the step failed ({state.status_reason or state.status})" + (f": {tail}" if tail else "")
+
+    def stop_not_started(self, why: str) -> None:
+        taken = []
+        for run in self.runs.values():
+            if run.state == "queued":
+                self.client.dequeue(run.task_id)
+                run.state = "not started"
+                taken.append(run)
+            elif run.state == "waiting":
+                run.state = "not started"
+                taken.append(run)
+        if taken:
+            self.report(f"  {why}: not starting {', '.join(str(r.queued.step.version) for r in taken)}")
+
+    def abort_all(self) -> None:
+        """After a signal: queued steps off the queue, running ones stopped by their agents."""
+        for run in self.runs.values():
+            if run.state == "queued":
+                self.client.dequeue(run.task_id)
+            elif run.state == "running":
+                self.client.abort(run.task_id)
+
+    # --- the loop ------------------------------------------------------------------------------------------------
+
+    def run(self) -> ApplyResult:
+        start = time.monotonic()
+        cancel = self.backend.api.cancel
+        try:
+            while True:
+                for run in self.runs.values():
+                    if run.state == "waiting" and self.blocked(run):
+                        run.state = "not started"
+                    elif run.state == "waiting" and not self.failures and self.ready(run):
+                        self.start(run)
+                active = [r for r in self.runs.values() if r.state in ("queued", "running")]
+                if not active and all(r.state != "waiting" for r in self.runs.values()):
+                    break
+                states = self.client.states(r.task_id for r in active)
+                for run in active:
+                    if run.task_id in states:
+                        self.follow(run, states[run.task_id])
+                if any(r.state in ("queued", "running") for r in self.runs.values()):
+                    cancel.sleep(self.options.poll_seconds)
+        except (Interrupted, LeaseLost, KeyboardInterrupt):
+            self.abort_all()
+            raise
+        except ReconcileError:
+            self.abort_all()
+            raise
+        self.result.seconds = time.monotonic() - start
+        not_started = [str(r.queued.step.version) for r in self.runs.values() if r.state == "not started"]
+        self.result.skipped.extend(r.queued.step.version for r in self.runs.values() if r.state == "not started")
+        if self.failures:
+            lines = list(self.failures)
+            if not_started:
+                lines.append(f"not started because a step failed: {', '.join(not_started)}")
+            lines.append(f"apply incomplete: {len(self.failures)} step(s) failed, "
+                         f"{sum(r.state == 'done' for r in self.runs.values())} built; fix the cause and run apply "
+                         "again")
+            raise ApplyFailed(lines)
+        return self.result
+
+
+def apply_queued(plan: Plan, backend: Backend, observed: ObservedState, *, queue: Queue, seen: AgentSources,
+                 held: list[LockInfo], options: QueueOptions, apply_options: ApplyOptions,
+                 report: Callable[[str], None]) -> ApplyResult:
+    """Apply ``plan``: the command's own actions first, then one step per version on ``queue``."""
+    split = split_for_queue(plan)
+    ids: dict[VersionKey, str] = {}
+    for key, candidates in observed.by_key().items():
+        chosen = choose_observed(candidates)
+        if chosen is not None:
+            ids[key] = chosen.id
+    local = ApplyResult()
+    if split.local:
+        report(f"applying {len(split.local)} actions here, then {len(split.steps)} versions on agents")
+        local = apply_plan(Plan(actions=split.local), backend.writer, observed, apply_options, report=report)
+        ids.update(local.ids)
+    if split.steps:
+        report(f"building {len(split.steps)} versions on queue {queue.name!r}")
+    lock = {info.project: info.token for info in held}
+    result = _Dispatcher(backend, queue, split, seen, lock, ids, options, report).run()
+    result.actions += local.actions
+    result.created = [*local.created, *result.created]
+    result.seconds += local.seconds
+    return result
