@@ -30,7 +30,7 @@ def project(env: Env, name: str = "contract") -> Path:
     write_tree(env.work / "data", {"a.txt": "a"})
     (env.work / "manifests").mkdir(exist_ok=True)
     m = env.work / "manifests" / "ds.yaml"
-    m.write_text(manifest("proj", name, ONE_VERSION))
+    m.write_text(manifest(env.project, name, ONE_VERSION))
     return m
 
 
@@ -111,14 +111,14 @@ def test_a_saved_plan_applies_without_a_prompt_and_a_live_apply_still_needs_appr
     project(env, "saved")
     refused = run(env, "apply", "manifests")
     assert refused.returncode == 1 and "--auto-approve" in one_line(refused)
-    assert dataset_tasks(env, "proj", "saved") == []
+    assert dataset_tasks(env, env.project, "saved") == []
     planned = run(env, "plan", "--detailed-exitcode", "--out", "plan.json", "manifests")
     assert planned.returncode == 2
     applied = run(env, "apply", "plan.json")
     assert applied.returncode == 0, applied.stderr
     assert "Enter a value" not in applied.stdout and "Apply complete! " in applied.stdout
     assert "1 version created, 1 file uploaded" in applied.stdout
-    assert [t["version"] for t in dataset_tasks(env, "proj", "saved")] == ["1.0.0"]
+    assert [t["version"] for t in dataset_tasks(env, env.project, "saved")] == ["1.0.0"]
     stale = run(env, "apply", "plan.json")
     assert stale.returncode == 1 and "stale" in one_line(stale)
 
@@ -141,8 +141,9 @@ def test_exit_codes_of_every_command(env: Env) -> None:
         (1, ["apply", "plan.json"]),  # stale: the server changed since
         (0, ["apply", "--auto-approve", "manifests"]),  # nothing to do
         (0, ["plan", "--detailed-exitcode", "manifests"]), (0, ["diff", "manifests"]),
-        (0, ["diff", "proj/codes@1.0.0", "proj/codes@1.0.0"]), (1, ["diff", "proj/codes@1.0.0", "proj/codes@9.9.9"]),
-        (0, ["unlock"]), (1, ["unlock", "--nope"]),
+        (0, ["diff", f"{env.project}/codes@1.0.0", f"{env.project}/codes@1.0.0"]),
+        (1, ["diff", f"{env.project}/codes@1.0.0", f"{env.project}/codes@9.9.9"]),
+        (0, ["unlock", "manifests"]), (1, ["unlock", "--nope"]),  # this project's lock only: the server is shared
         (0, ["server", "--help"]), (1, ["server", "--port", "x"]),
     ]
     seen = []
@@ -158,7 +159,7 @@ def test_exit_codes_of_every_command(env: Env) -> None:
     assert "Plan: 0 to create, 0 to update, 0 to archive, 1 conflict." in conflict.stdout
     assert run(env, "diff", "manifests").returncode == 2
     assert run(env, "apply", "--auto-approve", "manifests").returncode == 1
-    m.write_text(manifest("proj", "codes", ONE_VERSION.replace("../data", "../missing")))
+    m.write_text(manifest(env.project, "codes", ONE_VERSION.replace("../data", "../missing")))
     assert run(env, "diff", "manifests").returncode == 1
 
 
@@ -193,7 +194,7 @@ def test_validate_and_markdown_speak_in_the_right_number(env: Env) -> None:
 def test_markdown_honours_show_files(env: Env) -> None:
     write_tree(env.work / "data", {f"f{i:02d}.txt": str(i) for i in range(30)})
     (env.work / "manifests").mkdir()
-    (env.work / "manifests" / "ds.yaml").write_text(manifest("proj", "many", ONE_VERSION))
+    (env.work / "manifests" / "ds.yaml").write_text(manifest(env.project, "many", ONE_VERSION))
     listed = {}
     for show in ("3", "20", "all"):
         md = run(env, "plan", "--format", "markdown", "--show-files", show, "manifests").stdout
@@ -217,7 +218,7 @@ HOSTILE_FILES = {
 def test_hostile_file_names_are_printed_escaped(env: Env) -> None:
     write_tree(env.work / "data", HOSTILE_FILES)
     (env.work / "manifests").mkdir()
-    (env.work / "manifests" / "ds.yaml").write_text(manifest("proj", "hostile", ONE_VERSION))
+    (env.work / "manifests" / "ds.yaml").write_text(manifest(env.project, "hostile", ONE_VERSION))
     text = run(env, "plan", "--show-files", "all", "manifests")
     assert text.returncode == 0, text.stderr
     unsafe = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]")
@@ -244,7 +245,7 @@ def test_hostile_file_names_are_printed_escaped(env: Env) -> None:
 def test_a_damaged_hash_cache_is_a_miss_or_one_line(env: Env) -> None:
     write_tree(env.work / "data", {f"d{i % 7}/f{i:04d}.txt": f"file {i}" for i in range(2000)})
     (env.work / "manifests").mkdir()
-    (env.work / "manifests" / "ds.yaml").write_text(manifest("proj", "cached", ONE_VERSION))
+    (env.work / "manifests" / "ds.yaml").write_text(manifest(env.project, "cached", ONE_VERSION))
     first = run(env, "plan", "manifests")
     assert first.returncode == 0
     (db,) = (env.home / ".cache").rglob("hashes.sqlite3")

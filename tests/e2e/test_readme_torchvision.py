@@ -43,7 +43,7 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def test_readme_torchvision_example_loads_with_torchvision(env: Env, monkeypatch: pytest.MonkeyPatch):
-    manifest, consumer = readme_example()
+    manifest, consumer = (text.replace("clearml_datasets", env.project) for text in readme_example())  # own project
     document = yaml.safe_load(manifest)
     sources = [s for v in document["versions"] for s in v["sources"]]
     assert {s["torchvision"] for s in sources} == {"MNIST"} and {s["split"] for s in sources} == {"train", "test"}
