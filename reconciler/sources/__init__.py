@@ -23,7 +23,9 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
+from ..cachedir import default_cache_dir
 from ..diagnostics import Diagnostic, ReconcileError
 from ..model import (
     FileEntry,
@@ -39,19 +41,14 @@ from .errors import SourceError
 from .hashcache import SIZE, HashCache, stat_key
 from .hashing import Digest, Hasher, LocalFile
 from .local import walk_source
-from .remote import RemoteObject, S3Clients, download_cached, file_url_path, http_object, s3_objects
-from .torchvision import TorchvisionEnv, torchvision_files
+
+if TYPE_CHECKING:  # URL and torchvision sources load their modules (urllib.request, ...) when there is one
+    from .remote import RemoteObject, S3Clients
+    from .torchvision import TorchvisionEnv
 
 __all__ = ["ResolveOptions", "SourceContent", "SourceResolver", "default_cache_dir", "forget_hashes"]
 
 HASH_DB_NAME = "hashes.sqlite3"
-
-
-def default_cache_dir() -> Path:
-    """The user cache directory of this tool (``~/.cache/clearml-reconciler`` on Linux)."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("clearml-reconciler", appauthor=False))
 
 
 def forget_hashes(paths: Sequence[str]) -> None:
@@ -103,7 +100,7 @@ class SourceResolver:
         self.cache_dir = (self.options.cache_dir or default_cache_dir()).absolute()
         self._cache = HashCache(self.cache_dir / HASH_DB_NAME)
         self._pool: ThreadPoolExecutor | None = None
-        self._s3 = S3Clients(self.options.timeout)
+        self._s3_clients: S3Clients | None = None
         self._hasher = Hasher(self._cache, self._executor, progress=self.options.progress)
 
     @property
@@ -126,6 +123,8 @@ class SourceResolver:
             if isinstance(source, PathSource):
                 return self._path_content(source, dest)
             if isinstance(source, TorchvisionSource):
+                from .torchvision import torchvision_files
+
                 return self._files_content(torchvision_files(source, self._torchvision_env()), dest)
             if isinstance(source, UrlSource):
                 return self._url_content(source, dest)
@@ -206,11 +205,23 @@ class SourceResolver:
         return content
 
     def _torchvision_env(self) -> TorchvisionEnv:
+        from .torchvision import TorchvisionEnv
+
         return TorchvisionEnv(self.cache_dir, self.options.progress, self._digest, self._hasher.record)
 
     # --- urls --------------------------------------------------------------------------------------------
 
+    @property
+    def _s3(self) -> S3Clients:
+        if self._s3_clients is None:
+            from .remote import S3Clients
+
+            self._s3_clients = S3Clients(self.options.timeout)
+        return self._s3_clients
+
     def _url_content(self, source: UrlSource, dest: str) -> SourceContent:
+        from .remote import http_object, s3_objects
+
         scheme = source.url.split(":", 1)[0].lower()
         if scheme == "file":
             return self._file_url_content(source, dest)
@@ -226,11 +237,15 @@ class SourceResolver:
         return SourceContent(links=links)
 
     def _download(self, objects: Sequence[RemoteObject]) -> list[LocalFile]:
+        from .remote import download_cached
+
         downloads = self.cache_dir / "downloads"
         paths = list(self._executor().map(lambda o: download_cached(o, downloads, self._s3), objects))
         return [LocalFile(o.rel, str(p), stat_key(os.stat(p))) for o, p in zip(objects, paths, strict=True)]
 
     def _file_url_content(self, source: UrlSource, dest: str) -> SourceContent:
+        from .remote import file_url_path
+
         root = file_url_path(source.url)
         files = walk_source(root)
         if not files:
