@@ -97,6 +97,14 @@ class Draft:
 
 
 @dataclass(frozen=True, slots=True)
+class _Stages:
+    """How many chunks may be zipped, and how many uploaded, at the same time."""
+
+    zip: threading.BoundedSemaphore
+    upload: threading.BoundedSemaphore
+
+
+@dataclass(frozen=True, slots=True)
 class UploadOptions:
     workers: int = 4
     compression: str = "auto"  # auto | deflate | store
@@ -282,7 +290,7 @@ class ServerWriter:
             if f.local is None:
                 raise ReconcileError(f"{f.path}: no local copy of the file to upload")
         total = sum(f.size for f in files)
-        chunk_bytes = options.chunk_bytes or max(MIN_CHUNK, min(MAX_CHUNK, total // max(1, options.workers * 2) + 1))
+        chunk_bytes = options.chunk_bytes or max(MIN_CHUNK, min(MAX_CHUNK, total // max(1, options.workers * 4) + 1))
         groups = _group(sorted(files, key=lambda f: f.path), chunk_bytes)
         first = len(draft.chunks)
         tmp_root = Path(tempfile.mkdtemp(prefix="reconcile-upload-", dir=options.tmp_dir))
@@ -293,11 +301,15 @@ class ServerWriter:
             if stop.is_set():
                 raise BackendError("stopped: another chunk of this version failed")
 
-        pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="upload")
+        # Zipping and uploading overlap: up to `workers` chunks are being zipped while up to `workers` others are
+        # on the wire, so neither the disks and CPUs nor the network wait for the other.
+        workers = max(1, options.workers)
+        stages = _Stages(threading.BoundedSemaphore(workers), threading.BoundedSemaphore(workers))
+        pool = ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="upload")
         try:
             futures: list[Future[Chunk]] = [
                 pool.submit(self._store_chunk, draft, codec.chunk_name(first + i), group, options, tmp_root,
-                            progress, check)
+                            progress, check, stages)
                 for i, group in enumerate(groups)
             ]
             wait(futures, return_when=FIRST_EXCEPTION)
@@ -324,13 +336,18 @@ class ServerWriter:
                 draft.own[f.path] = codec.StateEntry(f.path, f.size, f.sha256, draft.id, chunk.name)
 
     def _store_chunk(self, draft: Draft, name: str, group: Sequence[FileEntry], options: UploadOptions,
-                     tmp_root: Path, progress: Progress | None, check: Callable[[], None]) -> Chunk:
+                     tmp_root: Path, progress: Progress | None, check: Callable[[], None], stages: _Stages) -> Chunk:
         local = tmp_root / f"{name}.zip"
-        _write_zip(local, group, options.compression, check)
+        with stages.zip:
+            check()
+            _write_zip(local, group, options.compression, check)
         size = local.stat().st_size
-        digest = _sha256_file(local)
         uri = f"{draft.prefix}/{name}/dataset.{draft.id}.{secrets.token_hex(4)}.zip"
-        self.stores.upload(uri, local, size)
+        with stages.upload:
+            check()
+            sent = self.stores.upload(uri, local, size)  # the sha256 of the bytes sent, when known
+        digest = sent or _sha256_file(local)
+        local.unlink()
         preview = "".join(f"{f.path} - {f.size} bytes\n" for f in group[:200])
         if len(group) > 200:
             preview += "...\ntruncated (too many files to preview)"

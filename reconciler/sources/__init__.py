@@ -17,17 +17,20 @@ naming the source's manifest span. This package never imports clearml.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..cachedir import default_cache_dir
 from ..diagnostics import Diagnostic, ReconcileError
 from ..model import (
+    ContentSummary,
+    DeferredTuple,
     FileEntry,
     LinkEntry,
     PathSource,
@@ -46,7 +49,10 @@ if TYPE_CHECKING:  # URL and torchvision sources load their modules (urllib.requ
     from .remote import RemoteObject, S3Clients
     from .torchvision import TorchvisionEnv
 
-__all__ = ["ResolveOptions", "SourceContent", "SourceResolver", "default_cache_dir", "forget_hashes"]
+__all__ = ["ResolveOptions", "SourceContent", "SourceResolver", "default_cache_dir", "forget_hashes",
+           "remember_contents", "remembered_contents"]
+
+K = TypeVar("K", bound=Hashable)
 
 HASH_DB_NAME = "hashes.sqlite3"
 
@@ -60,16 +66,44 @@ def forget_hashes(paths: Sequence[str]) -> None:
         cache.close()
 
 
+def remembered_contents(memos: Mapping[K, str], cache_dir: Path | None = None) -> dict[K, ContentSummary]:
+    """The content summaries remembered under ``memos`` (see :func:`reconciler.plan.content_memos`), by key."""
+    if not memos:
+        return {}
+    cache = HashCache((cache_dir or default_cache_dir()) / HASH_DB_NAME)
+    try:
+        rows = cache.load_contents(memos.values())
+    finally:
+        cache.close()
+    return {k: ContentSummary(*rows[m]) for k, m in memos.items() if m in rows}
+
+
+def remember_contents(summaries: Mapping[str, ContentSummary], cache_dir: Path | None = None) -> None:
+    """Remember content summaries by memo, for the next plans of the same sources."""
+    if not summaries:
+        return
+    cache = HashCache((cache_dir or default_cache_dir()) / HASH_DB_NAME)
+    try:
+        cache.store_contents((m, s.digest, s.file_count, s.total_size) for m, s in summaries.items())
+    finally:
+        cache.close()
+
+
 def _cpu_count() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True, slots=True)
 class SourceContent:
-    """What one source contributes: files (hashed) and external links, each sorted by dataset path."""
+    """What one source contributes: files (hashed) and external links, each sorted by dataset path.
 
-    files: tuple[FileEntry, ...] = ()
-    links: tuple[LinkEntry, ...] = ()
+    ``memo``: a key that determines ``files`` and ``links`` (a folder whose listing and hashes are remembered);
+    None when the source gives none. Files served from the remembered listing are built when first read.
+    """
+
+    files: Sequence[FileEntry] = ()
+    links: Sequence[LinkEntry] = ()
+    memo: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,18 +225,22 @@ class SourceResolver:
             )
         key = "\0".join([os.path.abspath(source.path), *source.include, "\0", *source.exclude])
         listing = self._cache.listing_digest(files)
-        hashes = self._cache.load_listing(key, listing)
-        if hashes is not None and len(hashes) == len(files):
+        hit = self._cache.load_listing(key, listing)
+        if hit is not None and len(hit[0]) == len(files):
+            hashes, remembered = hit
             prefix = dest + "/" if dest else ""
-            return SourceContent(files=tuple([
-                FileEntry(prefix + rel if prefix else rel, key[SIZE], sha, path)
-                for (rel, path, key), sha in zip(files, hashes, strict=True)
-            ]))
+
+            def entries() -> tuple[FileEntry, ...]:
+                return tuple([FileEntry(prefix + rel if prefix else rel, stat[SIZE], sha, path)
+                              for (rel, path, stat), sha in zip(files, hashes, strict=True)])
+
+            return SourceContent(files=DeferredTuple(entries), memo=_memo(key, dest, listing, remembered))
         unstable = self._hasher.unstable
         content = self._files_content(files, dest)
-        if self._hasher.unstable == unstable:
-            self._cache.store_listing(key, listing, [e.sha256 for e in content.files])
-        return content
+        if self._hasher.unstable != unstable:  # a file changed while it was read: nothing to remember
+            return content
+        remembered = self._cache.store_listing(key, listing, [e.sha256 for e in content.files])
+        return SourceContent(files=content.files, memo=_memo(key, dest, listing, remembered))
 
     def _torchvision_env(self) -> TorchvisionEnv:
         from .torchvision import TorchvisionEnv
@@ -258,6 +296,11 @@ class SourceResolver:
             for f, d in zip(files, digests, strict=True)
         )
         return SourceContent(links=links)
+
+
+def _memo(key: str, dest: str, listing: str, hashes: str) -> str:
+    """What determines a folder source's files: the folder and globs, the dest, the listing and its hashes."""
+    return hashlib.sha256("\0".join(("path-source-1", key, dest, listing, hashes)).encode()).hexdigest()
 
 
 def _common_folder(paths: Sequence[str]) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
+from operator import itemgetter
 from pathlib import Path
 
 from ..globs import GlobSet
@@ -136,5 +137,5 @@ def walk_source(path: Path, include: tuple[str, ...] = (), exclude: tuple[str, .
             walker.take(path.name, full, st)
     else:
         raise SourceError(f"{path} is neither a file nor a folder")
-    walker.files.sort()  # by rel: rel is the first field and unique
+    walker.files.sort(key=itemgetter(0))  # by rel (unique): a plain string sort, faster than comparing tuples
     return walker.files
