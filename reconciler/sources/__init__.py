@@ -43,7 +43,7 @@ from ..model import (
 from .errors import SourceError
 from .hashcache import SIZE, HashCache, stat_key
 from .hashing import Digest, Hasher, LocalFile
-from .local import walk_source
+from .local import gc_paused, walk_source
 
 if TYPE_CHECKING:  # URL and torchvision sources load their modules (urllib.request, ...) when there is one
     from .remote import RemoteObject, S3Clients
@@ -231,8 +231,9 @@ class SourceResolver:
             prefix = dest + "/" if dest else ""
 
             def entries() -> tuple[FileEntry, ...]:
-                return tuple([FileEntry(prefix + rel if prefix else rel, stat[SIZE], sha, path)
-                              for (rel, path, stat), sha in zip(files, hashes, strict=True)])
+                with gc_paused():
+                    return tuple([FileEntry(prefix + rel if prefix else rel, stat[SIZE], sha, path)
+                                  for (rel, path, stat), sha in zip(files, hashes, strict=True)])
 
             return SourceContent(files=DeferredTuple(entries), memo=_memo(key, dest, listing, remembered))
         unstable = self._hasher.unstable

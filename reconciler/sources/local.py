@@ -20,8 +20,11 @@ The result is sorted by relative path, so the order never depends on the file sy
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import stat
+from collections.abc import Iterator
 from operator import itemgetter
 from pathlib import Path
 
@@ -125,8 +128,26 @@ class _Walker:
         return None  # FIFO, socket, device: skipped
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block: building an object per file (tuples, which create no
+    cycles) would otherwise trigger collections that scan every object made so far, a fifth of a walk's time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def walk_source(path: Path, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[LocalFile]:
     """The regular files of a file or folder source, sorted by relative path. ``path`` is absolute."""
+    with gc_paused():
+        return _walk_source(path, include, exclude)
+
+
+def _walk_source(path: Path, include: tuple[str, ...], exclude: tuple[str, ...]) -> list[LocalFile]:
     walker = _Walker(GlobSet.compile(include), GlobSet.compile(exclude))
     st = stat_source_root(path)
     full = os.path.abspath(path)
