@@ -298,7 +298,11 @@ def b3(b: Bench, m: Measure, files: int, size: int) -> None:
 
 
 def b4(b: Bench, m: Measure, files: int) -> None:
-    """One dataset over ``files`` files (256 B, in folders of 500); version 1.1.0 replaces 1% of them."""
+    """One dataset over ``files`` files (256 B, in folders of 500); version 1.1.0 replaces 1% of them.
+
+    As a user runs them: the full apply on a cold hash cache (the first apply of the data), then the 1% version's
+    apply on the cache that left (it hashes the changed files itself).
+    """
     root = b.work / "b4"
     make_tree(root, files, size=256, seed=4)
     changed = max(1, files // 100)
@@ -313,20 +317,18 @@ def b4(b: Bench, m: Measure, files: int) -> None:
     for i in range(b.runs):
         mdir = b.work / f"b4-manifests-{i}"
         mdir.mkdir()
+        cache = b.work / f"b4-cache-{i}"
         (mdir / "ds.yaml").write_text(manifest("bench_b4", f"parent{i:02d}", v1))
-        if i == 0:
-            b.reconcile("plan", str(mdir))  # hashes the files once: both applies below find them cached
-        full = b.apply(mdir)
+        full = b.apply(mdir, cache=cache)
         (mdir / "ds.yaml").write_text(manifest("bench_b4", f"parent{i:02d}", v2))
-        plan = b.plan_json(mdir)
-        up = plan["summary"]["upload_bytes"]
-        if i == 0:
-            b.reconcile("plan", str(mdir))
-        t = b.apply(mdir)
-        m.add(f"full apply of {files} files (s)", full)
+        shutil.copytree(cache, b.work / "b4-cache-copy")  # the plan's bytes, without warming the apply's cache
+        plan = json.loads(b.reconcile("plan", "--format", "json", str(mdir), cache=b.work / "b4-cache-copy").stdout)
+        shutil.rmtree(b.work / "b4-cache-copy")
+        t = b.apply(mdir, cache=cache)
+        m.add(f"full apply of {files} files, cold hash cache (s)", full)
         m.add("1% version apply (s)", t)
         m.add("time ratio", t / full)
-        m.add("bytes ratio", up / (files * 256))
+        m.add("bytes ratio", plan["summary"]["upload_bytes"] / (files * 256))
 
 
 # --- B5: requests of a no-op plan ----------------------------------------------------------------------------
@@ -489,7 +491,8 @@ def b7(b: Bench, m: Measure, files: int, size: int) -> None:
 
 
 def b8(b: Bench, m: Measure, files: int) -> None:
-    """One dataset of ``files`` files; the plan creates it (the JSON plan lists every file to upload)."""
+    """One dataset of ``files`` files, not yet on the server: ``plan --out`` writes the JSON plan, which lists every
+    file to upload. Also at a tenth of the size, and one file (the fixed cost)."""
     base = b.work / "b8"
     sizes = {"large": files, "tenth": files // 10, "one": 1}
     for name, n in sizes.items():
@@ -508,14 +511,13 @@ def b8(b: Bench, m: Measure, files: int) -> None:
         runs = {}
         for name in sizes:
             out = base / f"plan-{name}.json"
-            runs[name] = b.reconcile("plan", "--format", "json", "--out", str(out), str(base / f"m-{name}"))
-            runs[name].stdout = ""
+            runs[name] = b.reconcile("plan", "--out", str(out), str(base / f"m-{name}"))
         n, floor = b.floor(base / "large")
         assert n == files
         per_large = (runs["large"].seconds - runs["one"].seconds) / files
         per_tenth = (runs["tenth"].seconds - runs["one"].seconds) / sizes["tenth"]
         m.add("floor: walk+stat (s)", floor)
-        m.add(f"plan --format json --out, {files} files (s)", runs["large"].seconds)
+        m.add(f"plan --out plan.json, {files} files (s)", runs["large"].seconds)
         m.add("per-file cost / floor", per_large * files / floor)
         m.add("peak memory (MiB)", runs["large"].max_rss / 2**20)
         m.add(f"per-file cost, {files} / {sizes['tenth']} files", per_large / per_tenth)
@@ -627,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {m.key} done in {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
     finally:
         bench.close()
-        shutil.rmtree(work, ignore_errors=True)
+        subprocess.run(["rm", "-rf", str(work)], check=False)  # a million files: rm is much faster than rmtree
     measures = sorted((m for m, _ in steps), key=lambda m: m.key)
     info = machine()
     command = ("python benchmarks/run.py " + " ".join(argv)).strip()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from .diagnostics import SourceSpan
 
@@ -468,11 +468,29 @@ class Content:
 
     @cached_property
     def _digest(self) -> str:
-        import hashlib
+        return content_digest(self.files, self.links)
 
-        lines = [f"F\t{p}\t{f.size}\t{f.sha256}\n" for p, f in _items_in_order(self.files)]
-        lines += [f"L\t{p}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n" for p, lnk in _items_in_order(self.links)]
-        return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+class _Hashed(Protocol):
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+def content_digest(files: Mapping[str, _Hashed], links: Mapping[str, LinkEntry]) -> str:
+    """:meth:`Content.digest` of files (anything with a size and a sha256, by dataset path) and links."""
+    import hashlib
+
+    h = hashlib.sha256()  # the lines are hashed in batches: a million files never make one string
+    items = _items_in_order(files)
+    for at in range(0, len(items), _BATCH):
+        h.update("".join([f"F\t{p}\t{f.size}\t{f.sha256}\n" for p, f in items[at:at + _BATCH]]).encode())
+    h.update("".join([f"L\t{p}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n" for p, lnk in _items_in_order(links)]).encode())
+    return h.hexdigest()
+
+
+_BATCH = 8192
 
 
 def resolved(mapping: Mapping[str, V]) -> Mapping[str, V]:

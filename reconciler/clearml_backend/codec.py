@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from ..model import FileEntry, LinkEntry, ObservedVersion, Properties, VersionKey, canonical_json, freeze_json
@@ -223,7 +224,8 @@ def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLi
     entries = [
         StateEntry(str(e["relative_path"]), int(e.get("size") or 0), str(e.get("hash") or ""),
                    str(e.get("parent_dataset_id") or ""), str(e.get("artifact_name") or ""))
-        for e in state.get("dataset_file_entries") or [] if isinstance(e, Mapping) and e.get("relative_path")
+        for e in state.get("dataset_file_entries") or []
+        if (type(e) is dict or isinstance(e, Mapping)) and e.get("relative_path")  # JSON gives dicts: no ABC check
     ]
     links = [
         StateLink(LinkEntry(str(e["relative_path"]), str(e.get("link")), _int(e.get("size")),
@@ -247,7 +249,7 @@ def state_document(version_id: str, entries: Sequence[StateEntry], links: Sequen
         "dataset_file_entries": [
             {"relative_path": e.path, "hash": e.sha256, "parent_dataset_id": e.owner_id, "size": e.size,
              "artifact_name": e.chunk}
-            for e in sorted(entries, key=lambda e: e.path)
+            for e in sorted(entries, key=attrgetter("path"))
         ],
         "dataset_link_entries": [
             {"link": s.link.url, "relative_path": s.link.path, "parent_dataset_id": s.owner_id,

@@ -14,6 +14,7 @@ published. Every call's answer is checked (the envelope), so nothing fails in si
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import ReconcileError
-from ..model import FileEntry, LinkEntry, Properties, VersionKey, thaw_json
+from ..model import FileEntry, LinkEntry, Properties, VersionKey, content_digest, thaw_json
 from ..properties import changed_fields
 from . import codec
 from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
-from .reader import ServerReader
+from .reader import ServerReader, remember_state
 from .storage import Stores
 
 Progress = Callable[[int, int], None]  # (files, bytes) of the sources now stored
@@ -94,6 +95,10 @@ class Draft:
 
     def files(self) -> dict[str, FileEntry]:
         return {p: FileEntry(e.path, e.size, e.sha256) for p, e in self.entries().items()}
+
+    def digest(self) -> str:
+        """The content digest of what the draft holds (:meth:`Content.digest`, without building the content)."""
+        return content_digest(self.entries(), {p: s.link for p, s in self.links().items()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,7 +502,7 @@ class ServerWriter:
         chunk_counts = {k: v for k, v in draft.parent_chunks.items() if k in graph}
         chunk_counts[draft.id] = len(draft.chunks)
         state = codec.state_document(draft.id, list(entries.values()), list(links.values()), graph, chunk_counts)
-        raw = json.dumps(state).encode()
+        raw = json.dumps(state, check_circular=False).encode()
         digest = hashlib.sha256(raw).hexdigest()
         uri = f"{draft.prefix}/{codec.STATE_KEY}/{codec.STATE_KEY}.json"
         self._store_bytes(uri, raw)
@@ -532,6 +537,9 @@ class ServerWriter:
         if status in ("created", "in_progress"):
             self.api.call("tasks.completed", write=True, task=draft.id, status_reason="completed", publish=False)
         self.expect_status(draft.id, codec.FINAL_STATUSES, f"finalizing {draft.key}")
+        if self.state_cache is not None:  # the next version on top of this one reads it from here
+            with contextlib.suppress(OSError):
+                remember_state(self.state_cache / f"{draft.id}.json", raw)
 
     def expect_status(self, version_id: str, allowed: frozenset[str] | set[str], what: str) -> str:
         row = self.reader.task(version_id, ("id", "status"))

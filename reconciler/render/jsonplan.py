@@ -265,7 +265,7 @@ def _file_list(files: Sequence[FileEntry], depth: int) -> Iterator[str]:
         batch.append(f'{sep}{pad}{{\n{inner}"local": {local},\n{inner}"path": {enc(f.path)},\n'
                      f'{inner}"sha256": {enc(f.sha256)},\n{inner}"size": {int(f.size)}\n{pad}}}')
         sep = ",\n"
-        if len(batch) >= 4096:
+        if len(batch) >= 1024:
             yield "".join(batch)
             batch = []
     yield "".join(batch) + "\n" + " " * depth + "]"
