@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses
 from operator import attrgetter
 from typing import Any
 
@@ -249,7 +250,7 @@ def state_document(version_id: str, entries: Sequence[StateEntry], links: Sequen
         "dataset_file_entries": [
             {"relative_path": e.path, "hash": e.sha256, "parent_dataset_id": e.owner_id, "size": e.size,
              "artifact_name": e.chunk}
-            for e in sorted(entries, key=attrgetter("path"))
+            for e in sorted(entries, key=_PATH)
         ],
         "dataset_link_entries": [
             {"link": s.link.url, "relative_path": s.link.path, "parent_dataset_id": s.owner_id,
@@ -261,6 +262,24 @@ def state_document(version_id: str, entries: Sequence[StateEntry], links: Sequen
         "dirty": False,
         "dependency_chunk_lookup": dict(chunk_counts),
     }
+
+
+def state_json(version_id: str, entries: Sequence[StateEntry], links: Sequence[StateLink],
+               graph: Mapping[str, Sequence[str]], chunk_counts: Mapping[str, int]) -> bytes:
+    """``json.dumps(state_document(...)).encode()``, the same bytes, without a dict per file entry."""
+    token = f"@@entries-{version_id}@@"
+    doc = state_document(version_id, [], links, graph, chunk_counts)
+    doc["file_count"] = len(entries) + len(links)
+    doc["total_size"] = sum(e.size for e in entries) + sum(lnk.link.size or 0 for lnk in links)
+    doc["dataset_file_entries"] = token
+    head, _, tail = json.dumps(doc).partition(json.dumps(token))
+    enc = _encode_string
+    parts = [f'{{"relative_path": {enc(e.path)}, "hash": {enc(e.sha256)}, "parent_dataset_id": {enc(e.owner_id)}, '
+             f'"size": {int(e.size)}, "artifact_name": {enc(e.chunk)}}}' for e in sorted(entries, key=_PATH)]
+    return "".join((head, "[", ", ".join(parts), "]", tail)).encode()
+
+
+_PATH = attrgetter("path")
 
 
 @dataclass(frozen=True, slots=True)

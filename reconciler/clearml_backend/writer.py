@@ -501,8 +501,7 @@ class ServerWriter:
         graph = codec.lineage_graph(draft.id, draft.parent_ids, draft.parent_graph, used)
         chunk_counts = {k: v for k, v in draft.parent_chunks.items() if k in graph}
         chunk_counts[draft.id] = len(draft.chunks)
-        state = codec.state_document(draft.id, list(entries.values()), list(links.values()), graph, chunk_counts)
-        raw = json.dumps(state, check_circular=False).encode()
+        raw = codec.state_json(draft.id, list(entries.values()), list(links.values()), graph, chunk_counts)
         digest = hashlib.sha256(raw).hexdigest()
         uri = f"{draft.prefix}/{codec.STATE_KEY}/{codec.STATE_KEY}.json"
         self._store_bytes(uri, raw)
@@ -512,7 +511,7 @@ class ServerWriter:
             codec.artifact(codec.STATE_KEY, kind="dict", uri=uri, size=len(raw), sha256=digest,
                            stamp=int(time.time()), preview=preview, content_type="application/json",
                            display=draft.changes.display())])
-        total = state["total_size"]
+        total = sum(e.size for e in entries.values()) + sum(s.link.size or 0 for s in links.values())
         compressed = draft.parent_compressed + sum(c.size for c in draft.chunks)
         self.api.call(
             "tasks.edit", write=True, task=draft.id, force=True,
