@@ -210,6 +210,8 @@ def b1(b: Bench, m: Measure, files: int, datasets: int, dvc: bool) -> None:
         denv = {**b.env, "DVC_NO_ANALYTICS": "1"}
         t0 = time.perf_counter()
         b.proc([dvc_exe, "init", "--no-scm", "-q"], cwd=base, env=denv)
+        # no update check: it starts a daemon per command (importing dvc again) that would run beside the plans
+        b.proc([dvc_exe, "config", "core.check_update", "false"], cwd=base, env=denv)
         b.proc([dvc_exe, "add", "-q", *[f"data/ds{i}" for i in range(datasets)]], cwd=base, env=denv)
         status = b.proc([dvc_exe, "status"], cwd=base, env=denv)  # warms its state database, like our first plan
         version = b.proc([dvc_exe, "--version"], cwd=base, env=denv).stdout.strip()

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..model import FileEntry, LinkEntry, ObservedVersion, Properties, VersionKey, canonical_json, freeze_json
 
@@ -203,9 +203,12 @@ def artifact_uri(task: Mapping[str, Any], key: str) -> str | None:
 # --- the state artifact (the SDK's dataset format) -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StateEntry:
-    """A file entry of a version's state: where its bytes are (the version that stored them, and the chunk)."""
+class StateEntry(NamedTuple):
+    """A file entry of a version's state: where its bytes are (the version that stored them, and the chunk).
+
+    A named tuple rather than a dataclass: every new version reads its parent's entries, one per file, and a
+    tuple is built without a Python call.
+    """
 
     path: str
     size: int
@@ -222,9 +225,10 @@ class StateLink:
 
 def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLink], dict[str, list[str]]]:
     """Entries, links and the dependency graph of a ``state`` artifact."""
+    new = tuple.__new__
     entries = [
-        StateEntry(str(e["relative_path"]), int(e.get("size") or 0), str(e.get("hash") or ""),
-                   str(e.get("parent_dataset_id") or ""), str(e.get("artifact_name") or ""))
+        new(StateEntry, (str(e["relative_path"]), int(e.get("size") or 0), str(e.get("hash") or ""),
+                         str(e.get("parent_dataset_id") or ""), str(e.get("artifact_name") or "")))
         for e in state.get("dataset_file_entries") or []
         if (type(e) is dict or isinstance(e, Mapping)) and e.get("relative_path")  # JSON gives dicts: no ABC check
     ]

@@ -17,7 +17,8 @@ import pytest
 
 from .helpers import Env, manifest
 
-pytestmark = pytest.mark.integration
+# about this tool's own memory, whatever the server: run once, against the embedded server
+pytestmark = [pytest.mark.integration, pytest.mark.embedded_only]
 
 FILES = 100_000
 JSON_PLAN_MIB = 190  # above what streaming needs, below what holding the text costs
