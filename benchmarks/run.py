@@ -90,6 +90,19 @@ def manifest(project: str, name: str, versions: str, extra: str = "") -> str:
         """) + extra + "versions:\n" + textwrap.indent(textwrap.dedent(versions), "  ")
 
 
+# Runs a command and writes [exit code, peak RSS in KiB, seconds] to a file. A small process of its own: a child
+# started straight from this one would count this process's memory (the embedded server's) as its own peak, since
+# Linux keeps the high-water mark of the memory a process had before exec.
+MEASURE = """
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(p.pid, 0)
+seconds = time.perf_counter() - t
+with open(sys.argv[1], "w") as f:
+    json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss, seconds], f)
+"""
+
 FLOOR = """
 import os, sys, time
 t = time.perf_counter()
@@ -136,15 +149,13 @@ class Bench:
 
     def proc(self, args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
              check: bool = True) -> Proc:
-        """Run ``args`` to the end: its wall time, peak memory (its own, from wait4) and output."""
-        out_path, err_path = self.work / ".stdout", self.work / ".stderr"
+        """Run ``args`` to the end: its wall time, peak memory and output (measured by :data:`MEASURE`)."""
+        out_path, err_path, measured = self.work / ".stdout", self.work / ".stderr", self.work / ".measured"
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            t0 = time.perf_counter()
-            p = subprocess.Popen(args, cwd=cwd or self.work, env=env or self.env, stdout=out, stderr=err)
-            _, status, usage = os.wait4(p.pid, 0)
-            elapsed = time.perf_counter() - t0
-            p.returncode = os.waitstatus_to_exitcode(status)
-        result = Proc(elapsed, usage.ru_maxrss * 1024, p.returncode, out_path.read_text(errors="replace"),
+            subprocess.run([sys.executable, "-I", "-S", "-c", MEASURE, str(measured), *args], cwd=cwd or self.work,
+                           env=env or self.env, stdout=out, stderr=err, check=True)
+        code, max_rss, elapsed = json.loads(measured.read_text())
+        result = Proc(elapsed, max_rss * 1024, code, out_path.read_text(errors="replace"),
                       err_path.read_text(errors="replace"))
         if check and result.code not in (0, 2):
             raise RuntimeError(f"{' '.join(args)} failed ({result.code}):\n{result.stdout[-2000:]}\n"
