@@ -103,6 +103,13 @@ with open(sys.argv[1], "w") as f:
     json.dump([os.waitstatus_to_exitcode(status), usage.ru_maxrss, seconds], f)
 """
 
+def one_version(folder: Path, project: str, name: str, source: Path | str) -> Path:
+    """``folder`` with a manifest of one dataset whose one version is the folder ``source``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ds.yaml").write_text(manifest(project, name, f"- version: 1.0.0\n  sources:\n    - path: {source}\n"))
+    return folder
+
+
 FLOOR = """
 import os, sys, time
 t = time.perf_counter()
@@ -205,11 +212,8 @@ def b1(b: Bench, m: Measure, files: int, datasets: int, dvc: bool) -> None:
         make_tree(root / f"ds{i}", per, size=256, seed=100 + i)
         make_tree(base / "small" / f"ds{i}", 1, size=256, seed=200 + i)
         for folder, project, src in ((big, "bench_b1", root), (small, "bench_b1_small", base / "small")):
-            (folder / f"ds{i}.yaml").write_text(manifest(project, f"ds{i:03d}", f"""\
-                - version: 1.0.0
-                  sources:
-                    - path: {src / f'ds{i}'}
-                """))
+            (folder / f"ds{i}.yaml").write_text(manifest(project, f"ds{i:03d}", f"- version: 1.0.0\n  sources:\n"
+                                                                                 f"    - path: {src / f'ds{i}'}\n"))
     t0 = time.perf_counter()
     b.apply(big)
     b.apply(small)
@@ -299,13 +303,7 @@ def b3(b: Bench, m: Measure, files: int, size: int) -> None:
     script.write_text(PLAIN_SDK)
     for i in range(b.runs):
         sdk = b.proc([sys.executable, str(script), "bench_b3_sdk", f"plain{i:02d}", str(root)]).seconds
-        mdir = b.work / f"b3-manifests-{i}"
-        mdir.mkdir()
-        (mdir / "ds.yaml").write_text(manifest("bench_b3", f"recon{i:02d}", f"""\
-            - version: 1.0.0
-              sources:
-                - path: {root}
-            """))
+        mdir = one_version(b.work / f"b3-manifests-{i}", "bench_b3", f"recon{i:02d}", root)
         ours = b.apply(mdir, cache=b.work / f"b3-cache-{i}")
         m.add("plain SDK script (s)", sdk)
         m.add("reconcile apply, cold hash cache (s)", ours)
@@ -487,13 +485,7 @@ def b7(b: Bench, m: Measure, files: int, size: int) -> None:
     for i in range(b.runs):
         raw = float(b.proc([sys.executable, "-c", RAW_UPLOAD, srv.files_url, token, str(b.workers), *paths]
                            ).stdout.split()[-1])
-        mdir = b.work / f"b7-manifests-{i}"
-        mdir.mkdir()
-        (mdir / "ds.yaml").write_text(manifest("bench_b7", f"photos{i:02d}", f"""\
-            - version: 1.0.0
-              sources:
-                - path: {root}
-            """))
+        mdir = one_version(b.work / f"b7-manifests-{i}", "bench_b7", f"photos{i:02d}", root)
         b.reconcile("plan", str(mdir))  # hashes are known, as they are after the plan a user reviews
         ours = b.apply(mdir)
         m.add("raw HTTP upload (MB/s)", total / raw / 1e6)
@@ -515,12 +507,7 @@ def b8(b: Bench, m: Measure, files: int) -> None:
     for name, n in sizes.items():
         make_tree(base / name, n, size=64, seed=8, per_dir=1000)
         for dataset in (name, f"{name}-new"):
-            (base / f"m-{dataset}").mkdir()
-            (base / f"m-{dataset}" / "ds.yaml").write_text(manifest("bench_b8", dataset, f"""\
-                - version: 1.0.0
-                  sources:
-                    - path: {base / name}
-                """))
+            one_version(base / f"m-{dataset}", "bench_b8", dataset, base / name)
     m.notes.append(f"setup: {sum(sizes.values())} files written, {time.perf_counter() - t0:.1f}s")
     t0 = time.perf_counter()
     for name in sizes:
