@@ -186,7 +186,7 @@ class _Applier:
                 self.writer.set_properties(v, self.version_id(v), b, a)
             case Finalize(version=v, content_digest=digest):
                 draft = self.drafts[v]
-                built = Content(draft.files(), {p: s.link for p, s in draft.links().items()}).digest()
+                built = draft.digest()
                 if built != digest:
                     raise ReconcileError(f"the content this run built for {v} does not match the plan "
                                          f"({built[:12]} != {digest[:12]}); nothing was finalized")

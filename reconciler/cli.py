@@ -321,23 +321,27 @@ _workers_option = click.option(
 
 
 def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # type: ignore[no-untyped-def]
-    import json
-
-    from .render import plan_to_json, render_human, render_markdown
+    from .render import render_human, render_markdown
+    from .render.jsonplan import write_plan_json
     from .render.markdown import MAX_COMMENT_CHARS
+
+    def save(path: Path) -> None:  # written as it is produced: a plan of a million files is never held whole
+        with open(path, "w", encoding="utf-8") as f:
+            write_plan_json(plan, f.write)
 
     limit = None if show_files == "all" else int(show_files)
     if out is not None:
-        out.write_text(json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\n")
+        save(out)
     if fmt == "none":
         return
     if fmt == "json":
-        click.echo(json.dumps(plan_to_json(plan), indent=2, sort_keys=True))
+        write_plan_json(plan, sys.stdout.write)
+        sys.stdout.flush()
     elif fmt == "markdown":
         full = render_markdown(plan, max_chars=10**12, file_limit=limit)
         if len(full) > MAX_COMMENT_CHARS and out is None:
             out = Path("reconcile-plan.json")
-            out.write_text(json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\n")
+            save(out)
         click.echo(render_markdown(plan, full_plan_path=str(out) if out else None, file_limit=limit))
     else:
         click.echo(render_human(plan, color=_color(sys.stdout), file_limit=limit), nl=False)

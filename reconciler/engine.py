@@ -7,6 +7,7 @@ cannot wire the steps differently. The CLI parses, builds a Run, calls a use cas
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from .clearml_backend import Backend, LockLease, ServerReader, codec
 from .diagnostics import Diagnostic, ReconcileError
 from .manifest import load_manifests
-from .model import Content, DesiredState, ObservedState, ObservedVersion, VersionKey
+from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey
 from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_state
 from .plan import (
     Plan,
@@ -24,11 +25,19 @@ from .plan import (
     SourceFiles,
     compute_contents,
     compute_plan,
+    content_memos,
     observed_content,
     prune_scope,
     unknown_targets,
 )
-from .sources import ResolveOptions, SourceResolver, default_cache_dir
+from .sources import (
+    ResolveOptions,
+    SourceContent,
+    SourceResolver,
+    default_cache_dir,
+    remember_contents,
+    remembered_contents,
+)
 
 if TYPE_CHECKING:  # report pulls in deepdiff (a fifth of a second): only the diff command pays for it
     from .apply import ApplyOptions, ApplyResult
@@ -55,14 +64,19 @@ def resolve_sources(state: DesiredState, *, workers: int, progress: bool) -> tup
             except ReconcileError as err:  # keep going: every broken source is reported in one run
                 problems.extend(err.diagnostics)
                 continue
-            own[spec.key] = SourceFiles(
-                files=tuple(f for p in parts for f in p.files),
-                links=tuple(lnk for p in parts for lnk in p.links),
-            )
+            own[spec.key] = source_files(parts)
         hashed = resolver.hashed_files
     if problems:
         raise ReconcileError(problems)
     return own, hashed
+
+
+def source_files(parts: Sequence[SourceContent]) -> SourceFiles:
+    """A version's sources together; files are not built while the sources have not built theirs."""
+    memos = [p.memo for p in parts]
+    memo = None if None in memos else hashlib.sha256("\0".join(["sources-1", *map(str, memos)]).encode()).hexdigest()
+    files = parts[0].files if len(parts) == 1 else DeferredTuple(lambda: tuple(f for p in parts for f in p.files))
+    return SourceFiles(files=files, links=tuple(lnk for p in parts for lnk in p.links), memo=memo)
 
 
 def resolve_desired(paths: Sequence[Path], *, workers: int, progress: bool) -> Desired:
@@ -119,6 +133,7 @@ class Run:
         self._contents: Mapping[VersionKey, Content] | None = None
         self._observed: ObservedState | None = None
         self._plan: Plan | None = None
+        self._memos: dict[str, VersionKey] = {}  # contents to remember once planned
 
     @property
     def projects(self) -> tuple[str, ...]:
@@ -151,7 +166,11 @@ class Run:
             adopted = {}
             if any(v.adopt for v in self.state.all_versions()):
                 adopted = adopted_contents(self.reader, self.state, self._listed(), self.cache_root)
-            self._contents = compute_contents(self.state, self._sources(), adopted)
+            own = self._sources()
+            memos = content_memos(self.state, own)
+            known = remembered_contents(memos)  # unchanged sources: no per-file work beyond the walk
+            self._contents = compute_contents(self.state, own, adopted, known)
+            self._memos = {memos[k]: k for k in memos.keys() - known.keys()}
         return self._contents
 
     def desired(self) -> Desired:
@@ -174,6 +193,9 @@ class Run:
     def plan(self) -> Plan:
         if self._plan is None:
             self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
+            contents = self.contents()
+            remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
+            self._memos = {}
         return self._plan
 
 

@@ -7,12 +7,12 @@ Nothing here does IO. Dataset paths are POSIX, relative, normalised (no ``.``/``
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar, overload
 
 from .diagnostics import SourceSpan
 
@@ -332,39 +332,176 @@ TORCHVISION_LAYOUTS: tuple[str, ...] = ("raw", "images")
 URL_SCHEMES: tuple[str, ...] = ("s3", "http", "https", "file")
 
 
+T = TypeVar("T")
+V = TypeVar("V")
+
+
+class DeferredTuple(Sequence[T]):
+    """A tuple built on first use (``build`` runs once). Compares equal to the tuple it stands for."""
+
+    __slots__ = ("_build", "_items")
+
+    def __init__(self, build: Callable[[], tuple[T, ...]]) -> None:
+        self._build: Callable[[], tuple[T, ...]] | None = build
+        self._items: tuple[T, ...] | None = None
+
+    def _get(self) -> tuple[T, ...]:
+        if self._items is None:
+            assert self._build is not None
+            self._items, self._build = self._build(), None
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[T, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> T | tuple[T, ...]:
+        return self._get()[index]
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DeferredTuple):
+            other = other._get()
+        return isinstance(other, tuple) and self._get() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
+class DeferredMapping(Mapping[str, V]):
+    """A read-only mapping built on first use (``build`` runs once)."""
+
+    __slots__ = ("_build", "_items")
+
+    def __init__(self, build: Callable[[], Mapping[str, V]]) -> None:
+        self._build: Callable[[], Mapping[str, V]] | None = build
+        self._items: Mapping[str, V] | None = None
+
+    def _get(self) -> Mapping[str, V]:
+        if self._items is None:
+            assert self._build is not None
+            self._items, self._build = self._build(), None
+        return self._items
+
+    def resolved(self) -> Mapping[str, V]:
+        """The mapping itself, built (look-ups on it cost no Python call)."""
+        return self._get()
+
+    def __getitem__(self, key: str) -> V:
+        return self._get()[key]
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._get()) == dict(resolved(other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
+@dataclass(frozen=True, slots=True)
+class ContentSummary:
+    """What a plan needs of a content it does not change: its digest and size."""
+
+    digest: str
+    file_count: int
+    total_size: int
+
+
 @dataclass(frozen=True)
 class Content:
     """The full content of one dataset version: files and external links, keyed by dataset path.
 
-    Treat the mappings as read-only: :meth:`digest` is computed once and kept.
+    Treat the mappings as read-only: :meth:`digest` is computed once and kept. A content made with
+    :meth:`deferred` builds its mappings only when they are read; its digest and size are known before.
     """
 
     files: Mapping[str, FileEntry] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     links: Mapping[str, LinkEntry] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    summary: ContentSummary | None = field(default=None, compare=False, hash=False, repr=False)
+
+    @classmethod
+    def deferred(cls, build: Callable[[], Content], summary: ContentSummary) -> Content:
+        """The content ``build()`` returns, built on first use of its files or links; ``summary`` is what it is
+        known to be (the caller answers for that)."""
+        built: list[Content] = []
+
+        def content() -> Content:
+            if not built:
+                built.append(build())
+            return built[0]
+
+        return cls(DeferredMapping(lambda: content().files), DeferredMapping(lambda: content().links), summary)
 
     @property
     def total_size(self) -> int:
+        if self.summary is not None:
+            return self.summary.total_size
         return sum(f.size for f in self.files.values()) + sum(lnk.size or 0 for lnk in self.links.values())
 
     @property
     def file_count(self) -> int:
+        if self.summary is not None:
+            return self.summary.file_count
         return len(self.files) + len(self.links)
+
+    def summarize(self) -> ContentSummary:
+        return self.summary or ContentSummary(self.digest(), self.file_count, self.total_size)
 
     def digest(self) -> str:
         """A stable fingerprint of the content (paths, sizes, hashes, link targets); local paths are ignored."""
-        return self._digest
+        return self.summary.digest if self.summary is not None else self._digest
 
     @cached_property
     def _digest(self) -> str:
-        import hashlib
-
-        lines = [f"F\t{p}\t{self.files[p].size}\t{self.files[p].sha256}\n" for p in _in_order(self.files)]
-        lines += [f"L\t{p}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n" for p in _in_order(self.links)
-                  for lnk in (self.links[p],)]
-        return hashlib.sha256("".join(lines).encode()).hexdigest()
+        return content_digest(self.files, self.links)
 
 
-def _in_order(d: Mapping[str, Any]) -> list[str]:
-    """The keys of ``d`` sorted; a linear check first, since contents are usually built in order."""
-    keys = list(d)
-    return keys if all(a < b for a, b in zip(keys, keys[1:], strict=False)) else sorted(keys)
+class _Hashed(Protocol):
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+def content_digest(files: Mapping[str, _Hashed], links: Mapping[str, LinkEntry]) -> str:
+    """:meth:`Content.digest` of files (anything with a size and a sha256, by dataset path) and links."""
+    import hashlib
+
+    h = hashlib.sha256()  # the lines are hashed in batches: a million files never make one string
+    items = _items_in_order(files)
+    for at in range(0, len(items), _BATCH):
+        h.update("".join([f"F\t{p}\t{f.size}\t{f.sha256}\n" for p, f in items[at:at + _BATCH]]).encode())
+    h.update("".join([f"L\t{p}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n" for p, lnk in _items_in_order(links)]).encode())
+    return h.hexdigest()
+
+
+_BATCH = 8192
+
+
+def resolved(mapping: Mapping[str, V]) -> Mapping[str, V]:
+    """``mapping``, or what a :class:`DeferredMapping` stands for, built."""
+    return mapping.resolved() if isinstance(mapping, DeferredMapping) else mapping
+
+
+def _items_in_order(d: Mapping[str, V]) -> list[tuple[str, V]]:
+    """The items of ``d`` sorted by key; a linear check first, since contents are usually built in order."""
+    items = list(d.items())
+    keys = [k for k, _ in items]
+    if not all(a < b for a, b in zip(keys, keys[1:], strict=False)):
+        items.sort(key=lambda kv: kv[0])
+    return items

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 
@@ -26,6 +27,7 @@ from ._compat import assert_never
 from .globs import GlobSet
 from .model import (
     Content,
+    ContentSummary,
     DatasetKey,
     DatasetSpec,
     DesiredState,
@@ -38,10 +40,12 @@ from .model import (
     VersionKey,
     VersionSpec,
     canonical_json,
+    resolved,
 )
 from .properties import PropertyChange, changed_fields, diff_properties
 
 PLAN_FORMAT_VERSION = 2
+_SIZE = attrgetter("size")
 
 
 # --- actions -------------------------------------------------------------------------------------------------
@@ -81,7 +85,7 @@ class SyncFiles:
 
     @property
     def upload_bytes(self) -> int:
-        return sum(f.size for f in self.upload)
+        return sum(map(_SIZE, self.upload))  # read by the summary, the renderers and apply: no Python loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,10 +277,42 @@ class PlanSummary:
 
 @dataclass(frozen=True, slots=True)
 class SourceFiles:
-    """What one version's own sources produce (already joined with each source's dest)."""
+    """What one version's own sources produce (already joined with each source's dest).
 
-    files: tuple[FileEntry, ...] = ()
-    links: tuple[LinkEntry, ...] = ()
+    ``memo``: a key that determines ``files`` and ``links`` (equal memos, equal lists), when the sources could
+    give one (see :func:`content_memos`); None otherwise.
+    """
+
+    files: Sequence[FileEntry] = ()
+    links: Sequence[LinkEntry] = ()
+    memo: str | None = None
+
+
+CONTENT_MEMO_FORMAT = "content-memo-1"
+
+
+def content_memos(desired: DesiredState, own: Mapping[VersionKey, SourceFiles]) -> dict[VersionKey, str]:
+    """A key per version that determines its content, for the versions whose own sources (and ancestors') gave
+    one: the parent's key, the ``remove`` globs and the sources' memo. Equal keys, equal contents; so a content
+    summary remembered under a key stands for the content (see :func:`compute_contents`'s ``known``).
+    """
+    memos: dict[VersionKey, str | None] = {}
+
+    def memo_of(spec: VersionSpec) -> str | None:
+        if spec.key in memos:
+            return memos[spec.key]
+        memos[spec.key] = None  # (no cycles: the loader refuses them)
+        mine = own.get(spec.key)
+        parent = memo_of(desired.version(spec.parent)) if spec.parent is not None else ""
+        if spec.adopt is not None or mine is None or mine.memo is None or parent is None:
+            return None
+        text = "\0".join((CONTENT_MEMO_FORMAT, parent, *spec.remove, "\0", mine.memo))
+        memos[spec.key] = hashlib.sha256(text.encode()).hexdigest()
+        return memos[spec.key]
+
+    for spec in desired.all_versions():
+        memo_of(spec)
+    return {k: m for k, m in memos.items() if m is not None}
 
 
 def _sorted_by_key(d: dict[str, Any]) -> dict[str, Any]:
@@ -289,17 +325,26 @@ def _sorted_by_key(d: dict[str, Any]) -> dict[str, Any]:
 
 def compute_contents(
     desired: DesiredState, own: Mapping[VersionKey, SourceFiles], adopted: Mapping[VersionKey, Content] | None = None,
+    known: Mapping[VersionKey, ContentSummary] | None = None,
 ) -> dict[VersionKey, Content]:
     """Content of every desired version: (parent content minus `remove`) overlaid with its own sources.
 
     A source file at the same dataset path as an inherited file or link replaces it. An adopted version's
-    content is given (``adopted``: what the server holds).
+    content is given (``adopted``: what the server holds). A version in ``known`` (its summary, remembered
+    under its :func:`content_memos` key) gets a content built only when its files are read.
     """
     result: dict[VersionKey, Content] = dict(adopted or {})
+    known = known or {}
 
     def content_of(spec: VersionSpec) -> Content:
         if spec.key in result:
             return result[spec.key]
+        summary = known.get(spec.key)
+        content = build(spec) if summary is None else Content.deferred(lambda: build(spec), summary)
+        result[spec.key] = content
+        return content
+
+    def build(spec: VersionSpec) -> Content:
         files: dict[str, FileEntry] = {}
         links: dict[str, LinkEntry] = {}
         if spec.parent is not None:
@@ -318,9 +363,7 @@ def compute_contents(
         for lnk in mine.links:
             files.pop(lnk.path, None)
             links[lnk.path] = lnk
-        content = Content(MappingProxyType(_sorted_by_key(files)), MappingProxyType(_sorted_by_key(links)))
-        result[spec.key] = content
-        return content
+        return Content(MappingProxyType(_sorted_by_key(files)), MappingProxyType(_sorted_by_key(links)))
 
     for spec in desired.all_versions():
         content_of(spec)
@@ -368,6 +411,8 @@ class ContentDiff:
 
 def diff_content(before: Content, after: Content) -> ContentDiff:
     """Paths added, removed and modified going from ``before`` to ``after`` (files and links alike)."""
+    if not before.links and not after.links:
+        return _diff_files(resolved(before.files), resolved(after.files))
 
     def flat(c: Content) -> dict[str, tuple[object, ...]]:
         out: dict[str, tuple[object, ...]] = {p: ("F", f.size, f.sha256) for p, f in c.files.items()}
@@ -382,20 +427,36 @@ def diff_content(before: Content, after: Content) -> ContentDiff:
     )
 
 
+def _diff_files(before: Mapping[str, FileEntry], after: Mapping[str, FileEntry]) -> ContentDiff:
+    """:func:`diff_content` of two contents without links: one pass over each, entries compared by size and
+    hash (an entry shared by both, as a version shares its parent's, is the same)."""
+    get = before.get
+    modified = [p for p, f in after.items()
+                if (g := get(p)) is not None and g is not f and (g.size != f.size or g.sha256 != f.sha256)]
+    return ContentDiff(
+        added=tuple(sorted([p for p in after if p not in before])),
+        removed=tuple(sorted([p for p in before if p not in after])),
+        modified=tuple(sorted(modified)),
+    )
+
+
 def sync_delta(version: VersionKey, base: Content, target: Content) -> SyncFiles | None:
     """The SyncFiles turning ``base`` into ``target``, or None when they are equal."""
     d = diff_content(base, target)
     if d.empty:
         return None
-    changed = set(d.added) | set(d.modified)
+    # each list is sorted and they are disjoint: sorting their concatenation merges two runs, in linear time
+    changed = sorted(d.added + d.modified)
+    gone = sorted(d.removed + d.modified)
+    base_files, base_links = resolved(base.files), resolved(base.links)
+    files, links = resolved(target.files), resolved(target.links)
     return SyncFiles(
         version=version,
-        upload=tuple(target.files[p] for p in sorted(changed) if p in target.files),
-        modified=tuple(p for p in d.modified if p in target.files),
-        remove=tuple(p for p in sorted(set(d.removed) | set(d.modified)) if p in base.files and p not in target.files),
-        add_links=tuple(target.links[p] for p in sorted(changed) if p in target.links),
-        remove_links=tuple(p for p in sorted(set(d.removed) | set(d.modified))
-                           if p in base.links and p not in target.links),
+        upload=tuple([files[p] for p in changed if p in files]),
+        modified=tuple(p for p in d.modified if p in files),
+        remove=tuple(p for p in gone if p in base_files and p not in files),
+        add_links=tuple(links[p] for p in changed if p in links),
+        remove_links=tuple(p for p in gone if p in base_links and p not in links),
         content_digest=target.digest(),
         file_count=target.file_count,
         total_size=target.total_size,

@@ -15,6 +15,7 @@ lost its lease cannot write.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -269,15 +270,16 @@ class ApiClient:
         return {"Authorization": f"Bearer {self._bearer()}"}
 
     def upload(self, url: str, source: Callable[[], BinaryIO], size: int, *,
-               progress: Callable[[int], None] | None = None) -> None:
-        """Store ``size`` bytes from ``source()`` (opened afresh for each attempt) at ``url`` on the file server."""
+               progress: Callable[[int], None] | None = None) -> str:
+        """Store ``size`` bytes from ``source()`` (opened afresh for each attempt) at ``url`` on the file server;
+        the sha256 of the bytes stored (hashed as they were sent)."""
         base = self.cfg.files_host + "/"
         if not url.startswith(base):
             raise BackendError(f"{url} is not on the files server {self.cfg.files_host}")
         path = url[len(base):]
         boundary = uuid.uuid4().hex
 
-        def attempt(remaining: float) -> None:
+        def attempt(remaining: float) -> str:
             if self.fence is not None:
                 self.fence()
             with source() as stream:
@@ -291,8 +293,10 @@ class ApiClient:
                     raise _Retry(f"file server answered HTTP {resp.status}", sent=True)
                 if resp.status != 200:
                     raise BackendError(f"upload of {url} refused: HTTP {resp.status} {_short(resp.data)}")
+                return body.sha256()
 
-        self._with_retries(f"upload of {path}", attempt, ambiguous_ok=True)
+        digest: str = self._with_retries(f"upload of {path}", attempt, ambiguous_ok=True)
+        return digest
 
     def download(self, url: str, *, limit: int = 1 << 30) -> bytes:
         """The bytes at ``url`` on the file server (small objects: state, metadata)."""
@@ -386,6 +390,14 @@ class _Multipart:
                       f"filename=\"{quoted}\"\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
         self._tail = f"\r\n--{boundary}--\r\n".encode()
         self._stream, self._size, self._cancel, self._progress = stream, size, cancel, progress
+        self._hash = hashlib.sha256()
+        self._sent = 0
+
+    def sha256(self) -> str:
+        """The sha256 of the file's bytes, once all of them were sent."""
+        if self._sent != self._size:
+            raise BackendError("the upload ended before the whole file was sent")
+        return self._hash.hexdigest()
 
     def __len__(self) -> int:
         return len(self._head) + self._size + len(self._tail)
@@ -399,6 +411,8 @@ class _Multipart:
             if not block:
                 raise BackendError("a file being uploaded got shorter while it was read")
             left -= len(block)
+            self._hash.update(block)
+            self._sent += len(block)
             if self._progress is not None:
                 self._progress(len(block))
             yield block

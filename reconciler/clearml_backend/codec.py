@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 from ..model import FileEntry, LinkEntry, ObservedVersion, Properties, VersionKey, canonical_json, freeze_json
 
@@ -201,9 +203,12 @@ def artifact_uri(task: Mapping[str, Any], key: str) -> str | None:
 # --- the state artifact (the SDK's dataset format) -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StateEntry:
-    """A file entry of a version's state: where its bytes are (the version that stored them, and the chunk)."""
+class StateEntry(NamedTuple):
+    """A file entry of a version's state: where its bytes are (the version that stored them, and the chunk).
+
+    A named tuple rather than a dataclass: every new version reads its parent's entries, one per file, and a
+    tuple is built without a Python call.
+    """
 
     path: str
     size: int
@@ -220,10 +225,12 @@ class StateLink:
 
 def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLink], dict[str, list[str]]]:
     """Entries, links and the dependency graph of a ``state`` artifact."""
+    new = tuple.__new__
     entries = [
-        StateEntry(str(e["relative_path"]), int(e.get("size") or 0), str(e.get("hash") or ""),
-                   str(e.get("parent_dataset_id") or ""), str(e.get("artifact_name") or ""))
-        for e in state.get("dataset_file_entries") or [] if isinstance(e, Mapping) and e.get("relative_path")
+        new(StateEntry, (str(e["relative_path"]), int(e.get("size") or 0), str(e.get("hash") or ""),
+                         str(e.get("parent_dataset_id") or ""), str(e.get("artifact_name") or "")))
+        for e in state.get("dataset_file_entries") or []
+        if (type(e) is dict or isinstance(e, Mapping)) and e.get("relative_path")  # JSON gives dicts: no ABC check
     ]
     links = [
         StateLink(LinkEntry(str(e["relative_path"]), str(e.get("link")), _int(e.get("size")),
@@ -247,7 +254,7 @@ def state_document(version_id: str, entries: Sequence[StateEntry], links: Sequen
         "dataset_file_entries": [
             {"relative_path": e.path, "hash": e.sha256, "parent_dataset_id": e.owner_id, "size": e.size,
              "artifact_name": e.chunk}
-            for e in sorted(entries, key=lambda e: e.path)
+            for e in sorted(entries, key=_PATH)
         ],
         "dataset_link_entries": [
             {"link": s.link.url, "relative_path": s.link.path, "parent_dataset_id": s.owner_id,
@@ -259,6 +266,24 @@ def state_document(version_id: str, entries: Sequence[StateEntry], links: Sequen
         "dirty": False,
         "dependency_chunk_lookup": dict(chunk_counts),
     }
+
+
+def state_json(version_id: str, entries: Sequence[StateEntry], links: Sequence[StateLink],
+               graph: Mapping[str, Sequence[str]], chunk_counts: Mapping[str, int]) -> bytes:
+    """``json.dumps(state_document(...)).encode()``, the same bytes, without a dict per file entry."""
+    token = f"@@entries-{version_id}@@"
+    doc = state_document(version_id, [], links, graph, chunk_counts)
+    doc["file_count"] = len(entries) + len(links)
+    doc["total_size"] = sum(e.size for e in entries) + sum(lnk.link.size or 0 for lnk in links)
+    doc["dataset_file_entries"] = token
+    head, _, tail = json.dumps(doc).partition(json.dumps(token))
+    enc = _encode_string
+    parts = [f'{{"relative_path": {enc(e.path)}, "hash": {enc(e.sha256)}, "parent_dataset_id": {enc(e.owner_id)}, '
+             f'"size": {int(e.size)}, "artifact_name": {enc(e.chunk)}}}' for e in sorted(entries, key=_PATH)]
+    return "".join((head, "[", ", ".join(parts), "]", tail)).encode()
+
+
+_PATH = attrgetter("path")
 
 
 @dataclass(frozen=True, slots=True)

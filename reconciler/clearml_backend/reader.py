@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 import zipfile
@@ -104,14 +105,15 @@ class ServerReader:
                 return state
             except (OSError, ValueError):
                 pass  # a broken cache file is a miss
-        data = self.read_json(uri, f"the file list of version {task['id']}")
+        raw = self.stores.read_bytes(uri)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise BackendError(f"the file list of version {task['id']} ({uri}) is not valid JSON") from None
         if not isinstance(data, dict):
             raise BackendError(f"the file list of version {task['id']} ({uri}) is not a JSON object")
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{hashlib.sha256(uri.encode()).hexdigest()[:8]}.tmp")
-            tmp.write_text(json.dumps(data))
-            tmp.replace(cached)
+            remember_state(cached, raw)
         return data
 
     def read_json(self, uri: str, what: str) -> Any:
@@ -161,3 +163,11 @@ class ServerReader:
                                 dst.write(block)
                         out[e.path] = target
         return out
+
+
+def remember_state(cached: Path, raw: bytes) -> None:
+    """Keep the file list ``raw`` of a finalized version at ``cached`` (written whole, then renamed)."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{hashlib.sha256(raw[:4096]).hexdigest()[:8]}.{os.getpid()}.tmp")
+    tmp.write_bytes(raw)
+    tmp.replace(cached)

@@ -50,10 +50,11 @@ class Stores:
     def on_file_server(self, uri: str) -> bool:
         return uri.startswith(self.api.cfg.files_host + "/")
 
-    def upload(self, uri: str, path: Path, size: int, progress: Callable[[int], None] | None = None) -> None:
+    def upload(self, uri: str, path: Path, size: int, progress: Callable[[int], None] | None = None) -> str | None:
+        """Store the file ``path`` at ``uri``; the sha256 of the bytes sent when the upload computed it (the file
+        server), else None."""
         if self.on_file_server(uri):
-            self.api.upload(uri, lambda: open(path, "rb"), size, progress=progress)  # noqa: SIM115 (closed by upload)
-            return
+            return self.api.upload(uri, lambda: open(path, "rb"), size, progress=progress)  # noqa: SIM115 (closed by upload)
         self.api.cancel.check()
         if self.api.fence is not None:
             self.api.fence()
@@ -67,6 +68,7 @@ class Stores:
             raise BackendError(f"upload to {uri} failed")
         if progress is not None:
             progress(size)
+        return None
 
     def read_bytes(self, uri: str) -> bytes:
         if self.on_file_server(uri):

@@ -14,6 +14,7 @@ published. Every call's answer is checked (the envelope), so nothing fails in si
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import ReconcileError
-from ..model import FileEntry, LinkEntry, Properties, VersionKey, thaw_json
+from ..model import FileEntry, LinkEntry, Properties, VersionKey, content_digest, thaw_json
 from ..properties import changed_fields
 from . import codec
 from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
-from .reader import ServerReader
+from .reader import ServerReader, remember_state
 from .storage import Stores
 
 Progress = Callable[[int, int], None]  # (files, bytes) of the sources now stored
@@ -94,6 +95,18 @@ class Draft:
 
     def files(self) -> dict[str, FileEntry]:
         return {p: FileEntry(e.path, e.size, e.sha256) for p, e in self.entries().items()}
+
+    def digest(self) -> str:
+        """The content digest of what the draft holds (:meth:`Content.digest`, without building the content)."""
+        return content_digest(self.entries(), {p: s.link for p, s in self.links().items()})
+
+
+@dataclass(frozen=True, slots=True)
+class _Stages:
+    """How many chunks may be zipped, and how many uploaded, at the same time."""
+
+    zip: threading.BoundedSemaphore
+    upload: threading.BoundedSemaphore
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +295,7 @@ class ServerWriter:
             if f.local is None:
                 raise ReconcileError(f"{f.path}: no local copy of the file to upload")
         total = sum(f.size for f in files)
-        chunk_bytes = options.chunk_bytes or max(MIN_CHUNK, min(MAX_CHUNK, total // max(1, options.workers * 2) + 1))
+        chunk_bytes = options.chunk_bytes or max(MIN_CHUNK, min(MAX_CHUNK, total // max(1, options.workers * 4) + 1))
         groups = _group(sorted(files, key=lambda f: f.path), chunk_bytes)
         first = len(draft.chunks)
         tmp_root = Path(tempfile.mkdtemp(prefix="reconcile-upload-", dir=options.tmp_dir))
@@ -293,11 +306,15 @@ class ServerWriter:
             if stop.is_set():
                 raise BackendError("stopped: another chunk of this version failed")
 
-        pool = ThreadPoolExecutor(max_workers=max(1, options.workers), thread_name_prefix="upload")
+        # Zipping and uploading overlap: up to `workers` chunks are being zipped while up to `workers` others are
+        # on the wire, so neither the disks and CPUs nor the network wait for the other.
+        workers = max(1, options.workers)
+        stages = _Stages(threading.BoundedSemaphore(workers), threading.BoundedSemaphore(workers))
+        pool = ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="upload")
         try:
             futures: list[Future[Chunk]] = [
                 pool.submit(self._store_chunk, draft, codec.chunk_name(first + i), group, options, tmp_root,
-                            progress, check)
+                            progress, check, stages)
                 for i, group in enumerate(groups)
             ]
             wait(futures, return_when=FIRST_EXCEPTION)
@@ -324,13 +341,18 @@ class ServerWriter:
                 draft.own[f.path] = codec.StateEntry(f.path, f.size, f.sha256, draft.id, chunk.name)
 
     def _store_chunk(self, draft: Draft, name: str, group: Sequence[FileEntry], options: UploadOptions,
-                     tmp_root: Path, progress: Progress | None, check: Callable[[], None]) -> Chunk:
+                     tmp_root: Path, progress: Progress | None, check: Callable[[], None], stages: _Stages) -> Chunk:
         local = tmp_root / f"{name}.zip"
-        _write_zip(local, group, options.compression, check)
+        with stages.zip:
+            check()
+            _write_zip(local, group, options.compression, check)
         size = local.stat().st_size
-        digest = _sha256_file(local)
         uri = f"{draft.prefix}/{name}/dataset.{draft.id}.{secrets.token_hex(4)}.zip"
-        self.stores.upload(uri, local, size)
+        with stages.upload:
+            check()
+            sent = self.stores.upload(uri, local, size)  # the sha256 of the bytes sent, when known
+        digest = sent or _sha256_file(local)
+        local.unlink()
         preview = "".join(f"{f.path} - {f.size} bytes\n" for f in group[:200])
         if len(group) > 200:
             preview += "...\ntruncated (too many files to preview)"
@@ -479,8 +501,7 @@ class ServerWriter:
         graph = codec.lineage_graph(draft.id, draft.parent_ids, draft.parent_graph, used)
         chunk_counts = {k: v for k, v in draft.parent_chunks.items() if k in graph}
         chunk_counts[draft.id] = len(draft.chunks)
-        state = codec.state_document(draft.id, list(entries.values()), list(links.values()), graph, chunk_counts)
-        raw = json.dumps(state).encode()
+        raw = codec.state_json(draft.id, list(entries.values()), list(links.values()), graph, chunk_counts)
         digest = hashlib.sha256(raw).hexdigest()
         uri = f"{draft.prefix}/{codec.STATE_KEY}/{codec.STATE_KEY}.json"
         self._store_bytes(uri, raw)
@@ -490,7 +511,7 @@ class ServerWriter:
             codec.artifact(codec.STATE_KEY, kind="dict", uri=uri, size=len(raw), sha256=digest,
                            stamp=int(time.time()), preview=preview, content_type="application/json",
                            display=draft.changes.display())])
-        total = state["total_size"]
+        total = sum(e.size for e in entries.values()) + sum(s.link.size or 0 for s in links.values())
         compressed = draft.parent_compressed + sum(c.size for c in draft.chunks)
         self.api.call(
             "tasks.edit", write=True, task=draft.id, force=True,
@@ -515,6 +536,9 @@ class ServerWriter:
         if status in ("created", "in_progress"):
             self.api.call("tasks.completed", write=True, task=draft.id, status_reason="completed", publish=False)
         self.expect_status(draft.id, codec.FINAL_STATUSES, f"finalizing {draft.key}")
+        if self.state_cache is not None:  # the next version on top of this one reads it from here
+            with contextlib.suppress(OSError):
+                remember_state(self.state_cache / f"{draft.id}.json", raw)
 
     def expect_status(self, version_id: str, allowed: frozenset[str] | set[str], what: str) -> str:
         row = self.reader.task(version_id, ("id", "status"))

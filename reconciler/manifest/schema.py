@@ -12,14 +12,15 @@ import difflib
 import json
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from importlib import resources
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import Diagnostic
 from .yamldoc import Document, JsonPath
+
+if TYPE_CHECKING:  # jsonschema costs a tenth of a second to import: loaded only when a document is validated
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_RESOURCE = "schemas/manifest.v1.schema.json"
 _JSON_TYPES = {
@@ -36,7 +37,7 @@ _JSON_TYPES = {
 @lru_cache(maxsize=1)
 def schema_text() -> str:
     """The schema file as shipped inside the ``reconciler`` package."""
-    return resources.files("reconciler").joinpath(SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    return (Path(__file__).resolve().parents[1] / SCHEMA_RESOURCE).read_text(encoding="utf-8")
 
 
 def manifest_schema() -> dict[str, Any]:
@@ -47,6 +48,8 @@ def manifest_schema() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(manifest_schema())
 
 
@@ -112,6 +115,8 @@ def _translate(doc: Document, err: ValidationError) -> Iterator[Diagnostic]:
     elif err.validator == "uniqueItems":
         yield from _duplicates(doc, err, path)
     elif err.context:
+        from jsonschema.exceptions import best_match
+
         yield from _translate(doc, best_match(err.context))
     else:
         yield Diagnostic(at(path, _message(err)), doc.span(path))

@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import re
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields
+from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses (ensure_ascii)
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +92,8 @@ def _unproperties(d: Mapping[str, Any]) -> Properties:
     return Properties.from_json(d)
 
 
-def action_to_json(action: Action) -> dict[str, Any]:
+def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] | None = None) -> dict[str, Any]:
+    """The JSON form of ``action``; ``files``, when given, stands for the list of files to upload."""
     out: dict[str, Any] = {"type": _TYPE_NAMES[type(action)], "address": str(action.version),
                            "version": _key(action.version)}
     match action:
@@ -102,7 +107,7 @@ def action_to_json(action: Action) -> dict[str, Any]:
             out["version_id"] = action.version_id
         case SyncFiles():
             out.update(
-                upload=[_file(f) for f in action.upload],
+                upload=files(action.upload) if files is not None else [_file(f) for f in action.upload],
                 modified=list(action.modified),
                 remove=list(action.remove),
                 add_links=[_link(lnk) for lnk in action.add_links],
@@ -220,6 +225,59 @@ def build_from_json(d: Mapping[str, Any]) -> Build:
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
+    return _plan_json(plan)
+
+
+def plan_json_chunks(plan: Plan) -> Iterator[str]:
+    """``json.dumps(plan_to_json(plan), indent=2, sort_keys=True) + "\\n"``, the same text, in pieces: the files
+    to upload are written one by one as they are read (a plan of a million files never holds its whole text,
+    nor a dict per file)."""
+    token = secrets.token_hex(8)
+    lists: list[Sequence[FileEntry]] = []
+
+    def placeholder(files: Sequence[FileEntry]) -> str:
+        lists.append(files)
+        return f"{token}:{len(lists) - 1}"
+
+    skeleton = json.dumps(_plan_json(plan, placeholder), indent=2, sort_keys=True) + "\n"
+    at = 0
+    for found in re.finditer(rf'"{token}:(\d+)"', skeleton):
+        line_start = skeleton.rfind("\n", 0, found.start()) + 1
+        depth = len(skeleton[line_start:found.start()]) - len(skeleton[line_start:found.start()].lstrip(" "))
+        yield skeleton[at:found.start()]
+        yield from _file_list(lists[int(found.group(1))], depth)
+        at = found.end()
+    yield skeleton[at:]
+
+
+def _file_list(files: Sequence[FileEntry], depth: int) -> Iterator[str]:
+    """A list of :func:`_file` dicts as ``json.dumps(..., indent=2, sort_keys=True)`` writes it at ``depth``."""
+    if not files:
+        yield "[]"
+        return
+    pad, inner = " " * (depth + 2), " " * (depth + 4)
+    enc = _encode_string
+    yield "["
+    sep = "\n"
+    batch: list[str] = []
+    for f in files:
+        local = "null" if f.local is None else enc(f.local)
+        batch.append(f'{sep}{pad}{{\n{inner}"local": {local},\n{inner}"path": {enc(f.path)},\n'
+                     f'{inner}"sha256": {enc(f.sha256)},\n{inner}"size": {int(f.size)}\n{pad}}}')
+        sep = ",\n"
+        if len(batch) >= 1024:
+            yield "".join(batch)
+            batch = []
+    yield "".join(batch) + "\n" + " " * depth + "]"
+
+
+def write_plan_json(plan: Plan, write: Callable[[str], object]) -> None:
+    """Write the JSON form of ``plan`` (what :func:`plan_json_chunks` gives) through ``write``."""
+    for chunk in plan_json_chunks(plan):
+        write(chunk)
+
+
+def _plan_json(plan: Plan, files: Callable[[Sequence[FileEntry]], Any] | None = None) -> dict[str, Any]:
     s = plan.summary()
     return {
         "format_version": PLAN_FORMAT_VERSION,
@@ -237,7 +295,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             "upload_bytes": s.upload_bytes,
             "has_changes": plan.has_changes,
         },
-        "actions": [action_to_json(a) for a in plan.actions],
+        "actions": [action_to_json(a, files) for a in plan.actions],
         "conflicts": [_plain(c) for c in plan.conflicts],
         "unmanaged": [_plain(u) for u in plan.unmanaged],
         "drift": [_drift(d) for d in plan.drift],

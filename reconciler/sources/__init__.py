@@ -17,15 +17,20 @@ naming the source's manifest span. This package never imports clearml.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, TypeVar
 
+from ..cachedir import default_cache_dir
 from ..diagnostics import Diagnostic, ReconcileError
 from ..model import (
+    ContentSummary,
+    DeferredTuple,
     FileEntry,
     LinkEntry,
     PathSource,
@@ -38,20 +43,18 @@ from ..model import (
 from .errors import SourceError
 from .hashcache import SIZE, HashCache, stat_key
 from .hashing import Digest, Hasher, LocalFile
-from .local import walk_source
-from .remote import RemoteObject, S3Clients, download_cached, file_url_path, http_object, s3_objects
-from .torchvision import TorchvisionEnv, torchvision_files
+from .local import gc_paused, walk_source
 
-__all__ = ["ResolveOptions", "SourceContent", "SourceResolver", "default_cache_dir", "forget_hashes"]
+if TYPE_CHECKING:  # URL and torchvision sources load their modules (urllib.request, ...) when there is one
+    from .remote import RemoteObject, S3Clients
+    from .torchvision import TorchvisionEnv
+
+__all__ = ["ResolveOptions", "SourceContent", "SourceResolver", "default_cache_dir", "forget_hashes",
+           "remember_contents", "remembered_contents"]
+
+K = TypeVar("K", bound=Hashable)
 
 HASH_DB_NAME = "hashes.sqlite3"
-
-
-def default_cache_dir() -> Path:
-    """The user cache directory of this tool (``~/.cache/clearml-reconciler`` on Linux)."""
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("clearml-reconciler", appauthor=False))
 
 
 def forget_hashes(paths: Sequence[str]) -> None:
@@ -63,16 +66,44 @@ def forget_hashes(paths: Sequence[str]) -> None:
         cache.close()
 
 
+def remembered_contents(memos: Mapping[K, str], cache_dir: Path | None = None) -> dict[K, ContentSummary]:
+    """The content summaries remembered under ``memos`` (see :func:`reconciler.plan.content_memos`), by key."""
+    if not memos:
+        return {}
+    cache = HashCache((cache_dir or default_cache_dir()) / HASH_DB_NAME)
+    try:
+        rows = cache.load_contents(memos.values())
+    finally:
+        cache.close()
+    return {k: ContentSummary(*rows[m]) for k, m in memos.items() if m in rows}
+
+
+def remember_contents(summaries: Mapping[str, ContentSummary], cache_dir: Path | None = None) -> None:
+    """Remember content summaries by memo, for the next plans of the same sources."""
+    if not summaries:
+        return
+    cache = HashCache((cache_dir or default_cache_dir()) / HASH_DB_NAME)
+    try:
+        cache.store_contents((m, s.digest, s.file_count, s.total_size) for m, s in summaries.items())
+    finally:
+        cache.close()
+
+
 def _cpu_count() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True, slots=True)
 class SourceContent:
-    """What one source contributes: files (hashed) and external links, each sorted by dataset path."""
+    """What one source contributes: files (hashed) and external links, each sorted by dataset path.
 
-    files: tuple[FileEntry, ...] = ()
-    links: tuple[LinkEntry, ...] = ()
+    ``memo``: a key that determines ``files`` and ``links`` (a folder whose listing and hashes are remembered);
+    None when the source gives none. Files served from the remembered listing are built when first read.
+    """
+
+    files: Sequence[FileEntry] = ()
+    links: Sequence[LinkEntry] = ()
+    memo: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +134,7 @@ class SourceResolver:
         self.cache_dir = (self.options.cache_dir or default_cache_dir()).absolute()
         self._cache = HashCache(self.cache_dir / HASH_DB_NAME)
         self._pool: ThreadPoolExecutor | None = None
-        self._s3 = S3Clients(self.options.timeout)
+        self._s3_clients: S3Clients | None = None
         self._hasher = Hasher(self._cache, self._executor, progress=self.options.progress)
 
     @property
@@ -126,6 +157,8 @@ class SourceResolver:
             if isinstance(source, PathSource):
                 return self._path_content(source, dest)
             if isinstance(source, TorchvisionSource):
+                from .torchvision import torchvision_files
+
                 return self._files_content(torchvision_files(source, self._torchvision_env()), dest)
             if isinstance(source, UrlSource):
                 return self._url_content(source, dest)
@@ -192,25 +225,42 @@ class SourceResolver:
             )
         key = "\0".join([os.path.abspath(source.path), *source.include, "\0", *source.exclude])
         listing = self._cache.listing_digest(files)
-        hashes = self._cache.load_listing(key, listing)
-        if hashes is not None and len(hashes) == len(files):
+        hit = self._cache.load_listing(key, listing)
+        if hit is not None and len(hit[0]) == len(files):
+            hashes, remembered = hit
             prefix = dest + "/" if dest else ""
-            return SourceContent(files=tuple([
-                FileEntry(prefix + rel if prefix else rel, key[SIZE], sha, path)
-                for (rel, path, key), sha in zip(files, hashes, strict=True)
-            ]))
+
+            def entries() -> tuple[FileEntry, ...]:
+                with gc_paused():
+                    return tuple([FileEntry(prefix + rel if prefix else rel, stat[SIZE], sha, path)
+                                  for (rel, path, stat), sha in zip(files, hashes, strict=True)])
+
+            return SourceContent(files=DeferredTuple(entries), memo=_memo(key, dest, listing, remembered))
         unstable = self._hasher.unstable
         content = self._files_content(files, dest)
-        if self._hasher.unstable == unstable:
-            self._cache.store_listing(key, listing, [e.sha256 for e in content.files])
-        return content
+        if self._hasher.unstable != unstable:  # a file changed while it was read: nothing to remember
+            return content
+        remembered = self._cache.store_listing(key, listing, [e.sha256 for e in content.files])
+        return SourceContent(files=content.files, memo=_memo(key, dest, listing, remembered))
 
     def _torchvision_env(self) -> TorchvisionEnv:
+        from .torchvision import TorchvisionEnv
+
         return TorchvisionEnv(self.cache_dir, self.options.progress, self._digest, self._hasher.record)
 
     # --- urls --------------------------------------------------------------------------------------------
 
+    @property
+    def _s3(self) -> S3Clients:
+        if self._s3_clients is None:
+            from .remote import S3Clients
+
+            self._s3_clients = S3Clients(self.options.timeout)
+        return self._s3_clients
+
     def _url_content(self, source: UrlSource, dest: str) -> SourceContent:
+        from .remote import http_object, s3_objects
+
         scheme = source.url.split(":", 1)[0].lower()
         if scheme == "file":
             return self._file_url_content(source, dest)
@@ -226,11 +276,15 @@ class SourceResolver:
         return SourceContent(links=links)
 
     def _download(self, objects: Sequence[RemoteObject]) -> list[LocalFile]:
+        from .remote import download_cached
+
         downloads = self.cache_dir / "downloads"
         paths = list(self._executor().map(lambda o: download_cached(o, downloads, self._s3), objects))
         return [LocalFile(o.rel, str(p), stat_key(os.stat(p))) for o, p in zip(objects, paths, strict=True)]
 
     def _file_url_content(self, source: UrlSource, dest: str) -> SourceContent:
+        from .remote import file_url_path
+
         root = file_url_path(source.url)
         files = walk_source(root)
         if not files:
@@ -243,6 +297,11 @@ class SourceResolver:
             for f, d in zip(files, digests, strict=True)
         )
         return SourceContent(links=links)
+
+
+def _memo(key: str, dest: str, listing: str, hashes: str) -> str:
+    """What determines a folder source's files: the folder and globs, the dest, the listing and its hashes."""
+    return hashlib.sha256("\0".join(("path-source-1", key, dest, listing, hashes)).encode()).hexdigest()
 
 
 def _common_folder(paths: Sequence[str]) -> str:

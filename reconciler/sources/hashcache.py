@@ -17,6 +17,9 @@ Invariants:
   hashes it resolved to (``listings``): when a later walk yields the identical listing, every file would be a
   per-file hit anyway, so the hashes are taken in one read. Any changed stat changes the listing, and the
   per-file rows decide as usual. One listing is kept per (root, include, exclude).
+* What a version's content came to (its digest, file count and size) may be remembered under a memo that
+  determines the content (``contents``; see :func:`reconciler.plan.content_memos`): a plan of unchanged
+  sources then needs no per-file work beyond the walk.
 * Rows of deleted files are left in place: they are never hits for a new file (inode/ctime differ) and cost
   only disk space; deleting the database file is always safe.
 * A damaged cache never yields a malformed hash or a traceback: a row whose sha256 is not 64 hex digits, or
@@ -32,7 +35,10 @@ import hashlib
 import marshal
 import os
 import sqlite3
+from array import array
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,9 +89,16 @@ CREATE TABLE IF NOT EXISTS listings (
     listing TEXT NOT NULL,
     hashes BLOB NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS contents (
+    memo TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    size INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 _ROWS = "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256 FROM file_hashes WHERE "
 _UNMARSHAL_ERRORS = (ValueError, EOFError, TypeError, MemoryError)  # what marshal raises on damaged bytes
+_REL, _KEY = itemgetter(0), itemgetter(2)  # of a walked file: (relative path, path, StatKey)
 
 
 def _digests_ok(values: Sequence[Any]) -> bool:
@@ -183,13 +196,21 @@ class HashCache:
 
     @staticmethod
     def listing_digest(files: Sequence[tuple[str, str, StatKey]]) -> str:
-        """A digest of (relative path, stat) of every file, in order: equal digests, identical listings."""
-        return hashlib.sha256(marshal.dumps([(f[0], f[2]) for f in files])).hexdigest()
+        """A digest of (relative path, stat) of every file, in order: equal digests, identical listings.
+
+        Paths (NUL-separated, as UTF-8) and stats (five signed 64-bit integers each) are hashed as two flat
+        buffers built in C, without an object per file.
+        """
+        h = hashlib.sha256(b"listing-2\0")
+        h.update("\0".join(map(_REL, files)).encode("utf-8", "surrogatepass"))
+        h.update(b"\0\0")
+        h.update(array("q", chain.from_iterable(map(_KEY, files))).tobytes())
+        return h.hexdigest()
 
     @_guarded
-    def load_listing(self, source: str, listing: str) -> list[str] | None:
-        """The hashes stored for ``source`` when its remembered listing is ``listing``, else None (a miss, also
-        when the stored value does not decode to a list of hashes)."""
+    def load_listing(self, source: str, listing: str) -> tuple[list[str], str] | None:
+        """The hashes stored for ``source`` when its remembered listing is ``listing``, with a digest of them;
+        else None (a miss, also when the stored value does not decode to a list of hashes)."""
         row = self._db.execute("SELECT listing, hashes FROM listings WHERE source = ?", (source,)).fetchone()
         if row is None or row[0] != listing or not isinstance(row[1], bytes):
             return None
@@ -197,13 +218,39 @@ class HashCache:
             hashes = marshal.loads(row[1])
         except _UNMARSHAL_ERRORS:
             return None
-        return hashes if type(hashes) is list and _digests_ok(hashes) else None
+        if type(hashes) is not list or not _digests_ok(hashes):
+            return None
+        return hashes, hashlib.sha256(row[1]).hexdigest()
 
     @_guarded
-    def store_listing(self, source: str, listing: str, hashes: Sequence[str]) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO listings VALUES (?, ?, ?)", (source, listing, marshal.dumps(list(hashes)))
-        )
+    def store_listing(self, source: str, listing: str, hashes: Sequence[str]) -> str:
+        """Remember ``hashes`` for ``source`` with the listing they were computed for; a digest of them (the one
+        :meth:`load_listing` gives back)."""
+        blob = marshal.dumps(list(hashes))
+        self._db.execute("INSERT OR REPLACE INTO listings VALUES (?, ?, ?)", (source, listing, blob))
+        return hashlib.sha256(blob).hexdigest()
+
+    @_guarded
+    def load_contents(self, memos: Iterable[str]) -> dict[str, tuple[str, int, int]]:
+        """The (digest, file count, total size) remembered for each of ``memos`` that has one."""
+        wanted = sorted(set(memos))
+        found: dict[str, tuple[str, int, int]] = {}
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            rows = self._db.execute(
+                f"SELECT memo, digest, files, size FROM contents WHERE memo IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            for memo, digest, files, size in rows:
+                if _digests_ok([digest]) and type(files) is int and type(size) is int:
+                    found[memo] = (digest, files, size)
+        return found
+
+    @_guarded
+    def store_contents(self, rows: Iterable[tuple[str, str, int, int]]) -> None:
+        """Remember (memo, digest, file count, total size) rows."""
+        values = list(rows)
+        if values:
+            self._db.executemany("INSERT OR REPLACE INTO contents VALUES (?, ?, ?, ?)", values)
 
     def forget(self, paths: Sequence[str]) -> None:
         """Drop what is remembered about ``paths``: their rows and every folder listing that holds them.

@@ -20,8 +20,12 @@ The result is sorted by relative path, so the order never depends on the file sy
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import stat
+from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 
 from ..globs import GlobSet
@@ -124,8 +128,29 @@ class _Walker:
         return None  # FIFO, socket, device: skipped
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block: building an object per file (tuples, which create no
+    cycles) would otherwise trigger collections that scan every object made so far, a fifth of a walk's time.
+    What the block made is then frozen (left out of later collections; freed by reference counting as usual),
+    so the first collection after it does not scan them all either."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.freeze()
+            gc.enable()
+
+
 def walk_source(path: Path, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[LocalFile]:
     """The regular files of a file or folder source, sorted by relative path. ``path`` is absolute."""
+    with gc_paused():
+        return _walk_source(path, include, exclude)
+
+
+def _walk_source(path: Path, include: tuple[str, ...], exclude: tuple[str, ...]) -> list[LocalFile]:
     walker = _Walker(GlobSet.compile(include), GlobSet.compile(exclude))
     st = stat_source_root(path)
     full = os.path.abspath(path)
@@ -136,5 +161,5 @@ def walk_source(path: Path, include: tuple[str, ...] = (), exclude: tuple[str, .
             walker.take(path.name, full, st)
     else:
         raise SourceError(f"{path} is neither a file nor a folder")
-    walker.files.sort()  # by rel: rel is the first field and unique
+    walker.files.sort(key=itemgetter(0))  # by rel (unique): a plain string sort, faster than comparing tuples
     return walker.files

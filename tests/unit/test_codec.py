@@ -124,6 +124,17 @@ def test_state_document_round_trips() -> None:
     assert codec.state_files(back) == (FileEntry("a.txt", 1, "h1"), FileEntry("b.txt", 2, "h2"))
 
 
+@pytest.mark.parametrize("n_entries,n_links", [(0, 0), (1, 0), (300, 2)])
+def test_the_state_is_written_as_json_dumps_writes_the_document(n_entries: int, n_links: int) -> None:
+    entries = [codec.StateEntry(f"d\u00fc/f\"{i}\\.bin", i * 7, f"{i:064x}", "p" * 32, codec.chunk_name(i % 3))
+               for i in range(n_entries, 0, -1)]
+    links = [codec.StateLink(LinkEntry(f"l/{i}", f"s3://b/{i}", i or None, None if i else "e"), "me")
+             for i in range(n_links)]
+    graph, counts = {"me": ["p" * 32], "p" * 32: []}, {"me": 1, "p" * 32: 3}
+    raw = codec.state_json("me", entries, links, graph, counts)
+    assert raw == json.dumps(codec.state_document("me", entries, links, graph, counts)).encode()
+
+
 @pytest.mark.parametrize("name,index", [("data", 0), ("data_001", 1), ("data_123", 123), ("state", None),
                                         ("data_x", None), ("metadata", None)])
 def test_chunk_names_follow_the_sdk(name: str, index: int | None) -> None:
