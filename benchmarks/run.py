@@ -1,6 +1,6 @@
 """Benchmarks of plan and apply, each a ratio against a baseline or a limit measured in the same run.
 
-    python benchmarks/run.py --write-results   # all of them, default sizes (about 15 minutes on 2 cores)
+    python benchmarks/run.py --write-results   # all of them, default sizes (about 12 minutes on 2 cores)
     python benchmarks/run.py --quick           # small sizes: a smoke run (CI runs it)
     python benchmarks/run.py --only B1,B6 --runs 5
 
