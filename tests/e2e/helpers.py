@@ -60,8 +60,9 @@ class Env:
         assert self.server.secret_key not in output, "the secret key was printed"
 
     def sdk(self, code: str, timeout: float = 300, env: dict[str, str] | None = None) -> object:
-        """Run ``code`` with the SDK; it must assign ``result``, which comes back through JSON."""
-        script = "import json\nfrom clearml import Dataset\n" + textwrap.dedent(code) + \
+        """Run ``code`` with the SDK, ``PROJECT`` set to the test's own project; it must assign ``result``, which
+        comes back through JSON."""
+        script = f"import json\nfrom clearml import Dataset\nPROJECT = {self.project!r}\n" + textwrap.dedent(code) + \
             "\nprint('@@RESULT@@' + json.dumps(result, sort_keys=True, default=str))\n"
         proc = subprocess.run([sys.executable, "-c", script], cwd=self.work,
                               env=env if env is not None else self.vars(), capture_output=True, text=True,

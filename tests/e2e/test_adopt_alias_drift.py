@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
@@ -11,10 +10,6 @@ from .helpers import Env, dataset_tasks, manifest, write_tree
 
 pytestmark = pytest.mark.integration
 
-
-def sdk(test: Env, code: str, **kw: object) -> object:
-    """``test.sdk`` with ``PROJECT`` set to the test's own project."""
-    return test.sdk(f"PROJECT = {test.project!r}\n" + textwrap.dedent(code), **kw)  # type: ignore[arg-type]
 
 SCRIPT = """
 import json, os, tempfile
@@ -50,7 +45,7 @@ result = made
 
 
 def test_import_adopts_script_made_datasets_then_a_new_version_uploads_only_its_delta(env: Env) -> None:
-    made = sdk(env, SCRIPT)
+    made = env.sdk(SCRIPT)
     res = env.reconcile("import", env.project, "--out", "imported")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Imported 3 datasets, 6 versions" in res.stdout
@@ -69,7 +64,7 @@ def test_import_adopts_script_made_datasets_then_a_new_version_uploads_only_its_
     res = env.reconcile("apply", "--auto-approve", "imported")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 version created, 1 file uploaded" in res.stdout
-    files = sdk(env, """
+    files = env.sdk("""
         import os
         ds = Dataset.get(dataset_project=PROJECT, dataset_name="mnist", dataset_version="1.2.0")
         root = ds.get_local_copy()
@@ -112,7 +107,7 @@ def test_an_alias_moves_to_exactly_one_version(env: Env) -> None:
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
     assert _holders(env) == ["1.1.0"]
-    got = sdk(env, """
+    got = env.sdk("""
         ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_tags=["production"])
         result = ds.version
     """)
@@ -127,7 +122,7 @@ def test_changes_made_behind_the_tools_back_are_drift(env: Env) -> None:
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
     clean = env.reconcile("plan", "--drift-only", "--detailed-exitcode", "manifests")
     assert clean.returncode == 0 and "No drift" in clean.stdout, clean.stdout + clean.stderr
-    sdk(env, """
+    env.sdk("""
         from clearml.backend_api.session.client import APIClient
         v1 = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version="1.0.0")
         v1.add_tags(["edited-in-ui"])

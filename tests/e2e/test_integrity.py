@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,10 +15,6 @@ from .proxy import Proxies, Rule
 
 pytestmark = pytest.mark.integration
 
-
-def sdk(test: Env, code: str, **kw: object) -> object:
-    """``test.sdk`` with ``PROJECT`` set to the test's own project."""
-    return test.sdk(f"PROJECT = {test.project!r}\n" + textwrap.dedent(code), **kw)  # type: ignore[arg-type]
 
 V1 = {"a.txt": "alpha", "sub/b.txt": "bravo", "c.bin": b"\x00\x01" * 4000}
 VERSIONS = """\
@@ -137,7 +132,7 @@ def test_a_file_changed_between_plan_and_apply_is_named_and_nothing_is_finalized
     assert all(t["status"] not in ("completed", "published") for t in dataset_tasks(env, env.project, "things"))
     res = env.reconcile("apply", "--auto-approve", "manifests")  # a fresh plan hashes the new bytes
     assert res.returncode == 0, res.stdout + res.stderr
-    got = sdk(env, """
+    got = env.sdk("""
         ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version="1.0.0")
         result = [ds.verify_dataset_hash(), open(ds.get_local_copy() + "/sub/b.txt").read()]
     """)
@@ -168,7 +163,7 @@ def test_a_wrong_hash_cache_row_never_reaches_a_finalized_version(env: Env) -> N
     assert all(t["status"] not in ("completed", "published") for t in dataset_tasks(env, env.project, "things"))
     res = env.reconcile("apply", "--auto-approve", "manifests")  # the bad row was forgotten: hashed again
     assert res.returncode == 0, res.stdout + res.stderr
-    assert sdk(env, """
+    assert env.sdk("""
         ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version="1.0.0")
         result = ds.verify_dataset_hash()
     """) == []

@@ -8,7 +8,6 @@ import hashlib
 import random
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -17,10 +16,6 @@ from .proxy import Proxies, Rule
 
 pytestmark = pytest.mark.integration
 
-
-def sdk(test: Env, code: str, **kw: object) -> object:
-    """``test.sdk`` with ``PROJECT`` set to the test's own project."""
-    return test.sdk(f"PROJECT = {test.project!r}\n" + textwrap.dedent(code), **kw)  # type: ignore[arg-type]
 
 V1 = {f"big/part{i}.bin": random.Random(i).randbytes(700_000) for i in range(4)}  # 3+ chunks of 1 MiB
 V1 |= {"small/a.txt": "alpha", "small/b.txt": "bravo"}
@@ -88,7 +83,7 @@ def test_kill_at_a_step_boundary_then_apply_converges(env: Env, proxies: Proxies
     live = [t for t in dataset_tasks(env, env.project, "things") if "archived" not in t["system_tags"]]
     assert sorted(t["version"] for t in live) == ["1.0.0", "1.1.0"], live  # nothing duplicated
     assert {t["version"]: t["status"] for t in live} == {"1.0.0": "completed", "1.1.0": "published"}
-    got = sdk(env, """
+    got = env.sdk("""
         import hashlib, os
         result = {}
         for v in ("1.0.0", "1.1.0"):

@@ -4,8 +4,6 @@ refused write is an error that leaves the change pending."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from .helpers import Env, copy_sample, manifest, write_tree
@@ -14,15 +12,12 @@ from .proxy import Proxies, Rule
 pytestmark = pytest.mark.integration
 
 
-def sdk(test: Env, code: str, **kw: object) -> object:
-    return test.sdk(f"PROJECT = {test.project!r}\n" + textwrap.dedent(code), **kw)  # type: ignore[arg-type]
-
 
 def test_the_sample_manifests_carry_everything_they_declare(env: Env) -> None:
     copy_sample(env)
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
-    got = sdk(env, """
+    got = env.sdk("""
         from clearml import Task
         result = {}
         for v in ("1.0.0", "1.1.0"):
@@ -66,7 +61,7 @@ def test_metadata_of_finalized_and_published_versions_changes_for_real(env: Env)
     _write(env, metadata="{k: 2, added: [1, 2]}", tags="[a, z]", description="changed")
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
-    got = sdk(env, """
+    got = env.sdk("""
         result = {}
         for v in ("1.0.0", "1.1.0"):
             ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version=v)
@@ -88,7 +83,7 @@ def test_statistics_switched_on_after_publishing_are_stored_and_plots_only_where
     assert "no plots on a published version" in plan.stdout, plan.stdout
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
-    got = sdk(env, """
+    got = env.sdk("""
         from clearml import Task
         result = {}
         for v in ("1.0.0", "1.1.0"):
