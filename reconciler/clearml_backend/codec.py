@@ -92,6 +92,7 @@ class Bookkeeping:
     statistics_digest: str | None = None
     run_token: str = ""  # the creating run's random token: finds the draft again after a lost answer
     applied_json: str | None = None  # the properties this tool last wrote (applied_properties_json)
+    splits_json: str | None = None  # the version's declared splits: canonical JSON {name: [glob, ...]}
 
     def to_section(self) -> dict[str, dict[str, str]]:
         values = {
@@ -103,6 +104,8 @@ class Bookkeeping:
             "run_token": self.run_token,
             "applied": self.applied_json or "",
         }
+        if self.splits_json:
+            values["splits"] = self.splits_json
         return {k: {"section": SECTION, "name": k, "value": v, "type": "str"} for k, v in values.items()}
 
 
@@ -121,6 +124,7 @@ def read_bookkeeping(task: Mapping[str, Any]) -> Bookkeeping:
         statistics_digest=values.get("statistics_digest") or None,
         run_token=values.get("run_token", ""),
         applied_json=values.get("applied") or None,
+        splits_json=values.get("splits") or None,
     )
 
 
@@ -158,6 +162,16 @@ def _metadata(book: Bookkeeping) -> Mapping[str, Any]:
     return frozen
 
 
+def _splits(book: Bookkeeping) -> Mapping[str, Any]:
+    value: Any = {}
+    if book.splits_json:
+        try:
+            value = json.loads(book.splits_json)
+        except ValueError:
+            value = {}
+    return value if isinstance(value, dict) else {}
+
+
 def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion | None:
     """The version a listed task stands for (no file list yet); None when the task is not a dataset version."""
     where = split_hidden_project(project_name)
@@ -171,7 +185,8 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         key=VersionKey(where[0], str(task.get("name")), str(version)),
         id=str(task["id"]),
         status=str(task.get("status") or "created"),
-        properties=Properties(str(task.get("comment") or ""), frozenset(task.get("tags") or ()), _metadata(book)),
+        properties=Properties(str(task.get("comment") or ""), frozenset(task.get("tags") or ()), _metadata(book),
+                              _splits(book)),
         parent_ids=book.parent_ids,
         file_count=_int(runtime.get("ds_file_count")),
         total_size=_int(runtime.get("ds_total_size")),

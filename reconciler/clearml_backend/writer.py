@@ -376,6 +376,8 @@ class ServerWriter:
             elif name == "metadata":
                 self.set_json_artifacts(key, version_id, None, {codec.METADATA_KEY: thaw_json(after.metadata)},
                                         {"metadata": after.metadata_json})
+            elif name == "splits":
+                self.set_bookkeeping(version_id, {"splits": after.splits_json if after.splits else ""})
             else:  # pragma: no cover - a new property needs its write here
                 raise BackendError(f"no writer for the property {name!r}")
         if edits:
