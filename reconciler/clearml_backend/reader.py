@@ -127,6 +127,23 @@ class ServerReader:
         uri = codec.artifact_uri(task, key)
         return None if not uri else self.read_json(uri, f"the {key} of version {task.get('id')}")
 
+    def read_metadata(self, task: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+        """The JSON values of the named metadata artifacts of ``task`` (name -> value); an artifact that is not
+        JSON (a table, an array, text) or cannot be read is left out."""
+        arts = codec.metadata_artifacts(task)
+        out: dict[str, Any] = {}
+        for name in names:
+            art = arts.get(name) or {}
+            uri = art.get("uri")
+            content_type = str((art.get("type_data") or {}).get("content_type") or "")
+            if not uri or art.get("type") not in ("dict", "JSON") or content_type not in ("", "application/json"):
+                continue
+            try:
+                out[name] = json.loads(self.stores.read_bytes(str(uri)))
+            except (ValueError, OSError, BackendError):
+                continue
+        return out
+
     def fetch_files(self, state: Mapping[str, Any], paths: Iterable[str], dest: Path) -> dict[str, Path]:
         """Extract ``paths`` of a version (given its ``state``) under ``dest``; path -> local file.
 
