@@ -107,7 +107,7 @@ def content_here(step: Step, parent_content: Content, *, root: Path, workers: in
         by_dataset.setdefault(step.parent.dataset, []).append(VersionSpec(step.parent))
     by_dataset.setdefault(step.version.dataset, []).append(spec)
     state = DesiredState(tuple(DatasetSpec(k, tuple(v)) for k, v in by_dataset.items()))
-    own, _ = resolve_sources(state, workers=workers, progress=False)
+    own = resolve_sources(state, workers=workers, progress=False)
     adopted = {step.parent: parent_content} if step.parent is not None else {}
     return compute_contents(state, own, adopted)[step.version]
 
