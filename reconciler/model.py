@@ -26,6 +26,14 @@ class DatasetKey:
     def __str__(self) -> str:
         return f"{self.project}/{self.name}"
 
+    @classmethod
+    def parse(cls, text: str) -> DatasetKey:
+        """``project/sub/name`` -> (``project/sub``, ``name``); ValueError for a text without both parts."""
+        project, _, name = text.rpartition("/")
+        if not (project and name):
+            raise ValueError(f"{text!r} is not PROJECT/NAME")
+        return cls(project, name)
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class VersionKey:
@@ -39,6 +47,18 @@ class VersionKey:
 
     def __str__(self) -> str:
         return f"{self.project}/{self.name}@{self.version}"
+
+    @classmethod
+    def parse(cls, text: str, *, dataset: DatasetKey | None = None) -> VersionKey:
+        """``project/sub/name@version`` (the version is what follows the last ``@``), or a bare ``version`` of
+        ``dataset`` when one is given; ValueError for anything else."""
+        if "@" not in text and dataset is not None and text:
+            return cls(dataset.project, dataset.name, text)
+        left, _, version = text.rpartition("@")
+        if not (left and version):
+            raise ValueError(f"{text!r} is not PROJECT/NAME@VERSION")
+        key = DatasetKey.parse(left)
+        return cls(key.project, key.name, version)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..model import TaskUse, normalize_dataset_path
+from ..model import FINAL_STATUSES, TaskUse, normalize_dataset_path
 from . import codec
 from .api import ApiClient, BackendError
 from .storage import Stores
@@ -144,7 +144,7 @@ class ServerReader:
         uri = codec.artifact_uri(task, codec.STATE_KEY)
         if not uri:
             return None
-        final = task.get("status") in codec.FINAL_STATUSES
+        final = task.get("status") in FINAL_STATUSES
         cached = cache_dir / f"{task['id']}.json" if (cache_dir and final) else None
         if cached is not None and cached.exists():
             try:
