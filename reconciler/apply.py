@@ -1,4 +1,4 @@
-"""Execute a Plan against a server: the only code that mutates one.
+"""Execute a Plan against a server through the backend's writer (dispatch and agent-step reuse it for agents).
 
 Order is the plan's (parents first, each version's steps in the order the real server accepts). Each version
 is a chain of steps; a failed step stops that version and every version built on it, while independent

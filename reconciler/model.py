@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -25,6 +26,14 @@ class DatasetKey:
     def __str__(self) -> str:
         return f"{self.project}/{self.name}"
 
+    @classmethod
+    def parse(cls, text: str) -> DatasetKey:
+        """``project/sub/name`` -> (``project/sub``, ``name``); ValueError for a text without both parts."""
+        project, _, name = text.rpartition("/")
+        if not (project and name):
+            raise ValueError(f"{text!r} is not PROJECT/NAME")
+        return cls(project, name)
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class VersionKey:
@@ -38,6 +47,18 @@ class VersionKey:
 
     def __str__(self) -> str:
         return f"{self.project}/{self.name}@{self.version}"
+
+    @classmethod
+    def parse(cls, text: str, *, dataset: DatasetKey | None = None) -> VersionKey:
+        """``project/sub/name@version`` (the version is what follows the last ``@``), or a bare ``version`` of
+        ``dataset`` when one is given; ValueError for anything else."""
+        if "@" not in text and dataset is not None and text:
+            return cls(dataset.project, dataset.name, text)
+        left, _, version = text.rpartition("@")
+        if not (left and version):
+            raise ValueError(f"{text!r} is not PROJECT/NAME@VERSION")
+        key = DatasetKey.parse(left)
+        return cls(key.project, key.name, version)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -286,6 +307,19 @@ class ObservedVersion:
 
 
 FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TaskUse:
+    """A ClearML task that read a dataset version with ``Dataset.get`` (the SDK records the version's id in the
+    task's ``runtime.datasets``). ``project`` is the task's project name ("" when it has none);
+    ``last_update`` is timezone-aware, None when the server gave none."""
+
+    id: str
+    name: str
+    project: str
+    status: str
+    last_update: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

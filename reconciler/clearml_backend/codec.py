@@ -49,7 +49,6 @@ DATA_KEY = "data"
 DATA_PREFIX = "data_"
 TASK_TYPE = "data_processing"
 STRUCT_CONFIG = "Dataset Struct"
-FINAL_STATUSES = frozenset({"completed", "published", "closed"})
 
 # what observation asks for per task (a MongoDB-like projection)
 TASK_FIELDS: tuple[str, ...] = (

@@ -337,7 +337,7 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
             projects=tuple(data.get("projects", ())),
             prune=bool(data.get("prune", False)),
             drift=tuple(_undrift(d) for d in data.get("drift", [])),
-            aliases=tuple(AliasMove(DatasetKey(*m["dataset"].rsplit("/", 1)), m["alias"], tuple(m["before"]),
+            aliases=tuple(AliasMove(DatasetKey.parse(m["dataset"]), m["alias"], tuple(m["before"]),
                                     m["after"]) for m in data.get("aliases", [])),
             builds=tuple(build_from_json(b) for b in data.get("builds", [])),
         )

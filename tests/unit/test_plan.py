@@ -95,7 +95,7 @@ def test_content_follows_parent_chain_with_remove_and_override():
 
 
 def test_fresh_server_creates_parents_first_with_delta_sync():
-    desired = DesiredState((dataset(V2 and V1, V2),))
+    desired = DesiredState((dataset(V2, V1),))  # the child first: the plan still puts the parent first
     contents = compute_contents(desired, OWN)
     plan = compute_plan(desired, contents, ObservedState())
     kinds = [(type(a).__name__, a.version.version) for a in plan.actions]
