@@ -9,6 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -296,6 +297,19 @@ class ObservedVersion:
 
 
 FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TaskUse:
+    """A ClearML task that read a dataset version with ``Dataset.get`` (the SDK records the version's id in the
+    task's ``runtime.datasets``). ``project`` is the task's project name ("" when it has none);
+    ``last_update`` is timezone-aware, None when the server gave none."""
+
+    id: str
+    name: str
+    project: str
+    status: str
+    last_update: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,15 @@ from json.encoder import encode_basestring_ascii as _encode_string  # what json.
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from ..model import FileEntry, LinkEntry, ObservedVersion, Properties, VersionKey, canonical_json, freeze_json
+from ..model import (
+    FileEntry,
+    LinkEntry,
+    ObservedVersion,
+    Properties,
+    VersionKey,
+    canonical_json,
+    freeze_json,
+)
 
 MANAGED_TAG = "reconciler-managed"
 SECTION = "Reconciler"
@@ -39,7 +47,6 @@ DATA_KEY = "data"
 DATA_PREFIX = "data_"
 TASK_TYPE = "data_processing"
 STRUCT_CONFIG = "Dataset Struct"
-FINAL_STATUSES = frozenset({"completed", "published", "closed"})
 
 # what observation asks for per task (a MongoDB-like projection)
 TASK_FIELDS: tuple[str, ...] = (

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import ReconcileError
-from ..model import FileEntry, LinkEntry, Properties, VersionKey, content_digest, thaw_json
+from ..model import FINAL_STATUSES, FileEntry, LinkEntry, Properties, VersionKey, content_digest, thaw_json
 from ..properties import changed_fields
 from . import codec
 from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
@@ -535,7 +535,7 @@ class ServerWriter:
             self.api.call("tasks.started", write=True, task=draft.id)
         if status in ("created", "in_progress"):
             self.api.call("tasks.completed", write=True, task=draft.id, status_reason="completed", publish=False)
-        self.expect_status(draft.id, codec.FINAL_STATUSES, f"finalizing {draft.key}")
+        self.expect_status(draft.id, FINAL_STATUSES, f"finalizing {draft.key}")
         if self.state_cache is not None:  # the next version on top of this one reads it from here
             with contextlib.suppress(OSError):
                 remember_state(self.state_cache / f"{draft.id}.json", raw)
@@ -548,7 +548,7 @@ class ServerWriter:
         return status
 
     def publish(self, key: VersionKey, version_id: str) -> None:
-        status = self.expect_status(version_id, codec.FINAL_STATUSES, f"publishing {key}")
+        status = self.expect_status(version_id, FINAL_STATUSES, f"publishing {key}")
         if status != "published":
             self.api.call("tasks.publish", write=True, task=version_id)
         self.expect_status(version_id, {"published"}, f"publishing {key}")
