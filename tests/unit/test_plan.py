@@ -449,8 +449,19 @@ def test_aliases_move_as_tags_and_leave_exactly_one_holder():
              for a in plan.actions if isinstance(a, SetProperties)}
     assert moves == {("1.0.0", ("a", "production"), ("a",)), ("1.1.0", ("a",), ("a", "production")),
                      ("0.9.0", ("production",), ())}
+    order = [(a.version.version, a.alias) for a in plan.actions]
+    assert order == [("1.1.0", True), ("1.0.0", True), ("0.9.0", True)]  # the new holder gets it first
     (move,) = plan.aliases
     assert (move.alias, move.before, move.after) == ("production", ("0.9.0", "1.0.0"), "1.1.0")
+    assert plan_from_json(plan_to_json(plan)) == plan
+    assert describe(plan.actions[0]) == "move alias production to proj/ds@1.1.0"
+    assert describe(plan.actions[2]) == "take alias production off proj/ds@0.9.0"
+    # a new holder in conflict: the alias stays where it is
+    changed = {**contents, vk("1.1.0"): Content({"other.txt": f("other.txt", "o")})}
+    blocked = compute_plan(after, changed, ObservedState(observed.versions + (stray,)))
+    assert [c.version for c in blocked.conflicts] == [vk("1.1.0")]
+    assert not any(isinstance(a, SetProperties) and "production" in a.before.tags - a.after.tags
+                   for a in blocked.actions)
     assert "production: 0.9.0, 1.0.0 -> 1.1.0" in render_human(plan)
 
 
