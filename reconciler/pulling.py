@@ -31,12 +31,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from .clearml_backend import BackendError, ServerReader, codec
+from .clearml_backend import BackendError, ServerReader
 from .diagnostics import ReconcileError
 from .globs import GlobSet
-from .model import DatasetKey, LinkEntry, ObservedVersion, StoredFile, VersionKey, normalize_dataset_path
+from .model import LinkEntry, ObservedVersion, StoredFile, VersionKey, normalize_dataset_path
 from .sources.hashcache import HashCache, StatKey, stat_key
 from .sources.progress import Progress
 
@@ -173,40 +173,20 @@ def _human(n: float) -> str:
 # --- resolving the version -----------------------------------------------------------------------------------
 
 
-def resolve(reader: ServerReader, ref: str) -> ObservedVersion:
-    """The live finalized version ``ref`` names: ``PROJECT/NAME@VERSION``, ``PROJECT/NAME@ALIAS`` or an id."""
-    from .observe import dataset_versions
-    from .plan import choose_observed
-    from .report import parse_reference
+def resolve(reader: ServerReader, ref: str) -> tuple[ObservedVersion, Mapping[str, Any]]:
+    """The live finalized version ``ref`` names (``PROJECT/NAME@VERSION``, ``PROJECT/NAME@ALIAS`` or an id), and
+    its task."""
+    from .observe import version_summary
+    from .report import resolve_id
 
-    parsed = parse_reference(ref)
-    if isinstance(parsed, VersionKey):
-        versions = dataset_versions(reader, DatasetKey(parsed.project, parsed.name))
-        if not versions:
-            raise ReconcileError(f"unknown dataset {parsed.dataset}: the server has no version of it")
-        chosen = choose_observed([v for v in versions if v.key == parsed])
-        if chosen is None:
-            holders = [v for v in versions if parsed.version in v.properties.tags]
-            if len(holders) > 1:
-                found = ", ".join(sorted(v.key.version for v in holders))
-                raise ReconcileError(f"the alias {parsed.version!r} of {parsed.dataset} is on several versions "
-                                     f"({found}); name the version")
-            if not holders:
-                known = ", ".join(sorted({v.key.version for v in versions}))
-                raise ReconcileError(f"{parsed.dataset} has no version or alias {parsed.version!r} "
-                                     f"(versions: {known})")
-            chosen = holders[0]
-        version = chosen
-    else:
-        task = reader.task(parsed)
-        names = reader.project_names([str(task.get("project"))]) if task and task.get("project") else {}
-        found_version = codec.task_summary(task, names.get(str(task.get("project")), "")) if task else None
-        if found_version is None:
-            raise ReconcileError(f"no dataset version has the id {parsed}")
-        version = found_version
+    version_id = resolve_id(reader, ref)
+    found = version_summary(reader, version_id)
+    if found is None:
+        raise ReconcileError(f"no dataset version has the id {version_id}")
+    version, task = found
     if not version.finalized:
         raise ReconcileError(f"{version.key} is a draft ({version.status}); only finalized versions can be pulled")
-    return version
+    return version, task
 
 
 # --- pulling -----------------------------------------------------------------------------------------------------
@@ -277,10 +257,7 @@ def pull(reader: ServerReader, ref: str, dest: Path, options: PullOptions = Pull
     from .cachedir import default_cache_dir
     from .observe import state_cache_dir
 
-    version = resolve(reader, ref)
-    task = reader.task(version.id)
-    if task is None:
-        raise ReconcileError(f"no dataset version has the id {version.id}")
+    version, task = resolve(reader, ref)
     cache_root = options.cache_dir or default_cache_dir()
     files, links = reader.stored_files(task, state_cache_dir(reader.api_host, cache_root))
     label = str(version.key)

@@ -160,25 +160,20 @@ def hyperparams(bookkeeping: Bookkeeping, version: str) -> dict[str, dict[str, d
     }
 
 
-def _metadata(book: Bookkeeping) -> Mapping[str, Any]:
+def _json_object(text: str | None) -> Mapping[str, Any]:
+    """The JSON object ``text`` holds, frozen; empty when there is none or it is not an object."""
     value: Any = {}
-    if book.metadata_json:
+    if text:
         try:
-            value = json.loads(book.metadata_json)
+            value = json.loads(text)
         except ValueError:
             value = {}
     frozen: Mapping[str, Any] = freeze_json(value if isinstance(value, dict) else {})
     return frozen
 
 
-def _splits(book: Bookkeeping) -> Mapping[str, Any]:
-    value: Any = {}
-    if book.splits_json:
-        try:
-            value = json.loads(book.splits_json)
-        except ValueError:
-            value = {}
-    return value if isinstance(value, dict) else {}
+def _metadata(book: Bookkeeping) -> Mapping[str, Any]:
+    return _json_object(book.metadata_json)
 
 
 def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion | None:
@@ -202,7 +197,7 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         id=str(task["id"]),
         status=str(task.get("status") or "created"),
         properties=with_metadata(Properties(str(task.get("comment") or ""), frozenset(task.get("tags") or ()),
-                                            splits=_splits(book)), known),
+                                            splits=_json_object(book.splits_json)), known),
         parent_ids=book.parent_ids,
         file_count=_int(runtime.get("ds_file_count")),
         total_size=_int(runtime.get("ds_total_size")),

@@ -5,6 +5,7 @@ kill -9. Versions made by `reconcile apply` and by plain SDK scripts (inherited 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -119,6 +120,21 @@ def test_pull_is_the_sdk_copy_warm_repaired_and_partial(env: Env) -> None:
     assert r.returncode == 0 and r.stdout.strip() == str(env.work / "train-part"), r.stderr
     assert set(_tree(env.work / "train-part")) == {"train/c0/0.bin", "train/c0/2.bin", "train/c0/4.bin",
                                                    "train/c0/new.txt"}
+    # the splits are on the version, where the SDK reads them; plan shows a change of them, apply makes it
+    stored = env.sdk("""
+        from clearml import Task
+        ds = Dataset.get(dataset_project=PROJECT, dataset_name='things', dataset_version='1.1.0')
+        result = Task.get_task(task_id=ds.id).get_parameter('Reconciler/splits')
+    """)
+    assert json.loads(str(stored)) == {"test": ["test/**", "README.txt"], "train": ["train/**"]}
+    m = env.work / "manifests" / "things.yaml"
+    m.write_text(m.read_text().replace('train: "train/**"', 'train: "train/c1/**"'))
+    r = env.reconcile("plan", "--detailed-exitcode", "manifests")
+    assert r.returncode == 2 and "splits" in r.stdout and "train/c1/**" in r.stdout, r.stdout + r.stderr
+    assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
+    assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 0
+    _pull(env, f"{env.project}/things@1.1.0", str(env.work / "c1"), "--split", "train")
+    assert set(_tree(env.work / "c1")) == {"train/c1/1.bin", "train/c1/3.bin", "train/c1/5.bin"}
     inc = env.work / "inc"
     _, one = _pull(env, f"{env.project}/things@1.1.0", str(inc), "--include", "train/c0/new.txt")
     assert _tree(inc) == {"train/c0/new.txt": b"added in 1.1.0"} and one["chunks"] == 1
