@@ -23,7 +23,17 @@ from json.encoder import encode_basestring_ascii as _encode_string  # what json.
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from ..model import FileEntry, LinkEntry, ObservedVersion, Properties, VersionKey, canonical_json, freeze_json
+from ..model import (
+    FileEntry,
+    LinkEntry,
+    ObservedVersion,
+    Properties,
+    TaskUse,
+    VersionKey,
+    VersionLayout,
+    canonical_json,
+    freeze_json,
+)
 
 MANAGED_TAG = "reconciler-managed"
 SECTION = "Reconciler"
@@ -40,12 +50,39 @@ DATA_PREFIX = "data_"
 TASK_TYPE = "data_processing"
 STRUCT_CONFIG = "Dataset Struct"
 FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+USES_SECTION = "Datasets"  # Dataset.get(alias=...) records the id under Datasets/<alias>
+USES_RUNTIME = "datasets"  # ... and every version id a task got in runtime.datasets
 
 # what observation asks for per task (a MongoDB-like projection)
 TASK_FIELDS: tuple[str, ...] = (
     "id", "name", "project", "status", "tags", "system_tags", "comment", "runtime", "last_update",
     f"hyperparams.{SECTION}", "execution.artifacts",
 )
+
+
+# what finding the tasks that used a version asks for per task
+USE_FIELDS: tuple[str, ...] = ("id", "name", "project", "status", "last_update", f"runtime.{USES_RUNTIME}",
+                               f"hyperparams.{USES_SECTION}")
+
+
+def task_uses(task: Mapping[str, Any]) -> list[tuple[str, TaskUse]]:
+    """``(version id, use)`` for every version a task records having used (``Dataset.get`` in the task)."""
+    used = (task.get("runtime") or {}).get(USES_RUNTIME) or []
+    if isinstance(used, str):  # a server may keep runtime values as text
+        try:
+            used = json.loads(used.replace("'", '"'))
+        except ValueError:
+            used = [used]
+    ids = [str(u) for u in used] if isinstance(used, list) else []
+    aliases: dict[str, str] = {}
+    for alias, vid in sorted(section_values(task, USES_SECTION).items()):
+        aliases.setdefault(vid, alias)
+        if vid not in ids:
+            ids.append(vid)
+    base = dict(task_id=str(task.get("id") or ""), name=str(task.get("name") or ""),
+                project=str(task.get("project") or ""), status=str(task.get("status") or ""),
+                last_update=str(task.get("last_update") or ""))
+    return [(vid, TaskUse(**base, alias=aliases.get(vid, ""))) for vid in ids]
 
 
 def hidden_project(project: str, name: str) -> str:
@@ -239,6 +276,20 @@ def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLi
     ]
     graph = {str(k): [str(p) for p in (v or [])] for k, v in (state.get("dependency_graph") or {}).items()}
     return entries, links, graph
+
+
+def layout(version_id: str, state: Mapping[str, Any]) -> VersionLayout:
+    """Parents (the ``dependency_graph`` entry of the version itself) and own/inherited files of a ``state``."""
+    entries, links, graph = read_state(state)
+    own = [e for e in entries if e.owner_id == version_id]
+    own_links = [s for s in links if s.owner_id == version_id]
+    return VersionLayout(
+        parent_ids=tuple(graph.get(version_id) or ()),
+        file_count=len(entries) + len(links),
+        total_size=sum(e.size for e in entries) + sum(s.link.size or 0 for s in links),
+        own_files=len(own) + len(own_links),
+        own_size=sum(e.size for e in own) + sum(s.link.size or 0 for s in own_links),
+    )
 
 
 def state_files(entries: Iterable[StateEntry]) -> tuple[FileEntry, ...]:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..model import normalize_dataset_path
+from ..model import TaskUse, VersionLayout, normalize_dataset_path
 from . import codec
 from .api import ApiClient, BackendError
 from .storage import Stores
@@ -86,6 +86,36 @@ class ServerReader:
 
     def full_task(self, task_id: str) -> dict[str, Any]:
         return dict(self.api.call("tasks.get_by_id", task=task_id).get("task") or {})
+
+    def tasks_using(self, version_ids: Iterable[str]) -> dict[str, tuple[TaskUse, ...]]:
+        """The tasks that used each of ``version_ids`` (``Dataset.get`` inside a task records the version id in
+        the task's ``runtime.datasets`` list, and the alias it was given in ``Datasets/<alias>``), newest first.
+
+        One ``tasks.get_all`` per 500 tasks of the server, projected to those fields.
+        """
+        wanted = set(version_ids)
+        found: dict[str, list[TaskUse]] = {vid: [] for vid in sorted(wanted)}
+        if not wanted:
+            return {}
+        rows = self._get_all("tasks.get_all", "tasks", only_fields=list(codec.USE_FIELDS), order_by=["-last_update"])
+        for row in rows:
+            for vid, use in codec.task_uses(row):
+                if vid in wanted and use.task_id not in wanted:
+                    found[vid].append(use)
+        return {vid: tuple(uses) for vid, uses in found.items()}
+
+    def version_layout(self, task: Mapping[str, Any], cache_dir: Path | None) -> VersionLayout | None:
+        """The parents and own/inherited files of a version, from its stored lineage; None for a draft that has
+        stored no file list yet (its parents then come from its ``Dataset Struct``, see :meth:`draft_parents`)."""
+        state = self.read_state(task, cache_dir)
+        return None if state is None else codec.layout(str(task["id"]), state)
+
+    def draft_parents(self, version_id: str) -> tuple[str, ...]:
+        """The parents a version's ``Dataset Struct`` configuration records (what the SDK writes at creation)."""
+        task = self.full_task(version_id)
+        struct = ((task.get("configuration") or {}).get(codec.STRUCT_CONFIG)) or {}
+        node = codec.struct_nodes(struct).get(version_id) or {}
+        return tuple(str(p) for p in node.get("parents") or ())
 
     # --- artifacts ---------------------------------------------------------------------------------------------
 
