@@ -699,12 +699,17 @@ def import_(ctx: click.Context, targets: tuple[str, ...], out_dir: Path, dry_run
 # --- diff ----------------------------------------------------------------------------------------------------
 
 
+def _report_options(f: Any) -> Any:
+    """``--format text|json|markdown|html`` and ``--out FILE``: the options of every report command."""
+    f = click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Write the report to this file instead of stdout (the usual place for html).")(f)
+    return click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
+                        show_default=True)(f)
+
+
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="PATH... | VERSION VERSION")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
-              show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the report to this file instead of stdout (the usual place for html).")
+@_report_options
 @_workers_option
 @click.pass_context
 def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
@@ -727,12 +732,7 @@ def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, 
             assert state is not None
             report = diff_manifests(Run(conn.backend.reader, state, PlanOptions(), workers=workers,
                                         progress=_is_tty(sys.stderr)))
-    text = render_report(report, fmt)
-    if out is not None:
-        out.write_text(text)
-        click.echo(escape.text(f"wrote {out}"), err=True)
-    else:
-        click.echo(text, nl=False)
+    _write(render_report(report, fmt), out)
     sys.exit(EXIT_OK if report.identical else EXIT_CHANGES)
 
 
@@ -756,10 +756,7 @@ def _write(text: str, out: Path | None) -> None:
 
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="PROJECT/NAME[@VERSION|ALIAS]... | PATH...")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
-              show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of stdout (the usual place for html).")
+@_report_options
 @_workers_option
 @click.pass_context
 def show(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
