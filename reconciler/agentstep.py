@@ -31,6 +31,7 @@ from .clearml_backend.queues import PHASE_KEY
 from .diagnostics import ReconcileError
 from .engine import resolve_sources
 from .model import (
+    FINAL_STATUSES,
     Content,
     DatasetKey,
     DatasetSpec,
@@ -174,6 +175,6 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
         result = apply_plan(Plan(actions=tuple(actions)), backend.writer, observed, options, report=report,
                             local_contents={step.version: actual})
     status = str((backend.reader.task(task_id, ("id", "status")) or {}).get("status"))
-    if status not in codec.FINAL_STATUSES:
+    if status not in FINAL_STATUSES:
         raise ReconcileError(f"{step.version} is {status} after its step; it was not finalized")
     return result

@@ -12,6 +12,7 @@ from typing import Any
 
 from .. import escape
 from ..lineage import Graph, tree, trim_transitive
+from ..model import TaskUse
 from ..plan import human_size
 from ..show import CheckResult, DatasetView, ShowReport, StatisticsSummary, VersionView
 from .common import counted
@@ -65,9 +66,9 @@ def checks_text(checks: Sequence[CheckResult]) -> str:
     return text
 
 
-def task_text(t: Any) -> str:
-    alias = f" as {t.alias}" if t.alias else ""
-    return f"{t.name} (id {t.task_id}, {t.status or 'unknown'}){alias}"
+def task_text(t: TaskUse) -> str:
+    where = f"project {t.project}, " if t.project else ""
+    return f"{t.name} ({where}id {t.id}, {t.status or 'unknown'})"
 
 
 def version_rows(d: DatasetView, v: VersionView) -> list[tuple[str, str]]:
@@ -147,8 +148,8 @@ def _version_json(v: VersionView) -> dict[str, Any]:
         "checks": None if v.checks is None else [
             {"name": c.name, "rule": c.rule, "severity": c.severity, "status": c.status,
              "offending_count": c.offending_count} for c in v.checks],
-        "tasks": [{"id": t.task_id, "name": t.name, "project": t.project, "status": t.status, "alias": t.alias,
-                   "last_update": t.last_update} for t in v.tasks],
+        "tasks": [{"id": t.id, "name": t.name, "project": t.project, "status": t.status,
+                   "last_update": t.last_update.isoformat() if t.last_update else None} for t in v.tasks],
     }
 
 

@@ -84,7 +84,7 @@ def check_show_json(history: tuple[Env, dict[str, str]]) -> None:
     assert by_version["1.1.0"]["statistics"]["images"] == one_one["count"]
     assert set(by_version["1.1.0"]["statistics"]["classes"]["train"]) == {"circle", "square", "triangle", "cross"}
     [use] = by_version["2.0.0"]["tasks"]
-    assert use["id"] == ids["task"] and use["alias"] == "shapes" and use["name"] == "train <b>model</b>"
+    assert use["id"] == ids["task"] and use["name"] == "train <b>model</b>" and use["project"] == env.project
     assert by_version["1.1.0"]["tasks"] == []
     edges = {(e["parent"], e["child"]) for e in ds["lineage"]["edges"]}
     assert {(ids["1.1.0"], ids["merged"]), (ids["side"], ids["merged"]), (ids["1.0.0"], ids["1.1.0"])} <= edges

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 
@@ -44,7 +45,8 @@ def history() -> ShowReport:
                               MappingProxyType({".png": 18, ".txt": 2}))
     checks = (CheckResult("no-empty", "min_size", "error", "passed", 0),
               CheckResult(HOSTILE, "classes", "warning", "failed", 3))
-    tasks = (TaskUse(vid(90), f"train {HOSTILE}", "p1", "completed", "shapes", "2026-02-01T00:00:00"),)
+    tasks = (TaskUse(vid(90), f"train {HOSTILE}", "vision/training", "completed",
+                     datetime(2026, 2, 1, tzinfo=timezone.utc)),)
     versions = [
         version(1, "1.0.0", "final", (vid(99),), aliases=("staging",), tags=("image",), description=HOSTILE),
         version(2, "1.1.0", "published", (vid(1),), aliases=("production",), statistics=stats, checks=checks),
