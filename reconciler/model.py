@@ -549,3 +549,18 @@ def _items_in_order(d: Mapping[str, V]) -> list[tuple[str, V]]:
     if not all(a < b for a, b in zip(keys, keys[1:], strict=False)):
         items.sort(key=lambda kv: kv[0])
     return items
+
+
+# --- what a dataset's history shows (read by `show` and `graph`) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VersionLayout:
+    """Where a version's files live: its parents as its stored lineage records them, and which of its files and
+    bytes it stored itself (the rest are inherited from ancestors' chunks)."""
+
+    parent_ids: tuple[str, ...]
+    file_count: int
+    total_size: int
+    own_files: int
+    own_size: int

@@ -160,3 +160,18 @@ def dataset_versions(reader: ServerReader, dataset: DatasetKey) -> tuple[Observe
     """Summaries (no file lists) of every live version of ``dataset``, sorted by version then id."""
     observed = observe(reader, [dataset.project], {}, cache_root=None)
     return tuple(v for v in observed.versions if v.key.dataset == dataset and not v.archived)
+
+
+def version_summaries(reader: ServerReader, version_ids: Iterable[str]) -> dict[str, ObservedVersion]:
+    """Summaries (no file lists) of the dataset versions with these ids (one look-up each); others are left out."""
+    ids = sorted(set(version_ids))
+    if not ids:
+        return {}
+    tasks = [t for vid in ids if (t := reader.task(vid)) is not None]
+    names = reader.project_names(str(t.get("project")) for t in tasks if t.get("project"))
+    out = {}
+    for t in tasks:
+        v = codec.task_summary(t, names.get(str(t.get("project")), ""))
+        if v is not None:
+            out[v.id] = v
+    return out

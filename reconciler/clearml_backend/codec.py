@@ -31,6 +31,7 @@ from ..model import (
     ObservedVersion,
     Properties,
     VersionKey,
+    VersionLayout,
     canonical_json,
     freeze_json,
     thaw_json,
@@ -308,6 +309,20 @@ def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLi
     ]
     graph = {str(k): [str(p) for p in (v or [])] for k, v in (state.get("dependency_graph") or {}).items()}
     return entries, links, graph
+
+
+def layout(version_id: str, state: Mapping[str, Any]) -> VersionLayout:
+    """Parents (the ``dependency_graph`` entry of the version itself) and own/inherited files of a ``state``."""
+    entries, links, graph = read_state(state)
+    own = [e for e in entries if e.owner_id == version_id]
+    own_links = [s for s in links if s.owner_id == version_id]
+    return VersionLayout(
+        parent_ids=tuple(graph.get(version_id) or ()),
+        file_count=len(entries) + len(links),
+        total_size=sum(e.size for e in entries) + sum(s.link.size or 0 for s in links),
+        own_files=len(own) + len(own_links),
+        own_size=sum(e.size for e in own) + sum(s.link.size or 0 for s in own_links),
+    )
 
 
 def state_files(entries: Iterable[StateEntry]) -> tuple[FileEntry, ...]:

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..model import FINAL_STATUSES, TaskUse, normalize_dataset_path
+from ..model import FINAL_STATUSES, TaskUse, VersionLayout, normalize_dataset_path
 from . import codec
 from .api import ApiClient, BackendError
 from .storage import Stores
@@ -133,6 +133,19 @@ class ServerReader:
             vid: tuple(sorted(found, key=lambda u: (u.last_update or oldest, u.id), reverse=True))
             for vid, found in sorted(uses.items())
         }
+
+    def version_layout(self, task: Mapping[str, Any], cache_dir: Path | None) -> VersionLayout | None:
+        """The parents and own/inherited files of a version, from its stored lineage; None for a draft that has
+        stored no file list yet (its parents then come from its ``Dataset Struct``, see :meth:`draft_parents`)."""
+        state = self.read_state(task, cache_dir)
+        return None if state is None else codec.layout(str(task["id"]), state)
+
+    def draft_parents(self, version_id: str) -> tuple[str, ...]:
+        """The parents a version's ``Dataset Struct`` configuration records (what the SDK writes at creation)."""
+        task = self.full_task(version_id)
+        struct = ((task.get("configuration") or {}).get(codec.STRUCT_CONFIG)) or {}
+        node = codec.struct_nodes(struct).get(version_id) or {}
+        return tuple(str(p) for p in node.get("parents") or ())
 
     # --- artifacts ---------------------------------------------------------------------------------------------
 
