@@ -84,6 +84,12 @@ class ServerReader:
                              only_fields=list(fields)).get("tasks") or []
         return dict(rows[0]) if rows else None
 
+    def tasks(self, task_ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        """The tasks with these ids (projected to ``fields``) that exist, in one paged listing."""
+        if not task_ids:
+            return []
+        return self._get_all("tasks.get_all", "tasks", id=list(task_ids), search_hidden=True, only_fields=list(fields))
+
     def full_task(self, task_id: str) -> dict[str, Any]:
         return dict(self.api.call("tasks.get_by_id", task=task_id).get("task") or {})
 
