@@ -150,8 +150,7 @@ class ServerReader:
         """The parents a version's ``Dataset Struct`` configuration records (what the SDK writes at creation)."""
         task = self.full_task(version_id)
         struct = ((task.get("configuration") or {}).get(codec.STRUCT_CONFIG)) or {}
-        node = codec.struct_nodes(struct).get(version_id) or {}
-        return tuple(str(p) for p in node.get("parents") or ())
+        return tuple(codec.struct_parents(struct, version_id))
 
     # --- artifacts ---------------------------------------------------------------------------------------------
 
