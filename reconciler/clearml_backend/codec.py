@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses
@@ -188,8 +189,7 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         key=VersionKey(where[0], str(task.get("name")), str(version)),
         id=str(task["id"]),
         status=str(task.get("status") or "created"),
-        properties=with_metadata(Properties(str(task.get("comment") or ""), frozenset(task.get("tags") or ())),
-                                 known),
+        properties=with_metadata(Properties(description(task), frozenset(task.get("tags") or ())), known),
         parent_ids=book.parent_ids,
         file_count=_int(runtime.get("ds_file_count")),
         total_size=_int(runtime.get("ds_total_size")),
@@ -201,6 +201,16 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         applied=applied,
         unread_metadata=unread,
     )
+
+
+# what the SDK writes as the comment of every task it creates ("Auto-generated at <time> UTC by <user>@<host>")
+_AUTO_DESCRIPTION = re.compile(r"Auto-generated (at|on) [^\n]* by [^\s@]*@\S*\s*")
+
+
+def description(task: Mapping[str, Any]) -> str:
+    """A version's description as a person wrote it: the SDK's automatic one is no description."""
+    comment = str(task.get("comment") or "")
+    return "" if _AUTO_DESCRIPTION.fullmatch(comment) else comment
 
 
 def is_metadata_artifact(key: str) -> bool:
