@@ -370,7 +370,7 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
         "properties": Properties("other", frozenset({"z"}), freeze_json({"k": 1})),
         "parent_ids": ("p",), "file_count": 99, "total_size": 99, "managed": False, "archived": True,
         "last_update": "2026-01-01", "content_digest": "x", "statistics_digest": "y",
-        "applied": Properties("applied", frozenset({"z"})),
+        "applied": Properties("applied", frozenset({"z"})), "unread_metadata": ("info",),
     }
     assert set(changed_values) == {f.name for f in fields(ObservedVersion)} - FINGERPRINT_EXCLUDED
     before = fingerprint(ObservedState((base,)))
@@ -379,7 +379,8 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
 
 
 @pytest.mark.parametrize("field_name,value", [
-    ("description", "x"), ("tags", frozenset({"t"})), ("metadata", freeze_json({"k": True}))])
+    ("description", "x"), ("tags", frozenset({"t"})), ("metadata", freeze_json({"k": True})),
+    ("metadata_artifacts", freeze_json({"info": {"k": 1}}))])
 def test_each_property_alone_makes_a_saved_plan_stale(field_name, value):
     base = ObservedVersion(key=vk("1.0.0"), id="i", status="completed",
                            properties=Properties("d", frozenset(), freeze_json({"k": 1})))
