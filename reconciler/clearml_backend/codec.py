@@ -410,24 +410,47 @@ def lineage_graph(version_id: str, parent_ids: Sequence[str], parent_graph: Mapp
     return graph
 
 
-def struct_nodes(struct_config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """The lineage nodes of a version's ``Dataset Struct`` configuration, by version id (parents as ids)."""
+def struct_parents(struct_config: Mapping[str, Any] | None, version_id: str) -> list[str]:
+    """The parents (ids) that a version's own ``Dataset Struct`` configuration gives for it ([] when none)."""
     try:
         value = json.loads(str((struct_config or {}).get("value") or "{}"))
     except ValueError:
-        return {}
+        return []
     if not isinstance(value, dict):
-        return {}
-    by_index = {k: v for k, v in value.items() if isinstance(v, dict) and v.get("job_id")}
-    out: dict[str, dict[str, Any]] = {}
-    for node in by_index.values():
-        parents = [by_index[p]["job_id"] for p in node.get("parents") or [] if p in by_index]
-        out[str(node["job_id"])] = {**node, "parents": parents}
-    return out
+        return []
+    nodes = {k: v for k, v in value.items() if isinstance(v, dict) and v.get("job_id")}
+    for node in nodes.values():
+        if node["job_id"] == version_id:
+            return [str(nodes[p]["job_id"]) for p in node.get("parents") or [] if p in nodes]
+    return []
+
+
+def struct_node(task: Mapping[str, Any]) -> dict[str, Any]:
+    """What the ``Dataset Struct`` says of a version besides its parents (from its task)."""
+    runtime = task.get("runtime") or {}
+    return {"status": task.get("status"), "last_update": _epoch(task.get("last_update")),
+            "job_size": runtime.get("ds_total_size"), "name": task.get("name"), "version": runtime.get("version")}
+
+
+def _epoch(stamp: Any) -> int | None:
+    """An ISO time as the SDK writes it in the struct (whole seconds since the epoch, UTC)."""
+    from datetime import datetime, timezone
+
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
 
 
 def dataset_struct(graph: Mapping[str, Sequence[str]], nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The ``Dataset Struct`` configuration item (the UI's lineage view; the SDK repairs graphs from it).
+    """The ``Dataset Struct`` configuration item: the UI's lineage view, and what the SDK (2.x) reads lineage
+    from before ``get_local_copy()`` (``_fix_dataset_files_parents``: every file is fetched from the deepest
+    version in this graph that holds the same bytes). So ``graph`` must be the whole ancestry, as the SDK's
+    ``_report_dataset_struct`` writes it: the pruned dependency graph, extended with each version's parents
+    from that version's own struct, transitively (see ``ServerWriter.struct_lineage``).
 
     Nodes are numbered; a node's ``parents`` are the numbers of its parents. ``nodes`` gives each version's
     ``status``, ``last_update``, ``job_size``, ``name`` and ``version``.

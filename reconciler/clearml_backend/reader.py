@@ -87,6 +87,12 @@ class ServerReader:
                              only_fields=list(fields)).get("tasks") or []
         return dict(rows[0]) if rows else None
 
+    def tasks(self, task_ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        """The tasks with these ids (projected to ``fields``) that exist, in one paged listing."""
+        if not task_ids:
+            return []
+        return self._get_all("tasks.get_all", "tasks", id=list(task_ids), search_hidden=True, only_fields=list(fields))
+
     def full_task(self, task_id: str) -> dict[str, Any]:
         return dict(self.api.call("tasks.get_by_id", task=task_id).get("task") or {})
 
@@ -144,8 +150,7 @@ class ServerReader:
         """The parents a version's ``Dataset Struct`` configuration records (what the SDK writes at creation)."""
         task = self.full_task(version_id)
         struct = ((task.get("configuration") or {}).get(codec.STRUCT_CONFIG)) or {}
-        node = codec.struct_nodes(struct).get(version_id) or {}
-        return tuple(str(p) for p in node.get("parents") or ())
+        return tuple(codec.struct_parents(struct, version_id))
 
     # --- artifacts ---------------------------------------------------------------------------------------------
 
