@@ -391,6 +391,8 @@ class ServerWriter:
                 store.update({k: thaw_json(v) for k, v in after.metadata_artifacts.items()
                               if canonical_json(v) != canonical_json(before.metadata_artifacts.get(k))})
                 drop += [k for k in before.metadata_artifacts if k not in after.metadata_artifacts]
+            elif name == "splits":
+                self.set_bookkeeping(version_id, {"splits": after.splits_json if after.splits else ""})
             else:  # pragma: no cover - a new property needs its write here
                 raise BackendError(f"no writer for the property {name!r}")
         if store or drop:
