@@ -103,6 +103,7 @@ class Bookkeeping:
     statistics_digest: str | None = None
     run_token: str = ""  # the creating run's random token: finds the draft again after a lost answer
     applied_json: str | None = None  # the properties this tool last wrote (applied_properties_json)
+    pruned: bool = False  # archived by this tool's prune (restoring it is no drift)
 
     def to_section(self) -> dict[str, dict[str, str]]:
         values = {
@@ -113,6 +114,7 @@ class Bookkeeping:
             "statistics_digest": self.statistics_digest or "",
             "run_token": self.run_token,
             "applied": self.applied_json or "",
+            "pruned": "1" if self.pruned else "",
         }
         return {k: {"section": SECTION, "name": k, "value": v, "type": "str"} for k, v in values.items()}
 
@@ -132,6 +134,7 @@ def read_bookkeeping(task: Mapping[str, Any]) -> Bookkeeping:
         statistics_digest=values.get("statistics_digest") or None,
         run_token=values.get("run_token", ""),
         applied_json=values.get("applied") or None,
+        pruned=values.get("pruned") == "1",
     )
 
 
@@ -200,6 +203,7 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         statistics_digest=book.statistics_digest,
         applied=applied,
         unread_metadata=unread,
+        pruned=book.pruned,
     )
 
 
