@@ -747,6 +747,34 @@ def _import_files(items: list[Any], out_dir: Path, source: str, *, update: bool
     return files, added
 
 
+# --- pull ----------------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("ref", metavar="PROJECT/NAME@VERSION|ALIAS")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", default=None, metavar="NAME", help="Only the files of this split (declared by `splits:`).")
+@click.option("--include", "include", multiple=True, metavar="GLOB",
+              help="Only the files matching this glob (repeatable: any of them; with --split: within the split).")
+@click.option("--delete", is_flag=True, help="Delete files in DEST that the selection does not hold.")
+@_workers_option
+@click.pass_context
+def pull(ctx: click.Context, ref: str, dest: Path, split: str | None, include: tuple[str, ...], delete: bool,
+         workers: int) -> None:
+    """Download a version's files (or a split, or some globs) into DEST, verified against their sha256.
+
+    Only the chunks holding missing files are downloaded; files already in DEST are kept (recognised by their
+    stat, else by their hash). Safe to interrupt and run again. REF may also be a dataset id.
+    """
+    from .pulling import PullOptions, Selection
+    from .pulling import pull as pull_version
+
+    options = PullOptions(Selection(split, include), delete=delete, workers=workers, progress=True)
+    with _connect(ctx) as conn:
+        result = pull_version(conn.backend.reader, ref, dest, options)
+    click.echo(escape.text(result.summary()))
+
+
 # --- diff ----------------------------------------------------------------------------------------------------
 
 
