@@ -24,7 +24,7 @@ from ._compat import assert_never
 from .clearml_backend import Interrupted, LeaseLost, codec
 from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError
-from .model import Content, FileEntry, ObservedState, Properties, VersionKey
+from .model import Content, FileEntry, ObservedState, Properties, VersionKey, statistics_key
 from .plan import (
     Action,
     Archive,
@@ -208,7 +208,7 @@ class _Applier:
 
     def set_statistics(self, action: SetStatistics) -> None:
         key = action.version
-        stats = self.statistics(key, action.after_digest)
+        stats = self.statistics(key, action.after_digest, action.splits)
         version_id = self.version_id(key)
         if action.plots:
             stamp = int(time.time() * 1000)
@@ -220,14 +220,15 @@ class _Applier:
                                        {codec.STATISTICS_KEY: statistics_to_json(stats)},
                                        {"statistics_digest": action.after_digest})
 
-    def statistics(self, key: VersionKey, digest: str) -> Statistics:
-        """From the cache, else from local files, else from the version's files fetched from the server."""
+    def statistics(self, key: VersionKey, digest: str, splits: Mapping[str, tuple[str, ...]]) -> Statistics:
+        """From the cache, else from local files, else from the version's files fetched from the server.
+        ``digest``: the statistics key of the version's content and its declared ``splits``."""
         cache = self.options.statistics_cache or default_statistics_cache()
         hit = cache.get(digest)
         if hit is not None:
             return hit
         content, state = self.content_of(key)
-        if content.digest() != digest:
+        if statistics_key(content.digest(), splits) != digest:
             raise ReconcileError(f"the content of {key} on the server does not match the plan's statistics")
         local = self.local_contents.get(key)
         by_hash = {} if local is None else {(f.path, f.sha256): f.local for f in local.files.values() if f.local}
@@ -241,7 +242,7 @@ class _Applier:
                 for p, local_path in fetched.items():
                     f = files[p]
                     files[p] = FileEntry(f.path, f.size, f.sha256, str(local_path))
-            stats = compute_statistics(Content(files, content.links), workers=self.options.workers)
+            stats = compute_statistics(Content(files, content.links), workers=self.options.workers, splits=splits)
         cache.put(stats)
         return stats
 

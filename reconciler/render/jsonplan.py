@@ -26,6 +26,7 @@ from ..model import (
     TorchvisionSource,
     UrlSource,
     VersionKey,
+    normalize_splits,
 )
 from ..plan import (
     PLAN_FORMAT_VERSION,
@@ -123,6 +124,8 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
             )
         case SetStatistics():
             out.update(before_digest=action.before_digest, after_digest=action.after_digest, plots=action.plots)
+            if action.splits:
+                out["splits"] = {k: list(v) for k, v in action.splits.items()}
         case SetProperties():
             if action.alias:  # an alias move (applied last); absent on other property changes
                 out["alias"] = True
@@ -165,7 +168,8 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
                 compression=d.get("compression", "auto"),
             )
         case "set_statistics":
-            return SetStatistics(v, d.get("before_digest"), d["after_digest"], bool(d.get("plots", True)))
+            return SetStatistics(v, d.get("before_digest"), d["after_digest"], bool(d.get("plots", True)),
+                                 normalize_splits(d.get("splits") or {}))
         case "set_properties":
             return SetProperties(v, _unproperties(d["before"]), _unproperties(d["after"]), bool(d.get("alias")))
         case "finalize":
