@@ -35,6 +35,7 @@ DATASETS_SEGMENT = "/.datasets/"
 STATE_KEY = "state"
 METADATA_KEY = "metadata"
 STATISTICS_KEY = "statistics"
+CHECKS_KEY = "checks"  # the results of a version's checks (reconciler.checks.results)
 DATA_KEY = "data"
 DATA_PREFIX = "data_"
 TASK_TYPE = "data_processing"

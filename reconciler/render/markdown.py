@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import escape
 from ..plan import Plan, human_size
-from .common import alias_lines, counted, drift_lines, summary_line, version_blocks
+from .common import alias_lines, check_items, checks_summary, counted, drift_lines, summary_line, version_blocks
 
 MAX_COMMENT_CHARS = 65_000
 
@@ -49,6 +49,32 @@ def _conflicts(plan: Plan, file_limit: int | None) -> list[str]:
     return out
 
 
+def _checks(plan: Plan, file_limit: int | None) -> list[str]:
+    if not plan.checks:
+        return []
+    items = check_items(plan)
+    icon = ":no_entry:" if any(i.status == "fail" for i in items) else ":white_check_mark:"
+    out = [f"#### {icon} Checks", "", escape.markdown(checks_summary(plan)) + ".", ""]
+    if items:
+        out += ["| version | check | status | where | first offending | message |", "|---|---|---|---|---|---|"]
+        for i in items:
+            shown = i.offending if file_limit is None else i.offending[:max(file_limit, 5)]
+            files = ", ".join(escape.code_span(p, table=True) for p in shown)
+            if i.offending_count > len(shown):
+                files += (" and " if files else "") + f"{i.offending_count - len(shown)} more"
+            status = "**fail**" if i.status == "fail" else "warn"
+            out.append(f"| {escape.code_span(i.version, table=True)} | {escape.code_span(i.name, table=True)} "
+                       f"({escape.markdown(i.rule)}) | {status} | {escape.code_span(i.location, table=True)} | "
+                       f"{files} | {escape.markdown(i.message)} |")
+        out.append("")
+    for h in plan.held:
+        out.append(f"- {escape.code_span(h.version)} is held (not created, finalized, published nor aliased): "
+                   f"{escape.markdown(h.reason)}")
+    if plan.held:
+        out.append("")
+    return out
+
+
 def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan_path: str | None = None,
                     file_limit: int | None = 20) -> str:
     """The plan as markdown listing up to ``file_limit`` files per version (None: all of them).
@@ -81,12 +107,12 @@ def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan
         unmanaged += [f"- {escape.code_span(u.version)} (id {escape.code_span(u.version_id)})"
                       + (f" — {escape.markdown(u.reason)}" if u.reason else "") for u in reported]
         unmanaged.append("")
-    if not plan.actions and not plan.conflicts:
+    if not plan.actions and not plan.conflicts and not plan.held:
         head += ["No changes. The datasets match the manifests.", ""]
 
     limits = [file_limit] + [n for n in (5, 0) if file_limit is None or n < file_limit]
     for limit in limits:
-        tail = _conflicts(plan, limit) + unmanaged
+        tail = _checks(plan, limit) + _conflicts(plan, limit) + unmanaged
         text = "\n".join(head + _section(plan, limit) + tail)
         if len(text) <= max_chars:
             if limit != file_limit:
