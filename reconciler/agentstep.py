@@ -31,6 +31,7 @@ from .clearml_backend.queues import PHASE_KEY
 from .diagnostics import ReconcileError
 from .engine import resolve_sources
 from .model import (
+    FINAL_STATUSES,
     Content,
     DatasetKey,
     DatasetSpec,
@@ -107,7 +108,7 @@ def content_here(step: Step, parent_content: Content, *, root: Path, workers: in
         by_dataset.setdefault(step.parent.dataset, []).append(VersionSpec(step.parent))
     by_dataset.setdefault(step.version.dataset, []).append(spec)
     state = DesiredState(tuple(DatasetSpec(k, tuple(v)) for k, v in by_dataset.items()))
-    own, _ = resolve_sources(state, workers=workers, progress=False)
+    own = resolve_sources(state, workers=workers, progress=False)
     adopted = {step.parent: parent_content} if step.parent is not None else {}
     return compute_contents(state, own, adopted)[step.version]
 
@@ -174,6 +175,6 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
         result = apply_plan(Plan(actions=tuple(actions)), backend.writer, observed, options, report=report,
                             local_contents={step.version: actual})
     status = str((backend.reader.task(task_id, ("id", "status")) or {}).get("status"))
-    if status not in codec.FINAL_STATUSES:
+    if status not in FINAL_STATUSES:
         raise ReconcileError(f"{step.version} is {status} after its step; it was not finalized")
     return result

@@ -760,12 +760,17 @@ def import_(ctx: click.Context, targets: tuple[str, ...], out_dir: Path, dry_run
 # --- diff ----------------------------------------------------------------------------------------------------
 
 
+def _report_options(f: Any) -> Any:
+    """``--format text|json|markdown|html`` and ``--out FILE``: the options of every report command."""
+    f = click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Write the report to this file instead of stdout (the usual place for html).")(f)
+    return click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
+                        show_default=True)(f)
+
+
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="PATH... | VERSION VERSION")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
-              show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the report to this file instead of stdout (the usual place for html).")
+@_report_options
 @_workers_option
 @click.pass_context
 def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
@@ -788,13 +793,69 @@ def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, 
             assert state is not None
             report = diff_manifests(Run(conn.backend.reader, state, PlanOptions(), workers=workers,
                                         progress=_is_tty(sys.stderr)))
-    text = render_report(report, fmt)
+    _write(render_report(report, fmt), out)
+    sys.exit(EXIT_OK if report.identical else EXIT_CHANGES)
+
+
+def _show_report(ctx: click.Context, args: tuple[str, ...], workers: int):  # type: ignore[no-untyped-def]
+    from .cachedir import default_cache_dir
+    from .manifest import load_manifests
+    from .show import parse_targets, show
+
+    targets = parse_targets(args, load_manifests)
+    with _connect(ctx) as conn:
+        return show(conn.backend.reader, targets, cache_root=default_cache_dir(), workers=workers)
+
+
+def _write(text: str, out: Path | None) -> None:
     if out is not None:
         out.write_text(text)
         click.echo(escape.text(f"wrote {out}"), err=True)
     else:
         click.echo(text, nl=False)
-    sys.exit(EXIT_OK if report.identical else EXIT_CHANGES)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="PROJECT/NAME[@VERSION|ALIAS]... | PATH...")
+@_report_options
+@_workers_option
+@click.pass_context
+def show(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
+    """Show datasets as the server holds them: versions, lineage, aliases, states, files, statistics, checks
+    and the tasks that used each version.
+
+    Give datasets (PROJECT/NAME, or PROJECT/NAME@VERSION or @ALIAS for one version) or manifest paths (their
+    datasets, with the aliases the manifests give them).
+    """
+    from .render.show import render_show
+
+    _write(render_show(_show_report(ctx, args, workers), fmt), out)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[PATH|PROJECT/NAME]...")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "json"]), default="mermaid",
+              show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout.")
+@click.option("--full", is_flag=True, help="Keep every version and edge (no collapsed chains, no trimmed edges).")
+@_workers_option
+@click.pass_context
+def graph(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, full: bool, workers: int) -> None:
+    """The version DAG of datasets (default: the manifests under ./manifests): long linear chains of versions
+    collapsed, edges that another path implies trimmed."""
+    from .lineage import collapse_chains, trim_transitive
+    from .render.graph import render_graph
+    from .show import combined_lineage
+
+    if not args:
+        if not Path("manifests").is_dir():
+            raise ReconcileError("graph: give manifest paths or PROJECT/NAME (there is no ./manifests folder)")
+        args = ("manifests",)
+    lineage = combined_lineage(_show_report(ctx, args, workers))
+    if not full:
+        lineage = collapse_chains(trim_transitive(lineage))
+    _write(render_graph(lineage, fmt), out)
 
 
 def main() -> None:

@@ -27,12 +27,11 @@ from .clearml_backend import Backend, Interrupted, LeaseLost
 from .clearml_backend.lock import LockInfo
 from .clearml_backend.queues import STEP_CONFIG, Queue, QueueClient, TaskState, check_listened, step_task_fields
 from .diagnostics import ReconcileError
-from .model import ObservedState, VersionKey
+from .model import FINAL_STATUSES, ObservedState, VersionKey
 from .plan import CreateVersion, Plan, SyncFiles, choose_observed, human_size
 from .steps import QueuedVersion, QueuePlan, Step, split_for_queue
 
 STEP_ERROR_MARKER = "reconcile step failed: "
-FINAL = frozenset({"completed", "published", "closed"})
 WAITING_NOTICE_S = 60.0
 
 
@@ -131,7 +130,7 @@ class _Dispatcher:
             if shown and shown != run.shown:
                 run.shown = shown
                 self.report(f"  {v}: {shown}")
-        if state.status in FINAL:
+        if state.status in FINAL_STATUSES:
             self.done(run, state)
         elif state.status in ("failed", "stopped") or (state.status == "created" and run.state != "waiting"):
             self.fail(run, state)
@@ -266,6 +265,10 @@ def apply_queued(plan: Plan, backend: Backend, observed: ObservedState, *, queue
         report(f"building {len(split.steps)} versions on queue {queue.name!r}")
     lock = {info.project: info.token for info in held}
     result = _Dispatcher(backend, queue, split, seen, lock, ids, options, report).run()
+    if split.after:  # aliases move once every new holder is final (and published)
+        moved = apply_plan(Plan(actions=split.after), backend.writer, observed, apply_options, report=report,
+                           known_ids=ids)
+        result.actions += moved.actions
     result.actions += local.actions
     result.created = [*local.created, *result.created]
     result.seconds += local.seconds

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,23 +39,15 @@ from .sources import (
     remembered_contents,
 )
 
-if TYPE_CHECKING:  # report pulls in deepdiff (a fifth of a second): only the diff command pays for it
+if TYPE_CHECKING:  # imported where used: plan loads neither the writer nor the reports' statistics and images
     from .apply import ApplyOptions, ApplyResult
     from .checks import VersionChecks
     from .dispatch import QueueOptions
     from .report import DiffReport
 
 
-@dataclass(frozen=True, slots=True)
-class Desired:
-    state: DesiredState
-    contents: Mapping[VersionKey, Content]
-    hashed_files: int
-
-
-def resolve_sources(state: DesiredState, *, workers: int, progress: bool) -> tuple[dict[VersionKey, SourceFiles],
-                                                                                   int]:
-    """Every version's own sources as files and links (hashing through the persistent cache); files hashed."""
+def resolve_sources(state: DesiredState, *, workers: int, progress: bool) -> dict[VersionKey, SourceFiles]:
+    """Every version's own sources as files and links (hashing through the persistent cache)."""
     own: dict[VersionKey, SourceFiles] = {}
     problems: list[Diagnostic] = []
     with SourceResolver(ResolveOptions(workers=workers, progress=progress)) as resolver:
@@ -67,10 +58,9 @@ def resolve_sources(state: DesiredState, *, workers: int, progress: bool) -> tup
                 problems.extend(err.diagnostics)
                 continue
             own[spec.key] = source_files(parts)
-        hashed = resolver.hashed_files
     if problems:
         raise ReconcileError(problems)
-    return own, hashed
+    return own
 
 
 def source_files(parts: Sequence[SourceContent]) -> SourceFiles:
@@ -81,11 +71,10 @@ def source_files(parts: Sequence[SourceContent]) -> SourceFiles:
     return SourceFiles(files=files, links=tuple(lnk for p in parts for lnk in p.links), memo=memo)
 
 
-def resolve_desired(paths: Sequence[Path], *, workers: int, progress: bool) -> Desired:
-    """Manifests without adopted versions -> their contents (no server needed)."""
+def desired_contents(paths: Sequence[Path], *, workers: int, progress: bool) -> dict[VersionKey, Content]:
+    """Manifests without adopted versions -> every version's content (no server needed)."""
     state = load_manifests(paths)
-    own, hashed = resolve_sources(state, workers=workers, progress=progress)
-    return Desired(state, compute_contents(state, own), hashed)
+    return compute_contents(state, resolve_sources(state, workers=workers, progress=progress))
 
 
 def adopted_contents(reader: ServerReader, state: DesiredState, listing: Listing, cache_root: Path
@@ -165,7 +154,7 @@ class Run:
 
     def _sources(self) -> dict[VersionKey, SourceFiles]:
         if self._own is None:
-            self._own, _ = resolve_sources(self.state, workers=self.workers, progress=self.progress)
+            self._own = resolve_sources(self.state, workers=self.workers, progress=self.progress)
         return self._own
 
     def _listed(self) -> Listing:
@@ -196,9 +185,6 @@ class Run:
             self._contents = compute_contents(self.state, own, adopted, known)
             self._memos = {memos[k]: k for k in memos.keys() - known.keys()}
         return self._contents
-
-    def desired(self) -> Desired:
-        return Desired(self.state, self.contents(), 0)
 
     def observed(self) -> ObservedState:
         if self._observed is None:

@@ -51,10 +51,10 @@ def _target(reader: ServerReader, target: str) -> list[DatasetKey]:
         names = reader.project_names([str(task.get("project"))]) if task and task.get("project") else {}
         where = codec.split_hidden_project(names.get(str((task or {}).get("project")), ""))
         return [DatasetKey(*where)] if where else []
-    if "/" in target:
-        project, name = target.rsplit("/", 1)
-        if codec.hidden_project(project, name) in reader.dataset_projects([project]).values():
-            return [DatasetKey(project, name)]
+    if "/" in target.strip("/"):
+        key = DatasetKey.parse(target.strip("/"))
+        if codec.hidden_project(key.project, key.name) in reader.dataset_projects([key.project]).values():
+            return [key]
     return sorted(DatasetKey(*where) for full in reader.dataset_projects([target]).values()
                   if (where := codec.split_hidden_project(full)))
 

@@ -334,11 +334,10 @@ def parse_reference(ref: str) -> VersionKey | str:
     """A VersionKey for ``project/name@version``, the id itself for a dataset id."""
     if _HEX_ID.match(ref):
         return ref.lower()
-    left, _, version = ref.rpartition("@")
-    project, _, name = left.rpartition("/")
-    if not (project and name and version):
-        raise ReconcileError(f"{ref!r} is neither PROJECT/NAME@VERSION nor a 32-character dataset id")
-    return VersionKey(project, name, version)
+    try:
+        return VersionKey.parse(ref)
+    except ValueError:
+        raise ReconcileError(f"{ref!r} is neither PROJECT/NAME@VERSION nor a 32-character dataset id") from None
 
 
 def resolve_reference(reader: ServerReader, ref: str, *, cache_root: Path | None) -> ObservedVersion:

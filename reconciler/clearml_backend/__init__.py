@@ -8,7 +8,8 @@
 - :mod:`.lock`: the apply lock (a lease with fencing);
 - :mod:`.storage`: the file server, or other storage through the clearml SDK (its only use in the product).
 
-Observation, planning and reports take a :class:`ServerReader`; only apply gets a :class:`ServerWriter`.
+Observation, planning and reports take a :class:`ServerReader`; only apply (on this machine, or through dispatch and
+agent-step on agents) writes, through a :class:`ServerWriter`.
 """
 
 from __future__ import annotations

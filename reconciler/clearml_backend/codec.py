@@ -16,6 +16,7 @@ Everything here is checked against payloads recorded from the real clearml-serve
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,17 @@ from json.encoder import encode_basestring_ascii as _encode_string  # what json.
 from operator import attrgetter
 from typing import Any, NamedTuple
 
-from ..model import FileEntry, LinkEntry, ObservedVersion, Properties, VersionKey, canonical_json, freeze_json
+from ..model import (
+    FileEntry,
+    LinkEntry,
+    ObservedVersion,
+    Properties,
+    VersionKey,
+    VersionLayout,
+    canonical_json,
+    freeze_json,
+    thaw_json,
+)
 
 MANAGED_TAG = "reconciler-managed"
 SECTION = "Reconciler"
@@ -40,7 +51,6 @@ DATA_KEY = "data"
 DATA_PREFIX = "data_"
 TASK_TYPE = "data_processing"
 STRUCT_CONFIG = "Dataset Struct"
-FINAL_STATUSES = frozenset({"completed", "published", "closed"})
 
 # what observation asks for per task (a MongoDB-like projection)
 TASK_FIELDS: tuple[str, ...] = (
@@ -160,7 +170,12 @@ def _metadata(book: Bookkeeping) -> Mapping[str, Any]:
 
 
 def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion | None:
-    """The version a listed task stands for (no file list yet); None when the task is not a dataset version."""
+    """The version a listed task stands for (no file list yet); None when the task is not a dataset version.
+
+    Its metadata are what consumers read, its metadata artifacts: an artifact whose hash is that of what this
+    tool last wrote is taken as that value; the others are named in ``unread_metadata`` (their value here is a
+    placeholder until :func:`with_metadata` gives the downloaded ones).
+    """
     where = split_hidden_project(project_name)
     runtime = task.get("runtime") or {}
     version = runtime.get("version")
@@ -168,11 +183,14 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         return None
     book = read_bookkeeping(task)
     system_tags = set(task.get("system_tags") or [])
+    applied = read_applied(book)
+    known, unread = known_metadata(task, applied, _metadata(book))
     return ObservedVersion(
         key=VersionKey(where[0], str(task.get("name")), str(version)),
         id=str(task["id"]),
         status=str(task.get("status") or "created"),
-        properties=Properties(str(task.get("comment") or ""), frozenset(task.get("tags") or ()), _metadata(book)),
+        properties=with_metadata(Properties(str(task.get("comment") or ""), frozenset(task.get("tags") or ())),
+                                 known),
         parent_ids=book.parent_ids,
         file_count=_int(runtime.get("ds_file_count")),
         total_size=_int(runtime.get("ds_total_size")),
@@ -181,8 +199,50 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         last_update=str(task.get("last_update") or ""),
         content_digest=book.content_digest,
         statistics_digest=book.statistics_digest,
-        applied=read_applied(book),
+        applied=applied,
+        unread_metadata=unread,
     )
+
+
+def is_metadata_artifact(key: str) -> bool:
+    """Whether an artifact of a dataset version is metadata (``Dataset.set_metadata``): not its file list, a
+    data chunk or the statistics this tool stores."""
+    return key not in (STATE_KEY, STATISTICS_KEY) and chunk_index(key) is None
+
+
+def metadata_artifacts(task: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The metadata artifacts of a version by name (``metadata`` is the one ``get_metadata()`` reads)."""
+    return {k: a for k, a in artifacts(task).items() if is_metadata_artifact(k)}
+
+
+def json_artifact_hash(value: Any) -> str:
+    """The ``hash`` of a dict artifact holding ``value`` (the SDK and this tool write the same bytes)."""
+    return hashlib.sha256(json_bytes(thaw_json(value))).hexdigest()
+
+
+def known_metadata(task: Mapping[str, Any], applied: Properties | None, recorded: Mapping[str, Any]
+                   ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The metadata artifacts whose value is known without a download (name -> value), and the names of the
+    others. Known: those whose hash is the hash of what this tool last wrote."""
+    written: dict[str, Any] = {METADATA_KEY: applied.metadata if applied is not None else recorded}
+    if applied is not None:
+        written.update(applied.metadata_artifacts)
+    known: dict[str, Any] = {}
+    unread: list[str] = []
+    for name, art in sorted(metadata_artifacts(task).items()):
+        if name in written and art.get("hash") and art.get("hash") == json_artifact_hash(written[name]):
+            known[name] = written[name]
+        else:
+            unread.append(name)
+    return known, tuple(unread)
+
+
+def with_metadata(properties: Properties, values: Mapping[str, Any]) -> Properties:
+    """``properties`` with the metadata artifacts ``values`` (name -> value) as consumers read them: a version
+    without a ``metadata`` artifact has empty metadata; values that are not JSON objects are left out."""
+    meta = values.get(METADATA_KEY)
+    named = {k: v for k, v in sorted(values.items()) if k != METADATA_KEY and isinstance(v, Mapping)}
+    return properties.replace(metadata=meta if isinstance(meta, Mapping) else {}, metadata_artifacts=named)
 
 
 def _int(value: Any) -> int | None:
@@ -240,6 +300,20 @@ def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLi
     ]
     graph = {str(k): [str(p) for p in (v or [])] for k, v in (state.get("dependency_graph") or {}).items()}
     return entries, links, graph
+
+
+def layout(version_id: str, state: Mapping[str, Any]) -> VersionLayout:
+    """Parents (the ``dependency_graph`` entry of the version itself) and own/inherited files of a ``state``."""
+    entries, links, graph = read_state(state)
+    own = [e for e in entries if e.owner_id == version_id]
+    own_links = [s for s in links if s.owner_id == version_id]
+    return VersionLayout(
+        parent_ids=tuple(graph.get(version_id) or ()),
+        file_count=len(entries) + len(links),
+        total_size=sum(e.size for e in entries) + sum(s.link.size or 0 for s in links),
+        own_files=len(own) + len(own_links),
+        own_size=sum(e.size for e in own) + sum(s.link.size or 0 for s in own_links),
+    )
 
 
 def state_files(entries: Iterable[StateEntry]) -> tuple[FileEntry, ...]:

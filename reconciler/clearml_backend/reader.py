@@ -12,16 +12,19 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..model import normalize_dataset_path
+from ..model import FINAL_STATUSES, TaskUse, VersionLayout, normalize_dataset_path
 from . import codec
 from .api import ApiClient, BackendError
 from .storage import Stores
 
 PAGE_SIZE = 500
+USES_BATCH = 1000  # version ids per ``tasks.get_all`` in :meth:`ServerReader.tasks_using`
+_ID = re.compile(r"^[0-9A-Za-z_-]+$")
 
 
 class ServerReader:
@@ -87,6 +90,63 @@ class ServerReader:
     def full_task(self, task_id: str) -> dict[str, Any]:
         return dict(self.api.call("tasks.get_by_id", task=task_id).get("task") or {})
 
+    def tasks_using(self, version_ids: Collection[str]) -> dict[str, tuple[TaskUse, ...]]:
+        """For each of ``version_ids`` that some task read with ``Dataset.get``, those tasks, newest first.
+
+        The SDK records every dataset id a task's ``Dataset.get`` returned in the task's runtime property
+        ``datasets`` (next to the ``Datasets/<alias>`` hyperparameter when an alias is given), so one
+        ``tasks.get_all`` per :data:`USES_BATCH` ids (a regex over ``runtime.datasets``) finds them all, and one
+        ``projects.get_all`` names their projects. Archived and hidden tasks count too: they can be restored and
+        re-run. Ids that no task used are absent from the answer.
+        """
+        wanted = {v for v in version_ids if v and _ID.match(v)}
+        if not wanted:
+            return {}
+        rows: dict[str, dict[str, Any]] = {}
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), USES_BATCH):
+            batch = ordered[start : start + USES_BATCH]
+            pattern = "^(" + "|".join(batch) + ")$"
+            for row in self._get_all(
+                "tasks.get_all", "tasks", search_hidden=True,
+                _any_={"pattern": pattern, "fields": ["runtime.datasets"]},
+                only_fields=["id", "name", "project", "status", "last_update", "runtime.datasets"],
+            ):
+                rows[str(row["id"])] = row
+        projects = self.project_names(str(r["project"]) for r in rows.values() if r.get("project"))
+        uses: dict[str, list[TaskUse]] = {}
+        for row in rows.values():
+            use = TaskUse(
+                id=str(row["id"]), name=str(row.get("name") or ""),
+                project=projects.get(str(row.get("project") or ""), ""), status=str(row.get("status") or ""),
+                last_update=parse_time(row.get("last_update")),
+            )
+            runtime = row.get("runtime")
+            used = runtime.get("datasets") if isinstance(runtime, dict) else None
+            if not isinstance(used, list):
+                continue
+            # the server matches ids case-insensitively; only exact ids count
+            for version_id in {str(u) for u in used} & wanted:
+                uses.setdefault(version_id, []).append(use)
+        oldest = datetime.min.replace(tzinfo=timezone.utc)
+        return {
+            vid: tuple(sorted(found, key=lambda u: (u.last_update or oldest, u.id), reverse=True))
+            for vid, found in sorted(uses.items())
+        }
+
+    def version_layout(self, task: Mapping[str, Any], cache_dir: Path | None) -> VersionLayout | None:
+        """The parents and own/inherited files of a version, from its stored lineage; None for a draft that has
+        stored no file list yet (its parents then come from its ``Dataset Struct``, see :meth:`draft_parents`)."""
+        state = self.read_state(task, cache_dir)
+        return None if state is None else codec.layout(str(task["id"]), state)
+
+    def draft_parents(self, version_id: str) -> tuple[str, ...]:
+        """The parents a version's ``Dataset Struct`` configuration records (what the SDK writes at creation)."""
+        task = self.full_task(version_id)
+        struct = ((task.get("configuration") or {}).get(codec.STRUCT_CONFIG)) or {}
+        node = codec.struct_nodes(struct).get(version_id) or {}
+        return tuple(str(p) for p in node.get("parents") or ())
+
     # --- artifacts ---------------------------------------------------------------------------------------------
 
     def read_state(self, task: Mapping[str, Any], cache_dir: Path | None) -> dict[str, Any] | None:
@@ -97,7 +157,7 @@ class ServerReader:
         uri = codec.artifact_uri(task, codec.STATE_KEY)
         if not uri:
             return None
-        final = task.get("status") in codec.FINAL_STATUSES
+        final = task.get("status") in FINAL_STATUSES
         cached = cache_dir / f"{task['id']}.json" if (cache_dir and final) else None
         if cached is not None and cached.exists():
             try:
@@ -126,6 +186,23 @@ class ServerReader:
     def read_json_artifact(self, task: Mapping[str, Any], key: str) -> Any | None:
         uri = codec.artifact_uri(task, key)
         return None if not uri else self.read_json(uri, f"the {key} of version {task.get('id')}")
+
+    def read_metadata(self, task: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+        """The JSON values of the named metadata artifacts of ``task`` (name -> value); an artifact that is not
+        JSON (a table, an array, text) or cannot be read is left out."""
+        arts = codec.metadata_artifacts(task)
+        out: dict[str, Any] = {}
+        for name in names:
+            art = arts.get(name) or {}
+            uri = art.get("uri")
+            content_type = str((art.get("type_data") or {}).get("content_type") or "")
+            if not uri or art.get("type") not in ("dict", "JSON") or content_type not in ("", "application/json"):
+                continue
+            try:
+                out[name] = json.loads(self.stores.read_bytes(str(uri)))
+            except (ValueError, OSError, BackendError):
+                continue
+        return out
 
     def fetch_files(self, state: Mapping[str, Any], paths: Iterable[str], dest: Path) -> dict[str, Path]:
         """Extract ``paths`` of a version (given its ``state``) under ``dest``; path -> local file.
@@ -163,6 +240,17 @@ class ServerReader:
                                 dst.write(block)
                         out[e.path] = target
         return out
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A server timestamp (ISO 8601, ``Z`` or an offset; naive ones are UTC) as an aware datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def remember_state(cached: Path, raw: bytes) -> None:

@@ -31,7 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnostics import ReconcileError
-from ..model import FileEntry, LinkEntry, Properties, VersionKey, content_digest, thaw_json
+from ..model import (
+    FINAL_STATUSES,
+    FileEntry,
+    LinkEntry,
+    Properties,
+    VersionKey,
+    canonical_json,
+    content_digest,
+    thaw_json,
+)
 from ..properties import changed_fields
 from . import codec
 from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
@@ -366,28 +375,45 @@ class ServerWriter:
     # --- properties --------------------------------------------------------------------------------------------
 
     def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties) -> None:
-        """Write the properties that differ (only those calls), record what was applied, and read it back."""
+        """Write the properties that differ (only those calls), record what was applied, and read it back.
+
+        Metadata are artifacts: each one that differs is stored again; empty metadata and a named metadata the
+        manifests no longer give are removed (``get_metadata()`` then finds none).
+        """
         edits: dict[str, Any] = {}
+        store: dict[str, Any] = {}
+        drop: list[str] = []
         for name in changed_fields(before, after):
             if name == "tags":
                 edits["tags"] = sorted(after.tags)
             elif name == "description":
                 edits["comment"] = after.description
             elif name == "metadata":
-                self.set_json_artifacts(key, version_id, None, {codec.METADATA_KEY: thaw_json(after.metadata)},
-                                        {"metadata": after.metadata_json})
+                if after.metadata:
+                    store[codec.METADATA_KEY] = thaw_json(after.metadata)
+                else:
+                    drop.append(codec.METADATA_KEY)
+            elif name == "metadata_artifacts":
+                store.update({k: thaw_json(v) for k, v in after.metadata_artifacts.items()
+                              if canonical_json(v) != canonical_json(before.metadata_artifacts.get(k))})
+                drop += [k for k in before.metadata_artifacts if k not in after.metadata_artifacts]
             else:  # pragma: no cover - a new property needs its write here
                 raise BackendError(f"no writer for the property {name!r}")
+        if store or drop:
+            self.set_json_artifacts(key, version_id, None, store, {"metadata": after.metadata_json}, remove=drop)
         if edits:
             self.api.call("tasks.edit", write=True, task=version_id, force=True, **edits)
         self.record_applied(version_id, after)
 
     def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
-                           values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None:
-        """Store ``values`` (artifact key -> JSON value) as dict artifacts and update bookkeeping keys.
+                           values: Mapping[str, Any], bookkeeping: Mapping[str, str], *,
+                           remove: Sequence[str] = ()) -> None:
+        """Store ``values`` (artifact key -> JSON value) as dict artifacts, drop the artifacts ``remove`` names,
+        and update bookkeeping keys.
 
-        A draft takes ``add_or_update_artifacts`` and ``edit_hyper_params``; a finalized version only a forced
-        ``tasks.edit`` of the whole ``execution`` and ``hyperparams`` (read, changed, written back).
+        A draft takes ``add_or_update_artifacts``, ``delete_artifacts`` and ``edit_hyper_params``; a finalized
+        version only a forced ``tasks.edit`` of the whole ``execution`` and ``hyperparams`` (read, changed,
+        written back).
         """
         task = self.reader.full_task(version_id)
         prefix = codec.storage_prefix(storage or _output_base(task) or self.api.cfg.files_host, key, version_id)
@@ -400,25 +426,34 @@ class ServerWriter:
             entries.append(codec.artifact(art_key, kind="dict", uri=uri, size=len(raw), sha256=digest,
                                           stamp=int(time.time()), preview=raw[:4096].decode(errors="replace"),
                                           content_type="application/json"))
-        if entries:
-            self._write_artifacts(task, entries)
+        remove = [k for k in remove if k in codec.artifacts(task)]
+        if entries or remove:
+            self._write_artifacts(task, entries, remove)
         if bookkeeping:
-            self.set_bookkeeping(version_id, bookkeeping, task=None if entries else task)
+            self.set_bookkeeping(version_id, bookkeeping, task=None if (entries or remove) else task)
         after = self.reader.full_task(version_id)
         stored = codec.artifacts(after)
         for entry in entries:
             got = stored.get(entry["key"])
             if got is None or got.get("uri") != entry["uri"]:
                 raise BackendError(f"the server did not keep the {entry['key']} of version {version_id}")
+        if any(k in stored for k in remove):
+            raise BackendError(f"the server kept the removed artifacts {', '.join(sorted(remove))} of version "
+                               f"{version_id}")
 
-    def _write_artifacts(self, task: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> None:
-        """Add or replace artifacts: ``add_or_update_artifacts`` on a draft, a forced edit of ``execution`` after."""
+    def _write_artifacts(self, task: Mapping[str, Any], entries: Sequence[Mapping[str, Any]],
+                         remove: Sequence[str] = ()) -> None:
+        """Add, replace or remove artifacts: the artifact calls on a draft, a forced edit of ``execution`` after."""
         version_id = str(task["id"])
         if str(task.get("status")) in ("created", "in_progress"):
-            self.api.call("tasks.add_or_update_artifacts", write=True, task=version_id, artifacts=list(entries),
-                          force=True)
+            if entries:
+                self.api.call("tasks.add_or_update_artifacts", write=True, task=version_id,
+                              artifacts=list(entries), force=True)
+            if remove:
+                self.api.call("tasks.delete_artifacts", write=True, task=version_id, force=True,
+                              artifacts=[{"key": k, "mode": "output"} for k in remove])
             return
-        keys = {e["key"] for e in entries}
+        keys = {e["key"] for e in entries} | set(remove)
         execution = dict(task.get("execution") or {})
         execution["artifacts"] = [a for a in execution.get("artifacts") or [] if a.get("key") not in keys]
         execution["artifacts"] += list(entries)
@@ -535,7 +570,7 @@ class ServerWriter:
             self.api.call("tasks.started", write=True, task=draft.id)
         if status in ("created", "in_progress"):
             self.api.call("tasks.completed", write=True, task=draft.id, status_reason="completed", publish=False)
-        self.expect_status(draft.id, codec.FINAL_STATUSES, f"finalizing {draft.key}")
+        self.expect_status(draft.id, FINAL_STATUSES, f"finalizing {draft.key}")
         if self.state_cache is not None:  # the next version on top of this one reads it from here
             with contextlib.suppress(OSError):
                 remember_state(self.state_cache / f"{draft.id}.json", raw)
@@ -548,7 +583,7 @@ class ServerWriter:
         return status
 
     def publish(self, key: VersionKey, version_id: str) -> None:
-        status = self.expect_status(version_id, codec.FINAL_STATUSES, f"publishing {key}")
+        status = self.expect_status(version_id, FINAL_STATUSES, f"publishing {key}")
         if status != "published":
             self.api.call("tasks.publish", write=True, task=version_id)
         self.expect_status(version_id, {"published"}, f"publishing {key}")

@@ -10,6 +10,10 @@ Nothing here does IO. The semantics follow what the clearml SDK relies on:
 * ``tags_match(terms, tags)``: ``__$all``/``__$and`` switch the following terms to AND, ``__$any``/``__$or``
   back to OR (the default); ``__$not`` negates the next term; ``-tag`` excludes. Within one operator group the
   included terms combine with the group's operator and excluded terms must all be absent; groups are ANDed.
+* ``fields_match(any_or_all, spec, doc)``: the ``_any_``/``_all_`` filter ``{"fields": [...], "pattern": ...}``:
+  a case-insensitive regex search in each dotted field (a list field matches when one of its strings does),
+  combined with OR or AND. A spec without a pattern filters nothing here (the real server's datetime form is
+  not served).
 * ``sort_docs(docs, order_by)``: stable multi-key sort; ``-field`` descends; missing values sort first.
 * ``page(docs, page, page_size)``: zero-based pages; no ``page_size`` means everything.
 """
@@ -144,6 +148,23 @@ def regex_match(pattern: str | None, value: Any) -> bool:
     if pattern is None:
         return True
     return isinstance(value, str) and bool(re.search(pattern, value))
+
+
+MULTI_FIELD = {"_any_": any, "_or_": any, "_all_": all, "_and_": all}
+
+
+def _field_matches(regex: re.Pattern[str], value: Any) -> bool:
+    if isinstance(value, list):
+        return any(isinstance(v, str) and regex.search(v) for v in value)
+    return isinstance(value, str) and bool(regex.search(value))
+
+
+def fields_match(combine: Callable[[Iterable[bool]], bool], spec: Any, doc: Doc) -> bool:
+    """Whether ``doc`` passes one ``_any_``/``_all_`` filter (see module docstring); ``re.error`` propagates."""
+    if not isinstance(spec, dict) or spec.get("pattern") is None or not spec.get("fields"):
+        return True
+    regex = re.compile(str(spec["pattern"]), re.IGNORECASE)
+    return combine(_field_matches(regex, get_path(doc, str(f))) for f in spec["fields"])
 
 
 def value_in(allowed: Any, value: Any) -> bool:

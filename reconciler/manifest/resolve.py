@@ -113,11 +113,7 @@ def _unique_versions(parts: list[DatasetPart], diags: list[Diagnostic]) -> dict[
 
 def parse_parent(ref: str, own: DatasetKey) -> VersionKey:
     """``1.0.0`` -> a version of ``own``; ``project/sub/name@1.0.0`` -> a version of that dataset."""
-    if "@" not in ref:
-        return VersionKey(own.project, own.name, ref)
-    dataset, version = ref.rsplit("@", 1)
-    project, name = dataset.rsplit("/", 1)
-    return VersionKey(project, name, version)
+    return VersionKey.parse(ref, dataset=own)
 
 
 def _resolve_parents(

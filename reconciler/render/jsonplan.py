@@ -129,6 +129,8 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
         case SetChecks():
             out.update(checks=checks_to_json(action.checks), specs=[c.to_json() for c in action.specs])
         case SetProperties():
+            if action.alias:  # an alias move (applied last); absent on other property changes
+                out["alias"] = True
             out.update(before=_properties(action.before), after=_properties(action.after),
                        changes=[{"field": c.field, "path": c.path, "change": c.change, "before": c.before,
                                  "after": c.after} for c in action.changes()])
@@ -170,7 +172,7 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
         case "set_checks":
             return SetChecks(v, checks_from_json(d["checks"]), tuple(CheckSpec.from_json(c) for c in d["specs"]))
         case "set_properties":
-            return SetProperties(v, _unproperties(d["before"]), _unproperties(d["after"]))
+            return SetProperties(v, _unproperties(d["before"]), _unproperties(d["after"]), bool(d.get("alias")))
         case "finalize":
             return Finalize(v, d["content_digest"])
         case "publish":
@@ -348,7 +350,7 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
             projects=tuple(data.get("projects", ())),
             prune=bool(data.get("prune", False)),
             drift=tuple(_undrift(d) for d in data.get("drift", [])),
-            aliases=tuple(AliasMove(DatasetKey(*m["dataset"].rsplit("/", 1)), m["alias"], tuple(m["before"]),
+            aliases=tuple(AliasMove(DatasetKey.parse(m["dataset"]), m["alias"], tuple(m["before"]),
                                     m["after"]) for m in data.get("aliases", [])),
             builds=tuple(build_from_json(b) for b in data.get("builds", [])),
             checks=tuple(checks_from_json(c) for c in data.get("checks", [])),

@@ -621,6 +621,39 @@ def _cases() -> list[Case]:
         # ---------------------------------------------------------------- queues, workers, enqueue (for agents)
         *_queue_cases(),
         # ---------------------------------------------------------------- malformed requests
+        c(
+            "any_field_pattern_matches_an_element_of_a_list",
+            with_task(
+                "completed",
+                step("tasks.edit", {"task": "$task", "runtime": {"datasets": ["ab12cd", "ef34"]}, "force": True}),
+                probe(
+                    "tasks.get_all",
+                    {"project": ["$project"], "only_fields": ["runtime.datasets"],
+                     "_any_": {"pattern": "^(zz|AB12CD)$", "fields": ["runtime.datasets"]}},
+                    values=("tasks[].runtime",),
+                ),
+                step(
+                    "tasks.get_all",
+                    {"project": ["$project"], "only_fields": ["name"],
+                     "_any_": {"pattern": "^(ab12)$", "fields": ["runtime.datasets"]}},
+                    values=("tasks",),
+                ),
+                step(
+                    "tasks.get_all",
+                    {"project": ["$project"], "only_fields": ["name"],
+                     "_all_": {"pattern": "catalogue", "fields": ["name", "runtime.datasets"]}},
+                    values=("tasks",),
+                ),
+                step(
+                    "tasks.get_all",
+                    {"project": ["$project"], "only_fields": ["name"],
+                     "_or_": {"pattern": "catalogue", "fields": ["name", "runtime.datasets"]}},
+                    values=("tasks[].name",),
+                ),
+            ),
+            "Dataset.get records the versions a task read in runtime.datasets; the retention planner finds those "
+            "tasks with one _any_ regex over that list",
+        ),
         c("get_by_id_unknown_task", (probe("tasks.get_by_id", {"task": "0" * 32}),)),
         *(
             c(f"{endpoint.split('.')[1]}_unknown_task", (probe(endpoint, {"task": "0" * 32, **body}),))

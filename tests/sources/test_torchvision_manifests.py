@@ -25,7 +25,7 @@ from test_sources_torchvision import (
     write_mnist_family,
 )
 
-from reconciler.engine import resolve_desired
+from reconciler.engine import desired_contents
 from reconciler.sources import default_cache_dir
 
 pytestmark = pytest.mark.torchvision
@@ -57,9 +57,9 @@ def test_each_version_is_a_torchvision_root_with_both_splits(
     originals = {split: getattr(torchvision.datasets, name)(root=str(root), train=split == "train")
                  for split in ("train", "test")}
 
-    desired = resolve_desired([MANIFESTS / manifest], workers=1, progress=False)
-    assert desired.contents, "no versions"
-    for key, content in desired.contents.items():
+    contents = desired_contents([MANIFESTS / manifest], workers=1, progress=False)
+    assert contents, "no versions"
+    for key, content in contents.items():
         copy = tmp_path / "copies" / key.version
         for path, entry in content.files.items():
             (copy / path).parent.mkdir(parents=True, exist_ok=True)

@@ -108,8 +108,28 @@ def test_bookkeeping_round_trips_through_a_task() -> None:
     assert codec.read_bookkeeping(task) == book
     version = codec.task_summary(task, "p/.datasets/ds1")
     assert version is not None and version.managed and version.parent_ids == ("p1",)
-    assert version.properties == Properties("about", frozenset({"a", "b"}), freeze_json({"k": 1}))
+    assert version.properties == Properties("about", frozenset({"a", "b"}))  # no metadata artifact: no metadata
     assert version.content_digest == "c" * 64 and version.statistics_digest == "s" * 64
+
+
+def _artifact(key: str, value: object) -> dict[str, object]:
+    return codec.artifact(key, kind="dict", uri=f"http://files/{key}.json", size=1,
+                          sha256=codec.json_artifact_hash(value), stamp=0, preview="", content_type="application/json")
+
+
+def test_metadata_are_the_artifacts_and_only_changed_ones_are_left_to_read() -> None:
+    applied = Properties("about", frozenset(), {"k": 1}, {"info": {"a": 1}})
+    book = codec.Bookkeeping(metadata_json='{"k":1}', applied_json=codec.applied_json(applied))
+    task = {"id": "x", "name": "ds1", "status": "completed", "system_tags": ["dataset", codec.MANAGED_TAG],
+            "comment": "about", "runtime": {"version": "2.0.0"}, "hyperparams": {codec.SECTION: book.to_section()},
+            "execution": {"artifacts": [_artifact("metadata", {"k": 1}), _artifact("info", {"a": 2}),
+                                        _artifact("state", {}), _artifact("data_001", {}),
+                                        _artifact("statistics", {})]}}
+    version = codec.task_summary(task, "p/.datasets/ds1")
+    assert version is not None and version.unread_metadata == ("info",)
+    assert version.properties.metadata == freeze_json({"k": 1}) and not version.properties.metadata_artifacts
+    read = codec.with_metadata(version.properties, {"metadata": {"k": 1}, "info": {"a": 2}, "table": [1, 2]})
+    assert read == applied.replace(metadata_artifacts={"info": {"a": 2}})  # a non-object value is left out
 
 
 def test_state_document_round_trips() -> None:

@@ -254,7 +254,9 @@ def _matches(call: Call, doc: Doc, ids: list[str] | None) -> bool:
     if not ids and not call.flag("search_hidden") and "hidden" in doc.get("system_tags", []):
         return False
     try:
-        name_ok = query.regex_match(call.string("name"), doc.get("name"))
+        name_ok = query.regex_match(call.string("name"), doc.get("name")) and all(
+            query.fields_match(combine, call.field(key), doc) for key, combine in query.MULTI_FIELD.items()
+        )
     except re.error as exc:
         raise errors.malformed_regex(str(exc)) from None
     return (
