@@ -118,7 +118,7 @@ def check_offline(state: DesiredState, targets: tuple[str, ...], *, workers: int
     from .checks import check_versions
 
     check_targets(state, targets)
-    own, _ = resolve_sources(state, workers=workers, progress=progress)
+    own = resolve_sources(state, workers=workers, progress=progress)
     contents = compute_contents(state, own)
     keys, skipped = [], []
     for spec in state.all_versions():

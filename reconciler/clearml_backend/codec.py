@@ -206,8 +206,8 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
 
 def is_metadata_artifact(key: str) -> bool:
     """Whether an artifact of a dataset version is metadata (``Dataset.set_metadata``): not its file list, a
-    data chunk or the statistics this tool stores."""
-    return key not in (STATE_KEY, STATISTICS_KEY) and chunk_index(key) is None
+    data chunk, or the statistics and check results this tool stores."""
+    return key not in (STATE_KEY, STATISTICS_KEY, CHECKS_KEY) and chunk_index(key) is None
 
 
 def metadata_artifacts(task: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
