@@ -720,41 +720,120 @@ def init(directory: Path, project: str, name: str) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("manifests"),
               show_default=True, help="Folder to write the manifests into (one file per dataset).")
 @click.option("--dry-run", is_flag=True, help="Print the manifests instead of writing them.")
+@click.option("--update", is_flag=True,
+              help="Add the versions an existing manifest lacks to it (its comments stay); write the others.")
 @click.pass_context
-def import_(ctx: click.Context, targets: tuple[str, ...], out_dir: Path, dry_run: bool) -> None:
+def import_(ctx: click.Context, targets: tuple[str, ...], out_dir: Path, dry_run: bool, update: bool) -> None:
     """Write manifests for datasets already on the server: each version adopted as it is (pinned by id).
 
     'reconcile plan' right after shows no changes; new versions declared on top upload only their delta.
     """
-    import tempfile
-
-    from .importer import gather, manifest_path, render_manifest, resolve_targets
-    from .manifest import load_manifests
+    from .importer import gather, resolve_targets
     from .sources import default_cache_dir
 
     with _connect(ctx) as conn:
         reader = conn.backend.reader
         items = gather(reader, resolve_targets(reader, targets), default_cache_dir())
         source = reader.api_host
-    files = {manifest_path(out_dir, item.key): render_manifest(item, source) for item in items}
-    with tempfile.TemporaryDirectory(prefix="reconcile-import-") as tmp:  # what we write must load cleanly
-        for i, text in enumerate(files.values()):
-            (Path(tmp) / f"{i}.yaml").write_text(text)
-        load_manifests([Path(tmp)])
+    for item in items:
+        for note in item.notes():
+            click.echo(escape.text(f"note: {note}"), err=True)
+    items = [i for i in items if i.versions]
+    if not items:
+        raise ReconcileError("nothing to import: no dataset named has a finalized live version (see the notes "
+                             "above)")
+    files, added = _import_files(items, out_dir, source, update=update)
     if dry_run:
         click.echo("\n---\n".join(f"# file: {path}\n{text}" for path, text in files.items()), nl=False)
         return
-    existing = [str(p) for p in files if p.exists()]
-    if existing:
-        raise ReconcileError(f"{existing[0]} exists and is not overwritten; move it away or choose another --out"
-                             + (f" ({len(existing) - 1} more)" if len(existing) > 1 else ""))
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        click.echo(f"wrote {path}")
+        click.echo(f"{'updated' if path in added else 'wrote'} {path}"
+                   + (f": added {', '.join(added[path])}" if added.get(path) else ""))
+    if update and not files:
+        click.echo(f"The manifests in {out_dir} already hold every finalized version.")
+        return
     versions = sum(len(i.versions) for i in items)
     click.echo(f"Imported {_counted(len(items), 'dataset')}, {_counted(versions, 'version')}; "
                f"'reconcile plan {out_dir}' should show no changes.")
+
+
+def _import_files(items: list[Any], out_dir: Path, source: str, *, update: bool
+                  ) -> tuple[dict[Path, str], dict[Path, list[str]]]:
+    """The manifests to write (path -> text, checked to load) and, with ``update``, the versions added to each
+    existing one."""
+    import tempfile
+
+    from .importer import manifest_path, render_manifest, update_manifest
+    from .manifest import load_manifests
+
+    existing = {}
+    if update and out_dir.exists():
+        desired = load_manifests([out_dir], check_local_paths=False)
+        existing = {ds.key: ds for ds in desired.datasets}
+    files: dict[Path, str] = {}
+    added: dict[Path, list[str]] = {}
+    for item in items:
+        ds = existing.get(item.key)
+        if ds is None or ds.span is None:
+            files[manifest_path(out_dir, item.key)] = render_manifest(item, source)
+            continue
+        path = Path(ds.span.file)
+        known = [v.adopt or v.key.version for v in ds.versions] + [v.key.version for v in ds.versions]
+        text, new = update_manifest(path.read_text(), item, ds.properties, known)
+        if new:
+            files[path], added[path] = text, new
+    if not update:
+        taken = [str(p) for p in files if p.exists()]
+        if taken:
+            raise ReconcileError(f"{taken[0]} exists and is not overwritten; add --update to add the versions it "
+                                 "lacks, or move it away, or choose another --out"
+                                 + (f" ({len(taken) - 1} more)" if len(taken) > 1 else ""))
+    if not files:
+        return files, added
+    with tempfile.TemporaryDirectory(prefix="reconcile-import-") as tmp:  # what we write must load cleanly
+        names = {}
+        for i, (path, text) in enumerate(files.items()):
+            (Path(tmp) / f"{i}.yaml").write_text(text)
+            names[str((Path(tmp) / f"{i}.yaml").resolve())] = str(path)
+        try:
+            load_manifests([Path(tmp)], check_local_paths=False)
+        except ReconcileError as e:  # named as the files import would write, never the temporary ones
+            def named(file: str) -> str:
+                return names.get(str(Path(file).resolve()), file)
+
+            raise ReconcileError([replace(d, span=replace(d.span, file=named(d.span.file)))
+                                  if d.span is not None else d for d in e.diagnostics]) from None
+    return files, added
+
+
+# --- pull ----------------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("ref", metavar="PROJECT/NAME@VERSION|ALIAS")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--split", default=None, metavar="NAME", help="Only the files of this split (declared by `splits:`).")
+@click.option("--include", "include", multiple=True, metavar="GLOB",
+              help="Only the files matching this glob (repeatable: any of them; with --split: within the split).")
+@click.option("--delete", is_flag=True, help="Delete files in DEST that the selection does not hold.")
+@_workers_option
+@click.pass_context
+def pull(ctx: click.Context, ref: str, dest: Path, split: str | None, include: tuple[str, ...], delete: bool,
+         workers: int) -> None:
+    """Download a version's files (or a split, or some globs) into DEST, verified against their sha256.
+
+    Only the chunks holding missing files are downloaded; files already in DEST are kept (recognised by their
+    stat, else by their hash). Safe to interrupt and run again. REF may also be a dataset id.
+    """
+    from .pulling import PullOptions, Selection
+    from .pulling import pull as pull_version
+
+    options = PullOptions(Selection(split, include), delete=delete, workers=workers, progress=True)
+    with _connect(ctx) as conn:
+        result = pull_version(conn.backend.reader, ref, dest, options)
+    click.echo(escape.text(result.summary()))
 
 
 # --- diff ----------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses
@@ -103,6 +104,7 @@ class Bookkeeping:
     statistics_digest: str | None = None
     run_token: str = ""  # the creating run's random token: finds the draft again after a lost answer
     applied_json: str | None = None  # the properties this tool last wrote (applied_properties_json)
+    splits_json: str | None = None  # the version's declared splits: canonical JSON {name: [glob, ...]}
 
     def to_section(self) -> dict[str, dict[str, str]]:
         values = {
@@ -114,6 +116,8 @@ class Bookkeeping:
             "run_token": self.run_token,
             "applied": self.applied_json or "",
         }
+        if self.splits_json:
+            values["splits"] = self.splits_json
         return {k: {"section": SECTION, "name": k, "value": v, "type": "str"} for k, v in values.items()}
 
 
@@ -132,6 +136,7 @@ def read_bookkeeping(task: Mapping[str, Any]) -> Bookkeeping:
         statistics_digest=values.get("statistics_digest") or None,
         run_token=values.get("run_token", ""),
         applied_json=values.get("applied") or None,
+        splits_json=values.get("splits") or None,
     )
 
 
@@ -158,15 +163,20 @@ def hyperparams(bookkeeping: Bookkeeping, version: str) -> dict[str, dict[str, d
     }
 
 
-def _metadata(book: Bookkeeping) -> Mapping[str, Any]:
+def _json_object(text: str | None) -> Mapping[str, Any]:
+    """The JSON object ``text`` holds, frozen; empty when there is none or it is not an object."""
     value: Any = {}
-    if book.metadata_json:
+    if text:
         try:
-            value = json.loads(book.metadata_json)
+            value = json.loads(text)
         except ValueError:
             value = {}
     frozen: Mapping[str, Any] = freeze_json(value if isinstance(value, dict) else {})
     return frozen
+
+
+def _metadata(book: Bookkeeping) -> Mapping[str, Any]:
+    return _json_object(book.metadata_json)
 
 
 def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion | None:
@@ -189,8 +199,8 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         key=VersionKey(where[0], str(task.get("name")), str(version)),
         id=str(task["id"]),
         status=str(task.get("status") or "created"),
-        properties=with_metadata(Properties(str(task.get("comment") or ""), frozenset(task.get("tags") or ())),
-                                 known),
+        properties=with_metadata(Properties(description(task), frozenset(task.get("tags") or ()),
+                                            splits=_json_object(book.splits_json)), known),
         parent_ids=book.parent_ids,
         file_count=_int(runtime.get("ds_file_count")),
         total_size=_int(runtime.get("ds_total_size")),
@@ -202,6 +212,16 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         applied=applied,
         unread_metadata=unread,
     )
+
+
+# what the SDK writes as the comment of every task it creates ("Auto-generated at <time> UTC by <user>@<host>")
+_AUTO_DESCRIPTION = re.compile(r"Auto-generated (at|on) [^\n]* by [^\s@]*@\S*\s*")
+
+
+def description(task: Mapping[str, Any]) -> str:
+    """A version's description as a person wrote it: the SDK's automatic one is no description."""
+    comment = str(task.get("comment") or "")
+    return "" if _AUTO_DESCRIPTION.fullmatch(comment) else comment
 
 
 def is_metadata_artifact(key: str) -> bool:
@@ -401,24 +421,47 @@ def lineage_graph(version_id: str, parent_ids: Sequence[str], parent_graph: Mapp
     return graph
 
 
-def struct_nodes(struct_config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """The lineage nodes of a version's ``Dataset Struct`` configuration, by version id (parents as ids)."""
+def struct_parents(struct_config: Mapping[str, Any] | None, version_id: str) -> list[str]:
+    """The parents (ids) that a version's own ``Dataset Struct`` configuration gives for it ([] when none)."""
     try:
         value = json.loads(str((struct_config or {}).get("value") or "{}"))
     except ValueError:
-        return {}
+        return []
     if not isinstance(value, dict):
-        return {}
-    by_index = {k: v for k, v in value.items() if isinstance(v, dict) and v.get("job_id")}
-    out: dict[str, dict[str, Any]] = {}
-    for node in by_index.values():
-        parents = [by_index[p]["job_id"] for p in node.get("parents") or [] if p in by_index]
-        out[str(node["job_id"])] = {**node, "parents": parents}
-    return out
+        return []
+    nodes = {k: v for k, v in value.items() if isinstance(v, dict) and v.get("job_id")}
+    for node in nodes.values():
+        if node["job_id"] == version_id:
+            return [str(nodes[p]["job_id"]) for p in node.get("parents") or [] if p in nodes]
+    return []
+
+
+def struct_node(task: Mapping[str, Any]) -> dict[str, Any]:
+    """What the ``Dataset Struct`` says of a version besides its parents (from its task)."""
+    runtime = task.get("runtime") or {}
+    return {"status": task.get("status"), "last_update": _epoch(task.get("last_update")),
+            "job_size": runtime.get("ds_total_size"), "name": task.get("name"), "version": runtime.get("version")}
+
+
+def _epoch(stamp: Any) -> int | None:
+    """An ISO time as the SDK writes it in the struct (whole seconds since the epoch, UTC)."""
+    from datetime import datetime, timezone
+
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
 
 
 def dataset_struct(graph: Mapping[str, Sequence[str]], nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The ``Dataset Struct`` configuration item (the UI's lineage view; the SDK repairs graphs from it).
+    """The ``Dataset Struct`` configuration item: the UI's lineage view, and what the SDK (2.x) reads lineage
+    from before ``get_local_copy()`` (``_fix_dataset_files_parents``: every file is fetched from the deepest
+    version in this graph that holds the same bytes). So ``graph`` must be the whole ancestry, as the SDK's
+    ``_report_dataset_struct`` writes it: the pruned dependency graph, extended with each version's parents
+    from that version's own struct, transitively (see ``ServerWriter.struct_lineage``).
 
     Nodes are numbered; a node's ``parents`` are the numbers of its parents. ``nodes`` gives each version's
     ``status``, ``last_update``, ``job_size``, ``name`` and ``version``.

@@ -92,7 +92,6 @@ class Draft:
     uploaded_files: list[FileEntry] = field(default_factory=list)  # with local paths: what this run stored
     parent_chunks: dict[str, int] = field(default_factory=dict)  # version id -> chunk count (lineage)
     parent_graph: dict[str, list[str]] = field(default_factory=dict)  # the parent's dependency graph
-    lineage: dict[str, dict[str, Any]] = field(default_factory=dict)  # version id -> Dataset Struct node
     parent_compressed: int = 0
     changes: codec.Changes = codec.Changes()
 
@@ -219,8 +218,7 @@ class ServerWriter:
         draft = Draft(key, version_id, codec.storage_prefix(base, key, version_id),
                       (parent_id,) if parent_id else ())
         if parent_id:
-            fields = (*codec.TASK_FIELDS, "runtime", f"configuration.{codec.STRUCT_CONFIG}")
-            parent = self.reader.task(parent_id, fields)
+            parent = self.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
             if parent is None:
                 raise BackendError(f"the parent version {parent_id} of {key} is not on the server")
             state = self.reader.read_state(parent, self.state_cache)
@@ -228,12 +226,6 @@ class ServerWriter:
                 raise BackendError(f"the parent version {parent_id} of {key} has no file list")
             entries, links, graph = codec.read_state(state)
             draft.parent_graph = graph or {parent_id: []}
-            draft.lineage = codec.struct_nodes((parent.get("configuration") or {}).get(codec.STRUCT_CONFIG))
-            runtime = parent.get("runtime") or {}
-            draft.lineage[parent_id] = {
-                "status": parent.get("status"), "last_update": None, "job_size": runtime.get("ds_total_size"),
-                "name": parent.get("name"), "version": runtime.get("version"),
-            }
             draft.inherited = {e.path: e for e in entries}
             draft.inherited_links = {s.link.path: s for s in links}
             lookup = state.get("dependency_chunk_lookup")
@@ -397,6 +389,8 @@ class ServerWriter:
                 store.update({k: thaw_json(v) for k, v in after.metadata_artifacts.items()
                               if canonical_json(v) != canonical_json(before.metadata_artifacts.get(k))})
                 drop += [k for k in before.metadata_artifacts if k not in after.metadata_artifacts]
+            elif name == "splits":
+                self.set_bookkeeping(version_id, {"splits": after.splits_json if after.splits else ""})
             else:  # pragma: no cover - a new property needs its write here
                 raise BackendError(f"no writer for the property {name!r}")
         if store or drop:
@@ -553,9 +547,9 @@ class ServerWriter:
             runtime=codec.runtime(draft.key.name, draft.key.version, draft.id, file_count=len(entries),
                                   link_count=len(links), total_size=total, compressed=compressed,
                                   changes=draft.changes),
-            configuration=codec.dataset_struct(graph, {**draft.lineage, draft.id: {
+            configuration=self.struct_lineage(draft, graph, {
                 "status": "completed", "last_update": int(time.time()), "job_size": total, "name": draft.key.name,
-                "version": draft.key.version}}),
+                "version": draft.key.version}),
         )
         self.set_bookkeeping(draft.id, {"content_digest": content_digest, "parent_id": ",".join(draft.parent_ids)})
         check = self.reader.full_task(draft.id)
@@ -574,6 +568,37 @@ class ServerWriter:
         if self.state_cache is not None:  # the next version on top of this one reads it from here
             with contextlib.suppress(OSError):
                 remember_state(self.state_cache / f"{draft.id}.json", raw)
+
+    def struct_lineage(self, draft: Draft, graph: Mapping[str, Sequence[str]], own: dict[str, Any]
+                       ) -> dict[str, Any]:
+        """The ``Dataset Struct`` of a draft, as the SDK's ``_report_dataset_struct`` builds it: the pruned
+        ``graph``, every parent named there as a node, and each node's parents taken from its own struct too,
+        transitively, so that the whole ancestry is there (a merge with no files of its own included: the SDK
+        2.x finds where each file's bytes are through it). One batched read per generation of ancestors."""
+        lineage = {k: list(v) for k, v in graph.items()}
+        for parents in graph.values():
+            for p in parents:
+                lineage.setdefault(p, [])
+        nodes: dict[str, dict[str, Any]] = {draft.id: own}
+        pending = [k for k in lineage if k != draft.id]
+        while pending:
+            rows = self.reader.tasks(pending, ("id", "name", "status", "last_update", "runtime",
+                                               f"configuration.{codec.STRUCT_CONFIG}"))
+            found = {str(r.get("id")): r for r in rows}
+            discovered: list[str] = []
+            for vid in pending:
+                row = found.get(vid)
+                if row is None:
+                    continue
+                nodes[vid] = codec.struct_node(row)
+                for p in codec.struct_parents((row.get("configuration") or {}).get(codec.STRUCT_CONFIG), vid):
+                    if p not in lineage:
+                        lineage[p] = []
+                        discovered.append(p)
+                    if p not in lineage[vid]:
+                        lineage[vid].append(p)
+            pending = discovered
+        return codec.dataset_struct(lineage, nodes)
 
     def expect_status(self, version_id: str, allowed: frozenset[str] | set[str], what: str) -> str:
         row = self.reader.task(version_id, ("id", "status"))

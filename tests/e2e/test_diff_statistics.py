@@ -224,7 +224,7 @@ def test_self_diff_is_identical_and_unknown_versions_are_one_line_errors(env: En
     assert res.returncode == 0, res.stderr
     assert f"No differences: {pets}@1.1.0 and {pets}@1.1.0 are identical." in res.stdout
     for args, message in [
-        ((f"{pets}@9.9.9", f"{pets}@1.0.0"), f"{pets} has no version '9.9.9' (versions: 1.0.0, 1.1.0)"),
+        ((f"{pets}@9.9.9", f"{pets}@1.0.0"), f"{pets} has no version or alias '9.9.9' (versions: 1.0.0, 1.1.0)"),
         ((f"{nothing}@1.0.0", f"{pets}@1.0.0"), f"unknown dataset {nothing}"),
         (("0123456789abcdef0123456789abcdef", f"{pets}@1.0.0"), "no dataset version has the id"),
         ((f"{pets}@1.0.0",), "exactly two versions"),

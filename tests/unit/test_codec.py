@@ -90,7 +90,10 @@ def test_runtime_and_lineage_configuration_have_the_sdks_keys() -> None:
     nodes = json.loads(item["value"])
     assert set(nodes["0"]) == set(json.loads(recorded_struct["value"])["0"])
     assert nodes["0"]["parents"] == ["1"] and nodes["1"]["job_id"] == "parent"
-    assert codec.struct_nodes(item)["child"]["parents"] == ["parent"]
+    assert codec.struct_parents(item, "child") == ["parent"] and codec.struct_parents(item, "parent") == []
+    assert codec.struct_node({"status": "completed", "last_update": "2026-01-01T00:00:01+00:00", "name": "ds1",
+                              "runtime": {"ds_total_size": 2, "version": "1.1.0"}}) == {
+        "status": "completed", "last_update": 1767225601, "job_size": 2, "name": "ds1", "version": "1.1.0"}
 
 
 def test_version_hyperparameter_is_where_the_sdk_puts_it() -> None:
