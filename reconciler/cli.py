@@ -201,6 +201,10 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
         srv.start()
     except (OSError, ValueError) as err:
         raise ReconcileError(f"cannot start the server: {err}") from err
+    from .cachedir import default_cache_dir
+    from .webpages import attach_pages
+
+    attach_pages(srv, cache_root=default_cache_dir())
     click.echo(escape.text(f"# ClearML-compatible server on {srv.api_url}, files on {srv.files_url} "
                            f"(data in {data_dir.resolve()})"), err=True)
     click.echo("# paste these lines to point any ClearML code at it:", err=True)

@@ -18,6 +18,8 @@ Invariants of a :class:`Plan`:
   the plan proceeds. A version built with checks stores their results (:class:`SetChecks`) before it is
   finalized;
 - a version the manifests name that exists only archived is restored (same id), not created again;
+- a draft this tool made of a version that is already finalized is discarded (:class:`DiscardDraft`, first of
+  that version's actions);
 - only versions in the plan's projects (its prune scope) are reported as unmanaged or pruned.
 """
 
@@ -54,6 +56,7 @@ from .model import (
 from .properties import PropertyChange, changed_fields, diff_properties
 
 PLAN_FORMAT_VERSION = 2
+STRAY_DRAFT_STATUSES = frozenset({"created", "in_progress", "stopped", "failed"})  # what a discard deletes
 _SIZE = attrgetter("size")
 
 
@@ -163,6 +166,16 @@ class Archive:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscardDraft:
+    """Delete a draft (and its chunks) of a version that is already finalized: a stray copy left by an apply
+    that was interrupted or paused past its lease while another one finished the version. Left alone, it is
+    what ``Dataset.get(dataset_version=...)`` may return ("is in draft mode")."""
+
+    version: VersionKey
+    version_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Restore:
     """Bring back (unarchive) a version the manifests name again, instead of creating a second one."""
 
@@ -173,6 +186,7 @@ class Restore:
 Action = (
     CreateVersion
     | ResumeVersion
+    | DiscardDraft
     | Restore
     | SyncFiles
     | SetStatistics
@@ -645,6 +659,8 @@ class _Planner:
                 self.drift.append(Drift(key, archived.id, "archived", "archived on the server since the last apply"))
                 obs = archived
         target = self.contents[key]
+        if obs is not None and obs.finalized and not obs.archived:
+            self.discard_stray_drafts(key, obs)
         if obs is None:
             self.actions.append(CreateVersion(key, spec.parent, ds.storage))
             self.build(spec, ds, None, self.base_content(spec), target)
@@ -665,6 +681,13 @@ class _Planner:
                 "finalize or delete that draft in ClearML, then plan again",
                 obs.id,
             )
+
+    def discard_stray_drafts(self, key: VersionKey, final: ObservedVersion) -> None:
+        """This tool's live drafts of ``key`` next to its finalized ``final``: only a run that lost its lease
+        (its create answered after another run finished the version) leaves one."""
+        for v in sorted(self.by_key.get(key, []), key=lambda v: v.id):
+            if v.id != final.id and v.managed and not v.archived and v.status in STRAY_DRAFT_STATUSES:
+                self.actions.append(DiscardDraft(key, v.id))
 
     def build(self, spec: VersionSpec, ds: DatasetSpec, draft: ObservedVersion | None, base: Content,
               target: Content) -> None:
@@ -911,7 +934,7 @@ def _unmanaged(
     chosen_ids = {
         chosen.id for key in wanted if (chosen := choose_observed(by_key.get(key, ()))) is not None
     }
-    chosen_ids |= {a.version_id for a in actions if isinstance(a, Restore)}
+    chosen_ids |= {a.version_id for a in actions if isinstance(a, (Restore, DiscardDraft))}
     chosen_ids |= {v.adopt for v in desired.all_versions() if v.adopt}
     kept_ids = {v.id for v in observed.versions if not v.archived and (v.id in chosen_ids or not v.managed)}
     parents_of_kept = {p for v in observed.versions if v.id in kept_ids for p in v.parent_ids}
@@ -940,6 +963,8 @@ def describe(action: Action) -> str:
             return f"resume draft {v} ({i})"
         case Restore(version=v, version_id=i):
             return f"restore archived {v} ({i})"
+        case DiscardDraft(version=v, version_id=i):
+            return f"discard stray draft {i} of the finalized {v}"
         case SyncFiles(version=v):
             return (
                 f"sync files of {v}: upload {len(action.upload)} ({_size(action.upload_bytes)}), "

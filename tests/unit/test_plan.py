@@ -25,6 +25,7 @@ from reconciler.plan import (
     FINGERPRINT_EXCLUDED,
     Archive,
     CreateVersion,
+    DiscardDraft,
     Finalize,
     PlanOptions,
     Publish,
@@ -495,3 +496,17 @@ def test_a_saved_plan_of_a_100000_file_version_with_statistics_stays_small():
     size = len(json.dumps(plan_to_json(plan)))
     assert size < 25_000_000  # the upload list once; statistics reference the content by digest
     assert sum(1 for a in plan.actions if isinstance(a, SetStatistics)) == 1
+
+
+def test_a_stray_draft_of_a_finalized_version_is_discarded_and_then_the_plan_is_empty():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    final = observed_from(desired, contents).versions[0]
+    stray = replace(final, id="stray", status="created", files=None, links=None, content_digest=None)
+    foreign = replace(final, id="foreign", status="in_progress", files=None, links=None, managed=False)
+    plan = compute_plan(desired, contents, ObservedState((final, stray, foreign)))
+    assert plan.actions == (DiscardDraft(vk("1.0.0"), "stray"),)  # a draft not made by this tool is left alone
+    assert [u.version_id for u in plan.unmanaged] == ["foreign"]
+    assert "discard draft stray: a stray copy of this finalized version" in render_human(plan, color=False)
+    assert plan_from_json(plan_to_json(plan)) == plan
+    assert compute_plan(desired, contents, ObservedState((final, foreign))).actions == ()
