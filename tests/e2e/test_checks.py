@@ -14,7 +14,6 @@ import pytest
 from PIL import Image
 
 from .helpers import Env, dataset_tasks, write_tree
-from .test_sdk_versions import oldest_sdk_python  # noqa: F401  (the fixture, shared)
 
 pytestmark = pytest.mark.integration
 
