@@ -609,6 +609,14 @@ class _Planner:
         self.drift: list[Drift] = []
         self.builds: list[Build] = []
         self.adopted = {v.key: v.adopt for v in desired.all_versions() if v.adopt}
+        self.restored: dict[VersionKey, str] = {}  # versions this plan unarchives: key -> id
+
+    def restore(self, key: VersionKey, version: ObservedVersion) -> None:
+        """Unarchive ``version``; archiving it was drift unless this tool pruned it."""
+        self.actions.append(Restore(key, version.id))
+        self.restored[key] = version.id
+        if not version.pruned:
+            self.drift.append(Drift(key, version.id, "archived", "archived on the server since the last apply"))
 
     def chosen(self, key: VersionKey) -> ObservedVersion | None:
         if key in self.adopted:
@@ -650,13 +658,11 @@ class _Planner:
         if spec.adopt is not None and not self.check_adopted(spec, obs):
             return
         if obs is not None and obs.archived:  # an adopted version that was archived
-            self.actions.append(Restore(key, obs.id))
-            self.drift.append(Drift(key, obs.id, "archived", "archived on the server since the last apply"))
+            self.restore(key, obs)
         if obs is None:
             archived = archived_candidate(self.by_key.get(key, []))
             if archived is not None and archived.finalized:
-                self.actions.append(Restore(key, archived.id))
-                self.drift.append(Drift(key, archived.id, "archived", "archived on the server since the last apply"))
+                self.restore(key, archived)
                 obs = archived
         target = self.contents[key]
         if obs is not None and obs.finalized and not obs.archived:
@@ -755,15 +761,16 @@ class _Planner:
 
     def check_lineage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
         """A finalized version must stand on the version the manifests name as its parent, and that one must
-        still be there: its files are read through the parent."""
+        still be there, or be restored by this plan: its files are read through the parent."""
         if spec.parent is None or not obs.parent_ids:
             return True
         parent = self.chosen(spec.parent)
-        if parent is not None and parent.id in obs.parent_ids:
+        parent_id = parent.id if parent is not None else self.restored.get(spec.parent)
+        if parent_id is not None and parent_id in obs.parent_ids:
             return True
-        on_server = {v.id: v for v in self.observed.versions}
-        gone = [p for p in obs.parent_ids if p not in on_server or on_server[p].archived]
-        if gone and (parent is None or parent.id not in obs.parent_ids):
+        back = set(self.restored.values())
+        gone = [p for p in obs.parent_ids if p not in back and (p not in self.by_id or self.by_id[p].archived)]
+        if gone:
             self.drift.append(Drift(spec.key, obs.id, "parent", f"its parent version {gone[0]} was deleted or "
                                     "archived on the server"))
             self.block(spec, f"its parent version {gone[0]} is gone from the server (deleted or archived), so its "
