@@ -11,12 +11,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__, escape
-from .diagnostics import ReconcileError
+from .diagnostics import Diagnostic, ReconcileError
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -198,6 +201,10 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
         srv.start()
     except (OSError, ValueError) as err:
         raise ReconcileError(f"cannot start the server: {err}") from err
+    from .cachedir import default_cache_dir
+    from .webpages import attach_pages
+
+    attach_pages(srv, cache_root=default_cache_dir())
     click.echo(escape.text(f"# ClearML-compatible server on {srv.api_url}, files on {srv.files_url} "
                            f"(data in {data_dir.resolve()})"), err=True)
     click.echo("# paste these lines to point any ClearML code at it:", err=True)
@@ -413,8 +420,56 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
     _print_plan(the_plan, fmt, out, show_files)
     if the_plan.conflicts:
         raise ReconcileError(f"{counted(len(the_plan.conflicts), 'conflict')}: see the plan above")
+    _raise_held(the_plan)
     if detailed_exitcode and the_plan.has_changes:
         sys.exit(EXIT_CHANGES)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@_target_option
+@_workers_option
+def check(paths: tuple[Path, ...], fmt: str, targets: tuple[str, ...], workers: int) -> None:
+    """Run the manifests' checks on the files of every version (no server needed).
+
+    Exit 0 when no error-level check fails (warnings are shown), 1 otherwise. The pre-commit hook
+    'reconcile-check' calls it.
+    """
+    import json
+
+    from .checks import checks_to_json, summary
+    from .engine import check_offline
+    from .manifest import load_manifests
+    from .render.checks import render_checks_markdown, render_checks_text
+
+    state = load_manifests(paths)
+    results, skipped = check_offline(state, targets, workers=workers, progress=_is_tty(sys.stderr))
+    passed, warned, failed = summary(results)
+    if fmt == "json":
+        click.echo(json.dumps({"format_version": 1, "versions": [checks_to_json(c) for c in results],
+                               "skipped": [str(k) for k in skipped],
+                               "summary": {"passed": passed, "warned": warned, "failed": failed}}, indent=2))
+    elif fmt == "markdown":
+        click.echo(render_checks_markdown(results, skipped))
+    else:
+        click.echo(render_checks_text(results, skipped, color=_color(sys.stdout)), nl=False)
+    if failed:
+        raise ReconcileError([Diagnostic(f"check {r.name!r} ({r.rule}) of {c.version} failed", r.span)
+                              for c in results for r in c.failed])
+
+
+def _raise_held(the_plan: Plan) -> None:
+    """Exit 1 naming each failed check (file:line:col, first offending files) when versions are held."""
+    if not the_plan.held:
+        return
+    diags = [Diagnostic(f"check {r.name!r} ({r.rule}) of {c.version} failed: {r.message}"
+                        + (f"; offending: {', '.join(r.offending[:5])}" if r.offending else "")
+                        + (f" and {r.offending_count - 5} more" if r.offending_count > 5 else ""), r.span)
+             for c in the_plan.checks for r in c.failed]
+    diags.append(Diagnostic(f"{_counted(len(the_plan.held), 'version')} held by failing checks (not created, "
+                            f"finalized, published nor aliased): {', '.join(str(h.version) for h in the_plan.held)}"))
+    raise ReconcileError(diags)
 
 
 def _confirm(auto_approve: bool) -> None:
@@ -502,6 +557,12 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     else:
         state = load_manifests(target)
     real_stdout = sys.stdout
+    shown: list[Plan] = []
+
+    def show(p: Plan) -> None:
+        shown.append(p)
+        _print_plan(p, "text", None, show_files)
+
     with _connect(ctx) as conn:
         run = None if state is None else Run(
             conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
@@ -510,19 +571,23 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
             conn.backend, run=run, saved=saved,
             options=ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr), forget_hashes=forget_hashes),
             lock_owner=_lock_owner(), lock_wait=lock_timeout, lock_ttl=lock_ttl,
-            show=lambda p: _print_plan(p, "text", None, show_files),
+            show=show,
             confirm=lambda _p: None if saved is not None else _confirm(auto_approve),
             report=lambda line: click.echo(escape.text(line), file=real_stdout),
             notice=lambda line: click.echo(escape.text(line), err=True),
             queue=_queue_options(queue, shared_mounts, agent_image),
         )
     if result is None:
+        if shown:
+            _raise_held(shown[-1])
         return
     click.echo(
         f"Apply complete! {counted(result.actions, 'action')}, {counted(len(result.created), 'version')} created, "
         f"{counted(result.uploaded_files, 'file')} uploaded ({human_size(result.uploaded_bytes)}) in "
         f"{result.seconds:.1f}s."
     )
+    if shown:
+        _raise_held(shown[-1])
 
 
 def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | None):  # type: ignore[no-untyped-def]
@@ -757,10 +822,12 @@ def _import_files(items: list[Any], out_dir: Path, source: str, *, update: bool
 @click.option("--include", "include", multiple=True, metavar="GLOB",
               help="Only the files matching this glob (repeatable: any of them; with --split: within the split).")
 @click.option("--delete", is_flag=True, help="Delete files in DEST that the selection does not hold.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="The summary as a line of text or a JSON object.")
 @_workers_option
 @click.pass_context
 def pull(ctx: click.Context, ref: str, dest: Path, split: str | None, include: tuple[str, ...], delete: bool,
-         workers: int) -> None:
+         fmt: str, workers: int) -> None:
     """Download a version's files (or a split, or some globs) into DEST, verified against their sha256.
 
     Only the chunks holding missing files are downloaded; files already in DEST are kept (recognised by their
@@ -772,7 +839,12 @@ def pull(ctx: click.Context, ref: str, dest: Path, split: str | None, include: t
     options = PullOptions(Selection(split, include), delete=delete, workers=workers, progress=True)
     with _connect(ctx) as conn:
         result = pull_version(conn.backend.reader, ref, dest, options)
-    click.echo(escape.text(result.summary()))
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(result.to_json(), sort_keys=True))
+    else:
+        click.echo(escape.text(result.summary()))
 
 
 # --- diff ----------------------------------------------------------------------------------------------------

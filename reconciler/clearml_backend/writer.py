@@ -628,6 +628,8 @@ class ServerWriter:
         self.expect_status(version_id, {"published"}, f"publishing {key}")
 
     def archive(self, key: VersionKey, version_id: str) -> None:
+        """Archive a version this tool prunes (recorded, so that restoring it later is no drift)."""
+        self.set_bookkeeping(version_id, {"pruned": "1"})
         self._transition("tasks.archive", version_id, _archived(True), tasks=[version_id])
         row = self.reader.task(version_id, ("id", "system_tags"))
         if codec.ARCHIVED_TAG not in set((row or {}).get("system_tags") or []):
@@ -638,6 +640,8 @@ class ServerWriter:
         row = self.reader.task(version_id, ("id", "system_tags"))
         if codec.ARCHIVED_TAG in set((row or {}).get("system_tags") or []):
             raise BackendError(f"restoring {key}: the server did not unarchive it")
+        if codec.read_bookkeeping(self.reader.full_task(version_id)).pruned:
+            self.set_bookkeeping(version_id, {"pruned": ""})
 
     def version_files(self, version_id: str) -> dict[str, Any]:
         """The ``state`` (file list) of a finalized version."""
