@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .clearml_backend import Backend, LockLease, ServerReader, codec
 from .diagnostics import Diagnostic, ReconcileError
 from .manifest import load_manifests
 from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey
-from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_state
+from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_reads, with_state
 from .plan import (
     Plan,
     PlanOptions,
@@ -29,6 +31,7 @@ from .plan import (
     prune_scope,
     unknown_targets,
 )
+from .retention import RetentionInputs, plan_retention
 from .sources import (
     ResolveOptions,
     SourceContent,
@@ -176,9 +179,28 @@ class Run:
         self._observed = None
         self._plan = None
 
+    def retention_inputs(self) -> RetentionInputs | None:
+        """The clock and the tasks that read the versions under a retention policy; the file lists retention
+        needs are read into the observed state (a few rounds: versions kept because others read them are
+        readers in turn). None when no dataset has a policy."""
+        if not any(ds.retention for ds in self.state.datasets):
+            return None
+        observed = self.observed()
+        policed = {ds.key for ds in self.state.datasets if ds.retention}
+        ids = [v.id for v in observed.versions if v.key.dataset in policed and v.managed and v.finalized]
+        inputs = RetentionInputs(datetime.now(timezone.utc), MappingProxyType(self.reader.tasks_using(ids)))
+        for _ in range(8):
+            unread = plan_retention(self.state, observed, inputs).unread
+            if not unread:
+                break
+            observed = with_reads(self.reader, observed, self._listed(), unread, cache_root=self.cache_root)
+            self._observed = observed
+        return inputs
+
     def plan(self) -> Plan:
         if self._plan is None:
-            self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
+            retention = self.retention_inputs()
+            self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options, retention)
             contents = self.contents()
             remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
             self._memos = {}

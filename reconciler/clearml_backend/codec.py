@@ -24,10 +24,12 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 from ..model import (
+    ALL_OBJECTS,
     FileEntry,
     LinkEntry,
     ObservedVersion,
     Properties,
+    StoredObject,
     VersionKey,
     canonical_json,
     freeze_json,
@@ -50,9 +52,11 @@ STRUCT_CONFIG = "Dataset Struct"
 
 # what observation asks for per task (a MongoDB-like projection)
 TASK_FIELDS: tuple[str, ...] = (
-    "id", "name", "project", "status", "tags", "system_tags", "comment", "runtime", "last_update",
+    "id", "name", "project", "status", "tags", "system_tags", "comment", "runtime", "last_update", "created",
     f"hyperparams.{SECTION}", "execution.artifacts",
 )
+EXPIRED_AT = "expired_at"  # Reconciler section: when retention archived the version (ISO 8601)
+FREED = "freed"  # Reconciler section: artifact keys whose objects retention deleted (comma-separated)
 
 
 def hidden_project(project: str, name: str) -> str:
@@ -188,7 +192,25 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         content_digest=book.content_digest,
         statistics_digest=book.statistics_digest,
         applied=read_applied(book),
+        created=str(task.get("created") or ""),
+        objects=stored_objects(task, freed_keys(task)),
+        freed=tuple(sorted(freed_keys(task))),
+        expired_at=section_values(task).get(EXPIRED_AT, ""),
     )
+
+
+def freed_keys(task: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(k for k in section_values(task).get(FREED, "").split(",") if k)
+
+
+def stored_objects(task: Mapping[str, Any], freed: frozenset[str] = frozenset()) -> tuple[StoredObject, ...]:
+    """Every artifact of the task that names a stored object (but the ``freed`` ones), with its recorded size."""
+    out = []
+    for key, art in sorted(artifacts(task).items()):
+        uri = art.get("uri")
+        if uri and key not in freed:
+            out.append(StoredObject(key, str(uri), _int(art.get("content_size")) or 0))
+    return tuple(out)
 
 
 def _int(value: Any) -> int | None:
@@ -246,6 +268,19 @@ def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLi
     ]
     graph = {str(k): [str(p) for p in (v or [])] for k, v in (state.get("dependency_graph") or {}).items()}
     return entries, links, graph
+
+
+def objects_read(version_id: str, entries: Iterable[StateEntry], graph: Mapping[str, Sequence[str]]
+                 ) -> set[tuple[str, str]]:
+    """(version id, artifact key) of every object of other versions that the SDK reads to download this one:
+    the chunk of each file entry and the ``state`` of its owner; and for every other version in the
+    dependency graph (its parents included, whether they hold files of it or not), :data:`ALL_OBJECTS`:
+    ``Dataset.get_local_copy`` loads each of them and downloads their chunks."""
+    out = {(e.owner_id, e.chunk) for e in entries if e.owner_id and e.owner_id != version_id}
+    out |= {(owner, STATE_KEY) for owner, _ in out}
+    nodes = set(graph) | {p for parents in graph.values() for p in parents or ()}
+    out |= {(node, ALL_OBJECTS) for node in nodes if node and node != version_id}
+    return out
 
 
 def state_files(entries: Iterable[StateEntry]) -> tuple[FileEntry, ...]:

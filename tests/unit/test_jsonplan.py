@@ -7,11 +7,12 @@ import typing
 import pytest
 
 from reconciler.diagnostics import ReconcileError
-from reconciler.model import FileEntry, LinkEntry, Properties, VersionKey, freeze_json
+from reconciler.model import FileEntry, LinkEntry, Properties, StoredObject, VersionKey, freeze_json
 from reconciler.plan import (
     Action,
     Archive,
     CreateVersion,
+    DeleteVersion,
     Finalize,
     Plan,
     Publish,
@@ -40,6 +41,9 @@ ONE_OF_EACH: tuple[Action, ...] = (
     Finalize(V, "d" * 64),
     Publish(V),
     Archive(V, "old-id"),
+    Archive(V, "expired-id", "not among the 3 newest versions (keep_last)"),
+    DeleteVersion(V, "expired-id", (StoredObject("data", "http://files/p/data.zip", 10),
+                                    StoredObject("state", "http://files/p/state.json", 2)), "keep_last"),
 )
 
 
