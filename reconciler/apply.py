@@ -4,7 +4,8 @@ Order is the plan's (parents first, each version's steps in the order the real s
 is a chain of steps; a failed step stops that version and every version built on it, while independent
 versions go on; the run then ends with one error listing what failed (exit 1). A version is finalized only when
 the content this run built has the plan's digest, every file's bytes hashed as uploaded matched the plan, and
-every chunk is on the server. A signal or a lost lock stops everything at once.
+every chunk is on the server. An alias leaves its old holder only when its new holder got it (the plan moves
+aliases last). A signal or a lost lock stops everything at once.
 
 Statistics of a version are computed from local files where the plan's sources still have them, else from
 the version's files fetched from the server; either way cached by content digest.
@@ -278,19 +279,31 @@ def apply_plan(
     options: ApplyOptions = ApplyOptions(),
     report: Report = lambda _line: None,
     local_contents: Mapping[VersionKey, Content] | None = None,
+    known_ids: Mapping[VersionKey, str] | None = None,
 ) -> ApplyResult:
-    """Run every action in order. A failed version stops its own chain and its descendants' (the others go on);
+    """Run every action in order (``known_ids``: versions made since ``observed``). A failed version stops its
+    own chain and its descendants' (the others go on);
     :class:`ApplyFailed` at the end names each. A signal or a lost lock stops the run at once."""
     applier = _Applier(writer, observed, options, report, local_contents or {})
+    applier.result.ids.update(known_ids or {})  # versions made since ``observed`` (by agents' steps)
     for a in plan.actions:
         if isinstance(a, (CreateVersion, ResumeVersion)):
             applier.parents[a.version] = a.parent
     blocked: dict[VersionKey, str] = {}
+    unplaced: set[str] = set()  # aliases whose new holder did not get them: their old holders keep them
     start = time.monotonic()
     total = len(plan.actions)
     for n, action in enumerate(plan.actions, 1):
         v = action.version
         parent = applier.parents.get(v)
+        if isinstance(action, SetProperties) and action.alias:
+            gained, lost = action.after.tags - action.before.tags, action.before.tags - action.after.tags
+            if v in blocked or (parent is not None and parent in blocked):
+                unplaced |= gained
+            elif lost & unplaced:
+                report(f"[{n}/{total}] kept alias {', '.join(sorted(lost & unplaced))} on {v}: "
+                       "its new holder was not finished")
+                continue
         if v in blocked:
             continue
         if parent is not None and parent in blocked:
@@ -312,6 +325,8 @@ def apply_plan(
                 draft = applier.result.ids.get(v)
                 if draft and applier.statuses.get(v) == "created":
                     where = f" (version {draft} stays a draft; the next apply resumes it)"
+            if isinstance(action, SetProperties) and action.alias:
+                unplaced |= action.after.tags - action.before.tags
             message = f"{describe(action)}: {_message(err)}{where}"
             blocked[v] = message
             applier.result.failed[v] = message

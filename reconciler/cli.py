@@ -659,52 +659,108 @@ def init(directory: Path, project: str, name: str) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("manifests"),
               show_default=True, help="Folder to write the manifests into (one file per dataset).")
 @click.option("--dry-run", is_flag=True, help="Print the manifests instead of writing them.")
+@click.option("--update", is_flag=True,
+              help="Add the versions an existing manifest lacks to it (its comments stay); write the others.")
 @click.pass_context
-def import_(ctx: click.Context, targets: tuple[str, ...], out_dir: Path, dry_run: bool) -> None:
+def import_(ctx: click.Context, targets: tuple[str, ...], out_dir: Path, dry_run: bool, update: bool) -> None:
     """Write manifests for datasets already on the server: each version adopted as it is (pinned by id).
 
     'reconcile plan' right after shows no changes; new versions declared on top upload only their delta.
     """
-    import tempfile
-
-    from .importer import gather, manifest_path, render_manifest, resolve_targets
-    from .manifest import load_manifests
+    from .importer import gather, resolve_targets
     from .sources import default_cache_dir
 
     with _connect(ctx) as conn:
         reader = conn.backend.reader
         items = gather(reader, resolve_targets(reader, targets), default_cache_dir())
         source = reader.api_host
-    files = {manifest_path(out_dir, item.key): render_manifest(item, source) for item in items}
-    with tempfile.TemporaryDirectory(prefix="reconcile-import-") as tmp:  # what we write must load cleanly
-        for i, text in enumerate(files.values()):
-            (Path(tmp) / f"{i}.yaml").write_text(text)
-        load_manifests([Path(tmp)])
+    for item in items:
+        for note in item.notes():
+            click.echo(escape.text(f"note: {note}"), err=True)
+    items = [i for i in items if i.versions]
+    if not items:
+        raise ReconcileError("nothing to import: no dataset named has a finalized live version (see the notes "
+                             "above)")
+    files, added = _import_files(items, out_dir, source, update=update)
     if dry_run:
         click.echo("\n---\n".join(f"# file: {path}\n{text}" for path, text in files.items()), nl=False)
         return
-    existing = [str(p) for p in files if p.exists()]
-    if existing:
-        raise ReconcileError(f"{existing[0]} exists and is not overwritten; move it away or choose another --out"
-                             + (f" ({len(existing) - 1} more)" if len(existing) > 1 else ""))
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        click.echo(f"wrote {path}")
+        click.echo(f"{'updated' if path in added else 'wrote'} {path}"
+                   + (f": added {', '.join(added[path])}" if added.get(path) else ""))
+    if update and not files:
+        click.echo(f"The manifests in {out_dir} already hold every finalized version.")
+        return
     versions = sum(len(i.versions) for i in items)
     click.echo(f"Imported {_counted(len(items), 'dataset')}, {_counted(versions, 'version')}; "
                f"'reconcile plan {out_dir}' should show no changes.")
 
 
+def _import_files(items: list[Any], out_dir: Path, source: str, *, update: bool
+                  ) -> tuple[dict[Path, str], dict[Path, list[str]]]:
+    """The manifests to write (path -> text, checked to load) and, with ``update``, the versions added to each
+    existing one."""
+    import tempfile
+
+    from .importer import manifest_path, render_manifest, update_manifest
+    from .manifest import load_manifests
+
+    existing = {}
+    if update and out_dir.exists():
+        desired = load_manifests([out_dir], check_local_paths=False)
+        existing = {ds.key: ds for ds in desired.datasets}
+    files: dict[Path, str] = {}
+    added: dict[Path, list[str]] = {}
+    for item in items:
+        ds = existing.get(item.key)
+        if ds is None or ds.span is None:
+            files[manifest_path(out_dir, item.key)] = render_manifest(item, source)
+            continue
+        path = Path(ds.span.file)
+        known = [v.adopt or v.key.version for v in ds.versions] + [v.key.version for v in ds.versions]
+        text, new = update_manifest(path.read_text(), item, ds.properties, known)
+        if new:
+            files[path], added[path] = text, new
+    if not update:
+        taken = [str(p) for p in files if p.exists()]
+        if taken:
+            raise ReconcileError(f"{taken[0]} exists and is not overwritten; add --update to add the versions it "
+                                 "lacks, or move it away, or choose another --out"
+                                 + (f" ({len(taken) - 1} more)" if len(taken) > 1 else ""))
+    if not files:
+        return files, added
+    with tempfile.TemporaryDirectory(prefix="reconcile-import-") as tmp:  # what we write must load cleanly
+        names = {}
+        for i, (path, text) in enumerate(files.items()):
+            (Path(tmp) / f"{i}.yaml").write_text(text)
+            names[str((Path(tmp) / f"{i}.yaml").resolve())] = str(path)
+        try:
+            load_manifests([Path(tmp)], check_local_paths=False)
+        except ReconcileError as e:  # named as the files import would write, never the temporary ones
+            def named(file: str) -> str:
+                return names.get(str(Path(file).resolve()), file)
+
+            raise ReconcileError([replace(d, span=replace(d.span, file=named(d.span.file)))
+                                  if d.span is not None else d for d in e.diagnostics]) from None
+    return files, added
+
+
 # --- diff ----------------------------------------------------------------------------------------------------
+
+
+def _report_options(f: Any) -> Any:
+    """``--format text|json|markdown|html`` and ``--out FILE``: the options of every report command."""
+    f = click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Write the report to this file instead of stdout (the usual place for html).")(f)
+    return click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
+                        show_default=True)(f)
 
 
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="PATH... | VERSION VERSION")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
-              show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the report to this file instead of stdout (the usual place for html).")
+@_report_options
 @_workers_option
 @click.pass_context
 def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
@@ -727,13 +783,69 @@ def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, 
             assert state is not None
             report = diff_manifests(Run(conn.backend.reader, state, PlanOptions(), workers=workers,
                                         progress=_is_tty(sys.stderr)))
-    text = render_report(report, fmt)
+    _write(render_report(report, fmt), out)
+    sys.exit(EXIT_OK if report.identical else EXIT_CHANGES)
+
+
+def _show_report(ctx: click.Context, args: tuple[str, ...], workers: int):  # type: ignore[no-untyped-def]
+    from .cachedir import default_cache_dir
+    from .manifest import load_manifests
+    from .show import parse_targets, show
+
+    targets = parse_targets(args, load_manifests)
+    with _connect(ctx) as conn:
+        return show(conn.backend.reader, targets, cache_root=default_cache_dir(), workers=workers)
+
+
+def _write(text: str, out: Path | None) -> None:
     if out is not None:
         out.write_text(text)
         click.echo(escape.text(f"wrote {out}"), err=True)
     else:
         click.echo(text, nl=False)
-    sys.exit(EXIT_OK if report.identical else EXIT_CHANGES)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="PROJECT/NAME[@VERSION|ALIAS]... | PATH...")
+@_report_options
+@_workers_option
+@click.pass_context
+def show(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
+    """Show datasets as the server holds them: versions, lineage, aliases, states, files, statistics, checks
+    and the tasks that used each version.
+
+    Give datasets (PROJECT/NAME, or PROJECT/NAME@VERSION or @ALIAS for one version) or manifest paths (their
+    datasets, with the aliases the manifests give them).
+    """
+    from .render.show import render_show
+
+    _write(render_show(_show_report(ctx, args, workers), fmt), out)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[PATH|PROJECT/NAME]...")
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "json"]), default="mermaid",
+              show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout.")
+@click.option("--full", is_flag=True, help="Keep every version and edge (no collapsed chains, no trimmed edges).")
+@_workers_option
+@click.pass_context
+def graph(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, full: bool, workers: int) -> None:
+    """The version DAG of datasets (default: the manifests under ./manifests): long linear chains of versions
+    collapsed, edges that another path implies trimmed."""
+    from .lineage import collapse_chains, trim_transitive
+    from .render.graph import render_graph
+    from .show import combined_lineage
+
+    if not args:
+        if not Path("manifests").is_dir():
+            raise ReconcileError("graph: give manifest paths or PROJECT/NAME (there is no ./manifests folder)")
+        args = ("manifests",)
+    lineage = combined_lineage(_show_report(ctx, args, workers))
+    if not full:
+        lineage = collapse_chains(trim_transitive(lineage))
+    _write(render_graph(lineage, fmt), out)
 
 
 def main() -> None:

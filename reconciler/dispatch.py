@@ -265,6 +265,10 @@ def apply_queued(plan: Plan, backend: Backend, observed: ObservedState, *, queue
         report(f"building {len(split.steps)} versions on queue {queue.name!r}")
     lock = {info.project: info.token for info in held}
     result = _Dispatcher(backend, queue, split, seen, lock, ids, options, report).run()
+    if split.after:  # aliases move once every new holder is final (and published)
+        moved = apply_plan(Plan(actions=split.after), backend.writer, observed, apply_options, report=report,
+                           known_ids=ids)
+        result.actions += moved.actions
     result.actions += local.actions
     result.created = [*local.created, *result.created]
     result.seconds += local.seconds

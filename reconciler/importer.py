@@ -1,10 +1,14 @@
 """``reconcile import``: manifests that describe datasets already on a server, so adopting them changes nothing.
 
 Every finalized version is written pinned by its id (``id:``: adopt it, content as the server holds it), with
-its parent, its publish state, and its description, tags and metadata (the dataset's values are those of its
-newest version; a version that differs says so itself). Drafts are listed in a comment, not adopted. The parents
-of an imported version are imported too (a manifest names its parents). Output is deterministic: datasets,
-versions and keys in a fixed order, scalars in JSON spelling (which YAML reads as is).
+its parent, its publish state, and its description, tags and metadata artifacts, as consumers read them (the
+dataset's values are those of its newest version; a version that differs says so itself). The SDK's automatic
+description is no description. Drafts are listed in a comment and in the command's notes, not adopted; a dataset
+with no finalized live version is not written, and says why. The parents of an imported version are imported
+too (a manifest names its parents). Output is deterministic: datasets, versions and keys in a fixed order,
+scalars in JSON spelling (which YAML reads as is).
+
+``import --update`` adds the versions a manifest lacks to it (round-trip YAML: its comments and layout stay).
 """
 
 from __future__ import annotations
@@ -12,14 +16,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .clearml_backend import ServerReader, codec
 from .diagnostics import ReconcileError
 from .model import DatasetKey, ObservedVersion, Properties, thaw_json
-from .observe import list_versions, state_cache_dir, with_state
+from .observe import list_versions, state_cache_dir, with_metadata, with_state
 
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 API_VERSION = "reconciler/v1"
@@ -31,6 +35,26 @@ class ImportedDataset:
     versions: tuple[ObservedVersion, ...]  # finalized, oldest first
     drafts: tuple[ObservedVersion, ...]
     parents: Mapping[str, str]  # version id -> the parent reference to write ("1.0.0" or "proj/name@1.0.0")
+    archived: int = 0  # finalized versions that are archived (not imported)
+    unreadable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # version id -> artifacts not JSON
+
+    def notes(self) -> list[str]:
+        """What the import leaves out, one line each."""
+        if not self.versions:
+            return [f"{self.key}: not imported: no finalized live version on the server ({self.left_out()})"]
+        return [f"{self.key}@{d.key.version}: a draft (id {d.id}, {d.status}), not imported; finalize it with the "
+                "SDK (then 'reconcile import --update') or discard it" for d in self.drafts] + [
+                f"{self.key}@{v.key.version}: metadata {', '.join(names)} not imported (not JSON objects)"
+                for v in self.versions if (names := self.unreadable.get(v.id))]
+
+    def left_out(self) -> str:
+        parts = []
+        if self.drafts:
+            parts.append(f"{len(self.drafts)} draft{'s' if len(self.drafts) != 1 else ''} "
+                         f"({', '.join(d.key.version for d in self.drafts)})")
+        if self.archived:
+            parts.append(f"{self.archived} archived version{'s' if self.archived != 1 else ''}")
+        return ", ".join(parts) or "no versions"
 
 
 def resolve_targets(reader: ServerReader, targets: Sequence[str]) -> list[DatasetKey]:
@@ -70,22 +94,26 @@ def gather(reader: ServerReader, datasets: Iterable[DatasetKey], cache_root: Pat
         if key in done:
             continue
         listing = list_versions(reader, [key.project])
-        mine = [v for v in listing.versions if v.key.dataset == key and not v.archived]
+        everything = [v for v in listing.versions if v.key.dataset == key]
+        mine = [v for v in everything if not v.archived]
         final, drafts = [], []
+        unreadable: dict[str, tuple[str, ...]] = {}
         for v in mine:
             if not v.finalized:
                 drafts.append(v)
                 continue
             task = listing.raw[v.id]
             v = with_state(v, reader.read_state(task, cache_dir))
-            if not v.managed:  # metadata of a version this tool did not make lives only in its artifact
-                meta = reader.read_json_artifact(task, codec.METADATA_KEY)
-                if isinstance(meta, dict):
-                    v = _with_metadata(v, meta)
+            if v.unread_metadata:
+                read = reader.read_metadata(task, v.unread_metadata)
+                unreadable[v.id] = tuple(n for n in v.unread_metadata if not isinstance(read.get(n), dict))
+                v = with_metadata(v, read)
             final.append(v)
             by_id[v.id] = v
         final.sort(key=lambda v: (_semver(v.key.version), v.key.version, v.last_update))
-        done[key] = ImportedDataset(key, tuple(final), tuple(sorted(drafts, key=lambda v: v.key.version)), {})
+        archived = sum(1 for v in everything if v.archived and v.finalized)
+        done[key] = ImportedDataset(key, tuple(final), tuple(sorted(drafts, key=lambda v: v.key.version)), {},
+                                    archived, unreadable)
         for v in final:
             for parent_id in v.parent_ids[:1]:
                 if parent_id not in by_id:
@@ -98,14 +126,8 @@ def gather(reader: ServerReader, datasets: Iterable[DatasetKey], cache_root: Pat
             if parent is not None:
                 same = parent.key.dataset == key
                 parents[v.id] = parent.key.version if same else f"{parent.key.dataset}@{parent.key.version}"
-        out.append(ImportedDataset(key, item.versions, item.drafts, parents))
+        out.append(replace(item, parents=parents))
     return out
-
-
-def _with_metadata(v: ObservedVersion, meta: Mapping[str, Any]) -> ObservedVersion:
-    from dataclasses import replace
-
-    return replace(v, properties=v.properties.replace(metadata=meta))
 
 
 def _semver(version: str) -> tuple[int, ...]:
@@ -127,13 +149,27 @@ def render_manifest(item: ImportedDataset, source: str) -> str:
         "kind: Dataset",
         f"project: {_scalar(item.key.project)}",
         f"name: {_scalar(item.key.name)}",
-        *(f"{name}: {_scalar(value)}" for name, value in newest.to_json().items()),
+        *(f"{name}: {_scalar(value)}" for name, value in newest.to_json().items()
+          if value or name not in _OMITTED_WHEN_EMPTY),
     ]
     if item.drafts:
         lines.append("# Drafts on the server, not adopted (finalize or discard them in ClearML first):")
         lines += [f"#   {d.key.version} (id {d.id}, {d.status})" for d in item.drafts]
     lines.append("versions:" if item.versions else "versions: []  # no finalized version yet")
-    for v in item.versions:
+    lines += version_lines(item, item.versions, newest)
+    return "\n".join(lines) + "\n"
+
+
+_OMITTED_WHEN_EMPTY = ("metadata_artifacts",)
+
+
+def version_lines(item: ImportedDataset, versions: Iterable[ObservedVersion], dataset_level: Properties
+                  ) -> list[str]:
+    """The ``versions:`` entries of ``versions`` (indented for a manifest), each with what differs from
+    ``dataset_level``."""
+    lines = []
+    level = dataset_level.to_json()
+    for v in versions:
         lines.append(f"  - version: {_scalar(v.key.version)}")
         lines.append(f"    id: {v.id}")
         if v.id in item.parents:
@@ -142,10 +178,34 @@ def render_manifest(item: ImportedDataset, source: str) -> str:
             lines.append(f"    # other parents on the server: {', '.join(v.parent_ids[1:])}")
         if v.status == "published":
             lines.append("    publish: true")
-        dataset_level = newest.to_json()
         lines += [f"    {name}: {_scalar(value)}" for name, value in v.properties.to_json().items()
-                  if _scalar(value) != _scalar(dataset_level[name])]
-    return "\n".join(lines) + "\n"
+                  if _scalar(value) != _scalar(level[name])]
+    return lines
+
+
+def update_manifest(text: str, item: ImportedDataset, dataset_level: Properties, known: Iterable[str]
+                    ) -> tuple[str, list[str]]:
+    """``text`` (a manifest of ``item``'s dataset) with the imported versions it lacks appended to its
+    ``versions``, comments and layout kept; and the versions added. ``known``: the ids and version strings
+    the manifest already declares (a version it declares with sources is the one apply made)."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    known = set(known)
+    new = [v for v in item.versions if v.id not in known and v.key.version not in known]
+    if not new:
+        return text, []
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    doc = yaml.load(text)
+    entries = yaml.load("\n".join(version_lines(item, new, dataset_level)).replace("\n  ", "\n").lstrip())
+    doc["versions"].extend(entries)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue(), [v.key.version for v in new]
 
 
 def manifest_path(out_dir: Path, key: DatasetKey) -> Path:

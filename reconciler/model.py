@@ -152,18 +152,25 @@ class Properties:
     report all hold this one value. Adding a property means: a field here, its schema and manifest reading,
     its decoding in ``clearml_backend.codec`` and its write in the backend; the differ
     (:func:`reconciler.properties.diff_properties`) and the renderers follow from the fields.
-    ``metadata`` is frozen JSON; equality compares its canonical JSON (so ``1`` and ``true`` differ).
+    ``metadata`` is frozen JSON (the ``metadata`` artifact ``Dataset.get_metadata()`` reads);
+    ``metadata_artifacts`` the other named metadata (``set_metadata(..., metadata_name=NAME)``), NAME -> JSON
+    object. Equality compares their canonical JSON (so ``1`` and ``true`` differ).
     """
 
     description: str = ""
     tags: frozenset[str] = frozenset()
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False, hash=False)
+    metadata_artifacts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False,
+                                                  hash=False)
     _metadata_json: str = field(init=False, repr=False, default="{}")
+    _artifacts_json: str = field(init=False, repr=False, default="{}")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", frozenset(self.tags))
         object.__setattr__(self, "metadata", freeze_json(self.metadata))
+        object.__setattr__(self, "metadata_artifacts", freeze_json(self.metadata_artifacts))
         object.__setattr__(self, "_metadata_json", canonical_json(self.metadata))
+        object.__setattr__(self, "_artifacts_json", canonical_json(self.metadata_artifacts))
 
     @property
     def metadata_json(self) -> str:
@@ -191,14 +198,16 @@ class Properties:
         return canonical_json(self.to_json())
 
 
-PROPERTY_FIELDS: tuple[str, ...] = ("description", "tags", "metadata")
+PROPERTY_FIELDS: tuple[str, ...] = ("description", "tags", "metadata", "metadata_artifacts")
 _PROPERTY_TO_JSON: Mapping[str, Any] = MappingProxyType({
-    "description": str, "tags": sorted, "metadata": lambda m: thaw_json(m)})
+    "description": str, "tags": sorted, "metadata": lambda m: thaw_json(m),
+    "metadata_artifacts": lambda m: thaw_json(m)})
 _PROPERTY_FROM_JSON: Mapping[str, Any] = MappingProxyType({
-    "description": str, "tags": lambda ts: frozenset(str(t) for t in ts), "metadata": lambda m: freeze_json(m)})
+    "description": str, "tags": lambda ts: frozenset(str(t) for t in ts), "metadata": lambda m: freeze_json(m),
+    "metadata_artifacts": lambda m: freeze_json({str(k): v for k, v in m.items() if isinstance(v, Mapping)})})
 _PROPERTY_VALID: Mapping[str, Any] = MappingProxyType({
     "description": lambda v: isinstance(v, str), "tags": lambda v: isinstance(v, (list, tuple, set, frozenset)),
-    "metadata": lambda v: isinstance(v, Mapping)})
+    "metadata": lambda v: isinstance(v, Mapping), "metadata_artifacts": lambda v: isinstance(v, Mapping)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +330,7 @@ class ObservedVersion:
     statistics_digest: str | None = None  # recorded by this tool: content digest its stored statistics describe
     missing_chunks: tuple[str, ...] = ()  # data chunks not found in storage (only checked when asked)
     applied: Properties | None = None  # what this tool last wrote (None: not recorded); differences are drift
+    unread_metadata: tuple[str, ...] = ()  # metadata artifacts changed since this tool wrote them, not read yet
     created: str = ""  # when the task was created (ISO 8601)
     objects: tuple[StoredObject, ...] = ()  # what the version stores (its artifacts), sorted by key
     expired_at: str = ""  # when retention archived it (ISO 8601); "" when it did not
@@ -575,3 +585,18 @@ def _items_in_order(d: Mapping[str, V]) -> list[tuple[str, V]]:
     if not all(a < b for a, b in zip(keys, keys[1:], strict=False)):
         items.sort(key=lambda kv: kv[0])
     return items
+
+
+# --- what a dataset's history shows (read by `show` and `graph`) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VersionLayout:
+    """Where a version's files live: its parents as its stored lineage records them, and which of its files and
+    bytes it stored itself (the rest are inherited from ancestors' chunks)."""
+
+    parent_ids: tuple[str, ...]
+    file_count: int
+    total_size: int
+    own_files: int
+    own_size: int

@@ -2,9 +2,9 @@
 
 Calls: one ``projects.get_all`` (a regex over the projects), one ``tasks.get_all`` per 500 versions. A version's
 file list (its ``state`` artifact) is downloaded only when the recorded content digest cannot decide: versions
-not created by this tool and versions whose digest differs. Finalized states are cached locally. The metadata
-of a version this tool did not create lives only in its ``metadata`` artifact: it is read for the versions the
-manifests name.
+not created by this tool and versions whose digest differs. Finalized states are cached locally. Metadata are
+what consumers read, the metadata artifacts: one is downloaded, for the versions the manifests name, only when
+its hash is not the hash of what this tool last wrote there (a version made by a script, or an edit since).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .clearml_backend import ServerReader, codec
-from .model import Content, DatasetKey, ObservedState, ObservedVersion, VersionKey, freeze_json
+from .model import Content, DatasetKey, ObservedState, ObservedVersion, VersionKey
 from .plan import choose_observed, fingerprint
 
 
@@ -30,6 +30,14 @@ def with_state(version: ObservedVersion, state: Mapping[str, Any] | None) -> Obs
     reads = tuple(sorted(codec.objects_read(version.id, entries, graph)))
     return replace(version, files=codec.state_files(entries), links=tuple(sorted(s.link for s in links)),
                    parent_ids=parents, reads=reads)
+
+
+def with_metadata(version: ObservedVersion, read: Mapping[str, Any]) -> ObservedVersion:
+    """``version`` with its unread metadata artifacts given their values as read (``read``: name -> value)."""
+    known = {codec.METADATA_KEY: version.properties.metadata, **version.properties.metadata_artifacts}
+    known = {k: v for k, v in known.items() if k not in version.unread_metadata}
+    return replace(version, properties=codec.with_metadata(version.properties, {**known, **read}),
+                   unread_metadata=())
 
 
 def state_cache_dir(api_host: str, root: Path) -> Path:
@@ -68,12 +76,13 @@ def complete(
     request per chunk) and record the missing ones.
     """
     need_state, need_meta = _needs(list(listing.versions), contents)
+    by_id = {v.id: v for v in listing.versions}
     need_check = _finalized_named(list(listing.versions), contents) if check_storage else []
     cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
     with ThreadPoolExecutor(max_workers=4) as pool:
         states = dict(zip(need_state, pool.map(lambda i: reader.read_state(listing.raw[i], cache_dir), need_state),
                           strict=True))
-        metas = dict(zip(need_meta, pool.map(lambda i: reader.read_json_artifact(listing.raw[i], codec.METADATA_KEY),
+        metas = dict(zip(need_meta, pool.map(lambda i: reader.read_metadata(listing.raw[i], by_id[i].unread_metadata),
                                              need_meta), strict=True))
         missing = dict(zip(need_check, pool.map(lambda i: _missing_chunks(reader, listing.raw[i]), need_check),
                            strict=True))
@@ -81,9 +90,8 @@ def complete(
     for v in listing.versions:
         if v.id in states:
             v = with_state(v, states[v.id])
-        meta = metas.get(v.id)
-        if isinstance(meta, dict):
-            v = replace(v, properties=v.properties.replace(metadata=freeze_json(meta)))
+        if v.id in metas:
+            v = with_metadata(v, metas[v.id])
         if missing.get(v.id):
             v = replace(v, missing_chunks=missing[v.id])
         versions.append(v)
@@ -137,7 +145,7 @@ def _needs(versions: list[ObservedVersion], contents: Mapping[VersionKey, Conten
             continue
         if chosen.finalized and chosen.content_digest != content.digest():
             need_state.append(chosen.id)
-        if not chosen.managed:
+        if chosen.unread_metadata:
             need_meta.append(chosen.id)
     return sorted(need_state), sorted(need_meta)
 
@@ -165,3 +173,18 @@ def dataset_versions(reader: ServerReader, dataset: DatasetKey) -> tuple[Observe
     """Summaries (no file lists) of every live version of ``dataset``, sorted by version then id."""
     observed = observe(reader, [dataset.project], {}, cache_root=None)
     return tuple(v for v in observed.versions if v.key.dataset == dataset and not v.archived)
+
+
+def version_summaries(reader: ServerReader, version_ids: Iterable[str]) -> dict[str, ObservedVersion]:
+    """Summaries (no file lists) of the dataset versions with these ids (one look-up each); others are left out."""
+    ids = sorted(set(version_ids))
+    if not ids:
+        return {}
+    tasks = [t for vid in ids if (t := reader.task(vid)) is not None]
+    names = reader.project_names(str(t.get("project")) for t in tasks if t.get("project"))
+    out = {}
+    for t in tasks:
+        v = codec.task_summary(t, names.get(str(t.get("project")), ""))
+        if v is not None:
+            out[v.id] = v
+    return out

@@ -5,6 +5,9 @@ Invariants of a :class:`Plan`:
 - within a version the phase order is fixed: create/resume/restore, sync files, statistics, properties,
   finalize, publish; archives come last. Everything a version carries is written before it is finalized, UI
   plots before it is published: the order the real clearml-server accepts;
+- aliases move last (:func:`aliases_last`): an alias is added to its new holder only once every other action of
+  the plan ran (so the holder is final, and published when the manifest says so), and leaves its old holders
+  only after that; an alias whose new holder is blocked stays where it is;
 - a dataset with ``statistics: true`` gets a :class:`SetStatistics` for every version whose recorded statistics
   digest differs from its content digest (so a second plan after apply has none);
 - a finalized version is never the subject of a content action: a content difference is a :class:`Conflict`,
@@ -107,11 +110,17 @@ class SetStatistics:
 
 @dataclass(frozen=True, slots=True)
 class SetProperties:
-    """Make the version's mutable properties ``after``; only the fields that differ from ``before`` are written."""
+    """Make the version's mutable properties ``after``; only the fields that differ from ``before`` are written.
+
+    ``alias``: the change moves aliases only (tags that name exactly one version); such actions come after
+    every other one, additions before removals, and apply removes an alias from a version only when its new
+    holder got it (:func:`aliases_last`).
+    """
 
     version: VersionKey
     before: Properties
     after: Properties
+    alias: bool = False
 
     def changes(self) -> tuple[PropertyChange, ...]:
         return diff_properties(self.before, self.after)
@@ -796,13 +805,14 @@ def compute_plan(
         if ds.aliases and any(v.key in selected for v in ds.versions):
             planner.release_aliases(ds)
             moves += planner.alias_moves(ds)
+    actions = aliases_last(planner.actions, desired, planner.blocked)
     scope = prune_scope(desired, options)
-    unmanaged = _unmanaged(desired, observed, options, planner.actions, scope)
+    unmanaged = _unmanaged(desired, observed, options, actions, scope)
     if options.prune:
-        planner.actions.extend(Archive(u.version, u.version_id) for u in unmanaged if u.managed and not u.reason)
-    planner.actions.extend(retention_actions(kept))
+        actions.extend(Archive(u.version, u.version_id) for u in unmanaged if u.managed and not u.reason)
+    actions.extend(retention_actions(kept))
     return Plan(
-        actions=tuple(planner.actions),
+        actions=tuple(actions),
         conflicts=tuple(planner.conflicts),
         unmanaged=unmanaged,
         observed_fingerprint=observed.fingerprint or fingerprint(observed),
@@ -821,6 +831,44 @@ def retention_actions(kept: RetentionPlan) -> list[Action]:
     actions: list[Action] = [Archive(v.key, v.id, why) for v, why in kept.archive]
     actions += [DeleteVersion(v.key, v.id, objects, why, whole) for v, why, objects, whole in kept.delete]
     return actions
+
+
+def aliases_last(actions: Sequence[Action], desired: DesiredState, blocked: set[VersionKey]) -> list[Action]:
+    """``actions`` with every alias change split off its version's properties and moved to the end: first the
+    additions (each new holder is then final, and published when the manifest says so), then the removals from
+    the old holders. An alias whose new holder is blocked (a conflict) is not taken from its old holders.
+
+    So a reader resolving an alias (``Dataset.get(dataset_tags=[alias])``) always finds a finalized version,
+    whenever the apply stops.
+    """
+    names = {ds.key: frozenset(ds.aliases) for ds in desired.datasets if ds.aliases}
+    stuck = {(ds.key, alias) for ds in desired.datasets for alias, version in ds.aliases.items()
+             if VersionKey(ds.key.project, ds.key.name, version) in blocked}
+    rest: list[Action] = []
+    adds: list[Action] = []
+    removals: list[Action] = []
+    for a in actions:
+        mine = names.get(a.version.dataset, frozenset()) if isinstance(a, SetProperties) and not a.alias else None
+        if not mine:
+            rest.append(a)
+            continue
+        assert isinstance(a, SetProperties)
+        had, wants = a.before.tags & mine, a.after.tags & mine
+        if had == wants:
+            rest.append(a)
+            continue
+        middle = a.after.replace(tags=(a.after.tags - mine) | had)
+        if middle != a.before:
+            rest.append(SetProperties(a.version, a.before, middle))
+        gained = wants - had
+        lost = frozenset(t for t in had - wants if (a.version.dataset, t) not in stuck)
+        if gained:
+            added = middle.replace(tags=middle.tags | gained)
+            adds.append(SetProperties(a.version, middle, added, alias=True))
+            middle = added
+        if lost:
+            removals.append(SetProperties(a.version, middle, middle.replace(tags=middle.tags - lost), alias=True))
+    return rest + adds + removals
 
 
 def prune_scope(desired: DesiredState, options: PlanOptions) -> tuple[str, ...]:
@@ -873,6 +921,10 @@ def describe(action: Action) -> str:
             )
         case SetStatistics(version=v, after_digest=d):
             return f"compute statistics of {v} (content {d[:12]})"
+        case SetProperties(version=v, alias=True):
+            gained, lost = action.after.tags - action.before.tags, action.before.tags - action.after.tags
+            return (f"move alias {', '.join(sorted(gained))} to {v}" if gained
+                    else f"take alias {', '.join(sorted(lost))} off {v}")
         case SetProperties(version=v):
             return f"set {', '.join(changed_fields(action.before, action.after))} of {v}"
         case Finalize(version=v):

@@ -5,7 +5,8 @@ agent: the step resolves the version's sources again where the agent runs, check
 content the plan was computed from (:func:`content_mismatches`), then runs the version's actions (upload,
 statistics, properties, finalize). The command publishes the version once its step finalized it, so the status
 a running agent watches never changes under it. Every other action (restores, properties and statistics of
-finalized versions, publishing them, archives) the command applies itself, before the steps start.
+finalized versions, publishing them, archives) the command applies itself, before the steps start; alias moves
+last, once every step is built (an alias moves only to a final version).
 
 Pure: no IO, no clock.
 """
@@ -24,6 +25,7 @@ from .plan import (
     Plan,
     Publish,
     ResumeVersion,
+    SetProperties,
     SyncFiles,
     diff_content,
 )
@@ -66,6 +68,7 @@ class QueuedVersion:
 class QueuePlan:
     local: tuple[Action, ...] = ()  # applied by the command, in plan order, before any step starts
     steps: tuple[QueuedVersion, ...] = ()  # parents before children
+    after: tuple[Action, ...] = ()  # alias moves: applied by the command once every step is built and published
     steps_by_version: Mapping[VersionKey, QueuedVersion] = field(
         default_factory=lambda: MappingProxyType({}), compare=False)
 
@@ -87,9 +90,12 @@ def split_for_queue(plan: Plan) -> QueuePlan:
     own: dict[VersionKey, list[Action]] = {v: [] for v in opened}
     published: set[VersionKey] = set()
     local: list[Action] = []
+    after: list[Action] = []
     for a in plan.actions:
         v = a.version
-        if v not in opened:
+        if isinstance(a, SetProperties) and a.alias:
+            after.append(a)
+        elif v not in opened:
             local.append(a)
         elif isinstance(a, Publish):
             published.add(v)
@@ -100,7 +106,7 @@ def split_for_queue(plan: Plan) -> QueuePlan:
                       v in published)
         for v, opening in opened.items()
     )
-    return QueuePlan(tuple(local), steps, MappingProxyType({q.step.version: q for q in steps}))
+    return QueuePlan(tuple(local), steps, tuple(after), MappingProxyType({q.step.version: q for q in steps}))
 
 
 def planned_content(base: Content, sync: SyncFiles | None) -> Content:

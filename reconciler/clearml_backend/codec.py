@@ -16,7 +16,9 @@ Everything here is checked against payloads recorded from the real clearml-serve
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses
@@ -31,8 +33,10 @@ from ..model import (
     Properties,
     StoredObject,
     VersionKey,
+    VersionLayout,
     canonical_json,
     freeze_json,
+    thaw_json,
 )
 
 MANAGED_TAG = "reconciler-managed"
@@ -170,7 +174,12 @@ def _metadata(book: Bookkeeping) -> Mapping[str, Any]:
 
 
 def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion | None:
-    """The version a listed task stands for (no file list yet); None when the task is not a dataset version."""
+    """The version a listed task stands for (no file list yet); None when the task is not a dataset version.
+
+    Its metadata are what consumers read, its metadata artifacts: an artifact whose hash is that of what this
+    tool last wrote is taken as that value; the others are named in ``unread_metadata`` (their value here is a
+    placeholder until :func:`with_metadata` gives the downloaded ones).
+    """
     where = split_hidden_project(project_name)
     runtime = task.get("runtime") or {}
     version = runtime.get("version")
@@ -178,11 +187,13 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         return None
     book = read_bookkeeping(task)
     system_tags = set(task.get("system_tags") or [])
+    applied = read_applied(book)
+    known, unread = known_metadata(task, applied, _metadata(book))
     return ObservedVersion(
         key=VersionKey(where[0], str(task.get("name")), str(version)),
         id=str(task["id"]),
         status=str(task.get("status") or "created"),
-        properties=Properties(str(task.get("comment") or ""), frozenset(task.get("tags") or ()), _metadata(book)),
+        properties=with_metadata(Properties(description(task), frozenset(task.get("tags") or ())), known),
         parent_ids=book.parent_ids,
         file_count=_int(runtime.get("ds_file_count")),
         total_size=_int(runtime.get("ds_total_size")),
@@ -191,7 +202,8 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         last_update=str(task.get("last_update") or ""),
         content_digest=book.content_digest,
         statistics_digest=book.statistics_digest,
-        applied=read_applied(book),
+        applied=applied,
+        unread_metadata=unread,
         created=str(task.get("created") or ""),
         objects=stored_objects(task, freed_keys(task)),
         freed=tuple(sorted(freed_keys(task))),
@@ -211,6 +223,57 @@ def stored_objects(task: Mapping[str, Any], freed: frozenset[str] = frozenset())
         if uri and key not in freed:
             out.append(StoredObject(key, str(uri), _int(art.get("content_size")) or 0))
     return tuple(out)
+
+
+# what the SDK writes as the comment of every task it creates ("Auto-generated at <time> UTC by <user>@<host>")
+_AUTO_DESCRIPTION = re.compile(r"Auto-generated (at|on) [^\n]* by [^\s@]*@\S*\s*")
+
+
+def description(task: Mapping[str, Any]) -> str:
+    """A version's description as a person wrote it: the SDK's automatic one is no description."""
+    comment = str(task.get("comment") or "")
+    return "" if _AUTO_DESCRIPTION.fullmatch(comment) else comment
+
+
+def is_metadata_artifact(key: str) -> bool:
+    """Whether an artifact of a dataset version is metadata (``Dataset.set_metadata``): not its file list, a
+    data chunk or the statistics this tool stores."""
+    return key not in (STATE_KEY, STATISTICS_KEY) and chunk_index(key) is None
+
+
+def metadata_artifacts(task: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The metadata artifacts of a version by name (``metadata`` is the one ``get_metadata()`` reads)."""
+    return {k: a for k, a in artifacts(task).items() if is_metadata_artifact(k)}
+
+
+def json_artifact_hash(value: Any) -> str:
+    """The ``hash`` of a dict artifact holding ``value`` (the SDK and this tool write the same bytes)."""
+    return hashlib.sha256(json_bytes(thaw_json(value))).hexdigest()
+
+
+def known_metadata(task: Mapping[str, Any], applied: Properties | None, recorded: Mapping[str, Any]
+                   ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The metadata artifacts whose value is known without a download (name -> value), and the names of the
+    others. Known: those whose hash is the hash of what this tool last wrote."""
+    written: dict[str, Any] = {METADATA_KEY: applied.metadata if applied is not None else recorded}
+    if applied is not None:
+        written.update(applied.metadata_artifacts)
+    known: dict[str, Any] = {}
+    unread: list[str] = []
+    for name, art in sorted(metadata_artifacts(task).items()):
+        if name in written and art.get("hash") and art.get("hash") == json_artifact_hash(written[name]):
+            known[name] = written[name]
+        else:
+            unread.append(name)
+    return known, tuple(unread)
+
+
+def with_metadata(properties: Properties, values: Mapping[str, Any]) -> Properties:
+    """``properties`` with the metadata artifacts ``values`` (name -> value) as consumers read them: a version
+    without a ``metadata`` artifact has empty metadata; values that are not JSON objects are left out."""
+    meta = values.get(METADATA_KEY)
+    named = {k: v for k, v in sorted(values.items()) if k != METADATA_KEY and isinstance(v, Mapping)}
+    return properties.replace(metadata=meta if isinstance(meta, Mapping) else {}, metadata_artifacts=named)
 
 
 def _int(value: Any) -> int | None:
@@ -281,6 +344,20 @@ def objects_read(version_id: str, entries: Iterable[StateEntry], graph: Mapping[
     nodes = set(graph) | {p for parents in graph.values() for p in parents or ()}
     out |= {(node, ALL_OBJECTS) for node in nodes if node and node != version_id}
     return out
+
+
+def layout(version_id: str, state: Mapping[str, Any]) -> VersionLayout:
+    """Parents (the ``dependency_graph`` entry of the version itself) and own/inherited files of a ``state``."""
+    entries, links, graph = read_state(state)
+    own = [e for e in entries if e.owner_id == version_id]
+    own_links = [s for s in links if s.owner_id == version_id]
+    return VersionLayout(
+        parent_ids=tuple(graph.get(version_id) or ()),
+        file_count=len(entries) + len(links),
+        total_size=sum(e.size for e in entries) + sum(s.link.size or 0 for s in links),
+        own_files=len(own) + len(own_links),
+        own_size=sum(e.size for e in own) + sum(s.link.size or 0 for s in own_links),
+    )
 
 
 def state_files(entries: Iterable[StateEntry]) -> tuple[FileEntry, ...]:
@@ -368,24 +445,47 @@ def lineage_graph(version_id: str, parent_ids: Sequence[str], parent_graph: Mapp
     return graph
 
 
-def struct_nodes(struct_config: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """The lineage nodes of a version's ``Dataset Struct`` configuration, by version id (parents as ids)."""
+def struct_parents(struct_config: Mapping[str, Any] | None, version_id: str) -> list[str]:
+    """The parents (ids) that a version's own ``Dataset Struct`` configuration gives for it ([] when none)."""
     try:
         value = json.loads(str((struct_config or {}).get("value") or "{}"))
     except ValueError:
-        return {}
+        return []
     if not isinstance(value, dict):
-        return {}
-    by_index = {k: v for k, v in value.items() if isinstance(v, dict) and v.get("job_id")}
-    out: dict[str, dict[str, Any]] = {}
-    for node in by_index.values():
-        parents = [by_index[p]["job_id"] for p in node.get("parents") or [] if p in by_index]
-        out[str(node["job_id"])] = {**node, "parents": parents}
-    return out
+        return []
+    nodes = {k: v for k, v in value.items() if isinstance(v, dict) and v.get("job_id")}
+    for node in nodes.values():
+        if node["job_id"] == version_id:
+            return [str(nodes[p]["job_id"]) for p in node.get("parents") or [] if p in nodes]
+    return []
+
+
+def struct_node(task: Mapping[str, Any]) -> dict[str, Any]:
+    """What the ``Dataset Struct`` says of a version besides its parents (from its task)."""
+    runtime = task.get("runtime") or {}
+    return {"status": task.get("status"), "last_update": _epoch(task.get("last_update")),
+            "job_size": runtime.get("ds_total_size"), "name": task.get("name"), "version": runtime.get("version")}
+
+
+def _epoch(stamp: Any) -> int | None:
+    """An ISO time as the SDK writes it in the struct (whole seconds since the epoch, UTC)."""
+    from datetime import datetime, timezone
+
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
 
 
 def dataset_struct(graph: Mapping[str, Sequence[str]], nodes: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The ``Dataset Struct`` configuration item (the UI's lineage view; the SDK repairs graphs from it).
+    """The ``Dataset Struct`` configuration item: the UI's lineage view, and what the SDK (2.x) reads lineage
+    from before ``get_local_copy()`` (``_fix_dataset_files_parents``: every file is fetched from the deepest
+    version in this graph that holds the same bytes). So ``graph`` must be the whole ancestry, as the SDK's
+    ``_report_dataset_struct`` writes it: the pruned dependency graph, extended with each version's parents
+    from that version's own struct, transitively (see ``ServerWriter.struct_lineage``).
 
     Nodes are numbered; a node's ``parents`` are the numbers of its parents. ``nodes`` gives each version's
     ``status``, ``last_update``, ``job_size``, ``name`` and ``version``.

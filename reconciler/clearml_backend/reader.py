@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..model import FINAL_STATUSES, TaskUse, normalize_dataset_path
+from ..model import FINAL_STATUSES, TaskUse, VersionLayout, normalize_dataset_path
 from . import codec
 from .api import ApiClient, BackendError
 from .storage import Stores
@@ -87,6 +87,12 @@ class ServerReader:
                              only_fields=list(fields)).get("tasks") or []
         return dict(rows[0]) if rows else None
 
+    def tasks(self, task_ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        """The tasks with these ids (projected to ``fields``) that exist, in one paged listing."""
+        if not task_ids:
+            return []
+        return self._get_all("tasks.get_all", "tasks", id=list(task_ids), search_hidden=True, only_fields=list(fields))
+
     def full_task(self, task_id: str) -> dict[str, Any]:
         return dict(self.api.call("tasks.get_by_id", task=task_id).get("task") or {})
 
@@ -134,6 +140,18 @@ class ServerReader:
             for vid, found in sorted(uses.items())
         }
 
+    def version_layout(self, task: Mapping[str, Any], cache_dir: Path | None) -> VersionLayout | None:
+        """The parents and own/inherited files of a version, from its stored lineage; None for a draft that has
+        stored no file list yet (its parents then come from its ``Dataset Struct``, see :meth:`draft_parents`)."""
+        state = self.read_state(task, cache_dir)
+        return None if state is None else codec.layout(str(task["id"]), state)
+
+    def draft_parents(self, version_id: str) -> tuple[str, ...]:
+        """The parents a version's ``Dataset Struct`` configuration records (what the SDK writes at creation)."""
+        task = self.full_task(version_id)
+        struct = ((task.get("configuration") or {}).get(codec.STRUCT_CONFIG)) or {}
+        return tuple(codec.struct_parents(struct, version_id))
+
     # --- artifacts ---------------------------------------------------------------------------------------------
 
     def read_state(self, task: Mapping[str, Any], cache_dir: Path | None) -> dict[str, Any] | None:
@@ -173,6 +191,23 @@ class ServerReader:
     def read_json_artifact(self, task: Mapping[str, Any], key: str) -> Any | None:
         uri = codec.artifact_uri(task, key)
         return None if not uri else self.read_json(uri, f"the {key} of version {task.get('id')}")
+
+    def read_metadata(self, task: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+        """The JSON values of the named metadata artifacts of ``task`` (name -> value); an artifact that is not
+        JSON (a table, an array, text) or cannot be read is left out."""
+        arts = codec.metadata_artifacts(task)
+        out: dict[str, Any] = {}
+        for name in names:
+            art = arts.get(name) or {}
+            uri = art.get("uri")
+            content_type = str((art.get("type_data") or {}).get("content_type") or "")
+            if not uri or art.get("type") not in ("dict", "JSON") or content_type not in ("", "application/json"):
+                continue
+            try:
+                out[name] = json.loads(self.stores.read_bytes(str(uri)))
+            except (ValueError, OSError, BackendError):
+                continue
+        return out
 
     def fetch_files(self, state: Mapping[str, Any], paths: Iterable[str], dest: Path) -> dict[str, Path]:
         """Extract ``paths`` of a version (given its ``state``) under ``dest``; path -> local file.

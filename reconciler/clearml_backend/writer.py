@@ -38,6 +38,7 @@ from ..model import (
     Properties,
     StoredObject,
     VersionKey,
+    canonical_json,
     content_digest,
     thaw_json,
 )
@@ -92,7 +93,6 @@ class Draft:
     uploaded_files: list[FileEntry] = field(default_factory=list)  # with local paths: what this run stored
     parent_chunks: dict[str, int] = field(default_factory=dict)  # version id -> chunk count (lineage)
     parent_graph: dict[str, list[str]] = field(default_factory=dict)  # the parent's dependency graph
-    lineage: dict[str, dict[str, Any]] = field(default_factory=dict)  # version id -> Dataset Struct node
     parent_compressed: int = 0
     changes: codec.Changes = codec.Changes()
 
@@ -219,8 +219,7 @@ class ServerWriter:
         draft = Draft(key, version_id, codec.storage_prefix(base, key, version_id),
                       (parent_id,) if parent_id else ())
         if parent_id:
-            fields = (*codec.TASK_FIELDS, "runtime", f"configuration.{codec.STRUCT_CONFIG}")
-            parent = self.reader.task(parent_id, fields)
+            parent = self.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
             if parent is None:
                 raise BackendError(f"the parent version {parent_id} of {key} is not on the server")
             state = self.reader.read_state(parent, self.state_cache)
@@ -228,12 +227,6 @@ class ServerWriter:
                 raise BackendError(f"the parent version {parent_id} of {key} has no file list")
             entries, links, graph = codec.read_state(state)
             draft.parent_graph = graph or {parent_id: []}
-            draft.lineage = codec.struct_nodes((parent.get("configuration") or {}).get(codec.STRUCT_CONFIG))
-            runtime = parent.get("runtime") or {}
-            draft.lineage[parent_id] = {
-                "status": parent.get("status"), "last_update": None, "job_size": runtime.get("ds_total_size"),
-                "name": parent.get("name"), "version": runtime.get("version"),
-            }
             draft.inherited = {e.path: e for e in entries}
             draft.inherited_links = {s.link.path: s for s in links}
             lookup = state.get("dependency_chunk_lookup")
@@ -375,28 +368,45 @@ class ServerWriter:
     # --- properties --------------------------------------------------------------------------------------------
 
     def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties) -> None:
-        """Write the properties that differ (only those calls), record what was applied, and read it back."""
+        """Write the properties that differ (only those calls), record what was applied, and read it back.
+
+        Metadata are artifacts: each one that differs is stored again; empty metadata and a named metadata the
+        manifests no longer give are removed (``get_metadata()`` then finds none).
+        """
         edits: dict[str, Any] = {}
+        store: dict[str, Any] = {}
+        drop: list[str] = []
         for name in changed_fields(before, after):
             if name == "tags":
                 edits["tags"] = sorted(after.tags)
             elif name == "description":
                 edits["comment"] = after.description
             elif name == "metadata":
-                self.set_json_artifacts(key, version_id, None, {codec.METADATA_KEY: thaw_json(after.metadata)},
-                                        {"metadata": after.metadata_json})
+                if after.metadata:
+                    store[codec.METADATA_KEY] = thaw_json(after.metadata)
+                else:
+                    drop.append(codec.METADATA_KEY)
+            elif name == "metadata_artifacts":
+                store.update({k: thaw_json(v) for k, v in after.metadata_artifacts.items()
+                              if canonical_json(v) != canonical_json(before.metadata_artifacts.get(k))})
+                drop += [k for k in before.metadata_artifacts if k not in after.metadata_artifacts]
             else:  # pragma: no cover - a new property needs its write here
                 raise BackendError(f"no writer for the property {name!r}")
+        if store or drop:
+            self.set_json_artifacts(key, version_id, None, store, {"metadata": after.metadata_json}, remove=drop)
         if edits:
             self.api.call("tasks.edit", write=True, task=version_id, force=True, **edits)
         self.record_applied(version_id, after)
 
     def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
-                           values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None:
-        """Store ``values`` (artifact key -> JSON value) as dict artifacts and update bookkeeping keys.
+                           values: Mapping[str, Any], bookkeeping: Mapping[str, str], *,
+                           remove: Sequence[str] = ()) -> None:
+        """Store ``values`` (artifact key -> JSON value) as dict artifacts, drop the artifacts ``remove`` names,
+        and update bookkeeping keys.
 
-        A draft takes ``add_or_update_artifacts`` and ``edit_hyper_params``; a finalized version only a forced
-        ``tasks.edit`` of the whole ``execution`` and ``hyperparams`` (read, changed, written back).
+        A draft takes ``add_or_update_artifacts``, ``delete_artifacts`` and ``edit_hyper_params``; a finalized
+        version only a forced ``tasks.edit`` of the whole ``execution`` and ``hyperparams`` (read, changed,
+        written back).
         """
         task = self.reader.full_task(version_id)
         prefix = codec.storage_prefix(storage or _output_base(task) or self.api.cfg.files_host, key, version_id)
@@ -409,25 +419,34 @@ class ServerWriter:
             entries.append(codec.artifact(art_key, kind="dict", uri=uri, size=len(raw), sha256=digest,
                                           stamp=int(time.time()), preview=raw[:4096].decode(errors="replace"),
                                           content_type="application/json"))
-        if entries:
-            self._write_artifacts(task, entries)
+        remove = [k for k in remove if k in codec.artifacts(task)]
+        if entries or remove:
+            self._write_artifacts(task, entries, remove)
         if bookkeeping:
-            self.set_bookkeeping(version_id, bookkeeping, task=None if entries else task)
+            self.set_bookkeeping(version_id, bookkeeping, task=None if (entries or remove) else task)
         after = self.reader.full_task(version_id)
         stored = codec.artifacts(after)
         for entry in entries:
             got = stored.get(entry["key"])
             if got is None or got.get("uri") != entry["uri"]:
                 raise BackendError(f"the server did not keep the {entry['key']} of version {version_id}")
+        if any(k in stored for k in remove):
+            raise BackendError(f"the server kept the removed artifacts {', '.join(sorted(remove))} of version "
+                               f"{version_id}")
 
-    def _write_artifacts(self, task: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> None:
-        """Add or replace artifacts: ``add_or_update_artifacts`` on a draft, a forced edit of ``execution`` after."""
+    def _write_artifacts(self, task: Mapping[str, Any], entries: Sequence[Mapping[str, Any]],
+                         remove: Sequence[str] = ()) -> None:
+        """Add, replace or remove artifacts: the artifact calls on a draft, a forced edit of ``execution`` after."""
         version_id = str(task["id"])
         if str(task.get("status")) in ("created", "in_progress"):
-            self.api.call("tasks.add_or_update_artifacts", write=True, task=version_id, artifacts=list(entries),
-                          force=True)
+            if entries:
+                self.api.call("tasks.add_or_update_artifacts", write=True, task=version_id,
+                              artifacts=list(entries), force=True)
+            if remove:
+                self.api.call("tasks.delete_artifacts", write=True, task=version_id, force=True,
+                              artifacts=[{"key": k, "mode": "output"} for k in remove])
             return
-        keys = {e["key"] for e in entries}
+        keys = {e["key"] for e in entries} | set(remove)
         execution = dict(task.get("execution") or {})
         execution["artifacts"] = [a for a in execution.get("artifacts") or [] if a.get("key") not in keys]
         execution["artifacts"] += list(entries)
@@ -527,9 +546,9 @@ class ServerWriter:
             runtime=codec.runtime(draft.key.name, draft.key.version, draft.id, file_count=len(entries),
                                   link_count=len(links), total_size=total, compressed=compressed,
                                   changes=draft.changes),
-            configuration=codec.dataset_struct(graph, {**draft.lineage, draft.id: {
+            configuration=self.struct_lineage(draft, graph, {
                 "status": "completed", "last_update": int(time.time()), "job_size": total, "name": draft.key.name,
-                "version": draft.key.version}}),
+                "version": draft.key.version}),
         )
         self.set_bookkeeping(draft.id, {"content_digest": content_digest, "parent_id": ",".join(draft.parent_ids)})
         check = self.reader.full_task(draft.id)
@@ -548,6 +567,37 @@ class ServerWriter:
         if self.state_cache is not None:  # the next version on top of this one reads it from here
             with contextlib.suppress(OSError):
                 remember_state(self.state_cache / f"{draft.id}.json", raw)
+
+    def struct_lineage(self, draft: Draft, graph: Mapping[str, Sequence[str]], own: dict[str, Any]
+                       ) -> dict[str, Any]:
+        """The ``Dataset Struct`` of a draft, as the SDK's ``_report_dataset_struct`` builds it: the pruned
+        ``graph``, every parent named there as a node, and each node's parents taken from its own struct too,
+        transitively, so that the whole ancestry is there (a merge with no files of its own included: the SDK
+        2.x finds where each file's bytes are through it). One batched read per generation of ancestors."""
+        lineage = {k: list(v) for k, v in graph.items()}
+        for parents in graph.values():
+            for p in parents:
+                lineage.setdefault(p, [])
+        nodes: dict[str, dict[str, Any]] = {draft.id: own}
+        pending = [k for k in lineage if k != draft.id]
+        while pending:
+            rows = self.reader.tasks(pending, ("id", "name", "status", "last_update", "runtime",
+                                               f"configuration.{codec.STRUCT_CONFIG}"))
+            found = {str(r.get("id")): r for r in rows}
+            discovered: list[str] = []
+            for vid in pending:
+                row = found.get(vid)
+                if row is None:
+                    continue
+                nodes[vid] = codec.struct_node(row)
+                for p in codec.struct_parents((row.get("configuration") or {}).get(codec.STRUCT_CONFIG), vid):
+                    if p not in lineage:
+                        lineage[p] = []
+                        discovered.append(p)
+                    if p not in lineage[vid]:
+                        lineage[vid].append(p)
+            pending = discovered
+        return codec.dataset_struct(lineage, nodes)
 
     def expect_status(self, version_id: str, allowed: frozenset[str] | set[str], what: str) -> str:
         row = self.reader.task(version_id, ("id", "status"))

@@ -137,15 +137,21 @@ def read_dataset(doc: Document, *, check_local_paths: bool) -> tuple[DatasetPart
 
 
 def _check_dataset_fields(out: Collector, data: Any) -> None:
-    metadata = _get(data, "metadata", dict)
-    if metadata is not None:
-        for path in non_json_values(metadata, ("metadata",)):
-            out.add(path, "NaN and infinity are not JSON numbers; quote them if they are text")
+    _check_json(out, data, ())
     storage = _get(data, "storage", str)
     if storage:
         problem = _storage_problem(storage)
         if problem:
             out.add(("storage",), problem)
+
+
+def _check_json(out: Collector, data: Any, path: JsonPath) -> None:
+    """NaN and infinity in the metadata of ``data`` (at ``path``): YAML reads them, JSON has no such numbers."""
+    for name in ("metadata", "metadata_artifacts"):
+        value = _get(data, name, dict)
+        if value is not None:
+            for bad in non_json_values(value, (*path, name)):
+                out.add(bad, "NaN and infinity are not JSON numbers; quote them if they are text")
 
 
 def _storage_problem(storage: str) -> str | None:
@@ -184,10 +190,7 @@ def _read_version(
             if name in raw:
                 out.add((*path, name), f"an adopted version (id: {adopt}) keeps the content the server holds: "
                         f"it takes no {name}; add a new version on top of it for new files", key=True)
-    metadata = _get(raw, "metadata", dict)
-    if metadata is not None:
-        for bad in non_json_values(metadata, (*path, "metadata")):
-            out.add(bad, "NaN and infinity are not JSON numbers; quote them if they are text")
+    _check_json(out, raw, path)
     spec = VersionSpec(
         key=VersionKey(dataset.project, dataset.name, version),
         sources=tuple(sources),

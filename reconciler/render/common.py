@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..plan import (
     SetProperties,
     SetStatistics,
     SyncFiles,
+    Unmanaged,
     human_size,
 )
 from ..properties import PropertyChange, changed_fields, diff_properties
@@ -197,3 +199,13 @@ def drift_lines(plan: Plan) -> list[tuple[str, str, tuple[tuple[str, str], ...]]
 
 def alias_lines(plan: Plan) -> list[str]:
     return [f"{m.dataset} {m.alias}: {', '.join(m.before) or 'none'} -> {m.after}" for m in plan.aliases]
+
+
+def import_hint(unmanaged: Sequence[Unmanaged]) -> tuple[str, str] | None:
+    """How to bring versions listed as in no manifest under management: the command, and what it does."""
+    datasets = sorted({str(u.version.dataset) for u in unmanaged if not u.reason})
+    if not datasets:
+        return None
+    shown = " ".join(datasets[:3]) + (" ..." if len(datasets) > 3 else "")
+    return (f"reconcile import {shown} --update --out DIR",
+            "adds the versions to the dataset's manifest under DIR, or writes one")

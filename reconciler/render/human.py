@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import escape
 from ..plan import Plan
-from .common import alias_lines, drift_lines, retention_lines, summary_line, version_blocks
+from .common import alias_lines, drift_lines, import_hint, retention_lines, summary_line, version_blocks
 
 _COLORS = {"+": "\x1b[32m", "-": "\x1b[31m", "~": "\x1b[33m", "!": "\x1b[31;1m", "?": "\x1b[36m"}
 _RESET = "\x1b[0m"
@@ -70,6 +70,8 @@ def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20
         for u in reported:
             why = f"; {u.reason}" if u.reason else ("" if u.managed else "; not created by this tool")
             out.append(paint("?", f"  ? {u.version} (id {u.version_id}{why})"))
+        if hint := import_hint(reported):
+            out.append(escape.text(f"  To manage them: {hint[0]} ({hint[1]})"))
         out.append("")
     if plan.prune:
         out.append(escape.text(f"Prune scope: {', '.join(plan.projects)} (versions this tool made there that no "

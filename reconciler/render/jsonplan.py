@@ -135,6 +135,8 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
         case SetStatistics():
             out.update(before_digest=action.before_digest, after_digest=action.after_digest, plots=action.plots)
         case SetProperties():
+            if action.alias:  # an alias move (applied last); absent on other property changes
+                out["alias"] = True
             out.update(before=_properties(action.before), after=_properties(action.after),
                        changes=[{"field": c.field, "path": c.path, "change": c.change, "before": c.before,
                                  "after": c.after} for c in action.changes()])
@@ -174,7 +176,7 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
         case "set_statistics":
             return SetStatistics(v, d.get("before_digest"), d["after_digest"], bool(d.get("plots", True)))
         case "set_properties":
-            return SetProperties(v, _unproperties(d["before"]), _unproperties(d["after"]))
+            return SetProperties(v, _unproperties(d["before"]), _unproperties(d["after"]), bool(d.get("alias")))
         case "finalize":
             return Finalize(v, d["content_digest"])
         case "publish":

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from .. import escape
 from ..plan import Plan, human_size
-from .common import alias_lines, counted, drift_lines, retention_lines, summary_line, version_blocks
+from .common import (
+    alias_lines,
+    counted,
+    drift_lines,
+    import_hint,
+    retention_lines,
+    summary_line,
+    version_blocks,
+)
 
 MAX_COMMENT_CHARS = 65_000
 
@@ -86,6 +94,8 @@ def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan
         unmanaged += ["#### On the server but in no manifest", ""]
         unmanaged += [f"- {escape.code_span(u.version)} (id {escape.code_span(u.version_id)})"
                       + (f" — {escape.markdown(u.reason)}" if u.reason else "") for u in reported]
+        if hint := import_hint(reported):
+            unmanaged += ["", f"To manage them: {escape.code_span(hint[0])} ({escape.markdown(hint[1])})"]
         unmanaged.append("")
     if not plan.actions and not plan.conflicts:
         head += ["No changes. The datasets match the manifests.", ""]

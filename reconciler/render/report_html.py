@@ -15,7 +15,7 @@ from ..report import DiffReport, StatisticsDiff, VersionDiff
 from .report_common import SIGNS, Row, file_size, files_summary, property_text, statistics_rows, verdict
 
 BEFORE_COLOR, AFTER_COLOR = "#8c9bab", "#e07b24"
-_CSS = """
+PAGE_CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #1f2328; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #d0d7de; }
 h3 { font-size: 15px; margin-top: 20px; }
@@ -50,10 +50,11 @@ def _row_cells(r: Row) -> list[str]:
 
 
 def bar_chart(title: str, css_class: str, items: Sequence[tuple[str, float, float, str, str]], *,
-              shared_scale: bool = True) -> str:
+              shared_scale: bool = True, single: bool = False) -> str:
     """Horizontal bars, before above after, per item ``(label, before, after, before text, after text)``.
 
     With ``shared_scale`` every bar uses one scale; otherwise each item is scaled to its own larger value.
+    ``single``: one bar per item (its "after" value), for a chart of one version.
     """
     top = 28
     height = top + _ROW_H * max(1, len(items)) + 8
@@ -67,7 +68,8 @@ def bar_chart(title: str, css_class: str, items: Sequence[tuple[str, float, floa
         peak = shared if shared_scale else max(before, after, 1)
         parts.append(f'<text x="{_LABEL_W - 6}" y="{y + _BAR_H + 2}" font-size="11" text-anchor="end">'
                      f"{escape(label)}</text>")
-        for j, (v, text, color) in enumerate(((before, b_text, BEFORE_COLOR), (after, a_text, AFTER_COLOR))):
+        bars = ((before, b_text, BEFORE_COLOR), (after, a_text, AFTER_COLOR))[1 if single else 0:]
+        for j, (v, text, color) in enumerate(bars):
             w = round(_PLOT_W * v / peak, 1)
             by = y + j * (_BAR_H + 1)
             parts.append(f'<rect x="{_LABEL_W}" y="{by}" width="{w}" height="{_BAR_H}" fill="{color}"/>')
@@ -136,5 +138,5 @@ def render_report_html(report: DiffReport) -> str:
     title = "Dataset diff: server → manifests" if report.mode == "desired-vs-live" else "Dataset diff"
     body = "".join(_section(v) for v in report.versions)
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1>"
+            f"<style>{PAGE_CSS}</style></head><body><h1>{escape(title)}</h1>"
             f'<p class="verdict">{escape(verdict(report))}</p>{body}</body></html>\n')

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,3 +57,32 @@ def agents(env: Env, unique_name: Callable[[str], str], tmp_path: Path) -> Itera
     finally:
         for agent in started:
             agent.stop()
+
+
+OLDEST = "1.16.5"  # the last release of the oldest minor setup.cfg accepts (clearml>=1.16,<3)
+
+
+def _venvs() -> Path:
+    given = os.environ.get("RECONCILE_TEST_VENVS")
+    return Path(given).expanduser() if given else Path.home() / ".cache" / "clearml-reconciler-tests"
+
+
+@pytest.fixture(scope="session")
+def oldest_sdk_python() -> Path:
+    """The python of a virtualenv with clearml ``OLDEST`` (created under a file lock: xdist workers share it)."""
+    venv = _venvs() / f"clearml-{OLDEST}"
+    python = venv / "bin" / "python"
+    ready = venv / ".ready"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with open(venv.parent / f".clearml-{OLDEST}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready.exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+            pip = subprocess.run([str(python), "-m", "pip", "install", "-q", f"clearml=={OLDEST}"],
+                                 capture_output=True, text=True, timeout=900)
+            assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-3000:]
+            ready.touch()
+    got = subprocess.run([str(python), "-c", "import clearml; print(clearml.__version__)"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert got == OLDEST
+    return python

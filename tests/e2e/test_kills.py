@@ -150,3 +150,57 @@ def test_drafts_are_listed_and_discarded_by_the_tool(env: Env, proxies: Proxies)
     assert gone.returncode == 0 and "Discarded 1 draft." in gone.stdout, gone.stdout + gone.stderr
     assert dataset_tasks(env, env.project, "things") == []
     assert "No drafts" in env.reconcile("drafts", "manifests", env=vars_).stdout
+
+
+# the writes of an apply that adds a version and moves the alias ``production`` to it: the draft is created, its
+# own properties written, it is finalized, published, then the alias is added to it (and taken off the old holder)
+ALIAS_KILL_POINTS = [
+    ("tasks.create", '"name": "things"', 1),
+    ("tasks.edit", '"tags"', 1),
+    ("tasks.completed", "", 1),
+    ("tasks.publish", "", 1),
+    ("tasks.edit", '"production"', 1),  # the new holder has it, the old one still too
+]
+
+
+def _aliased_manifest(env: Env, newest: int) -> None:
+    versions = ""
+    for i in range(newest + 1):
+        write_tree(env.work / "data" / f"v{i}", {f"f{i}.txt": f"file {i}"})
+        versions += f"- version: 1.{i}.0\n" + (f"  parent: 1.{i - 1}.0\n" if i else "") + \
+            f"  publish: true\n  sources:\n    - path: ../data/v{i}\n"
+    m = env.work / "manifests" / "ds.yaml"
+    m.parent.mkdir(exist_ok=True)
+    m.write_text(manifest(env.project, "things", versions).replace(
+        "versions:\n", f'aliases: {{production: "1.{newest}.0"}}\nversions:\n'))
+
+
+def test_a_kill_while_an_alias_moves_leaves_it_on_a_readable_version(env: Env, proxies: Proxies) -> None:
+    """One dataset history for every kill point: each point adds a version that takes the alias."""
+    api, vars_ = proxies.api, proxies.vars()
+    _aliased_manifest(env, 0)
+    assert env.reconcile("apply", "--auto-approve", "manifests", env=vars_).returncode == 0
+    for n, (endpoint, body, nth) in enumerate(ALIAS_KILL_POINTS, 1):
+        _aliased_manifest(env, n)
+        running: list[subprocess.Popen[str]] = []
+        api.rules[:] = [Rule(endpoint, "kill", body=body, nth=nth, pid=lambda r=running: r[0].pid if r else None)]
+        proc = proxies.start("apply", "--auto-approve", "manifests")
+        running.append(proc)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == -9, f"{endpoint} {body}: the kill point was never reached\n{out}\n{err}"
+        api.rules.clear()
+        got = env.sdk("""
+            import os
+            ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_tags=["production"])
+            root = ds.get_local_copy()
+            result = [ds.version, sorted(os.listdir(root))]
+        """, env=vars_)
+        assert got in ([f"1.{n - 1}.0", [f"f{i}.txt" for i in range(n)]],
+                       [f"1.{n}.0", [f"f{i}.txt" for i in range(n + 1)]]), (endpoint, body, got)
+        assert env.reconcile("unlock", "manifests", env=vars_).returncode == 0
+        res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
+        assert res.returncode == 0, res.stdout + res.stderr
+        holders = {t["version"]: t["status"] for t in dataset_tasks(env, env.project, "things")
+                   if "production" in t["tags"]}
+        assert holders == {f"1.{n}.0": "published"}, (endpoint, body, holders)
+    assert env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_).returncode == 0

@@ -2,16 +2,13 @@
 one read them back with their own code (``Dataset.get``, ``list_files``, ``get_local_copy``,
 ``verify_dataset_hash``, ``clearml-data compare``), several chunks and a parent's files included.
 
-The oldest SDK lives in a virtualenv of its own, created once per machine (``RECONCILE_TEST_VENVS``, default
-``~/.cache/clearml-reconciler-tests``) from the package index pip is configured with.
+The oldest SDK lives in a virtualenv of its own (the ``oldest_sdk_python`` fixture, in conftest.py).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import random
 import subprocess
 import sys
@@ -23,35 +20,6 @@ import pytest
 from .helpers import Env, write_tree
 
 pytestmark = pytest.mark.integration
-
-OLDEST = "1.16.5"  # the last release of the oldest minor setup.cfg accepts (clearml>=1.16,<3)
-
-
-def _venvs() -> Path:
-    given = os.environ.get("RECONCILE_TEST_VENVS")
-    return Path(given).expanduser() if given else Path.home() / ".cache" / "clearml-reconciler-tests"
-
-
-@pytest.fixture(scope="session")
-def oldest_sdk_python() -> Path:
-    """The python of a virtualenv with clearml ``OLDEST`` (created under a file lock: xdist workers share it)."""
-    venv = _venvs() / f"clearml-{OLDEST}"
-    python = venv / "bin" / "python"
-    ready = venv / ".ready"
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with open(venv.parent / f".clearml-{OLDEST}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not ready.exists():
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
-            pip = subprocess.run([str(python), "-m", "pip", "install", "-q", f"clearml=={OLDEST}"],
-                                 capture_output=True, text=True, timeout=900)
-            assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-3000:]
-            ready.touch()
-    got = subprocess.run([str(python), "-c", "import clearml; print(clearml.__version__)"], capture_output=True,
-                         text=True, check=True).stdout.strip()
-    assert got == OLDEST
-    return python
-
 
 READ_BACK = """
 import hashlib, json, os, sys

@@ -254,3 +254,60 @@ def test_the_plan_is_checked_against_what_was_built(tmp_path: Path) -> None:
         apply_plan(replace(plan, actions=wrong), server, observed, ApplyOptions(workers=1))
     assert "does not match the plan" in str(failed.value)
     assert not any(v.status == "completed" for v in server.versions.values())
+
+
+def _aliased(desired: DesiredState, holder: str, upto: int) -> DesiredState:
+    """``desired``'s first ``upto`` versions with the alias ``production`` on ``holder`` (as the loader tags it)."""
+    ds = desired.datasets[0]
+    versions = tuple(replace(v, properties=v.properties.replace(tags=v.properties.tags | {"production"}))
+                     if v.key.version == holder else v for v in ds.versions[:upto])
+    return DesiredState((replace(ds, versions=versions, aliases=freeze_json({"production": holder})),))
+
+
+def _holders(server: MemoryWriter) -> dict[str, str]:
+    return {v.key.version: v.status for v in server.versions.values()
+            if "production" in v.props.tags and not v.archived}
+
+
+def test_an_alias_only_ever_names_a_final_version_whatever_write_fails(tmp_path: Path) -> None:
+    desired, contents = _desired(tmp_path)
+    before, after = _aliased(desired, "1.1.0", 2), _aliased(desired, "1.2.0", 3)
+    plan = compute_plan(after, contents, ObservedState())
+    kinds = [(type(a).__name__, a.version.version, getattr(a, "alias", False)) for a in plan.actions]
+    assert kinds[-1] == ("SetProperties", "1.2.0", True)  # after 1.2.0 is finalized and published
+    assert kinds.index(("Publish", "1.2.0", False)) < len(kinds) - 1
+    start = MemoryWriter()
+    _apply(start, before, contents, tmp_path)
+    writes = start.writes
+    _apply(start, after, contents, tmp_path)
+    moving = start.writes - writes
+    assert _holders(start) == {"1.2.0": "published"} and moving > 5
+    for k in range(moving):
+        server = MemoryWriter()
+        _apply(server, before, contents, tmp_path)
+        server.fail_at = server.writes + k
+        with pytest.raises(ApplyFailed):
+            _apply(server, after, contents, tmp_path)
+        held = _holders(server)
+        assert held and set(held.values()) <= {"completed", "published"}, f"write {k}: {held}"
+        if "1.2.0" not in held:  # the old holder kept it because the new one never got it
+            assert held == {"1.1.0": "completed"}
+        server.fail_at = None
+        _apply(server, after, contents, tmp_path)
+        assert _holders(server) == {"1.2.0": "published"}, f"write {k}"
+        assert compute_plan(after, contents, server.observed()).actions == (), f"write {k}: not converged"
+
+
+def test_an_alias_stays_on_its_old_holder_when_the_new_one_fails_to_finalize(tmp_path: Path) -> None:
+    desired, contents = _desired(tmp_path)
+    before, after = _aliased(desired, "1.1.0", 2), _aliased(desired, "1.2.0", 3)
+    server = MemoryWriter()
+    _apply(server, before, contents, tmp_path)
+    observed = server.observed()
+    plan = compute_plan(after, contents, observed)
+    wrong = tuple(replace(a, content_digest="0" * 64) if type(a).__name__ == "Finalize" else a for a in plan.actions)
+    lines: list[str] = []
+    with pytest.raises(ApplyFailed):
+        apply_plan(replace(plan, actions=wrong), server, observed, ApplyOptions(workers=1), report=lines.append)
+    assert _holders(server) == {"1.1.0": "completed"}
+    assert any("kept alias production on proj/ds@1.1.0" in line for line in lines), lines

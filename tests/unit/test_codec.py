@@ -90,7 +90,10 @@ def test_runtime_and_lineage_configuration_have_the_sdks_keys() -> None:
     nodes = json.loads(item["value"])
     assert set(nodes["0"]) == set(json.loads(recorded_struct["value"])["0"])
     assert nodes["0"]["parents"] == ["1"] and nodes["1"]["job_id"] == "parent"
-    assert codec.struct_nodes(item)["child"]["parents"] == ["parent"]
+    assert codec.struct_parents(item, "child") == ["parent"] and codec.struct_parents(item, "parent") == []
+    assert codec.struct_node({"status": "completed", "last_update": "2026-01-01T00:00:01+00:00", "name": "ds1",
+                              "runtime": {"ds_total_size": 2, "version": "1.1.0"}}) == {
+        "status": "completed", "last_update": 1767225601, "job_size": 2, "name": "ds1", "version": "1.1.0"}
 
 
 def test_version_hyperparameter_is_where_the_sdk_puts_it() -> None:
@@ -108,8 +111,28 @@ def test_bookkeeping_round_trips_through_a_task() -> None:
     assert codec.read_bookkeeping(task) == book
     version = codec.task_summary(task, "p/.datasets/ds1")
     assert version is not None and version.managed and version.parent_ids == ("p1",)
-    assert version.properties == Properties("about", frozenset({"a", "b"}), freeze_json({"k": 1}))
+    assert version.properties == Properties("about", frozenset({"a", "b"}))  # no metadata artifact: no metadata
     assert version.content_digest == "c" * 64 and version.statistics_digest == "s" * 64
+
+
+def _artifact(key: str, value: object) -> dict[str, object]:
+    return codec.artifact(key, kind="dict", uri=f"http://files/{key}.json", size=1,
+                          sha256=codec.json_artifact_hash(value), stamp=0, preview="", content_type="application/json")
+
+
+def test_metadata_are_the_artifacts_and_only_changed_ones_are_left_to_read() -> None:
+    applied = Properties("about", frozenset(), {"k": 1}, {"info": {"a": 1}})
+    book = codec.Bookkeeping(metadata_json='{"k":1}', applied_json=codec.applied_json(applied))
+    task = {"id": "x", "name": "ds1", "status": "completed", "system_tags": ["dataset", codec.MANAGED_TAG],
+            "comment": "about", "runtime": {"version": "2.0.0"}, "hyperparams": {codec.SECTION: book.to_section()},
+            "execution": {"artifacts": [_artifact("metadata", {"k": 1}), _artifact("info", {"a": 2}),
+                                        _artifact("state", {}), _artifact("data_001", {}),
+                                        _artifact("statistics", {})]}}
+    version = codec.task_summary(task, "p/.datasets/ds1")
+    assert version is not None and version.unread_metadata == ("info",)
+    assert version.properties.metadata == freeze_json({"k": 1}) and not version.properties.metadata_artifacts
+    read = codec.with_metadata(version.properties, {"metadata": {"k": 1}, "info": {"a": 2}, "table": [1, 2]})
+    assert read == applied.replace(metadata_artifacts={"info": {"a": 2}})  # a non-object value is left out
 
 
 def test_state_document_round_trips() -> None:

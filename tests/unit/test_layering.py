@@ -53,6 +53,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                             "reconciler.cli", "reconciler.clearml_backend", "reconciler.localserver",
                             "reconciler.sources"),
     "reconciler.localserver": ("reconciler.",),
+    "reconciler.lineage": ("reconciler.",),
+    "reconciler.show": ("reconciler.engine", "reconciler.cli", "reconciler.apply", "reconciler.render",
+                        "reconciler.report", "reconciler.localserver", "reconciler.manifest", "reconciler.sources"),
     "reconciler.steps": ("reconciler.apply", "reconciler.observe", "reconciler.engine", "reconciler.cli",
                          "reconciler.clearml_backend", "reconciler.render", "reconciler.report",
                          "reconciler.sources", "reconciler.manifest", "reconciler.localserver",
@@ -73,6 +76,7 @@ NO_THIRD_PARTY = {  # the pure core: standard library, typing helpers and these 
     "reconciler.model": set(),
     "reconciler.diagnostics": set(),
     "reconciler.steps": set(),
+    "reconciler.lineage": set(),
 }
 
 

@@ -370,7 +370,7 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
         "properties": Properties("other", frozenset({"z"}), freeze_json({"k": 1})),
         "parent_ids": ("p",), "file_count": 99, "total_size": 99, "managed": False, "archived": True,
         "last_update": "2026-01-01", "content_digest": "x", "statistics_digest": "y",
-        "applied": Properties("applied", frozenset({"z"})),
+        "applied": Properties("applied", frozenset({"z"})), "unread_metadata": ("info",),
         "created": "2026-01-01", "objects": (StoredObject("data", "s3://b/data.zip", 3),),
         "expired_at": "2026-01-02T00:00:00+00:00", "freed": ("data",),
     }
@@ -381,7 +381,8 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
 
 
 @pytest.mark.parametrize("field_name,value", [
-    ("description", "x"), ("tags", frozenset({"t"})), ("metadata", freeze_json({"k": True}))])
+    ("description", "x"), ("tags", frozenset({"t"})), ("metadata", freeze_json({"k": True})),
+    ("metadata_artifacts", freeze_json({"info": {"k": 1}}))])
 def test_each_property_alone_makes_a_saved_plan_stale(field_name, value):
     base = ObservedVersion(key=vk("1.0.0"), id="i", status="completed",
                            properties=Properties("d", frozenset(), freeze_json({"k": 1})))
@@ -451,8 +452,19 @@ def test_aliases_move_as_tags_and_leave_exactly_one_holder():
              for a in plan.actions if isinstance(a, SetProperties)}
     assert moves == {("1.0.0", ("a", "production"), ("a",)), ("1.1.0", ("a",), ("a", "production")),
                      ("0.9.0", ("production",), ())}
+    order = [(a.version.version, a.alias) for a in plan.actions]
+    assert order == [("1.1.0", True), ("1.0.0", True), ("0.9.0", True)]  # the new holder gets it first
     (move,) = plan.aliases
     assert (move.alias, move.before, move.after) == ("production", ("0.9.0", "1.0.0"), "1.1.0")
+    assert plan_from_json(plan_to_json(plan)) == plan
+    assert describe(plan.actions[0]) == "move alias production to proj/ds@1.1.0"
+    assert describe(plan.actions[2]) == "take alias production off proj/ds@0.9.0"
+    # a new holder in conflict: the alias stays where it is
+    changed = {**contents, vk("1.1.0"): Content({"other.txt": f("other.txt", "o")})}
+    blocked = compute_plan(after, changed, ObservedState(observed.versions + (stray,)))
+    assert [c.version for c in blocked.conflicts] == [vk("1.1.0")]
+    assert not any(isinstance(a, SetProperties) and "production" in a.before.tags - a.after.tags
+                   for a in blocked.actions)
     assert "production: 0.9.0, 1.0.0 -> 1.1.0" in render_human(plan)
 
 

@@ -1,0 +1,227 @@
+"""Histories made by plain SDK scripts, in the shapes of ClearML's own ``examples/datasets`` scripts (local files in
+place of their downloads), adopted with ``reconcile import`` and continued with a new version below each dataset's
+finalized ones; then read back from an empty cache by both supported SDKs (``get_local_copy()``,
+``verify_dataset_hash()``, ``clearml-data get`` and ``clearml-data verify``).
+
+Every shape is built in one project, with tiny files, and read back by as few SDK processes as possible: one SDK
+script builds the whole corpus, and per SDK one process reads every version and one runs the ``clearml-data``
+commands (each from its own empty cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from .helpers import Env, write_tree
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Made:
+    """A version a script makes: ``parents`` are ``(name, version)``, merged in order (a later parent's file
+    wins); then ``remove`` is applied, then ``files`` added."""
+
+    name: str
+    version: str
+    parents: tuple[tuple[str, str], ...] = ()
+    files: Mapping[str, str] = field(default_factory=dict)
+    remove: tuple[str, ...] = ()
+    publish: bool = False
+
+
+CORPUS: tuple[Made, ...] = (
+    # a linear chain: adds, a modify, removes, and a removed file added back with the same bytes
+    Made("Chain", "1.0.0", files={"a.txt": "a1", "b.txt": "b1", "c.txt": "c1"}),
+    Made("Chain", "1.1.0", (("Chain", "1.0.0"),), {"a.txt": "a2", "d/e.txt": "e1"}, remove=("c.txt",)),
+    Made("Chain", "1.2.0", (("Chain", "1.1.0"),), {"c.txt": "c1"}, remove=("b.txt",)),
+    # examples/datasets/multi_parent_child_dataset.py: a child of a train and a test dataset, no files of its own
+    Made("Train", "1.0.0", files={"train/0.png": "t0", "train/1.png": "t1"}),
+    Made("Test", "1.0.0", files={"test/0.png": "s0"}),
+    Made("TrainTest", "1.0.0", (("Train", "1.0.0"), ("Test", "1.0.0"))),
+    # the merge ClearML's docs show (parents from other datasets, one of them published), no files of its own
+    Made("Images", "1.0.0", files={"img/a.png": "a", "img/b.png": "b", "img/c.png": "c"}),
+    Made("Images", "1.1.0", (("Images", "1.0.0"),), {"img/d.png": "d"}, remove=("img/c.png",)),
+    Made("Labels", "1.0.0", files={"labels.csv": "a,1"}, publish=True),
+    Made("Merged", "1.0.0", (("Images", "1.1.0"), ("Labels", "1.0.0"))),
+    # three parents and files of its own
+    Made("Three", "1.0.0", (("Train", "1.0.0"), ("Test", "1.0.0"), ("Labels", "1.0.0")), {"README.md": "three"}),
+    # a diamond inside one dataset: A; B and C on A; D = B + C
+    Made("Diamond", "1.0.0", files={"base.txt": "base", "both.txt": "A"}),
+    Made("Diamond", "1.1.0", (("Diamond", "1.0.0"),), {"b.txt": "B", "both.txt": "B"}),
+    Made("Diamond", "1.2.0", (("Diamond", "1.0.0"),), {"c.txt": "C"}, remove=("base.txt",)),
+    Made("Diamond", "2.0.0", (("Diamond", "1.1.0"), ("Diamond", "1.2.0"))),
+    # parents holding the same path with different bytes, merged in both orders
+    Made("Left", "1.0.0", files={"shared.txt": "left", "l.txt": "l"}),
+    Made("Right", "1.0.0", files={"shared.txt": "right", "r.txt": "r"}),
+    Made("LeftRight", "1.0.0", (("Left", "1.0.0"), ("Right", "1.0.0"))),
+    Made("RightLeft", "1.0.0", (("Right", "1.0.0"), ("Left", "1.0.0")), {"own.txt": "own"}),
+)
+
+BUILD = """
+import os, tempfile
+made = {}
+root = tempfile.mkdtemp()
+for i, v in enumerate(SPEC):
+    ds = Dataset.create(dataset_project=PROJECT, dataset_name=v["name"], dataset_version=v["version"],
+                        parent_datasets=[made[tuple(p)] for p in v["parents"]])
+    for path in v["remove"]:
+        ds.remove_files(path)
+    if v["files"]:
+        folder = os.path.join(root, str(i))
+        for rel, text in v["files"].items():
+            os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
+            open(os.path.join(folder, rel), "w").write(text)
+        ds.add_files(folder)
+    ds.upload()
+    ds.finalize()
+    if v["publish"]:
+        ds.publish()
+    made[(v["name"], v["version"])] = ds.id
+result = {f"{k[0]}@{k[1]}": i for k, i in made.items()}
+"""
+
+# one process per SDK reads every version from an empty cache; another runs clearml-data get and verify on each
+READ_BACK = """
+import hashlib, json, os, sys
+from clearml import Dataset
+out = {}
+for key, version_id in json.loads(sys.argv[1]).items():
+    ds = Dataset.get(dataset_id=version_id)
+    try:
+        local = ds.get_local_copy()
+        out[key] = {
+            "files": {os.path.relpath(os.path.join(d, f), local):
+                      hashlib.sha256(open(os.path.join(d, f), "rb").read()).hexdigest()
+                      for d, _, fs in os.walk(local) for f in fs},
+            "listed": sorted(ds.list_files()),
+            "verify": ds.verify_dataset_hash(),
+        }
+    except Exception as err:
+        out[key] = {"error": repr(err)[:500]}
+print("@@" + json.dumps(out))
+"""
+
+CLEARML_DATA = """
+import contextlib, io, json, sys
+from clearml.cli.data.__main__ import main
+out = {}
+for key, version_id in json.loads(sys.argv[1]).items():
+    for command in ("get", "verify"):
+        sys.argv = ["clearml-data", command, "--id", version_id]
+        text = io.StringIO()
+        code = 0
+        with contextlib.redirect_stdout(text):
+            try:
+                main()
+            except SystemExit as stop:
+                code = stop.code or 0
+        out[f"{key} {command}"] = {"code": code, "tail": text.getvalue()[-400:]}
+print("@@" + json.dumps(out))
+"""
+
+
+def expected(corpus: Sequence[Made]) -> dict[str, dict[str, str]]:
+    """The content of every version (path -> text), by the SDK's rules."""
+    out: dict[str, dict[str, str]] = {}
+    for v in corpus:
+        content: dict[str, str] = {}
+        for p in v.parents:
+            content.update(out[f"{p[0]}@{p[1]}"])
+        for path in v.remove:
+            content.pop(path)
+        content.update(v.files)
+        out[f"{v.name}@{v.version}"] = content
+    return out
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sdk_pythons(request: pytest.FixtureRequest) -> dict[str, Path]:
+    return {"installed": Path(sys.executable), "oldest": request.getfixturevalue("oldest_sdk_python")}
+
+
+def read_back(env: Env, pythons: Mapping[str, Path], ids: Mapping[str, str], want: Mapping[str, Mapping[str, str]]
+              ) -> None:
+    """Every version in ``ids`` read by each SDK from an empty cache is ``want``, and clearml-data agrees.
+
+    Versions are read in the order of ``ids``: reading a version fills the cache folders of the versions it
+    reads from, and a later reader could find files there that its own lineage does not lead to; so the versions
+    under test come first, and none of them is an ancestor of another."""
+    procs = {}
+    for sdk, python in pythons.items():
+        for kind, script in (("read", READ_BACK), ("cli", CLEARML_DATA)):
+            home = env.work / f"home-{sdk}-{kind}"
+            home.mkdir()
+            procs[sdk, kind] = subprocess.Popen(
+                [str(python), "-c", script, json.dumps(dict(ids))], cwd=env.work,
+                env={**env.vars(), "PYTHONPATH": "", "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")},
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for (sdk, kind), proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        assert proc.returncode == 0, (sdk, kind, stderr[-3000:])
+        got = json.loads([ln for ln in stdout.splitlines() if ln.startswith("@@")][-1][2:])
+        for key, files in want.items():
+            if kind == "read":
+                assert "error" not in got[key], (sdk, key, got[key])
+                assert got[key]["files"] == {p: _sha(t) for p, t in files.items()}, (sdk, key)
+                assert got[key]["listed"] == sorted(files), (sdk, key)
+                assert got[key]["verify"] == [], (sdk, key)
+            else:
+                for command in ("get", "verify"):
+                    run = got[f"{key} {command}"]
+                    assert run["code"] == 0, (sdk, key, command, run["tail"])
+                assert "no errors found" in got[f"{key} verify"]["tail"], (sdk, key, got[f"{key} verify"])
+
+
+def _tips(corpus: Sequence[Made]) -> dict[str, Made]:
+    tips: dict[str, Made] = {}
+    for v in corpus:
+        tips[v.name] = v
+    return tips
+
+
+NEW_VERSION = "9.0.0"
+
+
+def test_script_made_histories_are_adopted_continued_and_read_back(env: Env, request: pytest.FixtureRequest
+                                                                   ) -> None:
+    spec = [dict(name=v.name, version=v.version, parents=v.parents, files=dict(v.files), remove=v.remove,
+                 publish=v.publish) for v in CORPUS]
+    made = env.sdk(f"SPEC = json.loads({json.dumps(spec)!r})\n" + BUILD, timeout=600)
+    assert isinstance(made, dict)
+    res = env.reconcile("import", env.project, "--out", "manifests")
+    assert res.returncode == 0, res.stdout + res.stderr
+    plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
+    assert plan.returncode == 0, plan.stdout + plan.stderr  # adopting changes nothing
+
+    # a new version below each dataset's finalized ones, child of its newest, with one file of its own
+    want = expected(CORPUS)
+    new: dict[str, dict[str, str]] = {}
+    for name, tip in _tips(CORPUS).items():
+        write_tree(env.work / "data" / name, {f"new-{name}.txt": f"new {name}"})
+        path = env.work / "manifests" / env.project / f"{name}.yaml"
+        path.write_text(path.read_text() + f'  - version: "{NEW_VERSION}"\n    parent: "{tip.version}"\n'
+                        f"    sources: [{{path: ../../data/{name}}}]\n")
+        new[f"{name}@{NEW_VERSION}"] = {**want[f"{name}@{tip.version}"], f"new-{name}.txt": f"new {name}"}
+    res = env.reconcile("apply", "--auto-approve", "manifests")
+    assert res.returncode == 0, res.stdout + res.stderr
+    plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    listed = env.sdk(f"""
+        names = {sorted(_tips(CORPUS))!r}
+        result = {{f"{{n}}@{NEW_VERSION}": Dataset.get(dataset_project=PROJECT, dataset_name=n,
+                                                       dataset_version={NEW_VERSION!r}).id for n in names}}
+    """)
+    assert isinstance(listed, dict)
+    read_back(env, sdk_pythons(request), {**listed, **made}, {**want, **new})
