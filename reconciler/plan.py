@@ -284,7 +284,7 @@ class Plan:
             create=len(created),
             update=len(touched - created - archived - restored - {a.version for a in deleted}),
             archive=len(archived),
-            delete=len(deleted),
+            delete=sum(1 for a in deleted if a.whole),
             freed_bytes=sum(a.freed_bytes for a in deleted),
             restore=len(restored),
             conflicts=len(self.conflicts),

@@ -13,7 +13,9 @@ Invariants of :func:`plan_retention`:
   SDK loads walking its dependency graph): then only the other objects are freed, and the task, its file list
   and the read objects stay. The versions that stay include the retired ones still in their grace period, so a
   revert of the manifests restores readable versions;
-- a version a kept version needs as the parent of a version still to be built is not retired.
+- a version a kept version needs as the parent of a version still to be built is not retired;
+- a version whose chunks retention freed stays retired, whatever the policy says later: it is neither
+  restored nor built again (the versions on it still load).
 """
 
 from __future__ import annotations
@@ -146,10 +148,11 @@ def plan_retention(desired: DesiredState, observed: ObservedState, inputs: Reten
 
     ``selected``: the versions a ``--target`` plan may touch (None: all).
     """
+    by_key = observed.by_key()
+    husks = _husks(desired, by_key)
     now = inputs.now
     if now is None or not any(ds.retention for ds in desired.datasets):
-        return RetentionPlan()
-    by_key = observed.by_key()
+        return RetentionPlan(retired=frozenset(husks))
     retired: dict[VersionKey, str] = {}
     entries: dict[VersionKey, RetentionEntry] = {}
     for ds in desired.datasets:
@@ -172,6 +175,12 @@ def plan_retention(desired: DesiredState, observed: ObservedState, inputs: Reten
                 continue
             retired[key] = why
     _keep_parents_to_build(desired, by_key, retired)
+    for key, obs in husks.items():
+        if key not in retired:  # back in the policy (or a policy removed): it cannot come back
+            entries[key] = RetentionEntry(key, obs.id, "kept", "its chunks were deleted by an earlier retention "
+                                          "apply: it cannot be restored", kept_bytes=_size(obs.objects),
+                                          reasons=("its task and file list stay: the versions built on it load "
+                                                   "them",))
 
     # versions to delete: retired, on the server, grace over; then drop those a staying version reads from
     deletable: dict[str, tuple[ObservedVersion, str]] = {}
@@ -203,12 +212,25 @@ def plan_retention(desired: DesiredState, observed: ObservedState, inputs: Reten
             delete.append((obs, why, objects, whole))
     order = {key: i for i, key in enumerate(v.key for v in desired.all_versions())}
     return RetentionPlan(
-        retired=frozenset(retired),
+        retired=frozenset(retired) | frozenset(husks),
         archive=tuple(sorted(archive, key=lambda a: order.get(a[0].key, 0))),
         delete=tuple(sorted(delete, key=lambda d: order.get(d[0].key, 0), reverse=True)),  # children first
         entries=tuple(sorted(entries.values(), key=lambda e: order.get(e.version, 0))),
         unread=frozenset(unread),
     )
+
+
+def _husks(desired: DesiredState, by_key: Mapping[VersionKey, list[ObservedVersion]]
+           ) -> dict[VersionKey, ObservedVersion]:
+    """Versions the manifests name whose chunks retention freed (and no other version stands for): they are
+    neither restored nor built again, and the versions built on them still load."""
+    out = {}
+    for spec in desired.all_versions():
+        candidates = by_key.get(spec.key, ())
+        husk = next((v for v in candidates if v.freed and v.archived and v.managed), None)
+        if husk is not None and not any(v.finalized and not v.freed for v in candidates):
+            out[spec.key] = husk
+    return out
 
 
 def _keep_parents_to_build(desired: DesiredState, by_key: Mapping[VersionKey, list[ObservedVersion]],
@@ -254,13 +276,15 @@ def _needed(observed: ObservedState, deletable: Mapping[str, tuple[ObservedVersi
     for reader in observed.versions:
         if reader.id in deletable:
             continue
+        ancestors = _ancestors(reader, by_id)
         if reader.reads is None:
             if reader.finalized:
                 unread.add(reader.id)
-            pairs = {(a, o.key) for a in _ancestors(reader, by_id) if a in deletable
-                     for o in deletable[a][0].objects}
+            pairs = {(a, ALL_OBJECTS) for a in ancestors if a in deletable}
         else:
-            pairs = {p for p in reader.reads if p[0] in deletable}
+            # the SDK walks the whole ancestry (the Dataset Struct) and loads the file list of each version
+            pairs = {p for p in reader.reads if p[0] in deletable} | {(a, "state") for a in ancestors if a in deletable}
+            unread |= {a for a in ancestors if a in by_id and by_id[a].reads is None and not by_id[a].managed}
         pairs |= {uris[o.uri] for o in reader.objects if o.uri in uris}  # an object two versions list
         for vid, key in pairs:
             needed[vid].setdefault(key, []).append(reader.key)

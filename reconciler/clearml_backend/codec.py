@@ -335,15 +335,14 @@ def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLi
 
 def objects_read(version_id: str, entries: Iterable[StateEntry], graph: Mapping[str, Sequence[str]]
                  ) -> set[tuple[str, str]]:
-    """(version id, artifact key) of every object of other versions that the SDK reads to download this one:
-    the chunk of each file entry and the ``state`` of its owner; and for every other version in the
-    dependency graph (its parents included, whether they hold files of it or not), :data:`ALL_OBJECTS`:
-    ``Dataset.get_local_copy`` loads each of them and downloads their chunks."""
-    out = {(e.owner_id, e.chunk) for e in entries if e.owner_id and e.owner_id != version_id}
-    out |= {(owner, STATE_KEY) for owner, _ in out}
+    """(version id, artifact key) of the objects of other versions that the SDK reads to download this one:
+    :data:`ALL_OBJECTS` of every version that owns one of its files (``get_local_copy`` downloads every chunk
+    of each), and the ``state`` of every other version in its dependency graph (loaded while walking it). The
+    planner adds the ``state`` of every ancestor (the SDK walks the whole ancestry in the ``Dataset Struct``)."""
+    owners = {e.owner_id for e in entries if e.owner_id and e.owner_id != version_id}
     nodes = set(graph) | {p for parents in graph.values() for p in parents or ()}
-    out |= {(node, ALL_OBJECTS) for node in nodes if node and node != version_id}
-    return out
+    out = {(node, STATE_KEY) for node in nodes if node and node != version_id}
+    return out | {(owner, ALL_OBJECTS) for owner in owners}
 
 
 def layout(version_id: str, state: Mapping[str, Any]) -> VersionLayout:

@@ -53,7 +53,8 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
 
 def summary_line(s: PlanSummary) -> str:
     restore = f"{s.restore} to restore, " if s.restore else ""
-    delete = f"{s.delete} to delete ({human_size(s.freed_bytes)} freed), " if s.delete else ""
+    delete = f"{s.delete} to delete, " if s.delete else ""
+    delete += f"{human_size(s.freed_bytes)} of storage to free, " if s.freed_bytes else ""
     return (f"Plan: {s.create} to create, {restore}{s.update} to update, {s.archive} to archive, {delete}"
             f"{counted(s.conflicts, 'conflict')}.")
 

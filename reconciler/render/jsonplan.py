@@ -323,7 +323,7 @@ def _plan_json(plan: Plan, files: Callable[[Sequence[FileEntry]], Any] | None = 
         "builds": [build_to_json(b) for b in plan.builds],
         # present only when retention acts (so plans of datasets without a policy keep their form)
         **({"retention": [retention_to_json(e) for e in plan.retention]} if plan.retention else {}),
-        **({"freed": {"delete": s.delete, "freed_bytes": s.freed_bytes}} if s.delete else {}),
+        **({"freed": {"delete": s.delete, "freed_bytes": s.freed_bytes}} if s.freed_bytes or s.delete else {}),
     }
 
 

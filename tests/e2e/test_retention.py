@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from .helpers import Env, dataset_tasks, write_tree
-from .test_sdk_versions import oldest_sdk_python  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -119,14 +118,12 @@ def sha(files: dict[str, bytes]) -> dict[str, str]:
 
 
 def test_keep_last_frees_what_the_plan_says_and_kept_versions_still_download(
-        env: Env, oldest_sdk_python: Path) -> None:  # noqa: F811 (the fixture)
+        env: Env, oldest_sdk_python: Path) -> None:
     name = "chain"
     manifest = write_chain(env, name, VERSIONS, extra="upload: {chunk_size_mb: 1}\n")
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
     before = storage_listing(env, name)
-    got = read_back(env, Path(sys.executable), name, ["1.0.7"])
-    assert got["1.0.7"]["sha256"] == sha(content(7)), "BEFORE"
     ids = {t["version"]: t["id"] for t in dataset_tasks(env, env.project, name)}
 
     manifest.write_text(manifest.read_text().replace(
@@ -134,18 +131,19 @@ def test_keep_last_frees_what_the_plan_says_and_kept_versions_still_download(
     plan = plan_json(env)
     entries = {e["version"]["version"]: e for e in plan["retention"]}
     assert sorted(entries) == [f"1.0.{i}" for i in range(7)]  # the 7 versions out of the policy
-    # 1.0.0 holds the 18 files no later version changed, and the SDK downloads the parent of each kept version
-    # (1.0.6 for 1.0.7) as part of its lineage: both are kept whole, with who reads them
-    for kept in ("1.0.0", "1.0.6"):
-        assert entries[kept]["stage"] == "kept" and entries[kept]["freed_bytes"] == 0
-        assert "1.0.7" in " ".join(entries[kept]["reasons"])
-    assert all(entries[f"1.0.{i}"]["stage"] == "delete" for i in range(1, 6))
+    # 1.0.0 holds the 18 files no later version changed: the SDK downloads it whole for the kept versions; it
+    # loads the file list of every ancestor, so 1.0.1 .. 1.0.6 keep their task and file list, and free their chunk
+    assert entries["1.0.0"]["stage"] == "kept" and entries["1.0.0"]["freed_bytes"] == 0
+    assert "1.0.7" in " ".join(entries["1.0.0"]["reasons"])
+    for i in range(1, 7):
+        assert entries[f"1.0.{i}"]["stage"] == "free" and entries[f"1.0.{i}"]["freed_bytes"] > 0
+        assert entries[f"1.0.{i}"]["reasons"][0].startswith("its file list (the SDK loads it while reading")
     freed = plan["freed"]["freed_bytes"]
     assert freed == sum(entries[f"1.0.{i}"]["freed_bytes"] for i in range(7)) > 0
     deletes = {a["version"]["version"]: a["whole"] for a in plan["actions"] if a["type"] == "delete_version"}
-    assert deletes == {f"1.0.{i}": True for i in range(1, 6)}
+    assert deletes == {f"1.0.{i}": False for i in range(1, 7)}
     text = env.reconcile("plan", "manifests").stdout
-    assert "to delete" in text and "DELETE version" in text
+    assert "of storage to free" in text and "DELETE 1 stored object of version" in text
     assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 2
 
     res = env.reconcile("apply", "--auto-approve", "manifests")
@@ -153,8 +151,8 @@ def test_keep_last_frees_what_the_plan_says_and_kept_versions_still_download(
     after = storage_listing(env, name)
     assert set(after) < set(before)
     assert sum(before.values()) - sum(after.values()) == freed  # to the byte: what the plan said
-    gone = {t["version"] for t in dataset_tasks(env, env.project, name)}
-    assert gone == {"1.0.0", "1.0.6", "1.0.7", "1.0.8", "1.0.9"}  # 1.0.0 and 1.0.6 archived; the rest deleted
+    tasks = {t["version"]: t for t in dataset_tasks(env, env.project, name)}
+    assert sorted(v for v, t in tasks.items() if "archived" in t["system_tags"]) == [f"1.0.{i}" for i in range(7)]
     again = env.reconcile("plan", "--detailed-exitcode", "manifests")
     assert again.returncode == 0, again.stdout + again.stderr  # converged
 
@@ -165,11 +163,10 @@ def test_keep_last_frees_what_the_plan_says_and_kept_versions_still_download(
             assert got[version]["sha256"] == sha(content(int(version.rsplit(".", 1)[1]))), (python, version)
             assert got[version]["verify"] == [], (python, version)
 
-    # a revert of the policy brings back the archived versions with their ids; the deleted ones are built anew
+    # a revert of the policy brings back the archived version with its id; the freed ones stay as they are
     manifest.write_text(manifest.read_text().replace("retention: {keep_last: 3, grace: 0}\n", ""))
     plan = plan_json(env)
     restore = [a for a in plan["actions"] if a["type"] == "restore"]
-    assert [(a["version"]["version"], a["version_id"]) for a in restore] == [
-        ("1.0.0", ids["1.0.0"]), ("1.0.6", ids["1.0.6"])]
-    created = sorted(a["version"]["version"] for a in plan["actions"] if a["type"] == "create_version")
-    assert created == [f"1.0.{i}" for i in range(1, 6)]
+    assert [(a["version"]["version"], a["version_id"]) for a in restore] == [("1.0.0", ids["1.0.0"])]
+    assert [a for a in plan["actions"] if a["type"] != "restore"] == []  # the freed ones cannot come back
+    assert plan["conflicts"] == []  # and the versions on them still stand

@@ -32,29 +32,32 @@ def vk(i: int) -> VersionKey:
     return VersionKey(P, N, f"1.0.{i}")
 
 
-def chain(n: int, policy: Retention, aliases: dict[str, str] | None = None, publish: int | None = None
-          ) -> DesiredState:
-    versions = tuple(VersionSpec(vk(i), parent=vk(i - 1) if i else None, publish=i == publish) for i in range(n))
+def chain(n: int, policy: Retention, aliases: dict[str, str] | None = None, publish: int | None = None,
+          roots: tuple[int, ...] = (0,)) -> DesiredState:
+    """Versions 1.0.0 .. 1.0.<n-1>, each on the one before, but the ``roots``."""
+    versions = tuple(VersionSpec(vk(i), parent=None if i in roots else vk(i - 1), publish=i == publish)
+                     for i in range(n))
     return DesiredState((DatasetSpec(DatasetKey(P, N), versions, aliases=MappingProxyType(aliases or {}),
                                      retention=policy),))
 
 
 def version(i: int, *, reads: tuple[tuple[str, str], ...] | None = None, archived: bool = False,
-            expired_at: str = "", status: str = "completed") -> ObservedVersion:
-    """Version i owns chunk ``data`` (100 bytes) and ``state`` (10 bytes); by default it reads only its chunk."""
+            expired_at: str = "", status: str = "completed", root: bool = False) -> ObservedVersion:
+    """Version i (on version i - 1 unless ``root``) owns ``data`` (100 bytes) and ``state`` (10 bytes); by
+    default it reads only its own files."""
     vid = f"id{i}"
     return ObservedVersion(
         key=vk(i), id=vid, status=status, managed=True, archived=archived, expired_at=expired_at,
-        parent_ids=(f"id{i - 1}",) if i else (), created="2026-01-01T00:00:00+00:00",
+        parent_ids=(f"id{i - 1}",) if i and not root else (), created="2026-01-01T00:00:00+00:00",
         objects=(StoredObject("data", f"http://files/{vid}/data.zip", 100),
                  StoredObject("state", f"http://files/{vid}/state.json", 10)),
-        reads=((vid, "data"),) if reads is None else reads,
+        reads=() if reads is None else reads,
     )
 
 
 def test_keep_last_with_grace_zero_archives_and_deletes_the_old_versions_in_one_plan():
-    desired = chain(5, Retention(keep_last=2, grace=0))
-    observed = ObservedState(tuple(version(i) for i in range(5)))
+    desired = chain(5, Retention(keep_last=2, grace=0), roots=(0, 3))  # 1.0.3 starts a new lineage
+    observed = ObservedState(tuple(version(i, root=i == 3) for i in range(5)))
     plan = compute_plan(desired, compute_contents(desired, {}), observed, retention=RetentionInputs(NOW))
     archives = [a for a in plan.actions if isinstance(a, Archive)]
     deletes = [a for a in plan.actions if isinstance(a, DeleteVersion)]
@@ -66,39 +69,34 @@ def test_keep_last_with_grace_zero_archives_and_deletes_the_old_versions_in_one_
     assert [(e.version, e.stage, e.freed_bytes) for e in plan.retention] == [
         (vk(0), "delete", 110), (vk(1), "delete", 110), (vk(2), "delete", 110)]
     assert not plan.conflicts  # the kept versions' lineage to retired parents is not a conflict
-    assert "to delete (330 B freed)" in render_human(plan)
+    assert "3 to delete, 330 B of storage to free" in render_human(plan)
     assert "Retention" in render_markdown(plan)
     assert plan_from_json(plan_to_json(plan)) == plan
 
 
-def test_chunks_that_staying_versions_read_are_never_deleted_and_say_who_reads_them():
+def test_ancestors_of_kept_versions_keep_their_file_lists_and_owners_of_their_files_everything():
     desired = chain(5, Retention(keep_last=2, grace=0))
-    # 1.0.4 still reads files of 1.0.0's chunk (inherited across the whole chain), 1.0.3 of 1.0.1's
-    observed = ObservedState((version(0), version(1), version(2), version(3, reads=(("id3", "data"), ("id1", "data"))),
-                              version(4, reads=(("id4", "data"), ("id0", "data")))))
+    # 1.0.3 and 1.0.4 still hold files stored by 1.0.0 (inherited across the whole chain); the SDK downloads
+    # every chunk of an owner and loads the file list of every ancestor
+    observed = ObservedState((version(0), version(1), version(2), version(3, reads=(("id0", "*"), ("id2", "state"))),
+                              version(4, reads=(("id0", "*"), ("id3", "state")))))
     ret = plan_retention(desired, observed, RetentionInputs(NOW))
     stages = {e.version: (e.stage, e.freed_bytes, e.kept_bytes) for e in ret.entries}
-    assert stages == {vk(0): ("kept", 0, 110), vk(1): ("kept", 0, 110), vk(2): ("delete", 110, 0)}
-    (why,) = next(e for e in ret.entries if e.version == vk(0)).reasons
-    assert why == f"its chunk data (read by {vk(4)})"
-    assert [(v.key, whole) for v, _, _, whole in ret.delete] == [(vk(2), True)]
-    assert [v.key for v, _ in ret.archive] == [vk(0), vk(1), vk(2)]  # all archived: restorable, out of policy
-
-
-def test_what_only_a_deleted_version_reads_is_freed_and_a_read_version_keeps_its_task_and_file_list():
-    desired = chain(4, Retention(keep_last=1, grace=0))
-    with_extra = replace(version(2), objects=version(2).objects + (StoredObject("data_001", "http://f/x", 7),))
-    observed = ObservedState((version(0), version(1), replace(with_extra, reads=(("id0", "data"),)),
-                              version(3, reads=(("id2", "data"), ("id2", "state"), ("id1", "state")))))
-    ret = plan_retention(desired, observed, RetentionInputs(NOW))
+    assert stages == {vk(0): ("kept", 0, 110), vk(1): ("free", 100, 10), vk(2): ("free", 100, 10)}
     entries = {e.version: e for e in ret.entries}
-    assert {k: (e.stage, e.freed_bytes, e.kept_bytes) for k, e in entries.items()} == {
-        vk(0): ("delete", 110, 0),  # only 1.0.2 read it, and 1.0.2 is going: nobody needs it
-        vk(1): ("free", 100, 10),  # 1.0.3's SDK loads its file list while walking the lineage
-        vk(2): ("free", 7, 110)}  # 1.0.3 reads its chunk data; data_001 is read by nobody
-    assert entries[vk(1)].reasons == (f"its file list (the SDK loads it while reading {vk(3)})",)
-    plan = {v.key: ([o.key for o in objects], whole) for v, _, objects, whole in ret.delete}
-    assert plan == {vk(0): (["data", "state"], True), vk(1): (["data"], False), vk(2): (["data_001"], False)}
+    assert entries[vk(0)].reasons[0] == f"all of it (the SDK downloads it as part of the lineage of {vk(3)}, {vk(4)})"
+    assert entries[vk(1)].reasons == (f"its file list (the SDK loads it while reading {vk(3)}, {vk(4)})",)
+    assert {v.key: ([o.key for o in objects], whole) for v, _, objects, whole in ret.delete} == {
+        vk(1): (["data"], False), vk(2): (["data"], False)}
+    assert [v.key for v, _ in ret.archive] == [vk(0), vk(1), vk(2)]  # all archived: out of the policy
+
+
+def test_what_only_a_deleted_version_reads_goes_with_it():
+    desired = chain(4, Retention(keep_last=1, grace=0), roots=(0, 3))
+    observed = ObservedState((version(0), version(1), version(2, reads=(("id0", "*"),)), version(3, root=True)))
+    ret = plan_retention(desired, observed, RetentionInputs(NOW))
+    assert {e.version: e.stage for e in ret.entries} == {vk(0): "delete", vk(1): "delete", vk(2): "delete"}
+    assert [v.key for v, *_ in ret.delete] == [vk(2), vk(1), vk(0)]  # children first
 
 
 def test_a_staying_version_whose_file_list_is_unknown_keeps_all_its_ancestors_and_asks_for_it():
@@ -112,8 +110,9 @@ def test_a_staying_version_whose_file_list_is_unknown_keeps_all_its_ancestors_an
 def test_alias_published_and_task_use_keep_a_version_with_the_reason_and_the_tasks():
     recent = TaskUse("t1", "train resnet", "vision/train", "completed", NOW - timedelta(days=2))
     old = TaskUse("t0", "old eval", "vision/eval", "completed", NOW - timedelta(days=90))
-    desired = chain(5, Retention(keep_last=1, grace=0), aliases={"production": "1.0.0"}, publish=1)
-    observed = ObservedState(tuple(version(i, status="published" if i == 1 else "completed") for i in range(5)))
+    desired = chain(5, Retention(keep_last=1, grace=0), aliases={"production": "1.0.0"}, publish=1, roots=(0, 4))
+    observed = ObservedState(tuple(version(i, status="published" if i == 1 else "completed", root=i == 4)
+                                   for i in range(5)))
     uses = MappingProxyType({"id2": (recent,), "id3": (old,)})
     plan = compute_plan(desired, compute_contents(desired, {}), observed, retention=RetentionInputs(NOW, uses))
     entries = {e.version: e for e in plan.retention}
@@ -122,6 +121,7 @@ def test_alias_published_and_task_use_keep_a_version_with_the_reason_and_the_tas
     assert entries[vk(2)].stage == "kept" and entries[vk(2)].tasks == (recent,)
     assert "'train resnet' (vision/train, t1)" in entries[vk(2)].reasons[0]
     assert entries[vk(3)].stage == "delete"  # its only use is older than used_within (30d)
+    assert entries[vk(3)].freed_bytes == 110
     assert {a.version for a in plan.actions} == {vk(3)}
     text = render_human(plan)
     assert "holds the alias production" in text and "train resnet" in text
