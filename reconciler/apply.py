@@ -31,6 +31,7 @@ from .plan import (
     Archive,
     CreateVersion,
     DeleteVersion,
+    DiscardDraft,
     Finalize,
     Plan,
     Publish,
@@ -73,6 +74,7 @@ class Writer(Protocol):
     def expire(self, key: VersionKey, version_id: str, at: str) -> None: ...
     def delete_version(self, key: VersionKey, version_id: str, objects: Sequence[StoredObject], *,
                        whole: bool = True) -> None: ...
+    def delete_draft(self, version_id: str) -> None: ...
     def restore(self, key: VersionKey, version_id: str) -> None: ...
     def version_files(self, version_id: str) -> dict[str, Any]: ...
     def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]: ...
@@ -164,6 +166,8 @@ class _Applier:
             case Restore(version=v, version_id=i):
                 self.writer.restore(v, i)
                 self.result.ids[v] = i
+            case DiscardDraft(version_id=i):
+                self.writer.delete_draft(i)
             case SyncFiles(version=v):
                 draft = self.drafts[v]
                 apply_delta(draft, remove=action.remove, remove_links=action.remove_links,

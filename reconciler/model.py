@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Protocol, TypeVar, overload
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar, overload
 
 from .diagnostics import SourceSpan
 
@@ -69,6 +69,20 @@ class FileEntry:
     size: int
     sha256: str
     local: str | None = field(default=None, compare=False)
+
+
+class StoredFile(NamedTuple):
+    """A file of a live version and where its bytes are: member ``path`` of the zip chunk (artifact) ``chunk``
+    of version ``owner_id`` (the version that uploaded it: the version itself, a parent, any ancestor).
+
+    A named tuple: a pull reads one per file of the version, and a tuple is built without a Python call.
+    """
+
+    path: str
+    size: int
+    sha256: str
+    owner_id: str
+    chunk: str
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -155,6 +169,8 @@ class Properties:
     ``metadata`` is frozen JSON (the ``metadata`` artifact ``Dataset.get_metadata()`` reads);
     ``metadata_artifacts`` the other named metadata (``set_metadata(..., metadata_name=NAME)``), NAME -> JSON
     object. Equality compares their canonical JSON (so ``1`` and ``true`` differ).
+    ``splits`` names subsets of the version's files by globs (split name -> globs, sorted by name); a version
+    without splits stores and shows none (``to_json`` leaves the field out).
     """
 
     description: str = ""
@@ -162,8 +178,11 @@ class Properties:
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False, hash=False)
     metadata_artifacts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False,
                                                   hash=False)
+    splits: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), compare=False,
+                                                  hash=False)
     _metadata_json: str = field(init=False, repr=False, default="{}")
     _artifacts_json: str = field(init=False, repr=False, default="{}")
+    _splits_json: str = field(init=False, repr=False, default="{}")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", frozenset(self.tags))
@@ -171,6 +190,12 @@ class Properties:
         object.__setattr__(self, "metadata_artifacts", freeze_json(self.metadata_artifacts))
         object.__setattr__(self, "_metadata_json", canonical_json(self.metadata))
         object.__setattr__(self, "_artifacts_json", canonical_json(self.metadata_artifacts))
+        object.__setattr__(self, "splits", normalize_splits(self.splits))
+        object.__setattr__(self, "_splits_json", canonical_json(self.splits))
+
+    @property
+    def splits_json(self) -> str:
+        return self._splits_json
 
     @property
     def metadata_json(self) -> str:
@@ -178,7 +203,8 @@ class Properties:
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON values by field name (tags sorted): how plans and bookkeeping store properties."""
-        return {name: _PROPERTY_TO_JSON[name](getattr(self, name)) for name in PROPERTY_FIELDS}
+        return {name: _PROPERTY_TO_JSON[name](getattr(self, name)) for name in PROPERTY_FIELDS
+                if name != "splits" or self.splits}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], base: Properties | None = None) -> Properties:
@@ -198,16 +224,25 @@ class Properties:
         return canonical_json(self.to_json())
 
 
-PROPERTY_FIELDS: tuple[str, ...] = ("description", "tags", "metadata", "metadata_artifacts")
+def normalize_splits(value: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]]:
+    """Splits as stored and compared: name -> tuple of globs (one glob may be given as a string), by name."""
+    out = {str(name): (str(globs),) if isinstance(globs, str) else tuple(str(g) for g in globs)
+           for name, globs in sorted(value.items()) if isinstance(globs, (str, list, tuple))}
+    return MappingProxyType(out)
+
+
+PROPERTY_FIELDS: tuple[str, ...] = ("description", "tags", "metadata", "metadata_artifacts", "splits")
 _PROPERTY_TO_JSON: Mapping[str, Any] = MappingProxyType({
     "description": str, "tags": sorted, "metadata": lambda m: thaw_json(m),
-    "metadata_artifacts": lambda m: thaw_json(m)})
+    "metadata_artifacts": lambda m: thaw_json(m), "splits": lambda s: {k: list(v) for k, v in s.items()}})
 _PROPERTY_FROM_JSON: Mapping[str, Any] = MappingProxyType({
     "description": str, "tags": lambda ts: frozenset(str(t) for t in ts), "metadata": lambda m: freeze_json(m),
-    "metadata_artifacts": lambda m: freeze_json({str(k): v for k, v in m.items() if isinstance(v, Mapping)})})
+    "metadata_artifacts": lambda m: freeze_json({str(k): v for k, v in m.items() if isinstance(v, Mapping)}),
+    "splits": normalize_splits})
 _PROPERTY_VALID: Mapping[str, Any] = MappingProxyType({
     "description": lambda v: isinstance(v, str), "tags": lambda v: isinstance(v, (list, tuple, set, frozenset)),
-    "metadata": lambda v: isinstance(v, Mapping), "metadata_artifacts": lambda v: isinstance(v, Mapping)})
+    "metadata": lambda v: isinstance(v, Mapping), "metadata_artifacts": lambda v: isinstance(v, Mapping),
+    "splits": lambda v: isinstance(v, Mapping)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +366,7 @@ class ObservedVersion:
     missing_chunks: tuple[str, ...] = ()  # data chunks not found in storage (only checked when asked)
     applied: Properties | None = None  # what this tool last wrote (None: not recorded); differences are drift
     unread_metadata: tuple[str, ...] = ()  # metadata artifacts changed since this tool wrote them, not read yet
+    pruned: bool = False  # archived by this tool (apply --prune), not by someone else
     created: str = ""  # when the task was created (ISO 8601)
     objects: tuple[StoredObject, ...] = ()  # what the version stores (its artifacts), sorted by key
     expired_at: str = ""  # when retention archived it (ISO 8601); "" when it did not

@@ -156,15 +156,22 @@ def _archived(candidates: list[ObservedVersion]) -> ObservedVersion | None:
     return archived_candidate(candidates)
 
 
-def read_version(reader: ServerReader, version_id: str, *, cache_root: Path | None) -> ObservedVersion | None:
-    """One dataset version by id, with its file list; None when no dataset version has that id."""
+def version_summary(reader: ServerReader, version_id: str) -> tuple[ObservedVersion, Mapping[str, Any]] | None:
+    """One dataset version by id (no file list yet) with its task; None when no dataset version has that id."""
     task = reader.task(version_id)
     if task is None:
         return None
     names = reader.project_names([str(task.get("project"))]) if task.get("project") else {}
     version = codec.task_summary(task, names.get(str(task.get("project")), ""))
-    if version is None:
+    return None if version is None else (version, task)
+
+
+def read_version(reader: ServerReader, version_id: str, *, cache_root: Path | None) -> ObservedVersion | None:
+    """One dataset version by id, with its file list; None when no dataset version has that id."""
+    found = version_summary(reader, version_id)
+    if found is None:
         return None
+    version, task = found
     cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
     return with_state(version, reader.read_state(task, cache_dir))
 

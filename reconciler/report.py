@@ -340,23 +340,39 @@ def parse_reference(ref: str) -> VersionKey | str:
         raise ReconcileError(f"{ref!r} is neither PROJECT/NAME@VERSION nor a 32-character dataset id") from None
 
 
-def resolve_reference(reader: ServerReader, ref: str, *, cache_root: Path | None) -> ObservedVersion:
-    """The live version ``ref`` names, with its file list; one-line errors for what does not exist."""
-    from .observe import dataset_versions, read_version
+def resolve_id(reader: ServerReader, ref: str) -> str:
+    """The id of the live version ``ref`` names (``project/name@version``, ``project/name@alias`` or an id);
+    one-line errors for a dataset, version or alias that does not exist."""
+    from .observe import dataset_versions
 
     parsed = parse_reference(ref)
-    if isinstance(parsed, VersionKey):
-        versions = dataset_versions(reader, DatasetKey(parsed.project, parsed.name))
-        if not versions:
-            raise ReconcileError(f"unknown dataset {parsed.dataset}: the server has no version of it")
-        chosen = choose_observed([v for v in versions if v.key == parsed])
-        if chosen is None:
-            known = ", ".join(sorted({v.key.version for v in versions}))
-            raise ReconcileError(f"{parsed.dataset} has no version {parsed.version!r} (versions: {known})")
-        parsed = chosen.id
-    found = read_version(reader, parsed, cache_root=cache_root)
+    if not isinstance(parsed, VersionKey):
+        return parsed
+    versions = dataset_versions(reader, DatasetKey(parsed.project, parsed.name))
+    if not versions:
+        raise ReconcileError(f"unknown dataset {parsed.dataset}: the server has no version of it")
+    chosen = choose_observed([v for v in versions if v.key == parsed])
+    if chosen is not None:
+        return chosen.id
+    holders = [v for v in versions if parsed.version in v.properties.tags]
+    if len(holders) == 1:
+        return holders[0].id
+    if holders:
+        found = ", ".join(sorted(v.key.version for v in holders))
+        raise ReconcileError(f"the alias {parsed.version!r} of {parsed.dataset} is on several versions ({found}); "
+                             "name the version")
+    known = ", ".join(sorted({v.key.version for v in versions}))
+    raise ReconcileError(f"{parsed.dataset} has no version or alias {parsed.version!r} (versions: {known})")
+
+
+def resolve_reference(reader: ServerReader, ref: str, *, cache_root: Path | None) -> ObservedVersion:
+    """The live version ``ref`` names, with its file list; one-line errors for what does not exist."""
+    from .observe import read_version
+
+    version_id = resolve_id(reader, ref)
+    found = read_version(reader, version_id, cache_root=cache_root)
     if found is None:
-        raise ReconcileError(f"no dataset version has the id {parsed}")
+        raise ReconcileError(f"no dataset version has the id {version_id}")
     return found
 
 

@@ -107,6 +107,8 @@ class Bookkeeping:
     statistics_digest: str | None = None
     run_token: str = ""  # the creating run's random token: finds the draft again after a lost answer
     applied_json: str | None = None  # the properties this tool last wrote (applied_properties_json)
+    pruned: bool = False  # archived by this tool's prune (restoring it is no drift)
+    splits_json: str | None = None  # the version's declared splits: canonical JSON {name: [glob, ...]}
 
     def to_section(self) -> dict[str, dict[str, str]]:
         values = {
@@ -117,7 +119,10 @@ class Bookkeeping:
             "statistics_digest": self.statistics_digest or "",
             "run_token": self.run_token,
             "applied": self.applied_json or "",
+            "pruned": "1" if self.pruned else "",
         }
+        if self.splits_json:
+            values["splits"] = self.splits_json
         return {k: {"section": SECTION, "name": k, "value": v, "type": "str"} for k, v in values.items()}
 
 
@@ -136,6 +141,8 @@ def read_bookkeeping(task: Mapping[str, Any]) -> Bookkeeping:
         statistics_digest=values.get("statistics_digest") or None,
         run_token=values.get("run_token", ""),
         applied_json=values.get("applied") or None,
+        pruned=values.get("pruned") == "1",
+        splits_json=values.get("splits") or None,
     )
 
 
@@ -162,15 +169,20 @@ def hyperparams(bookkeeping: Bookkeeping, version: str) -> dict[str, dict[str, d
     }
 
 
-def _metadata(book: Bookkeeping) -> Mapping[str, Any]:
+def _json_object(text: str | None) -> Mapping[str, Any]:
+    """The JSON object ``text`` holds, frozen; empty when there is none or it is not an object."""
     value: Any = {}
-    if book.metadata_json:
+    if text:
         try:
-            value = json.loads(book.metadata_json)
+            value = json.loads(text)
         except ValueError:
             value = {}
     frozen: Mapping[str, Any] = freeze_json(value if isinstance(value, dict) else {})
     return frozen
+
+
+def _metadata(book: Bookkeeping) -> Mapping[str, Any]:
+    return _json_object(book.metadata_json)
 
 
 def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion | None:
@@ -193,7 +205,8 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         key=VersionKey(where[0], str(task.get("name")), str(version)),
         id=str(task["id"]),
         status=str(task.get("status") or "created"),
-        properties=with_metadata(Properties(description(task), frozenset(task.get("tags") or ())), known),
+        properties=with_metadata(Properties(description(task), frozenset(task.get("tags") or ()),
+                                            splits=_json_object(book.splits_json)), known),
         parent_ids=book.parent_ids,
         file_count=_int(runtime.get("ds_file_count")),
         total_size=_int(runtime.get("ds_total_size")),
@@ -204,6 +217,7 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         statistics_digest=book.statistics_digest,
         applied=applied,
         unread_metadata=unread,
+        pruned=book.pruned,
         created=str(task.get("created") or ""),
         objects=stored_objects(task, freed_keys(task)),
         freed=tuple(sorted(freed_keys(task))),

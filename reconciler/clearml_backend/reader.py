@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..model import FINAL_STATUSES, TaskUse, VersionLayout, normalize_dataset_path
+from ..model import FINAL_STATUSES, LinkEntry, StoredFile, TaskUse, VersionLayout, normalize_dataset_path
 from . import codec
 from .api import ApiClient, BackendError
 from .storage import Stores
@@ -140,6 +140,19 @@ class ServerReader:
             for vid, found in sorted(uses.items())
         }
 
+    def task_reads(self, task_id: str) -> tuple[TaskUse, tuple[str, ...]] | None:
+        """A task and the dataset version ids it read (its ``runtime.datasets``), or None when there is no such
+        task."""
+        row = self.task(task_id, ("id", "name", "project", "status", "last_update", "runtime.datasets"))
+        if row is None:
+            return None
+        project = str(row.get("project") or "")
+        names = self.project_names([project]) if project else {}
+        use = TaskUse(id=str(row["id"]), name=str(row.get("name") or ""), project=names.get(project, ""),
+                      status=str(row.get("status") or ""), last_update=parse_time(row.get("last_update")))
+        used = (row.get("runtime") or {}).get("datasets")
+        return use, tuple(str(u) for u in used) if isinstance(used, list) else ()
+
     def version_layout(self, task: Mapping[str, Any], cache_dir: Path | None) -> VersionLayout | None:
         """The parents and own/inherited files of a version, from its stored lineage; None for a draft that has
         stored no file list yet (its parents then come from its ``Dataset Struct``, see :meth:`draft_parents`)."""
@@ -192,6 +205,42 @@ class ServerReader:
         uri = codec.artifact_uri(task, key)
         return None if not uri else self.read_json(uri, f"the {key} of version {task.get('id')}")
 
+    def stored_files(self, task: Mapping[str, Any], cache_dir: Path | None) -> tuple[list[StoredFile], list[LinkEntry]]:
+        """The files of a version (each with the version and chunk that hold its bytes) and its links.
+
+        A file entry names its own owner (``parent_dataset_id``) and chunk (``artifact_name``), as the SDK reads
+        them: files inherited from parents, or merged from several, are found where they were uploaded.
+        """
+        state = self.read_state(task, cache_dir)
+        if state is None:
+            raise BackendError(f"version {task.get('id')} has no file list on the server")
+        entries, links, _ = codec.read_state(state)
+        own = str(task.get("id") or "")
+        files = [StoredFile(e.path, e.size, e.sha256, e.owner_id or own, e.chunk or codec.DATA_KEY) for e in entries]
+        return files, [link.link for link in links]
+
+    def chunk_uris(self, chunks: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Where each ``(version id, chunk name)`` is stored; one call per 500 versions that own chunks."""
+        wanted = sorted(set(chunks))
+        owners = sorted({owner for owner, _ in wanted})
+        tasks: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(owners), PAGE_SIZE):
+            rows = self.api.call("tasks.get_all", id=owners[i:i + PAGE_SIZE], search_hidden=True,
+                                 only_fields=["id", "execution.artifacts"]).get("tasks") or []
+            tasks.update({str(r.get("id")): r for r in rows})
+        out: dict[tuple[str, str], str] = {}
+        for owner, chunk in wanted:
+            uri = codec.artifact_uri(tasks.get(owner) or {}, chunk)
+            if not uri:
+                raise BackendError(f"chunk {chunk} of version {owner} is not on the server")
+            out[(owner, chunk)] = uri
+        return out
+
+    def download(self, uri: str, dest: Path) -> int:
+        """Store the object at ``uri`` into the file ``dest``; its size."""
+        self.stores.download(uri, dest)
+        return dest.stat().st_size
+
     def read_metadata(self, task: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
         """The JSON values of the named metadata artifacts of ``task`` (name -> value); an artifact that is not
         JSON (a table, an array, text) or cannot be read is left out."""
@@ -220,17 +269,12 @@ class ServerReader:
         for e in entries:
             if e.path in wanted:
                 by_chunk.setdefault((e.owner_id, e.chunk), []).append(e)
-        owners: dict[str, dict[str, Any]] = {}
+        uris = self.chunk_uris(by_chunk)
         out: dict[str, Path] = {}
         for (owner, chunk), items in sorted(by_chunk.items()):
-            if owner not in owners:
-                owners[owner] = self.full_task(owner)
-            uri = codec.artifact_uri(owners[owner], chunk)
-            if not uri:
-                raise BackendError(f"chunk {chunk} of version {owner} is not on the server")
             with tempfile.TemporaryDirectory(prefix="reconcile-chunk-") as tmp:
                 local_zip = Path(tmp) / "chunk.zip"
-                self.stores.download(uri, local_zip)
+                self.download(uris[(owner, chunk)], local_zip)
                 with zipfile.ZipFile(local_zip) as zf:
                     names = set(zf.namelist())
                     for e in items:

@@ -38,6 +38,7 @@ from ..plan import (
     Conflict,
     CreateVersion,
     DeleteVersion,
+    DiscardDraft,
     Drift,
     Finalize,
     Plan,
@@ -54,6 +55,7 @@ from ..retention import RetentionEntry, parse_time
 _TYPE_NAMES: dict[type, str] = {
     CreateVersion: "create_version",
     ResumeVersion: "resume_version",
+    DiscardDraft: "discard_draft",
     Restore: "restore",
     SyncFiles: "sync_files",
     SetStatistics: "set_statistics",
@@ -108,7 +110,7 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
         case ResumeVersion():
             out["version_id"] = action.version_id
             out["parent"] = _key(action.parent) if action.parent else None
-        case Restore():
+        case Restore() | DiscardDraft():
             out["version_id"] = action.version_id
         case Archive():
             out["version_id"] = action.version_id
@@ -159,6 +161,8 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
             return ResumeVersion(v, d["version_id"], _unkey(d["parent"]) if d.get("parent") else None)
         case "restore":
             return Restore(v, d["version_id"])
+        case "discard_draft":
+            return DiscardDraft(v, d["version_id"])
         case "sync_files":
             return SyncFiles(
                 version=v,

@@ -7,18 +7,14 @@ User data is escaped for where it lands (:mod:`reconciler.escape`): HTML in ``<s
 from __future__ import annotations
 
 from .. import escape
-from ..plan import Plan, human_size
-from .common import (
-    alias_lines,
-    counted,
-    drift_lines,
-    import_hint,
-    retention_lines,
-    summary_line,
-    version_blocks,
-)
+from ..lineage import Node, build_graph
+from ..model import VersionKey
+from ..plan import Archive, CreateVersion, Plan, ResumeVersion, human_size
+from .common import alias_lines, counted, drift_lines, import_hint, retention_lines, summary_line, version_blocks
+from .graph import graph_to_mermaid
 
 MAX_COMMENT_CHARS = 65_000
+MAX_LINEAGE_NODES = 60  # a larger chart is unreadable in a comment (and costs its room)
 
 
 def _section(plan: Plan, file_limit: int | None) -> list[str]:
@@ -38,6 +34,31 @@ def _section(plan: Plan, file_limit: int | None) -> list[str]:
         out.append("</details>")
         out.append("")
     return out
+
+
+def lineage_lines(plan: Plan) -> list[str]:
+    """A Mermaid chart of the versions the plan creates (with their parents) and of the others it changes or
+    archives (GitHub draws it in the comment); nothing when the plan creates no version."""
+    states: dict[VersionKey, str] = {}
+    parents: dict[str, tuple[str, ...]] = {}
+    for a in plan.actions:
+        if isinstance(a, (CreateVersion, ResumeVersion)):
+            states[a.version] = "new"
+            if a.parent is not None:
+                parents[str(a.version)] = (str(a.parent),)
+                states.setdefault(a.parent, "final")
+        elif isinstance(a, Archive):
+            states[a.version] = "archived"
+        else:
+            states.setdefault(a.version, "changed")
+    if "new" not in states.values():
+        return []
+    if len(states) > MAX_LINEAGE_NODES:
+        return ["#### Lineage", "", f"_{len(states)} versions, too many to draw here: `reconcile graph` draws them._",
+                ""]
+    nodes = [Node(str(k), str(k), state, dataset=str(k.dataset), version=k.version) for k, state in states.items()]
+    chart = graph_to_mermaid(build_graph(nodes, parents), direction="LR")
+    return ["#### Lineage", "", "```mermaid", *chart.rstrip("\n").split("\n"), "```", ""]
 
 
 def _conflicts(plan: Plan, file_limit: int | None) -> list[str]:
@@ -102,7 +123,7 @@ def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan
 
     limits = [file_limit] + [n for n in (5, 0) if file_limit is None or n < file_limit]
     for limit in limits:
-        tail = _conflicts(plan, limit) + unmanaged
+        tail = _conflicts(plan, limit) + unmanaged + lineage_lines(plan)
         text = "\n".join(head + _section(plan, limit) + tail)
         if len(text) <= max_chars:
             if limit != file_limit:

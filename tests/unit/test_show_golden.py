@@ -132,3 +132,25 @@ def test_a_cycle_in_a_corrupt_lineage_is_still_shown() -> None:
     assert [n.id for n in graph.nodes] == ["a", "b"] and len(graph.edges) == 2
     assert {nid for _, nid, _ in tree(graph)} == {"a", "b"}
     assert json.loads(render_graph(graph, "json"))["edges"]
+
+
+def test_mermaid_labels_cannot_end_a_node_add_an_edge_or_close_the_fence() -> None:
+    hostile = 'x"] --> evil["y\n```\n<img src=x onerror=alert(1)>'
+    chart = render_graph(build_graph([Node("a", hostile), Node("b", "ok")], {"b": ("a",)}), "mermaid")
+    assert chart.count("\n") == 5 and chart.count("-->") == 1 and "`" not in chart and "<" not in chart
+    assert '"' not in chart.split("\n")[1][8:-len('"]:::final')]
+
+
+def test_the_plan_comment_draws_the_lineage_of_the_versions_it_creates() -> None:
+    from reconciler.plan import Archive, CreateVersion, Plan
+    from reconciler.render.markdown import MAX_LINEAGE_NODES, lineage_lines
+
+    key = VersionKey("p", "ds", "1.0.0")
+    child = VersionKey("p", "ds", "1.1.0")
+    assert lineage_lines(Plan((Archive(key, vid(1)),))) == []
+    lines = lineage_lines(Plan((CreateVersion(child, key), Archive(VersionKey("p", "ds", "0.1.0"), vid(2)))))
+    text = "\n".join(lines)
+    assert lines[:3] == ["#### Lineage", "", "```mermaid"] and lines[-2] == "```"
+    assert "p/ds@1.1.0 (created by this plan)" in text and "p/ds@0.1.0 (archived)" in text and "-->" in text
+    many = Plan(tuple(CreateVersion(VersionKey("p", "ds", f"1.0.{i}"), None) for i in range(MAX_LINEAGE_NODES + 1)))
+    assert "too many to draw" in "\n".join(lineage_lines(many))

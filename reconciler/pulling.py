@@ -1,0 +1,432 @@
+"""``reconcile pull``: a version's files (or a split, or globs of them) into a folder, verified, resumable.
+
+Invariants:
+
+* Only finalized versions are pulled. Every path is checked before anything is written: an absolute path, a
+  ``..`` segment, or a path through a symlink that leaves DEST is refused (one line, nothing written).
+* A file is written under a temporary name in its final folder (``.NAME.<pid>.reconcile-part``), hashed while
+  it is written, and renamed to its name only when its size and sha256 equal the version's file list. So after
+  a kill -9, every file in DEST under a name of the version holds exactly the bytes the version records; the
+  next pull removes the leftover temporary files.
+* Chunks are downloaded into ``DEST/.reconcile-pull/`` and deleted once extracted; a chunk left by a killed
+  pull is never read again (the next pull clears the folder first).
+* What is already in DEST is recognised by its stat, through the hash cache shared with manifest sources
+  (:mod:`reconciler.sources.hashcache`): a file whose (device, inode, size, mtime, ctime) was recorded with the
+  wanted sha256 is kept without reading it; any other file of the right size is hashed (and remembered); a file
+  of another size is fetched again. A warm pull therefore costs one walk of DEST and one cache query.
+* Only the chunks that hold a missing file are downloaded (from whichever version uploaded them: the version
+  itself, a parent, any ancestor of a merge), in parallel with ``workers`` threads.
+* Files in DEST that the selection does not hold are left alone, unless ``delete`` is set (like rsync's
+  ``--delete``): then they are removed, within DEST only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .clearml_backend import BackendError, ServerReader
+from .diagnostics import ReconcileError
+from .globs import GlobSet
+from .model import LinkEntry, ObservedVersion, StoredFile, VersionKey, normalize_dataset_path
+from .sources.hashcache import HashCache, StatKey, stat_key
+from .sources.progress import Progress
+
+STAGING = ".reconcile-pull"  # chunks being downloaded, under DEST
+PART_SUFFIX = ".reconcile-part"  # files being written
+HASH_DB_NAME = "hashes.sqlite3"
+_BLOCK = 1 << 20
+IN_MEMORY = 16 << 20  # chunks up to this size are extracted from memory
+
+
+# --- choosing: pure ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which files of a version a pull takes: a declared split, and/or globs (both: files matching both)."""
+
+    split: str | None = None
+    include: tuple[str, ...] = ()
+
+
+def split_globs(splits: Mapping[str, Sequence[str]], name: str, version: str) -> tuple[str, ...]:
+    """The globs of split ``name`` of a version that declares ``splits``; a one-line error otherwise."""
+    if name not in splits:
+        known = ", ".join(sorted(splits)) or "none declared"
+        raise ReconcileError(f"{version} has no split {name!r} (splits: {known})")
+    return tuple(splits[name])
+
+
+def select(files: Iterable[StoredFile], globs: Sequence[Sequence[str]]) -> list[StoredFile]:
+    """The files matching every group of ``globs`` (a file matches a group when it matches any of its globs)."""
+    sets = [GlobSet.compile(group) for group in globs]
+    return [f for f in files if all(s.matches(f.path) for s in sets)]
+
+
+def check_paths(paths: Iterable[str], version: str) -> None:
+    """Refuse a version whose paths would land outside DEST (absolute, ``..``, empty, not normalised)."""
+    for path in paths:
+        if not path or path.startswith("/") or normalize_dataset_path(path) != path or ".." in path.split("/") or (
+                path.split("/")[0] in (STAGING,)):
+            raise ReconcileError(f"{version} holds the unsafe path {path!r}; nothing was written")
+
+
+def plan_chunks(missing: Iterable[StoredFile]) -> dict[tuple[str, str], list[StoredFile]]:
+    """The chunks to download, each with the missing files it holds; keyed (owner version id, chunk name)."""
+    out: dict[tuple[str, str], list[StoredFile]] = {}
+    for f in missing:
+        out.setdefault((f.owner_id, f.chunk), []).append(f)
+    return dict(sorted(out.items()))
+
+
+# --- what DEST holds ---------------------------------------------------------------------------------------------
+
+
+def walk(dest: Path) -> dict[str, tuple[str, StatKey]]:
+    """Every regular file under ``dest``: relative POSIX path -> (absolute path, stat key). Leftover temporary
+    files of a killed pull are removed; the staging folder is skipped; symlinks are not followed."""
+    out: dict[str, tuple[str, StatKey]] = {}
+    stack = [(str(dest), "")]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            it = os.scandir(folder)
+        except FileNotFoundError:
+            continue
+        with it:
+            for entry in it:
+                name = entry.name
+                sub = f"{rel}{name}"
+                if entry.is_dir(follow_symlinks=False):
+                    if not (rel == "" and name == STAGING):
+                        stack.append((entry.path, sub + "/"))
+                elif name.endswith(PART_SUFFIX) and name.startswith("."):
+                    _unlink(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    out[sub] = (entry.path, stat_key(entry.stat(follow_symlinks=False)))
+    return out
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _hash(path: str) -> tuple[str, StatKey] | None:
+    """(sha256, stat after reading) of ``path``; None when it cannot be read or changed while read."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb", buffering=0) as f:
+            before = stat_key(os.fstat(f.fileno()))
+            while block := f.read(_BLOCK):
+                h.update(block)
+            after = stat_key(os.fstat(f.fileno()))
+    except OSError:
+        return None
+    return (h.hexdigest(), after) if before == after else None
+
+
+# --- the result --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    folder: Path
+    version: VersionKey
+    version_id: str
+    files: int  # files selected
+    total_bytes: int
+    present: int  # already in DEST, verified
+    fetched: int  # written by this pull
+    chunks: int  # chunks downloaded
+    downloaded_bytes: int
+    deleted: int = 0
+    links: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "version": str(self.version), "version_id": self.version_id,
+                "files": self.files, "bytes": self.total_bytes, "present": self.present, "fetched": self.fetched,
+                "chunks": self.chunks, "downloaded_bytes": self.downloaded_bytes, "deleted": self.deleted,
+                "links": self.links}
+
+    def summary(self) -> str:
+        parts = [f"{self.files} files ({_human(self.total_bytes)}) of {self.version} in {self.folder}:",
+                 f"{self.present} already there, {self.fetched} fetched "
+                 f"({self.chunks} chunks, {_human(self.downloaded_bytes)} downloaded)"]
+        if self.links:
+            parts.append(f", {self.links} links")
+        if self.deleted:
+            parts.append(f", {self.deleted} extra files deleted")
+        return " ".join(parts[:1]) + " " + "".join(parts[1:])
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+# --- resolving the version -----------------------------------------------------------------------------------
+
+
+def resolve(reader: ServerReader, ref: str) -> tuple[ObservedVersion, Mapping[str, Any]]:
+    """The live finalized version ``ref`` names (``PROJECT/NAME@VERSION``, ``PROJECT/NAME@ALIAS`` or an id), and
+    its task."""
+    from .observe import version_summary
+    from .report import resolve_id
+
+    version_id = resolve_id(reader, ref)
+    found = version_summary(reader, version_id)
+    if found is None:
+        raise ReconcileError(f"no dataset version has the id {version_id}")
+    version, task = found
+    if not version.finalized:
+        raise ReconcileError(f"{version.key} is a draft ({version.status}); only finalized versions can be pulled")
+    return version, task
+
+
+# --- pulling -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PullOptions:
+    selection: Selection = Selection()
+    delete: bool = False
+    workers: int = 4
+    progress: bool = False
+    cache_dir: Path | None = None  # hashes and file lists; None: the user cache
+    notice: Callable[[str], None] = field(default=lambda _m: None)
+
+
+class _Writer:
+    """Writes extracted files atomically and remembers each one's stat with its hash."""
+
+    def __init__(self, dest: Path, progress: Progress) -> None:
+        self.dest = dest
+        self.real_dest = os.path.realpath(dest)
+        self.progress = progress
+        self.safe_dirs: set[str] = set()
+        self.written: list[tuple[str, StatKey, str]] = []
+
+    def folder(self, rel: str) -> str:
+        """The folder of ``rel`` under DEST, made if needed; refused when a symlink leads it outside DEST."""
+        parent = os.path.dirname(os.path.join(self.dest, rel))
+        if parent not in self.safe_dirs:
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as err:
+                raise ReconcileError(f"cannot make the folder {parent}: {err.strerror or err}") from None
+            real = os.path.realpath(parent)
+            if real != self.real_dest and not real.startswith(self.real_dest + os.sep):
+                raise ReconcileError(f"{parent} leads outside {self.dest} (a symlink); refusing to write {rel}")
+            self.safe_dirs.add(parent)
+        return parent
+
+    def write(self, f: StoredFile, src: IO[bytes], where: str) -> None:
+        parent = self.folder(f.path)
+        target = os.path.join(self.dest, f.path)
+        tmp = os.path.join(parent, f".{os.path.basename(f.path)}.{os.getpid()}{PART_SUFFIX}")
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as out:
+                while block := src.read(_BLOCK):
+                    h.update(block)
+                    out.write(block)
+                    size += len(block)
+            if size != f.size or h.hexdigest() != f.sha256:
+                raise BackendError(f"{f.path} in {where} does not match the version's file list "
+                                   f"({size} bytes, sha256 {h.hexdigest()[:12]}; recorded {f.size} bytes, "
+                                   f"sha256 {f.sha256[:12]})")
+            if os.path.isdir(target) and not os.path.islink(target):
+                raise ReconcileError(f"{target} is a folder; the version has a file there")
+            os.replace(tmp, target)
+        except BaseException:
+            _unlink(tmp)
+            raise
+        self.written.append((target, stat_key(os.stat(target)), f.sha256))
+        self.progress.advance(1, f.size)
+
+
+def pull(reader: ServerReader, ref: str, dest: Path, options: PullOptions = PullOptions()) -> PullResult:
+    """Make ``dest`` hold the selected files of the version ``ref`` names, byte for byte (see the module)."""
+    from .cachedir import default_cache_dir
+    from .observe import state_cache_dir
+
+    version, task = resolve(reader, ref)
+    cache_root = options.cache_dir or default_cache_dir()
+    files, links = reader.stored_files(task, state_cache_dir(reader.api_host, cache_root))
+    label = str(version.key)
+    check_paths((f.path for f in files), label)
+    check_paths((link.path for link in links), label)
+    groups: list[tuple[str, ...]] = []
+    if options.selection.split is not None:
+        groups.append(split_globs(declared_splits(version), options.selection.split, label))
+    if options.selection.include:
+        groups.append(options.selection.include)
+    chosen = select(files, groups) if groups else files
+    chosen_links = [link for link in links if all(GlobSet.compile(g).matches(link.path) for g in groups)]
+
+    dest = dest.absolute()
+    if dest.exists() and not dest.is_dir():
+        raise ReconcileError(f"{dest} exists and is not a folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = dest / STAGING
+    shutil.rmtree(staging, ignore_errors=True)  # whatever a killed pull left is never trusted
+
+    local = walk(dest)
+    cache = HashCache(cache_root / HASH_DB_NAME)
+    total_bytes = sum(f.size for f in chosen)
+    progress = Progress(f"pull {label}", len(chosen), total_bytes, enabled=options.progress)
+    writer = _Writer(dest, progress)
+    try:
+        missing, present, hashed = _compare(chosen, local, dest, cache, options.workers)
+        writer.written.extend(hashed)
+        progress.advance(len(chosen) - len(missing), total_bytes - sum(f.size for f in missing))
+        chunks, downloaded = _fetch(reader, missing, staging, writer, options.workers)
+        n_links = _fetch_links(reader, chosen_links, local, writer, staging)
+    finally:  # what was verified is remembered, also when the pull stops early
+        progress.close()
+        try:
+            cache.store(writer.written)
+        finally:
+            cache.close()
+            shutil.rmtree(staging, ignore_errors=True)
+    deleted = 0
+    if options.delete:
+        keep = {f.path for f in chosen} | {link.path for link in chosen_links}
+        for rel, (path, _) in sorted(local.items()):
+            if rel not in keep:
+                _unlink(path)
+                deleted += 1
+    return PullResult(dest, version.key, version.id, len(chosen), total_bytes, present, len(missing), chunks,
+                      downloaded, deleted, n_links)
+
+
+def declared_splits(version: ObservedVersion) -> Mapping[str, Sequence[str]]:
+    """The splits a version declares (name -> globs); empty when it declares none."""
+    splits: Mapping[str, Sequence[str]] = getattr(version.properties, "splits", None) or {}
+    return splits
+
+
+def _compare(chosen: Sequence[StoredFile], local: Mapping[str, tuple[str, StatKey]], dest: Path,
+             cache: HashCache, workers: int) -> tuple[list[StoredFile], int, list[tuple[str, StatKey, str]]]:
+    """(files to fetch, files already right, newly hashed rows to remember)."""
+    rows = cache.lookup_tree(str(dest)) if local else {}
+    missing: list[StoredFile] = []
+    to_hash: list[tuple[StoredFile, str]] = []
+    present = 0
+    for f in chosen:
+        found = local.get(f.path)
+        if found is None:
+            missing.append(f)
+            continue
+        path, key = found
+        row = rows.get(path)
+        if row is not None and row[6] == f.sha256 and row[1:6] == key:
+            present += 1
+        elif key[2] != f.size:
+            missing.append(f)
+        else:
+            to_hash.append((f, path))
+    hashed: list[tuple[str, StatKey, str]] = []
+    if to_hash:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            for (f, path), got in zip(to_hash, pool.map(lambda item: _hash(item[1]), to_hash), strict=True):
+                if got is not None and got[0] == f.sha256:
+                    present += 1
+                    hashed.append((path, got[1], got[0]))
+                else:
+                    missing.append(f)
+    return missing, present, hashed
+
+
+def _fetch(reader: ServerReader, missing: Sequence[StoredFile], staging: Path, writer: _Writer, workers: int
+           ) -> tuple[int, int]:
+    """Download the chunks holding ``missing`` and write those files; (chunks, bytes downloaded)."""
+    plan = plan_chunks(missing)
+    if not plan:
+        return 0, 0
+    uris = reader.chunk_uris(plan)
+    staging.mkdir(exist_ok=True)
+
+    def one(key: tuple[str, str], items: list[StoredFile]) -> int:
+        owner, chunk = key
+        where = f"chunk {chunk} of version {owner}"
+        local_zip = staging / f"{owner}.{chunk}.zip"
+        try:
+            size = reader.download(uris[key], local_zip)
+            # a small chunk is read whole: its members are then opened without a seek and a read each
+            source: Path | io.BytesIO = io.BytesIO(local_zip.read_bytes()) if size <= IN_MEMORY else local_zip
+            with zipfile.ZipFile(source) as zf:
+                names = set(zf.namelist())
+                for f in items:
+                    if f.path not in names:
+                        raise BackendError(f"{where} lacks {f.path}")
+                    with zf.open(f.path) as src:
+                        writer.write(f, src, where)
+        except zipfile.BadZipFile:
+            raise BackendError(f"{where} ({uris[key]}) is not a valid zip file") from None
+        finally:
+            local_zip.unlink(missing_ok=True)
+        return size
+
+    pool = ThreadPoolExecutor(max(1, min(workers, len(plan))), thread_name_prefix="pull")
+    try:
+        futures = [pool.submit(one, key, items) for key, items in plan.items()]
+        sizes = [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return len(plan), sum(sizes)
+
+
+def _fetch_links(reader: ServerReader, links: Sequence[LinkEntry], local: Mapping[str, tuple[str, StatKey]],
+                 writer: _Writer, staging: Path) -> int:
+    """Download the links not already there at their recorded size (a link records no sha256 to verify)."""
+    n = 0
+    for link in links:
+        found = local.get(link.path)
+        if found is not None and link.size is not None and found[1][2] == link.size:
+            continue
+        staging.mkdir(exist_ok=True)
+        tmp = staging / f"link.{n}"
+        size = reader.download(link.url, tmp)
+        if link.size is not None and size != link.size:
+            raise BackendError(f"the link {link.path} ({link.url}) has {size} bytes; the version records "
+                               f"{link.size}")
+        writer.folder(link.path)
+        os.replace(tmp, os.path.join(writer.dest, link.path))
+        n += 1
+    return n
+
+
+def pull_folder(ref: str, dest: str | os.PathLike[str], *, split: str | None = None, include: Sequence[str] = (),
+                delete: bool = False, workers: int = 8, progress: bool | None = None) -> Path:
+    """:func:`reconciler.pull`: connect as the CLI does (the ClearML configuration of the environment), pull,
+    print the summary line to stderr, and return the folder."""
+    import sys
+
+    from .connection import ConnectOptions, connect
+
+    def notice(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    show = sys.stderr.isatty() if progress is None else progress
+    options = PullOptions(Selection(split, tuple(include)), delete=delete, workers=workers, progress=show)
+    with connect(ConnectOptions(), notice) as conn:
+        result = pull(conn.backend.reader, ref, Path(dest), options)
+    if show:
+        notice(result.summary())
+    return result.folder

@@ -1,0 +1,122 @@
+"""The pure parts of `reconcile pull`: which files, which chunks, which paths are refused; splits as a property."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from reconciler.diagnostics import ReconcileError
+from reconciler.model import Properties, StoredFile
+from reconciler.pulling import PART_SUFFIX, STAGING, check_paths, plan_chunks, select, split_globs, walk
+
+FILES = [
+    StoredFile("README.txt", 4, "r" * 64, "v1", "data"),
+    StoredFile("test/a.png", 10, "a" * 64, "v1", "data"),
+    StoredFile("test/b.png", 10, "b" * 64, "v1", "data_001"),
+    StoredFile("train/x/1.png", 10, "c" * 64, "v1", "data_001"),
+    StoredFile("train/y/2.png", 10, "d" * 64, "v2", "data"),
+    StoredFile("train/y/3.txt", 10, "e" * 64, "v2", "data"),
+]
+
+
+def paths(files: list[StoredFile]) -> list[str]:
+    return [f.path for f in files]
+
+
+@pytest.mark.parametrize(("globs", "expected"), [
+    ([], [f.path for f in FILES]),
+    ([("train/**",)], ["train/x/1.png", "train/y/2.png", "train/y/3.txt"]),
+    ([("test/**", "README.txt")], ["README.txt", "test/a.png", "test/b.png"]),
+    ([("train/**",), ("*.png",)], ["train/x/1.png", "train/y/2.png"]),  # a split and --include: both
+    ([("train/y",)], ["train/y/2.png", "train/y/3.txt"]),  # a folder is everything below it
+    ([("nothing/**",)], []),
+])
+def test_select(globs: list[tuple[str, ...]], expected: list[str]) -> None:
+    assert paths(select(FILES, globs)) == expected
+
+
+def test_only_the_chunks_holding_the_selection_are_planned() -> None:
+    plan = plan_chunks(select(FILES, [("train/**",)]))
+    assert list(plan) == [("v1", "data_001"), ("v2", "data")]
+    assert paths(plan[("v2", "data")]) == ["train/y/2.png", "train/y/3.txt"]
+    assert plan_chunks([]) == {}
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "a/./b", "", "a//b", f"{STAGING}/x"])
+def test_unsafe_paths_are_refused(bad: str) -> None:
+    with pytest.raises(ReconcileError, match="unsafe path"):
+        check_paths(["ok.txt", bad], "p/n@1.0.0")
+
+
+def test_safe_paths_pass() -> None:
+    check_paths(["a.txt", "x/y/z.bin", "..hidden", "a..b/c"], "p/n@1.0.0")
+
+
+def test_an_unknown_split_names_the_declared_ones() -> None:
+    splits = {"train": ("train/**",), "test": ("test/**",)}
+    assert split_globs(splits, "train", "p/n@1") == ("train/**",)
+    with pytest.raises(ReconcileError, match=r"p/n@1 has no split 'val' \(splits: test, train\)"):
+        split_globs(splits, "val", "p/n@1")
+    with pytest.raises(ReconcileError, match=r"\(splits: none declared\)"):
+        split_globs({}, "val", "p/n@1")
+
+
+def test_walk_skips_staging_and_removes_leftover_parts(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f.txt").write_text("x")
+    (tmp_path / "a" / f".f.txt.123{PART_SUFFIX}").write_text("half")
+    (tmp_path / STAGING).mkdir()
+    (tmp_path / STAGING / "chunk.zip").write_text("half a chunk")
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "f.txt")
+    found = walk(tmp_path)
+    assert sorted(found) == ["a/f.txt"]
+    assert not (tmp_path / "a" / f".f.txt.123{PART_SUFFIX}").exists()
+
+
+def test_splits_are_a_property() -> None:
+    p = Properties(splits={"train": "train/**", "test": ["test/**", "README.txt"]})
+    assert dict(p.splits) == {"test": ("test/**", "README.txt"), "train": ("train/**",)}
+    assert p.to_json()["splits"] == {"test": ["test/**", "README.txt"], "train": ["train/**"]}
+    assert "splits" not in Properties().to_json()  # versions without splits look as they did
+    assert Properties.from_json(p.to_json()) == p and p != Properties()
+    assert Properties(splits={"train": ["a"]}) != Properties(splits={"train": ["b"]})
+
+
+def test_manifest_splits_dataset_level_overridden_per_version(tmp_path: Path) -> None:
+    from reconciler.manifest import load_manifests
+
+    (tmp_path / "d.yaml").write_text(textwrap.dedent("""\
+        apiVersion: reconciler/v1
+        kind: Dataset
+        project: p
+        name: things
+        splits: {train: "train/**", test: "test/**"}
+        versions:
+          - version: 1.0.0
+          - version: 1.1.0
+            parent: 1.0.0
+            splits: {train: ["train/**", "extra/**"]}
+        """))
+    ds = load_manifests([tmp_path]).datasets[0]
+    assert dict(ds.versions[0].properties.splits) == {"test": ("test/**",), "train": ("train/**",)}
+    assert dict(ds.versions[1].properties.splits) == {"train": ("train/**", "extra/**")}
+
+
+def test_manifest_splits_schema_errors(tmp_path: Path) -> None:
+    from reconciler.manifest import load_manifests
+
+    (tmp_path / "d.yaml").write_text(textwrap.dedent("""\
+        apiVersion: reconciler/v1
+        kind: Dataset
+        project: p
+        name: things
+        splits: {train: [], "bad name": "x/**"}
+        versions:
+          - version: 1.0.0
+        """))
+    with pytest.raises(ReconcileError) as err:
+        load_manifests([tmp_path])
+    text = str(err.value) + "".join(str(d) for d in getattr(err.value, "diagnostics", ()))
+    assert "d.yaml:5" in text and "splits" in text
