@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -379,6 +379,17 @@ class ObservedVersion:
 
 
 FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+
+
+def parse_time(value: object) -> datetime | None:
+    """A server or recorded time (ISO 8601, ``Z`` or an offset; naive is UTC) as an aware datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from .model import (
@@ -35,6 +35,7 @@ from .model import (
     StoredObject,
     TaskUse,
     VersionKey,
+    parse_time,
 )
 
 
@@ -77,17 +78,6 @@ class RetentionPlan:
     delete: tuple[tuple[ObservedVersion, str, tuple[StoredObject, ...], bool], ...] = ()
     entries: tuple[RetentionEntry, ...] = ()
     unread: frozenset[str] = frozenset()  # ids whose file lists the decision needs and observation lacks
-
-
-def parse_time(value: str) -> datetime | None:
-    """An ISO 8601 time (``Z`` or an offset; naive is UTC), or None."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def duration_text(seconds: int) -> str:

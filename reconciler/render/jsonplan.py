@@ -28,6 +28,7 @@ from ..model import (
     TorchvisionSource,
     UrlSource,
     VersionKey,
+    parse_time,
 )
 from ..plan import (
     PLAN_FORMAT_VERSION,
@@ -50,7 +51,7 @@ from ..plan import (
     SyncFiles,
     Unmanaged,
 )
-from ..retention import RetentionEntry, parse_time
+from ..retention import RetentionEntry
 
 _TYPE_NAMES: dict[type, str] = {
     CreateVersion: "create_version",
