@@ -17,24 +17,28 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 from ._compat import assert_never
+from .checks import BYTE_RULES, CheckInput, VersionChecks, checks_to_json, evaluate_checks, ui_rows
 from .clearml_backend import Interrupted, LeaseLost, codec
 from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError
-from .model import Content, FileEntry, ObservedState, Properties, VersionKey, statistics_key
+from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey, statistics_key
 from .plan import (
     Action,
     Archive,
     CreateVersion,
+    DeleteVersion,
     DiscardDraft,
     Finalize,
     Plan,
     Publish,
     Restore,
     ResumeVersion,
+    SetChecks,
     SetProperties,
     SetStatistics,
     SyncFiles,
@@ -69,6 +73,9 @@ class Writer(Protocol):
     def finalize(self, draft: Draft, content_digest: str) -> None: ...
     def publish(self, key: VersionKey, version_id: str) -> None: ...
     def archive(self, key: VersionKey, version_id: str) -> None: ...
+    def expire(self, key: VersionKey, version_id: str, at: str) -> None: ...
+    def delete_version(self, key: VersionKey, version_id: str, objects: Sequence[StoredObject], *,
+                       whole: bool = True) -> None: ...
     def delete_draft(self, version_id: str) -> None: ...
     def restore(self, key: VersionKey, version_id: str) -> None: ...
     def version_files(self, version_id: str) -> dict[str, Any]: ...
@@ -94,6 +101,8 @@ class ApplyResult:
     ids: dict[VersionKey, str] = field(default_factory=dict)
     failed: dict[VersionKey, str] = field(default_factory=dict)
     skipped: list[VersionKey] = field(default_factory=list)
+    deleted_versions: int = 0
+    freed_bytes: int = 0
 
 
 Report = Callable[[str], None]
@@ -187,6 +196,8 @@ class _Applier:
                 self.result.uploaded_bytes += action.upload_bytes
             case SetStatistics(version=v):
                 self.set_statistics(action)
+            case SetChecks(version=v):
+                self.set_checks(action)
             case SetProperties(version=v, before=b, after=a):
                 self.writer.set_properties(v, self.version_id(v), b, a)
             case Finalize(version=v, content_digest=digest):
@@ -201,8 +212,16 @@ class _Applier:
             case Publish(version=v):
                 self.writer.publish(v, self.version_id(v))
                 self.statuses[v] = "published"
-            case Archive(version=v, version_id=i):
+            case Archive(version=v, version_id=i, retention=""):
                 self.writer.archive(v, i)
+            case Archive(version=v, version_id=i):
+                self.writer.expire(v, i, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            case DeleteVersion(version=v, version_id=i, objects=objects, whole=whole):
+                self.writer.delete_version(v, i, objects, whole=whole)
+                self.result.deleted_versions += 1 if whole else 0
+                self.result.freed_bytes += action.freed_bytes
+                what = "deleted" if whole else "freed objects of"
+                self.report(f"  {what} {v} ({i}): {len(objects)} objects gone, {action.freed_bytes} bytes freed")
             case _:
                 assert_never(action)
 
@@ -230,10 +249,7 @@ class _Applier:
         content, state = self.content_of(key)
         if statistics_key(content.digest(), splits) != digest:
             raise ReconcileError(f"the content of {key} on the server does not match the plan's statistics")
-        local = self.local_contents.get(key)
-        by_hash = {} if local is None else {(f.path, f.sha256): f.local for f in local.files.values() if f.local}
-        files = {p: FileEntry(f.path, f.size, f.sha256, f.local or by_hash.get((f.path, f.sha256)))
-                 for p, f in content.files.items()}
+        files = self.with_local_copies(key, content)
         missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
         with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
             if missing:
@@ -245,6 +261,36 @@ class _Applier:
             stats = compute_statistics(Content(files, content.links), workers=self.options.workers, splits=splits)
         cache.put(stats)
         return stats
+
+    def with_local_copies(self, key: VersionKey, content: Content) -> dict[str, FileEntry]:
+        """The files of ``content``, each with a local copy where this run uploaded it or the plan's sources
+        have it (same path and hash)."""
+        local = self.local_contents.get(key)
+        by_hash = {} if local is None else {(f.path, f.sha256): f.local for f in local.files.values() if f.local}
+        return {p: FileEntry(f.path, f.size, f.sha256, f.local or by_hash.get((f.path, f.sha256)))
+                for p, f in content.files.items()}
+
+    def set_checks(self, action: SetChecks) -> None:
+        """Evaluate again the checks that read bytes, on the bytes uploaded; store every result (an artifact and
+        a UI table); an error-level failure then stops the version before it is finalized."""
+        key = action.version
+        checks = action.checks
+        if any(s.rule in BYTE_RULES for s in action.specs):
+            content, _ = self.content_of(key)
+            here = Content(self.with_local_copies(key, content), content.links)
+            checks = evaluate_checks(action.specs, CheckInput(key, here, workers=self.options.workers),
+                                     keep=action.checks.results, rules=BYTE_RULES)
+        self.store_checks(key, checks)
+        if checks.failed:
+            raise ReconcileError([Diagnostic(f"check {r.name!r} ({r.rule}) failed on the bytes uploaded: "
+                                             f"{r.message}; nothing was finalized", r.span) for r in checks.failed])
+
+    def store_checks(self, key: VersionKey, checks: VersionChecks) -> None:
+        version_id = self.version_id(key)
+        stamp = int(time.time() * 1000)
+        self.writer.report_plots(version_id, [codec.table_event(version_id, "Checks", "results", ui_rows(checks),
+                                                                stamp)])
+        self.writer.set_json_artifacts(key, version_id, None, {codec.CHECKS_KEY: checks_to_json(checks)}, {})
 
     def content_of(self, key: VersionKey) -> tuple[Content, Mapping[str, Any]]:
         """The version's content (with local paths of files this run uploaded) and a state to fetch files by."""
