@@ -9,8 +9,8 @@ from __future__ import annotations
 from .. import escape
 from ..lineage import Node, build_graph
 from ..model import VersionKey
-from ..plan import Archive, CreateVersion, Plan, ResumeVersion, human_size
-from .common import alias_lines, counted, drift_lines, import_hint, summary_line, version_blocks
+from ..plan import Archive, CreateVersion, Plan, ResumeVersion, counted, human_size
+from .common import alias_lines, drift_lines, import_hint, summary_line, version_blocks
 from .graph import graph_to_mermaid
 
 MAX_COMMENT_CHARS = 65_000
