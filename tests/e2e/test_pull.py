@@ -241,7 +241,10 @@ def test_pull_killed_at_ten_points_then_pulled_again(env: Env, proxies: Proxies)
     lose_files(9)  # 8. between the files of a chunk being written
     assert killed_at(Rule(".zip", "stall", method="GET", seconds=0.2, times=0), "--workers", "1",
                      on_new_file=kill) == -kill
-    lose_files(9)  # 9. SIGTERM stops promptly, as Ctrl-C does
+    lose_files(9)  # 9. the same, with four workers writing
+    assert killed_at(Rule(".zip", "stall", method="GET", seconds=0.2, times=0), "--workers", "4",
+                     on_new_file=kill) == -kill
+    lose_files(9)  # and SIGTERM stops promptly, as Ctrl-C does
     assert killed_at(Rule(".zip", "stall", method="GET", seconds=0.2, times=0), "--workers", "2",
                      on_new_file=signal.SIGTERM) == 143
     bad = dest / "test/extra.txt"  # 10. the only chunk needed: a corrupted file's
