@@ -124,6 +124,7 @@ class Run:
         self._contents: Mapping[VersionKey, Content] | None = None
         self._observed: ObservedState | None = None
         self._plan: Plan | None = None
+        self._desired: DesiredState | None = None
         self._memos: dict[str, VersionKey] = {}  # contents to remember once planned
         self._known_memos: dict[VersionKey, str] = {}  # contents taken from remembered summaries
         self._distrust_memos = False
@@ -181,16 +182,25 @@ class Run:
         self._contents = None
         self._observed = None
         self._plan = None
+        self._desired = None
+
+    def desired_state(self) -> DesiredState:
+        """The manifests' state with what depends on the contents filled in (the cards' size categories)."""
+        if self._desired is None:
+            from .manifest.card import with_card_sizes
+
+            self._desired = with_card_sizes(self.state, {k: c.file_count for k, c in self.contents().items()})
+        return self._desired
 
     def plan(self) -> Plan:
         if self._plan is None:
-            self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
+            self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options)
             wrong = self._wrong_summaries(self._plan)
             if wrong:  # a corrupt hash-cache row: drop it and plan again from the files' hashes
                 forget_contents(wrong)
                 self._distrust_memos = True
-                self._contents = self._observed = None
-                self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
+                self._contents = self._observed = self._desired = None
+                self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options)
             contents = self.contents()
             remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
             self._memos = {}
@@ -302,7 +312,7 @@ def diff_manifests(run: Run) -> DiffReport:
     """The manifests (after) against what the server holds (before)."""
     from .report import diff_desired
 
-    return diff_desired(run.reader, run.state, run.contents(), run.observed(), _diff_options(run.workers))
+    return diff_desired(run.reader, run.desired_state(), run.contents(), run.observed(), _diff_options(run.workers))
 
 
 def diff_versions(reader: ServerReader, before: str, after: str, *, workers: int) -> DiffReport:
