@@ -357,14 +357,14 @@ print(Dataset.get(dataset_id=sys.argv[1]).get_local_copy())
 """
 
 
-def b9(b: Bench, m: Measure, files: int) -> None:
-    """One version of ``files`` files (256 B, in folders of 500, 1 MiB chunks) that declares a split of 10% of
+def b9(b: Bench, m: Measure, files: int, size: int) -> None:
+    """One version of ``files`` files (``size`` bytes, in folders of 500, 1 MiB chunks) that declares a split of 10% of
     them (the first tenth of the folders). Each run in fresh processes: a cold pull (empty DEST, empty caches)
     against the SDK's get_local_copy() into an empty cache; the warm pull of the same DEST against a bare
     walk+stat of it (per-file cost: minus the warm pull of a one-file version, as B1 does) and against
     get_local_copy() with everything cached; the split's pull, bytes downloaded against the cold pull's."""
     root = b.work / "b9"
-    make_tree(root, files, size=256, seed=9)
+    make_tree(root, files, size=size, seed=9, per_dir=max(1, files // 200))
     folders = sorted(p.name for p in root.iterdir())
     part = folders[: max(1, len(folders) // 10)]
     globs = ", ".join(f'"{f}/**"' for f in part)
@@ -670,13 +670,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--b7-size", type=int, default=10 << 20)
     ap.add_argument("--b8-files", type=int, default=1_000_000)
     ap.add_argument("--b9-files", type=int, default=100_000)
+    ap.add_argument("--b9-size", type=int, default=256)
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--write-results", action="store_true", help="also write benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     if args.quick:
         args.b1_files, args.b2_files, args.b3_files, args.b4_files = 2000, 40, 500, 2000
         args.b5_sizes, args.b7_files, args.b7_size, args.b8_files, args.runs = "5,20", 20, 1 << 20, 20_000, 2
-        args.b9_files = 5000
+        args.b9_files, args.b9_size = 2000, 4096
     only = set(args.only.split(","))
     sys.path.insert(0, str(REPO))
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "reconciler")], check=True,
@@ -709,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         (m7, lambda: b7(bench, m7, args.b7_files, args.b7_size)),
         (m8, lambda: b8(bench, m8, args.b8_files)),
         (m5, lambda: b5(bench, m5, [int(x) for x in args.b5_sizes.split(",")])),
-        (m9, lambda: b9(bench, m9, args.b9_files)),
+        (m9, lambda: b9(bench, m9, args.b9_files, args.b9_size)),
     ]
     steps = [(m, s) for m, s in steps if m.key in only]
     loads: list[str] = []

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._compat import assert_never
+from .checks import BYTE_RULES, CheckInput, VersionChecks, checks_to_json, evaluate_checks, ui_rows
 from .clearml_backend import Interrupted, LeaseLost, codec
 from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError
@@ -35,6 +36,7 @@ from .plan import (
     Publish,
     Restore,
     ResumeVersion,
+    SetChecks,
     SetProperties,
     SetStatistics,
     SyncFiles,
@@ -187,6 +189,8 @@ class _Applier:
                 self.result.uploaded_bytes += action.upload_bytes
             case SetStatistics(version=v):
                 self.set_statistics(action)
+            case SetChecks(version=v):
+                self.set_checks(action)
             case SetProperties(version=v, before=b, after=a):
                 self.writer.set_properties(v, self.version_id(v), b, a)
             case Finalize(version=v, content_digest=digest):
@@ -229,10 +233,7 @@ class _Applier:
         content, state = self.content_of(key)
         if content.digest() != digest:
             raise ReconcileError(f"the content of {key} on the server does not match the plan's statistics")
-        local = self.local_contents.get(key)
-        by_hash = {} if local is None else {(f.path, f.sha256): f.local for f in local.files.values() if f.local}
-        files = {p: FileEntry(f.path, f.size, f.sha256, f.local or by_hash.get((f.path, f.sha256)))
-                 for p, f in content.files.items()}
+        files = self.with_local_copies(key, content)
         missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
         with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
             if missing:
@@ -244,6 +245,36 @@ class _Applier:
             stats = compute_statistics(Content(files, content.links), workers=self.options.workers)
         cache.put(stats)
         return stats
+
+    def with_local_copies(self, key: VersionKey, content: Content) -> dict[str, FileEntry]:
+        """The files of ``content``, each with a local copy where this run uploaded it or the plan's sources
+        have it (same path and hash)."""
+        local = self.local_contents.get(key)
+        by_hash = {} if local is None else {(f.path, f.sha256): f.local for f in local.files.values() if f.local}
+        return {p: FileEntry(f.path, f.size, f.sha256, f.local or by_hash.get((f.path, f.sha256)))
+                for p, f in content.files.items()}
+
+    def set_checks(self, action: SetChecks) -> None:
+        """Evaluate again the checks that read bytes, on the bytes uploaded; store every result (an artifact and
+        a UI table); an error-level failure then stops the version before it is finalized."""
+        key = action.version
+        checks = action.checks
+        if any(s.rule in BYTE_RULES for s in action.specs):
+            content, _ = self.content_of(key)
+            here = Content(self.with_local_copies(key, content), content.links)
+            checks = evaluate_checks(action.specs, CheckInput(key, here, workers=self.options.workers),
+                                     keep=action.checks.results, rules=BYTE_RULES)
+        self.store_checks(key, checks)
+        if checks.failed:
+            raise ReconcileError([Diagnostic(f"check {r.name!r} ({r.rule}) failed on the bytes uploaded: "
+                                             f"{r.message}; nothing was finalized", r.span) for r in checks.failed])
+
+    def store_checks(self, key: VersionKey, checks: VersionChecks) -> None:
+        version_id = self.version_id(key)
+        stamp = int(time.time() * 1000)
+        self.writer.report_plots(version_id, [codec.table_event(version_id, "Checks", "results", ui_rows(checks),
+                                                                stamp)])
+        self.writer.set_json_artifacts(key, version_id, None, {codec.CHECKS_KEY: checks_to_json(checks)}, {})
 
     def content_of(self, key: VersionKey) -> tuple[Content, Mapping[str, Any]]:
         """The version's content (with local paths of files this run uploaded) and a state to fetch files by."""

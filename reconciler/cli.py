@@ -11,12 +11,15 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__, escape
-from .diagnostics import ReconcileError
+from .diagnostics import Diagnostic, ReconcileError
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -417,8 +420,56 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
     _print_plan(the_plan, fmt, out, show_files)
     if the_plan.conflicts:
         raise ReconcileError(f"{counted(len(the_plan.conflicts), 'conflict')}: see the plan above")
+    _raise_held(the_plan)
     if detailed_exitcode and the_plan.has_changes:
         sys.exit(EXIT_CHANGES)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@_target_option
+@_workers_option
+def check(paths: tuple[Path, ...], fmt: str, targets: tuple[str, ...], workers: int) -> None:
+    """Run the manifests' checks on the files of every version (no server needed).
+
+    Exit 0 when no error-level check fails (warnings are shown), 1 otherwise. The pre-commit hook
+    'reconcile-check' calls it.
+    """
+    import json
+
+    from .checks import checks_to_json, summary
+    from .engine import check_offline
+    from .manifest import load_manifests
+    from .render.checks import render_checks_markdown, render_checks_text
+
+    state = load_manifests(paths)
+    results, skipped = check_offline(state, targets, workers=workers, progress=_is_tty(sys.stderr))
+    passed, warned, failed = summary(results)
+    if fmt == "json":
+        click.echo(json.dumps({"format_version": 1, "versions": [checks_to_json(c) for c in results],
+                               "skipped": [str(k) for k in skipped],
+                               "summary": {"passed": passed, "warned": warned, "failed": failed}}, indent=2))
+    elif fmt == "markdown":
+        click.echo(render_checks_markdown(results, skipped))
+    else:
+        click.echo(render_checks_text(results, skipped, color=_color(sys.stdout)), nl=False)
+    if failed:
+        raise ReconcileError([Diagnostic(f"check {r.name!r} ({r.rule}) of {c.version} failed", r.span)
+                              for c in results for r in c.failed])
+
+
+def _raise_held(the_plan: Plan) -> None:
+    """Exit 1 naming each failed check (file:line:col, first offending files) when versions are held."""
+    if not the_plan.held:
+        return
+    diags = [Diagnostic(f"check {r.name!r} ({r.rule}) of {c.version} failed: {r.message}"
+                        + (f"; offending: {', '.join(r.offending[:5])}" if r.offending else "")
+                        + (f" and {r.offending_count - 5} more" if r.offending_count > 5 else ""), r.span)
+             for c in the_plan.checks for r in c.failed]
+    diags.append(Diagnostic(f"{_counted(len(the_plan.held), 'version')} held by failing checks (not created, "
+                            f"finalized, published nor aliased): {', '.join(str(h.version) for h in the_plan.held)}"))
+    raise ReconcileError(diags)
 
 
 def _confirm(auto_approve: bool) -> None:
@@ -506,6 +557,12 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     else:
         state = load_manifests(target)
     real_stdout = sys.stdout
+    shown: list[Plan] = []
+
+    def show(p: Plan) -> None:
+        shown.append(p)
+        _print_plan(p, "text", None, show_files)
+
     with _connect(ctx) as conn:
         run = None if state is None else Run(
             conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
@@ -514,19 +571,23 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
             conn.backend, run=run, saved=saved,
             options=ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr), forget_hashes=forget_hashes),
             lock_owner=_lock_owner(), lock_wait=lock_timeout, lock_ttl=lock_ttl,
-            show=lambda p: _print_plan(p, "text", None, show_files),
+            show=show,
             confirm=lambda _p: None if saved is not None else _confirm(auto_approve),
             report=lambda line: click.echo(escape.text(line), file=real_stdout),
             notice=lambda line: click.echo(escape.text(line), err=True),
             queue=_queue_options(queue, shared_mounts, agent_image),
         )
     if result is None:
+        if shown:
+            _raise_held(shown[-1])
         return
     click.echo(
         f"Apply complete! {counted(result.actions, 'action')}, {counted(len(result.created), 'version')} created, "
         f"{counted(result.uploaded_files, 'file')} uploaded ({human_size(result.uploaded_bytes)}) in "
         f"{result.seconds:.1f}s."
     )
+    if shown:
+        _raise_held(shown[-1])
 
 
 def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | None):  # type: ignore[no-untyped-def]

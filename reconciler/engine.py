@@ -29,6 +29,7 @@ from .plan import (
     observed_content,
     prune_scope,
     unknown_targets,
+    versions_to_check,
 )
 from .sources import (
     ResolveOptions,
@@ -42,6 +43,7 @@ from .sources import (
 
 if TYPE_CHECKING:  # imported where used: plan loads neither the writer nor the reports' statistics and images
     from .apply import ApplyOptions, ApplyResult
+    from .checks import VersionChecks
     from .dispatch import QueueOptions
     from .report import DiffReport
 
@@ -108,6 +110,28 @@ def check_targets(state: DesiredState, targets: tuple[str, ...]) -> None:
                        + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""))
             for t, close in unknown.items()
         ])
+
+
+def check_offline(state: DesiredState, targets: tuple[str, ...], *, workers: int, progress: bool
+                  ) -> tuple[list[VersionChecks], list[VersionKey]]:
+    """The checks of every version of ``state`` (or of ``targets``) on the files its sources give, without a
+    server: the results, and the versions not checked because they stand on an adopted version (whose files only
+    the server has)."""
+    from .checks import check_versions
+
+    check_targets(state, targets)
+    own = resolve_sources(state, workers=workers, progress=progress)
+    contents = compute_contents(state, own)
+    keys, skipped = [], []
+    for spec in state.all_versions():
+        if not spec.checks or (targets and not any(t in (str(spec.key), str(spec.key.dataset)) for t in targets)):
+            continue
+        if any(s.adopt for s in state.lineage(spec.key)):
+            skipped.append(spec.key)
+        else:
+            keys.append(spec.key)
+    results = check_versions(state, contents, keys, workers=workers)
+    return [results[k] for k in keys], skipped
 
 
 class Run:
@@ -201,11 +225,17 @@ class Run:
                 self._distrust_memos = True
                 self._contents = self._observed = self._desired = None
                 self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options)
+            to_check = versions_to_check(self.state, self._plan)
+            if to_check:  # planned again with the results: failing versions are held
+                from .checks import check_versions
+
+                results = check_versions(self.state, self.contents(), to_check, workers=self.workers)
+                self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
+                                          results)
             contents = self.contents()
             remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
             self._memos = {}
         return self._plan
-
 
     def _wrong_summaries(self, plan: Plan) -> list[str]:
         """Memos of remembered content summaries that the files contradict, among the versions the plan builds

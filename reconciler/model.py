@@ -245,6 +245,38 @@ _PROPERTY_VALID: Mapping[str, Any] = MappingProxyType({
     "splits": lambda v: isinstance(v, Mapping)})
 
 
+CHECK_SEVERITIES: tuple[str, ...] = ("error", "warn")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """One validation gate of a version (``checks:`` in a manifest); :mod:`reconciler.checks` evaluates it.
+
+    ``params`` are the rule's own options as frozen JSON (paths in them already absolute); ``error_if`` and
+    ``warn_if`` are dbt-style conditions over the rule's measure (``">5"``, ``"<100"``, ``"!=0"``).
+    """
+
+    name: str
+    rule: str
+    severity: str = "error"
+    error_if: str | None = None
+    warn_if: str | None = None
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False, hash=False)
+    span: SourceSpan | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "rule": self.rule, "severity": self.severity, "error_if": self.error_if,
+                "warn_if": self.warn_if, "params": thaw_json(self.params),
+                "span": None if self.span is None else [self.span.file, self.span.line, self.span.col]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CheckSpec:
+        span = data.get("span")
+        return cls(str(data["name"]), str(data["rule"]), str(data.get("severity", "error")), data.get("error_if"),
+                   data.get("warn_if"), freeze_json(data.get("params") or {}),
+                   SourceSpan(str(span[0]), int(span[1]), int(span[2])) if span else None)
+
+
 @dataclass(frozen=True, slots=True)
 class VersionSpec:
     key: VersionKey
@@ -255,6 +287,7 @@ class VersionSpec:
     properties: Properties = Properties()
     adopt: str | None = None  # the id of an existing version taken as it is (its content is the server's)
     span: SourceSpan | None = field(default=None, compare=False)
+    checks: tuple[CheckSpec, ...] = ()  # the dataset's checks, with the version's own in place of same-named ones
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,10 @@ Invariants of a :class:`Plan`:
 - a finalized version is never the subject of a content action: a content difference is a :class:`Conflict`,
   and so is a finalized version whose parent is gone, or ``publish: false`` on a published version;
 - a version whose parent is in conflict (or missing from the plan and the server) is blocked, not created;
+- a version to build whose error-level checks failed is held (:class:`Held`): it gets no action at all (not
+  created, finalized, published), nor do its descendants, and no alias moves to or away for it; the rest of
+  the plan proceeds. A version built with checks stores their results (:class:`SetChecks`) before it is
+  finalized;
 - a version the manifests name that exists only archived is restored (same id), not created again;
 - a draft this tool made of a version that is already finalized is discarded (:class:`DiscardDraft`, first of
   that version's actions);
@@ -29,8 +33,10 @@ from types import MappingProxyType
 from typing import Any
 
 from ._compat import assert_never
+from .checks.results import VersionChecks
 from .globs import GlobSet
 from .model import (
+    CheckSpec,
     Content,
     ContentSummary,
     DatasetKey,
@@ -110,6 +116,19 @@ class SetStatistics:
 
 
 @dataclass(frozen=True, slots=True)
+class SetChecks:
+    """Store the results of the version's checks with it (an artifact and a UI table), before it is finalized.
+
+    ``checks``: the results the plan computed; ``specs``: the checks, so that apply evaluates again those that
+    read the files' bytes on the bytes it uploaded (an error-level failure then stops the version there).
+    """
+
+    version: VersionKey
+    checks: VersionChecks
+    specs: tuple[CheckSpec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class SetProperties:
     """Make the version's mutable properties ``after``; only the fields that differ from ``before`` are written.
 
@@ -171,6 +190,7 @@ Action = (
     | Restore
     | SyncFiles
     | SetStatistics
+    | SetChecks
     | SetProperties
     | Finalize
     | Publish
@@ -228,6 +248,14 @@ class Unmanaged:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """A version the plan does not build because its error-level checks failed (or its parent's did)."""
+
+    version: VersionKey
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Build:
     """What a version the plan creates or resumes is made of: its own sources and removals, as the manifests
     give them. A saved plan carries them so that an agent can resolve them again (``apply --queue``)."""
@@ -256,6 +284,8 @@ class Plan:
     drift: tuple[Drift, ...] = ()
     aliases: tuple[AliasMove, ...] = ()
     builds: tuple[Build, ...] = ()  # one per version the plan creates or resumes, in action order
+    checks: tuple[VersionChecks, ...] = ()  # the results of every version checked, held ones included
+    held: tuple[Held, ...] = ()
 
     @property
     def has_changes(self) -> bool:
@@ -274,6 +304,7 @@ class Plan:
             conflicts=len(self.conflicts),
             upload_files=sum(len(a.upload) for a in self.actions if isinstance(a, SyncFiles)),
             upload_bytes=sum(a.upload_bytes for a in self.actions if isinstance(a, SyncFiles)),
+            held=len(self.held),
         )
 
     def versions(self) -> tuple[VersionKey, ...]:
@@ -293,6 +324,7 @@ class PlanSummary:
     conflicts: int
     upload_files: int
     upload_bytes: int
+    held: int = 0
 
 
 # --- desired content -----------------------------------------------------------------------------------------
@@ -557,7 +589,15 @@ def _with_ancestors(desired: DesiredState, targets: Sequence[str]) -> set[Versio
 
 
 class _Planner:
-    def __init__(self, desired: DesiredState, contents: Mapping[VersionKey, Content], observed: ObservedState):
+    def __init__(self, desired: DesiredState, contents: Mapping[VersionKey, Content], observed: ObservedState,
+                 checks: Mapping[VersionKey, VersionChecks]):
+        self.checks = checks
+        self.held: dict[VersionKey, Held] = {}
+        failing = {k for k, c in checks.items() if c.failed}
+        held_keys = {v.key for v in desired.all_versions() if any(s.key in failing for s in desired.lineage(v.key))}
+        self.frozen_aliases: dict[DatasetKey, frozenset[str]] = {
+            ds.key: frozenset(a for a, t in ds.aliases.items() if VersionKey(ds.key.project, ds.key.name, t)
+                              in held_keys) for ds in desired.datasets if ds.aliases}
         self.desired = desired
         self.contents = contents
         self.observed = observed
@@ -594,8 +634,23 @@ class _Planner:
                 return live
         return self.contents[spec.parent]
 
+    def hold(self, spec: VersionSpec) -> bool:
+        """Whether the version is held by failing checks (its own or a parent's); held ones are recorded."""
+        if spec.parent is not None and spec.parent in self.held:
+            self.held[spec.key] = Held(spec.key, f"its parent {spec.parent} failed its checks")
+            return True
+        checks = self.checks.get(spec.key)
+        if checks is None or not checks.failed:
+            return False
+        names = ", ".join(repr(r.name) for r in checks.failed)
+        self.held[spec.key] = Held(spec.key, f"{len(checks.failed)} error-level check(s) failed: {names}")
+        return True
+
     def plan_version(self, spec: VersionSpec, ds: DatasetSpec) -> None:
         key = spec.key
+        current = self.chosen(key)
+        if (current is None or not current.finalized) and self.hold(spec):
+            return
         if spec.parent is not None and spec.parent in self.blocked:
             self.block(spec, f"its parent {spec.parent} cannot be reconciled", "resolve the parent's conflict first")
             return
@@ -649,6 +704,8 @@ class _Planner:
             self.actions.append(replace(sync, chunk_size_mb=ds.chunk_size_mb, compression=ds.compression))
         if ds.statistics:
             self.actions.append(SetStatistics(spec.key, None, target.digest(), plots=True))
+        if spec.key in self.checks:
+            self.actions.append(SetChecks(spec.key, self.checks[spec.key], spec.checks))
         self.plan_properties(spec, draft)
         self.actions.append(Finalize(spec.key, target.digest()))
         if spec.publish:
@@ -742,18 +799,22 @@ class _Planner:
 
     def plan_properties(self, spec: VersionSpec, obs: ObservedVersion | None) -> None:
         before = obs.properties if obs is not None else Properties()
+        after = spec.properties
+        frozen = self.frozen_aliases.get(spec.key.dataset)
+        if frozen:  # an alias of a held version stays where it is
+            after = after.replace(tags=(after.tags - frozen) | (before.tags & frozen))
         if obs is not None and obs.applied is not None and obs.applied != obs.properties:
             fields_changed = changed_fields(obs.applied, obs.properties)
             self.drift.append(Drift(spec.key, obs.id, "properties",
                                     f"{', '.join(fields_changed)} changed on the server since the last apply",
                                     obs.applied, obs.properties))
-        if before != spec.properties:
-            self.actions.append(SetProperties(spec.key, before, spec.properties))
+        if before != after:
+            self.actions.append(SetProperties(spec.key, before, after))
 
     def release_aliases(self, ds: DatasetSpec) -> None:
         """Take the dataset's aliases off versions on the server that the manifests do not name."""
         named = {v.key for v in ds.versions}
-        aliases = frozenset(ds.aliases)
+        aliases = frozenset(ds.aliases) - self.frozen_aliases.get(ds.key, frozenset())
         for v in sorted(self.observed.versions, key=lambda v: (v.key, v.id)):
             if v.key.dataset != ds.key or v.key in named or v.archived or not (v.properties.tags & aliases):
                 continue
@@ -764,6 +825,8 @@ class _Planner:
         live = [v for v in self.observed.versions if v.key.dataset == ds.key and not v.archived]
         moves = []
         for alias, version in sorted(ds.aliases.items()):
+            if alias in self.frozen_aliases.get(ds.key, frozenset()):
+                continue
             holders = tuple(sorted({v.key.version for v in live if alias in v.properties.tags}))
             if holders != (version,):
                 moves.append(AliasMove(ds.key, alias, holders, version))
@@ -784,9 +847,13 @@ def compute_plan(
     contents: Mapping[VersionKey, Content],
     observed: ObservedState,
     options: PlanOptions = PlanOptions(),
+    checks: Mapping[VersionKey, VersionChecks] | None = None,
 ) -> Plan:
-    """The actions that make the server hold ``desired``; see the module docstring for the invariants."""
-    planner = _Planner(desired, contents, observed)
+    """The actions that make the server hold ``desired``; see the module docstring for the invariants.
+
+    ``checks``: the results of the checks of the versions to build (what :func:`versions_to_check` names)."""
+    checks = checks or {}
+    planner = _Planner(desired, contents, observed, checks)
     selected = _with_ancestors(desired, options.targets)
     for spec in topological_versions(desired):
         if spec.key in selected:
@@ -796,7 +863,7 @@ def compute_plan(
         if ds.aliases and any(v.key in selected for v in ds.versions):
             planner.release_aliases(ds)
             moves += planner.alias_moves(ds)
-    actions = aliases_last(planner.actions, desired, planner.blocked)
+    actions = aliases_last(planner.actions, desired, planner.blocked | set(planner.held))
     scope = prune_scope(desired, options)
     unmanaged = _unmanaged(desired, observed, options, actions, scope)
     if options.prune:
@@ -812,7 +879,14 @@ def compute_plan(
         drift=tuple(planner.drift),
         aliases=tuple(moves),
         builds=tuple(planner.builds),
+        checks=tuple(checks[k] for k in sorted(checks, key=str)),
+        held=tuple(planner.held.values()),
     )
+
+
+def versions_to_check(desired: DesiredState, plan: Plan) -> tuple[VersionKey, ...]:
+    """The versions of ``plan`` (planned without checks) whose checks must be evaluated: those it builds."""
+    return tuple(b.version for b in plan.builds if desired.version(b.version).checks)
 
 
 def aliases_last(actions: Sequence[Action], desired: DesiredState, blocked: set[VersionKey]) -> list[Action]:
@@ -905,6 +979,10 @@ def describe(action: Action) -> str:
             )
         case SetStatistics(version=v, after_digest=d):
             return f"compute statistics of {v} (content {d[:12]})"
+        case SetChecks(version=v, checks=c):
+            return f"store checks of {v} ({len(c.results)} checks, {len(c.warned)} warned)"
+
+
         case SetProperties(version=v, alias=True):
             gained, lost = action.after.tags - action.before.tags, action.before.tags - action.after.tags
             return (f"move alias {', '.join(sorted(gained))} to {v}" if gained

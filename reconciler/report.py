@@ -34,6 +34,7 @@ from .model import (
     ObservedVersion,
     Properties,
     VersionKey,
+    VersionSpec,
 )
 from .plan import choose_observed, diff_content, observed_content, topological_versions
 from .properties import PropertyChange, diff_properties
@@ -287,10 +288,13 @@ def live_statistics(reader: ServerReader, version: ObservedVersion, content: Con
 
 
 def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: ObservedVersion | None,
-                  options: DiffOptions) -> VersionDiff:
+                  options: DiffOptions, parent: Side | None = None) -> VersionDiff:
     if live is None:
-        before = Side("(not on the server)", None, Content())
         after = _with_stats(desired, ds_stats, options)
+        if parent is not None:  # a new version is its parent plus a delta: that delta is the question
+            return compare_versions(parent, after, with_statistics=ds_stats,
+                                    note="not on the server: apply creates it on top of its parent")
+        before = Side("(not on the server)", None, Content())
         return compare_versions(before, after, with_statistics=ds_stats, note="not on the server: apply creates it")
     digest = desired.content.digest()
     if live.finalized and live.content_digest == digest:
@@ -321,8 +325,23 @@ def diff_desired(reader: ServerReader, desired: DesiredState, contents: Mapping[
         ds = desired.dataset(spec.key.dataset)
         live = choose_observed(by_key.get(spec.key, []))
         side = Side(f"{spec.key} (manifests)", None, contents[spec.key], spec.properties)
-        pairs.append(_desired_pair(reader, ds.statistics, side, live, options))
+        parent = None
+        if live is None and spec.parent is not None:
+            parent = _parent_side(reader, desired.version(spec.parent), contents[spec.parent],
+                                  choose_observed(by_key.get(spec.parent, [])), ds.statistics, options)
+        pairs.append(_desired_pair(reader, ds.statistics, side, live, options, parent))
     return DiffReport("desired-vs-live", tuple(pairs))
+
+
+def _parent_side(reader: ServerReader, spec: VersionSpec, desired: Content, live: ObservedVersion | None,
+                 with_stats: bool, options: DiffOptions) -> Side:
+    """What a new version starts from, as plan sees it: the parent's finalized content on the server, else the
+    content the manifests give it (the parent is new too)."""
+    if live is not None and live.finalized:
+        content = desired if live.content_digest == desired.digest() else observed_content(live) or desired
+        stats = live_statistics(reader, live, content, options) if with_stats else None
+        return Side(f"{spec.key} (parent)", live.id, content, live.properties, stats)
+    return _with_stats(Side(f"{spec.key} (parent, manifests)", None, desired, spec.properties), with_stats, options)
 
 
 def is_live_reference(arg: str) -> bool:

@@ -47,6 +47,7 @@ DATASETS_SEGMENT = "/.datasets/"
 STATE_KEY = "state"
 METADATA_KEY = "metadata"
 STATISTICS_KEY = "statistics"
+CHECKS_KEY = "checks"  # the results of a version's checks (reconciler.checks.results)
 DATA_KEY = "data"
 DATA_PREFIX = "data_"
 TASK_TYPE = "data_processing"
@@ -229,8 +230,8 @@ def description(task: Mapping[str, Any]) -> str:
 
 def is_metadata_artifact(key: str) -> bool:
     """Whether an artifact of a dataset version is metadata (``Dataset.set_metadata``): not its file list, a
-    data chunk or the statistics this tool stores."""
-    return key not in (STATE_KEY, STATISTICS_KEY) and chunk_index(key) is None
+    data chunk, or the statistics and check results this tool stores."""
+    return key not in (STATE_KEY, STATISTICS_KEY, CHECKS_KEY) and chunk_index(key) is None
 
 
 def metadata_artifacts(task: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..diagnostics import Diagnostic, SourceSpan
-from ..model import DatasetKey, DatasetSpec, DesiredState, Properties, VersionKey, VersionSpec
+from ..model import CheckSpec, DatasetKey, DatasetSpec, DesiredState, Properties, VersionKey, VersionSpec
 from .build import DATASET_FIELDS, DatasetPart, VersionPart, dataset_field_value
 from .schema import at
 
@@ -192,7 +192,9 @@ def _dataset(
     properties = _properties(fields, Properties())
     raw_aliases = fields.get("aliases") if isinstance(fields.get("aliases"), dict) else {}
     aliases = {str(k): v for k, v in (raw_aliases or {}).items() if isinstance(v, str)}
-    specs = tuple(_version(v, parents, properties, aliases) for k, v in versions.items() if k.dataset == key)
+    checks = next((part.checks for part in group if "checks" in part.fields), ())
+    specs = tuple(_version(v, parents, properties, aliases, checks) for k, v in versions.items()
+                  if k.dataset == key)
     return DatasetSpec(
         key=key,
         versions=specs,
@@ -218,11 +220,16 @@ def _properties(fields: Mapping[str, Any], base: Properties) -> Properties:
 
 
 def _version(v: VersionPart, parents: Mapping[VersionKey, VersionKey], properties: Properties,
-             aliases: Mapping[str, str]) -> VersionSpec:
+             aliases: Mapping[str, str], checks: tuple[CheckSpec, ...]) -> VersionSpec:
     """The version with its parent resolved; its properties are the dataset's, with what the version gives
-    itself instead, plus the aliases that name it (as tags)."""
+    itself instead, plus the aliases that name it (as tags); its checks are the dataset's, each replaced by
+    the version's check of the same name (or dropped when it turns it off), then the version's new ones."""
     own = _properties(v.overrides, properties)
     named = frozenset(a for a, target in aliases.items() if target == v.spec.key.version)
     if named:
         own = own.replace(tags=own.tags | named)
-    return dataclasses.replace(v.spec, parent=parents.get(v.spec.key), properties=own)
+    mine = dict(v.checks)
+    merged = [mine.get(c.name, c) if c.name in mine else c for c in checks]
+    merged += [c for name, c in v.checks if name not in {d.name for d in checks}]
+    return dataclasses.replace(v.spec, parent=parents.get(v.spec.key), properties=own,
+                               checks=tuple(c for c in merged if c is not None))

@@ -20,6 +20,7 @@ from ..plan import (
     Publish,
     Restore,
     ResumeVersion,
+    SetChecks,
     SetProperties,
     SetStatistics,
     SyncFiles,
@@ -53,8 +54,9 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
 
 def summary_line(s: PlanSummary) -> str:
     restore = f"{s.restore} to restore, " if s.restore else ""
+    held = f", {s.held} held by failing checks" if s.held else ""
     return (f"Plan: {s.create} to create, {restore}{s.update} to update, {s.archive} to archive, "
-            f"{counted(s.conflicts, 'conflict')}.")
+            f"{counted(s.conflicts, 'conflict')}{held}.")
 
 
 def _short(value: Any) -> str:
@@ -122,6 +124,10 @@ def action_line(action: Action, file_limit: int | None) -> Line:
             was = f"stored ones describe content {b[:12]}" if b else "none stored"
             where = "" if plots else "; stored as metadata only: ClearML takes no plots on a published version"
             return Line("~", f"statistics: compute for content {a[:12]} ({was}{where})")
+        case SetChecks(checks=c):
+            n_pass = len(c.results) - len(c.warned) - len(c.failed)
+            return Line("~", f"checks: store the results ({n_pass} passed, {len(c.warned)} warned)",
+                        tuple(("!", f"warn: {r.name}: {r.message}") for r in c.warned))
         case SetProperties():
             return Line("~", ", ".join(changed_fields(action.before, action.after)), property_lines(action.changes()))
         case Finalize():
@@ -172,6 +178,33 @@ def drift_lines(plan: Plan) -> list[tuple[str, str, tuple[tuple[str, str], ...]]
 
 def alias_lines(plan: Plan) -> list[str]:
     return [f"{m.dataset} {m.alias}: {', '.join(m.before) or 'none'} -> {m.after}" for m in plan.aliases]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckItem:
+    """A check to show: a failure or a warning of a version (passes are counted, not listed)."""
+
+    version: VersionKey
+    status: str  # fail | warn
+    name: str
+    rule: str
+    location: str
+    message: str
+    offending: tuple[str, ...]
+    offending_count: int
+
+
+def check_items(plan: Plan) -> list[CheckItem]:
+    """Every failed check, then every warning, of the versions the plan checked (in plan order)."""
+    items = [CheckItem(c.version, r.status, r.name, r.rule, r.location, r.message, r.offending, r.offending_count)
+             for c in plan.checks for r in c.results if r.status != "pass"]
+    return sorted(items, key=lambda i: i.status != "fail")
+
+
+def checks_summary(plan: Plan) -> str:
+    flat = [r.status for c in plan.checks for r in c.results]
+    return (f"{counted(len(plan.checks), 'version')} checked: {flat.count('pass')} passed, "
+            f"{flat.count('warn')} warned, {flat.count('fail')} failed")
 
 
 def import_hint(unmanaged: Sequence[Unmanaged]) -> tuple[str, str] | None:

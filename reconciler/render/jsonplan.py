@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from .._compat import assert_never
+from ..checks.results import checks_from_json, checks_to_json
 from ..diagnostics import ReconcileError
 from ..model import (
+    CheckSpec,
     DatasetKey,
     FileEntry,
     LinkEntry,
@@ -38,10 +40,12 @@ from ..plan import (
     DiscardDraft,
     Drift,
     Finalize,
+    Held,
     Plan,
     Publish,
     Restore,
     ResumeVersion,
+    SetChecks,
     SetProperties,
     SetStatistics,
     SyncFiles,
@@ -55,6 +59,7 @@ _TYPE_NAMES: dict[type, str] = {
     Restore: "restore",
     SyncFiles: "sync_files",
     SetStatistics: "set_statistics",
+    SetChecks: "set_checks",
     SetProperties: "set_properties",
     Finalize: "finalize",
     Publish: "publish",
@@ -123,6 +128,8 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
             )
         case SetStatistics():
             out.update(before_digest=action.before_digest, after_digest=action.after_digest, plots=action.plots)
+        case SetChecks():
+            out.update(checks=checks_to_json(action.checks), specs=[c.to_json() for c in action.specs])
         case SetProperties():
             if action.alias:  # an alias move (applied last); absent on other property changes
                 out["alias"] = True
@@ -166,6 +173,8 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
             )
         case "set_statistics":
             return SetStatistics(v, d.get("before_digest"), d["after_digest"], bool(d.get("plots", True)))
+        case "set_checks":
+            return SetChecks(v, checks_from_json(d["checks"]), tuple(CheckSpec.from_json(c) for c in d["specs"]))
         case "set_properties":
             return SetProperties(v, _unproperties(d["before"]), _unproperties(d["after"]), bool(d.get("alias")))
         case "finalize":
@@ -308,6 +317,8 @@ def _plan_json(plan: Plan, files: Callable[[Sequence[FileEntry]], Any] | None = 
         "aliases": [{"dataset": str(m.dataset), "alias": m.alias, "before": list(m.before), "after": m.after}
                     for m in plan.aliases],
         "builds": [build_to_json(b) for b in plan.builds],
+        "checks": [checks_to_json(c) for c in plan.checks],
+        "held": [{"address": str(h.version), "version": _key(h.version), "reason": h.reason} for h in plan.held],
     }
 
 
@@ -346,6 +357,8 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
             aliases=tuple(AliasMove(DatasetKey.parse(m["dataset"]), m["alias"], tuple(m["before"]),
                                     m["after"]) for m in data.get("aliases", [])),
             builds=tuple(build_from_json(b) for b in data.get("builds", [])),
+            checks=tuple(checks_from_json(c) for c in data.get("checks", [])),
+            held=tuple(Held(_unkey(h["version"]), h["reason"]) for h in data.get("held", [])),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ReconcileError(f"{source}: malformed saved plan ({type(err).__name__}: {err})") from None

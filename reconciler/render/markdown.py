@@ -10,7 +10,16 @@ from .. import escape
 from ..lineage import Node, build_graph
 from ..model import VersionKey
 from ..plan import Archive, CreateVersion, Plan, ResumeVersion, human_size
-from .common import alias_lines, counted, drift_lines, import_hint, summary_line, version_blocks
+from .common import (
+    alias_lines,
+    check_items,
+    checks_summary,
+    counted,
+    drift_lines,
+    import_hint,
+    summary_line,
+    version_blocks,
+)
 from .graph import graph_to_mermaid
 
 MAX_COMMENT_CHARS = 65_000
@@ -78,6 +87,32 @@ def _conflicts(plan: Plan, file_limit: int | None) -> list[str]:
     return out
 
 
+def _checks(plan: Plan, file_limit: int | None) -> list[str]:
+    if not plan.checks:
+        return []
+    items = check_items(plan)
+    icon = ":no_entry:" if any(i.status == "fail" for i in items) else ":white_check_mark:"
+    out = [f"#### {icon} Checks", "", escape.markdown(checks_summary(plan)) + ".", ""]
+    if items:
+        out += ["| version | check | status | where | first offending | message |", "|---|---|---|---|---|---|"]
+        for i in items:
+            shown = i.offending if file_limit is None else i.offending[:max(file_limit, 5)]
+            files = ", ".join(escape.code_span(p, table=True) for p in shown)
+            if i.offending_count > len(shown):
+                files += (" and " if files else "") + f"{i.offending_count - len(shown)} more"
+            status = "**fail**" if i.status == "fail" else "warn"
+            out.append(f"| {escape.code_span(i.version, table=True)} | {escape.code_span(i.name, table=True)} "
+                       f"({escape.markdown(i.rule)}) | {status} | {escape.code_span(i.location, table=True)} | "
+                       f"{files} | {escape.markdown(i.message)} |")
+        out.append("")
+    for h in plan.held:
+        out.append(f"- {escape.code_span(h.version)} is held (not created, finalized, published nor aliased): "
+                   f"{escape.markdown(h.reason)}")
+    if plan.held:
+        out.append("")
+    return out
+
+
 def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan_path: str | None = None,
                     file_limit: int | None = 20) -> str:
     """The plan as markdown listing up to ``file_limit`` files per version (None: all of them).
@@ -112,12 +147,12 @@ def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan
         if hint := import_hint(reported):
             unmanaged += ["", f"To manage them: {escape.code_span(hint[0])} ({escape.markdown(hint[1])})"]
         unmanaged.append("")
-    if not plan.actions and not plan.conflicts:
+    if not plan.actions and not plan.conflicts and not plan.held:
         head += ["No changes. The datasets match the manifests.", ""]
 
     limits = [file_limit] + [n for n in (5, 0) if file_limit is None or n < file_limit]
     for limit in limits:
-        tail = _conflicts(plan, limit) + unmanaged + lineage_lines(plan)
+        tail = _checks(plan, limit) + _conflicts(plan, limit) + unmanaged + lineage_lines(plan)
         text = "\n".join(head + _section(plan, limit) + tail)
         if len(text) <= max_chars:
             if limit != file_limit:

@@ -58,11 +58,12 @@ def statistics_text(s: StatisticsSummary) -> str:
 def checks_text(checks: Sequence[CheckResult]) -> str:
     if not checks:
         return "no checks"
-    failed = [c for c in checks if c.status != "passed"]
+    failed = [c for c in checks if c.status != "pass"]  # statuses: pass | warn | fail (reconciler.checks)
+    words = {"warn": "warned", "fail": "failed"}
     text = f"{len(checks) - len(failed)} of {len(checks)} passed"
     if failed:
-        text += "; " + ", ".join(f"{c.name} {c.status} ({c.severity}, {counted(c.offending_count, 'file')})"
-                                 for c in failed)
+        text += "; " + ", ".join(f"{c.name} {words.get(c.status, c.status)} ({c.severity}, "
+                                 f"{counted(c.offending_count, 'file')})" for c in failed)
     return text
 
 

@@ -6,8 +6,9 @@ import typing
 
 import pytest
 
-from reconciler.diagnostics import ReconcileError
-from reconciler.model import FileEntry, LinkEntry, Properties, VersionKey, freeze_json
+from reconciler.checks import CheckResult, VersionChecks
+from reconciler.diagnostics import ReconcileError, SourceSpan
+from reconciler.model import CheckSpec, FileEntry, LinkEntry, Properties, VersionKey, freeze_json
 from reconciler.plan import (
     Action,
     Archive,
@@ -18,6 +19,7 @@ from reconciler.plan import (
     Publish,
     Restore,
     ResumeVersion,
+    SetChecks,
     SetProperties,
     SetStatistics,
     SyncFiles,
@@ -37,6 +39,11 @@ ONE_OF_EACH: tuple[Action, ...] = (
               add_links=(LinkEntry("l", "s3://b/l", 3, "e"),), remove_links=("m",), content_digest="d" * 64,
               file_count=2, total_size=4),
     SetStatistics(V, None, "d" * 64, plots=False),
+    SetChecks(V, VersionChecks(V, "d" * 64, (
+        CheckResult("no-empty", "empty_files", "error", "warn", 2, "!=0", ("a.txt", "b.txt"), 2, "2 empty",
+                    SourceSpan("m.yaml", 7, 5)),)),
+              (CheckSpec("no-empty", "empty_files", "warn", None, None, freeze_json({"glob": "*.txt"}),
+                         SourceSpan("m.yaml", 7, 5)),)),
     SetProperties(V, Properties("old", frozenset({"a"}), freeze_json({"k": [1, 2]})),
                   Properties("new", frozenset({"b"}), freeze_json({"k": [1, 3], "n": None}))),
     SetProperties(V, Properties("d", frozenset({"a"})), Properties("d", frozenset({"a", "production"})), alias=True),

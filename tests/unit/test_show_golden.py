@@ -51,8 +51,8 @@ def history() -> ShowReport:
     stats = StatisticsSummary(20, 2000, 18, MappingProxyType({"train": MappingProxyType({"circle": 6, "square": 8}),
                                                               "test": MappingProxyType({"circle": 2, "square": 2})}),
                               MappingProxyType({".png": 18, ".txt": 2}))
-    checks = (CheckResult("no-empty", "min_size", "error", "passed", 0),
-              CheckResult(HOSTILE, "classes", "warning", "failed", 3))
+    checks = (CheckResult("no-empty", "empty_files", "error", "pass", 0),
+              CheckResult(HOSTILE, "class_samples", "warn", "warn", 3))
     tasks = (TaskUse(vid(90), f"train {HOSTILE}", "vision/training", "completed",
                      datetime(2026, 2, 1, tzinfo=timezone.utc)),)
     versions = [
