@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,11 +26,12 @@ from .checks import BYTE_RULES, CheckInput, VersionChecks, checks_to_json, evalu
 from .clearml_backend import Interrupted, LeaseLost, codec
 from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError
-from .model import Content, FileEntry, ObservedState, Properties, VersionKey
+from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey
 from .plan import (
     Action,
     Archive,
     CreateVersion,
+    DeleteVersion,
     DiscardDraft,
     Finalize,
     Plan,
@@ -71,6 +73,9 @@ class Writer(Protocol):
     def finalize(self, draft: Draft, content_digest: str) -> None: ...
     def publish(self, key: VersionKey, version_id: str) -> None: ...
     def archive(self, key: VersionKey, version_id: str) -> None: ...
+    def expire(self, key: VersionKey, version_id: str, at: str) -> None: ...
+    def delete_version(self, key: VersionKey, version_id: str, objects: Sequence[StoredObject], *,
+                       whole: bool = True) -> None: ...
     def delete_draft(self, version_id: str) -> None: ...
     def restore(self, key: VersionKey, version_id: str) -> None: ...
     def version_files(self, version_id: str) -> dict[str, Any]: ...
@@ -96,6 +101,8 @@ class ApplyResult:
     ids: dict[VersionKey, str] = field(default_factory=dict)
     failed: dict[VersionKey, str] = field(default_factory=dict)
     skipped: list[VersionKey] = field(default_factory=list)
+    deleted_versions: int = 0
+    freed_bytes: int = 0
 
 
 Report = Callable[[str], None]
@@ -205,8 +212,16 @@ class _Applier:
             case Publish(version=v):
                 self.writer.publish(v, self.version_id(v))
                 self.statuses[v] = "published"
-            case Archive(version=v, version_id=i):
+            case Archive(version=v, version_id=i, retention=""):
                 self.writer.archive(v, i)
+            case Archive(version=v, version_id=i):
+                self.writer.expire(v, i, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            case DeleteVersion(version=v, version_id=i, objects=objects, whole=whole):
+                self.writer.delete_version(v, i, objects, whole=whole)
+                self.result.deleted_versions += 1 if whole else 0
+                self.result.freed_bytes += action.freed_bytes
+                what = "deleted" if whole else "freed objects of"
+                self.report(f"  {what} {v} ({i}): {len(objects)} objects gone, {action.freed_bytes} bytes freed")
             case _:
                 assert_never(action)
 

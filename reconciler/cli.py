@@ -93,7 +93,7 @@ _GLOBAL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--debug", {"is_flag": True, "help": "Show tracebacks."}),
     ("--timeout", {"type": click.FloatRange(1, None), "default": 120.0, "show_default": True,
                    "envvar": "RECONCILE_TIMEOUT",
-                   "help": "Longest wait, in seconds, for one server call or upload, retries included."}),
+                   "help": "Longest wait, in seconds, for a server that does not answer, retries included."}),
 )
 
 

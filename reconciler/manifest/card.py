@@ -135,7 +135,9 @@ def with_size_category(card: Mapping[str, Any], file_count: int) -> dict[str, An
 
 def with_card_sizes(state: DesiredState, file_counts: Mapping[VersionKey, int]) -> DesiredState:
     """``state`` whose versions' cards carry the size category of their file count (versions without a card, or
-    without a known count, unchanged)."""
+    without a known count, unchanged; ``state`` itself when no version has a card)."""
+    if not any(CARD_KEY in v.properties.metadata_artifacts for v in state.all_versions()):
+        return state
     datasets = []
     for ds in state.datasets:
         versions = []

@@ -17,6 +17,7 @@ from reconciler.model import (
     ObservedState,
     ObservedVersion,
     Properties,
+    StoredObject,
     VersionKey,
     VersionSpec,
     freeze_json,
@@ -371,6 +372,8 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
         "parent_ids": ("p",), "file_count": 99, "total_size": 99, "managed": False, "archived": True,
         "last_update": "2026-01-01", "content_digest": "x", "statistics_digest": "y",
         "applied": Properties("applied", frozenset({"z"})), "unread_metadata": ("info",), "pruned": True,
+        "created": "2026-01-01", "objects": (StoredObject("data", "s3://b/data.zip", 3),),
+        "expired_at": "2026-01-02T00:00:00+00:00", "freed": ("data",),
     }
     assert set(changed_values) == {f.name for f in fields(ObservedVersion)} - FINGERPRINT_EXCLUDED
     before = fingerprint(ObservedState((base,)))
