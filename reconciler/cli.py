@@ -948,6 +948,43 @@ def graph(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None,
     _write(render_graph(lineage, fmt), out)
 
 
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[PATH|PROJECT]...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report to this file instead of stdout.")
+@_workers_option
+@click.pass_context
+def usage(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
+    """Storage per dataset and version: bytes stored (own chunks, file list, artifacts), file bytes owned and
+    inherited, archived bytes, and what the manifests' retention policies would free.
+
+    Give manifest paths (their datasets' projects, and their policies) or projects (default: ./manifests).
+    """
+    from .cachedir import default_cache_dir
+    from .engine import Run
+    from .manifest import load_manifests
+    from .plan import PlanOptions
+    from .render.usage import render_usage
+    from .usage import usage as storage_usage
+
+    if not args:
+        if not Path("manifests").is_dir():
+            raise ReconcileError("usage: give manifest paths or projects (there is no ./manifests folder)")
+        args = ("manifests",)
+    paths = [Path(a) for a in args if Path(a).exists()]
+    projects = {a for a in args if not Path(a).exists()}
+    state = load_manifests(paths) if paths else None
+    with _connect(ctx) as conn:
+        plan = None
+        if state is not None:
+            projects |= {ds.key.project for ds in state.datasets}
+            plan = Run(conn.backend.reader, state, PlanOptions(), workers=workers, progress=_is_tty(sys.stderr)).plan()
+        report = storage_usage(conn.backend.reader, sorted(projects), plan=plan, cache_root=default_cache_dir(),
+                               workers=workers)
+    _write(render_usage(report, fmt), out)
+
+
 def main() -> None:
     cli(prog_name="reconcile")
 
