@@ -43,7 +43,9 @@ from .plan import (
     SetStatistics,
     SyncFiles,
     choose_observed,
+    counted,
     describe,
+    human_size,
 )
 from .sources.progress import Progress
 from .statistics import (
@@ -162,7 +164,8 @@ class _Applier:
                 self.statuses[v] = "created"
                 discarded = self.writer.discard_chunks(i)
                 if discarded:
-                    self.report(f"  discarded {discarded} chunks an interrupted run left on {v}; uploading again")
+                    self.report(f"  discarded {counted(discarded, 'chunk')} an interrupted run left on {v}; "
+                                "uploading again")
                 parent = self.parents.get(v)
                 self.drafts[v] = self.writer.open_draft(v, i, self.version_id(parent) if parent else None, None)
             case Restore(version=v, version_id=i):
@@ -178,8 +181,8 @@ class _Applier:
                             removed=len(action.remove) + len(action.remove_links) - len(action.modified),
                             change_size=action.upload_bytes)
                 if action.upload:
-                    self.report(f"  uploading {len(action.upload)} files of {v} "
-                                f"({action.upload_bytes} bytes, {self.options.workers} workers)")
+                    self.report(f"  uploading {counted(len(action.upload), 'file')} of {v} "
+                                f"({human_size(action.upload_bytes)}, {counted(self.options.workers, 'worker')})")
                 chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
                 with Progress(f"uploading {v}", len(action.upload), action.upload_bytes,
                               enabled=self.options.show_progress) as bar:
@@ -252,7 +255,8 @@ class _Applier:
         missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
         with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
             if missing:
-                self.report(f"  fetching {len(missing)} image files of {key} from the server for its statistics")
+                self.report(f"  fetching {counted(len(missing), 'image file')} of {key} from the server for its "
+                            "statistics")
                 fetched = self.writer.fetch_files(state, missing, Path(tmp))
                 for p, local_path in fetched.items():
                     f = files[p]
@@ -377,8 +381,8 @@ def apply_plan(
         if applier.result.skipped:
             lines.append(f"not applied because a parent failed: {', '.join(str(k) for k in applier.result.skipped)}")
         if len(lines) > 1:  # one failure is its own one line
-            lines.append(f"apply incomplete: {len(applier.result.failed)} version(s) failed, "
-                         f"{applier.result.actions} actions applied; fix the cause and run apply again")
+            lines.append(f"apply incomplete: {counted(len(applier.result.failed), 'version')} failed, "
+                         f"{counted(applier.result.actions, 'action')} applied; fix the cause and run apply again")
         raise ApplyFailed(lines)
     return applier.result
 

@@ -825,9 +825,11 @@ class _Planner:
             return False
         if not obs.missing_chunks:
             return True
-        self.block(spec, f"its data chunks {', '.join(obs.missing_chunks)} are missing from storage, so the version "
-                   "cannot be downloaded", f"restore those objects, or add a new version of {spec.key.name} with the "
-                   "same sources (it uploads the files again)", obs.id)
+        n = len(obs.missing_chunks)
+        self.block(spec, f"{counted(n, 'data chunk')} of it {'is' if n == 1 else 'are'} missing from storage "
+                   f"({', '.join(obs.missing_chunks)}), so the version cannot be downloaded",
+                   f"restore those objects, or add a new version of {spec.key.name} with the same sources (it "
+                   "uploads the files again)", obs.id)
         return False
 
     def block(self, spec: VersionSpec, reason: str, hint: str, version_id: str | None = None) -> None:
@@ -1066,3 +1068,8 @@ def _size(n: int) -> str:
 
 
 human_size = _size
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the right number: "1 file", "2 files", "0 files"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
