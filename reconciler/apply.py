@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,11 +26,12 @@ from .checks import BYTE_RULES, CheckInput, VersionChecks, checks_to_json, evalu
 from .clearml_backend import Interrupted, LeaseLost, codec
 from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError
-from .model import Content, FileEntry, ObservedState, Properties, VersionKey
+from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey
 from .plan import (
     Action,
     Archive,
     CreateVersion,
+    DeleteVersion,
     DiscardDraft,
     Finalize,
     Plan,
@@ -41,7 +43,9 @@ from .plan import (
     SetStatistics,
     SyncFiles,
     choose_observed,
+    counted,
     describe,
+    human_size,
 )
 from .sources.progress import Progress
 from .statistics import (
@@ -71,6 +75,9 @@ class Writer(Protocol):
     def finalize(self, draft: Draft, content_digest: str) -> None: ...
     def publish(self, key: VersionKey, version_id: str) -> None: ...
     def archive(self, key: VersionKey, version_id: str) -> None: ...
+    def expire(self, key: VersionKey, version_id: str, at: str) -> None: ...
+    def delete_version(self, key: VersionKey, version_id: str, objects: Sequence[StoredObject], *,
+                       whole: bool = True) -> None: ...
     def delete_draft(self, version_id: str) -> None: ...
     def restore(self, key: VersionKey, version_id: str) -> None: ...
     def version_files(self, version_id: str) -> dict[str, Any]: ...
@@ -96,6 +103,8 @@ class ApplyResult:
     ids: dict[VersionKey, str] = field(default_factory=dict)
     failed: dict[VersionKey, str] = field(default_factory=dict)
     skipped: list[VersionKey] = field(default_factory=list)
+    deleted_versions: int = 0
+    freed_bytes: int = 0
 
 
 Report = Callable[[str], None]
@@ -155,7 +164,8 @@ class _Applier:
                 self.statuses[v] = "created"
                 discarded = self.writer.discard_chunks(i)
                 if discarded:
-                    self.report(f"  discarded {discarded} chunks an interrupted run left on {v}; uploading again")
+                    self.report(f"  discarded {counted(discarded, 'chunk')} an interrupted run left on {v}; "
+                                "uploading again")
                 parent = self.parents.get(v)
                 self.drafts[v] = self.writer.open_draft(v, i, self.version_id(parent) if parent else None, None)
             case Restore(version=v, version_id=i):
@@ -171,8 +181,8 @@ class _Applier:
                             removed=len(action.remove) + len(action.remove_links) - len(action.modified),
                             change_size=action.upload_bytes)
                 if action.upload:
-                    self.report(f"  uploading {len(action.upload)} files of {v} "
-                                f"({action.upload_bytes} bytes, {self.options.workers} workers)")
+                    self.report(f"  uploading {counted(len(action.upload), 'file')} of {v} "
+                                f"({human_size(action.upload_bytes)}, {counted(self.options.workers, 'worker')})")
                 chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
                 with Progress(f"uploading {v}", len(action.upload), action.upload_bytes,
                               enabled=self.options.show_progress) as bar:
@@ -205,8 +215,16 @@ class _Applier:
             case Publish(version=v):
                 self.writer.publish(v, self.version_id(v))
                 self.statuses[v] = "published"
-            case Archive(version=v, version_id=i):
+            case Archive(version=v, version_id=i, retention=""):
                 self.writer.archive(v, i)
+            case Archive(version=v, version_id=i):
+                self.writer.expire(v, i, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            case DeleteVersion(version=v, version_id=i, objects=objects, whole=whole):
+                self.writer.delete_version(v, i, objects, whole=whole)
+                self.result.deleted_versions += 1 if whole else 0
+                self.result.freed_bytes += action.freed_bytes
+                what = "deleted" if whole else "freed objects of"
+                self.report(f"  {what} {v} ({i}): {len(objects)} objects gone, {action.freed_bytes} bytes freed")
             case _:
                 assert_never(action)
 
@@ -237,7 +255,8 @@ class _Applier:
         missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
         with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
             if missing:
-                self.report(f"  fetching {len(missing)} image files of {key} from the server for its statistics")
+                self.report(f"  fetching {counted(len(missing), 'image file')} of {key} from the server for its "
+                            "statistics")
                 fetched = self.writer.fetch_files(state, missing, Path(tmp))
                 for p, local_path in fetched.items():
                     f = files[p]
@@ -362,8 +381,8 @@ def apply_plan(
         if applier.result.skipped:
             lines.append(f"not applied because a parent failed: {', '.join(str(k) for k in applier.result.skipped)}")
         if len(lines) > 1:  # one failure is its own one line
-            lines.append(f"apply incomplete: {len(applier.result.failed)} version(s) failed, "
-                         f"{applier.result.actions} actions applied; fix the cause and run apply again")
+            lines.append(f"apply incomplete: {counted(len(applier.result.failed), 'version')} failed, "
+                         f"{counted(applier.result.actions, 'action')} applied; fix the cause and run apply again")
         raise ApplyFailed(lines)
     return applier.result
 

@@ -9,6 +9,7 @@ or "different" (``diff``). :class:`ReconcileError` and click's usage errors are 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,7 +94,7 @@ _GLOBAL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--debug", {"is_flag": True, "help": "Show tracebacks."}),
     ("--timeout", {"type": click.FloatRange(1, None), "default": 120.0, "show_default": True,
                    "envvar": "RECONCILE_TIMEOUT",
-                   "help": "Longest wait, in seconds, for one server call or upload, retries included."}),
+                   "help": "Longest wait, in seconds, for a server that does not answer, retries included."}),
 )
 
 
@@ -146,7 +147,8 @@ class ReconcileGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Interrupted as err:
-            _stopped(f"stopped: {err}; the lock is released and the next apply resumes",
+            _stopped(f"stopped: {'; '.join(d.message for d in err.diagnostics)}; the lock is released and the "
+                     "next apply resumes",
                      EXIT_SIGNAL.get(err.signal_name, 130))
         except ReconcileError as err:
             opts = ctx.find_object(GlobalOptions)
@@ -219,7 +221,7 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
         srv.stop()
 
 
-@cli.command()
+@cli.command(global_options=("--debug",))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def validate(paths: tuple[Path, ...], fmt: str) -> None:
@@ -241,7 +243,7 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
         click.echo(json.dumps({"valid": True, "datasets": len(state.datasets), "versions": n_versions,
                                "diagnostics": []}, indent=2))
     else:
-        from .render.common import counted
+        from .plan import counted
 
         click.echo(f"ok: {counted(len(state.datasets), 'dataset')}, {counted(n_versions, 'version')}")
 
@@ -321,10 +323,14 @@ _mount_option = click.option(
     help="With --queue: a folder the agents see at the same path, for path: sources outside the repository. "
          "Repeatable.",
 )
-_workers_option = click.option(
-    "--workers", type=click.IntRange(1, 64), default=_workers_default, show_default="2 x cores, 2..8",
-    help="Parallel hashing and upload workers.",
-)
+def _workers(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--workers", type=click.IntRange(1, 64), default=_workers_default,
+                        show_default="2 x cores, 2..8", help=help_text)
+
+
+_workers_option = _workers("Parallel hashing and upload workers.")
+_reading_workers_option = _workers("Parallel workers hashing local files and reading the server (nothing is "
+                                   "uploaded).")
 
 
 def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # type: ignore[no-untyped-def]
@@ -373,7 +379,7 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 @_prune_scope_option
 @_queue_option
 @_mount_option
-@_workers_option
+@_reading_workers_option
 @click.pass_context
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
          show_files: str, check_storage: bool, drift_only: bool, targets: tuple[str, ...], prune: bool,
@@ -387,8 +393,7 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
     """
     from .engine import Run
     from .manifest import load_manifests
-    from .plan import PlanOptions
-    from .render.common import counted
+    from .plan import PlanOptions, counted
 
     if show_files != "all" and not show_files.isdigit():
         raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
@@ -472,22 +477,22 @@ def _raise_held(the_plan: Plan) -> None:
     raise ReconcileError(diags)
 
 
-def _confirm(auto_approve: bool) -> None:
-    """Ask on a terminal before a live apply; unattended, only --auto-approve lets it go on."""
+def _confirm(auto_approve: bool, what: str = "apply") -> None:
+    """Ask on a terminal before ``what`` (a live apply, a discard); unattended, only --auto-approve lets it go on."""
     if auto_approve:
         return
     if not (_is_tty(sys.stdin) and _is_tty(sys.stdout)):
-        raise ReconcileError("refusing to apply without confirmation: not a terminal; pass --auto-approve")
+        raise ReconcileError(f"refusing to {what} without confirmation: not a terminal; pass --auto-approve")
     # Written to stdout and read with readline: input() would put the prompt on stderr.
     click.echo("Do you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n"
                "  Enter a value: ", nl=False)
     answer = sys.stdin.readline()
     if answer.strip() != "yes":
-        raise ReconcileError("apply cancelled")
+        raise ReconcileError(f"{what} cancelled")
 
 
 def _counted(n: int, noun: str) -> str:
-    from .render.common import counted
+    from .plan import counted
 
     return counted(n, noun)
 
@@ -512,7 +517,8 @@ def _lock_owner() -> str:
               help="Seconds to wait for another apply to release the server lock.")
 @click.option("--lock-ttl", type=click.FloatRange(3, None), default=120.0, show_default=True,
               help="Lease of the server lock: renewed while this run lives; a crashed run's lock expires after it.")
-@click.option("--show-files", default="20", show_default=True, metavar="N|all")
+@click.option("--show-files", default="20", show_default=True, metavar="N|all",
+              help="Files listed per version in the plan shown before applying.")
 @_target_option
 @_prune_option
 @_prune_scope_option
@@ -538,9 +544,8 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     from .engine import Run
     from .engine import apply as apply_use_case
     from .manifest import load_manifests
-    from .plan import PlanOptions, human_size
+    from .plan import PlanOptions, counted, human_size
     from .render import plan_from_json
-    from .render.common import counted
     from .sources import forget_hashes
 
     if (shared_mounts or agent_image) and not queue:
@@ -700,14 +705,13 @@ def drafts(ctx: click.Context, paths: tuple[Path, ...], projects: tuple[str, ...
             click.echo(f"{_counted(len(found), 'draft')}; 'reconcile apply' resumes them, "
                        "'reconcile drafts --discard' deletes them.")
             return
-        if not auto_approve:
-            _confirm(False)
+        _confirm(auto_approve, f"discard {_counted(len(found), 'draft')}")
         n = discard_drafts(conn.backend, found, lock_owner=_lock_owner(), lock_wait=lock_timeout,
                            report=click.echo, notice=lambda m: click.echo(m, err=True))
         click.echo(f"Discarded {_counted(n, 'draft')}.")
 
 
-@cli.command()
+@cli.command(global_options=("--debug",))
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--project", default="datasets", show_default=True, help="ClearML project of the dataset.")
 @click.option("--name", default="my_dataset", show_default=True, help="Dataset name (the file is NAME.yaml).")
@@ -861,7 +865,7 @@ def _report_options(f: Any) -> Any:
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="PATH... | VERSION VERSION")
 @_report_options
-@_workers_option
+@_reading_workers_option
 @click.pass_context
 def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
     """Compare the manifests with the server, or two live versions (PROJECT/NAME@VERSION or dataset ids).

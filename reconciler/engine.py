@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .clearml_backend import Backend, LockLease, ServerReader, codec
 from .diagnostics import Diagnostic, ReconcileError
 from .manifest import load_manifests
 from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey, content_digest
-from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_state
+from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_reads, with_state
 from .plan import (
     Finalize,
     Plan,
@@ -31,6 +33,7 @@ from .plan import (
     unknown_targets,
     versions_to_check,
 )
+from .retention import RetentionInputs, plan_retention
 from .sources import (
     ResolveOptions,
     SourceContent,
@@ -206,21 +209,44 @@ class Run:
         self._observed = None
         self._plan = None
 
+    def retention_inputs(self) -> RetentionInputs | None:
+        """The clock and the tasks that read the versions under a retention policy; the file lists retention
+        needs are read into the observed state (a few rounds: versions kept because others read them are
+        readers in turn). None when no dataset has a policy."""
+        if not any(ds.retention for ds in self.state.datasets):
+            return None
+        observed = self.observed()
+        policed = {ds.key for ds in self.state.datasets if ds.retention}
+        ids = [v.id for v in observed.versions if v.key.dataset in policed and v.managed and v.finalized]
+        inputs = RetentionInputs(datetime.now(timezone.utc), MappingProxyType(self.reader.tasks_using(ids)))
+        for _ in range(8):
+            unread = plan_retention(self.state, observed, inputs).unread
+            if not unread:
+                break
+            observed = with_reads(self.reader, observed, self._listed(), unread, cache_root=self.cache_root)
+            self._observed = observed
+        return inputs
+
     def plan(self) -> Plan:
         if self._plan is None:
-            self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
+            retention = self.retention_inputs()
+            self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options,
+                                      retention=retention)
             wrong = self._wrong_summaries(self._plan)
             if wrong:  # a corrupt hash-cache row: drop it and plan again from the files' hashes
                 forget_contents(wrong)
                 self._distrust_memos = True
                 self._contents = self._observed = None
-                self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
+                retention = self.retention_inputs()
+                self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options,
+                                          retention=retention)
             to_check = versions_to_check(self.state, self._plan)
             if to_check:  # planned again with the results: failing versions are held
                 from .checks import check_versions
 
                 results = check_versions(self.state, self.contents(), to_check, workers=self.workers)
-                self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options, results)
+                self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options, results,
+                                          retention)
             contents = self.contents()
             remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
             self._memos = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -290,6 +290,36 @@ class VersionSpec:
     checks: tuple[CheckSpec, ...] = ()  # the dataset's checks, with the version's own in place of same-named ones
 
 
+DAY = 86400  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """A dataset's retention policy (durations in seconds). A version is out of the policy when it is not one of
+    the ``keep_last`` newest the manifests name, or was created more than ``max_age`` ago; it is then archived,
+    and deleted with its stored objects ``grace`` after that, unless something still needs it (an alias,
+    ``published`` without ``delete_published``, a task that read it within ``used_within``, kept versions that
+    read its chunks)."""
+
+    keep_last: int | None = None
+    max_age: int | None = None
+    grace: int = 14 * DAY
+    delete_published: bool = False
+    used_within: int = 30 * DAY
+
+
+ALL_OBJECTS = "*"  # as the key of a read (version id, key): every object of that version
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StoredObject:
+    """One object a version owns in storage: an artifact (``key``: ``data``, ``data_001``, ``state``, ...)."""
+
+    key: str
+    uri: str
+    size: int
+
+
 @dataclass(frozen=True, slots=True)
 class DatasetSpec:
     key: DatasetKey
@@ -300,6 +330,7 @@ class DatasetSpec:
     storage: str | None = None  # upload target; None: the server's files host
     chunk_size_mb: int | None = None  # None: chosen from the upload's size and the workers
     compression: str = "auto"  # auto | deflate | store
+    retention: Retention | None = None
     span: SourceSpan | None = field(default=None, compare=False)
 
 
@@ -369,6 +400,11 @@ class ObservedVersion:
     applied: Properties | None = None  # what this tool last wrote (None: not recorded); differences are drift
     unread_metadata: tuple[str, ...] = ()  # metadata artifacts changed since this tool wrote them, not read yet
     pruned: bool = False  # archived by this tool (apply --prune), not by someone else
+    created: str = ""  # when the task was created (ISO 8601)
+    objects: tuple[StoredObject, ...] = ()  # what the version stores (its artifacts), sorted by key
+    expired_at: str = ""  # when retention archived it (ISO 8601); "" when it did not
+    freed: tuple[str, ...] = ()  # artifact keys whose objects retention deleted (the version is not restorable)
+    reads: tuple[tuple[str, str], ...] | None = None  # (owner version id, chunk) its files are read from, when read
 
     @property
     def finalized(self) -> bool:
@@ -376,6 +412,17 @@ class ObservedVersion:
 
 
 FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+
+
+def parse_time(value: object) -> datetime | None:
+    """A server or recorded time (ISO 8601, ``Z`` or an offset; naive is UTC) as an aware datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -27,8 +27,9 @@ def with_state(version: ObservedVersion, state: Mapping[str, Any] | None) -> Obs
         return replace(version, files=(), links=())
     entries, links, graph = codec.read_state(state)
     parents = tuple(graph.get(version.id) or version.parent_ids)
+    reads = tuple(sorted(codec.objects_read(version.id, entries, graph)))
     return replace(version, files=codec.state_files(entries), links=tuple(sorted(s.link for s in links)),
-                   parent_ids=parents)
+                   parent_ids=parents, reads=reads)
 
 
 def with_metadata(version: ObservedVersion, read: Mapping[str, Any]) -> ObservedVersion:
@@ -96,6 +97,18 @@ def complete(
         versions.append(v)
     observed = ObservedState(tuple(sorted(versions, key=lambda v: (v.key, v.id))))
     return ObservedState(observed.versions, fingerprint(observed))
+
+
+def with_reads(reader: ServerReader, observed: ObservedState, listing: Listing, ids: Iterable[str], *,
+               cache_root: Path | None) -> ObservedState:
+    """``observed`` with the file lists (and so the chunks each reads) of the versions ``ids`` read."""
+    wanted = sorted({i for i in ids if i in listing.raw})
+    cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        states = dict(zip(wanted, pool.map(lambda i: reader.read_state(listing.raw[i], cache_dir), wanted),
+                          strict=True))
+    versions = tuple(with_state(v, states[v.id]) if v.id in states else v for v in observed.versions)
+    return ObservedState(versions, observed.fingerprint)
 
 
 def _missing_chunks(reader: ServerReader, task: Mapping[str, Any]) -> tuple[str, ...]:

@@ -48,12 +48,14 @@ from .model import (
     ObservedVersion,
     Properties,
     Source,
+    StoredObject,
     VersionKey,
     VersionSpec,
     canonical_json,
     resolved,
 )
 from .properties import PropertyChange, changed_fields, diff_properties
+from .retention import RetentionEntry, RetentionInputs, RetentionPlan, plan_retention
 
 PLAN_FORMAT_VERSION = 2
 STRAY_DRAFT_STATUSES = frozenset({"created", "in_progress", "stopped", "failed"})  # what a discard deletes
@@ -161,8 +163,31 @@ class Publish:
 
 @dataclass(frozen=True, slots=True)
 class Archive:
+    """Archive a version (reversible: a plan that names it again restores the same id). ``retention``: why its
+    dataset's retention policy lets it go ("" when --prune archives it because no manifest names it); apply then
+    records when, which starts its grace period."""
+
     version: VersionKey
     version_id: str
+    retention: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteVersion:
+    """Delete stored objects of an archived version for good, verified gone; with ``whole``, its task too.
+
+    Planned only by retention: ``whole`` when no version that stays on the server reads anything of it, else
+    ``objects`` are those none of them reads (its task and file list stay)."""
+
+    version: VersionKey
+    version_id: str
+    objects: tuple[StoredObject, ...]
+    reason: str = ""
+    whole: bool = True
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(o.size for o in self.objects)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +220,7 @@ Action = (
     | Finalize
     | Publish
     | Archive
+    | DeleteVersion
 )
 
 
@@ -286,6 +312,7 @@ class Plan:
     builds: tuple[Build, ...] = ()  # one per version the plan creates or resumes, in action order
     checks: tuple[VersionChecks, ...] = ()  # the results of every version checked, held ones included
     held: tuple[Held, ...] = ()
+    retention: tuple[RetentionEntry, ...] = ()  # every version out of its dataset's retention policy
 
     @property
     def has_changes(self) -> bool:
@@ -295,11 +322,14 @@ class Plan:
         created = {a.version for a in self.actions if isinstance(a, CreateVersion)}
         archived = {a.version for a in self.actions if isinstance(a, Archive)}
         restored = {a.version for a in self.actions if isinstance(a, Restore)}
+        deleted = [a for a in self.actions if isinstance(a, DeleteVersion)]
         touched = {a.version for a in self.actions}
         return PlanSummary(
             create=len(created),
-            update=len(touched - created - archived - restored),
+            update=len(touched - created - archived - restored - {a.version for a in deleted}),
             archive=len(archived),
+            delete=sum(1 for a in deleted if a.whole),
+            freed_bytes=sum(a.freed_bytes for a in deleted),
             restore=len(restored),
             conflicts=len(self.conflicts),
             upload_files=sum(len(a.upload) for a in self.actions if isinstance(a, SyncFiles)),
@@ -325,6 +355,8 @@ class PlanSummary:
     upload_files: int
     upload_bytes: int
     held: int = 0
+    delete: int = 0
+    freed_bytes: int = 0
 
 
 # --- desired content -----------------------------------------------------------------------------------------
@@ -447,8 +479,9 @@ def choose_observed(candidates: Sequence[ObservedVersion]) -> ObservedVersion | 
 
 
 def archived_candidate(candidates: Sequence[ObservedVersion]) -> ObservedVersion | None:
-    """The newest archived finalized version this tool made for a key (what a restore brings back)."""
-    archived = sorted((v for v in candidates if v.archived and v.finalized and v.managed),
+    """The newest archived finalized version this tool made for a key (what a restore brings back); not one
+    whose objects retention freed (it can no longer be downloaded)."""
+    archived = sorted((v for v in candidates if v.archived and v.finalized and v.managed and not v.freed),
                       key=lambda v: v.last_update, reverse=True)
     return archived[0] if archived else None
 
@@ -520,7 +553,7 @@ def sync_delta(version: VersionKey, base: Content, target: Content) -> SyncFiles
 
 # fields of an observed version that a saved plan's staleness check ignores: file lists are read on demand (a
 # version's content is covered by its status, its recorded digest and last_update); storage is checked on demand
-FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks"})
+FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks", "reads"})
 
 
 def fingerprint(observed: ObservedState) -> str:
@@ -535,6 +568,8 @@ def fingerprint(observed: ObservedState) -> str:
                 value = value.compare_key()
             elif isinstance(value, VersionKey):
                 value = str(value)
+            elif name == "objects":
+                value = [[o.key, o.uri, o.size] for o in value]
             row.append(value)
         h.update(canonical_json(row).encode())
     return h.hexdigest()
@@ -590,7 +625,8 @@ def _with_ancestors(desired: DesiredState, targets: Sequence[str]) -> set[Versio
 
 class _Planner:
     def __init__(self, desired: DesiredState, contents: Mapping[VersionKey, Content], observed: ObservedState,
-                 checks: Mapping[VersionKey, VersionChecks]):
+                 checks: Mapping[VersionKey, VersionChecks], retired: frozenset[VersionKey] = frozenset()):
+        self.retired = retired  # versions retention lets go: neither built, restored nor checked
         self.checks = checks
         self.held: dict[VersionKey, Held] = {}
         failing = {k for k, c in checks.items() if c.failed}
@@ -762,8 +798,8 @@ class _Planner:
     def check_lineage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
         """A finalized version must stand on the version the manifests name as its parent, and that one must
         still be there, or be restored by this plan: its files are read through the parent."""
-        if spec.parent is None or not obs.parent_ids:
-            return True
+        if spec.parent is None or not obs.parent_ids or spec.parent in self.retired:
+            return True  # a retired parent may be archived or freed: retention keeps what kept versions read
         parent = self.chosen(spec.parent)
         parent_id = parent.id if parent is not None else self.restored.get(spec.parent)
         if parent_id is not None and parent_id in obs.parent_ids:
@@ -783,9 +819,11 @@ class _Planner:
     def check_storage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
         if not obs.missing_chunks:
             return True
-        self.block(spec, f"its data chunks {', '.join(obs.missing_chunks)} are missing from storage, so the version "
-                   "cannot be downloaded", f"restore those objects, or add a new version of {spec.key.name} with the "
-                   "same sources (it uploads the files again)", obs.id)
+        n = len(obs.missing_chunks)
+        self.block(spec, f"{counted(n, 'data chunk')} of it {'is' if n == 1 else 'are'} missing from storage "
+                   f"({', '.join(obs.missing_chunks)}), so the version cannot be downloaded",
+                   f"restore those objects, or add a new version of {spec.key.name} with the same sources (it "
+                   "uploads the files again)", obs.id)
         return False
 
     def block(self, spec: VersionSpec, reason: str, hint: str, version_id: str | None = None) -> None:
@@ -848,15 +886,18 @@ def compute_plan(
     observed: ObservedState,
     options: PlanOptions = PlanOptions(),
     checks: Mapping[VersionKey, VersionChecks] | None = None,
+    retention: RetentionInputs | None = None,
 ) -> Plan:
     """The actions that make the server hold ``desired``; see the module docstring for the invariants.
 
-    ``checks``: the results of the checks of the versions to build (what :func:`versions_to_check` names)."""
+    ``checks``: the results of the checks of the versions to build (what :func:`versions_to_check` names);
+    ``retention``: the clock and task uses the retention policies are judged with (None: no retention)."""
     checks = checks or {}
-    planner = _Planner(desired, contents, observed, checks)
     selected = _with_ancestors(desired, options.targets)
+    kept = plan_retention(desired, observed, retention or RetentionInputs(), selected if options.targets else None)
+    planner = _Planner(desired, contents, observed, checks, kept.retired)
     for spec in topological_versions(desired):
-        if spec.key in selected:
+        if spec.key in selected and spec.key not in kept.retired:
             planner.plan_version(spec, desired.dataset(spec.key.dataset))
     moves: list[AliasMove] = []
     for ds in desired.datasets:
@@ -868,6 +909,7 @@ def compute_plan(
     unmanaged = _unmanaged(desired, observed, options, actions, scope)
     if options.prune:
         actions.extend(Archive(u.version, u.version_id) for u in unmanaged if u.managed and not u.reason)
+    actions.extend(retention_actions(kept))
     return Plan(
         actions=tuple(actions),
         conflicts=tuple(planner.conflicts),
@@ -881,7 +923,15 @@ def compute_plan(
         builds=tuple(planner.builds),
         checks=tuple(checks[k] for k in sorted(checks, key=str)),
         held=tuple(planner.held.values()),
+        retention=kept.entries,
     )
+
+
+def retention_actions(kept: RetentionPlan) -> list[Action]:
+    """Archives first (recording when), then deletes, children before parents."""
+    actions: list[Action] = [Archive(v.key, v.id, why) for v, why in kept.archive]
+    actions += [DeleteVersion(v.key, v.id, objects, why, whole) for v, why, objects, whole in kept.delete]
+    return actions
 
 
 def versions_to_check(desired: DesiredState, plan: Plan) -> tuple[VersionKey, ...]:
@@ -995,6 +1045,9 @@ def describe(action: Action) -> str:
             return f"publish {v}"
         case Archive(version=v, version_id=i):
             return f"archive {v} ({i})"
+        case DeleteVersion(version=v, version_id=i):
+            what = "delete" if action.whole else "free objects of"
+            return f"{what} {v} ({i}): {len(action.objects)} objects, {_size(action.freed_bytes)}"
         case _:
             assert_never(action)
 
@@ -1009,3 +1062,8 @@ def _size(n: int) -> str:
 
 
 human_size = _size
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the right number: "1 file", "2 files", "0 files"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -41,7 +41,7 @@ API_VERSION = "reconciler/v1"
 KIND = "Dataset"
 STORAGE_SCHEMES = ("s3", "gs", "azure", "http", "https", "file")
 VERSION_PROPERTY_FIELDS = PROPERTY_FIELDS  # a version may give its own
-DATASET_FIELDS = (*PROPERTY_FIELDS, "statistics", "storage", "upload", "aliases", "checks")
+DATASET_FIELDS = (*PROPERTY_FIELDS, "statistics", "storage", "upload", "aliases", "checks", "retention")
 T = TypeVar("T")
 
 

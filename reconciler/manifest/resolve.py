@@ -8,12 +8,23 @@ named in the manifests and never form a cycle, so ``DesiredState.lineage`` alway
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from ..diagnostics import Diagnostic, SourceSpan
-from ..model import CheckSpec, DatasetKey, DatasetSpec, DesiredState, Properties, VersionKey, VersionSpec
+from ..model import (
+    DAY,
+    CheckSpec,
+    DatasetKey,
+    DatasetSpec,
+    DesiredState,
+    Properties,
+    Retention,
+    VersionKey,
+    VersionSpec,
+)
 from .build import DATASET_FIELDS, DatasetPart, VersionPart, dataset_field_value
 from .schema import at
 
@@ -204,7 +215,36 @@ def _dataset(
         chunk_size_mb=_upload(fields, "chunk_size_mb", int),
         compression=_upload(fields, "compression", str) or "auto",
         storage=fields["storage"] if isinstance(fields.get("storage"), str) else None,
+        retention=_retention(fields.get("retention")),
         span=group[0].doc.span(()),
+    )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
+
+
+def duration_seconds(text: Any) -> int | None:
+    """Seconds of a schema ``duration`` (``90d``, ``12h``, ``0``); None for anything else."""
+    if text == "0" or (text == 0 and not isinstance(text, bool)):
+        return 0
+    if isinstance(text, str) and re.fullmatch(r"[0-9]+[smhdw]", text):
+        return int(text[:-1]) * _UNITS[text[-1]]
+    return None
+
+
+def _retention(raw: Any) -> Retention | None:
+    """The policy of a ``retention`` map (values the schema refuses are left at their defaults)."""
+    if not isinstance(raw, dict) or not ({"keep_last", "max_age"} & raw.keys()):
+        return None
+    keep = raw.get("keep_last")
+    defaults = Retention()
+    grace, used = duration_seconds(raw.get("grace")), duration_seconds(raw.get("used_within"))
+    return Retention(
+        keep_last=keep if isinstance(keep, int) and not isinstance(keep, bool) and keep >= 1 else None,
+        max_age=duration_seconds(raw.get("max_age")),
+        grace=defaults.grace if grace is None else grace,
+        delete_published=raw.get("delete_published") is True,
+        used_within=defaults.used_within if used is None else used,
     )
 
 

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from .. import escape
 from ..plan import Plan
-from .common import alias_lines, check_items, checks_summary, drift_lines, import_hint, summary_line, version_blocks
+from .common import (
+    alias_lines,
+    check_items,
+    checks_summary,
+    drift_lines,
+    import_hint,
+    retention_lines,
+    summary_line,
+    version_blocks,
+)
 
 _COLORS = {"+": "\x1b[32m", "-": "\x1b[31m", "~": "\x1b[33m", "!": "\x1b[31;1m", "?": "\x1b[36m"}
 _RESET = "\x1b[0m"
@@ -37,6 +46,12 @@ def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20
     if plan.aliases:
         out.append("Aliases:")
         out += [paint("~", f"  ~ {line}") for line in alias_lines(plan)]
+        out.append("")
+    if plan.retention:
+        out.append("Retention (versions out of their dataset's policy):")
+        for sign, head, notes in retention_lines(plan):
+            out.append(paint(sign, f"  {sign} {head}"))
+            out += [escape.text(f"      {text}") for text in notes]
         out.append("")
     if plan.drift:
         out.append("Drift (changed on the server since the last apply; the plan puts the manifests back):")

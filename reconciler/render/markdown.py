@@ -9,14 +9,14 @@ from __future__ import annotations
 from .. import escape
 from ..lineage import Node, build_graph
 from ..model import VersionKey
-from ..plan import Archive, CreateVersion, Plan, ResumeVersion, human_size
+from ..plan import Archive, CreateVersion, Plan, ResumeVersion, counted, human_size
 from .common import (
     alias_lines,
     check_items,
     checks_summary,
-    counted,
     drift_lines,
     import_hint,
+    retention_lines,
     summary_line,
     version_blocks,
 )
@@ -131,6 +131,12 @@ def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan
     unmanaged: list[str] = []
     if plan.aliases:
         unmanaged += ["#### Aliases", ""] + [f"- {escape.code_span(line)}" for line in alias_lines(plan)] + [""]
+    if plan.retention:
+        unmanaged += ["#### :wastebasket: Retention", ""]
+        for sign, headline, notes in retention_lines(plan):
+            unmanaged.append(f"- {escape.code_span(sign)} {escape.markdown(headline)}")
+            unmanaged += [f"  - {escape.markdown(text)}" for text in notes]
+        unmanaged.append("")
     if plan.drift:
         unmanaged += ["#### :mag: Drift (changed on the server since the last apply)", ""]
         for where, what, detail in drift_lines(plan):

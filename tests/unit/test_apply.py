@@ -241,7 +241,7 @@ def test_a_failed_version_stops_its_children_but_not_other_datasets(tmp_path: Pa
     lines = [d.message for d in failed.value.diagnostics]
     assert "injected failure at upload a.txt" in lines[0]
     assert lines[1].startswith("not applied because a parent failed: proj/ds@1.1.0, proj/ds@1.2.0")
-    assert lines[-1].startswith("apply incomplete: 1 version(s) failed")
+    assert lines[-1].startswith("apply incomplete: 1 version failed")
     finished = {v.key for v in server.versions.values() if v.status == "completed"}
     assert finished == {other_key}  # the independent dataset was applied
 

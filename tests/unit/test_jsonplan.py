@@ -8,11 +8,12 @@ import pytest
 
 from reconciler.checks import CheckResult, VersionChecks
 from reconciler.diagnostics import ReconcileError, SourceSpan
-from reconciler.model import CheckSpec, FileEntry, LinkEntry, Properties, VersionKey, freeze_json
+from reconciler.model import CheckSpec, FileEntry, LinkEntry, Properties, StoredObject, VersionKey, freeze_json
 from reconciler.plan import (
     Action,
     Archive,
     CreateVersion,
+    DeleteVersion,
     DiscardDraft,
     Finalize,
     Plan,
@@ -50,6 +51,9 @@ ONE_OF_EACH: tuple[Action, ...] = (
     Finalize(V, "d" * 64),
     Publish(V),
     Archive(V, "old-id"),
+    Archive(V, "expired-id", "not among the 3 newest versions (keep_last)"),
+    DeleteVersion(V, "expired-id", (StoredObject("data", "http://files/p/data.zip", 10),
+                                    StoredObject("state", "http://files/p/state.json", 2)), "keep_last"),
 )
 
 

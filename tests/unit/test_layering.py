@@ -29,6 +29,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                         "reconciler.clearml_backend", "reconciler.render", "reconciler.report",
                         "reconciler.sources", "reconciler.manifest", "reconciler.localserver",
                         "reconciler.connection"),
+    "reconciler.retention": ("reconciler.plan", "reconciler.apply", "reconciler.observe", "reconciler.engine",
+                             "reconciler.cli", "reconciler.clearml_backend", "reconciler.render", "reconciler.report",
+                             "reconciler.sources", "reconciler.manifest", "reconciler.localserver",
+                             "reconciler.connection"),
     "reconciler.properties": ("reconciler.plan", "reconciler.apply", "reconciler.engine", "reconciler.cli",
                               "reconciler.clearml_backend", "reconciler.render", "reconciler.report"),
     "reconciler.render": ("reconciler.apply", "reconciler.observe", "reconciler.engine", "reconciler.cli",
@@ -77,6 +81,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 ONLY_SDK_USER = "reconciler.clearml_backend.storage"
 NO_THIRD_PARTY = {  # the pure core: standard library, typing helpers and these packages only
     "reconciler.plan": {"typing_extensions"},
+    "reconciler.retention": set(),
     "reconciler.model": set(),
     "reconciler.diagnostics": set(),
     "reconciler.steps": set(),
