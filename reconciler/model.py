@@ -231,6 +231,16 @@ def normalize_splits(value: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType(out)
 
 
+def statistics_key(content_digest: str, splits: Mapping[str, Sequence[str]]) -> str:
+    """What a version's statistics describe: its content, and its declared splits when it has any (the split of
+    each image comes from them), so that statistics follow a change of either."""
+    if not splits:
+        return content_digest
+    import hashlib
+
+    return hashlib.sha256(f"statistics-splits\0{content_digest}\0{canonical_json(splits)}".encode()).hexdigest()
+
+
 PROPERTY_FIELDS: tuple[str, ...] = ("description", "tags", "metadata", "metadata_artifacts", "splits")
 _PROPERTY_TO_JSON: Mapping[str, Any] = MappingProxyType({
     "description": str, "tags": sorted, "metadata": lambda m: thaw_json(m),
