@@ -369,8 +369,12 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
               help="Exit 2 when there are changes, 0 when there are none (without it: 0 either way).")
 @click.option("--show-files", default="20", show_default=True, metavar="N|all",
               help="Files listed per version in text and markdown output.")
-@click.option("--check-storage", is_flag=True,
-              help="Also check that every data chunk of the finalized versions is still in storage.")
+@click.option("--check-storage", "check_storage", flag_value="presence",
+              help="Also check that every data chunk of the finalized versions is still in storage (one HEAD request "
+                   "per chunk).")
+@click.option("--check-storage-content", "check_storage", flag_value="content",
+              help="Also check that every data chunk of the finalized versions hashes to the sha256 recorded with it "
+                   "(downloads every chunk once: as many bytes as the versions store).")
 @click.option("--drift-only", is_flag=True,
               help="Report only what changed on the server since the last apply (tags or description edited, "
                    "versions archived, URL sources changed); with --detailed-exitcode, exit 2 when there is drift.")
@@ -382,7 +386,7 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 @_reading_workers_option
 @click.pass_context
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
-         show_files: str, check_storage: bool, drift_only: bool, targets: tuple[str, ...], prune: bool,
+         show_files: str, check_storage: str | None, drift_only: bool, targets: tuple[str, ...], prune: bool,
          prune_scope: tuple[str, ...], queue: str | None, shared_mounts: tuple[Path, ...], workers: int) -> None:
     """Show what apply would change (a dry run).
 
@@ -407,7 +411,7 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
 
             check_queue(conn.backend, queue_options)
         run = Run(conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
-                  workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage)
+                  workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage or "")
         the_plan = run.plan()
     if queue_options is not None and the_plan.has_changes and not the_plan.conflicts:
         from .dispatch import check_sources
