@@ -26,7 +26,7 @@ from .checks import BYTE_RULES, CheckInput, VersionChecks, checks_to_json, evalu
 from .clearml_backend import Interrupted, LeaseLost, codec
 from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError
-from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey
+from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey, statistics_key
 from .plan import (
     Action,
     Archive,
@@ -43,7 +43,9 @@ from .plan import (
     SetStatistics,
     SyncFiles,
     choose_observed,
+    counted,
     describe,
+    human_size,
 )
 from .sources.progress import Progress
 from .statistics import (
@@ -162,7 +164,8 @@ class _Applier:
                 self.statuses[v] = "created"
                 discarded = self.writer.discard_chunks(i)
                 if discarded:
-                    self.report(f"  discarded {discarded} chunks an interrupted run left on {v}; uploading again")
+                    self.report(f"  discarded {counted(discarded, 'chunk')} an interrupted run left on {v}; "
+                                "uploading again")
                 parent = self.parents.get(v)
                 self.drafts[v] = self.writer.open_draft(v, i, self.version_id(parent) if parent else None, None)
             case Restore(version=v, version_id=i):
@@ -178,8 +181,8 @@ class _Applier:
                             removed=len(action.remove) + len(action.remove_links) - len(action.modified),
                             change_size=action.upload_bytes)
                 if action.upload:
-                    self.report(f"  uploading {len(action.upload)} files of {v} "
-                                f"({action.upload_bytes} bytes, {self.options.workers} workers)")
+                    self.report(f"  uploading {counted(len(action.upload), 'file')} of {v} "
+                                f"({human_size(action.upload_bytes)}, {counted(self.options.workers, 'worker')})")
                 chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
                 with Progress(f"uploading {v}", len(action.upload), action.upload_bytes,
                               enabled=self.options.show_progress) as bar:
@@ -227,7 +230,7 @@ class _Applier:
 
     def set_statistics(self, action: SetStatistics) -> None:
         key = action.version
-        stats = self.statistics(key, action.after_digest)
+        stats = self.statistics(key, action.after_digest, action.splits)
         version_id = self.version_id(key)
         if action.plots:
             stamp = int(time.time() * 1000)
@@ -239,25 +242,27 @@ class _Applier:
                                        {codec.STATISTICS_KEY: statistics_to_json(stats)},
                                        {"statistics_digest": action.after_digest})
 
-    def statistics(self, key: VersionKey, digest: str) -> Statistics:
-        """From the cache, else from local files, else from the version's files fetched from the server."""
+    def statistics(self, key: VersionKey, digest: str, splits: Mapping[str, tuple[str, ...]]) -> Statistics:
+        """From the cache, else from local files, else from the version's files fetched from the server.
+        ``digest``: the statistics key of the version's content and its declared ``splits``."""
         cache = self.options.statistics_cache or default_statistics_cache()
         hit = cache.get(digest)
         if hit is not None:
             return hit
         content, state = self.content_of(key)
-        if content.digest() != digest:
+        if statistics_key(content.digest(), splits) != digest:
             raise ReconcileError(f"the content of {key} on the server does not match the plan's statistics")
         files = self.with_local_copies(key, content)
         missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
         with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
             if missing:
-                self.report(f"  fetching {len(missing)} image files of {key} from the server for its statistics")
+                self.report(f"  fetching {counted(len(missing), 'image file')} of {key} from the server for its "
+                            "statistics")
                 fetched = self.writer.fetch_files(state, missing, Path(tmp))
                 for p, local_path in fetched.items():
                     f = files[p]
                     files[p] = FileEntry(f.path, f.size, f.sha256, str(local_path))
-            stats = compute_statistics(Content(files, content.links), workers=self.options.workers)
+            stats = compute_statistics(Content(files, content.links), workers=self.options.workers, splits=splits)
         cache.put(stats)
         return stats
 
@@ -377,8 +382,8 @@ def apply_plan(
         if applier.result.skipped:
             lines.append(f"not applied because a parent failed: {', '.join(str(k) for k in applier.result.skipped)}")
         if len(lines) > 1:  # one failure is its own one line
-            lines.append(f"apply incomplete: {len(applier.result.failed)} version(s) failed, "
-                         f"{applier.result.actions} actions applied; fix the cause and run apply again")
+            lines.append(f"apply incomplete: {counted(len(applier.result.failed), 'version')} failed, "
+                         f"{counted(applier.result.actions, 'action')} applied; fix the cause and run apply again")
         raise ApplyFailed(lines)
     return applier.result
 

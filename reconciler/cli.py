@@ -9,6 +9,7 @@ or "different" (``diff``). :class:`ReconcileError` and click's usage errors are 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,7 +147,8 @@ class ReconcileGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Interrupted as err:
-            _stopped(f"stopped: {err}; the lock is released and the next apply resumes",
+            _stopped(f"stopped: {'; '.join(d.message for d in err.diagnostics)}; the lock is released and the "
+                     "next apply resumes",
                      EXIT_SIGNAL.get(err.signal_name, 130))
         except ReconcileError as err:
             opts = ctx.find_object(GlobalOptions)
@@ -219,7 +221,7 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
         srv.stop()
 
 
-@cli.command()
+@cli.command(global_options=("--debug",))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def validate(paths: tuple[Path, ...], fmt: str) -> None:
@@ -241,7 +243,7 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
         click.echo(json.dumps({"valid": True, "datasets": len(state.datasets), "versions": n_versions,
                                "diagnostics": []}, indent=2))
     else:
-        from .render.common import counted
+        from .plan import counted
 
         click.echo(f"ok: {counted(len(state.datasets), 'dataset')}, {counted(n_versions, 'version')}")
 
@@ -321,10 +323,14 @@ _mount_option = click.option(
     help="With --queue: a folder the agents see at the same path, for path: sources outside the repository. "
          "Repeatable.",
 )
-_workers_option = click.option(
-    "--workers", type=click.IntRange(1, 64), default=_workers_default, show_default="2 x cores, 2..8",
-    help="Parallel hashing and upload workers.",
-)
+def _workers(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--workers", type=click.IntRange(1, 64), default=_workers_default,
+                        show_default="2 x cores, 2..8", help=help_text)
+
+
+_workers_option = _workers("Parallel hashing and upload workers.")
+_reading_workers_option = _workers("Parallel workers hashing local files and reading the server (nothing is "
+                                   "uploaded).")
 
 
 def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # type: ignore[no-untyped-def]
@@ -363,8 +369,12 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
               help="Exit 2 when there are changes, 0 when there are none (without it: 0 either way).")
 @click.option("--show-files", default="20", show_default=True, metavar="N|all",
               help="Files listed per version in text and markdown output.")
-@click.option("--check-storage", is_flag=True,
-              help="Also check that every data chunk of the finalized versions is still in storage.")
+@click.option("--check-storage", "check_storage", flag_value="presence",
+              help="Also check that every data chunk of the finalized versions is still in storage (one HEAD request "
+                   "per chunk).")
+@click.option("--check-storage-content", "check_storage", flag_value="content",
+              help="Also check that every data chunk of the finalized versions hashes to the sha256 recorded with it "
+                   "(downloads every chunk once: as many bytes as the versions store).")
 @click.option("--drift-only", is_flag=True,
               help="Report only what changed on the server since the last apply (tags or description edited, "
                    "versions archived, URL sources changed); with --detailed-exitcode, exit 2 when there is drift.")
@@ -373,10 +383,10 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 @_prune_scope_option
 @_queue_option
 @_mount_option
-@_workers_option
+@_reading_workers_option
 @click.pass_context
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
-         show_files: str, check_storage: bool, drift_only: bool, targets: tuple[str, ...], prune: bool,
+         show_files: str, check_storage: str | None, drift_only: bool, targets: tuple[str, ...], prune: bool,
          prune_scope: tuple[str, ...], queue: str | None, shared_mounts: tuple[Path, ...], workers: int) -> None:
     """Show what apply would change (a dry run).
 
@@ -387,8 +397,7 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
     """
     from .engine import Run
     from .manifest import load_manifests
-    from .plan import PlanOptions
-    from .render.common import counted
+    from .plan import PlanOptions, counted
 
     if show_files != "all" and not show_files.isdigit():
         raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
@@ -402,7 +411,7 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
 
             check_queue(conn.backend, queue_options)
         run = Run(conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
-                  workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage)
+                  workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage or "")
         the_plan = run.plan()
     if queue_options is not None and the_plan.has_changes and not the_plan.conflicts:
         from .dispatch import check_sources
@@ -472,22 +481,22 @@ def _raise_held(the_plan: Plan) -> None:
     raise ReconcileError(diags)
 
 
-def _confirm(auto_approve: bool) -> None:
-    """Ask on a terminal before a live apply; unattended, only --auto-approve lets it go on."""
+def _confirm(auto_approve: bool, what: str = "apply") -> None:
+    """Ask on a terminal before ``what`` (a live apply, a discard); unattended, only --auto-approve lets it go on."""
     if auto_approve:
         return
     if not (_is_tty(sys.stdin) and _is_tty(sys.stdout)):
-        raise ReconcileError("refusing to apply without confirmation: not a terminal; pass --auto-approve")
+        raise ReconcileError(f"refusing to {what} without confirmation: not a terminal; pass --auto-approve")
     # Written to stdout and read with readline: input() would put the prompt on stderr.
     click.echo("Do you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n"
                "  Enter a value: ", nl=False)
     answer = sys.stdin.readline()
     if answer.strip() != "yes":
-        raise ReconcileError("apply cancelled")
+        raise ReconcileError(f"{what} cancelled")
 
 
 def _counted(n: int, noun: str) -> str:
-    from .render.common import counted
+    from .plan import counted
 
     return counted(n, noun)
 
@@ -512,7 +521,8 @@ def _lock_owner() -> str:
               help="Seconds to wait for another apply to release the server lock.")
 @click.option("--lock-ttl", type=click.FloatRange(3, None), default=120.0, show_default=True,
               help="Lease of the server lock: renewed while this run lives; a crashed run's lock expires after it.")
-@click.option("--show-files", default="20", show_default=True, metavar="N|all")
+@click.option("--show-files", default="20", show_default=True, metavar="N|all",
+              help="Files listed per version in the plan shown before applying.")
 @_target_option
 @_prune_option
 @_prune_scope_option
@@ -538,9 +548,8 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     from .engine import Run
     from .engine import apply as apply_use_case
     from .manifest import load_manifests
-    from .plan import PlanOptions, human_size
+    from .plan import PlanOptions, counted, human_size
     from .render import plan_from_json
-    from .render.common import counted
     from .sources import forget_hashes
 
     if (shared_mounts or agent_image) and not queue:
@@ -700,14 +709,13 @@ def drafts(ctx: click.Context, paths: tuple[Path, ...], projects: tuple[str, ...
             click.echo(f"{_counted(len(found), 'draft')}; 'reconcile apply' resumes them, "
                        "'reconcile drafts --discard' deletes them.")
             return
-        if not auto_approve:
-            _confirm(False)
+        _confirm(auto_approve, f"discard {_counted(len(found), 'draft')}")
         n = discard_drafts(conn.backend, found, lock_owner=_lock_owner(), lock_wait=lock_timeout,
                            report=click.echo, notice=lambda m: click.echo(m, err=True))
         click.echo(f"Discarded {_counted(n, 'draft')}.")
 
 
-@cli.command()
+@cli.command(global_options=("--debug",))
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--project", default="datasets", show_default=True, help="ClearML project of the dataset.")
 @click.option("--name", default="my_dataset", show_default=True, help="Dataset name (the file is NAME.yaml).")
@@ -861,7 +869,7 @@ def _report_options(f: Any) -> Any:
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="PATH... | VERSION VERSION")
 @_report_options
-@_workers_option
+@_reading_workers_option
 @click.pass_context
 def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
     """Compare the manifests with the server, or two live versions (PROJECT/NAME@VERSION or dataset ids).
@@ -946,6 +954,43 @@ def graph(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None,
     if not full:
         lineage = collapse_chains(trim_transitive(lineage))
     _write(render_graph(lineage, fmt), out)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[PATH|PROJECT]...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report to this file instead of stdout.")
+@_workers_option
+@click.pass_context
+def usage(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
+    """Storage per dataset and version: bytes stored (own chunks, file list, artifacts), file bytes owned and
+    inherited, archived bytes, and what the manifests' retention policies would free.
+
+    Give manifest paths (their datasets' projects, and their policies) or projects (default: ./manifests).
+    """
+    from .cachedir import default_cache_dir
+    from .engine import Run
+    from .manifest import load_manifests
+    from .plan import PlanOptions
+    from .render.usage import render_usage
+    from .usage import usage as storage_usage
+
+    if not args:
+        if not Path("manifests").is_dir():
+            raise ReconcileError("usage: give manifest paths or projects (there is no ./manifests folder)")
+        args = ("manifests",)
+    paths = [Path(a) for a in args if Path(a).exists()]
+    projects = {a for a in args if not Path(a).exists()}
+    state = load_manifests(paths) if paths else None
+    with _connect(ctx) as conn:
+        plan = None
+        if state is not None:
+            projects |= {ds.key.project for ds in state.datasets}
+            plan = Run(conn.backend.reader, state, PlanOptions(), workers=workers, progress=_is_tty(sys.stderr)).plan()
+        report = storage_usage(conn.backend.reader, sorted(projects), plan=plan, cache_root=default_cache_dir(),
+                               workers=workers)
+    _write(render_usage(report, fmt), out)
 
 
 def main() -> None:

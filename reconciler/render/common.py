@@ -28,6 +28,7 @@ from ..plan import (
     Unmanaged,
     human_size,
 )
+from ..plan import counted as counted  # re-exported: renderers count with it
 from ..properties import PropertyChange, changed_fields, diff_properties
 
 
@@ -46,11 +47,6 @@ class VersionBlock:
     verb: str  # "created", "updated in place", "resumed", "archived"
     sign: str
     lines: tuple[Line, ...]
-
-
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """``n`` and the noun in the right number: "1 file", "2 files", "0 files"."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def summary_line(s: PlanSummary) -> str:

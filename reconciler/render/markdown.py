@@ -9,12 +9,11 @@ from __future__ import annotations
 from .. import escape
 from ..lineage import Node, build_graph
 from ..model import VersionKey
-from ..plan import Archive, CreateVersion, Plan, ResumeVersion, human_size
+from ..plan import Archive, CreateVersion, Plan, ResumeVersion, counted, human_size
 from .common import (
     alias_lines,
     check_items,
     checks_summary,
-    counted,
     drift_lines,
     import_hint,
     retention_lines,

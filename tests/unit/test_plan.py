@@ -397,7 +397,8 @@ def test_a_version_whose_chunks_are_gone_from_storage_is_a_conflict():
     v1, v2 = observed_from(desired, contents).versions
     plan = compute_plan(desired, contents, ObservedState((replace(v1, missing_chunks=("data",)), v2)))
     assert [c.version for c in plan.conflicts] == [vk("1.0.0"), vk("1.1.0")]
-    assert "missing from storage" in plan.conflicts[0].reason
+    assert plan.conflicts[0].reason == ("1 data chunk of it is missing from storage (data), so the version cannot "
+                                        "be downloaded")
 
 
 def test_properties_edited_on_the_server_are_drift_and_put_back():
