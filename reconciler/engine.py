@@ -141,7 +141,7 @@ class Run:
     """One command's pipeline over ``state`` (already loaded manifests) and a server ``reader``."""
 
     def __init__(self, reader: ServerReader, state: DesiredState, options: PlanOptions, *, workers: int,
-                 progress: bool, check_storage: bool = False):
+                 progress: bool, check_storage: str = ""):
         check_targets(state, options.targets)
         self.reader, self.state, self.options = reader, state, options
         self.workers, self.progress, self.check_storage = workers, progress, check_storage

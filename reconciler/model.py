@@ -407,6 +407,7 @@ class ObservedVersion:
     content_digest: str | None = None  # recorded by this tool: content_digest() of what it uploaded
     statistics_digest: str | None = None  # recorded by this tool: content digest its stored statistics describe
     missing_chunks: tuple[str, ...] = ()  # data chunks not found in storage (only checked when asked)
+    corrupt_chunks: tuple[str, ...] = ()  # data chunks whose bytes differ from their recorded sha256 (when asked)
     applied: Properties | None = None  # what this tool last wrote (None: not recorded); differences are drift
     unread_metadata: tuple[str, ...] = ()  # metadata artifacts changed since this tool wrote them, not read yet
     pruned: bool = False  # archived by this tool (apply --prune), not by someone else

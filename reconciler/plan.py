@@ -557,7 +557,7 @@ def sync_delta(version: VersionKey, base: Content, target: Content) -> SyncFiles
 
 # fields of an observed version that a saved plan's staleness check ignores: file lists are read on demand (a
 # version's content is covered by its status, its recorded digest and last_update); storage is checked on demand
-FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks", "reads"})
+FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks", "corrupt_chunks", "reads"})
 
 
 def fingerprint(observed: ObservedState) -> str:
@@ -823,6 +823,12 @@ class _Planner:
         return True
 
     def check_storage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
+        if obs.corrupt_chunks:
+            self.block(spec, f"its data chunks {', '.join(obs.corrupt_chunks)} in storage are not the bytes that were "
+                       "recorded (sha256 differs), so the version would give other files", f"restore those objects "
+                       f"from a backup, or add a new version of {spec.key.name} with the same sources (it uploads the "
+                       "files again)", obs.id)
+            return False
         if not obs.missing_chunks:
             return True
         n = len(obs.missing_chunks)
