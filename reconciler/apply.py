@@ -26,7 +26,7 @@ from .checks import BYTE_RULES, CheckInput, VersionChecks, checks_to_json, evalu
 from .clearml_backend import Interrupted, LeaseLost, codec
 from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError
-from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey
+from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey, statistics_key
 from .plan import (
     Action,
     Archive,
@@ -230,7 +230,7 @@ class _Applier:
 
     def set_statistics(self, action: SetStatistics) -> None:
         key = action.version
-        stats = self.statistics(key, action.after_digest)
+        stats = self.statistics(key, action.after_digest, action.splits)
         version_id = self.version_id(key)
         if action.plots:
             stamp = int(time.time() * 1000)
@@ -242,14 +242,15 @@ class _Applier:
                                        {codec.STATISTICS_KEY: statistics_to_json(stats)},
                                        {"statistics_digest": action.after_digest})
 
-    def statistics(self, key: VersionKey, digest: str) -> Statistics:
-        """From the cache, else from local files, else from the version's files fetched from the server."""
+    def statistics(self, key: VersionKey, digest: str, splits: Mapping[str, tuple[str, ...]]) -> Statistics:
+        """From the cache, else from local files, else from the version's files fetched from the server.
+        ``digest``: the statistics key of the version's content and its declared ``splits``."""
         cache = self.options.statistics_cache or default_statistics_cache()
         hit = cache.get(digest)
         if hit is not None:
             return hit
         content, state = self.content_of(key)
-        if content.digest() != digest:
+        if statistics_key(content.digest(), splits) != digest:
             raise ReconcileError(f"the content of {key} on the server does not match the plan's statistics")
         files = self.with_local_copies(key, content)
         missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
@@ -261,7 +262,7 @@ class _Applier:
                 for p, local_path in fetched.items():
                     f = files[p]
                     files[p] = FileEntry(f.path, f.size, f.sha256, str(local_path))
-            stats = compute_statistics(Content(files, content.links), workers=self.options.workers)
+            stats = compute_statistics(Content(files, content.links), workers=self.options.workers, splits=splits)
         cache.put(stats)
         return stats
 

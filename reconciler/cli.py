@@ -377,8 +377,12 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
               help="Exit 2 when there are changes, 0 when there are none (without it: 0 either way).")
 @click.option("--show-files", default="20", show_default=True, metavar="N|all",
               help="Files listed per version in text and markdown output.")
-@click.option("--check-storage", is_flag=True,
-              help="Also check that every data chunk of the finalized versions is still in storage.")
+@click.option("--check-storage", "check_storage", flag_value="presence",
+              help="Also check that every data chunk of the finalized versions is still in storage (one HEAD request "
+                   "per chunk).")
+@click.option("--check-storage-content", "check_storage", flag_value="content",
+              help="Also check that every data chunk of the finalized versions hashes to the sha256 recorded with it "
+                   "(downloads every chunk once: as many bytes as the versions store).")
 @click.option("--drift-only", is_flag=True,
               help="Report only what changed on the server since the last apply (tags or description edited, "
                    "versions archived, URL sources changed); with --detailed-exitcode, exit 2 when there is drift.")
@@ -390,7 +394,7 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 @_reading_workers_option
 @click.pass_context
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
-         show_files: str, check_storage: bool, drift_only: bool, targets: tuple[str, ...], prune: bool,
+         show_files: str, check_storage: str | None, drift_only: bool, targets: tuple[str, ...], prune: bool,
          prune_scope: tuple[str, ...], queue: str | None, shared_mounts: tuple[Path, ...], workers: int) -> None:
     """Show what apply would change (a dry run).
 
@@ -415,7 +419,7 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
 
             check_queue(conn.backend, queue_options)
         run = Run(conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
-                  workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage)
+                  workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage or "")
         the_plan = run.plan()
     if queue_options is not None and the_plan.has_changes and not the_plan.conflicts:
         from .dispatch import check_sources
@@ -958,6 +962,43 @@ def graph(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None,
     if not full:
         lineage = collapse_chains(trim_transitive(lineage))
     _write(render_graph(lineage, fmt), out)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[PATH|PROJECT]...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report to this file instead of stdout.")
+@_workers_option
+@click.pass_context
+def usage(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
+    """Storage per dataset and version: bytes stored (own chunks, file list, artifacts), file bytes owned and
+    inherited, archived bytes, and what the manifests' retention policies would free.
+
+    Give manifest paths (their datasets' projects, and their policies) or projects (default: ./manifests).
+    """
+    from .cachedir import default_cache_dir
+    from .engine import Run
+    from .manifest import load_manifests
+    from .plan import PlanOptions
+    from .render.usage import render_usage
+    from .usage import usage as storage_usage
+
+    if not args:
+        if not Path("manifests").is_dir():
+            raise ReconcileError("usage: give manifest paths or projects (there is no ./manifests folder)")
+        args = ("manifests",)
+    paths = [Path(a) for a in args if Path(a).exists()]
+    projects = {a for a in args if not Path(a).exists()}
+    state = load_manifests(paths) if paths else None
+    with _connect(ctx) as conn:
+        plan = None
+        if state is not None:
+            projects |= {ds.key.project for ds in state.datasets}
+            plan = Run(conn.backend.reader, state, PlanOptions(), workers=workers, progress=_is_tty(sys.stderr)).plan()
+        report = storage_usage(conn.backend.reader, sorted(projects), plan=plan, cache_root=default_cache_dir(),
+                               workers=workers)
+    _write(render_usage(report, fmt), out)
 
 
 def main() -> None:

@@ -231,6 +231,16 @@ def normalize_splits(value: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType(out)
 
 
+def statistics_key(content_digest: str, splits: Mapping[str, Sequence[str]]) -> str:
+    """What a version's statistics describe: its content, and its declared splits when it has any (the split of
+    each image comes from them), so that statistics follow a change of either."""
+    if not splits:
+        return content_digest
+    import hashlib
+
+    return hashlib.sha256(f"statistics-splits\0{content_digest}\0{canonical_json(splits)}".encode()).hexdigest()
+
+
 PROPERTY_FIELDS: tuple[str, ...] = ("description", "tags", "metadata", "metadata_artifacts", "splits")
 _PROPERTY_TO_JSON: Mapping[str, Any] = MappingProxyType({
     "description": str, "tags": sorted, "metadata": lambda m: thaw_json(m),
@@ -397,6 +407,7 @@ class ObservedVersion:
     content_digest: str | None = None  # recorded by this tool: content_digest() of what it uploaded
     statistics_digest: str | None = None  # recorded by this tool: content digest its stored statistics describe
     missing_chunks: tuple[str, ...] = ()  # data chunks not found in storage (only checked when asked)
+    corrupt_chunks: tuple[str, ...] = ()  # data chunks whose bytes differ from their recorded sha256 (when asked)
     applied: Properties | None = None  # what this tool last wrote (None: not recorded); differences are drift
     unread_metadata: tuple[str, ...] = ()  # metadata artifacts changed since this tool wrote them, not read yet
     pruned: bool = False  # archived by this tool (apply --prune), not by someone else

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
@@ -53,6 +53,7 @@ from .model import (
     VersionSpec,
     canonical_json,
     resolved,
+    statistics_key,
 )
 from .properties import PropertyChange, changed_fields, diff_properties
 from .retention import RetentionEntry, RetentionInputs, RetentionPlan, plan_retention
@@ -115,6 +116,9 @@ class SetStatistics:
     before_digest: str | None
     after_digest: str
     plots: bool = True
+    splits: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), compare=False,
+                                                  hash=False)  # the declared splits (then after_digest is the
+    # statistics_key of the content digest and them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,7 +557,7 @@ def sync_delta(version: VersionKey, base: Content, target: Content) -> SyncFiles
 
 # fields of an observed version that a saved plan's staleness check ignores: file lists are read on demand (a
 # version's content is covered by its status, its recorded digest and last_update); storage is checked on demand
-FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks", "reads"})
+FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks", "corrupt_chunks", "reads"})
 
 
 def fingerprint(observed: ObservedState) -> str:
@@ -710,7 +714,7 @@ class _Planner:
             if not (self.check_finalized(spec, obs, target) and self.check_lineage(spec, obs)
                     and self.check_storage(spec, obs)):
                 return
-            self.plan_statistics(key, ds, obs, target)
+            self.plan_statistics(spec, ds, obs, target)
             self.plan_properties(spec, obs)
             self.plan_publish(spec, obs)
         elif obs.managed:
@@ -739,7 +743,9 @@ class _Planner:
         if sync is not None:
             self.actions.append(replace(sync, chunk_size_mb=ds.chunk_size_mb, compression=ds.compression))
         if ds.statistics:
-            self.actions.append(SetStatistics(spec.key, None, target.digest(), plots=True))
+            splits = spec.properties.splits
+            self.actions.append(SetStatistics(spec.key, None, statistics_key(target.digest(), splits), plots=True,
+                                              splits=splits))
         if spec.key in self.checks:
             self.actions.append(SetChecks(spec.key, self.checks[spec.key], spec.checks))
         self.plan_properties(spec, draft)
@@ -817,6 +823,12 @@ class _Planner:
         return True
 
     def check_storage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
+        if obs.corrupt_chunks:
+            self.block(spec, f"its data chunks {', '.join(obs.corrupt_chunks)} in storage are not the bytes that were "
+                       "recorded (sha256 differs), so the version would give other files", f"restore those objects "
+                       f"from a backup, or add a new version of {spec.key.name} with the same sources (it uploads the "
+                       "files again)", obs.id)
+            return False
         if not obs.missing_chunks:
             return True
         n = len(obs.missing_chunks)
@@ -830,10 +842,12 @@ class _Planner:
         self.conflicts.append(Conflict(spec.key, reason, hint, version_id))
         self.blocked.add(spec.key)
 
-    def plan_statistics(self, key: VersionKey, ds: DatasetSpec, obs: ObservedVersion, target: Content) -> None:
-        if ds.statistics and obs.statistics_digest != target.digest():
-            self.actions.append(SetStatistics(key, obs.statistics_digest, target.digest(),
-                                              plots=obs.status != "published"))
+    def plan_statistics(self, spec: VersionSpec, ds: DatasetSpec, obs: ObservedVersion, target: Content) -> None:
+        splits = spec.properties.splits
+        wanted = statistics_key(target.digest(), splits)
+        if ds.statistics and obs.statistics_digest != wanted:
+            self.actions.append(SetStatistics(spec.key, obs.statistics_digest, wanted,
+                                              plots=obs.status != "published", splits=splits))
 
     def plan_properties(self, spec: VersionSpec, obs: ObservedVersion | None) -> None:
         before = obs.properties if obs is not None else Properties()

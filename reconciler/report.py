@@ -35,6 +35,7 @@ from .model import (
     Properties,
     VersionKey,
     VersionSpec,
+    statistics_key,
 )
 from .plan import choose_observed, diff_content, observed_content, topological_versions
 from .properties import PropertyChange, diff_properties
@@ -269,13 +270,14 @@ def stored_statistics(reader: ServerReader, version: ObservedVersion, digest: st
 def live_statistics(reader: ServerReader, version: ObservedVersion, content: Content, options: DiffOptions
                     ) -> Statistics:
     """Stored, else cached, else computed from the version's image files fetched from the server."""
-    digest = content.digest()
+    splits = version.properties.splits
+    digest = statistics_key(content.digest(), splits)
     stats = stored_statistics(reader, version, digest) or options.statistics.get(digest)
     if stats is not None:
         return stats
     missing = [p for p, f in content.files.items() if f.local is None and is_image(p)]
     if not missing:
-        return cached_statistics(content, options.statistics, workers=options.workers)
+        return cached_statistics(content, options.statistics, workers=options.workers, splits=splits)
     task = reader.task(version.id)
     state = reader.read_state(task, None) if task else None
     if state is None:
@@ -284,7 +286,8 @@ def live_statistics(reader: ServerReader, version: ObservedVersion, content: Con
         fetched = reader.fetch_files(state, missing, Path(tmp))
         files = {p: FileEntry(f.path, f.size, f.sha256, str(fetched[p]) if p in fetched else f.local)
                  for p, f in content.files.items()}
-        return cached_statistics(Content(files, content.links), options.statistics, workers=options.workers)
+        return cached_statistics(Content(files, content.links), options.statistics, workers=options.workers,
+                                 splits=splits)
 
 
 def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: ObservedVersion | None,
@@ -301,7 +304,7 @@ def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: Obs
         live_content = desired.content  # the recorded digest proves the file lists are equal
     else:
         live_content = observed_content(live) or Content()
-    stats_differ = ds_stats and live.statistics_digest != digest
+    stats_differ = ds_stats and live.statistics_digest != statistics_key(digest, desired.properties.splits)
     before_stats = stored_statistics(reader, live, live.statistics_digest) if (
         stats_differ and live.statistics_digest) else None
     note = "" if live.finalized else f"the server holds a draft ({live.status})"
@@ -312,7 +315,8 @@ def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: Obs
 def _with_stats(side: Side, wanted: bool, options: DiffOptions) -> Side:
     if not wanted:
         return side
-    stats = cached_statistics(side.content, options.statistics, workers=options.workers)
+    stats = cached_statistics(side.content, options.statistics, workers=options.workers,
+                              splits=side.properties.splits)
     return Side(side.label, side.id, side.content, side.properties, stats)
 
 

@@ -81,7 +81,6 @@ RULE_OPTIONS: Mapping[str, frozenset[str]] = MappingProxyType({
 RULE_NEEDS: Mapping[str, tuple[tuple[str, ...], ...]] = MappingProxyType({
     "extensions": (("allowed",),),
     "class_samples": (("min", "max"),),
-    "leakage": (("splits", "datasets"),),
     "annotations": (("glob",), ("schema", "schema_file", "columns")),
     "command": (("run",),),
 })

@@ -87,5 +87,6 @@ def check_versions(state: DesiredState, contents: Mapping[VersionKey, Content], 
     for key in keys:
         spec = state.version(key)
         parent = contents.get(spec.parent) if spec.parent is not None else None
-        out[key] = evaluate_checks(spec.checks, CheckInput(key, contents[key], parent, others, workers))
+        out[key] = evaluate_checks(spec.checks, CheckInput(key, contents[key], parent, others, workers,
+                                                            spec.properties.splits))
     return out

@@ -38,6 +38,7 @@ class CheckInput:
     parent: Content | None = None
     others: Mapping[str, Content] = field(default_factory=dict)
     workers: int = 4
+    splits: Mapping[str, Sequence[str]] = field(default_factory=dict)  # the version's declared splits
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +209,10 @@ def rule_duplicates(spec: CheckSpec, data: CheckInput) -> Outcome:
 
 
 def rule_leakage(spec: CheckSpec, data: CheckInput) -> Outcome:
-    splits = {str(k): GlobSet.compile([v] if isinstance(v, str) else v)
-              for k, v in (_param(spec, "splits", {}) or {}).items()}
+    given = _param(spec, "splits", {}) or {str(k): list(v) for k, v in data.splits.items()}
+    if not given and not _param(spec, "datasets"):
+        return Outcome(0, problem="no splits to compare: give the check splits, or the version splits:")
+    splits = {str(k): GlobSet.compile([v] if isinstance(v, str) else v) for k, v in given.items()}
     files = [f for f in data.content.files.values() if f.size or _param(spec, "include_empty", False)]
     owners: dict[str, set[str]] = defaultdict(set)  # sha256 -> splits (or datasets) holding it
     member: dict[str, str] = {}

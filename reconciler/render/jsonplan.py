@@ -30,6 +30,7 @@ from ..model import (
     TorchvisionSource,
     UrlSource,
     VersionKey,
+    normalize_splits,
     parse_time,
 )
 from ..plan import (
@@ -142,6 +143,8 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
             )
         case SetStatistics():
             out.update(before_digest=action.before_digest, after_digest=action.after_digest, plots=action.plots)
+            if action.splits:
+                out["splits"] = {k: list(v) for k, v in action.splits.items()}
         case SetChecks():
             out.update(checks=checks_to_json(action.checks), specs=[c.to_json() for c in action.specs])
         case SetProperties():
@@ -186,7 +189,8 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
                 compression=d.get("compression", "auto"),
             )
         case "set_statistics":
-            return SetStatistics(v, d.get("before_digest"), d["after_digest"], bool(d.get("plots", True)))
+            return SetStatistics(v, d.get("before_digest"), d["after_digest"], bool(d.get("plots", True)),
+                                 normalize_splits(d.get("splits") or {}))
         case "set_checks":
             return SetChecks(v, checks_from_json(d["checks"]), tuple(CheckSpec.from_json(c) for c in d["specs"]))
         case "set_properties":

@@ -156,3 +156,25 @@ def test_a_wrong_files_host_fails_at_once_and_is_named(env: Env) -> None:
     assert f"cannot reach the ClearML file server at http://127.0.0.1:{port}" in res.stderr, res.stderr
     assert "CLEARML_FILES_HOST" in res.stderr and "API server" not in res.stderr
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0  # the right host: it converges
+
+
+def test_check_storage_content_finds_a_flipped_byte_that_presence_does_not(env: Env) -> None:
+    _setup(env)
+    assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
+    env.sdk("""
+        from clearml import StorageManager
+        ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version="1.0.0")
+        url = ds._task.artifacts["data"].url
+        local = StorageManager.get_local_copy(url, extract_archive=False)
+        data = bytearray(open(local, "rb").read())
+        data[len(data) // 2] ^= 0xFF  # same size, other bytes
+        flipped = local + ".flipped"
+        open(flipped, "wb").write(bytes(data))
+        StorageManager.upload_file(flipped, url)
+        result = url
+    """)
+    presence = env.reconcile("plan", "--check-storage", "manifests")
+    assert presence.returncode == 0, presence.stdout + presence.stderr  # the object is there, of the right size
+    content = env.reconcile("plan", "--check-storage-content", "manifests")
+    assert content.returncode == 1, content.stdout + content.stderr
+    assert "its data chunks data in storage are not the bytes that were recorded" in content.stdout + content.stderr

@@ -284,3 +284,11 @@ def test_results_round_trip_and_table(tmp_path: Path) -> None:
     assert checks_from_json(json.loads(json.dumps(data))) == results
     rows = ui_rows(results)
     assert rows[0][0] == "check" and rows[1][3] == "fail" and len(rows) == 3
+
+
+def test_leakage_across_the_versions_declared_splits(tmp_path: Path) -> None:
+    content = write(tmp_path, {"train/a": b"1", "test/b": b"1"})
+    data = CheckInput(V, content, splits={"train": ("train/**",), "test": ("test/**",)})
+    assert evaluate_check(check("leakage"), data).offending == ("test/b", "train/a")
+    lost = run(check("leakage"), content)
+    assert lost.status == "fail" and "no splits to compare" in lost.message
