@@ -77,10 +77,12 @@ def select(files: Iterable[StoredFile], globs: Sequence[Sequence[str]]) -> list[
 
 
 def check_paths(paths: Iterable[str], version: str) -> None:
-    """Refuse a version whose paths would land outside DEST (absolute, ``..``, empty, not normalised)."""
+    """Refuse a version whose paths would land outside DEST (absolute, ``..``, empty, not normalised) or on the
+    names a pull keeps for itself (its staging folder, its temporary files)."""
     for path in paths:
+        name = path.rsplit("/", 1)[-1]
         if not path or path.startswith("/") or normalize_dataset_path(path) != path or ".." in path.split("/") or (
-                path.split("/")[0] in (STAGING,)):
+                path.split("/")[0] == STAGING or (name.startswith(".") and name.endswith(PART_SUFFIX))):
             raise ReconcileError(f"{version} holds the unsafe path {path!r}; nothing was written")
 
 

@@ -44,7 +44,8 @@ def test_only_the_chunks_holding_the_selection_are_planned() -> None:
     assert plan_chunks([]) == {}
 
 
-@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "a/./b", "", "a//b", f"{STAGING}/x"])
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "a/./b", "", "a//b", f"{STAGING}/x",
+                                 f"a/.b.txt.1{PART_SUFFIX}"])
 def test_unsafe_paths_are_refused(bad: str) -> None:
     with pytest.raises(ReconcileError, match="unsafe path"):
         check_paths(["ok.txt", bad], "p/n@1.0.0")
