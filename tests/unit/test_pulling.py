@@ -169,3 +169,15 @@ def test_a_change_of_splits_alone_recomputes_statistics() -> None:
     assert dict(stats[0].splits) == {"train": ("train/**",)}
     again = plan_from_json(plan_to_json(plan))
     assert [dict(a.splits) for a in again.actions if isinstance(a, SetStatistics)] == [{"train": ("train/**",)}]
+
+
+def test_one_pull_at_a_time_writes_a_folder(tmp_path: Path) -> None:
+    from reconciler.pulling import LOCK_NAME, _locked
+
+    with _locked(tmp_path):
+        assert (tmp_path / LOCK_NAME).exists() and LOCK_NAME not in walk(tmp_path)
+        with pytest.raises(ReconcileError, match="another pull is writing"), _locked(tmp_path):
+            pass
+    assert not (tmp_path / LOCK_NAME).exists()
+    with _locked(tmp_path):  # free again
+        pass
