@@ -194,7 +194,7 @@ def cli(ctx: click.Context, local: bool, data_dir: Path | None, debug: bool, tim
 @click.option("--secret-key", envvar="RECONCILE_SERVER_SECRET_KEY", default=None, help="Fixed secret key.")
 def server(data_dir: Path, host: str, port: int, files_port: int | None, access_key: str | None,
            secret_key: str | None) -> None:
-    """Run the embedded ClearML-compatible server in the foreground."""
+    """Run the embedded ClearML-compatible server in the foreground; Ctrl-C or SIGTERM stops it (exit 0)."""
     from .localserver import LocalServer
 
     srv = LocalServer(data_dir, host=host, port=port, files_port=files_port, access_key=access_key,
@@ -213,6 +213,14 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
     for name, value in srv.client_env().items():
         click.echo(f"export {name}={value}")
     sys.stdout.flush()
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (kill, CI runners, containers) stops it as Ctrl-C does; a SIGINT the parent ignores (a background
+    # job) stays ignored
+    signal.signal(signal.SIGTERM, stop)
     try:
         srv.wait()
     except KeyboardInterrupt:
