@@ -238,5 +238,6 @@ def test_check_paths_move_into_an_agents_checkout() -> None:
     assert sent.specs[1].params["run"] == ("tools/gate", "--strict") and sent.specs[1].params["cwd"] == "."
     assert sent.specs[2].params["run"] == ("python3", "-c", "pass")  # a program found on PATH stays as it is
     back = move_check_paths(sent, lambda p: p if p.startswith("/") else f"/agent/{p}")
-    assert back.specs[0].params["schema_file"] == "/agent/s.json" and back.specs[1].params["run"][0] == "/agent/tools/gate"
+    assert back.specs[0].params["schema_file"] == "/agent/s.json"
+    assert back.specs[1].params["run"][0] == "/agent/tools/gate"
     assert move_check_paths(Finalize(vk("1.0.0"), "d"), str.upper) == Finalize(vk("1.0.0"), "d")
