@@ -194,7 +194,7 @@ def cli(ctx: click.Context, local: bool, data_dir: Path | None, debug: bool, tim
 @click.option("--secret-key", envvar="RECONCILE_SERVER_SECRET_KEY", default=None, help="Fixed secret key.")
 def server(data_dir: Path, host: str, port: int, files_port: int | None, access_key: str | None,
            secret_key: str | None) -> None:
-    """Run the embedded ClearML-compatible server in the foreground."""
+    """Run the embedded ClearML-compatible server in the foreground; Ctrl-C or SIGTERM stops it (exit 0)."""
     from .localserver import LocalServer
 
     srv = LocalServer(data_dir, host=host, port=port, files_port=files_port, access_key=access_key,
@@ -203,17 +203,25 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
         srv.start()
     except (OSError, ValueError) as err:
         raise ReconcileError(f"cannot start the server: {err}") from err
+    import signal
+
     from .cachedir import default_cache_dir
     from .webpages import attach_pages
 
-    attach_pages(srv, cache_root=default_cache_dir())
-    click.echo(escape.text(f"# ClearML-compatible server on {srv.api_url}, files on {srv.files_url} "
-                           f"(data in {data_dir.resolve()})"), err=True)
-    click.echo("# paste these lines to point any ClearML code at it:", err=True)
-    for name, value in srv.client_env().items():
-        click.echo(f"export {name}={value}")
-    sys.stdout.flush()
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (kill, CI runners, containers) stops it as Ctrl-C does, from before the exports are printed (a
+    # caller may signal as soon as it has read them); a SIGINT the parent ignores (a background job) stays ignored
+    signal.signal(signal.SIGTERM, stop)
     try:
+        attach_pages(srv, cache_root=default_cache_dir())
+        click.echo(escape.text(f"# ClearML-compatible server on {srv.api_url}, files on {srv.files_url} "
+                               f"(data in {data_dir.resolve()})"), err=True)
+        click.echo("# paste these lines to point any ClearML code at it:", err=True)
+        for name, value in srv.client_env().items():
+            click.echo(f"export {name}={value}")
+        sys.stdout.flush()
         srv.wait()
     except KeyboardInterrupt:
         pass
@@ -972,6 +980,43 @@ def graph(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None,
     if not full:
         lineage = collapse_chains(trim_transitive(lineage))
     _write(render_graph(lineage, fmt), out)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[PATH|PROJECT]...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report to this file instead of stdout.")
+@_workers_option
+@click.pass_context
+def usage(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
+    """Storage per dataset and version: bytes stored (own chunks, file list, artifacts), file bytes owned and
+    inherited, archived bytes, and what the manifests' retention policies would free.
+
+    Give manifest paths (their datasets' projects, and their policies) or projects (default: ./manifests).
+    """
+    from .cachedir import default_cache_dir
+    from .engine import Run
+    from .manifest import load_manifests
+    from .plan import PlanOptions
+    from .render.usage import render_usage
+    from .usage import usage as storage_usage
+
+    if not args:
+        if not Path("manifests").is_dir():
+            raise ReconcileError("usage: give manifest paths or projects (there is no ./manifests folder)")
+        args = ("manifests",)
+    paths = [Path(a) for a in args if Path(a).exists()]
+    projects = {a for a in args if not Path(a).exists()}
+    state = load_manifests(paths) if paths else None
+    with _connect(ctx) as conn:
+        plan = None
+        if state is not None:
+            projects |= {ds.key.project for ds in state.datasets}
+            plan = Run(conn.backend.reader, state, PlanOptions(), workers=workers, progress=_is_tty(sys.stderr)).plan()
+        report = storage_usage(conn.backend.reader, sorted(projects), plan=plan, cache_root=default_cache_dir(),
+                               workers=workers)
+    _write(render_usage(report, fmt), out)
 
 
 def main() -> None:

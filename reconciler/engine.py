@@ -151,6 +151,7 @@ class Run:
         self._contents: Mapping[VersionKey, Content] | None = None
         self._observed: ObservedState | None = None
         self._plan: Plan | None = None
+        self._desired: DesiredState | None = None
         self._memos: dict[str, VersionKey] = {}  # contents to remember once planned
         self._known_memos: dict[VersionKey, str] = {}  # contents taken from remembered summaries
         self._distrust_memos = False
@@ -208,6 +209,15 @@ class Run:
         self._contents = None
         self._observed = None
         self._plan = None
+        self._desired = None
+
+    def desired_state(self) -> DesiredState:
+        """The manifests' state with what depends on the contents filled in (the cards' size categories)."""
+        if self._desired is None:
+            from .manifest.card import with_card_sizes
+
+            self._desired = with_card_sizes(self.state, {k: c.file_count for k, c in self.contents().items()})
+        return self._desired
 
     def retention_inputs(self) -> RetentionInputs | None:
         """The clock and the tasks that read the versions under a retention policy; the file lists retention
@@ -230,23 +240,23 @@ class Run:
     def plan(self) -> Plan:
         if self._plan is None:
             retention = self.retention_inputs()
-            self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options,
+            self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
                                       retention=retention)
             wrong = self._wrong_summaries(self._plan)
             if wrong:  # a corrupt hash-cache row: drop it and plan again from the files' hashes
                 forget_contents(wrong)
                 self._distrust_memos = True
-                self._contents = self._observed = None
+                self._contents = self._observed = self._desired = None
                 retention = self.retention_inputs()
-                self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options,
+                self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
                                           retention=retention)
             to_check = versions_to_check(self.state, self._plan)
             if to_check:  # planned again with the results: failing versions are held
                 from .checks import check_versions
 
                 results = check_versions(self.state, self.contents(), to_check, workers=self.workers)
-                self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options, results,
-                                          retention)
+                self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
+                                          results, retention)
             contents = self.contents()
             remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
             self._memos = {}
@@ -357,7 +367,7 @@ def diff_manifests(run: Run) -> DiffReport:
     """The manifests (after) against what the server holds (before)."""
     from .report import diff_desired
 
-    return diff_desired(run.reader, run.state, run.contents(), run.observed(), _diff_options(run.workers))
+    return diff_desired(run.reader, run.desired_state(), run.contents(), run.observed(), _diff_options(run.workers))
 
 
 def diff_versions(reader: ServerReader, before: str, after: str, *, workers: int) -> DiffReport:

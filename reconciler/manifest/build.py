@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +34,7 @@ from ..model import (
     freeze_json,
     normalize_dataset_path,
 )
+from .card import CARD_KEY, load_card
 from .schema import at, manifest_schema, show
 from .yamldoc import Document, JsonPath, display_path, non_json_values
 
@@ -137,8 +138,31 @@ def read_dataset(doc: Document, *, check_local_paths: bool) -> tuple[DatasetPart
         if part is not None:
             versions.append(part)
     fields = {f: data[f] for f in DATASET_FIELDS if f in data}
+    card_path = _get(data, "card", str)
+    if card_path:
+        card = _read_card(out, card_path)
+        if card is not None:  # stored as the named metadata 'card' of every version, its own map included
+            fields["metadata_artifacts"] = {**(_get(data, "metadata_artifacts", dict) or {}), CARD_KEY: card}
+            versions = [replace(v, overrides={**v.overrides, "metadata_artifacts": {
+                **v.overrides["metadata_artifacts"], CARD_KEY: card}}) if isinstance(
+                v.overrides.get("metadata_artifacts"), dict) else v for v in versions]
     checks = tuple(c for _, c in read_checks(out, ("checks",), data, check_local_paths) if c is not None)
     return DatasetPart(key, doc, fields, tuple(versions), checks), out.diags
+
+
+def _read_card(out: Collector, value: str) -> dict[str, Any] | None:
+    """The card ``card: value`` names (relative to the manifest), or None after reporting its problems."""
+    if "card" in (_get(out.doc.data, "metadata_artifacts", dict) or {}):
+        out.add(("metadata_artifacts", CARD_KEY), "the name 'card' is the dataset card's (card:); give the card "
+                "there, or name this metadata otherwise", key=True)
+        return None
+    path = _local(out, value)
+    if not path.is_file():
+        out.add(("card",), f"dataset card {value!r} not found (looked for {display_path(path, Path.cwd())})")
+        return None
+    card, problems = load_card(path, display_path(path, Path.cwd()))
+    out.diags.extend(problems)
+    return card
 
 
 def _check_dataset_fields(out: Collector, data: Any) -> None:

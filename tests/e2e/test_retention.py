@@ -79,6 +79,12 @@ def plan_json(env: Env, *args: str) -> dict:
     return json.loads(res.stdout)
 
 
+def usage(env: Env) -> dict:
+    res = env.reconcile("usage", "--format", "json", "manifests")
+    assert res.returncode == 0, res.stdout + res.stderr
+    return json.loads(res.stdout)
+
+
 READ_BACK = """
 import hashlib, json, os, sys
 from clearml import Dataset
@@ -142,6 +148,15 @@ def test_keep_last_frees_what_the_plan_says_and_kept_versions_still_download(
     assert freed == sum(entries[f"1.0.{i}"]["freed_bytes"] for i in range(7)) > 0
     deletes = {a["version"]["version"]: a["whole"] for a in plan["actions"] if a["type"] == "delete_version"}
     assert deletes == {f"1.0.{i}": False for i in range(1, 7)}
+    used = usage(env)
+    assert used["stored_bytes"] == sum(before.values())  # to the byte: what the storage listing shows
+    assert used["policy_frees_bytes"] == freed and used["archived_bytes"] == 0
+    (chain_usage,) = used["datasets"]
+    first = next(v for v in chain_usage["versions"] if v["version"] == "1.0.0")
+    last = next(v for v in chain_usage["versions"] if v["version"] == "1.0.9")
+    assert first["inherited_bytes"] == 0 and first["own_bytes"] == sum(len(b) for b in content(0).values())
+    assert last["own_bytes"] == sum(len(b) for b in version_files(9).values())
+    assert last["own_bytes"] + last["inherited_bytes"] == sum(len(b) for b in content(9).values())
     text = env.reconcile("plan", "manifests").stdout
     assert "of storage to free" in text and "DELETE 1 stored object of version" in text
     assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 2
@@ -155,6 +170,13 @@ def test_keep_last_frees_what_the_plan_says_and_kept_versions_still_download(
     assert sorted(v for v, t in tasks.items() if "archived" in t["system_tags"]) == [f"1.0.{i}" for i in range(7)]
     again = env.reconcile("plan", "--detailed-exitcode", "manifests")
     assert again.returncode == 0, again.stdout + again.stderr  # converged
+    used = usage(env)
+    assert used["stored_bytes"] == sum(after.values()) and used["policy_frees_bytes"] == 0
+    assert used["archived_bytes"] == sum(size for path, size in after.items()
+                                         if any(ids[f"1.0.{i}"] in path for i in range(7)))
+    for fmt in ("text", "markdown"):
+        shown = env.reconcile("usage", "--format", fmt, "manifests")
+        assert shown.returncode == 0 and "archived" in shown.stdout and name in shown.stdout, shown.stderr
 
     kept = ["1.0.7", "1.0.8", "1.0.9"]
     for python in (Path(sys.executable), oldest_sdk_python):
@@ -170,3 +192,38 @@ def test_keep_last_frees_what_the_plan_says_and_kept_versions_still_download(
     assert [(a["version"]["version"], a["version_id"]) for a in restore] == [("1.0.0", ids["1.0.0"])]
     assert [a for a in plan["actions"] if a["type"] != "restore"] == []  # the freed ones cannot come back
     assert plan["conflicts"] == []  # and the versions on them still stand
+
+
+def test_aliased_published_and_task_used_versions_are_kept_with_their_reasons(env: Env) -> None:
+    name = "guarded"
+    manifest = write_chain(env, name, 5, extra="aliases: {production: 1.0.0}\n", version_extra={1: "publish: true"})
+    res = env.reconcile("apply", "--auto-approve", "manifests")
+    assert res.returncode == 0, res.stdout + res.stderr
+    ids = {t["version"]: t["id"] for t in dataset_tasks(env, env.project, name)}
+    used = env.sdk(f"""
+        from clearml import Task
+        task = Task.init(project_name=PROJECT + '/training', task_name='train on guarded',
+                         auto_connect_arg_parser=False, auto_resource_monitoring=False, auto_connect_frameworks=False)
+        Dataset.get(dataset_id={ids["1.0.2"]!r}, alias='train')
+        task.close()
+        result = task.id
+    """)
+    manifest.write_text(manifest.read_text().replace("versions:\n", "retention: {keep_last: 1, grace: 0}\nversions:\n"))
+    plan = plan_json(env)
+    entries = {e["version"]["version"]: e for e in plan["retention"]}
+    assert {v: e["stage"] for v, e in entries.items()} == {
+        "1.0.0": "kept", "1.0.1": "kept", "1.0.2": "kept", "1.0.3": "free"}
+    assert entries["1.0.0"]["reasons"] == ["holds the alias production"]
+    assert entries["1.0.1"]["reasons"][0].startswith("published (the policy keeps published versions")
+    assert "'train on guarded'" in entries["1.0.2"]["reasons"][0] and used in entries["1.0.2"]["reasons"][0]
+    assert [(t["id"], t["name"], t["project"]) for t in entries["1.0.2"]["tasks"]] == [
+        (used, "train on guarded", f"{env.project}/training")]
+    assert [a["version"]["version"] for a in plan["actions"] if a["type"] == "archive"] == ["1.0.3"]
+    markdown = env.reconcile("plan", "--format", "markdown", "manifests").stdout
+    assert "Retention" in markdown and "holds the alias production" in markdown and "train on guarded" in markdown
+
+    res = env.reconcile("apply", "--auto-approve", "manifests")
+    assert res.returncode == 0, res.stdout + res.stderr
+    archived = {t["version"] for t in dataset_tasks(env, env.project, name) if "archived" in t["system_tags"]}
+    assert archived == {"1.0.3"}  # the kept ones are not even archived
+    assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 0

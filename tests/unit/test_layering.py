@@ -29,6 +29,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                         "reconciler.clearml_backend", "reconciler.render", "reconciler.report",
                         "reconciler.sources", "reconciler.manifest", "reconciler.localserver",
                         "reconciler.connection"),
+    "reconciler.usage": ("reconciler.engine", "reconciler.cli", "reconciler.apply", "reconciler.render",
+                         "reconciler.localserver"),
     "reconciler.retention": ("reconciler.plan", "reconciler.apply", "reconciler.observe", "reconciler.engine",
                              "reconciler.cli", "reconciler.clearml_backend", "reconciler.render", "reconciler.report",
                              "reconciler.sources", "reconciler.manifest", "reconciler.localserver",

@@ -19,7 +19,15 @@ from reconciler.lineage import Node, build_graph, collapse_chains, depths, tree,
 from reconciler.model import DatasetKey, TaskUse, VersionKey
 from reconciler.render.graph import render_graph
 from reconciler.render.show import render_show
-from reconciler.show import CheckResult, DatasetView, ShowReport, StatisticsSummary, VersionView, combined_lineage
+from reconciler.show import (
+    CardSummary,
+    CheckResult,
+    DatasetView,
+    ShowReport,
+    StatisticsSummary,
+    VersionView,
+    combined_lineage,
+)
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "show"
 DS = DatasetKey("vision", "Shapes")
@@ -49,7 +57,9 @@ def history() -> ShowReport:
                      datetime(2026, 2, 1, tzinfo=timezone.utc)),)
     versions = [
         version(1, "1.0.0", "final", (vid(99),), aliases=("staging",), tags=("image",), description=HOSTILE),
-        version(2, "1.1.0", "published", (vid(1),), aliases=("production",), statistics=stats, checks=checks),
+        version(2, "1.1.0", "published", (vid(1),), aliases=("production",), statistics=stats, checks=checks,
+                card=CardSummary("Apache-2.0", f"Shapes {HOSTILE}", ("image-classification",), ("n<1K",),
+                                 ("original",))),
         version(3, "1.0.1", "final", (vid(1),)),
         version(4, "2.0.0", "final", (vid(2), vid(3), vid(1)), tasks=tasks),  # vid(1) is a transitive parent
         version(5, "2.0.1", "final", (vid(4),)),
