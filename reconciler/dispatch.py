@@ -150,10 +150,7 @@ class _Dispatcher:
             message = (f"{v}: no agent took it from queue {self.queue.name!r} within {self.options.agent_wait:.0f}s "
                        f"(--agent-wait); taken off the queue (version {run.task_id} stays a draft; the next apply "
                        "resumes it)")
-            self.failures.append(message)
-            self.result.failed[v] = message
-            self.report(f"  failed: {message}")
-            self.stop_not_started("a step failed")
+            self.failed(v, message)
         elif run.state == "queued" and time.monotonic() >= run.notice_at:
             waited = time.monotonic() - run.since
             run.notice_at += WAITING_NOTICE_S
@@ -184,6 +181,10 @@ class _Dispatcher:
         why = self.failure_reason(run, state)
         message = (f"{v}: {why} (on agent {state.worker or run.worker or '?'}; version {run.task_id} stays a draft, "
                    "its log is on it; the next apply resumes it)")
+        self.failed(v, message)
+
+    def failed(self, v: VersionKey, message: str) -> None:
+        """``v``'s step failed: said once, and the steps not started yet are not started."""
         self.failures.append(message)
         self.result.failed[v] = message
         self.report(f"  failed: {message}")
@@ -209,10 +210,7 @@ class _Dispatcher:
         message = (f"{v}: the step on agent {worker or '?'} stopped reporting for {silent:.0f}s (--step-timeout "
                    f"{self.options.step_timeout:.0f}; the agent {where}); version {run.task_id} stays a draft, the "
                    "next apply resumes it")
-        self.failures.append(message)
-        self.result.failed[v] = message
-        self.report(f"  failed: {message}")
-        self.stop_not_started("a step failed")
+        self.failed(v, message)
 
     def failure_reason(self, run: _Run, state: TaskState) -> str:
         try:
