@@ -306,3 +306,49 @@ def test_kill_at_any_point_of_a_retention_apply_leaves_kept_versions_readable_an
     versions = {t["version"] for t in dataset_tasks(env, env.project, "pairs")}
     # every retired version is gone whole at last (1.0.9 and its freed parent 1.0.8 in the last step)
     assert versions == {"1.0.10"}, versions
+
+
+def test_retention_frees_s3_storage_by_what_the_plan_says(env: Env, moto_endpoint: str, tmp_path: Path) -> None:
+    import boto3
+
+    hostport = moto_endpoint.removeprefix("http://")
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    bucket = f"ret-{env.project.lower()}"[:60]
+    s3.create_bucket(Bucket=bucket)
+    config = tmp_path / "clearml.conf"
+    config.write_text(json.dumps({"sdk": {"aws": {"s3": {"credentials": [{
+        "host": hostport, "bucket": bucket, "key": "testing", "secret": "testing", "secure": False,
+        "multipart": False, "region": "us-east-1"}]}}}}))
+    vars_ = {**env.vars(), "CLEARML_CONFIG_FILE": str(config)}
+
+    def listing() -> dict[str, int]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="store/")
+        return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+    name = "on-s3"
+    manifest = write_chain(env, name, 5, extra=f"storage: s3://{hostport}/{bucket}/store\n")
+    res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
+    assert res.returncode == 0, res.stdout + res.stderr
+    before = listing()
+    manifest.write_text(manifest.read_text().replace("versions:\n", "retention: {keep_last: 2, grace: 0}\nversions:\n"))
+    plan = env.reconcile("plan", "--format", "json", "manifests", env=vars_)
+    assert plan.returncode == 0, plan.stderr
+    freed = json.loads(plan.stdout)["freed"]["freed_bytes"]
+    used = json.loads(env.reconcile("usage", "--format", "json", "manifests", env=vars_).stdout)
+    assert used["stored_bytes"] == sum(before.values()) and used["policy_frees_bytes"] == freed > 0
+    res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = listing()
+    assert sum(before.values()) - sum(after.values()) == freed and set(after) < set(before)
+    assert env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_).returncode == 0
+    got = env.sdk(f"""
+        import hashlib, os
+        result = {{}}
+        for v in ("1.0.3", "1.0.4"):
+            ds = Dataset.get(dataset_project=PROJECT, dataset_name={name!r}, dataset_version=v)
+            root = ds.get_local_copy()
+            result[v] = {{os.path.relpath(os.path.join(d, f), root): hashlib.sha256(open(os.path.join(d, f), "rb")
+                         .read()).hexdigest() for d, _, fs in os.walk(root) for f in fs}}
+    """, env=vars_)
+    assert got == {"1.0.3": sha(content(3)), "1.0.4": sha(content(4))}
