@@ -159,26 +159,30 @@ def test_pull_sdk_versions_inherited_and_merged(env: Env) -> None:
     write_tree(env.work / "a", {"a/1.txt": "one", "a/2.bin": _noise(7, 200 * KB), "same.txt": "from a"})
     write_tree(env.work / "b", {"b/1.txt": "bee", "same.txt": "from b"})
     write_tree(env.work / "c", {"c/1.txt": "sea"})
-    env.sdk("""
-        def make(name, folder, parents=()):
+    write_tree(env.work / "elsewhere", {"ext.txt": "an external file, registered by its URL"})
+    env.sdk(f"LINK = {(env.work / 'elsewhere' / 'ext.txt').as_uri()!r}\n" + textwrap.dedent("""
+        def make(name, folder, parents=(), links=()):
             ds = Dataset.create(dataset_project=PROJECT, dataset_name=name, parent_datasets=list(parents))
             if folder:
                 ds.add_files(folder)
+            for link in links:
+                ds.add_external_files(link, dataset_path='linked')
             ds.upload()
             ds.finalize()
             return ds.id
         a = make('first', 'a')
         b = make('second', 'b')
-        merged = make('merged', 'c', [a, b])
+        merged = make('merged', 'c', [a, b], links=[LINK])
         result = [a, b, merged]
-    """)
+    """))
     for name in ("merged",):  # files from both parents' chunks (the later parent wins same.txt) and its own
         dest = env.work / f"pulled-{name}"
         _, first = _pull(env, f"{env.project}/{name}@1.0.0", str(dest))
         assert first["fetched"] >= 3
         assert _tree(dest) == _tree(_local_copy(env, name, "1.0.0"))
-        _, warm = _pull(env, f"{env.project}/{name}@1.0.0", str(dest))
-        assert warm["fetched"] == 0 and warm["chunks"] == 0
+        assert (dest / "linked" / "ext.txt").read_text() == "an external file, registered by its URL"
+        out, warm = _pull(env, f"{env.project}/{name}@1.0.0", str(dest))
+        assert warm["fetched"] == 0 and warm["chunks"] == 0 and "links" not in out, out
 
 
 def _verified(dest: Path, expected: dict[str, bytes], but: str = "") -> None:
@@ -237,7 +241,10 @@ def test_pull_killed_at_ten_points_then_pulled_again(env: Env, proxies: Proxies)
     lose_files(9)  # 8. between the files of a chunk being written
     assert killed_at(Rule(".zip", "stall", method="GET", seconds=0.2, times=0), "--workers", "1",
                      on_new_file=kill) == -kill
-    lose_files(9)  # 9. SIGTERM stops promptly, as Ctrl-C does
+    lose_files(9)  # 9. the same, with four workers writing
+    assert killed_at(Rule(".zip", "stall", method="GET", seconds=0.2, times=0), "--workers", "4",
+                     on_new_file=kill) == -kill
+    lose_files(9)  # and SIGTERM stops promptly, as Ctrl-C does
     assert killed_at(Rule(".zip", "stall", method="GET", seconds=0.2, times=0), "--workers", "2",
                      on_new_file=signal.SIGTERM) == 143
     bad = dest / "test/extra.txt"  # 10. the only chunk needed: a corrupted file's
@@ -250,3 +257,27 @@ def test_pull_killed_at_ten_points_then_pulled_again(env: Env, proxies: Proxies)
     assert not list(dest.rglob("*.reconcile-part")) and not (dest / ".reconcile-pull").exists()
     _, warm = _pull(env, ref, str(dest), vars=vars)
     assert warm["fetched"] == 0 and warm["chunks"] == 0
+
+
+def test_pull_versions_of_the_oldest_sdk(env: Env, oldest_sdk_python: Path) -> None:
+    """A parent and a child made by clearml 1.16 (the oldest supported SDK): the child's inherited files come from
+    the parent's chunk, and the file a child replaces from its own."""
+    write_tree(env.work / "p", {"x/1.txt": "one", "x/2.bin": _noise(3, 50 * KB)})
+    write_tree(env.work / "q", {"x/1.txt": "one, replaced", "y/3.txt": "three"})
+    code = textwrap.dedent(f"""
+        from clearml import Dataset
+        def make(name, folder, parents=()):
+            ds = Dataset.create(dataset_project={env.project!r}, dataset_name=name, parent_datasets=list(parents))
+            ds.add_files(folder)
+            ds.upload()
+            ds.finalize()
+            return ds.id
+        make('old-child', 'q', [make('old-parent', 'p')])
+    """)
+    r = subprocess.run([str(oldest_sdk_python), "-c", code], cwd=env.work, env=env.vars(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    dest = env.work / "old"
+    _, first = _pull(env, f"{env.project}/old-child@1.0.0", str(dest))
+    assert _tree(dest) == {"x/1.txt": b"one, replaced", "x/2.bin": _noise(3, 50 * KB), "y/3.txt": b"three"}
+    assert first["chunks"] == 2

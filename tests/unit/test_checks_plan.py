@@ -186,3 +186,40 @@ def test_the_schema_knows_every_rule_and_option() -> None:
     check = manifest_schema()["$defs"]["check"]
     assert tuple(check["properties"]["rule"]["enum"]) == RULES
     assert set(check["properties"]) == COMMON_OPTIONS | {o for opts in RULE_OPTIONS.values() for o in opts}
+
+
+def test_reconcile_check_alone_in_every_format(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    path = manifest(tmp_path, """\
+        apiVersion: reconciler/v1
+        kind: Dataset
+        project: proj
+        name: dsx
+        checks:
+          - {name: no-empty, rule: empty_files}
+          - {name: enough, rule: files, error_if: "<1", warn_if: "<5"}
+        versions:
+          - version: 1.0.0
+            sources: [{path: data}]
+    """)
+
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "reconciler.cli", "check", *args, str(path)], cwd=tmp_path,
+                              capture_output=True, text=True, env={**__import__("os").environ, "NO_COLOR": "1",
+                                                                    "HOME": str(tmp_path)}, timeout=120)
+
+    ok = check()
+    assert ok.returncode == 0, ok.stderr
+    assert "WARN enough (files)" in ok.stdout and "1 version checked: 1 passed, 1 warned, 0 failed." in ok.stdout
+    (tmp_path / "data" / "empty.txt").write_text("")
+    text, as_json, md = check(), check("--format", "json"), check("--format", "markdown")
+    assert text.returncode == as_json.returncode == md.returncode == 1
+    assert text.stderr.startswith("m.yaml:6:5: error: check 'no-empty' (empty_files) of proj/dsx@1.0.0 failed")
+    assert "FAIL no-empty (empty_files)" in text.stdout and "empty.txt" in text.stdout
+    data = json.loads(as_json.stdout)
+    assert data["summary"] == {"passed": 0, "warned": 1, "failed": 1}
+    assert data["versions"][0]["checks"][0]["offending"] == ["empty.txt"]
+    assert "| `proj/dsx@1.0.0` | `no-empty` | fail |" in md.stdout and "`empty.txt`" in md.stdout
