@@ -29,7 +29,7 @@ from .clearml_backend.queues import STEP_CONFIG, Queue, QueueClient, TaskState, 
 from .diagnostics import ReconcileError
 from .model import FINAL_STATUSES, ObservedState, VersionKey
 from .plan import CreateVersion, Plan, SyncFiles, choose_observed, human_size
-from .steps import QueuedVersion, QueuePlan, Step, split_for_queue
+from .steps import QueuedVersion, QueuePlan, Step, move_check_paths, split_for_queue
 
 STEP_ERROR_MARKER = "reconcile step failed: "
 WAITING_NOTICE_S = 60.0
@@ -92,6 +92,16 @@ class _Dispatcher:
 
     # --- starting ------------------------------------------------------------------------------------------------
 
+    def in_checkout(self, path: str) -> str:
+        """A path the checks read, relative to the repository checkout when it is in it (agents check it out)."""
+        checkout = self.seen.checkout
+        if checkout is None:
+            return path
+        try:
+            return Path(path).resolve().relative_to(Path(checkout.root).resolve()).as_posix() or "."
+        except ValueError:
+            return path  # outside: at the same path on the agents (a shared mount), as for sources
+
     def ready(self, run: _Run) -> bool:
         parent = run.queued.step.parent
         return parent is None or parent not in self.runs or self.runs[parent].state == "done"
@@ -112,6 +122,7 @@ class _Dispatcher:
             run.task_id = q.opening.version_id
         self.ids[v] = self.result.ids[v] = run.task_id
         step = replace(q.step, sources=self.seen.sources.get(v, ()),
+                       actions=tuple(move_check_paths(a, self.in_checkout) for a in q.step.actions),
                        lock=((v.project, self.lock[v.project]),) if v.project in self.lock else ())
         writer.prepare_step(run.task_id, self.fields, STEP_CONFIG, self.options.encode_step(step))
         watched = self.client.enqueue(run.task_id, self.queue)

@@ -101,7 +101,10 @@ def test_three_datasets_built_by_an_agent_then_a_second_apply_changes_nothing(
             - version: 1.0.0
               sources: [{path: ../data/tables}]
             """).replace("versions:\n", "checks:\n  - {name: columns, rule: annotations, glob: '*.csv', columns: "
-                                       "[{name: a, type: int}, {name: b, type: int, min: 0}]}\nversions:\n"),
+                                       "[{name: a, type: int}, {name: b, type: int, min: 0}]}\n"
+                                       "  - {name: rows, rule: annotations, glob: '*.csv', schema_file: row.json}\n"
+                                       "versions:\n"),
+        "manifests/row.json": '{"type": "object", "required": ["a", "b"]}',
     })
     repository(env, tmp_path / "remote.git")
     agent = agents(queue)
@@ -142,7 +145,8 @@ def test_three_datasets_built_by_an_agent_then_a_second_apply_changes_nothing(
         ds = Dataset.get(dataset_project={p!r}, dataset_name="tables", dataset_version="1.0.0")
         result = ds.get_metadata("checks")
     """)  # the agent's step evaluated the check again on the files it uploaded, and stored the results
-    assert [(c["name"], c["status"]) for c in stored["checks"]] == [("columns", "pass")]  # type: ignore[index]
+    assert [(c["name"], c["status"]) for c in stored["checks"]] == [  # type: ignore[index]
+        ("columns", "pass"), ("rows", "pass")]
 
     again = env.reconcile("apply", "--queue", queue, "--auto-approve", "manifests/")
     assert again.returncode == 0, again.stdout + again.stderr

@@ -223,3 +223,21 @@ def test_reconcile_check_alone_in_every_format(tmp_path: Path) -> None:
     assert data["summary"] == {"passed": 0, "warned": 1, "failed": 1}
     assert data["versions"][0]["checks"][0]["offending"] == ["empty.txt"]
     assert "| `proj/dsx@1.0.0` | `no-empty` | fail |" in md.stdout and "`empty.txt`" in md.stdout
+
+
+def test_check_paths_move_into_an_agents_checkout() -> None:
+    from reconciler.steps import move_check_paths
+
+    specs = (CheckSpec("s", "annotations", params=freeze_json({"glob": "*.json", "schema_file": "/repo/s.json"})),
+             CheckSpec("c", "command", params=freeze_json({"run": ["/repo/tools/gate", "--strict"], "cwd": "/repo"})),
+             CheckSpec("p", "command", params=freeze_json({"run": ["python3", "-c", "pass"], "cwd": "/elsewhere"})))
+    action = SetChecks(vk("1.0.0"), VersionChecks(vk("1.0.0"), "d", ()), specs)
+    sent = move_check_paths(action, lambda p: p.removeprefix("/repo/").removeprefix("/repo") or ".")
+    assert isinstance(sent, SetChecks)
+    assert [dict(s.params) for s in sent.specs][:1] == [{"glob": "*.json", "schema_file": "s.json"}]
+    assert sent.specs[1].params["run"] == ("tools/gate", "--strict") and sent.specs[1].params["cwd"] == "."
+    assert sent.specs[2].params["run"] == ("python3", "-c", "pass")  # a program found on PATH stays as it is
+    back = move_check_paths(sent, lambda p: p if p.startswith("/") else f"/agent/{p}")
+    assert back.specs[0].params["schema_file"] == "/agent/s.json"
+    assert back.specs[1].params["run"][0] == "/agent/tools/gate"
+    assert move_check_paths(Finalize(vk("1.0.0"), "d"), str.upper) == Finalize(vk("1.0.0"), "d")
