@@ -1019,6 +1019,27 @@ def usage(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None,
     _write(render_usage(report, fmt), out)
 
 
+@cli.command()
+@click.argument("ref", metavar="PROJECT/NAME@VERSION|ID")
+@click.option("--croissant", is_flag=True, required=True,
+              help="Croissant 1.0 JSON-LD (MLCommons), with the card's Responsible-AI fields.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout.")
+@click.pass_context
+def export(ctx: click.Context, ref: str, croissant: bool, out: Path | None) -> None:
+    """Describe a live version in another format: its files (sha256, the chunk holding each), splits, classes,
+    licence and Responsible-AI fields from its card."""
+    import json
+
+    from .cachedir import default_cache_dir
+    from .export import version_export
+    from .render.croissant import croissant_jsonld
+
+    with _connect(ctx) as conn:
+        data = version_export(conn.backend.reader, ref, cache_root=default_cache_dir())
+    _write(json.dumps(croissant_jsonld(data), indent=2, ensure_ascii=False) + "\n", out)
+
+
 def main() -> None:
     cli(prog_name="reconcile")
 
