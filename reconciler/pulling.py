@@ -250,7 +250,7 @@ class _Writer:
         size = 0
         try:
             with open(tmp, "wb") as out:
-                while block := src.read(_BLOCK):
+                while (block := src.read(_BLOCK)) and size <= f.size:  # never more than the recorded size
                     h.update(block)
                     out.write(block)
                     size += len(block)
@@ -258,9 +258,10 @@ class _Writer:
                 raise BackendError(f"{f.path} in {where} does not match the version's file list "
                                    f"({size} bytes, sha256 {h.hexdigest()[:12]}; recorded {f.size} bytes, "
                                    f"sha256 {f.sha256[:12]})")
-            if os.path.isdir(target) and not os.path.islink(target):
-                raise ReconcileError(f"{target} is a folder; the version has a file there")
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except IsADirectoryError:
+                raise ReconcileError(f"{target} is a folder; the version has a file there") from None
         except BaseException:
             _unlink(tmp)
             raise
@@ -358,9 +359,8 @@ def _pull(reader: ServerReader, version: ObservedVersion, task: Mapping[str, Any
     progress = Progress(f"pull {label}", len(chosen), total_bytes, enabled=options.progress)
     writer = _Writer(dest, progress)
     try:
-        missing, present, hashed = _compare(chosen, local, dest, cache, options.workers)
+        missing, present, hashed = _compare(chosen, local, dest, cache, options.workers, progress)
         writer.written.extend(hashed)
-        progress.advance(len(chosen) - len(missing), total_bytes - sum(f.size for f in missing))
         chunks, downloaded = _fetch(reader, missing, dest / STAGING, writer, options.workers)
         n_links = _fetch_links(reader, chosen_links, local, writer, dest / STAGING)
     finally:  # what was verified is remembered, also when the pull stops early
@@ -391,8 +391,10 @@ def declared_splits(version: ObservedVersion) -> Mapping[str, Sequence[str]]:
 
 
 def _compare(chosen: Sequence[StoredFile], local: Mapping[str, tuple[str, StatKey]], dest: Path,
-             cache: HashCache, workers: int) -> tuple[list[StoredFile], int, list[tuple[str, StatKey, str]]]:
-    """(files to fetch, files already right, newly hashed rows to remember)."""
+             cache: HashCache, workers: int, progress: Progress
+             ) -> tuple[list[StoredFile], int, list[tuple[str, StatKey, str]]]:
+    """(files to fetch, files already right, newly hashed rows to remember); ``progress`` counts the files found
+    right (by their stat at once, the hashed ones one by one)."""
     rows = cache.lookup_tree(str(dest)) if local else {}
     missing: list[StoredFile] = []
     to_hash: list[tuple[StoredFile, str]] = []
@@ -410,6 +412,8 @@ def _compare(chosen: Sequence[StoredFile], local: Mapping[str, tuple[str, StatKe
             missing.append(f)
         else:
             to_hash.append((f, path))
+    progress.advance(present, sum(f.size for f in chosen) - sum(f.size for f in missing)
+                     - sum(f.size for f, _ in to_hash))
     hashed: list[tuple[str, StatKey, str]] = []
     if to_hash:
         with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -417,6 +421,7 @@ def _compare(chosen: Sequence[StoredFile], local: Mapping[str, tuple[str, StatKe
                 if got is not None and got[0] == f.sha256:
                     present += 1
                     hashed.append((path, got[1], got[0]))
+                    progress.advance(1, f.size)
                 else:
                     missing.append(f)
     return missing, present, hashed

@@ -319,9 +319,9 @@ def test_ctrl_c_takes_queued_steps_off_the_queue_and_stops_running_ones(
     _the_next_apply_converges(env, agents, queue, shared)
 
 
-def test_an_agent_killed_mid_step_fails_the_apply_within_the_step_timeout_and_the_next_apply_converges(
+def test_an_agent_killed_mid_step_fails_within_the_step_timeout_then_an_on_demand_agent_finishes_the_work(
         env: Env, agents: Callable[..., AgentProcess], unique_name: Callable[[str], str], tmp_path: Path) -> None:
-    queue = unique_name("reconcile-q")
+    queue, on_demand = unique_name("reconcile-q"), unique_name("reconcile-od")
     shared = tmp_path / "shared"
     _two_datasets(env, shared)
     # the agent's chunk registrations never reach the server: its step is running when the agent is killed
@@ -329,46 +329,38 @@ def test_an_agent_killed_mid_step_fails_the_apply_within_the_step_timeout_and_th
     agent = agents(queue, api_host=proxy.url)
     try:
         proc, lines, reader = _apply_until_a_step_runs(env, agent, "--queue", queue, "--shared-mount", str(shared),
-                                                       "--step-timeout", "15", "--auto-approve", "manifests/")
+                                                       "--step-timeout", "10", "--auto-approve", "manifests/")
         os.killpg(agent.proc.pid, signal.SIGKILL)  # the agent and its step die; its registration stays a while
         killed = time.monotonic()
         _, stderr = proc.communicate(timeout=120)
         took = time.monotonic() - killed
         reader.join(10)
         assert proc.returncode == 1, "".join(lines) + stderr
-        assert took < 15 + 15, took  # the step timeout, one poll, the lock release
+        assert took < 10 + 15, took  # the step timeout, one poll, the lock release
         step = next(line.split(":")[0].strip() for line in lines if "running on agent" in line)
         assert f"{step}: the step on agent {agent.worker_id} stopped reporting" in stderr, stderr
         assert "Traceback" not in stderr
     finally:
         agent.stop()
         proxy.stop()
-    _the_next_apply_converges(env, agents, queue, shared)
 
-
-def test_a_queue_served_by_an_agent_started_on_demand(
-        env: Env, agents: Callable[..., AgentProcess], unique_name: Callable[[str], str], tmp_path: Path) -> None:
-    queue = unique_name("reconcile-q")
-    shared = tmp_path / "shared"
-    _two_datasets(env, shared)
+    # the next applies use a queue whose agents an autoscaler starts only once work is queued
     env.sdk(f"""
         from clearml.backend_api.session.client import APIClient
-        result = APIClient().queues.create(name={queue!r}).id
+        result = APIClient().queues.create(name={on_demand!r}).id
     """)
-    # no agent yet, and it waits only --agent-wait for one: the step fails and is taken off the queue
-    short = env.reconcile("apply", "--queue", queue, "--shared-mount", str(shared), "--agent-wait", "2",
-                          "--auto-approve", "manifests/")
+    args = ("apply", "--queue", on_demand, "--shared-mount", str(shared), "--auto-approve", "--lock-timeout", "0")
+    short = env.reconcile(*args, "--agent-wait", "2", "manifests/")  # the lock was released: no waiting for it
     assert short.returncode == 1, short.stdout + short.stderr
-    assert f"no agent took it from queue {queue!r} within 2s (--agent-wait)" in short.stderr, short.stderr
-    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", "--queue", queue, "--shared-mount",
-                             str(shared), "--agent-wait", "300", "--auto-approve", "manifests/"],
+    assert f"no agent took it from queue {on_demand!r} within 2s (--agent-wait)" in short.stderr, short.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", *args, "--agent-wait", "300", "manifests/"],
                             cwd=env.work, env=env.vars(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not any(t["status"] == "queued" for n in ("one", "two") for t in dataset_tasks(env, env.project, n)):
             assert time.monotonic() < deadline and proc.poll() is None, "nothing was queued"
             time.sleep(1)
-        agents(queue)  # the autoscaler's agent, started because work was queued
+        agents(on_demand)  # the autoscaler's agent, started because work was queued
         out, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:

@@ -36,6 +36,14 @@ class Made:
     files: Mapping[str, str] = field(default_factory=dict)
     remove: tuple[str, ...] = ()
     publish: bool = False
+    metadata: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # set_metadata(value, name)
+    archived: bool = False  # archived after it is finalized (in the UI, say)
+    draft: bool = False  # never finalized: a script's unfinished work
+
+    @property
+    def live(self) -> bool:
+        """Finalized and not archived: what import adopts and the SDK reads."""
+        return not (self.draft or self.archived)
 
 
 CORPUS: tuple[Made, ...] = (
@@ -64,6 +72,14 @@ CORPUS: tuple[Made, ...] = (
     Made("Right", "1.0.0", files={"shared.txt": "right", "r.txt": "r"}),
     Made("LeftRight", "1.0.0", (("Left", "1.0.0"), ("Right", "1.0.0"))),
     Made("RightLeft", "1.0.0", (("Right", "1.0.0"), ("Left", "1.0.0")), {"own.txt": "own"}),
+    # metadata under two names besides the default one; published, archived and draft versions side by side
+    Made("Meta", "1.0.0", files={"m.txt": "m1"}, publish=True,
+         metadata={"metadata": {"k": 1}, "info": {"rows": 1}, "schema": {"columns": ["m"]}}),
+    Made("Meta", "1.1.0", (("Meta", "1.0.0"),), {"gone.txt": "g"}, archived=True,
+         metadata={"metadata": {"k": 2}, "info": {"rows": 2}}),
+    Made("Meta", "1.2.0", (("Meta", "1.0.0"),), {"n.txt": "n"},
+         metadata={"metadata": {"k": 3}, "info": {"rows": 2}, "schema": {"columns": ["m", "n"]}}),
+    Made("Meta", "1.3.0", (("Meta", "1.2.0"),), {"wip.txt": "w"}, draft=True),
 )
 
 BUILD = """
@@ -81,11 +97,19 @@ for i, v in enumerate(SPEC):
             os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
             open(os.path.join(folder, rel), "w").write(text)
         ds.add_files(folder)
+    for name, value in v["metadata"].items():
+        ds.set_metadata(value, metadata_name=name, ui_visible=False)
     ds.upload()
+    if v["draft"]:
+        continue
     ds.finalize()
     if v["publish"]:
         ds.publish()
-    made[(v["name"], v["version"])] = ds.id
+    if v["archived"]:
+        from clearml.backend_api.session.client import APIClient
+        APIClient().tasks.archive_many(ids=[ds.id])
+    else:
+        made[(v["name"], v["version"])] = ds.id
 result = {f"{k[0]}@{k[1]}": i for k, i in made.items()}
 """
 
@@ -185,9 +209,11 @@ def read_back(env: Env, pythons: Mapping[str, Path], ids: Mapping[str, str], wan
 
 
 def _tips(corpus: Sequence[Made]) -> dict[str, Made]:
+    """The newest live version of each dataset (what a new version goes below)."""
     tips: dict[str, Made] = {}
     for v in corpus:
-        tips[v.name] = v
+        if v.live:
+            tips[v.name] = v
     return tips
 
 
@@ -197,11 +223,13 @@ NEW_VERSION = "9.0.0"
 def test_script_made_histories_are_adopted_continued_and_read_back(env: Env, request: pytest.FixtureRequest
                                                                    ) -> None:
     spec = [dict(name=v.name, version=v.version, parents=v.parents, files=dict(v.files), remove=v.remove,
-                 publish=v.publish) for v in CORPUS]
+                 publish=v.publish, metadata={k: dict(m) for k, m in v.metadata.items()}, archived=v.archived,
+                 draft=v.draft) for v in CORPUS]
     made = env.sdk(f"SPEC = json.loads({json.dumps(spec)!r})\n" + BUILD, timeout=600)
     assert isinstance(made, dict)
     res = env.reconcile("import", env.project, "--out", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
+    assert f"note: {env.project}/Meta@1.3.0: a draft" in res.stderr, res.stderr  # said, not adopted
     plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
     assert plan.returncode == 0, plan.stdout + plan.stderr  # adopting changes nothing
 
@@ -224,4 +252,14 @@ def test_script_made_histories_are_adopted_continued_and_read_back(env: Env, req
                                                        dataset_version={NEW_VERSION!r}).id for n in names}}
     """)
     assert isinstance(listed, dict)
-    read_back(env, sdk_pythons(request), {**listed, **made}, {**want, **new})
+    live = {k: files for k, files in want.items() if k in made}
+    read_back(env, sdk_pythons(request), {**listed, **made}, {**live, **new})
+    # every metadata artifact came through import, and the new version carries its dataset's (the newest's)
+    metadata = env.sdk(f"""
+        result = {{}}
+        for version in ("1.0.0", "1.2.0", {NEW_VERSION!r}):
+            ds = Dataset.get(dataset_project=PROJECT, dataset_name="Meta", dataset_version=version)
+            result[version] = {{n: ds.get_metadata(metadata_name=n) for n in ("metadata", "info", "schema")}}
+    """)
+    meta = {v.version: dict(v.metadata) for v in CORPUS if v.name == "Meta"}
+    assert metadata == {"1.0.0": meta["1.0.0"], "1.2.0": meta["1.2.0"], NEW_VERSION: meta["1.2.0"]}
