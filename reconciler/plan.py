@@ -57,7 +57,7 @@ _SIZE = attrgetter("size")
 @dataclass(frozen=True, slots=True)
 class CreateVersion:
     version: VersionKey
-    parent: VersionKey | None
+    parents: tuple[VersionKey, ...]  # in merge order
     storage: str | None = None
 
 
@@ -67,7 +67,7 @@ class ResumeVersion:
 
     version: VersionKey
     version_id: str
-    parent: VersionKey | None = None
+    parents: tuple[VersionKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +302,9 @@ CONTENT_MEMO_FORMAT = "content-memo-1"
 
 def content_memos(desired: DesiredState, own: Mapping[VersionKey, SourceFiles]) -> dict[VersionKey, str]:
     """A key per version that determines its content, for the versions whose own sources (and ancestors') gave
-    one: the parent's key, the ``remove`` globs and the sources' memo. Equal keys, equal contents; so a content
-    summary remembered under a key stands for the content (see :func:`compute_contents`'s ``known``).
+    one: the parents' keys (in order), the ``remove`` globs and the sources' memo. Equal keys, equal contents;
+    so a content summary remembered under a key stands for the content (see :func:`compute_contents`'s
+    ``known``).
     """
     memos: dict[VersionKey, str | None] = {}
 
@@ -312,9 +313,10 @@ def content_memos(desired: DesiredState, own: Mapping[VersionKey, SourceFiles]) 
             return memos[spec.key]
         memos[spec.key] = None  # (no cycles: the loader refuses them)
         mine = own.get(spec.key)
-        parent = memo_of(desired.version(spec.parent)) if spec.parent is not None else ""
-        if spec.adopt is not None or mine is None or mine.memo is None or parent is None:
+        parents = [memo_of(desired.version(p)) for p in spec.parents]
+        if spec.adopt is not None or mine is None or mine.memo is None or None in parents:
             return None
+        parent = ",".join(str(p) for p in parents)  # one parent: its memo, as before merges
         text = "\0".join((CONTENT_MEMO_FORMAT, parent, *spec.remove, "\0", mine.memo))
         memos[spec.key] = hashlib.sha256(text.encode()).hexdigest()
         return memos[spec.key]
@@ -336,7 +338,8 @@ def compute_contents(
     desired: DesiredState, own: Mapping[VersionKey, SourceFiles], adopted: Mapping[VersionKey, Content] | None = None,
     known: Mapping[VersionKey, ContentSummary] | None = None,
 ) -> dict[VersionKey, Content]:
-    """Content of every desired version: (parent content minus `remove`) overlaid with its own sources.
+    """Content of every desired version: (its parents' contents merged in order, minus `remove`) overlaid with
+    its own sources.
 
     A source file at the same dataset path as an inherited file or link replaces it. An adopted version's
     content is given (``adopted``: what the server holds). A version in ``known`` (its summary, remembered
@@ -356,8 +359,8 @@ def compute_contents(
     def build(spec: VersionSpec) -> Content:
         files: dict[str, FileEntry] = {}
         links: dict[str, LinkEntry] = {}
-        if spec.parent is not None:
-            base = content_of(desired.version(spec.parent))
+        if spec.parents:
+            base = Content.merged([content_of(desired.version(p)) for p in spec.parents])
             if spec.remove:
                 removed = GlobSet.compile(spec.remove)
                 files = {p: f for p, f in base.files.items() if not removed.matches(p)}
@@ -505,8 +508,8 @@ def topological_versions(desired: DesiredState) -> list[VersionSpec]:
     def visit(spec: VersionSpec) -> None:
         if spec.key in done:
             return
-        if spec.parent is not None:
-            visit(desired.version(spec.parent))
+        for p in spec.parents:
+            visit(desired.version(p))
         done.add(spec.key)
         order.append(spec)
 
@@ -562,20 +565,23 @@ class _Planner:
         return choose_observed(self.by_key.get(key, []))
 
     def base_content(self, spec: VersionSpec) -> Content:
-        """What a new version of ``spec`` starts with: its parent's live content when known, else desired."""
-        if spec.parent is None:
-            return Content()
-        parent_obs = self.chosen(spec.parent)
+        """What a new version of ``spec`` starts with: its parents' live contents when known, else desired,
+        merged in order."""
+        return Content.merged([self.parent_content(p) for p in spec.parents]) if spec.parents else Content()
+
+    def parent_content(self, key: VersionKey) -> Content:
+        parent_obs = self.chosen(key)
         if parent_obs is not None and parent_obs.finalized:
             live = observed_content(parent_obs)
             if live is not None:
                 return live
-        return self.contents[spec.parent]
+        return self.contents[key]
 
     def plan_version(self, spec: VersionSpec, ds: DatasetSpec) -> None:
         key = spec.key
-        if spec.parent is not None and spec.parent in self.blocked:
-            self.block(spec, f"its parent {spec.parent} cannot be reconciled", "resolve the parent's conflict first")
+        blocked = [p for p in spec.parents if p in self.blocked]
+        if blocked:
+            self.block(spec, f"its parent {blocked[0]} cannot be reconciled", "resolve the parent's conflict first")
             return
         obs = self.chosen(key)
         if spec.adopt is not None and not self.check_adopted(spec, obs):
@@ -591,7 +597,7 @@ class _Planner:
                 obs = archived
         target = self.contents[key]
         if obs is None:
-            self.actions.append(CreateVersion(key, spec.parent, ds.storage))
+            self.actions.append(CreateVersion(key, spec.parents, ds.storage))
             self.build(spec, ds, None, self.base_content(spec), target)
         elif obs.finalized:
             if not (self.check_finalized(spec, obs, target) and self.check_lineage(spec, obs)
@@ -601,7 +607,7 @@ class _Planner:
             self.plan_properties(spec, obs)
             self.plan_publish(spec, obs)
         elif obs.managed:
-            self.actions.append(ResumeVersion(key, obs.id, spec.parent))
+            self.actions.append(ResumeVersion(key, obs.id, spec.parents))
             self.build(spec, ds, obs, self.base_content(spec), target)
         else:
             self.block(
@@ -674,16 +680,17 @@ class _Planner:
         return False
 
     def check_lineage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
-        """A finalized version must stand on the version the manifests name as its parent, and that one must
-        still be there: its files are read through the parent."""
-        if spec.parent is None or not obs.parent_ids:
+        """A finalized version must stand on the versions the manifests name as its parents, and those must
+        still be there: its files are read through them."""
+        if not spec.parents or not obs.parent_ids:
             return True
-        parent = self.chosen(spec.parent)
-        if parent is not None and parent.id in obs.parent_ids:
+        parents = [self.chosen(p) for p in spec.parents]
+        if all(p is not None and p.id in obs.parent_ids for p in parents):
             return True
         on_server = {v.id: v for v in self.observed.versions}
         gone = [p for p in obs.parent_ids if p not in on_server or on_server[p].archived]
-        if gone and (parent is None or parent.id not in obs.parent_ids):
+        if gone:
+            assert spec.parent is not None
             self.drift.append(Drift(spec.key, obs.id, "parent", f"its parent version {gone[0]} was deleted or "
                                     "archived on the server"))
             self.block(spec, f"its parent version {gone[0]} is gone from the server (deleted or archived), so its "
@@ -860,8 +867,9 @@ def _unmanaged(
 def describe(action: Action) -> str:
     """A one-line, human description of an action (used by renderers and progress lines)."""
     match action:
-        case CreateVersion(version=v, parent=p):
-            return f"create {v}" + (f" (parent {p.version if p.dataset == v.dataset else p})" if p else "")
+        case CreateVersion(version=v, parents=ps):
+            names = ", ".join(p.version if p.dataset == v.dataset else str(p) for p in ps)
+            return f"create {v}" + (f" (parent {names})" if len(ps) == 1 else f" (parents {names})" if ps else "")
         case ResumeVersion(version=v, version_id=i):
             return f"resume draft {v} ({i})"
         case Restore(version=v, version_id=i):

@@ -28,8 +28,8 @@ V = VersionKey("p", "ds", "1.1.0")
 PARENT = VersionKey("p", "ds", "1.0.0")
 
 ONE_OF_EACH: tuple[Action, ...] = (
-    CreateVersion(V, PARENT, "s3://bucket/prefix"),
-    ResumeVersion(V, "draft-id", PARENT),
+    CreateVersion(V, (PARENT,), "s3://bucket/prefix"),
+    ResumeVersion(V, "draft-id", (PARENT,)),
     Restore(V, "archived-id"),
     SyncFiles(V, upload=(FileEntry("a.txt", 1, "h", "/local/a.txt"),), modified=("a.txt",), remove=("b.txt",),
               add_links=(LinkEntry("l", "s3://b/l", 3, "e"),), remove_links=("m",), content_digest="d" * 64,

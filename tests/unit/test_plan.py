@@ -62,7 +62,7 @@ def dataset(*versions: VersionSpec, tags=("a", "b"), meta=None, desc="d", name=N
 
 
 V1 = VersionSpec(vk("1.0.0"))
-V2 = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"), remove=("old/*",))
+V2 = VersionSpec(vk("1.1.0"), parents=(vk("1.0.0"),), remove=("old/*",))
 OWN = {
     vk("1.0.0"): SourceFiles(files=(f("a.txt", "a"), f("old/x.txt", "x"), f("keep/y.txt", "y"))),
     vk("1.1.0"): SourceFiles(files=(f("a.txt", "A2"), f("b.txt", "b"))),
@@ -284,7 +284,7 @@ def test_statistics_are_written_before_finalize_and_not_again_after_apply():
 
 
 def test_statistics_turned_on_for_existing_versions_is_the_only_change():
-    desired = DesiredState((dataset(V1, V2.__class__(V2.key, V2.parent, remove=V2.remove, publish=True)),))
+    desired = DesiredState((dataset(V1, V2.__class__(V2.key, V2.parents, remove=V2.remove, publish=True)),))
     contents = compute_contents(desired, OWN)
     observed = observed_from(desired, contents)
     plan = compute_plan(DesiredState((dataset(V1, desired.datasets[0].versions[1], stats=True),)), contents, observed)
@@ -430,18 +430,18 @@ def test_an_archived_version_is_drift():
 
 
 def test_aliases_move_as_tags_and_leave_exactly_one_holder():
-    v2 = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"))
+    v2 = VersionSpec(vk("1.1.0"), parents=(vk("1.0.0"),))
     props = Properties("d", frozenset({"a"}), freeze_json({"k": 1}))
     before = DesiredState((DatasetSpec(DatasetKey(P, N), (
         replace(V1, properties=Properties("d", frozenset({"a", "production"}), freeze_json({"k": 1}))),
-        replace(v2, parent=vk("1.0.0"), properties=props)), props, aliases=freeze_json({"production": "1.0.0"})),))
+        replace(v2, parents=(vk("1.0.0"),), properties=props)), props, aliases=freeze_json({"production": "1.0.0"})),))
     contents = compute_contents(before, OWN)
     observed = observed_from(before, contents)
     stray = ObservedVersion(key=vk("0.9.0"), id="old", status="completed", managed=True,
                             properties=Properties("d", frozenset({"production"})))
     after = DesiredState((DatasetSpec(DatasetKey(P, N), (
         replace(V1, properties=props),
-        replace(v2, parent=vk("1.0.0"), properties=Properties("d", frozenset({"a", "production"}),
+        replace(v2, parents=(vk("1.0.0"),), properties=Properties("d", frozenset({"a", "production"}),
                                                              freeze_json({"k": 1})))),
         props, aliases=freeze_json({"production": "1.1.0"})),))
     plan = compute_plan(after, contents, ObservedState(observed.versions + (stray,)))
@@ -467,7 +467,7 @@ def test_aliases_move_as_tags_and_leave_exactly_one_holder():
 
 def test_an_adopted_version_is_taken_as_the_server_holds_it():
     adopted = replace(V1, adopt="a" * 32, publish=True)  # import writes publish: true for a published one
-    child = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"))
+    child = VersionSpec(vk("1.1.0"), parents=(vk("1.0.0"),))
     desired = DesiredState((dataset(adopted, child),))
     live = (f("made/by/script.txt", "s"),)
     server = ObservedVersion(key=vk("1.0.0"), id="a" * 32, status="published", managed=False,
