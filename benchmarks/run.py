@@ -12,6 +12,9 @@ B5  HTTP requests the server receives for a no-op plan      (flat in the number 
 B6  no-op plan of one small dataset, fresh process          vs  `clearml-data search` on the same server
 B7  upload of incompressible data (random bytes in .jpg)    vs  a raw HTTP upload of the same bytes to the same server
 B8  plan of 1,000,000 files in one dataset                  vs  walk+stat; peak memory; JSON plan linear in size
+B9  pull of a 100,000-file version: cold                    vs  the SDK's get_local_copy() into an empty cache
+    warm (DEST already right)                               vs  walk+stat of DEST; get_local_copy(), all cached
+    a declared 10% split                                    bytes downloaded vs the whole version's
 
 Every command runs as a user runs it: a fresh `reconcile` process (bytecode compiled first, as an installed package
 has it) against the embedded server on a free loopback port, in a temporary directory. Medians of repeated runs;
@@ -344,6 +347,71 @@ def b4(b: Bench, m: Measure, files: int) -> None:
         m.add("bytes ratio", plan["summary"]["upload_bytes"] / (files * 256))
 
 
+# --- B9: pull ------------------------------------------------------------------------------------------------
+
+
+LOCAL_COPY = """
+import sys
+from clearml import Dataset
+print(Dataset.get(dataset_id=sys.argv[1]).get_local_copy())
+"""
+
+
+def b9(b: Bench, m: Measure, files: int) -> None:
+    """One version of ``files`` files (256 B, in folders of 500, 1 MiB chunks) that declares a split of 10% of
+    them (the first tenth of the folders). Each run in fresh processes: a cold pull (empty DEST, empty caches)
+    against the SDK's get_local_copy() into an empty cache; the warm pull of the same DEST against a bare
+    walk+stat of it (per-file cost: minus the warm pull of a one-file version, as B1 does) and against
+    get_local_copy() with everything cached; the split's pull, bytes downloaded against the cold pull's."""
+    root = b.work / "b9"
+    make_tree(root, files, size=256, seed=9)
+    folders = sorted(p.name for p in root.iterdir())
+    part = folders[: max(1, len(folders) // 10)]
+    globs = ", ".join(f'"{f}/**"' for f in part)
+    mdir = b.work / "b9-manifests"
+    mdir.mkdir()
+    one = b.work / "b9-one"
+    make_tree(one, 1, size=256, seed=90)
+    (mdir / "ds.yaml").write_text(manifest("bench_b9", "pulled", f"- version: 1.0.0\n  sources:\n    - path: {root}\n",
+                                           extra=f"upload: {{chunk_size_mb: 1}}\nsplits: {{part: [{globs}]}}\n"))
+    (mdir / "one.yaml").write_text(manifest("bench_b9", "single", f"- version: 1.0.0\n  sources:\n    - path: {one}\n"))
+    b.apply(mdir, cache=b.work / "b9-apply-cache")
+    script = b.work / "local_copy.py"
+    script.write_text(LOCAL_COPY)
+    version_id = json.loads(b.reconcile("pull", "bench_b9/pulled@1.0.0", str(b.work / "b9-probe"), "--include",
+                                        "nothing", "--format", "json", cache=b.work / "b9-probe-cache").stdout)[
+                                            "version_id"]
+    for i in range(b.runs):
+        dest, cache, home = b.work / f"b9-dest-{i}", b.work / f"b9-cache-{i}", b.work / f"b9-home-{i}"
+        home.mkdir()
+        sdk_env = {**b.env, "HOME": str(home)}  # the SDK's cache (~/.clearml/cache) starts empty
+        sdk_cold = b.proc([sys.executable, str(script), version_id], env=sdk_env).seconds
+        cold = b.reconcile("pull", "bench_b9/pulled@1.0.0", str(dest), "--format", "json", cache=cache)
+        full = json.loads(cold.stdout)
+        assert full["fetched"] == files, full
+        sdk_warm = b.proc([sys.executable, str(script), version_id], env=sdk_env).seconds
+        warm = b.reconcile("pull", "bench_b9/pulled@1.0.0", str(dest), "--format", "json", cache=cache)
+        assert json.loads(warm.stdout)["fetched"] == 0
+        small = b.reconcile("pull", "bench_b9/single@1.0.0", str(b.work / f"b9-one-{i}"), cache=cache)
+        small = b.reconcile("pull", "bench_b9/single@1.0.0", str(b.work / f"b9-one-{i}"), cache=cache)
+        _, floor = b.floor(dest)
+        split = json.loads(b.reconcile("pull", "bench_b9/pulled@1.0.0", str(b.work / f"b9-split-{i}"), "--split",
+                                       "part", "--format", "json", cache=cache).stdout)
+        m.add("get_local_copy(), empty cache (s)", sdk_cold)
+        m.add("cold pull (s)", cold.seconds)
+        m.add("cold: pull / get_local_copy()", cold.seconds / sdk_cold)
+        m.add("floor: walk+stat of DEST (s)", floor)
+        m.add("warm pull (s)", warm.seconds)
+        m.add("warm pull, one-file version (s)", small.seconds)
+        m.add("warm: per-file cost / floor", max(warm.seconds - small.seconds, 0.0) / floor)
+        m.add("get_local_copy(), all cached (s)", sdk_warm)
+        m.add("warm: pull / get_local_copy()", warm.seconds / sdk_warm)
+        m.add("split: files / all files", split["files"] / files)
+        m.add("split: bytes downloaded / all", split["downloaded_bytes"] / full["downloaded_bytes"])
+        for path in (dest, b.work / f"b9-split-{i}", home):
+            remove_later(path)
+
+
 # --- B5: requests of a no-op plan ----------------------------------------------------------------------------
 
 
@@ -585,7 +653,7 @@ def to_markdown(measures: list[Measure], info: dict[str, str], command: str, loa
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8,B9")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
@@ -601,12 +669,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--b7-files", type=int, default=100)
     ap.add_argument("--b7-size", type=int, default=10 << 20)
     ap.add_argument("--b8-files", type=int, default=1_000_000)
+    ap.add_argument("--b9-files", type=int, default=100_000)
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--write-results", action="store_true", help="also write benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     if args.quick:
         args.b1_files, args.b2_files, args.b3_files, args.b4_files = 2000, 40, 500, 2000
         args.b5_sizes, args.b7_files, args.b7_size, args.b8_files, args.runs = "5,20", 20, 1 << 20, 20_000, 2
+        args.b9_files = 5000
     only = set(args.only.split(","))
     sys.path.insert(0, str(REPO))
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "reconciler")], check=True,
@@ -627,6 +697,9 @@ def main(argv: list[str] | None = None) -> int:
     m8 = Measure("B8", f"{args.b8_files} files in one dataset",
                  {ratio: "<= 2", "no-op plan: peak memory (MiB)": "<= 1024", "plan --out: peak memory (MiB)": "<= 1024",
                   f"per-file cost, {args.b8_files} / {args.b8_files // 10} files": "~1 (linear)"})
+    m9 = Measure("B9", f"pull of a {args.b9_files}-file version",
+                 {"cold: pull / get_local_copy()": "<= 0.5", "warm: per-file cost / floor": "<= 2",
+                  "warm: pull / get_local_copy()": "<= 0.1", "split: bytes downloaded / all": "<= 0.15"})
     steps: list[tuple[Measure, Callable[[], None]]] = [
         (m6, lambda: b6(bench, m6)),
         (m1, lambda: b1(bench, m1, args.b1_files, args.b1_datasets, not args.no_dvc)),
@@ -636,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         (m7, lambda: b7(bench, m7, args.b7_files, args.b7_size)),
         (m8, lambda: b8(bench, m8, args.b8_files)),
         (m5, lambda: b5(bench, m5, [int(x) for x in args.b5_sizes.split(",")])),
+        (m9, lambda: b9(bench, m9, args.b9_files)),
     ]
     steps = [(m, s) for m, s in steps if m.key in only]
     loads: list[str] = []

@@ -29,6 +29,7 @@ from .plan import (
     Action,
     Archive,
     CreateVersion,
+    DiscardDraft,
     Finalize,
     Plan,
     Publish,
@@ -69,6 +70,7 @@ class Writer(Protocol):
     def finalize(self, draft: Draft, content_digest: str) -> None: ...
     def publish(self, key: VersionKey, version_id: str) -> None: ...
     def archive(self, key: VersionKey, version_id: str) -> None: ...
+    def delete_draft(self, version_id: str) -> None: ...
     def restore(self, key: VersionKey, version_id: str) -> None: ...
     def version_files(self, version_id: str) -> dict[str, Any]: ...
     def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]: ...
@@ -158,6 +160,8 @@ class _Applier:
             case Restore(version=v, version_id=i):
                 self.writer.restore(v, i)
                 self.result.ids[v] = i
+            case DiscardDraft(version_id=i):
+                self.writer.delete_draft(i)
             case SyncFiles(version=v):
                 draft = self.drafts[v]
                 apply_delta(draft, remove=action.remove, remove_links=action.remove_links,

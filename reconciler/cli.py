@@ -198,6 +198,10 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
         srv.start()
     except (OSError, ValueError) as err:
         raise ReconcileError(f"cannot start the server: {err}") from err
+    from .cachedir import default_cache_dir
+    from .webpages import attach_pages
+
+    attach_pages(srv, cache_root=default_cache_dir())
     click.echo(escape.text(f"# ClearML-compatible server on {srv.api_url}, files on {srv.files_url} "
                            f"(data in {data_dir.resolve()})"), err=True)
     click.echo("# paste these lines to point any ClearML code at it:", err=True)
@@ -757,10 +761,12 @@ def _import_files(items: list[Any], out_dir: Path, source: str, *, update: bool
 @click.option("--include", "include", multiple=True, metavar="GLOB",
               help="Only the files matching this glob (repeatable: any of them; with --split: within the split).")
 @click.option("--delete", is_flag=True, help="Delete files in DEST that the selection does not hold.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="The summary as a line of text or a JSON object.")
 @_workers_option
 @click.pass_context
 def pull(ctx: click.Context, ref: str, dest: Path, split: str | None, include: tuple[str, ...], delete: bool,
-         workers: int) -> None:
+         fmt: str, workers: int) -> None:
     """Download a version's files (or a split, or some globs) into DEST, verified against their sha256.
 
     Only the chunks holding missing files are downloaded; files already in DEST are kept (recognised by their
@@ -772,7 +778,12 @@ def pull(ctx: click.Context, ref: str, dest: Path, split: str | None, include: t
     options = PullOptions(Selection(split, include), delete=delete, workers=workers, progress=True)
     with _connect(ctx) as conn:
         result = pull_version(conn.backend.reader, ref, dest, options)
-    click.echo(escape.text(result.summary()))
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(result.to_json(), sort_keys=True))
+    else:
+        click.echo(escape.text(result.summary()))
 
 
 # --- diff ----------------------------------------------------------------------------------------------------

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 from .clearml_backend import Backend, LockLease, ServerReader, codec
 from .diagnostics import Diagnostic, ReconcileError
 from .manifest import load_manifests
-from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey
+from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey, content_digest
 from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_state
 from .plan import (
+    Finalize,
     Plan,
     PlanOptions,
     SourceFiles,
@@ -34,6 +35,7 @@ from .sources import (
     SourceContent,
     SourceResolver,
     default_cache_dir,
+    forget_contents,
     remember_contents,
     remembered_contents,
 )
@@ -123,6 +125,8 @@ class Run:
         self._observed: ObservedState | None = None
         self._plan: Plan | None = None
         self._memos: dict[str, VersionKey] = {}  # contents to remember once planned
+        self._known_memos: dict[VersionKey, str] = {}  # contents taken from remembered summaries
+        self._distrust_memos = False
 
     @property
     def projects(self) -> tuple[str, ...]:
@@ -157,9 +161,11 @@ class Run:
                 adopted = adopted_contents(self.reader, self.state, self._listed(), self.cache_root)
             own = self._sources()
             memos = content_memos(self.state, own)
-            known = remembered_contents(memos)  # unchanged sources: no per-file work beyond the walk
+            # unchanged sources: no per-file work beyond the walk (unless a remembered summary proved wrong)
+            known = {} if self._distrust_memos else remembered_contents(memos)
             self._contents = compute_contents(self.state, own, adopted, known)
             self._memos = {memos[k]: k for k in memos.keys() - known.keys()}
+            self._known_memos = {k: memos[k] for k in known}
         return self._contents
 
     def observed(self) -> ObservedState:
@@ -179,10 +185,29 @@ class Run:
     def plan(self) -> Plan:
         if self._plan is None:
             self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
+            wrong = self._wrong_summaries(self._plan)
+            if wrong:  # a corrupt hash-cache row: drop it and plan again from the files' hashes
+                forget_contents(wrong)
+                self._distrust_memos = True
+                self._contents = self._observed = None
+                self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
             contents = self.contents()
             remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
             self._memos = {}
         return self._plan
+
+
+    def _wrong_summaries(self, plan: Plan) -> list[str]:
+        """Memos of remembered content summaries that the files contradict, among the versions the plan builds
+        (their files were read to plan the upload, so checking costs one digest each)."""
+        contents = self.contents()
+        wrong = []
+        for a in plan.actions:
+            if isinstance(a, Finalize) and a.version in self._known_memos:
+                c = contents[a.version]
+                if content_digest(c.files, c.links) != a.content_digest:
+                    wrong.append(self._known_memos[a.version])
+        return wrong
 
 
 # --- use cases -------------------------------------------------------------------------------------------------

@@ -351,6 +351,7 @@ class ObservedVersion:
     missing_chunks: tuple[str, ...] = ()  # data chunks not found in storage (only checked when asked)
     applied: Properties | None = None  # what this tool last wrote (None: not recorded); differences are drift
     unread_metadata: tuple[str, ...] = ()  # metadata artifacts changed since this tool wrote them, not read yet
+    pruned: bool = False  # archived by this tool (apply --prune), not by someone else
 
     @property
     def finalized(self) -> bool:

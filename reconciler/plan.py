@@ -14,6 +14,8 @@ Invariants of a :class:`Plan`:
   and so is a finalized version whose parent is gone, or ``publish: false`` on a published version;
 - a version whose parent is in conflict (or missing from the plan and the server) is blocked, not created;
 - a version the manifests name that exists only archived is restored (same id), not created again;
+- a draft this tool made of a version that is already finalized is discarded (:class:`DiscardDraft`, first of
+  that version's actions);
 - only versions in the plan's projects (its prune scope) are reported as unmanaged or pruned.
 """
 
@@ -48,6 +50,7 @@ from .model import (
 from .properties import PropertyChange, changed_fields, diff_properties
 
 PLAN_FORMAT_VERSION = 2
+STRAY_DRAFT_STATUSES = frozenset({"created", "in_progress", "stopped", "failed"})  # what a discard deletes
 _SIZE = attrgetter("size")
 
 
@@ -144,6 +147,16 @@ class Archive:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscardDraft:
+    """Delete a draft (and its chunks) of a version that is already finalized: a stray copy left by an apply
+    that was interrupted or paused past its lease while another one finished the version. Left alone, it is
+    what ``Dataset.get(dataset_version=...)`` may return ("is in draft mode")."""
+
+    version: VersionKey
+    version_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Restore:
     """Bring back (unarchive) a version the manifests name again, instead of creating a second one."""
 
@@ -154,6 +167,7 @@ class Restore:
 Action = (
     CreateVersion
     | ResumeVersion
+    | DiscardDraft
     | Restore
     | SyncFiles
     | SetStatistics
@@ -558,6 +572,14 @@ class _Planner:
         self.drift: list[Drift] = []
         self.builds: list[Build] = []
         self.adopted = {v.key: v.adopt for v in desired.all_versions() if v.adopt}
+        self.restored: dict[VersionKey, str] = {}  # versions this plan unarchives: key -> id
+
+    def restore(self, key: VersionKey, version: ObservedVersion) -> None:
+        """Unarchive ``version``; archiving it was drift unless this tool pruned it."""
+        self.actions.append(Restore(key, version.id))
+        self.restored[key] = version.id
+        if not version.pruned:
+            self.drift.append(Drift(key, version.id, "archived", "archived on the server since the last apply"))
 
     def chosen(self, key: VersionKey) -> ObservedVersion | None:
         if key in self.adopted:
@@ -587,15 +609,15 @@ class _Planner:
         if spec.adopt is not None and not self.check_adopted(spec, obs):
             return
         if obs is not None and obs.archived:  # an adopted version that was archived
-            self.actions.append(Restore(key, obs.id))
-            self.drift.append(Drift(key, obs.id, "archived", "archived on the server since the last apply"))
+            self.restore(key, obs)
         if obs is None:
             archived = archived_candidate(self.by_key.get(key, []))
             if archived is not None and archived.finalized:
-                self.actions.append(Restore(key, archived.id))
-                self.drift.append(Drift(key, archived.id, "archived", "archived on the server since the last apply"))
+                self.restore(key, archived)
                 obs = archived
         target = self.contents[key]
+        if obs is not None and obs.finalized and not obs.archived:
+            self.discard_stray_drafts(key, obs)
         if obs is None:
             self.actions.append(CreateVersion(key, spec.parents, ds.storage))
             self.build(spec, ds, None, self.base_content(spec), target)
@@ -616,6 +638,13 @@ class _Planner:
                 "finalize or delete that draft in ClearML, then plan again",
                 obs.id,
             )
+
+    def discard_stray_drafts(self, key: VersionKey, final: ObservedVersion) -> None:
+        """This tool's live drafts of ``key`` next to its finalized ``final``: only a run that lost its lease
+        (its create answered after another run finished the version) leaves one."""
+        for v in sorted(self.by_key.get(key, []), key=lambda v: v.id):
+            if v.id != final.id and v.managed and not v.archived and v.status in STRAY_DRAFT_STATUSES:
+                self.actions.append(DiscardDraft(key, v.id))
 
     def build(self, spec: VersionSpec, ds: DatasetSpec, draft: ObservedVersion | None, base: Content,
               target: Content) -> None:
@@ -679,16 +708,21 @@ class _Planner:
         self.blocked.add(spec.key)
         return False
 
+    def parent_id(self, key: VersionKey) -> str | None:
+        """The id of the version ``key`` names on the server (or that this plan restores), None if none."""
+        parent = self.chosen(key)
+        return parent.id if parent is not None else self.restored.get(key)
+
     def check_lineage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
         """A finalized version must stand on the versions the manifests name as its parents, and those must
-        still be there: its files are read through them."""
+        still be there, or be restored by this plan: its files are read through them."""
         if not spec.parents or not obs.parent_ids:
             return True
-        parents = [self.chosen(p) for p in spec.parents]
-        if all(p is not None and p.id in obs.parent_ids for p in parents):
+        ids = [self.parent_id(p) for p in spec.parents]
+        if all(i is not None and i in obs.parent_ids for i in ids):
             return True
-        on_server = {v.id: v for v in self.observed.versions}
-        gone = [p for p in obs.parent_ids if p not in on_server or on_server[p].archived]
+        back = set(self.restored.values())
+        gone = [p for p in obs.parent_ids if p not in back and (p not in self.by_id or self.by_id[p].archived)]
         if gone:
             assert spec.parent is not None
             self.drift.append(Drift(spec.key, obs.id, "parent", f"its parent version {gone[0]} was deleted or "
@@ -844,7 +878,7 @@ def _unmanaged(
     chosen_ids = {
         chosen.id for key in wanted if (chosen := choose_observed(by_key.get(key, ()))) is not None
     }
-    chosen_ids |= {a.version_id for a in actions if isinstance(a, Restore)}
+    chosen_ids |= {a.version_id for a in actions if isinstance(a, (Restore, DiscardDraft))}
     chosen_ids |= {v.adopt for v in desired.all_versions() if v.adopt}
     kept_ids = {v.id for v in observed.versions if not v.archived and (v.id in chosen_ids or not v.managed)}
     parents_of_kept = {p for v in observed.versions if v.id in kept_ids for p in v.parent_ids}
@@ -874,6 +908,8 @@ def describe(action: Action) -> str:
             return f"resume draft {v} ({i})"
         case Restore(version=v, version_id=i):
             return f"restore archived {v} ({i})"
+        case DiscardDraft(version=v, version_id=i):
+            return f"discard stray draft {i} of the finalized {v}"
         case SyncFiles(version=v):
             return (
                 f"sync files of {v}: upload {len(action.upload)} ({_size(action.upload_bytes)}), "

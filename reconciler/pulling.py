@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import shutil
 import zipfile
@@ -44,6 +45,7 @@ STAGING = ".reconcile-pull"  # chunks being downloaded, under DEST
 PART_SUFFIX = ".reconcile-part"  # files being written
 HASH_DB_NAME = "hashes.sqlite3"
 _BLOCK = 1 << 20
+IN_MEMORY = 16 << 20  # chunks up to this size are extracted from memory
 
 
 # --- choosing: pure ------------------------------------------------------------------------------------------
@@ -150,6 +152,12 @@ class PullResult:
     downloaded_bytes: int
     deleted: int = 0
     links: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "version": str(self.version), "version_id": self.version_id,
+                "files": self.files, "bytes": self.total_bytes, "present": self.present, "fetched": self.fetched,
+                "chunks": self.chunks, "downloaded_bytes": self.downloaded_bytes, "deleted": self.deleted,
+                "links": self.links}
 
     def summary(self) -> str:
         parts = [f"{self.files} files ({_human(self.total_bytes)}) of {self.version} in {self.folder}:",
@@ -360,7 +368,9 @@ def _fetch(reader: ServerReader, missing: Sequence[StoredFile], staging: Path, w
         local_zip = staging / f"{owner}.{chunk}.zip"
         try:
             size = reader.download(uris[key], local_zip)
-            with zipfile.ZipFile(local_zip) as zf:
+            # a small chunk is read whole: its members are then opened without a seek and a read each
+            source: Path | io.BytesIO = io.BytesIO(local_zip.read_bytes()) if size <= IN_MEMORY else local_zip
+            with zipfile.ZipFile(source) as zf:
                 names = set(zf.namelist())
                 for f in items:
                     if f.path not in names:

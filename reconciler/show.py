@@ -28,7 +28,7 @@ CHECKS_KEY = "checks"
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A dataset to show, optionally one version of it (a version string or an alias), and the aliases the
+    """A dataset to show, optionally one version of it (a version string, an alias or an id), and the aliases the
     manifests give it (None: aliases are read from the server, see :func:`server_aliases`)."""
 
     dataset: DatasetKey
@@ -214,7 +214,7 @@ def _dataset_view(target: Target, versions: list[ObservedVersion], details: Mapp
 
 def _select(target: Target, versions: list[ObservedVersion], aliases: Mapping[str, str]) -> str:
     wanted = str(target.version)
-    matching = [v for v in versions if v.key.version == wanted]
+    matching = [v for v in versions if v.key.version == wanted or v.id == wanted]
     if not matching and wanted in aliases:
         matching = [v for v in versions if v.key.version == aliases[wanted] and not v.archived]
     live = choose_observed([v for v in matching if not v.archived])

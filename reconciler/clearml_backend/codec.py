@@ -103,6 +103,7 @@ class Bookkeeping:
     statistics_digest: str | None = None
     run_token: str = ""  # the creating run's random token: finds the draft again after a lost answer
     applied_json: str | None = None  # the properties this tool last wrote (applied_properties_json)
+    pruned: bool = False  # archived by this tool's prune (restoring it is no drift)
     splits_json: str | None = None  # the version's declared splits: canonical JSON {name: [glob, ...]}
 
     def to_section(self) -> dict[str, dict[str, str]]:
@@ -114,6 +115,7 @@ class Bookkeeping:
             "statistics_digest": self.statistics_digest or "",
             "run_token": self.run_token,
             "applied": self.applied_json or "",
+            "pruned": "1" if self.pruned else "",
         }
         if self.splits_json:
             values["splits"] = self.splits_json
@@ -135,6 +137,7 @@ def read_bookkeeping(task: Mapping[str, Any]) -> Bookkeeping:
         statistics_digest=values.get("statistics_digest") or None,
         run_token=values.get("run_token", ""),
         applied_json=values.get("applied") or None,
+        pruned=values.get("pruned") == "1",
         splits_json=values.get("splits") or None,
     )
 
@@ -210,6 +213,7 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         statistics_digest=book.statistics_digest,
         applied=applied,
         unread_metadata=unread,
+        pruned=book.pruned,
     )
 
 

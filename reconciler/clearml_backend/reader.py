@@ -140,6 +140,19 @@ class ServerReader:
             for vid, found in sorted(uses.items())
         }
 
+    def task_reads(self, task_id: str) -> tuple[TaskUse, tuple[str, ...]] | None:
+        """A task and the dataset version ids it read (its ``runtime.datasets``), or None when there is no such
+        task."""
+        row = self.task(task_id, ("id", "name", "project", "status", "last_update", "runtime.datasets"))
+        if row is None:
+            return None
+        project = str(row.get("project") or "")
+        names = self.project_names([project]) if project else {}
+        use = TaskUse(id=str(row["id"]), name=str(row.get("name") or ""), project=names.get(project, ""),
+                      status=str(row.get("status") or ""), last_update=parse_time(row.get("last_update")))
+        used = (row.get("runtime") or {}).get("datasets")
+        return use, tuple(str(u) for u in used) if isinstance(used, list) else ()
+
     def version_layout(self, task: Mapping[str, Any], cache_dir: Path | None) -> VersionLayout | None:
         """The parents and own/inherited files of a version, from its stored lineage; None for a draft that has
         stored no file list yet (its parents then come from its ``Dataset Struct``, see :meth:`draft_parents`)."""

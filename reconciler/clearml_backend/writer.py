@@ -266,9 +266,10 @@ class ServerWriter:
     def reopen_draft(self, version_id: str, status: str) -> None:
         """A draft left by a step (queued, failed, stopped) back to ``in_progress``, where it takes writes."""
         if status == "queued":
-            self.api.call("tasks.dequeue", write=True, task=version_id, status_reason="resumed by reconcile apply")
-        self.api.call("tasks.started", write=True, task=version_id, force=True,
-                      status_reason="resumed by reconcile apply")
+            self._transition("tasks.dequeue", version_id, _status_not("queued"), task=version_id,
+                             status_reason="resumed by reconcile apply")
+        self._transition("tasks.started", version_id, _status_in("in_progress"), task=version_id, force=True,
+                         status_reason="resumed by reconcile apply")
 
     def prepare_step(self, version_id: str, fields: Mapping[str, Any], config_name: str, config_text: str) -> None:
         """Make a draft ready to be queued as its own step: what the agent runs (``fields``: script, container)
@@ -276,10 +277,11 @@ class ServerWriter:
         task = self.reader.full_task(version_id)
         status = str(task.get("status"))
         if status == "queued":
-            self.api.call("tasks.dequeue", write=True, task=version_id, status_reason="queued again")
+            self._transition("tasks.dequeue", version_id, _status_not("queued"), task=version_id,
+                             status_reason="queued again")
         elif status == "in_progress":
-            self.api.call("tasks.stopped", write=True, task=version_id, force=True,
-                          status_reason="left running by an earlier apply")
+            self._transition("tasks.stopped", version_id, _status_not("in_progress"), task=version_id, force=True,
+                             status_reason="left running by an earlier apply")
         configuration = dict(task.get("configuration") or {})
         configuration[config_name] = {"name": config_name, "value": config_text, "type": "json",
                                       "description": "what reconcile apply --queue asks the agent to build"}
@@ -568,13 +570,25 @@ class ServerWriter:
             raise BackendError(f"the server did not keep the version string of {draft.key}")
         status = str(check.get("status"))
         if status == "created":
-            self.api.call("tasks.started", write=True, task=draft.id)
+            self._transition("tasks.started", draft.id, _status_in("in_progress", *FINAL_STATUSES),
+                             task=draft.id)
         if status in ("created", "in_progress"):
-            self.api.call("tasks.completed", write=True, task=draft.id, status_reason="completed", publish=False)
+            self._transition("tasks.completed", draft.id, _status_in(*FINAL_STATUSES), task=draft.id,
+                             status_reason="completed", publish=False)
         self.expect_status(draft.id, FINAL_STATUSES, f"finalizing {draft.key}")
         if self.state_cache is not None:  # the next version on top of this one reads it from here
             with contextlib.suppress(OSError):
                 remember_state(self.state_cache / f"{draft.id}.json", raw)
+
+    def _transition(self, endpoint: str, version_id: str, reached: Callable[[Mapping[str, Any] | None], bool],
+                    **body: Any) -> None:
+        """A state change (status, archive, delete). When the server refuses it, the task's state is read back: a
+        refusal because the change already happened (a retry after the first answer was lost) is success."""
+        try:
+            self.api.call(endpoint, write=True, **body)
+        except ApiError:
+            if not reached(self.reader.task(version_id, ("id", "status", "system_tags"))):
+                raise
 
     def struct_lineage(self, draft: Draft, graph: Mapping[str, Sequence[str]], own: dict[str, Any]
                        ) -> dict[str, Any]:
@@ -617,20 +631,24 @@ class ServerWriter:
     def publish(self, key: VersionKey, version_id: str) -> None:
         status = self.expect_status(version_id, FINAL_STATUSES, f"publishing {key}")
         if status != "published":
-            self.api.call("tasks.publish", write=True, task=version_id)
+            self._transition("tasks.publish", version_id, _status_in("published"), task=version_id)
         self.expect_status(version_id, {"published"}, f"publishing {key}")
 
     def archive(self, key: VersionKey, version_id: str) -> None:
-        self.api.call("tasks.archive", write=True, tasks=[version_id])
+        """Archive a version this tool prunes (recorded, so that restoring it later is no drift)."""
+        self.set_bookkeeping(version_id, {"pruned": "1"})
+        self._transition("tasks.archive", version_id, _archived(True), tasks=[version_id])
         row = self.reader.task(version_id, ("id", "system_tags"))
         if codec.ARCHIVED_TAG not in set((row or {}).get("system_tags") or []):
             raise BackendError(f"archiving {key}: the server did not archive it")
 
     def restore(self, key: VersionKey, version_id: str) -> None:
-        self.api.call("tasks.unarchive_many", write=True, ids=[version_id])
+        self._transition("tasks.unarchive_many", version_id, _archived(False), ids=[version_id])
         row = self.reader.task(version_id, ("id", "system_tags"))
         if codec.ARCHIVED_TAG in set((row or {}).get("system_tags") or []):
             raise BackendError(f"restoring {key}: the server did not unarchive it")
+        if codec.read_bookkeeping(self.reader.full_task(version_id)).pruned:
+            self.set_bookkeeping(version_id, {"pruned": ""})
 
     def version_files(self, version_id: str) -> dict[str, Any]:
         """The ``state`` (file list) of a finalized version."""
@@ -651,7 +669,9 @@ class ServerWriter:
             uri = art.get("uri")
             if uri:
                 self.stores.delete(str(uri))
-        self.api.call("tasks.delete", write=True, task=version_id, force=True)
+        self._transition("tasks.delete", version_id, lambda row: row is None, task=version_id, force=True)
+        if self.reader.task(version_id, ("id",)) is not None:
+            raise BackendError(f"discarding draft {version_id}: it is still on the server afterwards")
 
 
 def apply_delta(draft: Draft, *, remove: Sequence[str], remove_links: Sequence[str], add_links: Sequence[LinkEntry],
@@ -668,6 +688,18 @@ def apply_delta(draft: Draft, *, remove: Sequence[str], remove_links: Sequence[s
         draft.inherited_links.pop(lnk.path, None)
         draft.own_links[lnk.path] = codec.StateLink(lnk, draft.id)
     draft.changes = codec.Changes(added=added, removed=removed, modified=modified, size=change_size)
+
+
+def _status_in(*statuses: str) -> Callable[[Mapping[str, Any] | None], bool]:
+    return lambda row: row is not None and str(row.get("status")) in statuses
+
+
+def _status_not(status: str) -> Callable[[Mapping[str, Any] | None], bool]:
+    return lambda row: row is not None and str(row.get("status")) != status
+
+
+def _archived(archived: bool) -> Callable[[Mapping[str, Any] | None], bool]:
+    return lambda row: row is not None and (codec.ARCHIVED_TAG in set(row.get("system_tags") or ())) == archived
 
 
 def _output_base(task: Mapping[str, Any]) -> str:

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -137,6 +138,12 @@ def _resolve(path: str) -> tuple[str, str, bool]:
     return endpoint, requested, match is not None
 
 
+# the web host's pages: path -> (HTTP status, HTML), or None for a path that is not a page
+PageHook = Callable[[str], "tuple[int, str] | None"]
+PageSource = Callable[[], "PageHook | None"]  # the hook in effect now (None: no pages)
+LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
+
+
 class ApiApp:
     """Dispatches API calls to the endpoint handlers against one :class:`Store`.
 
@@ -146,12 +153,14 @@ class ApiApp:
     the token again itself.
     """
 
-    def __init__(self, store: Store, tokens: TokenService, stats: ServerStats, limits: BodyLimits) -> None:
+    def __init__(self, store: Store, tokens: TokenService, stats: ServerStats, limits: BodyLimits,
+                 pages: PageSource | None = None) -> None:
         self._store = store
         self._tokens = tokens
         self._stats = stats
         self._limits = limits
         self._handlers: dict[str, Handler] = all_endpoints()
+        self._pages = pages
 
     def wsgi(self) -> Flask:
         app = Flask("reconciler.localserver.api")
@@ -180,8 +189,38 @@ class ApiApp:
         body = json.dumps(envelope(endpoint, requested, {}, error)).encode()
         return Refusal(error.code, HTTPStatus(error.code).phrase, body)
 
+    def _page(self, path: str) -> Response | None:
+        """The web page the SDK links to at ``path`` (its dataset and task pages), or None when there is none.
+
+        Readable without credentials from this machine (the server binds 127.0.0.1 by default); from anywhere
+        else with HTTP Basic credentials of the server's key pair (a browser asks for them).
+        """
+        if request.method != "GET" or self._pages is None:
+            return None
+        hook = self._pages()
+        if hook is None:
+            return None
+        if request.remote_addr not in LOOPBACK:
+            try:
+                self._tokens.check_basic(request.headers.get("Authorization"))
+            except errors.ApiError:
+                return Response("credentials needed\n", status=401, mimetype="text/plain",
+                                headers={"WWW-Authenticate": 'Basic realm="reconcile server"'})
+        found = hook(path)
+        if found is None:
+            return None
+        status, html = found
+        self._stats.count("web.page")
+        return Response(html, status=status, mimetype="text/html",
+                        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                                            "img-src data:", "X-Content-Type-Options": "nosniff"})
+
     def _serve(self, path: str) -> Response:
         endpoint, requested, known = _resolve(path)
+        if not known:
+            page = self._page(path)
+            if page is not None:
+                return page
         self._stats.count(endpoint)
         parsed: Any = None
         try:

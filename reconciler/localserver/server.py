@@ -14,7 +14,7 @@ from typing import Any
 from waitress import wasyncore
 from waitress.server import create_server
 
-from .api import ApiApp
+from .api import ApiApp, PageHook
 from .auth import CredentialSource, TokenService
 from .files import FilesApp
 from .gate import DEFAULT_API_BODY, DEFAULT_UPLOAD, BodyLimits, Policy, gated
@@ -146,6 +146,7 @@ class LocalServer:
         )
         self.stats = ServerStats()
         self.faults = FaultInjector()
+        self.pages: PageHook | None = None  # the web host's pages (the SDK's dataset and task links), if any
         self._store: Store | None = None
         self._listeners: list[_Listener] = []
         self._stopped = threading.Event()
@@ -176,7 +177,7 @@ class LocalServer:
         self.files_port = files.port
         try:
             self._store = Store(self.data_dir / DB_NAME, self.files_url)
-            api_app = ApiApp(self._store, tokens, self.stats, self.limits)
+            api_app = ApiApp(self._store, tokens, self.stats, self.limits, pages=lambda: self.pages)
             api = _Listener(
                 api_app.wsgi(),
                 self.host,
@@ -234,7 +235,8 @@ class LocalServer:
 
     @property
     def web_url(self) -> str:
-        """There is no web UI; the SDK only needs a plausible address, so it is the API address."""
+        """The API address: it also serves the pages the SDK links to when :attr:`pages` is set (and JSON 404s
+        for every other non-API path)."""
         return self.api_url
 
     @property

@@ -13,6 +13,7 @@ from ..plan import (
     Action,
     Archive,
     CreateVersion,
+    DiscardDraft,
     Finalize,
     Plan,
     PlanSummary,
@@ -105,6 +106,9 @@ def action_line(action: Action, file_limit: int | None) -> Line:
             return Line("~", f"resume draft {i} (chunks an interrupted run left are uploaded again)")
         case Restore(version_id=i):
             return Line("+", f"restore archived version {i} (same id; no new version)")
+        case DiscardDraft(version_id=i):
+            return Line("-", f"discard draft {i}: a stray copy of this finalized version, left by an interrupted "
+                        "apply (deleted with its chunks)")
         case SyncFiles():
             n_mod = len(action.modified)
             n_add = len(action.upload) - n_mod + len(action.add_links)
@@ -146,6 +150,8 @@ def version_blocks(plan: Plan, file_limit: int | None) -> list[VersionBlock]:
             verb, sign = "resumed and finalized", "~"
         elif any(isinstance(a, Restore) for a in actions):
             verb, sign = "restored", "+"
+        elif all(isinstance(a, DiscardDraft) for a in actions):
+            verb, sign = "stray draft discarded", "-"
         else:
             verb, sign = "updated in place", "~"
         lines = tuple(action_line(a, file_limit) for a in actions)

@@ -35,6 +35,7 @@ from ..plan import (
     Build,
     Conflict,
     CreateVersion,
+    DiscardDraft,
     Drift,
     Finalize,
     Plan,
@@ -50,6 +51,7 @@ from ..plan import (
 _TYPE_NAMES: dict[type, str] = {
     CreateVersion: "create_version",
     ResumeVersion: "resume_version",
+    DiscardDraft: "discard_draft",
     Restore: "restore",
     SyncFiles: "sync_files",
     SetStatistics: "set_statistics",
@@ -103,7 +105,7 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
         case ResumeVersion():
             out["version_id"] = action.version_id
             out.update(parents_json(action.parents))
-        case Restore() | Archive():
+        case Restore() | Archive() | DiscardDraft():
             out["version_id"] = action.version_id
         case SyncFiles():
             out.update(
@@ -158,6 +160,8 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
             return ResumeVersion(v, d["version_id"], parents_from_json(d))
         case "restore":
             return Restore(v, d["version_id"])
+        case "discard_draft":
+            return DiscardDraft(v, d["version_id"])
         case "sync_files":
             return SyncFiles(
                 version=v,

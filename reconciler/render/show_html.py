@@ -8,12 +8,17 @@ state, archived ones dashed. Each version with statistics gets the class charts 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from ..escape import html as escape
 from ..lineage import Graph, depths, trim_transitive
+from ..model import TaskUse
 from ..show import DatasetView, ShowReport, VersionView
 from .graph import STATE_STYLE, node_text
 from .report_html import PAGE_CSS, bar_chart
-from .show import heading, shown_versions, version_label, version_rows
+from .show import heading, shown_versions, task_text, version_label, version_rows
+
+Link = Callable[[str], str]  # an id -> the address of its page
 
 _NODE_W, _NODE_H, _GAP_X, _GAP_Y, _PAD = 210, 44, 24, 46, 12
 _EXTRA_CSS = """
@@ -85,17 +90,49 @@ def _class_charts(v: VersionView) -> str:
     return f'<h4>Class distribution</h4><div class="charts">{"".join(charts)}</div>'
 
 
-def _version(d: DatasetView, v: VersionView) -> str:
-    facts = "".join(f"<dt>{escape(label)}</dt><dd>{escape(value)}</dd>" for label, value in version_rows(d, v))
+def _a(text: str, href: str | None) -> str:
+    return f'<a href="{escape(href)}">{escape(text)}</a>' if href else escape(text)
+
+
+def _version(d: DatasetView, v: VersionView, task_link: Link | None, version_link: Link | None) -> str:
+    cells = []
+    for label, value in version_rows(d, v):
+        if label == "parents" and v.parents and version_link is not None:
+            value_html = ", ".join(_a(version_label(d, p), version_link(p)) for p in v.parents)
+        elif label == "used by" and v.tasks and task_link is not None:
+            value_html = "; ".join(_a(task_text(t), task_link(t.id)) for t in v.tasks)
+        else:
+            value_html = escape(value)
+        cells.append(f"<dt>{escape(label)}</dt><dd>{value_html}</dd>")
     return (f'<section class="version" id="v-{escape(v.id)}"><h3>{escape(v.key.version)}</h3>'
-            f'<dl class="facts">{facts}</dl>{_class_charts(v)}</section>')
+            f'<dl class="facts">{"".join(cells)}</dl>{_class_charts(v)}</section>')
 
 
-def render_show_html(report: ShowReport) -> str:
+def _page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{PAGE_CSS}{_EXTRA_CSS}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>\n")
+
+
+def render_show_html(report: ShowReport, *, task_link: Link | None = None, version_link: Link | None = None
+                     ) -> str:
+    """The page; with ``task_link``/``version_link``, tasks and parents link to their pages."""
     title = "Datasets: " + ", ".join(str(d.key) for d in report.datasets)
     body = []
     for d in report.datasets:
         body.append(f"<h2>{escape(heading(d))}</h2><h3>Lineage</h3><figure>{lineage_svg(d)}</figure>")
-        body += [_version(d, v) for v in shown_versions(d)]
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{PAGE_CSS}{_EXTRA_CSS}</style></head><body><h1>{escape(title)}</h1>{''.join(body)}</body></html>\n")
+        body += [_version(d, v, task_link, version_link) for v in shown_versions(d)]
+    return _page(title, "".join(body))
+
+
+def render_task_html(task: TaskUse, read: Sequence[tuple[str, str]], *, version_link: Link) -> str:
+    """A task's page: what it is, and the dataset versions it read (``(id, label)``), linked to their pages."""
+    facts = [("name", escape(task.name)), ("id", escape(task.id)), ("project", escape(task.project or "none")),
+             ("status", escape(task.status or "unknown")),
+             ("last update", escape(task.last_update.isoformat() if task.last_update else "unknown")),
+             ("datasets read", ", ".join(_a(label, version_link(vid)) for vid, label in read) or "none recorded")]
+    cells = "".join(f"<dt>{escape(k)}</dt><dd>{v}</dd>" for k, v in facts)
+    return _page(f"Task: {task.name}", f'<dl class="facts">{cells}</dl>')
+
+
+def render_not_found_html(title: str, message: str) -> str:
+    return _page(title, f"<p>{escape(message)}</p>")

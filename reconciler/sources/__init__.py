@@ -49,8 +49,8 @@ if TYPE_CHECKING:  # URL and torchvision sources load their modules (urllib.requ
     from .remote import RemoteObject, S3Clients
     from .torchvision import TorchvisionEnv
 
-__all__ = ["ResolveOptions", "SourceContent", "SourceResolver", "default_cache_dir", "forget_hashes",
-           "remember_contents", "remembered_contents"]
+__all__ = ["ResolveOptions", "SourceContent", "SourceResolver", "default_cache_dir", "forget_contents",
+           "forget_hashes", "remember_contents", "remembered_contents"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -62,6 +62,15 @@ def forget_hashes(paths: Sequence[str]) -> None:
     cache = HashCache(default_cache_dir() / HASH_DB_NAME)
     try:
         cache.forget([os.path.abspath(p) for p in paths])
+    finally:
+        cache.close()
+
+
+def forget_contents(memos: Sequence[str], cache_dir: Path | None = None) -> None:
+    """Drop the content summaries remembered under ``memos`` (the files' hashes contradicted them)."""
+    cache = HashCache((cache_dir or default_cache_dir()) / HASH_DB_NAME)
+    try:
+        cache.forget_contents(memos)
     finally:
         cache.close()
 

@@ -19,7 +19,8 @@ Invariants:
   per-file rows decide as usual. One listing is kept per (root, include, exclude).
 * What a version's content came to (its digest, file count and size) may be remembered under a memo that
   determines the content (``contents``; see :func:`reconciler.plan.content_memos`): a plan of unchanged
-  sources then needs no per-file work beyond the walk.
+  sources then needs no per-file work beyond the walk. A summary that the files contradict (a corrupt row: a
+  version the plan builds has its files hashed anyway) is dropped and the plan made again from the hashes.
 * Rows of deleted files are left in place: they are never hits for a new file (inode/ctime differ) and cost
   only disk space; deleting the database file is always safe.
 * A damaged cache never yields a malformed hash or a traceback: a row whose sha256 is not 64 hex digits, or
@@ -251,6 +252,11 @@ class HashCache:
         values = list(rows)
         if values:
             self._db.executemany("INSERT OR REPLACE INTO contents VALUES (?, ?, ?, ?)", values)
+
+    @_guarded
+    def forget_contents(self, memos: Sequence[str]) -> None:
+        """Drop the content summaries remembered under ``memos`` (one that the files' hashes contradicted)."""
+        self._db.executemany("DELETE FROM contents WHERE memo = ?", [(m,) for m in memos])
 
     def forget(self, paths: Sequence[str]) -> None:
         """Drop what is remembered about ``paths``: their rows and every folder listing that holds them.

@@ -4,7 +4,8 @@ Tests point ``CLEARML_API_HOST`` / ``CLEARML_FILES_HOST`` at proxies, so the sam
 the reference server. A :class:`Rule` matches requests (endpoint path and a body substring, the n-th match) and
 then acts: ``kill`` SIGKILLs a process after the server answered but before the answer is relayed (the write
 happened; the client never learns it), ``stop`` SIGSTOPs it there (then relays the answer), ``stall`` holds the
-request ``seconds`` before forwarding it, ``fail`` answers 500 without forwarding, ``refuse`` answers as the real
+request ``seconds`` before forwarding it, ``hold`` holds it until the test sets ``release`` (``passed`` is set once
+the server answered it), ``fail`` answers 500 without forwarding, ``refuse`` answers as the real
 server refuses a write to a finalized task (400, 400/110), ``drop`` closes the connection.
 """
 
@@ -27,13 +28,15 @@ import urllib3
 @dataclass
 class Rule:
     path: str  # a substring of the request path, e.g. "tasks.create" or "/" (file uploads)
-    action: str  # kill | stop | stall | fail | refuse | drop
+    action: str  # kill | stop | stall | hold | fail | refuse | drop
     body: str = ""  # a substring the request body must contain
     method: str = ""  # "" matches any
     nth: int = 1  # act on the n-th matching request
     times: int = 1  # how many matches to act on from the n-th on (0: forever)
     pid: Callable[[], int | None] = lambda: None  # for kill and stop
     seconds: float = 0.0  # for stall
+    release: threading.Event = field(default_factory=threading.Event)  # for hold
+    passed: threading.Event = field(default_factory=threading.Event)  # for hold
     seen: int = 0
     fired: int = 0
 
@@ -94,9 +97,13 @@ class Proxy:
                     return
                 if rule is not None and rule.action == "stall":
                     time.sleep(rule.seconds)
+                if rule is not None and rule.action == "hold":
+                    rule.release.wait(300)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 resp = pool.request(self.command, proxy.upstream + self.path, body=body or None, headers=headers,
                                     retries=False, redirect=False, timeout=120, preload_content=True)
+                if rule is not None:
+                    rule.passed.set()
                 if rule is not None and rule.action == "kill":
                     pid = rule.pid()
                     if pid:

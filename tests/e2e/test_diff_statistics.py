@@ -8,19 +8,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import struct
-import subprocess
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from reconciler.sources.png import encode_png
 
+from .browser import dom as browser_dom
+from .browser import screenshot
 from .helpers import Env, manifest, write_tree
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "diff"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def image(width: int, height: int, seed: int) -> bytes:
@@ -145,29 +143,11 @@ def test_live_versions_differ_by_exactly_the_known_files_and_classes(env: Env):
     check_html_in_chromium(env.work / "diff.html", splits=["test", "train"])
 
 
-def chromium(*args: str) -> subprocess.CompletedProcess[str]:
-    assert Path(CHROMIUM).exists(), "headless Chromium is missing: apt-get install -y chromium (see .ci/run)"
-    profile = tempfile.mkdtemp(prefix="chromium-")
-    try:
-        return subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-
-
 def check_html_in_chromium(page: Path, *, splits: list[str]) -> None:
     source = page.read_text()
     assert "<script" not in source and not re.search(r"""(src|href)=["']?(https?:|//)""", source)
-    shot = page.with_suffix(".png")
-    res = chromium("--screenshot=" + str(shot), "--window-size=1200,2000", page.as_uri())
-    assert shot.is_file(), res.stderr[-2000:]
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
-    width, height = struct.unpack(">II", data[16:24])
-    assert (width, height) == (1200, 2000)
-    dom = chromium("--dump-dom", page.as_uri()).stdout
+    screenshot(page.as_uri(), page.with_suffix(".png"))
+    dom = browser_dom(page.as_uri())
     assert re.search(r"<h1>Dataset diff</h1>", dom)
     assert "<h3>Files</h3>" in dom and "<h3>Statistics</h3>" in dom and "<h3>Class distribution</h3>" in dom
     charts = re.findall(r'<figure data-split="([^"]*)"><svg[^>]*class="chart class-chart"', dom)

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+from .browser import colours, dom, screenshot
 from .helpers import Env, copy_sample
 
 pytestmark = pytest.mark.integration
@@ -57,6 +59,7 @@ def test_show_and_graph_on_a_history_with_a_merge(env: Env) -> None:
     check_show_json(history)
     check_show_one_version_by_alias(history)
     check_graph_formats(history)
+    check_html_in_chromium(history)
 
 
 def check_show_json(history: tuple[Env, dict[str, str]]) -> None:
@@ -113,3 +116,24 @@ def check_graph_formats(history: tuple[Env, dict[str, str]]) -> None:
     assert dot.returncode == 0 and dot.stdout.startswith("digraph lineage {")
     data = json.loads(env.reconcile("graph", "manifests", "--format", "json").stdout)
     assert {n["id"] for n in data["nodes"]} == {ids["1.0.0"], ids["1.1.0"], ids["side"], ids["merged"], ids["old"]}
+
+
+def check_html_in_chromium(history: tuple[Env, dict[str, str]]) -> None:
+    """The HTML page in real Chromium: no console message, the lineage drawn (every version a node, every
+    trimmed parent edge an arrow, in the states' colours) and the class chart of the version with statistics."""
+    env, ids = history
+    page = env.work / "show.html"
+    proc = env.reconcile("show", "manifests", "--format", "html", "--out", str(page))
+    assert proc.returncode == 0, proc.stderr
+    source = page.read_text()
+    assert "<script" not in source and not re.search(r"""(src|href)=["']?(https?:|//)""", source)
+    shot = page.with_suffix(".png")
+    screenshot(page.as_uri(), shot)
+    tree = dom(page.as_uri())
+    nodes = re.findall(r'<g class="node state-(\w+)[^"]*" data-id="(\w+)"', tree)
+    assert sorted(i for _, i in nodes) == sorted([ids["1.0.0"], ids["1.1.0"], ids["side"], ids["merged"], ids["old"]])
+    assert dict((i, s) for s, i in nodes)[ids["old"]] == "archived"
+    assert tree.count('class="edge"') == 4  # 1.0.0->1.1.0, 1.0.0->1.0.1, and the merge's two parents
+    assert re.findall(r'<figure data-split="([^"]*)"><svg[^>]*class="chart class-chart"', tree) == ["train"] * 2
+    drawn = colours(shot)
+    assert {(0xDA, 0xFB, 0xE1), (0xDD, 0xF4, 0xFF), (0xF6, 0xF8, 0xFA)} <= drawn  # published, final, archived

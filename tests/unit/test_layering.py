@@ -50,6 +50,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                             "reconciler.sources"),
     "reconciler.localserver": ("reconciler.",),
     "reconciler.lineage": ("reconciler.",),
+    "reconciler.webpages": ("reconciler.cli", "reconciler.engine", "reconciler.apply", "reconciler.manifest",
+                            "reconciler.sources", "reconciler.report"),
     "reconciler.show": ("reconciler.engine", "reconciler.cli", "reconciler.apply", "reconciler.render",
                         "reconciler.report", "reconciler.localserver", "reconciler.manifest", "reconciler.sources"),
     "reconciler.steps": ("reconciler.apply", "reconciler.observe", "reconciler.engine", "reconciler.cli",

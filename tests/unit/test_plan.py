@@ -25,6 +25,7 @@ from reconciler.plan import (
     FINGERPRINT_EXCLUDED,
     Archive,
     CreateVersion,
+    DiscardDraft,
     Finalize,
     PlanOptions,
     Publish,
@@ -369,7 +370,7 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
         "properties": Properties("other", frozenset({"z"}), freeze_json({"k": 1})),
         "parent_ids": ("p",), "file_count": 99, "total_size": 99, "managed": False, "archived": True,
         "last_update": "2026-01-01", "content_digest": "x", "statistics_digest": "y",
-        "applied": Properties("applied", frozenset({"z"})), "unread_metadata": ("info",),
+        "applied": Properties("applied", frozenset({"z"})), "unread_metadata": ("info",), "pruned": True,
     }
     assert set(changed_values) == {f.name for f in fields(ObservedVersion)} - FINGERPRINT_EXCLUDED
     before = fingerprint(ObservedState((base,)))
@@ -427,6 +428,38 @@ def test_an_archived_version_is_drift():
     archived = replace(observed_from(desired, contents).versions[0], archived=True)
     plan = compute_plan(desired, contents, ObservedState((archived,)))
     assert [(d.what, d.version_id) for d in plan.drift] == [("archived", "id0")]
+
+
+def test_a_version_this_tool_pruned_is_restored_without_drift():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    pruned = replace(observed_from(desired, contents).versions[0], archived=True, pruned=True)
+    plan = compute_plan(desired, contents, ObservedState((pruned,)))
+    assert plan.actions == (Restore(vk("1.0.0"), "id0"),) and plan.drift == ()
+
+
+V3 = VersionSpec(vk("1.2.0"), parents=(vk("1.1.0"),))
+
+
+@pytest.mark.parametrize("archived,pruned", [(("id0",), False), (("id0", "id1", "id2"), True),
+                                             (("id1",), False)])
+def test_archived_parents_are_restored_with_their_children_in_one_plan(archived, pruned):
+    desired = DesiredState((dataset(V1, V2, V3),))
+    contents = compute_contents(desired, OWN)
+    observed = ObservedState(tuple(replace(v, archived=v.id in archived, pruned=pruned)
+                                   for v in observed_from(desired, contents).versions))
+    plan = compute_plan(desired, contents, observed)
+    assert plan.conflicts == ()
+    assert plan.actions == tuple(Restore(v.key, v.id) for v in observed.versions if v.id in archived)
+    assert [d.version_id for d in plan.drift] == ([] if pruned else list(archived))
+
+
+def test_a_parent_gone_for_good_still_blocks_its_child():
+    desired = DesiredState((dataset(V1, V2),))
+    contents = compute_contents(desired, OWN)
+    child = observed_from(desired, contents).versions[1]
+    plan = compute_plan(desired, contents, ObservedState((child,)))
+    assert [(c.version, "gone from the server" in c.reason) for c in plan.conflicts] == [(vk("1.1.0"), True)]
 
 
 def test_aliases_move_as_tags_and_leave_exactly_one_holder():
@@ -495,3 +528,17 @@ def test_a_saved_plan_of_a_100000_file_version_with_statistics_stays_small():
     size = len(json.dumps(plan_to_json(plan)))
     assert size < 25_000_000  # the upload list once; statistics reference the content by digest
     assert sum(1 for a in plan.actions if isinstance(a, SetStatistics)) == 1
+
+
+def test_a_stray_draft_of_a_finalized_version_is_discarded_and_then_the_plan_is_empty():
+    desired = DesiredState((dataset(V1),))
+    contents = compute_contents(desired, OWN)
+    final = observed_from(desired, contents).versions[0]
+    stray = replace(final, id="stray", status="created", files=None, links=None, content_digest=None)
+    foreign = replace(final, id="foreign", status="in_progress", files=None, links=None, managed=False)
+    plan = compute_plan(desired, contents, ObservedState((final, stray, foreign)))
+    assert plan.actions == (DiscardDraft(vk("1.0.0"), "stray"),)  # a draft not made by this tool is left alone
+    assert [u.version_id for u in plan.unmanaged] == ["foreign"]
+    assert "discard draft stray: a stray copy of this finalized version" in render_human(plan, color=False)
+    assert plan_from_json(plan_to_json(plan)) == plan
+    assert compute_plan(desired, contents, ObservedState((final, foreign))).actions == ()
