@@ -1,7 +1,7 @@
 """Histories made by plain SDK scripts, in the shapes of ClearML's own ``examples/datasets`` scripts (local files in
 place of their downloads), adopted with ``reconcile import`` and continued with a new version below each dataset's
-finalized ones; then read back from an empty cache by both supported SDKs (``get_local_copy()``,
-``verify_dataset_hash()``, ``clearml-data get`` and ``clearml-data verify``).
+finalized ones; and the same shapes declared directly in manifests. Each is read back from an empty cache by both
+supported SDKs (``get_local_copy()``, ``verify_dataset_hash()``, ``clearml-data get`` and ``clearml-data verify``).
 
 Every shape is built in one project, with tiny files, and read back by as few SDK processes as possible: one SDK
 script builds the whole corpus, and per SDK one process reads every version and one runs the ``clearml-data``
@@ -64,6 +64,10 @@ CORPUS: tuple[Made, ...] = (
     Made("Right", "1.0.0", files={"shared.txt": "right", "r.txt": "r"}),
     Made("LeftRight", "1.0.0", (("Left", "1.0.0"), ("Right", "1.0.0"))),
     Made("RightLeft", "1.0.0", (("Right", "1.0.0"), ("Left", "1.0.0")), {"own.txt": "own"}),
+    # version strings other than semantic versions (the SDK takes any), merged with a semantic one
+    Made("Schemes", "v1", files={"one.txt": "1"}),
+    Made("Schemes", "1.1", (("Schemes", "v1"),), {"two.txt": "2"}),
+    Made("Schemes", "2024.06.01", (("Schemes", "1.1"), ("Chain", "1.2.0")), remove=("one.txt",)),
 )
 
 BUILD = """
@@ -202,6 +206,9 @@ def test_script_made_histories_are_adopted_continued_and_read_back(env: Env, req
     assert isinstance(made, dict)
     res = env.reconcile("import", env.project, "--out", "manifests")
     assert res.returncode == 0, res.stdout + res.stderr
+    merged = (env.work / "manifests" / env.project / "Merged.yaml").read_text()
+    assert f'parents: ["{env.project}/Images@1.1.0", "{env.project}/Labels@1.0.0"]' in merged, merged
+    assert 'parents: ["1.1.0", "1.2.0"]' in (env.work / "manifests" / env.project / "Diamond.yaml").read_text()
     plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
     assert plan.returncode == 0, plan.stdout + plan.stderr  # adopting changes nothing
 
@@ -225,3 +232,47 @@ def test_script_made_histories_are_adopted_continued_and_read_back(env: Env, req
     """)
     assert isinstance(listed, dict)
     read_back(env, sdk_pythons(request), {**listed, **made}, {**want, **new})
+
+
+def _declared(project: str, corpus: Sequence[Made]) -> dict[str, str]:
+    """The manifests (file name -> YAML) declaring ``corpus``; every version's own files under data/<i>/."""
+    docs: dict[str, list[str]] = {}
+    for i, v in enumerate(corpus):
+        lines = [f'  - version: "{v.version}"']
+        refs = [p[1] if p[0] == v.name else f"{project}/{p[0]}@{p[1]}" for p in v.parents]
+        if refs:
+            lines.append(f"    parents: [{', '.join(json.dumps(r) for r in refs)}]")
+        if v.remove:
+            lines.append(f"    remove: {json.dumps(list(v.remove))}")
+        if v.files:
+            lines.append(f"    sources: [{{path: ../data/{i}}}]")
+        if v.publish:
+            lines.append("    publish: true")
+        docs.setdefault(v.name, []).extend(lines)
+    return {f"{name}.yaml": f"apiVersion: reconciler/v1\nkind: Dataset\nproject: {project}\nname: {name}\n"
+            "versions:\n" + "\n".join(lines) + "\n" for name, lines in docs.items()}
+
+
+def test_the_same_shapes_declared_in_manifests_build_delta_upload_and_read_back(env: Env,
+                                                                                request: pytest.FixtureRequest
+                                                                                ) -> None:
+    for i, v in enumerate(CORPUS):
+        write_tree(env.work / "data" / str(i), dict(v.files))
+    (env.work / "manifests").mkdir()
+    for name, text in _declared(env.project, CORPUS).items():
+        (env.work / "manifests" / name).write_text(text)
+    plan = env.reconcile("plan", "manifests")
+    assert f"merging {env.project}/Train@1.0.0, {env.project}/Test@1.0.0" in plan.stdout, plan.stdout
+    res = env.reconcile("apply", "--auto-approve", "manifests")
+    assert res.returncode == 0, res.stdout + res.stderr
+    own = sum(len(v.files) for v in CORPUS)  # a merge uploads only its own files, never its parents'
+    assert f"{len(CORPUS)} versions created, {own} files uploaded" in res.stdout, res.stdout
+    plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    ids = env.sdk(f"""
+        keys = {[(v.name, v.version) for v in CORPUS]!r}
+        result = {{f"{{n}}@{{v}}": Dataset.get(dataset_project=PROJECT, dataset_name=n, dataset_version=v).id
+                  for n, v in keys}}
+    """)
+    assert isinstance(ids, dict)
+    read_back(env, sdk_pythons(request), ids, expected(CORPUS))
