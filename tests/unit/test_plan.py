@@ -112,6 +112,44 @@ def test_fresh_server_creates_parents_first_with_delta_sync():
     assert plan.summary().create == 2
 
 
+def test_a_merge_lays_later_parents_over_earlier_ones_and_uploads_only_its_own_files():
+    left = VersionSpec(vk("1.0.0", "left"))
+    right = VersionSpec(vk("1.0.0", "right"))
+    both = VersionSpec(vk("1.0.0", "both"), parents=(left.key, right.key))
+    other = VersionSpec(vk("2.0.0", "both"), parents=(right.key, left.key), remove=("l.txt",))
+    own = {left.key: SourceFiles(files=(f("shared.txt", "left"), f("l.txt", "l"))),
+           right.key: SourceFiles(files=(f("shared.txt", "right"), f("r.txt", "r"))),
+           other.key: SourceFiles(files=(f("own.txt", "own"),))}
+    desired = DesiredState((dataset(both, other, name="both"), dataset(left, name="left"),
+                            dataset(right, name="right")))
+    contents = compute_contents(desired, own)
+    assert contents[both.key].files["shared.txt"] == f("shared.txt", "right")
+    assert sorted(contents[both.key].files) == ["l.txt", "r.txt", "shared.txt"]
+    assert contents[other.key].files["shared.txt"] == f("shared.txt", "left")
+    assert sorted(contents[other.key].files) == ["own.txt", "r.txt", "shared.txt"]
+    plan = compute_plan(desired, contents, ObservedState())
+    creates = [a for a in plan.actions if isinstance(a, CreateVersion)]
+    assert [c.version.name for c in creates][-2:] == ["both", "both"]  # parents first
+    assert creates[-2].parents == (left.key, right.key) and creates[-1].parents == (right.key, left.key)
+    syncs = {a.version: a for a in plan.actions if isinstance(a, SyncFiles)}
+    assert both.key not in syncs  # nothing of its own: nothing to upload
+    assert [x.path for x in syncs[other.key].upload] == ["own.txt"] and syncs[other.key].remove == ("l.txt",)
+    assert "create version merging proj/left@1.0.0, proj/right@1.0.0" in render_human(plan)
+    assert describe(creates[-2]) == "create proj/both@1.0.0 (parents proj/left@1.0.0, proj/right@1.0.0)"
+    assert plan_from_json(plan_to_json(plan)) == plan
+    replan = compute_plan(desired, contents, observed_merges(desired, contents))
+    assert replan.actions == () and replan.conflicts == ()
+
+
+def observed_merges(desired: DesiredState, contents) -> ObservedState:
+    ids = {spec.key: f"id{i}" for i, spec in enumerate(desired.all_versions())}
+    return ObservedState(tuple(
+        ObservedVersion(key=spec.key, id=ids[spec.key], status="completed", properties=spec.properties,
+                        files=tuple(contents[spec.key].files.values()), links=(), managed=True,
+                        content_digest=contents[spec.key].digest(), parent_ids=tuple(ids[p] for p in spec.parents))
+        for spec in desired.all_versions()))
+
+
 def test_replanning_after_apply_is_empty():
     desired = DesiredState((dataset(V1, V2),))
     contents = compute_contents(desired, OWN)
