@@ -15,6 +15,8 @@ B8  plan of 1,000,000 files in one dataset                  vs  walk+stat; peak 
 B9  pull of a 100,000-file version: cold                    vs  the SDK's get_local_copy() into an empty cache
     warm (DEST already right)                               vs  walk+stat of DEST; get_local_copy(), all cached
     a declared 10% split                                    bytes downloaded vs the whole version's
+B10 all built-in checks on N files (10% images)             vs  the statistics pass alone; their image decoding vs
+                                                                a bare Pillow loop, same parallelism (checks.py)
 
 Every command runs as a user runs it: a fresh `reconcile` process (bytecode compiled first, as an installed package
 has it) against the embedded server on a free loopback port, in a temporary directory. Medians of repeated runs;
@@ -45,6 +47,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from checks import GOALS as CHECK_GOALS  # noqa: E402  (benchmarks/checks.py, beside this file)
+
 READING = "## Reading the results"
 REPO = HERE.parent
 DVC_VENV = HERE / ".venv-dvc"
@@ -357,14 +362,14 @@ print(Dataset.get(dataset_id=sys.argv[1]).get_local_copy())
 """
 
 
-def b9(b: Bench, m: Measure, files: int) -> None:
-    """One version of ``files`` files (256 B, in folders of 500, 1 MiB chunks) that declares a split of 10% of
+def b9(b: Bench, m: Measure, files: int, size: int) -> None:
+    """One version of ``files`` files (``size`` bytes, in folders of 500, 1 MiB chunks) that declares a split of 10% of
     them (the first tenth of the folders). Each run in fresh processes: a cold pull (empty DEST, empty caches)
     against the SDK's get_local_copy() into an empty cache; the warm pull of the same DEST against a bare
     walk+stat of it (per-file cost: minus the warm pull of a one-file version, as B1 does) and against
     get_local_copy() with everything cached; the split's pull, bytes downloaded against the cold pull's."""
     root = b.work / "b9"
-    make_tree(root, files, size=256, seed=9)
+    make_tree(root, files, size=size, seed=9, per_dir=max(1, files // 200))
     folders = sorted(p.name for p in root.iterdir())
     part = folders[: max(1, len(folders) // 10)]
     globs = ", ".join(f'"{f}/**"' for f in part)
@@ -612,6 +617,17 @@ def b8(b: Bench, m: Measure, files: int) -> None:
 # --- report --------------------------------------------------------------------------------------------------
 
 
+def b10(b: Bench, m: Measure, files: int) -> None:
+    """In this process (the checks are a library call in plan and apply): see benchmarks/checks.py."""
+    from checks import run as run_checks
+
+    for name, values in run_checks(files, b.runs, b.workers).items():
+        for value in values:
+            m.add(name, value)
+    m.notes.append("both passes in one process on a warm page cache, order alternated run by run; the command "
+                   "check's process start and JSON file list are a fixed cost that small sizes feel most")
+
+
 def remove_later(path: Path) -> None:
     """Remove ``path`` in a process of its own, not waited for: deleting a million files takes minutes."""
     subprocess.Popen(["rm", "-rf", str(path)], start_new_session=True, stdout=subprocess.DEVNULL,
@@ -653,7 +669,7 @@ def to_markdown(measures: list[Measure], info: dict[str, str], command: str, loa
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8,B9")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8,B9,B10")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
@@ -670,13 +686,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--b7-size", type=int, default=10 << 20)
     ap.add_argument("--b8-files", type=int, default=1_000_000)
     ap.add_argument("--b9-files", type=int, default=100_000)
+    ap.add_argument("--b9-size", type=int, default=256)
+    ap.add_argument("--b10-files", type=int, default=100_000)
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--write-results", action="store_true", help="also write benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
     if args.quick:
         args.b1_files, args.b2_files, args.b3_files, args.b4_files = 2000, 40, 500, 2000
         args.b5_sizes, args.b7_files, args.b7_size, args.b8_files, args.runs = "5,20", 20, 1 << 20, 20_000, 2
-        args.b9_files = 5000
+        args.b9_files, args.b9_size = 2000, 4096
+        args.b10_files = 2000
     only = set(args.only.split(","))
     sys.path.insert(0, str(REPO))
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "reconciler")], check=True,
@@ -700,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
     m9 = Measure("B9", f"pull of a {args.b9_files}-file version",
                  {"cold: pull / get_local_copy()": "<= 0.5", "warm: per-file cost / floor": "<= 2",
                   "warm: pull / get_local_copy()": "<= 0.1", "split: bytes downloaded / all": "<= 0.15"})
+    m10 = Measure("B10", f"all built-in checks on {args.b10_files} files (10% images)", dict(CHECK_GOALS))
     steps: list[tuple[Measure, Callable[[], None]]] = [
         (m6, lambda: b6(bench, m6)),
         (m1, lambda: b1(bench, m1, args.b1_files, args.b1_datasets, not args.no_dvc)),
@@ -709,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
         (m7, lambda: b7(bench, m7, args.b7_files, args.b7_size)),
         (m8, lambda: b8(bench, m8, args.b8_files)),
         (m5, lambda: b5(bench, m5, [int(x) for x in args.b5_sizes.split(",")])),
-        (m9, lambda: b9(bench, m9, args.b9_files)),
+        (m9, lambda: b9(bench, m9, args.b9_files, args.b9_size)),
+        (m10, lambda: b10(bench, m10, args.b10_files)),
     ]
     steps = [(m, s) for m, s in steps if m.key in only]
     loads: list[str] = []

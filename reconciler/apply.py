@@ -17,29 +17,35 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
 from ._compat import assert_never
+from .checks import BYTE_RULES, CheckInput, VersionChecks, checks_to_json, evaluate_checks, ui_rows
 from .clearml_backend import Interrupted, LeaseLost, codec
 from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError
-from .model import Content, FileEntry, ObservedState, Properties, VersionKey
+from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey, statistics_key
 from .plan import (
     Action,
     Archive,
     CreateVersion,
+    DeleteVersion,
     DiscardDraft,
     Finalize,
     Plan,
     Publish,
     Restore,
     ResumeVersion,
+    SetChecks,
     SetProperties,
     SetStatistics,
     SyncFiles,
     choose_observed,
+    counted,
     describe,
+    human_size,
 )
 from .sources.progress import Progress
 from .statistics import (
@@ -70,6 +76,9 @@ class Writer(Protocol):
     def finalize(self, draft: Draft, content_digest: str) -> None: ...
     def publish(self, key: VersionKey, version_id: str) -> None: ...
     def archive(self, key: VersionKey, version_id: str) -> None: ...
+    def expire(self, key: VersionKey, version_id: str, at: str) -> None: ...
+    def delete_version(self, key: VersionKey, version_id: str, objects: Sequence[StoredObject], *,
+                       whole: bool = True) -> None: ...
     def delete_draft(self, version_id: str) -> None: ...
     def restore(self, key: VersionKey, version_id: str) -> None: ...
     def version_files(self, version_id: str) -> dict[str, Any]: ...
@@ -95,6 +104,8 @@ class ApplyResult:
     ids: dict[VersionKey, str] = field(default_factory=dict)
     failed: dict[VersionKey, str] = field(default_factory=dict)
     skipped: list[VersionKey] = field(default_factory=list)
+    deleted_versions: int = 0
+    freed_bytes: int = 0
 
 
 Report = Callable[[str], None]
@@ -154,7 +165,8 @@ class _Applier:
                 self.statuses[v] = "created"
                 discarded = self.writer.discard_chunks(i)
                 if discarded:
-                    self.report(f"  discarded {discarded} chunks an interrupted run left on {v}; uploading again")
+                    self.report(f"  discarded {counted(discarded, 'chunk')} an interrupted run left on {v}; "
+                                "uploading again")
                 parent_ids = [self.version_id(p) for p in self.parents.get(v, ())]
                 self.drafts[v] = self.writer.open_draft(v, i, parent_ids, None)
             case Restore(version=v, version_id=i):
@@ -170,8 +182,8 @@ class _Applier:
                             removed=len(action.remove) + len(action.remove_links) - len(action.modified),
                             change_size=action.upload_bytes)
                 if action.upload:
-                    self.report(f"  uploading {len(action.upload)} files of {v} "
-                                f"({action.upload_bytes} bytes, {self.options.workers} workers)")
+                    self.report(f"  uploading {counted(len(action.upload), 'file')} of {v} "
+                                f"({human_size(action.upload_bytes)}, {counted(self.options.workers, 'worker')})")
                 chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
                 with Progress(f"uploading {v}", len(action.upload), action.upload_bytes,
                               enabled=self.options.show_progress) as bar:
@@ -188,6 +200,8 @@ class _Applier:
                 self.result.uploaded_bytes += action.upload_bytes
             case SetStatistics(version=v):
                 self.set_statistics(action)
+            case SetChecks(version=v):
+                self.set_checks(action)
             case SetProperties(version=v, before=b, after=a):
                 self.writer.set_properties(v, self.version_id(v), b, a)
             case Finalize(version=v, content_digest=digest):
@@ -202,14 +216,22 @@ class _Applier:
             case Publish(version=v):
                 self.writer.publish(v, self.version_id(v))
                 self.statuses[v] = "published"
-            case Archive(version=v, version_id=i):
+            case Archive(version=v, version_id=i, retention=""):
                 self.writer.archive(v, i)
+            case Archive(version=v, version_id=i):
+                self.writer.expire(v, i, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            case DeleteVersion(version=v, version_id=i, objects=objects, whole=whole):
+                self.writer.delete_version(v, i, objects, whole=whole)
+                self.result.deleted_versions += 1 if whole else 0
+                self.result.freed_bytes += action.freed_bytes
+                what = "deleted" if whole else "freed objects of"
+                self.report(f"  {what} {v} ({i}): {len(objects)} objects gone, {action.freed_bytes} bytes freed")
             case _:
                 assert_never(action)
 
     def set_statistics(self, action: SetStatistics) -> None:
         key = action.version
-        stats = self.statistics(key, action.after_digest)
+        stats = self.statistics(key, action.after_digest, action.splits)
         version_id = self.version_id(key)
         if action.plots:
             stamp = int(time.time() * 1000)
@@ -221,30 +243,59 @@ class _Applier:
                                        {codec.STATISTICS_KEY: statistics_to_json(stats)},
                                        {"statistics_digest": action.after_digest})
 
-    def statistics(self, key: VersionKey, digest: str) -> Statistics:
-        """From the cache, else from local files, else from the version's files fetched from the server."""
+    def statistics(self, key: VersionKey, digest: str, splits: Mapping[str, tuple[str, ...]]) -> Statistics:
+        """From the cache, else from local files, else from the version's files fetched from the server.
+        ``digest``: the statistics key of the version's content and its declared ``splits``."""
         cache = self.options.statistics_cache or default_statistics_cache()
         hit = cache.get(digest)
         if hit is not None:
             return hit
         content, state = self.content_of(key)
-        if content.digest() != digest:
+        if statistics_key(content.digest(), splits) != digest:
             raise ReconcileError(f"the content of {key} on the server does not match the plan's statistics")
-        local = self.local_contents.get(key)
-        by_hash = {} if local is None else {(f.path, f.sha256): f.local for f in local.files.values() if f.local}
-        files = {p: FileEntry(f.path, f.size, f.sha256, f.local or by_hash.get((f.path, f.sha256)))
-                 for p, f in content.files.items()}
+        files = self.with_local_copies(key, content)
         missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
         with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
             if missing:
-                self.report(f"  fetching {len(missing)} image files of {key} from the server for its statistics")
+                self.report(f"  fetching {counted(len(missing), 'image file')} of {key} from the server for its "
+                            "statistics")
                 fetched = self.writer.fetch_files(state, missing, Path(tmp))
                 for p, local_path in fetched.items():
                     f = files[p]
                     files[p] = FileEntry(f.path, f.size, f.sha256, str(local_path))
-            stats = compute_statistics(Content(files, content.links), workers=self.options.workers)
+            stats = compute_statistics(Content(files, content.links), workers=self.options.workers, splits=splits)
         cache.put(stats)
         return stats
+
+    def with_local_copies(self, key: VersionKey, content: Content) -> dict[str, FileEntry]:
+        """The files of ``content``, each with a local copy where this run uploaded it or the plan's sources
+        have it (same path and hash)."""
+        local = self.local_contents.get(key)
+        by_hash = {} if local is None else {(f.path, f.sha256): f.local for f in local.files.values() if f.local}
+        return {p: FileEntry(f.path, f.size, f.sha256, f.local or by_hash.get((f.path, f.sha256)))
+                for p, f in content.files.items()}
+
+    def set_checks(self, action: SetChecks) -> None:
+        """Evaluate again the checks that read bytes, on the bytes uploaded; store every result (an artifact and
+        a UI table); an error-level failure then stops the version before it is finalized."""
+        key = action.version
+        checks = action.checks
+        if any(s.rule in BYTE_RULES for s in action.specs):
+            content, _ = self.content_of(key)
+            here = Content(self.with_local_copies(key, content), content.links)
+            checks = evaluate_checks(action.specs, CheckInput(key, here, workers=self.options.workers),
+                                     keep=action.checks.results, rules=BYTE_RULES)
+        self.store_checks(key, checks)
+        if checks.failed:
+            raise ReconcileError([Diagnostic(f"check {r.name!r} ({r.rule}) failed on the bytes uploaded: "
+                                             f"{r.message}; nothing was finalized", r.span) for r in checks.failed])
+
+    def store_checks(self, key: VersionKey, checks: VersionChecks) -> None:
+        version_id = self.version_id(key)
+        stamp = int(time.time() * 1000)
+        self.writer.report_plots(version_id, [codec.table_event(version_id, "Checks", "results", ui_rows(checks),
+                                                                stamp)])
+        self.writer.set_json_artifacts(key, version_id, None, {codec.CHECKS_KEY: checks_to_json(checks)}, {})
 
     def content_of(self, key: VersionKey) -> tuple[Content, Mapping[str, Any]]:
         """The version's content (with local paths of files this run uploaded) and a state to fetch files by."""
@@ -332,8 +383,8 @@ def apply_plan(
         if applier.result.skipped:
             lines.append(f"not applied because a parent failed: {', '.join(str(k) for k in applier.result.skipped)}")
         if len(lines) > 1:  # one failure is its own one line
-            lines.append(f"apply incomplete: {len(applier.result.failed)} version(s) failed, "
-                         f"{applier.result.actions} actions applied; fix the cause and run apply again")
+            lines.append(f"apply incomplete: {counted(len(applier.result.failed), 'version')} failed, "
+                         f"{counted(applier.result.actions, 'action')} applied; fix the cause and run apply again")
         raise ApplyFailed(lines)
     return applier.result
 

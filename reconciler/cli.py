@@ -9,14 +9,18 @@ or "different" (``diff``). :class:`ReconcileError` and click's usage errors are 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import __version__, escape
-from .diagnostics import ReconcileError
+from .diagnostics import Diagnostic, ReconcileError
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -90,7 +94,7 @@ _GLOBAL_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--debug", {"is_flag": True, "help": "Show tracebacks."}),
     ("--timeout", {"type": click.FloatRange(1, None), "default": 120.0, "show_default": True,
                    "envvar": "RECONCILE_TIMEOUT",
-                   "help": "Longest wait, in seconds, for one server call or upload, retries included."}),
+                   "help": "Longest wait, in seconds, for a server that does not answer, retries included."}),
 )
 
 
@@ -143,7 +147,8 @@ class ReconcileGroup(click.Group):
         try:
             return super().invoke(ctx)
         except Interrupted as err:
-            _stopped(f"stopped: {err}; the lock is released and the next apply resumes",
+            _stopped(f"stopped: {'; '.join(d.message for d in err.diagnostics)}; the lock is released and the "
+                     "next apply resumes",
                      EXIT_SIGNAL.get(err.signal_name, 130))
         except ReconcileError as err:
             opts = ctx.find_object(GlobalOptions)
@@ -189,7 +194,7 @@ def cli(ctx: click.Context, local: bool, data_dir: Path | None, debug: bool, tim
 @click.option("--secret-key", envvar="RECONCILE_SERVER_SECRET_KEY", default=None, help="Fixed secret key.")
 def server(data_dir: Path, host: str, port: int, files_port: int | None, access_key: str | None,
            secret_key: str | None) -> None:
-    """Run the embedded ClearML-compatible server in the foreground."""
+    """Run the embedded ClearML-compatible server in the foreground; Ctrl-C or SIGTERM stops it (exit 0)."""
     from .localserver import LocalServer
 
     srv = LocalServer(data_dir, host=host, port=port, files_port=files_port, access_key=access_key,
@@ -198,17 +203,25 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
         srv.start()
     except (OSError, ValueError) as err:
         raise ReconcileError(f"cannot start the server: {err}") from err
+    import signal
+
     from .cachedir import default_cache_dir
     from .webpages import attach_pages
 
-    attach_pages(srv, cache_root=default_cache_dir())
-    click.echo(escape.text(f"# ClearML-compatible server on {srv.api_url}, files on {srv.files_url} "
-                           f"(data in {data_dir.resolve()})"), err=True)
-    click.echo("# paste these lines to point any ClearML code at it:", err=True)
-    for name, value in srv.client_env().items():
-        click.echo(f"export {name}={value}")
-    sys.stdout.flush()
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (kill, CI runners, containers) stops it as Ctrl-C does, from before the exports are printed (a
+    # caller may signal as soon as it has read them); a SIGINT the parent ignores (a background job) stays ignored
+    signal.signal(signal.SIGTERM, stop)
     try:
+        attach_pages(srv, cache_root=default_cache_dir())
+        click.echo(escape.text(f"# ClearML-compatible server on {srv.api_url}, files on {srv.files_url} "
+                               f"(data in {data_dir.resolve()})"), err=True)
+        click.echo("# paste these lines to point any ClearML code at it:", err=True)
+        for name, value in srv.client_env().items():
+            click.echo(f"export {name}={value}")
+        sys.stdout.flush()
         srv.wait()
     except KeyboardInterrupt:
         pass
@@ -216,7 +229,7 @@ def server(data_dir: Path, host: str, port: int, files_port: int | None, access_
         srv.stop()
 
 
-@cli.command()
+@cli.command(global_options=("--debug",))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def validate(paths: tuple[Path, ...], fmt: str) -> None:
@@ -238,7 +251,7 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
         click.echo(json.dumps({"valid": True, "datasets": len(state.datasets), "versions": n_versions,
                                "diagnostics": []}, indent=2))
     else:
-        from .render.common import counted
+        from .plan import counted
 
         click.echo(f"ok: {counted(len(state.datasets), 'dataset')}, {counted(n_versions, 'version')}")
 
@@ -318,10 +331,14 @@ _mount_option = click.option(
     help="With --queue: a folder the agents see at the same path, for path: sources outside the repository. "
          "Repeatable.",
 )
-_workers_option = click.option(
-    "--workers", type=click.IntRange(1, 64), default=_workers_default, show_default="2 x cores, 2..8",
-    help="Parallel hashing and upload workers.",
-)
+def _workers(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--workers", type=click.IntRange(1, 64), default=_workers_default,
+                        show_default="2 x cores, 2..8", help=help_text)
+
+
+_workers_option = _workers("Parallel hashing and upload workers.")
+_reading_workers_option = _workers("Parallel workers hashing local files and reading the server (nothing is "
+                                   "uploaded).")
 
 
 def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # type: ignore[no-untyped-def]
@@ -360,8 +377,12 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
               help="Exit 2 when there are changes, 0 when there are none (without it: 0 either way).")
 @click.option("--show-files", default="20", show_default=True, metavar="N|all",
               help="Files listed per version in text and markdown output.")
-@click.option("--check-storage", is_flag=True,
-              help="Also check that every data chunk of the finalized versions is still in storage.")
+@click.option("--check-storage", "check_storage", flag_value="presence",
+              help="Also check that every data chunk of the finalized versions is still in storage (one HEAD request "
+                   "per chunk).")
+@click.option("--check-storage-content", "check_storage", flag_value="content",
+              help="Also check that every data chunk of the finalized versions hashes to the sha256 recorded with it "
+                   "(downloads every chunk once: as many bytes as the versions store).")
 @click.option("--drift-only", is_flag=True,
               help="Report only what changed on the server since the last apply (tags or description edited, "
                    "versions archived, URL sources changed); with --detailed-exitcode, exit 2 when there is drift.")
@@ -370,10 +391,10 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 @_prune_scope_option
 @_queue_option
 @_mount_option
-@_workers_option
+@_reading_workers_option
 @click.pass_context
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
-         show_files: str, check_storage: bool, drift_only: bool, targets: tuple[str, ...], prune: bool,
+         show_files: str, check_storage: str | None, drift_only: bool, targets: tuple[str, ...], prune: bool,
          prune_scope: tuple[str, ...], queue: str | None, shared_mounts: tuple[Path, ...], workers: int) -> None:
     """Show what apply would change (a dry run).
 
@@ -384,8 +405,7 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
     """
     from .engine import Run
     from .manifest import load_manifests
-    from .plan import PlanOptions
-    from .render.common import counted
+    from .plan import PlanOptions, counted
 
     if show_files != "all" and not show_files.isdigit():
         raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
@@ -399,7 +419,7 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
 
             check_queue(conn.backend, queue_options)
         run = Run(conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
-                  workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage)
+                  workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage or "")
         the_plan = run.plan()
     if queue_options is not None and the_plan.has_changes and not the_plan.conflicts:
         from .dispatch import check_sources
@@ -417,26 +437,74 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
     _print_plan(the_plan, fmt, out, show_files)
     if the_plan.conflicts:
         raise ReconcileError(f"{counted(len(the_plan.conflicts), 'conflict')}: see the plan above")
+    _raise_held(the_plan)
     if detailed_exitcode and the_plan.has_changes:
         sys.exit(EXIT_CHANGES)
 
 
-def _confirm(auto_approve: bool) -> None:
-    """Ask on a terminal before a live apply; unattended, only --auto-approve lets it go on."""
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@_target_option
+@_workers_option
+def check(paths: tuple[Path, ...], fmt: str, targets: tuple[str, ...], workers: int) -> None:
+    """Run the manifests' checks on the files of every version (no server needed).
+
+    Exit 0 when no error-level check fails (warnings are shown), 1 otherwise. The pre-commit hook
+    'reconcile-check' calls it.
+    """
+    import json
+
+    from .checks import checks_to_json, summary
+    from .engine import check_offline
+    from .manifest import load_manifests
+    from .render.checks import render_checks_markdown, render_checks_text
+
+    state = load_manifests(paths)
+    results, skipped = check_offline(state, targets, workers=workers, progress=_is_tty(sys.stderr))
+    passed, warned, failed = summary(results)
+    if fmt == "json":
+        click.echo(json.dumps({"format_version": 1, "versions": [checks_to_json(c) for c in results],
+                               "skipped": [str(k) for k in skipped],
+                               "summary": {"passed": passed, "warned": warned, "failed": failed}}, indent=2))
+    elif fmt == "markdown":
+        click.echo(render_checks_markdown(results, skipped))
+    else:
+        click.echo(render_checks_text(results, skipped, color=_color(sys.stdout)), nl=False)
+    if failed:
+        raise ReconcileError([Diagnostic(f"check {r.name!r} ({r.rule}) of {c.version} failed", r.span)
+                              for c in results for r in c.failed])
+
+
+def _raise_held(the_plan: Plan) -> None:
+    """Exit 1 naming each failed check (file:line:col, first offending files) when versions are held."""
+    if not the_plan.held:
+        return
+    diags = [Diagnostic(f"check {r.name!r} ({r.rule}) of {c.version} failed: {r.message}"
+                        + (f"; offending: {', '.join(r.offending[:5])}" if r.offending else "")
+                        + (f" and {r.offending_count - 5} more" if r.offending_count > 5 else ""), r.span)
+             for c in the_plan.checks for r in c.failed]
+    diags.append(Diagnostic(f"{_counted(len(the_plan.held), 'version')} held by failing checks (not created, "
+                            f"finalized, published nor aliased): {', '.join(str(h.version) for h in the_plan.held)}"))
+    raise ReconcileError(diags)
+
+
+def _confirm(auto_approve: bool, what: str = "apply") -> None:
+    """Ask on a terminal before ``what`` (a live apply, a discard); unattended, only --auto-approve lets it go on."""
     if auto_approve:
         return
     if not (_is_tty(sys.stdin) and _is_tty(sys.stdout)):
-        raise ReconcileError("refusing to apply without confirmation: not a terminal; pass --auto-approve")
+        raise ReconcileError(f"refusing to {what} without confirmation: not a terminal; pass --auto-approve")
     # Written to stdout and read with readline: input() would put the prompt on stderr.
     click.echo("Do you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n"
                "  Enter a value: ", nl=False)
     answer = sys.stdin.readline()
     if answer.strip() != "yes":
-        raise ReconcileError("apply cancelled")
+        raise ReconcileError(f"{what} cancelled")
 
 
 def _counted(n: int, noun: str) -> str:
-    from .render.common import counted
+    from .plan import counted
 
     return counted(n, noun)
 
@@ -461,7 +529,8 @@ def _lock_owner() -> str:
               help="Seconds to wait for another apply to release the server lock.")
 @click.option("--lock-ttl", type=click.FloatRange(3, None), default=120.0, show_default=True,
               help="Lease of the server lock: renewed while this run lives; a crashed run's lock expires after it.")
-@click.option("--show-files", default="20", show_default=True, metavar="N|all")
+@click.option("--show-files", default="20", show_default=True, metavar="N|all",
+              help="Files listed per version in the plan shown before applying.")
 @_target_option
 @_prune_option
 @_prune_scope_option
@@ -487,9 +556,8 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     from .engine import Run
     from .engine import apply as apply_use_case
     from .manifest import load_manifests
-    from .plan import PlanOptions, human_size
+    from .plan import PlanOptions, counted, human_size
     from .render import plan_from_json
-    from .render.common import counted
     from .sources import forget_hashes
 
     if (shared_mounts or agent_image) and not queue:
@@ -506,6 +574,12 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     else:
         state = load_manifests(target)
     real_stdout = sys.stdout
+    shown: list[Plan] = []
+
+    def show(p: Plan) -> None:
+        shown.append(p)
+        _print_plan(p, "text", None, show_files)
+
     with _connect(ctx) as conn:
         run = None if state is None else Run(
             conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
@@ -514,19 +588,23 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
             conn.backend, run=run, saved=saved,
             options=ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr), forget_hashes=forget_hashes),
             lock_owner=_lock_owner(), lock_wait=lock_timeout, lock_ttl=lock_ttl,
-            show=lambda p: _print_plan(p, "text", None, show_files),
+            show=show,
             confirm=lambda _p: None if saved is not None else _confirm(auto_approve),
             report=lambda line: click.echo(escape.text(line), file=real_stdout),
             notice=lambda line: click.echo(escape.text(line), err=True),
             queue=_queue_options(queue, shared_mounts, agent_image),
         )
     if result is None:
+        if shown:
+            _raise_held(shown[-1])
         return
     click.echo(
         f"Apply complete! {counted(result.actions, 'action')}, {counted(len(result.created), 'version')} created, "
         f"{counted(result.uploaded_files, 'file')} uploaded ({human_size(result.uploaded_bytes)}) in "
         f"{result.seconds:.1f}s."
     )
+    if shown:
+        _raise_held(shown[-1])
 
 
 def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | None):  # type: ignore[no-untyped-def]
@@ -639,14 +717,13 @@ def drafts(ctx: click.Context, paths: tuple[Path, ...], projects: tuple[str, ...
             click.echo(f"{_counted(len(found), 'draft')}; 'reconcile apply' resumes them, "
                        "'reconcile drafts --discard' deletes them.")
             return
-        if not auto_approve:
-            _confirm(False)
+        _confirm(auto_approve, f"discard {_counted(len(found), 'draft')}")
         n = discard_drafts(conn.backend, found, lock_owner=_lock_owner(), lock_wait=lock_timeout,
                            report=click.echo, notice=lambda m: click.echo(m, err=True))
         click.echo(f"Discarded {_counted(n, 'draft')}.")
 
 
-@cli.command()
+@cli.command(global_options=("--debug",))
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--project", default="datasets", show_default=True, help="ClearML project of the dataset.")
 @click.option("--name", default="my_dataset", show_default=True, help="Dataset name (the file is NAME.yaml).")
@@ -800,7 +877,7 @@ def _report_options(f: Any) -> Any:
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="PATH... | VERSION VERSION")
 @_report_options
-@_workers_option
+@_reading_workers_option
 @click.pass_context
 def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
     """Compare the manifests with the server, or two live versions (PROJECT/NAME@VERSION or dataset ids).
@@ -885,6 +962,43 @@ def graph(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None,
     if not full:
         lineage = collapse_chains(trim_transitive(lineage))
     _write(render_graph(lineage, fmt), out)
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[PATH|PROJECT]...")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the report to this file instead of stdout.")
+@_workers_option
+@click.pass_context
+def usage(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
+    """Storage per dataset and version: bytes stored (own chunks, file list, artifacts), file bytes owned and
+    inherited, archived bytes, and what the manifests' retention policies would free.
+
+    Give manifest paths (their datasets' projects, and their policies) or projects (default: ./manifests).
+    """
+    from .cachedir import default_cache_dir
+    from .engine import Run
+    from .manifest import load_manifests
+    from .plan import PlanOptions
+    from .render.usage import render_usage
+    from .usage import usage as storage_usage
+
+    if not args:
+        if not Path("manifests").is_dir():
+            raise ReconcileError("usage: give manifest paths or projects (there is no ./manifests folder)")
+        args = ("manifests",)
+    paths = [Path(a) for a in args if Path(a).exists()]
+    projects = {a for a in args if not Path(a).exists()}
+    state = load_manifests(paths) if paths else None
+    with _connect(ctx) as conn:
+        plan = None
+        if state is not None:
+            projects |= {ds.key.project for ds in state.datasets}
+            plan = Run(conn.backend.reader, state, PlanOptions(), workers=workers, progress=_is_tty(sys.stderr)).plan()
+        report = storage_usage(conn.backend.reader, sorted(projects), plan=plan, cache_root=default_cache_dir(),
+                               workers=workers)
+    _write(render_usage(report, fmt), out)
 
 
 def main() -> None:

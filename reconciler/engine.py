@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from .clearml_backend import Backend, LockLease, ServerReader, codec
 from .diagnostics import Diagnostic, ReconcileError
 from .manifest import load_manifests
 from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey, content_digest
-from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_state
+from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_reads, with_state
 from .plan import (
     Finalize,
     Plan,
@@ -29,7 +31,9 @@ from .plan import (
     observed_content,
     prune_scope,
     unknown_targets,
+    versions_to_check,
 )
+from .retention import RetentionInputs, plan_retention
 from .sources import (
     ResolveOptions,
     SourceContent,
@@ -42,6 +46,7 @@ from .sources import (
 
 if TYPE_CHECKING:  # imported where used: plan loads neither the writer nor the reports' statistics and images
     from .apply import ApplyOptions, ApplyResult
+    from .checks import VersionChecks
     from .dispatch import QueueOptions
     from .report import DiffReport
 
@@ -110,11 +115,33 @@ def check_targets(state: DesiredState, targets: tuple[str, ...]) -> None:
         ])
 
 
+def check_offline(state: DesiredState, targets: tuple[str, ...], *, workers: int, progress: bool
+                  ) -> tuple[list[VersionChecks], list[VersionKey]]:
+    """The checks of every version of ``state`` (or of ``targets``) on the files its sources give, without a
+    server: the results, and the versions not checked because they stand on an adopted version (whose files only
+    the server has)."""
+    from .checks import check_versions
+
+    check_targets(state, targets)
+    own = resolve_sources(state, workers=workers, progress=progress)
+    contents = compute_contents(state, own)
+    keys, skipped = [], []
+    for spec in state.all_versions():
+        if not spec.checks or (targets and not any(t in (str(spec.key), str(spec.key.dataset)) for t in targets)):
+            continue
+        if any(s.adopt for s in state.lineage(spec.key)):
+            skipped.append(spec.key)
+        else:
+            keys.append(spec.key)
+    results = check_versions(state, contents, keys, workers=workers)
+    return [results[k] for k in keys], skipped
+
+
 class Run:
     """One command's pipeline over ``state`` (already loaded manifests) and a server ``reader``."""
 
     def __init__(self, reader: ServerReader, state: DesiredState, options: PlanOptions, *, workers: int,
-                 progress: bool, check_storage: bool = False):
+                 progress: bool, check_storage: str = ""):
         check_targets(state, options.targets)
         self.reader, self.state, self.options = reader, state, options
         self.workers, self.progress, self.check_storage = workers, progress, check_storage
@@ -124,6 +151,7 @@ class Run:
         self._contents: Mapping[VersionKey, Content] | None = None
         self._observed: ObservedState | None = None
         self._plan: Plan | None = None
+        self._desired: DesiredState | None = None
         self._memos: dict[str, VersionKey] = {}  # contents to remember once planned
         self._known_memos: dict[VersionKey, str] = {}  # contents taken from remembered summaries
         self._distrust_memos = False
@@ -181,21 +209,58 @@ class Run:
         self._contents = None
         self._observed = None
         self._plan = None
+        self._desired = None
+
+    def desired_state(self) -> DesiredState:
+        """The manifests' state with what depends on the contents filled in (the cards' size categories)."""
+        if self._desired is None:
+            from .manifest.card import with_card_sizes
+
+            self._desired = with_card_sizes(self.state, {k: c.file_count for k, c in self.contents().items()})
+        return self._desired
+
+    def retention_inputs(self) -> RetentionInputs | None:
+        """The clock and the tasks that read the versions under a retention policy; the file lists retention
+        needs are read into the observed state (a few rounds: versions kept because others read them are
+        readers in turn). None when no dataset has a policy."""
+        if not any(ds.retention for ds in self.state.datasets):
+            return None
+        observed = self.observed()
+        policed = {ds.key for ds in self.state.datasets if ds.retention}
+        ids = [v.id for v in observed.versions if v.key.dataset in policed and v.managed and v.finalized]
+        inputs = RetentionInputs(datetime.now(timezone.utc), MappingProxyType(self.reader.tasks_using(ids)))
+        for _ in range(8):
+            unread = plan_retention(self.state, observed, inputs).unread
+            if not unread:
+                break
+            observed = with_reads(self.reader, observed, self._listed(), unread, cache_root=self.cache_root)
+            self._observed = observed
+        return inputs
 
     def plan(self) -> Plan:
         if self._plan is None:
-            self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
+            retention = self.retention_inputs()
+            self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
+                                      retention=retention)
             wrong = self._wrong_summaries(self._plan)
             if wrong:  # a corrupt hash-cache row: drop it and plan again from the files' hashes
                 forget_contents(wrong)
                 self._distrust_memos = True
-                self._contents = self._observed = None
-                self._plan = compute_plan(self.state, self.contents(), self.observed(), self.options)
+                self._contents = self._observed = self._desired = None
+                retention = self.retention_inputs()
+                self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
+                                          retention=retention)
+            to_check = versions_to_check(self.state, self._plan)
+            if to_check:  # planned again with the results: failing versions are held
+                from .checks import check_versions
+
+                results = check_versions(self.state, self.contents(), to_check, workers=self.workers)
+                self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
+                                          results, retention)
             contents = self.contents()
             remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
             self._memos = {}
         return self._plan
-
 
     def _wrong_summaries(self, plan: Plan) -> list[str]:
         """Memos of remembered content summaries that the files contradict, among the versions the plan builds
@@ -302,7 +367,7 @@ def diff_manifests(run: Run) -> DiffReport:
     """The manifests (after) against what the server holds (before)."""
     from .report import diff_desired
 
-    return diff_desired(run.reader, run.state, run.contents(), run.observed(), _diff_options(run.workers))
+    return diff_desired(run.reader, run.desired_state(), run.contents(), run.observed(), _diff_options(run.workers))
 
 
 def diff_versions(reader: ServerReader, before: str, after: str, *, workers: int) -> DiffReport:

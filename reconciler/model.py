@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -231,6 +231,16 @@ def normalize_splits(value: Mapping[str, Any]) -> Mapping[str, tuple[str, ...]]:
     return MappingProxyType(out)
 
 
+def statistics_key(content_digest: str, splits: Mapping[str, Sequence[str]]) -> str:
+    """What a version's statistics describe: its content, and its declared splits when it has any (the split of
+    each image comes from them), so that statistics follow a change of either."""
+    if not splits:
+        return content_digest
+    import hashlib
+
+    return hashlib.sha256(f"statistics-splits\0{content_digest}\0{canonical_json(splits)}".encode()).hexdigest()
+
+
 PROPERTY_FIELDS: tuple[str, ...] = ("description", "tags", "metadata", "metadata_artifacts", "splits")
 _PROPERTY_TO_JSON: Mapping[str, Any] = MappingProxyType({
     "description": str, "tags": sorted, "metadata": lambda m: thaw_json(m),
@@ -243,6 +253,38 @@ _PROPERTY_VALID: Mapping[str, Any] = MappingProxyType({
     "description": lambda v: isinstance(v, str), "tags": lambda v: isinstance(v, (list, tuple, set, frozenset)),
     "metadata": lambda v: isinstance(v, Mapping), "metadata_artifacts": lambda v: isinstance(v, Mapping),
     "splits": lambda v: isinstance(v, Mapping)})
+
+
+CHECK_SEVERITIES: tuple[str, ...] = ("error", "warn")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """One validation gate of a version (``checks:`` in a manifest); :mod:`reconciler.checks` evaluates it.
+
+    ``params`` are the rule's own options as frozen JSON (paths in them already absolute); ``error_if`` and
+    ``warn_if`` are dbt-style conditions over the rule's measure (``">5"``, ``"<100"``, ``"!=0"``).
+    """
+
+    name: str
+    rule: str
+    severity: str = "error"
+    error_if: str | None = None
+    warn_if: str | None = None
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False, hash=False)
+    span: SourceSpan | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "rule": self.rule, "severity": self.severity, "error_if": self.error_if,
+                "warn_if": self.warn_if, "params": thaw_json(self.params),
+                "span": None if self.span is None else [self.span.file, self.span.line, self.span.col]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CheckSpec:
+        span = data.get("span")
+        return cls(str(data["name"]), str(data["rule"]), str(data.get("severity", "error")), data.get("error_if"),
+                   data.get("warn_if"), freeze_json(data.get("params") or {}),
+                   SourceSpan(str(span[0]), int(span[1]), int(span[2])) if span else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,11 +300,42 @@ class VersionSpec:
     properties: Properties = Properties()
     adopt: str | None = None  # the id of an existing version taken as it is (its content is the server's)
     span: SourceSpan | None = field(default=None, compare=False)
+    checks: tuple[CheckSpec, ...] = ()  # the dataset's checks, with the version's own in place of same-named ones
 
     @property
     def parent(self) -> VersionKey | None:
         """The first parent (the one a new version's name and project follow in ClearML), or None."""
         return self.parents[0] if self.parents else None
+
+
+DAY = 86400  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """A dataset's retention policy (durations in seconds). A version is out of the policy when it is not one of
+    the ``keep_last`` newest the manifests name, or was created more than ``max_age`` ago; it is then archived,
+    and deleted with its stored objects ``grace`` after that, unless something still needs it (an alias,
+    ``published`` without ``delete_published``, a task that read it within ``used_within``, kept versions that
+    read its chunks)."""
+
+    keep_last: int | None = None
+    max_age: int | None = None
+    grace: int = 14 * DAY
+    delete_published: bool = False
+    used_within: int = 30 * DAY
+
+
+ALL_OBJECTS = "*"  # as the key of a read (version id, key): every object of that version
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StoredObject:
+    """One object a version owns in storage: an artifact (``key``: ``data``, ``data_001``, ``state``, ...)."""
+
+    key: str
+    uri: str
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +348,7 @@ class DatasetSpec:
     storage: str | None = None  # upload target; None: the server's files host
     chunk_size_mb: int | None = None  # None: chosen from the upload's size and the workers
     compression: str = "auto"  # auto | deflate | store
+    retention: Retention | None = None
     span: SourceSpan | None = field(default=None, compare=False)
 
 
@@ -349,9 +423,15 @@ class ObservedVersion:
     content_digest: str | None = None  # recorded by this tool: content_digest() of what it uploaded
     statistics_digest: str | None = None  # recorded by this tool: content digest its stored statistics describe
     missing_chunks: tuple[str, ...] = ()  # data chunks not found in storage (only checked when asked)
+    corrupt_chunks: tuple[str, ...] = ()  # data chunks whose bytes differ from their recorded sha256 (when asked)
     applied: Properties | None = None  # what this tool last wrote (None: not recorded); differences are drift
     unread_metadata: tuple[str, ...] = ()  # metadata artifacts changed since this tool wrote them, not read yet
     pruned: bool = False  # archived by this tool (apply --prune), not by someone else
+    created: str = ""  # when the task was created (ISO 8601)
+    objects: tuple[StoredObject, ...] = ()  # what the version stores (its artifacts), sorted by key
+    expired_at: str = ""  # when retention archived it (ISO 8601); "" when it did not
+    freed: tuple[str, ...] = ()  # artifact keys whose objects retention deleted (the version is not restorable)
+    reads: tuple[tuple[str, str], ...] | None = None  # (owner version id, chunk) its files are read from, when read
 
     @property
     def finalized(self) -> bool:
@@ -359,6 +439,17 @@ class ObservedVersion:
 
 
 FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+
+
+def parse_time(value: object) -> datetime | None:
+    """A server or recorded time (ISO 8601, ``Z`` or an offset; naive is UTC) as an aware datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True, order=True)

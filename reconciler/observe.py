@@ -10,6 +10,7 @@ its hash is not the hash of what this tool last wrote there (a version made by a
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -27,8 +28,9 @@ def with_state(version: ObservedVersion, state: Mapping[str, Any] | None) -> Obs
         return replace(version, files=(), links=())
     entries, links, graph = codec.read_state(state)
     parents = tuple(graph.get(version.id) or version.parent_ids)
+    reads = tuple(sorted(codec.objects_read(version.id, entries, graph)))
     return replace(version, files=codec.state_files(entries), links=tuple(sorted(s.link for s in links)),
-                   parent_ids=parents)
+                   parent_ids=parents, reads=reads)
 
 
 def with_metadata(version: ObservedVersion, read: Mapping[str, Any]) -> ObservedVersion:
@@ -67,12 +69,13 @@ def list_versions(reader: ServerReader, projects: Iterable[str]) -> Listing:
 
 def complete(
     reader: ServerReader, listing: Listing, contents: Mapping[VersionKey, Content], *, cache_root: Path | None,
-    check_storage: bool = False,
+    check_storage: str = "",
 ) -> ObservedState:
     """The observed state: ``listing`` plus what ``contents`` needs compared (file lists, foreign metadata).
 
-    ``check_storage``: also look for every data chunk of the finalized versions the manifests name (one HEAD
-    request per chunk) and record the missing ones.
+    ``check_storage``: also look for every data chunk of the finalized versions the manifests name and record
+    the missing ones: ``presence``, one HEAD request per chunk; ``content``, every chunk downloaded (one at a
+    time per worker, into a temporary file) and its sha256 compared with the one recorded with it.
     """
     need_state, need_meta = _needs(list(listing.versions), contents)
     by_id = {v.id: v for v in listing.versions}
@@ -83,24 +86,57 @@ def complete(
                           strict=True))
         metas = dict(zip(need_meta, pool.map(lambda i: reader.read_metadata(listing.raw[i], by_id[i].unread_metadata),
                                              need_meta), strict=True))
-        missing = dict(zip(need_check, pool.map(lambda i: _missing_chunks(reader, listing.raw[i]), need_check),
-                           strict=True))
+        checked = dict(zip(need_check, pool.map(lambda i: _check_chunks(reader, listing.raw[i], check_storage),
+                                                need_check), strict=True))
     versions = []
     for v in listing.versions:
         if v.id in states:
             v = with_state(v, states[v.id])
         if v.id in metas:
             v = with_metadata(v, metas[v.id])
-        if missing.get(v.id):
-            v = replace(v, missing_chunks=missing[v.id])
+        if v.id in checked and any(checked[v.id]):
+            v = replace(v, missing_chunks=checked[v.id][0], corrupt_chunks=checked[v.id][1])
         versions.append(v)
     observed = ObservedState(tuple(sorted(versions, key=lambda v: (v.key, v.id))))
     return ObservedState(observed.versions, fingerprint(observed))
 
 
-def _missing_chunks(reader: ServerReader, task: Mapping[str, Any]) -> tuple[str, ...]:
-    chunks = {k: a.get("uri") for k, a in codec.artifacts(task).items() if codec.chunk_index(k) is not None}
-    return tuple(sorted(k for k, uri in chunks.items() if not uri or reader.stores.size(str(uri)) is None))
+def with_reads(reader: ServerReader, observed: ObservedState, listing: Listing, ids: Iterable[str], *,
+               cache_root: Path | None) -> ObservedState:
+    """``observed`` with the file lists (and so the chunks each reads) of the versions ``ids`` read."""
+    wanted = sorted({i for i in ids if i in listing.raw})
+    cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        states = dict(zip(wanted, pool.map(lambda i: reader.read_state(listing.raw[i], cache_dir), wanted),
+                          strict=True))
+    versions = tuple(with_state(v, states[v.id]) if v.id in states else v for v in observed.versions)
+    return ObservedState(versions, observed.fingerprint)
+
+
+def _check_chunks(reader: ServerReader, task: Mapping[str, Any], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The data chunks of ``task`` missing from storage, and (``mode`` ``content``) those whose bytes do not hash
+    to the sha256 recorded with them (a chunk recorded without one is only checked for presence)."""
+    chunks = {k: a for k, a in codec.artifacts(task).items() if codec.chunk_index(k) is not None}
+    missing, corrupt = [], []
+    for name, art in sorted(chunks.items()):
+        uri = str(art.get("uri") or "")
+        if not uri or reader.stores.size(uri) is None:
+            missing.append(name)
+        elif mode == "content" and art.get("hash"):
+            with tempfile.TemporaryDirectory(prefix="reconcile-check-") as tmp:
+                dest = Path(tmp) / "chunk"
+                reader.download(uri, dest)
+                if _sha256(dest) != str(art["hash"]):
+                    corrupt.append(name)
+    return tuple(missing), tuple(corrupt)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _finalized_named(versions: list[ObservedVersion], contents: Mapping[VersionKey, Content]) -> list[str]:

@@ -13,6 +13,10 @@ Invariants of a :class:`Plan`:
 - a finalized version is never the subject of a content action: a content difference is a :class:`Conflict`,
   and so is a finalized version whose parent is gone, or ``publish: false`` on a published version;
 - a version whose parent is in conflict (or missing from the plan and the server) is blocked, not created;
+- a version to build whose error-level checks failed is held (:class:`Held`): it gets no action at all (not
+  created, finalized, published), nor do its descendants, and no alias moves to or away for it; the rest of
+  the plan proceeds. A version built with checks stores their results (:class:`SetChecks`) before it is
+  finalized;
 - a version the manifests name that exists only archived is restored (same id), not created again;
 - a draft this tool made of a version that is already finalized is discarded (:class:`DiscardDraft`, first of
   that version's actions);
@@ -23,14 +27,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 
 from ._compat import assert_never
+from .checks.results import VersionChecks
 from .globs import GlobSet
 from .model import (
+    CheckSpec,
     Content,
     ContentSummary,
     DatasetKey,
@@ -42,12 +48,15 @@ from .model import (
     ObservedVersion,
     Properties,
     Source,
+    StoredObject,
     VersionKey,
     VersionSpec,
     canonical_json,
     resolved,
+    statistics_key,
 )
 from .properties import PropertyChange, changed_fields, diff_properties
+from .retention import RetentionEntry, RetentionInputs, RetentionPlan, plan_retention
 
 PLAN_FORMAT_VERSION = 2
 STRAY_DRAFT_STATUSES = frozenset({"created", "in_progress", "stopped", "failed"})  # what a discard deletes
@@ -107,6 +116,22 @@ class SetStatistics:
     before_digest: str | None
     after_digest: str
     plots: bool = True
+    splits: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), compare=False,
+                                                  hash=False)  # the declared splits (then after_digest is the
+    # statistics_key of the content digest and them)
+
+
+@dataclass(frozen=True, slots=True)
+class SetChecks:
+    """Store the results of the version's checks with it (an artifact and a UI table), before it is finalized.
+
+    ``checks``: the results the plan computed; ``specs``: the checks, so that apply evaluates again those that
+    read the files' bytes on the bytes it uploaded (an error-level failure then stops the version there).
+    """
+
+    version: VersionKey
+    checks: VersionChecks
+    specs: tuple[CheckSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +167,31 @@ class Publish:
 
 @dataclass(frozen=True, slots=True)
 class Archive:
+    """Archive a version (reversible: a plan that names it again restores the same id). ``retention``: why its
+    dataset's retention policy lets it go ("" when --prune archives it because no manifest names it); apply then
+    records when, which starts its grace period."""
+
     version: VersionKey
     version_id: str
+    retention: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteVersion:
+    """Delete stored objects of an archived version for good, verified gone; with ``whole``, its task too.
+
+    Planned only by retention: ``whole`` when no version that stays on the server reads anything of it, else
+    ``objects`` are those none of them reads (its task and file list stay)."""
+
+    version: VersionKey
+    version_id: str
+    objects: tuple[StoredObject, ...]
+    reason: str = ""
+    whole: bool = True
+
+    @property
+    def freed_bytes(self) -> int:
+        return sum(o.size for o in self.objects)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,10 +219,12 @@ Action = (
     | Restore
     | SyncFiles
     | SetStatistics
+    | SetChecks
     | SetProperties
     | Finalize
     | Publish
     | Archive
+    | DeleteVersion
 )
 
 
@@ -228,6 +278,14 @@ class Unmanaged:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """A version the plan does not build because its error-level checks failed (or its parent's did)."""
+
+    version: VersionKey
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Build:
     """What a version the plan creates or resumes is made of: its own sources and removals, as the manifests
     give them. A saved plan carries them so that an agent can resolve them again (``apply --queue``)."""
@@ -256,6 +314,9 @@ class Plan:
     drift: tuple[Drift, ...] = ()
     aliases: tuple[AliasMove, ...] = ()
     builds: tuple[Build, ...] = ()  # one per version the plan creates or resumes, in action order
+    checks: tuple[VersionChecks, ...] = ()  # the results of every version checked, held ones included
+    held: tuple[Held, ...] = ()
+    retention: tuple[RetentionEntry, ...] = ()  # every version out of its dataset's retention policy
 
     @property
     def has_changes(self) -> bool:
@@ -265,15 +326,19 @@ class Plan:
         created = {a.version for a in self.actions if isinstance(a, CreateVersion)}
         archived = {a.version for a in self.actions if isinstance(a, Archive)}
         restored = {a.version for a in self.actions if isinstance(a, Restore)}
+        deleted = [a for a in self.actions if isinstance(a, DeleteVersion)]
         touched = {a.version for a in self.actions}
         return PlanSummary(
             create=len(created),
-            update=len(touched - created - archived - restored),
+            update=len(touched - created - archived - restored - {a.version for a in deleted}),
             archive=len(archived),
+            delete=sum(1 for a in deleted if a.whole),
+            freed_bytes=sum(a.freed_bytes for a in deleted),
             restore=len(restored),
             conflicts=len(self.conflicts),
             upload_files=sum(len(a.upload) for a in self.actions if isinstance(a, SyncFiles)),
             upload_bytes=sum(a.upload_bytes for a in self.actions if isinstance(a, SyncFiles)),
+            held=len(self.held),
         )
 
     def versions(self) -> tuple[VersionKey, ...]:
@@ -293,6 +358,9 @@ class PlanSummary:
     conflicts: int
     upload_files: int
     upload_bytes: int
+    held: int = 0
+    delete: int = 0
+    freed_bytes: int = 0
 
 
 # --- desired content -----------------------------------------------------------------------------------------
@@ -418,8 +486,9 @@ def choose_observed(candidates: Sequence[ObservedVersion]) -> ObservedVersion | 
 
 
 def archived_candidate(candidates: Sequence[ObservedVersion]) -> ObservedVersion | None:
-    """The newest archived finalized version this tool made for a key (what a restore brings back)."""
-    archived = sorted((v for v in candidates if v.archived and v.finalized and v.managed),
+    """The newest archived finalized version this tool made for a key (what a restore brings back); not one
+    whose objects retention freed (it can no longer be downloaded)."""
+    archived = sorted((v for v in candidates if v.archived and v.finalized and v.managed and not v.freed),
                       key=lambda v: v.last_update, reverse=True)
     return archived[0] if archived else None
 
@@ -491,7 +560,7 @@ def sync_delta(version: VersionKey, base: Content, target: Content) -> SyncFiles
 
 # fields of an observed version that a saved plan's staleness check ignores: file lists are read on demand (a
 # version's content is covered by its status, its recorded digest and last_update); storage is checked on demand
-FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks"})
+FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks", "corrupt_chunks", "reads"})
 
 
 def fingerprint(observed: ObservedState) -> str:
@@ -506,6 +575,8 @@ def fingerprint(observed: ObservedState) -> str:
                 value = value.compare_key()
             elif isinstance(value, VersionKey):
                 value = str(value)
+            elif name == "objects":
+                value = [[o.key, o.uri, o.size] for o in value]
             row.append(value)
         h.update(canonical_json(row).encode())
     return h.hexdigest()
@@ -560,7 +631,16 @@ def _with_ancestors(desired: DesiredState, targets: Sequence[str]) -> set[Versio
 
 
 class _Planner:
-    def __init__(self, desired: DesiredState, contents: Mapping[VersionKey, Content], observed: ObservedState):
+    def __init__(self, desired: DesiredState, contents: Mapping[VersionKey, Content], observed: ObservedState,
+                 checks: Mapping[VersionKey, VersionChecks], retired: frozenset[VersionKey] = frozenset()):
+        self.retired = retired  # versions retention lets go: neither built, restored nor checked
+        self.checks = checks
+        self.held: dict[VersionKey, Held] = {}
+        failing = {k for k, c in checks.items() if c.failed}
+        held_keys = {v.key for v in desired.all_versions() if any(s.key in failing for s in desired.lineage(v.key))}
+        self.frozen_aliases: dict[DatasetKey, frozenset[str]] = {
+            ds.key: frozenset(a for a, t in ds.aliases.items() if VersionKey(ds.key.project, ds.key.name, t)
+                              in held_keys) for ds in desired.datasets if ds.aliases}
         self.desired = desired
         self.contents = contents
         self.observed = observed
@@ -599,8 +679,24 @@ class _Planner:
                 return live
         return self.contents[key]
 
+    def hold(self, spec: VersionSpec) -> bool:
+        """Whether the version is held by failing checks (its own or a parent's); held ones are recorded."""
+        held = [p for p in spec.parents if p in self.held]
+        if held:
+            self.held[spec.key] = Held(spec.key, f"its parent {held[0]} failed its checks")
+            return True
+        checks = self.checks.get(spec.key)
+        if checks is None or not checks.failed:
+            return False
+        names = ", ".join(repr(r.name) for r in checks.failed)
+        self.held[spec.key] = Held(spec.key, f"{len(checks.failed)} error-level check(s) failed: {names}")
+        return True
+
     def plan_version(self, spec: VersionSpec, ds: DatasetSpec) -> None:
         key = spec.key
+        current = self.chosen(key)
+        if (current is None or not current.finalized) and self.hold(spec):
+            return
         blocked = [p for p in spec.parents if p in self.blocked]
         if blocked:
             self.block(spec, f"its parent {blocked[0]} cannot be reconciled", "resolve the parent's conflict first")
@@ -625,7 +721,7 @@ class _Planner:
             if not (self.check_finalized(spec, obs, target) and self.check_lineage(spec, obs)
                     and self.check_storage(spec, obs)):
                 return
-            self.plan_statistics(key, ds, obs, target)
+            self.plan_statistics(spec, ds, obs, target)
             self.plan_properties(spec, obs)
             self.plan_publish(spec, obs)
         elif obs.managed:
@@ -654,7 +750,11 @@ class _Planner:
         if sync is not None:
             self.actions.append(replace(sync, chunk_size_mb=ds.chunk_size_mb, compression=ds.compression))
         if ds.statistics:
-            self.actions.append(SetStatistics(spec.key, None, target.digest(), plots=True))
+            splits = spec.properties.splits
+            self.actions.append(SetStatistics(spec.key, None, statistics_key(target.digest(), splits), plots=True,
+                                              splits=splits))
+        if spec.key in self.checks:
+            self.actions.append(SetChecks(spec.key, self.checks[spec.key], spec.checks))
         self.plan_properties(spec, draft)
         self.actions.append(Finalize(spec.key, target.digest()))
         if spec.publish:
@@ -716,8 +816,8 @@ class _Planner:
     def check_lineage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
         """A finalized version must stand on the versions the manifests name as its parents, and those must
         still be there, or be restored by this plan: its files are read through them."""
-        if not spec.parents or not obs.parent_ids:
-            return True
+        if not spec.parents or not obs.parent_ids or any(p in self.retired for p in spec.parents):
+            return True  # a retired parent may be archived or freed: retention keeps what kept versions read
         ids = [self.parent_id(p) for p in spec.parents]
         if all(i is not None and i in obs.parent_ids for i in ids):
             return True
@@ -735,36 +835,50 @@ class _Planner:
         return True
 
     def check_storage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
+        if obs.corrupt_chunks:
+            self.block(spec, f"its data chunks {', '.join(obs.corrupt_chunks)} in storage are not the bytes that were "
+                       "recorded (sha256 differs), so the version would give other files", f"restore those objects "
+                       f"from a backup, or add a new version of {spec.key.name} with the same sources (it uploads the "
+                       "files again)", obs.id)
+            return False
         if not obs.missing_chunks:
             return True
-        self.block(spec, f"its data chunks {', '.join(obs.missing_chunks)} are missing from storage, so the version "
-                   "cannot be downloaded", f"restore those objects, or add a new version of {spec.key.name} with the "
-                   "same sources (it uploads the files again)", obs.id)
+        n = len(obs.missing_chunks)
+        self.block(spec, f"{counted(n, 'data chunk')} of it {'is' if n == 1 else 'are'} missing from storage "
+                   f"({', '.join(obs.missing_chunks)}), so the version cannot be downloaded",
+                   f"restore those objects, or add a new version of {spec.key.name} with the same sources (it "
+                   "uploads the files again)", obs.id)
         return False
 
     def block(self, spec: VersionSpec, reason: str, hint: str, version_id: str | None = None) -> None:
         self.conflicts.append(Conflict(spec.key, reason, hint, version_id))
         self.blocked.add(spec.key)
 
-    def plan_statistics(self, key: VersionKey, ds: DatasetSpec, obs: ObservedVersion, target: Content) -> None:
-        if ds.statistics and obs.statistics_digest != target.digest():
-            self.actions.append(SetStatistics(key, obs.statistics_digest, target.digest(),
-                                              plots=obs.status != "published"))
+    def plan_statistics(self, spec: VersionSpec, ds: DatasetSpec, obs: ObservedVersion, target: Content) -> None:
+        splits = spec.properties.splits
+        wanted = statistics_key(target.digest(), splits)
+        if ds.statistics and obs.statistics_digest != wanted:
+            self.actions.append(SetStatistics(spec.key, obs.statistics_digest, wanted,
+                                              plots=obs.status != "published", splits=splits))
 
     def plan_properties(self, spec: VersionSpec, obs: ObservedVersion | None) -> None:
         before = obs.properties if obs is not None else Properties()
+        after = spec.properties
+        frozen = self.frozen_aliases.get(spec.key.dataset)
+        if frozen:  # an alias of a held version stays where it is
+            after = after.replace(tags=(after.tags - frozen) | (before.tags & frozen))
         if obs is not None and obs.applied is not None and obs.applied != obs.properties:
             fields_changed = changed_fields(obs.applied, obs.properties)
             self.drift.append(Drift(spec.key, obs.id, "properties",
                                     f"{', '.join(fields_changed)} changed on the server since the last apply",
                                     obs.applied, obs.properties))
-        if before != spec.properties:
-            self.actions.append(SetProperties(spec.key, before, spec.properties))
+        if before != after:
+            self.actions.append(SetProperties(spec.key, before, after))
 
     def release_aliases(self, ds: DatasetSpec) -> None:
         """Take the dataset's aliases off versions on the server that the manifests do not name."""
         named = {v.key for v in ds.versions}
-        aliases = frozenset(ds.aliases)
+        aliases = frozenset(ds.aliases) - self.frozen_aliases.get(ds.key, frozenset())
         for v in sorted(self.observed.versions, key=lambda v: (v.key, v.id)):
             if v.key.dataset != ds.key or v.key in named or v.archived or not (v.properties.tags & aliases):
                 continue
@@ -775,6 +889,8 @@ class _Planner:
         live = [v for v in self.observed.versions if v.key.dataset == ds.key and not v.archived]
         moves = []
         for alias, version in sorted(ds.aliases.items()):
+            if alias in self.frozen_aliases.get(ds.key, frozenset()):
+                continue
             holders = tuple(sorted({v.key.version for v in live if alias in v.properties.tags}))
             if holders != (version,):
                 moves.append(AliasMove(ds.key, alias, holders, version))
@@ -795,23 +911,31 @@ def compute_plan(
     contents: Mapping[VersionKey, Content],
     observed: ObservedState,
     options: PlanOptions = PlanOptions(),
+    checks: Mapping[VersionKey, VersionChecks] | None = None,
+    retention: RetentionInputs | None = None,
 ) -> Plan:
-    """The actions that make the server hold ``desired``; see the module docstring for the invariants."""
-    planner = _Planner(desired, contents, observed)
+    """The actions that make the server hold ``desired``; see the module docstring for the invariants.
+
+    ``checks``: the results of the checks of the versions to build (what :func:`versions_to_check` names);
+    ``retention``: the clock and task uses the retention policies are judged with (None: no retention)."""
+    checks = checks or {}
     selected = _with_ancestors(desired, options.targets)
+    kept = plan_retention(desired, observed, retention or RetentionInputs(), selected if options.targets else None)
+    planner = _Planner(desired, contents, observed, checks, kept.retired)
     for spec in topological_versions(desired):
-        if spec.key in selected:
+        if spec.key in selected and spec.key not in kept.retired:
             planner.plan_version(spec, desired.dataset(spec.key.dataset))
     moves: list[AliasMove] = []
     for ds in desired.datasets:
         if ds.aliases and any(v.key in selected for v in ds.versions):
             planner.release_aliases(ds)
             moves += planner.alias_moves(ds)
-    actions = aliases_last(planner.actions, desired, planner.blocked)
+    actions = aliases_last(planner.actions, desired, planner.blocked | set(planner.held))
     scope = prune_scope(desired, options)
     unmanaged = _unmanaged(desired, observed, options, actions, scope)
     if options.prune:
         actions.extend(Archive(u.version, u.version_id) for u in unmanaged if u.managed and not u.reason)
+    actions.extend(retention_actions(kept))
     return Plan(
         actions=tuple(actions),
         conflicts=tuple(planner.conflicts),
@@ -823,7 +947,22 @@ def compute_plan(
         drift=tuple(planner.drift),
         aliases=tuple(moves),
         builds=tuple(planner.builds),
+        checks=tuple(checks[k] for k in sorted(checks, key=str)),
+        held=tuple(planner.held.values()),
+        retention=kept.entries,
     )
+
+
+def retention_actions(kept: RetentionPlan) -> list[Action]:
+    """Archives first (recording when), then deletes, children before parents."""
+    actions: list[Action] = [Archive(v.key, v.id, why) for v, why in kept.archive]
+    actions += [DeleteVersion(v.key, v.id, objects, why, whole) for v, why, objects, whole in kept.delete]
+    return actions
+
+
+def versions_to_check(desired: DesiredState, plan: Plan) -> tuple[VersionKey, ...]:
+    """The versions of ``plan`` (planned without checks) whose checks must be evaluated: those it builds."""
+    return tuple(b.version for b in plan.builds if desired.version(b.version).checks)
 
 
 def aliases_last(actions: Sequence[Action], desired: DesiredState, blocked: set[VersionKey]) -> list[Action]:
@@ -917,6 +1056,10 @@ def describe(action: Action) -> str:
             )
         case SetStatistics(version=v, after_digest=d):
             return f"compute statistics of {v} (content {d[:12]})"
+        case SetChecks(version=v, checks=c):
+            return f"store checks of {v} ({len(c.results)} checks, {len(c.warned)} warned)"
+
+
         case SetProperties(version=v, alias=True):
             gained, lost = action.after.tags - action.before.tags, action.before.tags - action.after.tags
             return (f"move alias {', '.join(sorted(gained))} to {v}" if gained
@@ -929,6 +1072,9 @@ def describe(action: Action) -> str:
             return f"publish {v}"
         case Archive(version=v, version_id=i):
             return f"archive {v} ({i})"
+        case DeleteVersion(version=v, version_id=i):
+            what = "delete" if action.whole else "free objects of"
+            return f"{what} {v} ({i}): {len(action.objects)} objects, {_size(action.freed_bytes)}"
         case _:
             assert_never(action)
 
@@ -943,3 +1089,8 @@ def _size(n: int) -> str:
 
 
 human_size = _size
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the right number: "1 file", "2 files", "0 files"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"

@@ -13,7 +13,9 @@ Invariants:
 * What is already in DEST is recognised by its stat, through the hash cache shared with manifest sources
   (:mod:`reconciler.sources.hashcache`): a file whose (device, inode, size, mtime, ctime) was recorded with the
   wanted sha256 is kept without reading it; any other file of the right size is hashed (and remembered); a file
-  of another size is fetched again. A warm pull therefore costs one walk of DEST and one cache query.
+  of another size is fetched again. After a pull, the whole listing of DEST (every path with its stat) is
+  remembered with the version and selection it holds: a later pull that walks the identical listing is done
+  without reading the version's file list. A warm pull therefore costs one walk of DEST and one cache query.
 * Only the chunks that hold a missing file are downloaded (from whichever version uploaded them: the version
   itself, a parent, any ancestor of a merge), in parallel with ``workers`` threads.
 * Files in DEST that the selection does not hold are left alone, unless ``delete`` is set (like rsync's
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shutil
 import zipfile
@@ -263,21 +266,15 @@ class _Writer:
 def pull(reader: ServerReader, ref: str, dest: Path, options: PullOptions = PullOptions()) -> PullResult:
     """Make ``dest`` hold the selected files of the version ``ref`` names, byte for byte (see the module)."""
     from .cachedir import default_cache_dir
-    from .observe import state_cache_dir
 
     version, task = resolve(reader, ref)
     cache_root = options.cache_dir or default_cache_dir()
-    files, links = reader.stored_files(task, state_cache_dir(reader.api_host, cache_root))
     label = str(version.key)
-    check_paths((f.path for f in files), label)
-    check_paths((link.path for link in links), label)
     groups: list[tuple[str, ...]] = []
     if options.selection.split is not None:
         groups.append(split_globs(declared_splits(version), options.selection.split, label))
     if options.selection.include:
         groups.append(options.selection.include)
-    chosen = select(files, groups) if groups else files
-    chosen_links = [link for link in links if all(GlobSet.compile(g).matches(link.path) for g in groups)]
 
     dest = dest.absolute()
     if dest.exists() and not dest.is_dir():
@@ -285,9 +282,39 @@ def pull(reader: ServerReader, ref: str, dest: Path, options: PullOptions = Pull
     dest.mkdir(parents=True, exist_ok=True)
     staging = dest / STAGING
     shutil.rmtree(staging, ignore_errors=True)  # whatever a killed pull left is never trusted
-
     local = walk(dest)
     cache = HashCache(cache_root / HASH_DB_NAME)
+    try:
+        memo = _memo(dest, version.id, groups, options.delete, local)
+        known = cache.load_contents([memo]).get(memo)
+        if known is not None:  # this very listing of DEST was verified for this selection: nothing to do
+            _, count, size = known
+            return PullResult(dest, version.key, version.id, count, size, count, 0, 0, 0)
+        return _pull(reader, version, task, groups, dest, local, cache, options, cache_root)
+    finally:
+        cache.close()
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _memo(dest: Path, version_id: str, groups: Sequence[Sequence[str]], delete: bool,
+          local: Mapping[str, tuple[str, StatKey]]) -> str:
+    """What identifies "DEST, with exactly these files and stats, holds this selection of this version"."""
+    listing = HashCache.listing_digest(sorted((rel, path, key) for rel, (path, key) in local.items()))
+    what = json.dumps(["pull-1", str(dest), version_id, [list(g) for g in groups], delete, listing])
+    return hashlib.sha256(what.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _pull(reader: ServerReader, version: ObservedVersion, task: Mapping[str, Any], groups: Sequence[Sequence[str]],
+          dest: Path, local: dict[str, tuple[str, StatKey]], cache: HashCache, options: PullOptions,
+          cache_root: Path) -> PullResult:
+    from .observe import state_cache_dir
+
+    label = str(version.key)
+    files, links = reader.stored_files(task, state_cache_dir(reader.api_host, cache_root))
+    check_paths((f.path for f in files), label)
+    check_paths((link.path for link in links), label)
+    chosen = select(files, groups) if groups else files
+    chosen_links = [link for link in links if all(GlobSet.compile(g).matches(link.path) for g in groups)]
     total_bytes = sum(f.size for f in chosen)
     progress = Progress(f"pull {label}", len(chosen), total_bytes, enabled=options.progress)
     writer = _Writer(dest, progress)
@@ -295,22 +322,25 @@ def pull(reader: ServerReader, ref: str, dest: Path, options: PullOptions = Pull
         missing, present, hashed = _compare(chosen, local, dest, cache, options.workers)
         writer.written.extend(hashed)
         progress.advance(len(chosen) - len(missing), total_bytes - sum(f.size for f in missing))
-        chunks, downloaded = _fetch(reader, missing, staging, writer, options.workers)
-        n_links = _fetch_links(reader, chosen_links, local, writer, staging)
+        chunks, downloaded = _fetch(reader, missing, dest / STAGING, writer, options.workers)
+        n_links = _fetch_links(reader, chosen_links, local, writer, dest / STAGING)
     finally:  # what was verified is remembered, also when the pull stops early
         progress.close()
-        try:
-            cache.store(writer.written)
-        finally:
-            cache.close()
-            shutil.rmtree(staging, ignore_errors=True)
+        cache.store(writer.written)
     deleted = 0
     if options.delete:
         keep = {f.path for f in chosen} | {link.path for link in chosen_links}
         for rel, (path, _) in sorted(local.items()):
             if rel not in keep:
                 _unlink(path)
+                del local[rel]
                 deleted += 1
+    if not n_links:  # DEST as this pull left it (links are not hashed, so never remembered)
+        prefix = len(str(dest)) + 1
+        for path, key, _ in writer.written:
+            local[path[prefix:].replace(os.sep, "/")] = (path, key)
+        after = _memo(dest, version.id, groups, options.delete, local)
+        cache.store_contents([(after, hashlib.sha256(version.id.encode()).hexdigest(), len(chosen), total_bytes)])
     return PullResult(dest, version.key, version.id, len(chosen), total_bytes, present, len(missing), chunks,
                       downloaded, deleted, n_links)
 

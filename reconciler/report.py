@@ -34,6 +34,8 @@ from .model import (
     ObservedVersion,
     Properties,
     VersionKey,
+    VersionSpec,
+    statistics_key,
 )
 from .plan import choose_observed, diff_content, observed_content, topological_versions
 from .properties import PropertyChange, diff_properties
@@ -268,13 +270,14 @@ def stored_statistics(reader: ServerReader, version: ObservedVersion, digest: st
 def live_statistics(reader: ServerReader, version: ObservedVersion, content: Content, options: DiffOptions
                     ) -> Statistics:
     """Stored, else cached, else computed from the version's image files fetched from the server."""
-    digest = content.digest()
+    splits = version.properties.splits
+    digest = statistics_key(content.digest(), splits)
     stats = stored_statistics(reader, version, digest) or options.statistics.get(digest)
     if stats is not None:
         return stats
     missing = [p for p, f in content.files.items() if f.local is None and is_image(p)]
     if not missing:
-        return cached_statistics(content, options.statistics, workers=options.workers)
+        return cached_statistics(content, options.statistics, workers=options.workers, splits=splits)
     task = reader.task(version.id)
     state = reader.read_state(task, None) if task else None
     if state is None:
@@ -283,21 +286,25 @@ def live_statistics(reader: ServerReader, version: ObservedVersion, content: Con
         fetched = reader.fetch_files(state, missing, Path(tmp))
         files = {p: FileEntry(f.path, f.size, f.sha256, str(fetched[p]) if p in fetched else f.local)
                  for p, f in content.files.items()}
-        return cached_statistics(Content(files, content.links), options.statistics, workers=options.workers)
+        return cached_statistics(Content(files, content.links), options.statistics, workers=options.workers,
+                                 splits=splits)
 
 
 def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: ObservedVersion | None,
-                  options: DiffOptions) -> VersionDiff:
+                  options: DiffOptions, parent: Side | None = None) -> VersionDiff:
     if live is None:
-        before = Side("(not on the server)", None, Content())
         after = _with_stats(desired, ds_stats, options)
+        if parent is not None:  # a new version is its parent plus a delta: that delta is the question
+            return compare_versions(parent, after, with_statistics=ds_stats,
+                                    note="not on the server: apply creates it on top of its parent")
+        before = Side("(not on the server)", None, Content())
         return compare_versions(before, after, with_statistics=ds_stats, note="not on the server: apply creates it")
     digest = desired.content.digest()
     if live.finalized and live.content_digest == digest:
         live_content = desired.content  # the recorded digest proves the file lists are equal
     else:
         live_content = observed_content(live) or Content()
-    stats_differ = ds_stats and live.statistics_digest != digest
+    stats_differ = ds_stats and live.statistics_digest != statistics_key(digest, desired.properties.splits)
     before_stats = stored_statistics(reader, live, live.statistics_digest) if (
         stats_differ and live.statistics_digest) else None
     note = "" if live.finalized else f"the server holds a draft ({live.status})"
@@ -308,7 +315,8 @@ def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: Obs
 def _with_stats(side: Side, wanted: bool, options: DiffOptions) -> Side:
     if not wanted:
         return side
-    stats = cached_statistics(side.content, options.statistics, workers=options.workers)
+    stats = cached_statistics(side.content, options.statistics, workers=options.workers,
+                              splits=side.properties.splits)
     return Side(side.label, side.id, side.content, side.properties, stats)
 
 
@@ -321,8 +329,26 @@ def diff_desired(reader: ServerReader, desired: DesiredState, contents: Mapping[
         ds = desired.dataset(spec.key.dataset)
         live = choose_observed(by_key.get(spec.key, []))
         side = Side(f"{spec.key} (manifests)", None, contents[spec.key], spec.properties)
-        pairs.append(_desired_pair(reader, ds.statistics, side, live, options))
+        parent = None
+        if live is None and spec.parents:
+            sides = [_parent_side(reader, desired.version(p), contents[p], choose_observed(by_key.get(p, [])),
+                                  ds.statistics and len(spec.parents) == 1, options) for p in spec.parents]
+            parent = sides[0] if len(sides) == 1 else _with_stats(
+                Side(f"{' + '.join(str(p) for p in spec.parents)} (parents, merged)", None,
+                     Content.merged([s.content for s in sides]), sides[-1].properties), ds.statistics, options)
+        pairs.append(_desired_pair(reader, ds.statistics, side, live, options, parent))
     return DiffReport("desired-vs-live", tuple(pairs))
+
+
+def _parent_side(reader: ServerReader, spec: VersionSpec, desired: Content, live: ObservedVersion | None,
+                 with_stats: bool, options: DiffOptions) -> Side:
+    """What a new version starts from, as plan sees it: the parent's finalized content on the server, else the
+    content the manifests give it (the parent is new too)."""
+    if live is not None and live.finalized:
+        content = desired if live.content_digest == desired.digest() else observed_content(live) or desired
+        stats = live_statistics(reader, live, content, options) if with_stats else None
+        return Side(f"{spec.key} (parent)", live.id, content, live.properties, stats)
+    return _with_stats(Side(f"{spec.key} (parent, manifests)", None, desired, spec.properties), with_stats, options)
 
 
 def is_live_reference(arg: str) -> bool:

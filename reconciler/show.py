@@ -24,6 +24,7 @@ from .plan import choose_observed
 from .statistics import statistics_from_json
 
 CHECKS_KEY = "checks"
+CARD_KEY = "card"  # the named metadata a version's dataset card is stored in (see manifest.card)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,17 @@ class CheckResult:
 
 
 @dataclass(frozen=True, slots=True)
+class CardSummary:
+    """A version's dataset card (its named metadata ``card``): the front matter's main fields."""
+
+    license: str
+    pretty_name: str = ""
+    task_categories: tuple[str, ...] = ()
+    size_categories: tuple[str, ...] = ()
+    source_datasets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class VersionView:
     key: VersionKey
     id: str
@@ -72,6 +84,7 @@ class VersionView:
     statistics: StatisticsSummary | None = None
     checks: tuple[CheckResult, ...] | None = None  # None: never checked
     tasks: tuple[TaskUse, ...] = ()
+    card: CardSummary | None = None
 
     @property
     def inherited_files(self) -> int | None:
@@ -137,7 +150,8 @@ def show(reader: ServerReader, targets: Sequence[Target], *, cache_root: Path | 
     return ShowReport(tuple(_dataset_view(t, vs, details, uses, known) for t, vs in chosen))
 
 
-_Details = tuple[tuple[str, ...], VersionLayout | None, StatisticsSummary | None, tuple[CheckResult, ...] | None]
+_Details = tuple[tuple[str, ...], VersionLayout | None, StatisticsSummary | None, tuple[CheckResult, ...] | None,
+                 CardSummary | None]
 
 
 def _details(reader: ServerReader, listing: Listing, v: ObservedVersion, cache_dir: Path | None) -> _Details:
@@ -148,7 +162,23 @@ def _details(reader: ServerReader, listing: Listing, v: ObservedVersion, cache_d
     stats = _statistics(reader.read_json_artifact(task, codec.STATISTICS_KEY)) if codec.STATISTICS_KEY in names \
         else None
     checks = _checks(reader.read_json_artifact(task, CHECKS_KEY)) if CHECKS_KEY in names else None
-    return parents, layout, stats, checks
+    card = _card(reader.read_json_artifact(task, CARD_KEY)) if CARD_KEY in names else None
+    return parents, layout, stats, checks, card
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def _card(raw: Any) -> CardSummary | None:
+    meta = raw.get("metadata") if isinstance(raw, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    return CardSummary(str(meta.get("license") or ""), str(meta.get("pretty_name") or ""),
+                       _texts(meta.get("task_categories")), _texts(meta.get("size_categories")),
+                       _texts(meta.get("source_datasets")))
 
 
 def _statistics(raw: Any) -> StatisticsSummary | None:
@@ -188,7 +218,7 @@ def _dataset_view(target: Target, versions: list[ObservedVersion], details: Mapp
     selected = _select(target, versions, aliases) if target.version else None
     views = []
     for v in versions:
-        parents, layout, stats, checks = details[v.id]
+        parents, layout, stats, checks, card = details[v.id]
         held = tuple(sorted(a for a in by_version.get(v.key.version, ()) if a in v.properties.tags
                             or target.aliases is None)) if not v.archived else ()
         views.append(VersionView(
@@ -197,7 +227,7 @@ def _dataset_view(target: Target, versions: list[ObservedVersion], details: Mapp
             file_count=layout.file_count if layout else v.file_count,
             total_size=layout.total_size if layout else v.total_size,
             own_files=layout.own_files if layout else None, own_size=layout.own_size if layout else None,
-            last_update=v.last_update, statistics=stats, checks=checks, tasks=uses.get(v.id, ()),
+            last_update=v.last_update, statistics=stats, checks=checks, tasks=uses.get(v.id, ()), card=card,
         ))
     labels = {vid: str(k.key) for vid, k in known.items()}
     nodes = [Node(w.id, str(w.key), w.state, w.aliases, str(w.key.dataset), w.key.version) for w in views]

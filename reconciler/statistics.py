@@ -10,7 +10,10 @@ Invariants:
   correctly rounded operations;
 - ``split`` is the last path segment (folders only) named train/test/val/validation; ``class`` is the folder
   right under the split, or the parent folder when there is no split; :data:`NONE` stands for "no such
-  folder";
+  folder". A version that declares ``splits:`` takes the split from them instead: the first split (by name)
+  whose globs match the path, else :data:`NONE`;
+- ``content_digest`` of the statistics is :func:`~reconciler.model.statistics_key` of the content and the
+  declared splits (the content digest itself when none are declared);
 - results are cached by :meth:`Content.digest` (format-versioned), so the same content is decoded once.
 """
 
@@ -29,7 +32,8 @@ from types import MappingProxyType
 from typing import Any
 
 from .diagnostics import ReconcileError
-from .model import Content
+from .globs import GlobSet
+from .model import Content, statistics_key
 
 STATISTICS_FORMAT = 1  # bump when what is computed (or how) changes: old cache entries are then ignored
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
@@ -171,8 +175,16 @@ def read_image(local: str) -> ImageRecord:
 # --- aggregation (pure) ----------------------------------------------------------------------------------
 
 
-def aggregate_images(records: Iterable[tuple[str, ImageRecord]]) -> ImageStatistics | None:
-    """Statistics of ``(dataset path, record)`` pairs; None when there are none."""
+def declared_split(splits: Mapping[str, GlobSet], path: str) -> str:
+    """The first declared split (by name) whose globs match ``path``; :data:`NONE` when none does."""
+    return next((name for name, globs in sorted(splits.items()) if globs.matches(path)), NONE)
+
+
+def aggregate_images(records: Iterable[tuple[str, ImageRecord]],
+                     splits: Mapping[str, Iterable[str]] | None = None) -> ImageStatistics | None:
+    """Statistics of ``(dataset path, record)`` pairs; None when there are none. ``splits``: the declared
+    splits (name -> globs), which then decide each image's split."""
+    declared = {name: GlobSet.compile(globs) for name, globs in (splits or {}).items()}
     classes: dict[str, Counter[str]] = {}
     sizes: Counter[str] = Counter()
     channels: dict[str, tuple[int, list[int], list[int]]] = {}
@@ -183,6 +195,8 @@ def aggregate_images(records: Iterable[tuple[str, ImageRecord]]) -> ImageStatist
             continue
         images += 1
         split, cls = split_and_class(path)
+        if declared:
+            split = declared_split(declared, path)
         classes.setdefault(split, Counter())[cls] += 1
         sizes[f"{rec.width}x{rec.height}"] += 1
         pixels, sums, squares = channels.get(rec.mode, (0, [0] * len(rec.sums), [0] * len(rec.sums)))
@@ -199,10 +213,11 @@ def aggregate_images(records: Iterable[tuple[str, ImageRecord]]) -> ImageStatist
     )
 
 
-def file_statistics(content: Content, images: ImageStatistics | None) -> Statistics:
+def file_statistics(content: Content, images: ImageStatistics | None,
+                    splits: Mapping[str, tuple[str, ...]] | None = None) -> Statistics:
     paths = list(content.files) + list(content.links)
     return Statistics(
-        content_digest=content.digest(),
+        content_digest=statistics_key(content.digest(), splits or {}),
         file_count=content.file_count,
         total_size=content.total_size,
         links=len(content.links),
@@ -215,8 +230,10 @@ def file_statistics(content: Content, images: ImageStatistics | None) -> Statist
 ReadImage = Callable[[str], ImageRecord]
 
 
-def compute_statistics(content: Content, *, workers: int = 4, read: ReadImage = read_image) -> Statistics:
-    """Statistics of ``content``; image files are read from ``FileEntry.local``, which must be set."""
+def compute_statistics(content: Content, *, workers: int = 4, read: ReadImage = read_image,
+                       splits: Mapping[str, tuple[str, ...]] | None = None) -> Statistics:
+    """Statistics of ``content`` (with its declared ``splits``); image files are read from ``FileEntry.local``,
+    which must be set."""
     image_files = [f for f in content.files.values() if is_image(f.path)]
     missing = [f.path for f in image_files if not f.local]
     if missing:
@@ -226,7 +243,8 @@ def compute_statistics(content: Content, *, workers: int = 4, read: ReadImage = 
         require_pillow()
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="stats") as pool:
         records = list(pool.map(lambda f: read(str(f.local)), image_files))
-    return file_statistics(content, aggregate_images(zip((f.path for f in image_files), records, strict=True)))
+    return file_statistics(content, aggregate_images(zip((f.path for f in image_files), records, strict=True),
+                                                     splits), splits)
 
 
 # --- JSON form -------------------------------------------------------------------------------------------
@@ -325,13 +343,15 @@ def default_statistics_cache() -> StatisticsCache:
     return StatisticsCache(default_cache_dir() / "statistics")
 
 
-def cached_statistics(content: Content, cache: StatisticsCache, *, workers: int = 4) -> Statistics:
-    """Statistics of ``content`` from ``cache``, computing (and storing) them on a miss."""
-    digest = content.digest()
+def cached_statistics(content: Content, cache: StatisticsCache, *, workers: int = 4,
+                      splits: Mapping[str, tuple[str, ...]] | None = None) -> Statistics:
+    """Statistics of ``content`` (with its declared ``splits``) from ``cache``, computing (and storing) them on
+    a miss."""
+    digest = statistics_key(content.digest(), splits or {})
     hit = cache.get(digest)
     if hit is not None:
         return hit
-    stats = compute_statistics(content, workers=workers)
+    stats = compute_statistics(content, workers=workers, splits=splits)
     cache.put(stats)
     return stats
 

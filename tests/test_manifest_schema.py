@@ -50,7 +50,7 @@ def test_every_object_refuses_unknown_keys() -> None:
         return found
 
     schema_objects = objects(manifest_schema())
-    assert len(schema_objects) == 4  # dataset, upload settings, version, source
+    assert len(schema_objects) == 7  # dataset, upload settings, retention, version, source, check, check column
     assert all(o["additionalProperties"] is False for o in schema_objects)
 
 

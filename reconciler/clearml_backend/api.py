@@ -124,6 +124,8 @@ class ApiClient:
         )
         self._token: str | None = None
         self._logged_in = False
+        self._down_since: dict[str, float] = {}  # host -> when it stopped answering (cleared by any answer)
+        self._answered: set[str] = set()  # hosts that answered in this run
         self._token_lock = threading.Lock()
 
     # --- transport --------------------------------------------------------------------------------------------
@@ -150,29 +152,54 @@ class ApiClient:
             raise _Retry(_reason(err), sent=True) from None
 
     def _with_retries(self, what: str, attempt: Callable[[float], Any], *, ambiguous_ok: bool,
-                      cleanup: bool = False) -> Any:
+                      cleanup: bool = False, host: str | None = None) -> Any:
         """Run ``attempt(remaining_seconds)`` until it returns, raising after the deadline.
 
+        The deadline bounds the whole outage of ``host`` (the API server unless given), not each call: once the
+        host stopped answering, every call waits only for what is left of the deadline counted from then, so a
+        dead server ends the run after ``deadline`` seconds however many calls were still to make. A host that
+        has not answered once in this run and refuses the connection is a configuration error, said at once.
         ``cleanup``: a call made while stopping (releasing the lock): it runs even when cancelled, within a
         short deadline.
         """
+        host = host or self.cfg.api_host
         start = time.monotonic()
         deadline = min(self.policy.deadline, CLEANUP_DEADLINE) if cleanup else self.policy.deadline
+        ends = start + deadline
+        if not cleanup and host in self._down_since:
+            ends = min(ends, self._down_since[host] + deadline)
+        # a cleanup call to a host down for longer than the deadline gets one attempt, no retries
+        once = cleanup and host in self._down_since and start - self._down_since[host] >= self.policy.deadline
         delay = self.policy.first_backoff
-        last = ""
+        last = "it stopped answering earlier in this run"
         while True:
             if not cleanup:
                 self.cancel.check()
-            remaining = deadline - (time.monotonic() - start)
+            remaining = ends - time.monotonic()
             if remaining <= 0:
-                raise BackendError(f"{what}: the server at {self.cfg.api_host} did not answer within "
+                raise BackendError(f"{what}: {_server_name(self.cfg, host)} at {host} did not answer within "
                                    f"{deadline:.0f}s ({last}); the next run resumes")
             try:
-                return attempt(remaining)
+                result = attempt(remaining)
             except _Retry as err:
+                self._down_since.setdefault(host, time.monotonic())
+                if not err.sent and host not in self._answered and host != self.cfg.api_host:
+                    raise ReconcileError(f"{what}: cannot reach {_server_name(self.cfg, host)} at {host}: "
+                                         f"{err.reason}{_check_config(self.cfg, host)}") from None
                 if err.sent and not ambiguous_ok:
                     raise AmbiguousWrite(f"{what}: {err.reason}") from None
                 last = err.reason
+                if once:
+                    raise BackendError(f"{what}: {_server_name(self.cfg, host)} at {host} is not answering "
+                                       f"({last})") from None
+            except BackendError:
+                self._answered.add(host)  # it answered (with an error) or the run stops
+                self._down_since.pop(host, None)
+                raise
+            else:
+                self._answered.add(host)
+                self._down_since.pop(host, None)
+                return result
             pause = min(delay, max(0.0, deadline - (time.monotonic() - start)))
             if cleanup:
                 time.sleep(pause)
@@ -295,7 +322,7 @@ class ApiClient:
                     raise BackendError(f"upload of {url} refused: HTTP {resp.status} {_short(resp.data)}")
                 return body.sha256()
 
-        digest: str = self._with_retries(f"upload of {path}", attempt, ambiguous_ok=True)
+        digest: str = self._with_retries(f"upload of {path}", attempt, ambiguous_ok=True, host=_host_of(base))
         return digest
 
     def download(self, url: str, *, limit: int = 1 << 30) -> bytes:
@@ -313,7 +340,7 @@ class ApiClient:
                 raise BackendError(f"{url} is larger than expected ({len(data)} bytes)")
             return data
 
-        result: bytes = self._with_retries(f"download of {url}", attempt, ambiguous_ok=True)
+        result: bytes = self._with_retries(f"download of {url}", attempt, ambiguous_ok=True, host=_host_of(url))
         return result
 
     def download_to(self, url: str, dest: Path) -> int:
@@ -337,7 +364,7 @@ class ApiClient:
             finally:
                 resp.release_conn()
 
-        result: int = self._with_retries(f"download of {url}", attempt, ambiguous_ok=True)
+        result: int = self._with_retries(f"download of {url}", attempt, ambiguous_ok=True, host=_host_of(url))
         return result
 
     def stored_size(self, url: str) -> int | None:
@@ -355,7 +382,7 @@ class ApiClient:
             length = resp.headers.get("Content-Length")
             return int(length) if length is not None and length.isdigit() else -1
 
-        result: int | None = self._with_retries(f"check of {url}", attempt, ambiguous_ok=True)
+        result: int | None = self._with_retries(f"check of {url}", attempt, ambiguous_ok=True, host=_host_of(url))
         return result
 
     def delete_file(self, url: str) -> bool:
@@ -374,8 +401,28 @@ class ApiClient:
                 raise BackendError(f"cannot delete {url}: HTTP {resp.status}")
             return True
 
-        result: bool = self._with_retries(f"delete of {url}", attempt, ambiguous_ok=True)
+        result: bool = self._with_retries(f"delete of {url}", attempt, ambiguous_ok=True, host=_host_of(url))
         return result
+
+
+def _host_of(url: str) -> str:
+    """``scheme://host:port`` of ``url`` (how the configuration names a server)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}" if rest else url
+
+
+def _server_name(cfg: ServerConfig, host: str) -> str:
+    if host == cfg.api_host:
+        return "the ClearML API server"
+    if host == _host_of(cfg.files_host):
+        return "the ClearML file server"
+    return "the server"
+
+
+def _check_config(cfg: ServerConfig, host: str) -> str:
+    if host == _host_of(cfg.files_host):
+        return "; check files_server in clearml.conf (or CLEARML_FILES_HOST)"
+    return ""
 
 
 class _Multipart:

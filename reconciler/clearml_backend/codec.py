@@ -26,10 +26,12 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 
 from ..model import (
+    ALL_OBJECTS,
     FileEntry,
     LinkEntry,
     ObservedVersion,
     Properties,
+    StoredObject,
     VersionKey,
     VersionLayout,
     canonical_json,
@@ -47,6 +49,7 @@ DATASETS_SEGMENT = "/.datasets/"
 STATE_KEY = "state"
 METADATA_KEY = "metadata"
 STATISTICS_KEY = "statistics"
+CHECKS_KEY = "checks"  # the results of a version's checks (reconciler.checks.results)
 DATA_KEY = "data"
 DATA_PREFIX = "data_"
 TASK_TYPE = "data_processing"
@@ -54,9 +57,11 @@ STRUCT_CONFIG = "Dataset Struct"
 
 # what observation asks for per task (a MongoDB-like projection)
 TASK_FIELDS: tuple[str, ...] = (
-    "id", "name", "project", "status", "tags", "system_tags", "comment", "runtime", "last_update",
+    "id", "name", "project", "status", "tags", "system_tags", "comment", "runtime", "last_update", "created",
     f"hyperparams.{SECTION}", "execution.artifacts",
 )
+EXPIRED_AT = "expired_at"  # Reconciler section: when retention archived the version (ISO 8601)
+FREED = "freed"  # Reconciler section: artifact keys whose objects retention deleted (comma-separated)
 
 
 def hidden_project(project: str, name: str) -> str:
@@ -214,7 +219,25 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         applied=applied,
         unread_metadata=unread,
         pruned=book.pruned,
+        created=str(task.get("created") or ""),
+        objects=stored_objects(task, freed_keys(task)),
+        freed=tuple(sorted(freed_keys(task))),
+        expired_at=section_values(task).get(EXPIRED_AT, ""),
     )
+
+
+def freed_keys(task: Mapping[str, Any]) -> frozenset[str]:
+    return frozenset(k for k in section_values(task).get(FREED, "").split(",") if k)
+
+
+def stored_objects(task: Mapping[str, Any], freed: frozenset[str] = frozenset()) -> tuple[StoredObject, ...]:
+    """Every artifact of the task that names a stored object (but the ``freed`` ones), with its recorded size."""
+    out = []
+    for key, art in sorted(artifacts(task).items()):
+        uri = art.get("uri")
+        if uri and key not in freed:
+            out.append(StoredObject(key, str(uri), _int(art.get("content_size")) or 0))
+    return tuple(out)
 
 
 # what the SDK writes as the comment of every task it creates ("Auto-generated at <time> UTC by <user>@<host>")
@@ -229,8 +252,8 @@ def description(task: Mapping[str, Any]) -> str:
 
 def is_metadata_artifact(key: str) -> bool:
     """Whether an artifact of a dataset version is metadata (``Dataset.set_metadata``): not its file list, a
-    data chunk or the statistics this tool stores."""
-    return key not in (STATE_KEY, STATISTICS_KEY) and chunk_index(key) is None
+    data chunk, or the statistics and check results this tool stores."""
+    return key not in (STATE_KEY, STATISTICS_KEY, CHECKS_KEY) and chunk_index(key) is None
 
 
 def metadata_artifacts(task: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -323,6 +346,18 @@ def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLi
     ]
     graph = {str(k): [str(p) for p in (v or [])] for k, v in (state.get("dependency_graph") or {}).items()}
     return entries, links, graph
+
+
+def objects_read(version_id: str, entries: Iterable[StateEntry], graph: Mapping[str, Sequence[str]]
+                 ) -> set[tuple[str, str]]:
+    """(version id, artifact key) of the objects of other versions that the SDK reads to download this one:
+    :data:`ALL_OBJECTS` of every version that owns one of its files (``get_local_copy`` downloads every chunk
+    of each), and the ``state`` of every other version in its dependency graph (loaded while walking it). The
+    planner adds the ``state`` of every ancestor (the SDK walks the whole ancestry in the ``Dataset Struct``)."""
+    owners = {e.owner_id for e in entries if e.owner_id and e.owner_id != version_id}
+    nodes = set(graph) | {p for parents in graph.values() for p in parents or ()}
+    out = {(node, STATE_KEY) for node in nodes if node and node != version_id}
+    return out | {(owner, ALL_OBJECTS) for owner in owners}
 
 
 def layout(version_id: str, state: Mapping[str, Any]) -> VersionLayout:

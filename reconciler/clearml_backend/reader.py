@@ -17,7 +17,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..model import FINAL_STATUSES, LinkEntry, StoredFile, TaskUse, VersionLayout, normalize_dataset_path
+from ..model import (
+    FINAL_STATUSES,
+    LinkEntry,
+    StoredFile,
+    TaskUse,
+    VersionLayout,
+    normalize_dataset_path,
+    parse_time,
+)
 from . import codec
 from .api import ApiClient, BackendError
 from .storage import Stores
@@ -289,17 +297,6 @@ class ServerReader:
                                 dst.write(block)
                         out[e.path] = target
         return out
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A server timestamp (ISO 8601, ``Z`` or an offset; naive ones are UTC) as an aware datetime, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def remember_state(cached: Path, raw: bytes) -> None:

@@ -36,6 +36,7 @@ from ..model import (
     FileEntry,
     LinkEntry,
     Properties,
+    StoredObject,
     VersionKey,
     canonical_json,
     content_digest,
@@ -641,6 +642,44 @@ class ServerWriter:
         row = self.reader.task(version_id, ("id", "system_tags"))
         if codec.ARCHIVED_TAG not in set((row or {}).get("system_tags") or []):
             raise BackendError(f"archiving {key}: the server did not archive it")
+
+    def expire(self, key: VersionKey, version_id: str, at: str) -> None:
+        """Archive a version its retention policy lets go, recording ``at`` first (its grace period starts
+        then). Idempotent: an interrupted run archives again with a later time."""
+        self.set_bookkeeping(version_id, {codec.EXPIRED_AT: at})
+        self.archive(key, version_id)
+
+    def delete_version(self, key: VersionKey, version_id: str, objects: Sequence[StoredObject], *,
+                       whole: bool = True) -> None:
+        """Delete stored ``objects`` of an archived version (each checked gone afterwards); with ``whole`` every
+        object it lists and then its task, else only ``objects``, recorded as freed on the task.
+
+        Objects go first, the task (or the record) last: an interrupted run leaves the archived task listing
+        what is left, and the next plan deletes it again (an object already gone counts as deleted). Objects
+        still there after the delete are an error that names them, and the task is then left as it is.
+        """
+        task = self.reader.task(version_id, ("id", "system_tags", "execution.artifacts",
+                                             f"hyperparams.{codec.SECTION}"))
+        if task is None:
+            return  # an interrupted run deleted it already
+        if codec.ARCHIVED_TAG not in set(task.get("system_tags") or []):
+            raise BackendError(f"deleting {key}: version {version_id} is not archived; only archived versions "
+                               "are deleted")
+        listed = codec.stored_objects(task) if whole else ()
+        uris = sorted({o.uri for o in objects} | {o.uri for o in listed})
+        for uri in uris:
+            self.stores.delete(uri)
+        left = [uri for uri in uris if self.stores.size(uri) is not None]
+        if left:
+            raise BackendError(f"deleting {key}: {len(left)} stored objects are still there after the delete: "
+                               + ", ".join(left))
+        if not whole:
+            freed = sorted(codec.freed_keys(task) | {o.key for o in objects})
+            self.set_bookkeeping(version_id, {codec.FREED: ",".join(freed)})
+            return
+        self.api.call("tasks.delete", write=True, task=version_id, force=True)
+        if self.reader.task(version_id, ("id",)) is not None:
+            raise BackendError(f"deleting {key}: the server still has version {version_id} after the delete")
 
     def restore(self, key: VersionKey, version_id: str) -> None:
         self._transition("tasks.unarchive_many", version_id, _archived(False), ids=[version_id])

@@ -76,7 +76,7 @@ def _loads(text: str) -> Any:
     """One JSON document, at most :data:`MAX_JSON_DEPTH` deep; anything else is 400/0."""
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except ValueError:  # not JSON, or an integer longer than Python converts (4300 digits): both 400/0 there
         raise errors.malformed_request() from None
     except RecursionError:
         raise errors.malformed_request(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None

@@ -8,7 +8,9 @@ Invariants:
   are refused with 400. An upload's field name carries one leading ``/`` by the SDK's convention, so only a
   second one makes it absolute.
 * Every request needs a bearer token issued by the API server (the SDK sends it on downloads too), checked
-  before any of its body is read (:meth:`FilesApp.admit`).
+  before any of its body is read (:meth:`FilesApp.admit`), as the real fileserver (``auth.enabled``, its
+  default) checks it on uploads, downloads and deletes. The one exception is its ping, ``GET /``: open without
+  a token, checked when one is sent.
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ def _save(storage: FileStorage, target: Path) -> None:
         raise
 
 
+def _is_open_ping(method: str, path: str, authorization: str | None) -> bool:
+    return method == "GET" and path == "/" and not authorization
+
+
 def _error(status: int, message: str) -> Response:
     response = jsonify({"error": message})
     response.status_code = status
@@ -96,7 +102,8 @@ class FilesApp:
 
     def admit(self, head: Head) -> Refusal | None:
         try:
-            self._tokens.check_bearer(head.headers.get("AUTHORIZATION"))
+            if not _is_open_ping(head.method, head.path, head.headers.get("AUTHORIZATION")):
+                self._tokens.check_bearer(head.headers.get("AUTHORIZATION"))
         except errors.ApiError as err:
             return _refusal(401, err.msg)
         limit = self._limits.upload if head.method == "POST" else self._limits.public
@@ -107,8 +114,19 @@ class FilesApp:
     def wsgi(self) -> Flask:
         app = Flask("reconciler.localserver.files")
         app.add_url_rule("/", "upload_root", lambda: self._serve(""), methods=["POST"])
+        app.add_url_rule("/", "ping", self._ping, methods=["GET"])
         app.add_url_rule("/<path:path>", "file", self._serve, methods=["GET", "HEAD", "POST", "DELETE"])
         return app
+
+    def _ping(self) -> Response:
+        """``GET /``: "OK"; a token, when one is sent, must be valid."""
+        authorization = request.headers.get("Authorization")
+        if authorization:
+            try:
+                self._tokens.check_bearer(authorization)
+            except errors.ApiError as err:
+                return _error(401, err.msg)
+        return Response("OK", mimetype="text/plain")
 
     def _serve(self, path: str) -> Response:
         action = {"POST": "upload", "DELETE": "delete", "HEAD": "head"}.get(request.method, "download")

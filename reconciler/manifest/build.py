@@ -11,17 +11,19 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from ..checks.catalog import COMMON_OPTIONS, MEASURE_RULES, RULE_NEEDS, RULE_OPTIONS, parse_condition
 from ..diagnostics import Diagnostic
 from ..model import (
     PROPERTY_FIELDS,
     TORCHVISION_SPLITS,
     URL_SCHEMES,
+    CheckSpec,
     DatasetKey,
     PathSource,
     Source,
@@ -32,6 +34,7 @@ from ..model import (
     freeze_json,
     normalize_dataset_path,
 )
+from .card import CARD_KEY, load_card
 from .schema import at, manifest_schema, show
 from .yamldoc import Document, JsonPath, display_path, non_json_values
 
@@ -39,7 +42,7 @@ API_VERSION = "reconciler/v1"
 KIND = "Dataset"
 STORAGE_SCHEMES = ("s3", "gs", "azure", "http", "https", "file")
 VERSION_PROPERTY_FIELDS = PROPERTY_FIELDS  # a version may give its own
-DATASET_FIELDS = (*PROPERTY_FIELDS, "statistics", "storage", "upload", "aliases")
+DATASET_FIELDS = (*PROPERTY_FIELDS, "statistics", "storage", "upload", "aliases", "checks", "retention")
 T = TypeVar("T")
 
 
@@ -64,6 +67,7 @@ class VersionPart:
     doc: Document
     path: JsonPath
     overrides: Mapping[str, Any] = field(default_factory=dict)  # the version's own description/tags/metadata
+    checks: tuple[tuple[str, CheckSpec | None], ...] = ()  # the version's own checks by name (None: turned off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,7 @@ class DatasetPart:
     doc: Document
     fields: Mapping[str, Any]
     versions: tuple[VersionPart, ...]
+    checks: tuple[CheckSpec, ...] = ()
 
 
 @lru_cache(maxsize=1)
@@ -134,7 +139,31 @@ def read_dataset(doc: Document, *, check_local_paths: bool) -> tuple[DatasetPart
         if part is not None:
             versions.append(part)
     fields = {f: data[f] for f in DATASET_FIELDS if f in data}
-    return DatasetPart(key, doc, fields, tuple(versions)), out.diags
+    card_path = _get(data, "card", str)
+    if card_path:
+        card = _read_card(out, card_path)
+        if card is not None:  # stored as the named metadata 'card' of every version, its own map included
+            fields["metadata_artifacts"] = {**(_get(data, "metadata_artifacts", dict) or {}), CARD_KEY: card}
+            versions = [replace(v, overrides={**v.overrides, "metadata_artifacts": {
+                **v.overrides["metadata_artifacts"], CARD_KEY: card}}) if isinstance(
+                v.overrides.get("metadata_artifacts"), dict) else v for v in versions]
+    checks = tuple(c for _, c in read_checks(out, ("checks",), data, check_local_paths) if c is not None)
+    return DatasetPart(key, doc, fields, tuple(versions), checks), out.diags
+
+
+def _read_card(out: Collector, value: str) -> dict[str, Any] | None:
+    """The card ``card: value`` names (relative to the manifest), or None after reporting its problems."""
+    if "card" in (_get(out.doc.data, "metadata_artifacts", dict) or {}):
+        out.add(("metadata_artifacts", CARD_KEY), "the name 'card' is the dataset card's (card:); give the card "
+                "there, or name this metadata otherwise", key=True)
+        return None
+    path = _local(out, value)
+    if not path.is_file():
+        out.add(("card",), f"dataset card {value!r} not found (looked for {display_path(path, Path.cwd())})")
+        return None
+    card, problems = load_card(path, display_path(path, Path.cwd()))
+    out.diags.extend(problems)
+    return card
 
 
 def _check_dataset_fields(out: Collector, data: Any) -> None:
@@ -208,7 +237,95 @@ def _read_version(
         span=out.doc.span(path),
     )
     overrides = {name: raw[name] for name in VERSION_PROPERTY_FIELDS if isinstance(raw, dict) and name in raw}
-    return VersionPart(spec, parent_refs, out.doc, path, overrides)
+    checks = tuple(read_checks(out, (*path, "checks"), raw, check_local_paths))
+    return VersionPart(spec, parent_refs, out.doc, path, overrides, checks)
+
+
+def read_checks(out: Collector, path: JsonPath, raw: Any, check_local_paths: bool
+                ) -> list[tuple[str, CheckSpec | None]]:
+    """The checks ``raw[path[-1]]`` gives, by name (None: ``enabled: false``), with their semantic problems:
+    options of another rule, missing options, conditions a measure rule needs, schemas, paths."""
+    result: list[tuple[str, CheckSpec | None]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(_get(raw, str(path[-1]), list) or []):
+        where = (*path, i)
+        name = _get(item, "name", str)
+        if name is None:
+            continue
+        if name in seen:
+            out.add((*where, "name"), f"a check named {name!r} is already given in this list")
+            continue
+        seen.add(name)
+        if item.get("enabled") is False:
+            result.append((name, None))
+            continue
+        spec = _read_check(out, where, name, item, check_local_paths)
+        if spec is not None:
+            result.append((name, spec))
+    return result
+
+
+def _read_check(out: Collector, where: JsonPath, name: str, item: dict[str, Any], check_local_paths: bool
+                ) -> CheckSpec | None:
+    rule = _get(item, "rule", str)
+    if rule is None or rule not in RULE_OPTIONS:
+        return None  # the schema reports it
+    ok = True
+    for key in item:
+        if key not in COMMON_OPTIONS and key not in RULE_OPTIONS[rule] and key in manifest_schema()["$defs"][
+                "check"]["properties"]:
+            mine = sorted(RULE_OPTIONS[rule])
+            out.add((*where, key), f"{key!r} is not an option of rule {rule!r} "
+                    f"({'its options: ' + ', '.join(mine) if mine else 'it takes none'})", key=True)
+            ok = False
+    for group in RULE_NEEDS.get(rule, ()):
+        if not any(k in item for k in group):
+            out.add(where, f"rule {rule!r} needs {' or '.join(repr(k) for k in group)}")
+            ok = False
+    if rule in MEASURE_RULES and "error_if" not in item and "warn_if" not in item:
+        out.add(where, f"rule {rule!r} measures the {MEASURE_RULES[rule]}: give error_if or warn_if (e.g. '>5')")
+        ok = False
+    for key in ("error_if", "warn_if"):
+        value = _get(item, key, str)
+        if value is not None:
+            try:
+                parse_condition(value)
+            except ValueError:
+                ok = False  # the schema reports it
+    params = {k: v for k, v in item.items() if k not in COMMON_OPTIONS}
+    if isinstance(params.get("schema"), dict):
+        problem = _schema_problem(params["schema"])
+        if problem:
+            out.add((*where, "schema"), problem)
+            ok = False
+    schema_file = _get(item, "schema_file", str)
+    if schema_file:
+        local = _local(out, schema_file)
+        if check_local_paths and not local.is_file():
+            out.add((*where, "schema_file"), f"{schema_file!r} does not exist "
+                    f"(looked for {display_path(local, Path.cwd())})")
+            ok = False
+        params["schema_file"] = str(local)
+    run = _strings(item, "run")
+    if rule == "command" and run:
+        if "/" in run[0] and not os.path.isabs(run[0]):
+            run[0] = str(_local(out, run[0]))
+        params["run"] = run
+        params["cwd"] = str(out.doc.folder)
+    if not ok:
+        return None
+    return CheckSpec(name, rule, _get(item, "severity", str) or "error", _get(item, "error_if", str),
+                     _get(item, "warn_if", str), freeze_json(params), out.doc.span(where))
+
+
+def _schema_problem(schema: Mapping[str, Any]) -> str | None:
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as err:
+        return f"not a valid JSON Schema: {err.message}"
+    return None
 
 
 def _dataset_paths(out: Collector, path: JsonPath, values: list[str]) -> list[str]:

@@ -8,12 +8,23 @@ named in the manifests and never form a cycle, so ``DesiredState.lineage`` alway
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from ..diagnostics import Diagnostic, SourceSpan
-from ..model import DatasetKey, DatasetSpec, DesiredState, Properties, VersionKey, VersionSpec
+from ..model import (
+    DAY,
+    CheckSpec,
+    DatasetKey,
+    DatasetSpec,
+    DesiredState,
+    Properties,
+    Retention,
+    VersionKey,
+    VersionSpec,
+)
 from .build import DATASET_FIELDS, DatasetPart, VersionPart, dataset_field_value
 from .schema import at
 from .yamldoc import JsonPath
@@ -218,7 +229,9 @@ def _dataset(
     properties = _properties(fields, Properties())
     raw_aliases = fields.get("aliases") if isinstance(fields.get("aliases"), dict) else {}
     aliases = {str(k): v for k, v in (raw_aliases or {}).items() if isinstance(v, str)}
-    specs = tuple(_version(v, parents, properties, aliases) for k, v in versions.items() if k.dataset == key)
+    checks = next((part.checks for part in group if "checks" in part.fields), ())
+    specs = tuple(_version(v, parents, properties, aliases, checks) for k, v in versions.items()
+                  if k.dataset == key)
     return DatasetSpec(
         key=key,
         versions=specs,
@@ -228,7 +241,36 @@ def _dataset(
         chunk_size_mb=_upload(fields, "chunk_size_mb", int),
         compression=_upload(fields, "compression", str) or "auto",
         storage=fields["storage"] if isinstance(fields.get("storage"), str) else None,
+        retention=_retention(fields.get("retention")),
         span=group[0].doc.span(()),
+    )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
+
+
+def duration_seconds(text: Any) -> int | None:
+    """Seconds of a schema ``duration`` (``90d``, ``12h``, ``0``); None for anything else."""
+    if text == "0" or (text == 0 and not isinstance(text, bool)):
+        return 0
+    if isinstance(text, str) and re.fullmatch(r"[0-9]+[smhdw]", text):
+        return int(text[:-1]) * _UNITS[text[-1]]
+    return None
+
+
+def _retention(raw: Any) -> Retention | None:
+    """The policy of a ``retention`` map (values the schema refuses are left at their defaults)."""
+    if not isinstance(raw, dict) or not ({"keep_last", "max_age"} & raw.keys()):
+        return None
+    keep = raw.get("keep_last")
+    defaults = Retention()
+    grace, used = duration_seconds(raw.get("grace")), duration_seconds(raw.get("used_within"))
+    return Retention(
+        keep_last=keep if isinstance(keep, int) and not isinstance(keep, bool) and keep >= 1 else None,
+        max_age=duration_seconds(raw.get("max_age")),
+        grace=defaults.grace if grace is None else grace,
+        delete_published=raw.get("delete_published") is True,
+        used_within=defaults.used_within if used is None else used,
     )
 
 
@@ -244,11 +286,16 @@ def _properties(fields: Mapping[str, Any], base: Properties) -> Properties:
 
 
 def _version(v: VersionPart, parents: Mapping[VersionKey, tuple[VersionKey, ...]], properties: Properties,
-             aliases: Mapping[str, str]) -> VersionSpec:
+             aliases: Mapping[str, str], checks: tuple[CheckSpec, ...]) -> VersionSpec:
     """The version with its parent resolved; its properties are the dataset's, with what the version gives
-    itself instead, plus the aliases that name it (as tags)."""
+    itself instead, plus the aliases that name it (as tags); its checks are the dataset's, each replaced by
+    the version's check of the same name (or dropped when it turns it off), then the version's new ones."""
     own = _properties(v.overrides, properties)
     named = frozenset(a for a, target in aliases.items() if target == v.spec.key.version)
     if named:
         own = own.replace(tags=own.tags | named)
-    return dataclasses.replace(v.spec, parents=parents.get(v.spec.key, ()), properties=own)
+    mine = dict(v.checks)
+    merged = [mine.get(c.name, c) if c.name in mine else c for c in checks]
+    merged += [c for name, c in v.checks if name not in {d.name for d in checks}]
+    return dataclasses.replace(v.spec, parents=parents.get(v.spec.key, ()), properties=own,
+                               checks=tuple(c for c in merged if c is not None))

@@ -34,10 +34,10 @@ _JSON_TYPES = {
 }
 
 
-@lru_cache(maxsize=1)
-def schema_text() -> str:
-    """The schema file as shipped inside the ``reconciler`` package."""
-    return (Path(__file__).resolve().parents[1] / SCHEMA_RESOURCE).read_text(encoding="utf-8")
+@lru_cache(maxsize=4)
+def schema_text(resource: str = SCHEMA_RESOURCE) -> str:
+    """A schema file as shipped inside the ``reconciler`` package (the manifest's by default)."""
+    return (Path(__file__).resolve().parents[1] / resource).read_text(encoding="utf-8")
 
 
 def manifest_schema() -> dict[str, Any]:
@@ -80,9 +80,10 @@ def show(value: Any) -> str:
     return repr(value)
 
 
-def schema_diagnostics(doc: Document) -> list[Diagnostic]:
-    """Every schema violation in ``doc``, one diagnostic per problem, at the offending key or value."""
-    errors = list(_validator().iter_errors(doc.data))
+def schema_diagnostics(doc: Document, validator: Draft202012Validator | None = None) -> list[Diagnostic]:
+    """Every schema violation in ``doc`` (against the manifest schema, or ``validator``'s), one diagnostic per
+    problem, at the offending key or value."""
+    errors = list((validator or _validator()).iter_errors(doc.data))
     one_of_paths = {tuple(e.absolute_path) for e in errors if e.validator == "oneOf" and _custom(e)}
     diags: list[Diagnostic] = []
     for err in errors:

@@ -13,6 +13,7 @@ from ..plan import (
     Action,
     Archive,
     CreateVersion,
+    DeleteVersion,
     DiscardDraft,
     Finalize,
     Plan,
@@ -20,12 +21,14 @@ from ..plan import (
     Publish,
     Restore,
     ResumeVersion,
+    SetChecks,
     SetProperties,
     SetStatistics,
     SyncFiles,
     Unmanaged,
     human_size,
 )
+from ..plan import counted as counted  # re-exported: renderers count with it
 from ..properties import PropertyChange, changed_fields, diff_properties
 
 
@@ -46,15 +49,13 @@ class VersionBlock:
     lines: tuple[Line, ...]
 
 
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """``n`` and the noun in the right number: "1 file", "2 files", "0 files"."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
-
-
 def summary_line(s: PlanSummary) -> str:
     restore = f"{s.restore} to restore, " if s.restore else ""
-    return (f"Plan: {s.create} to create, {restore}{s.update} to update, {s.archive} to archive, "
-            f"{counted(s.conflicts, 'conflict')}.")
+    delete = f"{s.delete} to delete, " if s.delete else ""
+    delete += f"{human_size(s.freed_bytes)} of storage to free, " if s.freed_bytes else ""
+    held = f", {s.held} held by failing checks" if s.held else ""
+    return (f"Plan: {s.create} to create, {restore}{s.update} to update, {s.archive} to archive, {delete}"
+            f"{counted(s.conflicts, 'conflict')}{held}.")
 
 
 def _short(value: Any) -> str:
@@ -124,14 +125,29 @@ def action_line(action: Action, file_limit: int | None) -> Line:
             was = f"stored ones describe content {b[:12]}" if b else "none stored"
             where = "" if plots else "; stored as metadata only: ClearML takes no plots on a published version"
             return Line("~", f"statistics: compute for content {a[:12]} ({was}{where})")
+        case SetChecks(checks=c):
+            n_pass = len(c.results) - len(c.warned) - len(c.failed)
+            return Line("~", f"checks: store the results ({n_pass} passed, {len(c.warned)} warned)",
+                        tuple(("!", f"warn: {r.name}: {r.message}") for r in c.warned))
         case SetProperties():
             return Line("~", ", ".join(changed_fields(action.before, action.after)), property_lines(action.changes()))
         case Finalize():
             return Line("+", "finalize")
         case Publish():
             return Line("+", "publish")
-        case Archive(version_id=i):
+        case Archive(version_id=i, retention=why):
+            if why:
+                return Line("-", f"archive version {i} (retention: {why}; restorable until it is deleted)")
             return Line("-", f"archive version {i} (no manifest names it)")
+        case DeleteVersion(version_id=i):
+            objects = tuple(("-", f"{o.key}  {human_size(o.size)}  {o.uri}") for o in action.objects)
+            if action.whole:
+                return Line("-", f"DELETE version {i} and its {counted(len(action.objects), 'stored object')}: "
+                            f"frees {human_size(action.freed_bytes)} for good (retention: {action.reason})", objects)
+            return Line("-", f"DELETE {counted(len(action.objects), 'stored object')} of version {i} that no kept "
+                        f"version reads: frees {human_size(action.freed_bytes)} for good; its task and file list "
+                        f"stay (kept versions load them); the version itself can no longer be downloaded "
+                        f"(retention: {action.reason})", objects)
         case _:
             assert_never(action)
 
@@ -144,6 +160,8 @@ def version_blocks(plan: Plan, file_limit: int | None) -> list[VersionBlock]:
     for key, actions in grouped.items():
         if any(isinstance(a, CreateVersion) for a in actions):
             verb, sign = "created", "+"
+        elif any(isinstance(a, DeleteVersion) for a in actions):
+            verb, sign = "deleted", "-"
         elif any(isinstance(a, Archive) for a in actions):
             verb, sign = "archived", "-"
         elif any(isinstance(a, ResumeVersion) for a in actions):
@@ -161,6 +179,24 @@ def version_blocks(plan: Plan, file_limit: int | None) -> list[VersionBlock]:
     return blocks
 
 
+STAGES = {"delete": "deleted by this apply", "free": "partly freed by this apply",
+          "archive": "archived now, deleted after its grace period",
+          "waiting": "archived, in its grace period", "kept": "kept"}
+
+
+def retention_lines(plan: Plan) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(sign, headline, detail lines) for every version out of its dataset's retention policy."""
+    out = []
+    for e in plan.retention:
+        sign = "-" if e.stage == "delete" else ("!" if e.stage == "kept" else "~")
+        ident = f" ({e.version_id})" if e.version_id else ""
+        head = (f"{e.version}{ident}: {STAGES.get(e.stage, e.stage)}; frees {human_size(e.freed_bytes)}, keeps "
+                f"{human_size(e.kept_bytes)}")
+        detail = [f"out of the policy: {e.why}"] + [f"kept: {r}" for r in e.reasons]
+        out.append((sign, head, tuple(detail)))
+    return out
+
+
 def drift_lines(plan: Plan) -> list[tuple[str, str, tuple[tuple[str, str], ...]]]:
     """(version, what changed, detail lines) for every drift item, properties shown as changes."""
     out = []
@@ -174,6 +210,33 @@ def drift_lines(plan: Plan) -> list[tuple[str, str, tuple[tuple[str, str], ...]]
 
 def alias_lines(plan: Plan) -> list[str]:
     return [f"{m.dataset} {m.alias}: {', '.join(m.before) or 'none'} -> {m.after}" for m in plan.aliases]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckItem:
+    """A check to show: a failure or a warning of a version (passes are counted, not listed)."""
+
+    version: VersionKey
+    status: str  # fail | warn
+    name: str
+    rule: str
+    location: str
+    message: str
+    offending: tuple[str, ...]
+    offending_count: int
+
+
+def check_items(plan: Plan) -> list[CheckItem]:
+    """Every failed check, then every warning, of the versions the plan checked (in plan order)."""
+    items = [CheckItem(c.version, r.status, r.name, r.rule, r.location, r.message, r.offending, r.offending_count)
+             for c in plan.checks for r in c.results if r.status != "pass"]
+    return sorted(items, key=lambda i: i.status != "fail")
+
+
+def checks_summary(plan: Plan) -> str:
+    flat = [r.status for c in plan.checks for r in c.results]
+    return (f"{counted(len(plan.checks), 'version')} checked: {flat.count('pass')} passed, "
+            f"{flat.count('warn')} warned, {flat.count('fail')} failed")
 
 
 def import_hint(unmanaged: Sequence[Unmanaged]) -> tuple[str, str] | None:

@@ -19,6 +19,7 @@ _MERMAID_SAFE = re.compile(r"[A-Za-z0-9 ._/@:,()+-]")
 STATE_STYLE = {
     "draft": ("#fff8c5", "#9a6700"), "final": ("#ddf4ff", "#0969da"), "published": ("#dafbe1", "#1a7f37"),
     "archived": ("#f6f8fa", "#8c959f"), "collapsed": ("#ffffff", "#8c959f"),
+    "new": ("#dafbe1", "#1a7f37"), "changed": ("#fff8c5", "#9a6700"),  # in a plan
 }
 
 
@@ -28,7 +29,8 @@ def node_ids(graph: Graph) -> dict[str, str]:
 
 
 def node_text(label: str, aliases: tuple[str, ...], state: str) -> str:
-    extra = [state] if state not in ("final", "collapsed") else []
+    extra = [{"new": "created by this plan", "changed": "changed by this plan"}.get(state, state)
+             ] if state not in ("final", "collapsed") else []
     extra += [f"alias {a}" for a in aliases]
     return f"{label} ({', '.join(extra)})" if extra else label
 

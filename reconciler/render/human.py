@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from .. import escape
 from ..plan import Plan
-from .common import alias_lines, drift_lines, import_hint, summary_line, version_blocks
+from .common import (
+    alias_lines,
+    check_items,
+    checks_summary,
+    drift_lines,
+    import_hint,
+    retention_lines,
+    summary_line,
+    version_blocks,
+)
 
 _COLORS = {"+": "\x1b[32m", "-": "\x1b[31m", "~": "\x1b[33m", "!": "\x1b[31;1m", "?": "\x1b[36m"}
 _RESET = "\x1b[0m"
@@ -38,6 +47,12 @@ def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20
         out.append("Aliases:")
         out += [paint("~", f"  ~ {line}") for line in alias_lines(plan)]
         out.append("")
+    if plan.retention:
+        out.append("Retention (versions out of their dataset's policy):")
+        for sign, head, notes in retention_lines(plan):
+            out.append(paint(sign, f"  {sign} {head}"))
+            out += [escape.text(f"      {text}") for text in notes]
+        out.append("")
     if plan.drift:
         out.append("Drift (changed on the server since the last apply; the plan puts the manifests back):")
         for where, what, detail in drift_lines(plan):
@@ -58,6 +73,22 @@ def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20
                     out.append(f"        ... and {len(paths) - len(shown)} more {label}")
             out.append(escape.text(f"      hint: {c.hint}"))
         out.append("")
+    if plan.checks:
+        out.append(f"Checks ({checks_summary(plan)}):")
+        for item in check_items(plan):
+            sign = "!" if item.status == "fail" else "~"
+            where = f"{item.location}: " if item.location else ""
+            word = "failed" if item.status == "fail" else "warns"
+            out.append(paint(sign, f"  {sign} {item.version}: {where}check {item.name!r} ({item.rule}) {word}: "
+                                   f"{item.message}"))
+            shown = item.offending if file_limit is None else item.offending[:file_limit]
+            out += [paint(sign, f"      {sign} {p}") for p in shown]
+            if item.offending_count > len(shown):
+                out.append(f"        ... and {item.offending_count - len(shown)} more")
+        for h in plan.held:
+            out.append(paint("!", f"  ! {h.version} is held (not created, finalized, published nor aliased): "
+                                  f"{h.reason}"))
+        out.append("")
     reported = [u for u in plan.unmanaged if not any(a.version == u.version for a in plan.actions)]
     if reported:
         out.append("On the server but in no manifest (left alone):")
@@ -70,7 +101,7 @@ def render_human(plan: Plan, *, color: bool = False, file_limit: int | None = 20
     if plan.prune:
         out.append(escape.text(f"Prune scope: {', '.join(plan.projects)} (versions this tool made there that no "
                                "manifest names are archived)"))
-    if not plan.actions and not plan.conflicts:
+    if not plan.actions and not plan.conflicts and not plan.held:
         out.append("No changes. The datasets match the manifests.")
     out.append(summary_line(plan.summary()))
     return "\n".join(out) + "\n"

@@ -15,17 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from .._compat import assert_never
+from ..checks.results import checks_from_json, checks_to_json
 from ..diagnostics import ReconcileError
 from ..model import (
+    CheckSpec,
     DatasetKey,
     FileEntry,
     LinkEntry,
     PathSource,
     Properties,
     Source,
+    StoredObject,
+    TaskUse,
     TorchvisionSource,
     UrlSource,
     VersionKey,
+    normalize_splits,
+    parse_time,
 )
 from ..plan import (
     PLAN_FORMAT_VERSION,
@@ -35,18 +41,22 @@ from ..plan import (
     Build,
     Conflict,
     CreateVersion,
+    DeleteVersion,
     DiscardDraft,
     Drift,
     Finalize,
+    Held,
     Plan,
     Publish,
     Restore,
     ResumeVersion,
+    SetChecks,
     SetProperties,
     SetStatistics,
     SyncFiles,
     Unmanaged,
 )
+from ..retention import RetentionEntry
 
 _TYPE_NAMES: dict[type, str] = {
     CreateVersion: "create_version",
@@ -55,10 +65,12 @@ _TYPE_NAMES: dict[type, str] = {
     Restore: "restore",
     SyncFiles: "sync_files",
     SetStatistics: "set_statistics",
+    SetChecks: "set_checks",
     SetProperties: "set_properties",
     Finalize: "finalize",
     Publish: "publish",
     Archive: "archive",
+    DeleteVersion: "delete_version",
 }
 
 
@@ -105,8 +117,16 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
         case ResumeVersion():
             out["version_id"] = action.version_id
             out.update(parents_json(action.parents))
-        case Restore() | Archive() | DiscardDraft():
+        case Restore() | DiscardDraft():
             out["version_id"] = action.version_id
+        case Archive():
+            out["version_id"] = action.version_id
+            if action.retention:
+                out["retention"] = action.retention
+        case DeleteVersion():
+            out.update(version_id=action.version_id, reason=action.reason, freed_bytes=action.freed_bytes,
+                       whole=action.whole,
+                       objects=[{"key": o.key, "uri": o.uri, "size": o.size} for o in action.objects])
         case SyncFiles():
             out.update(
                 upload=files(action.upload) if files is not None else [_file(f) for f in action.upload],
@@ -123,6 +143,10 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
             )
         case SetStatistics():
             out.update(before_digest=action.before_digest, after_digest=action.after_digest, plots=action.plots)
+            if action.splits:
+                out["splits"] = {k: list(v) for k, v in action.splits.items()}
+        case SetChecks():
+            out.update(checks=checks_to_json(action.checks), specs=[c.to_json() for c in action.specs])
         case SetProperties():
             if action.alias:  # an alias move (applied last); absent on other property changes
                 out["alias"] = True
@@ -177,7 +201,10 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
                 compression=d.get("compression", "auto"),
             )
         case "set_statistics":
-            return SetStatistics(v, d.get("before_digest"), d["after_digest"], bool(d.get("plots", True)))
+            return SetStatistics(v, d.get("before_digest"), d["after_digest"], bool(d.get("plots", True)),
+                                 normalize_splits(d.get("splits") or {}))
+        case "set_checks":
+            return SetChecks(v, checks_from_json(d["checks"]), tuple(CheckSpec.from_json(c) for c in d["specs"]))
         case "set_properties":
             return SetProperties(v, _unproperties(d["before"]), _unproperties(d["after"]), bool(d.get("alias")))
         case "finalize":
@@ -185,7 +212,11 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
         case "publish":
             return Publish(v)
         case "archive":
-            return Archive(v, d["version_id"])
+            return Archive(v, d["version_id"], d.get("retention", ""))
+        case "delete_version":
+            return DeleteVersion(v, d["version_id"],
+                                 tuple(StoredObject(o["key"], o["uri"], int(o["size"])) for o in d["objects"]),
+                                 d.get("reason", ""), bool(d.get("whole", True)))
         case other:
             raise ValueError(f"unknown action type {other!r}")
 
@@ -320,7 +351,32 @@ def _plan_json(plan: Plan, files: Callable[[Sequence[FileEntry]], Any] | None = 
         "aliases": [{"dataset": str(m.dataset), "alias": m.alias, "before": list(m.before), "after": m.after}
                     for m in plan.aliases],
         "builds": [build_to_json(b) for b in plan.builds],
+        "checks": [checks_to_json(c) for c in plan.checks],
+        "held": [{"address": str(h.version), "version": _key(h.version), "reason": h.reason} for h in plan.held],
+        # present only when retention acts (so plans of datasets without a policy keep their form)
+        **({"retention": [retention_to_json(e) for e in plan.retention]} if plan.retention else {}),
+        **({"freed": {"delete": s.delete, "freed_bytes": s.freed_bytes}} if s.freed_bytes or s.delete else {}),
     }
+
+
+def _use(u: TaskUse) -> dict[str, Any]:
+    return {"id": u.id, "name": u.name, "project": u.project, "status": u.status,
+            "last_update": u.last_update.isoformat() if u.last_update else None}
+
+
+def retention_to_json(e: RetentionEntry) -> dict[str, Any]:
+    return {"address": str(e.version), "version": _key(e.version), "version_id": e.version_id, "stage": e.stage,
+            "why": e.why, "freed_bytes": e.freed_bytes, "kept_bytes": e.kept_bytes, "reasons": list(e.reasons),
+            "tasks": [_use(u) for u in e.tasks], "delete_after": e.delete_after}
+
+
+def retention_from_json(d: Mapping[str, Any]) -> RetentionEntry:
+    return RetentionEntry(
+        _unkey(d["version"]), d["version_id"], d["stage"], d["why"], int(d.get("freed_bytes", 0)),
+        int(d.get("kept_bytes", 0)), tuple(d.get("reasons", ())),
+        tuple(TaskUse(u["id"], u["name"], u["project"], u["status"], parse_time(u.get("last_update") or ""))
+              for u in d.get("tasks", ())),
+        d.get("delete_after", ""))
 
 
 def _drift(d: Drift) -> dict[str, Any]:
@@ -358,6 +414,9 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
             aliases=tuple(AliasMove(DatasetKey.parse(m["dataset"]), m["alias"], tuple(m["before"]),
                                     m["after"]) for m in data.get("aliases", [])),
             builds=tuple(build_from_json(b) for b in data.get("builds", [])),
+            checks=tuple(checks_from_json(c) for c in data.get("checks", [])),
+            held=tuple(Held(_unkey(h["version"]), h["reason"]) for h in data.get("held", [])),
+            retention=tuple(retention_from_json(e) for e in data.get("retention", [])),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ReconcileError(f"{source}: malformed saved plan ({type(err).__name__}: {err})") from None

@@ -7,10 +7,23 @@ User data is escaped for where it lands (:mod:`reconciler.escape`): HTML in ``<s
 from __future__ import annotations
 
 from .. import escape
-from ..plan import Plan, human_size
-from .common import alias_lines, counted, drift_lines, import_hint, summary_line, version_blocks
+from ..lineage import Node, build_graph
+from ..model import VersionKey
+from ..plan import Archive, CreateVersion, Plan, ResumeVersion, counted, human_size
+from .common import (
+    alias_lines,
+    check_items,
+    checks_summary,
+    drift_lines,
+    import_hint,
+    retention_lines,
+    summary_line,
+    version_blocks,
+)
+from .graph import graph_to_mermaid
 
 MAX_COMMENT_CHARS = 65_000
+MAX_LINEAGE_NODES = 60  # a larger chart is unreadable in a comment (and costs its room)
 
 
 def _section(plan: Plan, file_limit: int | None) -> list[str]:
@@ -32,6 +45,32 @@ def _section(plan: Plan, file_limit: int | None) -> list[str]:
     return out
 
 
+def lineage_lines(plan: Plan) -> list[str]:
+    """A Mermaid chart of the versions the plan creates (with their parents) and of the others it changes or
+    archives (GitHub draws it in the comment); nothing when the plan creates no version."""
+    states: dict[VersionKey, str] = {}
+    parents: dict[str, tuple[str, ...]] = {}
+    for a in plan.actions:
+        if isinstance(a, (CreateVersion, ResumeVersion)):
+            states[a.version] = "new"
+            if a.parents:
+                parents[str(a.version)] = tuple(str(p) for p in a.parents)
+                for p in a.parents:
+                    states.setdefault(p, "final")
+        elif isinstance(a, Archive):
+            states[a.version] = "archived"
+        else:
+            states.setdefault(a.version, "changed")
+    if "new" not in states.values():
+        return []
+    if len(states) > MAX_LINEAGE_NODES:
+        return ["#### Lineage", "", f"_{len(states)} versions, too many to draw here: `reconcile graph` draws them._",
+                ""]
+    nodes = [Node(str(k), str(k), state, dataset=str(k.dataset), version=k.version) for k, state in states.items()]
+    chart = graph_to_mermaid(build_graph(nodes, parents), direction="LR")
+    return ["#### Lineage", "", "```mermaid", *chart.rstrip("\n").split("\n"), "```", ""]
+
+
 def _conflicts(plan: Plan, file_limit: int | None) -> list[str]:
     if not plan.conflicts:
         return []
@@ -46,6 +85,32 @@ def _conflicts(plan: Plan, file_limit: int | None) -> list[str]:
         out.append(f"| {escape.code_span(c.version, table=True)} | {escape.markdown(c.reason)} | {files} | "
                    f"{escape.markdown(c.hint)} |")
     out.append("")
+    return out
+
+
+def _checks(plan: Plan, file_limit: int | None) -> list[str]:
+    if not plan.checks:
+        return []
+    items = check_items(plan)
+    icon = ":no_entry:" if any(i.status == "fail" for i in items) else ":white_check_mark:"
+    out = [f"#### {icon} Checks", "", escape.markdown(checks_summary(plan)) + ".", ""]
+    if items:
+        out += ["| version | check | status | where | first offending | message |", "|---|---|---|---|---|---|"]
+        for i in items:
+            shown = i.offending if file_limit is None else i.offending[:max(file_limit, 5)]
+            files = ", ".join(escape.code_span(p, table=True) for p in shown)
+            if i.offending_count > len(shown):
+                files += (" and " if files else "") + f"{i.offending_count - len(shown)} more"
+            status = "**fail**" if i.status == "fail" else "warn"
+            out.append(f"| {escape.code_span(i.version, table=True)} | {escape.code_span(i.name, table=True)} "
+                       f"({escape.markdown(i.rule)}) | {status} | {escape.code_span(i.location, table=True)} | "
+                       f"{files} | {escape.markdown(i.message)} |")
+        out.append("")
+    for h in plan.held:
+        out.append(f"- {escape.code_span(h.version)} is held (not created, finalized, published nor aliased): "
+                   f"{escape.markdown(h.reason)}")
+    if plan.held:
+        out.append("")
     return out
 
 
@@ -67,6 +132,12 @@ def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan
     unmanaged: list[str] = []
     if plan.aliases:
         unmanaged += ["#### Aliases", ""] + [f"- {escape.code_span(line)}" for line in alias_lines(plan)] + [""]
+    if plan.retention:
+        unmanaged += ["#### :wastebasket: Retention", ""]
+        for sign, headline, notes in retention_lines(plan):
+            unmanaged.append(f"- {escape.code_span(sign)} {escape.markdown(headline)}")
+            unmanaged += [f"  - {escape.markdown(text)}" for text in notes]
+        unmanaged.append("")
     if plan.drift:
         unmanaged += ["#### :mag: Drift (changed on the server since the last apply)", ""]
         for where, what, detail in drift_lines(plan):
@@ -83,12 +154,12 @@ def render_markdown(plan: Plan, *, max_chars: int = MAX_COMMENT_CHARS, full_plan
         if hint := import_hint(reported):
             unmanaged += ["", f"To manage them: {escape.code_span(hint[0])} ({escape.markdown(hint[1])})"]
         unmanaged.append("")
-    if not plan.actions and not plan.conflicts:
+    if not plan.actions and not plan.conflicts and not plan.held:
         head += ["No changes. The datasets match the manifests.", ""]
 
     limits = [file_limit] + [n for n in (5, 0) if file_limit is None or n < file_limit]
     for limit in limits:
-        tail = _conflicts(plan, limit) + unmanaged
+        tail = _checks(plan, limit) + _conflicts(plan, limit) + unmanaged + lineage_lines(plan)
         text = "\n".join(head + _section(plan, limit) + tail)
         if len(text) <= max_chars:
             if limit != file_limit:

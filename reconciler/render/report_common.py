@@ -6,10 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..plan import human_size
+from ..plan import counted, human_size
 from ..properties import PropertyChange
 from ..report import CountChange, DiffReport, FileChange, StatisticsDiff, VersionDiff
-from .common import counted
 
 SIGNS = {"added": "+", "removed": "-", "modified": "~", "changed": "~"}
 

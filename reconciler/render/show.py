@@ -13,9 +13,8 @@ from typing import Any
 from .. import escape
 from ..lineage import Graph, tree, trim_transitive
 from ..model import TaskUse
-from ..plan import human_size
-from ..show import CheckResult, DatasetView, ShowReport, StatisticsSummary, VersionView
-from .common import counted
+from ..plan import counted, human_size
+from ..show import CardSummary, CheckResult, DatasetView, ShowReport, StatisticsSummary, VersionView
 from .graph import graph_to_json, graph_to_mermaid, node_text
 
 SHOW_FORMATS = ("text", "json", "markdown", "html")
@@ -58,12 +57,23 @@ def statistics_text(s: StatisticsSummary) -> str:
 def checks_text(checks: Sequence[CheckResult]) -> str:
     if not checks:
         return "no checks"
-    failed = [c for c in checks if c.status != "passed"]
+    failed = [c for c in checks if c.status != "pass"]  # statuses: pass | warn | fail (reconciler.checks)
+    words = {"warn": "warned", "fail": "failed"}
     text = f"{len(checks) - len(failed)} of {len(checks)} passed"
     if failed:
-        text += "; " + ", ".join(f"{c.name} {c.status} ({c.severity}, {counted(c.offending_count, 'file')})"
-                                 for c in failed)
+        text += "; " + ", ".join(f"{c.name} {words.get(c.status, c.status)} ({c.severity}, "
+                                 f"{counted(c.offending_count, 'file')})" for c in failed)
     return text
+
+
+def card_text(c: CardSummary) -> str:
+    parts = [f"licence {c.license}"]
+    if c.pretty_name:
+        parts.insert(0, c.pretty_name)
+    for label, values in (("tasks", c.task_categories), ("size", c.size_categories), ("from", c.source_datasets)):
+        if values:
+            parts.append(f"{label} {', '.join(values)}")
+    return "; ".join(parts)
 
 
 def task_text(t: TaskUse) -> str:
@@ -86,6 +96,8 @@ def version_rows(d: DatasetView, v: VersionView) -> list[tuple[str, str]]:
         rows.append(("statistics", statistics_text(v.statistics)))
     if v.checks is not None:
         rows.append(("checks", checks_text(v.checks)))
+    if v.card is not None:
+        rows.append(("card", card_text(v.card)))
     rows.append(("used by", "; ".join(task_text(t) for t in v.tasks) if v.tasks else "no task recorded"))
     return rows
 
@@ -148,6 +160,10 @@ def _version_json(v: VersionView) -> dict[str, Any]:
         "checks": None if v.checks is None else [
             {"name": c.name, "rule": c.rule, "severity": c.severity, "status": c.status,
              "offending_count": c.offending_count} for c in v.checks],
+        "card": None if v.card is None else {
+            "license": v.card.license, "pretty_name": v.card.pretty_name,
+            "task_categories": list(v.card.task_categories), "size_categories": list(v.card.size_categories),
+            "source_datasets": list(v.card.source_datasets)},
         "tasks": [{"id": t.id, "name": t.name, "project": t.project, "status": t.status,
                    "last_update": t.last_update.isoformat() if t.last_update else None} for t in v.tasks],
     }

@@ -4,8 +4,10 @@ What is taken, on purpose:
 
 * Regular files, including files reached through a symlink (the link is followed: the dataset gets the
   target's bytes under the link's name).
-* Folders, including symlinked folders, recursively. A symlink to a folder that is already being walked (an
-  ancestor: a loop) is not entered again; a symlink to some other folder is walked under the link's name.
+* Folders, including symlinked folders outside the source, recursively: a symlink to a folder elsewhere is
+  walked under the link's name (how data kept on another disk is brought in).
+* A symlink to a folder of the source itself is an error naming it: back to an ancestor it is a loop, and to
+  any other folder of the source its files would be in the dataset twice. ``exclude`` it to go on.
 * Special files (FIFOs, sockets, device nodes) are skipped: they have no stable content to version.
 * A dangling symlink, an unreadable file or an unreadable folder is an error naming it, unless ``exclude``
   drops it first. Names that are not valid UTF-8 are an error (dataset paths are text).
@@ -62,6 +64,7 @@ class _Walker:
         self.include = include
         self.exclude = exclude
         self.files: list[LocalFile] = []
+        self.root_real = ""
 
     def take(self, rel: str, full: str, st: os.stat_result) -> None:
         if self.include and not self.include.matches(rel):
@@ -71,6 +74,7 @@ class _Walker:
     def walk(self, root: str, root_id: DirId) -> None:
         # Hot loop (one iteration per file): attribute look-ups hoisted, plain regular files handled inline
         # (readability is checked when a file is read: hashing, or the upload).
+        self.root_real = os.path.realpath(root)
         exclude = self.exclude if self.exclude else None
         include = self.include if self.include else None
         append = self.files.append
@@ -122,10 +126,24 @@ class _Walker:
             return None
         if stat.S_ISDIR(st.st_mode):
             dir_id = (st.st_dev, st.st_ino)
-            if dir_id in ancestors:
-                return None  # a symlink back into its own ancestry: a loop
+            if entry.is_symlink():
+                self._check_folder_link(entry.path, rel, dir_id in ancestors)
+            elif dir_id in ancestors:
+                return None  # a bind mount of an ancestor: nothing new below it
             return (entry.path, rel, ancestors | {dir_id})
         return None  # FIFO, socket, device: skipped
+
+
+    def _check_folder_link(self, path: str, rel: str, loop: bool) -> None:
+        """A symlinked folder must lead out of the source (see the module docstring)."""
+        target = os.path.realpath(path)
+        inside = target == self.root_real or target.startswith(self.root_real.rstrip(os.sep) + os.sep)
+        if not (loop or inside):
+            return
+        where = os.path.relpath(target, self.root_real)
+        why = (f"a symlink loop (back to {'the source folder' if where == '.' else where})" if loop else
+               f"a symlink to {where}, a folder of the same source: its files would be in the dataset twice")
+        raise SourceError(f"{rel} is {why}; exclude it (exclude: [{rel}]) or remove the link")
 
 
 @contextlib.contextmanager

@@ -98,10 +98,30 @@ def _missing_data_hint(cls: Any, name: str, root: Path) -> str:
             f"put the unpacked idx files ({names}) in {root / name / 'raw'}, "
             f"or set download: true where {cls.mirrors[0]} is reachable"
         )
-    return (
-        f"download {cls.url} and put it in {root} (then set download: true to unpack it), "
-        f"or unpack it so that {root / cls.base_folder} exists"
-    )
+    folder = root / cls.base_folder
+    if not folder.is_dir():
+        return (f"download {cls.url} and put it in {root} (then set download: true to unpack it), "
+                f"or unpack it so that {folder} exists")
+    files = [*cls.train_list, *cls.test_list, [cls.meta["filename"], cls.meta["md5"]]]
+    missing = [f for f, _ in files if not (folder / f).is_file()]
+    if missing:
+        return f"{folder} lacks {', '.join(missing)}: unpack the whole archive ({cls.url}) there"
+    differ = [f for f, md5 in files if _md5(folder / f) != md5]
+    if differ:
+        return (f"torchvision checks each file against the MD5 of the official release, and "
+                f"{', '.join(differ)} in {folder} differ{'s' if len(differ) == 1 else ''}: put the original "
+                f"files there ({cls.url})")
+    return f"the files in {folder} match the official release; see the error above"
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _one_line(text: str, limit: int = 300) -> str:

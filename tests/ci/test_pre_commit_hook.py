@@ -89,10 +89,11 @@ def start_try_repo(hook_repo: Path, consumer: Path, *files: str) -> subprocess.P
 
 
 def test_hook_definition():
-    (hook,) = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
-    assert hook["id"] == "reconcile-validate" and hook["language"] == "python"
-    assert hook["entry"] == "reconcile validate"
-    assert hook["pass_filenames"] is False and hook["args"] == ["manifests/"]
+    hooks = {h["id"]: h for h in yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())}
+    assert set(hooks) == {"reconcile-validate", "reconcile-check"}
+    for command, hook in (("validate", hooks["reconcile-validate"]), ("check", hooks["reconcile-check"])):
+        assert hook["language"] == "python" and hook["entry"] == f"reconcile {command}"
+        assert hook["pass_filenames"] is False and hook["args"] == ["manifests/"]
 
 
 def test_try_repo_fails_with_the_located_error_and_passes_once_fixed(hook_repo: Path, tmp_path: Path):

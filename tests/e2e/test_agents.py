@@ -100,7 +100,8 @@ def test_three_datasets_built_by_an_agent_then_a_second_apply_changes_nothing(
         "manifests/tables.yaml": manifest(p, "tables", """\
             - version: 1.0.0
               sources: [{path: ../data/tables}]
-            """),
+            """).replace("versions:\n", "checks:\n  - {name: columns, rule: annotations, glob: '*.csv', columns: "
+                                       "[{name: a, type: int}, {name: b, type: int, min: 0}]}\nversions:\n"),
     })
     repository(env, tmp_path / "remote.git")
     agent = agents(queue)
@@ -137,6 +138,11 @@ def test_three_datasets_built_by_an_agent_then_a_second_apply_changes_nothing(
     assert got["images@1.1.0"]["parents"] == [got["images@1.0.0"]["id"]]
     assert got["images@1.0.0"]["parents"] == [] and got["texts@1.0.0"]["parents"] == []
     assert all(v["problems"] == [] for v in got.values()), got
+    stored = env.sdk(f"""
+        ds = Dataset.get(dataset_project={p!r}, dataset_name="tables", dataset_version="1.0.0")
+        result = ds.get_metadata("checks")
+    """)  # the agent's step evaluated the check again on the files it uploaded, and stored the results
+    assert [(c["name"], c["status"]) for c in stored["checks"]] == [("columns", "pass")]  # type: ignore[index]
 
     again = env.reconcile("apply", "--queue", queue, "--auto-approve", "manifests/")
     assert again.returncode == 0, again.stdout + again.stderr

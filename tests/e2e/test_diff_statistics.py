@@ -178,13 +178,13 @@ def test_manifests_against_live_report_what_apply_would_change(env: Env):
     }
     assert {(p["path"], p["change"]) for p in v2["properties"]} == {
         ("description", "changed"), ("metadata['k']", "changed"), ("metadata['extra']", "added")}
-    assert v3["before_id"] is None and v3["note"] == "not on the server: apply creates it"
+    # a new version is compared with its parent, as plan shows it: only its own files, class counts from there
+    assert v3["before"] == f"{pets}@1.1.0 (parent)" and v3["before_id"] == v2["before_id"]
+    assert v3["note"] == "not on the server: apply creates it on top of its parent"
     assert {p: f["change"] for p, f in by_path(v3["files"]).items()} == {
-        **{p: "added" for p in ["train/cat/c0.png", "train/cat/c1.png", "train/cat/c2.png", "train/dog/d0.png",
-                                "test/cat/t0.png", "notes.txt", "train/bird/b0.png", "train/bird/b1.png",
-                                "train/fish/f0.png", "val/fish/f1.png"]}}
+        "train/fish/f0.png": "added", "val/fish/f1.png": "added"}
     splits = {s["split"]: classes(s) for s in v3["statistics"]["splits"]}
-    assert splits == {"test": {"cat": (0, 1)}, "train": {"bird": (0, 2), "cat": (0, 3), "dog": (0, 1),
+    assert splits == {"test": {"cat": (1, 1)}, "train": {"bird": (2, 2), "cat": (3, 3), "dog": (1, 1),
                                                          "fish": (0, 1)}, "val": {"fish": (0, 1)}}
     text = env.reconcile("diff", "manifests")
     assert text.returncode == 2, text.stderr

@@ -115,3 +115,66 @@ def test_a_corrupt_content_summary_in_the_hash_cache_is_dropped_and_the_same_app
     assert res.returncode == 0, res.stdout + res.stderr
     assert _live(env) == [("1.0.0", "completed"), ("1.1.0", "published")]
     assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 0
+
+
+def _datasets(env: Env, names: tuple[str, ...]) -> None:
+    for name in names:
+        write_tree(env.work / "data" / name, {"a.txt": name})
+        m = env.work / "manifests" / f"{name}.yaml"
+        m.parent.mkdir(exist_ok=True)
+        m.write_text(manifest(env.project, name, f"- version: 1.0.0\n  sources:\n    - path: ../data/{name}\n"))
+
+
+def test_a_dead_server_ends_the_run_within_one_timeout_however_many_calls_are_left(env: Env,
+                                                                                   proxies: Proxies) -> None:
+    _datasets(env, ("one", "two", "three"))  # independent: each would wait its own --timeout before
+    first = Rule("tasks.add_or_update_artifacts", "stall", seconds=0)
+    proxies.api.rules.append(first)
+    proc = proxies.start("--timeout", "6", "apply", "--auto-approve", "manifests")
+    _wait(lambda: first.fired, "the apply never uploaded")
+    proxies.api.stop()  # the API server dies and does not come back
+    started = time.monotonic()
+    out, err = proc.communicate(timeout=120)
+    took = time.monotonic() - started
+    assert proc.returncode == 1, out + err
+    assert took < 6 + 5, f"{took:.1f}s: the timeout did not bound the whole wait\n{err}"
+    assert "the ClearML API server at" in err and "Traceback" not in err
+
+
+def test_a_wrong_files_host_fails_at_once_and_is_named(env: Env) -> None:
+    import socket
+
+    _datasets(env, ("one",))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    wrong = {**env.vars(), "CLEARML_FILES_HOST": f"http://127.0.0.1:{port}"}
+    started = time.monotonic()
+    res = env.reconcile("apply", "--auto-approve", "manifests", env=wrong)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert time.monotonic() - started < 30  # not the 120 s of --timeout
+    assert f"cannot reach the ClearML file server at http://127.0.0.1:{port}" in res.stderr, res.stderr
+    assert "CLEARML_FILES_HOST" in res.stderr and "API server" not in res.stderr
+    assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0  # the right host: it converges
+
+
+def test_check_storage_content_finds_a_flipped_byte_that_presence_does_not(env: Env) -> None:
+    _setup(env)
+    assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
+    env.sdk("""
+        from clearml import StorageManager
+        ds = Dataset.get(dataset_project=PROJECT, dataset_name="things", dataset_version="1.0.0")
+        url = ds._task.artifacts["data"].url
+        local = StorageManager.get_local_copy(url, extract_archive=False)
+        data = bytearray(open(local, "rb").read())
+        data[len(data) // 2] ^= 0xFF  # same size, other bytes
+        flipped = local + ".flipped"
+        open(flipped, "wb").write(bytes(data))
+        StorageManager.upload_file(flipped, url)
+        result = url
+    """)
+    presence = env.reconcile("plan", "--check-storage", "manifests")
+    assert presence.returncode == 0, presence.stdout + presence.stderr  # the object is there, of the right size
+    content = env.reconcile("plan", "--check-storage-content", "manifests")
+    assert content.returncode == 1, content.stdout + content.stderr
+    assert "its data chunks data in storage are not the bytes that were recorded" in content.stdout + content.stderr

@@ -145,7 +145,8 @@ def test_drafts_are_listed_and_discarded_by_the_tool(env: Env, proxies: Proxies)
     listed = env.reconcile("drafts", "manifests", env=vars_)
     assert listed.returncode == 0 and f"{env.project}/things@1.0.0" in listed.stdout and "1 draft;" in listed.stdout
     refused = env.reconcile("drafts", "--discard", "manifests", env=vars_)
-    assert refused.returncode == 1 and "--auto-approve" in refused.stderr  # not a terminal: no silent delete
+    assert refused.returncode == 1 and refused.stderr == (  # not a terminal: no silent delete
+        "error: refusing to discard 1 draft without confirmation: not a terminal; pass --auto-approve\n")
     gone = env.reconcile("drafts", "--discard", "--auto-approve", "manifests", env=vars_)
     assert gone.returncode == 0 and "Discarded 1 draft." in gone.stdout, gone.stdout + gone.stderr
     assert dataset_tasks(env, env.project, "things") == []

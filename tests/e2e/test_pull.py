@@ -159,27 +159,30 @@ def test_pull_sdk_versions_inherited_and_merged(env: Env) -> None:
     write_tree(env.work / "a", {"a/1.txt": "one", "a/2.bin": _noise(7, 200 * KB), "same.txt": "from a"})
     write_tree(env.work / "b", {"b/1.txt": "bee", "same.txt": "from b"})
     write_tree(env.work / "c", {"c/1.txt": "sea"})
-    env.sdk("""
-        def make(name, folder, parents=()):
+    write_tree(env.work / "elsewhere", {"ext.txt": "an external file, registered by its URL"})
+    env.sdk(f"LINK = {(env.work / 'elsewhere' / 'ext.txt').as_uri()!r}\n" + textwrap.dedent("""
+        def make(name, folder, parents=(), links=()):
             ds = Dataset.create(dataset_project=PROJECT, dataset_name=name, parent_datasets=list(parents))
             if folder:
                 ds.add_files(folder)
+            for link in links:
+                ds.add_external_files(link, dataset_path='linked')
             ds.upload()
             ds.finalize()
             return ds.id
         a = make('first', 'a')
         b = make('second', 'b')
-        child = make('child', 'c', [a])
-        merged = make('merged', 'c', [a, b])
-        result = [a, b, child, merged]
-    """)
-    for name in ("child", "merged"):
+        merged = make('merged', 'c', [a, b], links=[LINK])
+        result = [a, b, merged]
+    """))
+    for name in ("merged",):  # files from both parents' chunks (the later parent wins same.txt) and its own
         dest = env.work / f"pulled-{name}"
         _, first = _pull(env, f"{env.project}/{name}@1.0.0", str(dest))
         assert first["fetched"] >= 3
         assert _tree(dest) == _tree(_local_copy(env, name, "1.0.0"))
-        _, warm = _pull(env, f"{env.project}/{name}@1.0.0", str(dest))
-        assert warm["fetched"] == 0 and warm["chunks"] == 0
+        assert (dest / "linked" / "ext.txt").read_text() == "an external file, registered by its URL"
+        out, warm = _pull(env, f"{env.project}/{name}@1.0.0", str(dest))
+        assert warm["fetched"] == 0 and warm["chunks"] == 0 and "links" not in out, out
 
 
 def _verified(dest: Path, expected: dict[str, bytes], but: str = "") -> None:
@@ -238,7 +241,10 @@ def test_pull_killed_at_ten_points_then_pulled_again(env: Env, proxies: Proxies)
     lose_files(9)  # 8. between the files of a chunk being written
     assert killed_at(Rule(".zip", "stall", method="GET", seconds=0.2, times=0), "--workers", "1",
                      on_new_file=kill) == -kill
-    lose_files(9)  # 9. SIGTERM stops promptly, as Ctrl-C does
+    lose_files(9)  # 9. the same, with four workers writing
+    assert killed_at(Rule(".zip", "stall", method="GET", seconds=0.2, times=0), "--workers", "4",
+                     on_new_file=kill) == -kill
+    lose_files(9)  # and SIGTERM stops promptly, as Ctrl-C does
     assert killed_at(Rule(".zip", "stall", method="GET", seconds=0.2, times=0), "--workers", "2",
                      on_new_file=signal.SIGTERM) == 143
     bad = dest / "test/extra.txt"  # 10. the only chunk needed: a corrupted file's

@@ -57,7 +57,7 @@ MAX_DEPTH = 5
 class Step:
     """One raw call. ``body`` may hold ``$project``, ``$task``, ``$other`` and ``$sfx`` (replaced before
     sending); ``raw`` replaces the JSON body byte for byte (sent as ``content_type``); ``query`` is sent as the
-    query string of a GET. ``bind``
+    query string of a GET; ``files`` sends a request to the file server instead (``endpoint`` is its path). ``bind``
     names a variable that takes ``data.id`` of a successful answer; ``values`` are dotted paths into ``data``
     (``a.b``, ``a[].b``) whose values are compared, not only their types."""
 
@@ -69,6 +69,8 @@ class Step:
     values: tuple[str, ...] = ()
     test: bool = False
     content_type: str = "application/json"
+    files: str = ""  # an HTTP method: ``endpoint`` is then a path on the file server, and only the status counts
+    token: bool = True  # send the bearer token (file server requests)
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,19 @@ def _cases() -> list[Case]:
         "configuration": {"Dataset Struct": {"name": "Dataset Struct", "value": "{}", "type": "dictionary"}},
     }
     return [
+        # ---------------------------------------------------------------- the file server's auth rules
+        c("files_get_needs_the_token", (probe("/catalogue-$sfx/$case/missing.txt", files="GET", token=False),),
+          why="the real fileserver validates the bearer token on downloads (auth.enabled, its default)"),
+        c("files_get_with_the_token", (probe("/catalogue-$sfx/$case/missing.txt", files="GET"),)),
+        c("files_head_needs_the_token", (probe("/catalogue-$sfx/$case/missing.txt", files="HEAD", token=False),)),
+        c("files_delete_needs_the_token",
+          (probe("/catalogue-$sfx/$case/missing.txt", files="DELETE", token=False),)),
+        c("files_ping_is_open", (probe("/", files="GET", token=False),)),
+        # ---------------------------------------------------------------- get_all paging
+        c("get_all_page_too_long_for_an_int",
+          (probe("tasks.get_all", raw=b'{"page": 1' + b"0" * 4999 + b', "page_size": 10, "only_fields": ["id"]}'),),
+          why="Python refuses to convert integers of more than 4300 digits: the body is not understood"),
+        c("get_all_negative_page", (probe("tasks.get_all", {"page": -1, "page_size": 10, "only_fields": ["id"]}),)),
         # ---------------------------------------------------------------- tasks.create
         c(
             "create_with_hyperparams_runtime_system_tags_comment",
@@ -967,6 +982,7 @@ class Target:
     api_url: str
     access_key: str
     secret_key: str
+    files_url: str = ""
 
 
 class Client:
@@ -992,6 +1008,14 @@ class Client:
             response = self._session.post(url, data=body, headers=headers, timeout=60)
         return response.status_code, response.json()
 
+    def send_file(self, method: str, path: str, *, token: bool) -> int:
+        """The HTTP status of a request to the file server."""
+        url = f"{self.target.files_url}{path}"
+        if not token:  # not even the session's cookies (the real fileserver also reads the token from one)
+            return requests.request(method, url, timeout=60).status_code
+        response = self._session.request(method, url, headers={"Authorization": f"Bearer {self._token}"}, timeout=60)
+        return response.status_code
+
     def close(self) -> None:
         self._session.close()
 
@@ -1012,6 +1036,11 @@ def run_case(client: Client, case: Case, suffix: str) -> list[Answer]:
             body = _substitute(step_.raw.decode(), variables).encode()
         else:
             body = _substitute(json.dumps(step_.body if step_.body is not None else {}), variables).encode()
+        if step_.files:
+            path = _substitute(step_.endpoint, variables)
+            status = client.send_file(step_.files, path, token=step_.token)
+            answers.append(Answer(f"files {step_.files} {masker.text(path)}", status, 0, 0, "", ()))
+            continue
         query = _substitute(step_.query, variables) if step_.query is not None else None
         status, doc = client.send(step_.endpoint, body=body, query=query, content_type=step_.content_type)
         answers.append(answer(step_.endpoint, status, doc, step_, masker))
@@ -1035,6 +1064,7 @@ def reference_target(requested: bool = False) -> Target | None:
             env["RECONCILE_TEST_REFERENCE_API"].rstrip("/"),
             _required(env, "RECONCILE_TEST_REFERENCE_ACCESS_KEY"),
             _required(env, "RECONCILE_TEST_REFERENCE_SECRET_KEY"),
+            env.get("RECONCILE_TEST_REFERENCE_FILES", "").rstrip("/"),
         )
     if not (requested or env.get("RECONCILE_TEST_SERVER") == "reference"):
         return None
@@ -1044,6 +1074,7 @@ def reference_target(requested: bool = False) -> Target | None:
         _required(source, "CLEARML_API_HOST").rstrip("/"),
         _required(source, "CLEARML_API_ACCESS_KEY"),
         _required(source, "CLEARML_API_SECRET_KEY"),
+        source.get("CLEARML_FILES_HOST", "").rstrip("/"),
     )
 
 

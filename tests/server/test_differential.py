@@ -41,7 +41,7 @@ def recording() -> dict[str, list[Answer]]:
 @pytest.fixture(scope="module")
 def embedded_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     with LocalServer(Path(tmp_path_factory.mktemp("differential"))) as server:
-        client = Client(Target("embedded", server.api_url, server.access_key, server.secret_key))
+        client = Client(Target("embedded", server.api_url, server.access_key, server.secret_key, server.files_url))
         yield client
         client.close()
 

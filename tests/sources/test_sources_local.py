@@ -81,12 +81,29 @@ def test_symlinks_followed_loops_not_and_special_files_skipped(tmp_path: Path, m
     write(root / "real" / "r.txt", b"r")
     os.symlink(outside, root / "linked.bin")  # symlinked file: followed
     os.symlink(outside.parent, root / "linked_dir")  # symlinked folder: walked under the link's name
-    os.symlink(root, root / "real" / "loop")  # back to an ancestor: not entered
+    os.symlink(root, root / "real" / "loop")  # back to an ancestor: an error, unless excluded
     os.mkfifo(root / "pipe")  # special file: skipped
-    content = make_resolver().resolve(PathSource(root))
+    content = make_resolver().resolve(PathSource(root, exclude=("real/loop",)))
     assert paths(content) == ["linked.bin", "linked_dir/big.bin", "real/r.txt"]
     linked = content.files[0]
     assert (linked.size, linked.sha256) == (7, hashlib.sha256(b"payload").hexdigest())
+
+
+@pytest.mark.parametrize("link,target,why", [
+    ("real/loop", ".", "a symlink loop (back to the source folder)"),
+    ("real/up", "real", "a symlink loop (back to real)"),
+    ("again", "real", "a symlink to real, a folder of the same source: its files would be in the dataset twice"),
+])
+def test_a_symlinked_folder_of_the_source_itself_is_an_error_naming_it(
+    tmp_path: Path, make_resolver: MakeResolver, span: SourceSpan, link: str, target: str, why: str
+) -> None:
+    root = tmp_path / "data"
+    write(root / "real" / "r.txt", b"r")
+    os.symlink(root / target, root / link)
+    with pytest.raises(ReconcileError) as info:
+        make_resolver().resolve(PathSource(root, span=span))
+    assert str(info.value) == (f"manifests/example.yaml:12:7: error: path source: {link} is {why}; exclude it "
+                               f"(exclude: [{link}]) or remove the link")
 
 
 def test_missing_path_is_one_error_line_naming_the_manifest(

@@ -231,6 +231,25 @@ def test_offline_without_data_says_where_the_files_go(
     assert str(tmp_path / "empty" / "cifar-100-python") in str(info.value)
 
 
+def test_cifar_files_in_place_but_not_the_release_say_so(
+    tmp_path: Path, make_resolver: MakeResolver, span: SourceSpan
+) -> None:
+    """torchvision refuses CIFAR files whose MD5 is not the official release's: the hint names them, rather than
+    asking to unpack files that are there."""
+    root = tmp_path / "tv"
+    write_cifar10(root)  # the real on-disk format, other samples: not the release's bytes
+    with pytest.raises(ReconcileError) as info:
+        make_resolver().resolve(TorchvisionSource("CIFAR10", "test", root=root, span=span))
+    message = str(info.value)
+    assert "unpack it so that" not in message
+    assert "torchvision checks each file against the MD5 of the official release, and data_batch_1, " in message
+    assert f"in {root / 'cifar-10-batches-py'} differ: put the original files there" in message
+    (root / "cifar-10-batches-py" / "test_batch").unlink()
+    with pytest.raises(ReconcileError) as info:
+        make_resolver().resolve(TorchvisionSource("CIFAR10", "test", root=root, span=span))
+    assert f"{root / 'cifar-10-batches-py'} lacks test_batch: unpack the whole archive" in str(info.value)
+
+
 def test_damaged_image_cache_is_written_again(tv_root: Path, make_resolver: MakeResolver) -> None:
     source = TorchvisionSource("CIFAR10", "test", layout="images", root=tv_root)
     first = make_resolver().resolve(source)

@@ -51,6 +51,7 @@ class Stored:
     statistics_digest: str | None = None
     archived: bool = False
     applied: Properties | None = None
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
 
 class MemoryWriter:
@@ -110,6 +111,7 @@ class MemoryWriter:
                            values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None:
         self._write("artifacts")
         v = self.versions[version_id]
+        v.artifacts.update(values)
         if "metadata" in values:
             v.props = replace(v.props, metadata=freeze_json(values["metadata"]))
         if "statistics_digest" in bookkeeping:
@@ -240,7 +242,7 @@ def test_a_failed_version_stops_its_children_but_not_other_datasets(tmp_path: Pa
     lines = [d.message for d in failed.value.diagnostics]
     assert "injected failure at upload a.txt" in lines[0]
     assert lines[1].startswith("not applied because a parent failed: proj/ds@1.1.0, proj/ds@1.2.0")
-    assert lines[-1].startswith("apply incomplete: 1 version(s) failed")
+    assert lines[-1].startswith("apply incomplete: 1 version failed")
     finished = {v.key for v in server.versions.values() if v.status == "completed"}
     assert finished == {other_key}  # the independent dataset was applied
 
@@ -312,3 +314,58 @@ def test_an_alias_stays_on_its_old_holder_when_the_new_one_fails_to_finalize(tmp
         apply_plan(replace(plan, actions=wrong), server, observed, ApplyOptions(workers=1), report=lines.append)
     assert _holders(server) == {"1.1.0": "completed"}
     assert any("kept alias production on proj/ds@1.1.0" in line for line in lines), lines
+
+
+def test_apply_checks_again_on_the_bytes_it_uploads_and_stores_the_results(tmp_path: Path) -> None:
+    import sys
+    import textwrap
+
+    from reconciler.checks import check_versions
+    from reconciler.model import CheckSpec
+
+    verdict = tmp_path / "verdict"
+    verdict.write_text("pass")
+    program = tmp_path / "gate.py"
+    program.write_text(textwrap.dedent(f"""\
+        import json, sys
+        files = json.load(sys.stdin)["files"]
+        ok = open({str(verdict)!r}).read() == "pass" and all(open(f["local"]).read() for f in files)
+        print(json.dumps({{"status": "pass" if ok else "fail", "message": "gate", "offending": [] if ok else
+                          [f["path"] for f in files]}}))
+        """))
+    gate = CheckSpec("gate", "command", params=freeze_json({"run": [sys.executable, str(program)]}))
+    desired, contents = _desired(tmp_path)
+    (ds,) = desired.datasets
+    k1 = VersionKey(P, N, "1.0.0")
+    other = VersionSpec(VersionKey(P, "other", "1.0.0"), properties=ds.properties)
+    desired = DesiredState((replace(ds, versions=(replace(ds.versions[0], checks=(gate,)), *ds.versions[1:])),
+                            DatasetSpec(DatasetKey(P, "other"), (other,), ds.properties)))
+    contents = compute_contents(desired, {k1: SourceFiles(files=tuple(contents[k1].files.values())),
+                                          other.key: SourceFiles(files=(_file(tmp_path, "o.txt", "o"),))})
+    server = MemoryWriter()
+    observed = server.observed()
+    first = compute_plan(desired, contents, observed)
+    results = check_versions(desired, contents, [k1], workers=1)
+    plan = compute_plan(desired, contents, observed, checks=results)
+    assert not plan.held and results[k1].results[0].status == "pass"
+
+    verdict.write_text("fail")  # the gate answers otherwise at apply (a saved plan applied later, an agent)
+    options = ApplyOptions(workers=1, statistics_cache=StatisticsCache(tmp_path / "stats"))
+    with pytest.raises(ApplyFailed) as err:
+        apply_plan(plan, server, observed, options, local_contents=contents)
+    assert "check 'gate' (command) failed on the bytes uploaded" in str(err.value)
+    by_key = {v.key: v for v in server.versions.values()}
+    assert by_key[k1].status == "created"  # never finalized; its children were not started
+    assert {k.version for k in by_key if k.name == N} == {"1.0.0"}
+    stored = by_key[k1].artifacts["checks"]
+    assert stored["format_version"] == 1 and stored["checks"][0]["status"] == "fail"
+    assert sorted(stored["checks"][0]["offending"]) == ["a.txt", "b.txt"]
+    assert by_key[other.key].status == "completed"  # the other dataset went on
+
+    verdict.write_text("pass")
+    observed = server.observed()
+    plan = compute_plan(desired, contents, observed, checks=check_versions(desired, contents, [k1], workers=1))
+    apply_plan(plan, server, observed, options, local_contents=contents)
+    by_key = {v.key: v for v in server.versions.values()}
+    assert by_key[k1].status == "completed" and by_key[k1].artifacts["checks"]["checks"][0]["status"] == "pass"
+    assert first.builds  # (the plan without checks builds the same versions)

@@ -6,18 +6,21 @@ import typing
 
 import pytest
 
-from reconciler.diagnostics import ReconcileError
-from reconciler.model import FileEntry, LinkEntry, Properties, VersionKey, freeze_json
+from reconciler.checks import CheckResult, VersionChecks
+from reconciler.diagnostics import ReconcileError, SourceSpan
+from reconciler.model import CheckSpec, FileEntry, LinkEntry, Properties, StoredObject, VersionKey, freeze_json
 from reconciler.plan import (
     Action,
     Archive,
     CreateVersion,
+    DeleteVersion,
     DiscardDraft,
     Finalize,
     Plan,
     Publish,
     Restore,
     ResumeVersion,
+    SetChecks,
     SetProperties,
     SetStatistics,
     SyncFiles,
@@ -37,12 +40,20 @@ ONE_OF_EACH: tuple[Action, ...] = (
               add_links=(LinkEntry("l", "s3://b/l", 3, "e"),), remove_links=("m",), content_digest="d" * 64,
               file_count=2, total_size=4),
     SetStatistics(V, None, "d" * 64, plots=False),
+    SetChecks(V, VersionChecks(V, "d" * 64, (
+        CheckResult("no-empty", "empty_files", "error", "warn", 2, "!=0", ("a.txt", "b.txt"), 2, "2 empty",
+                    SourceSpan("m.yaml", 7, 5)),)),
+              (CheckSpec("no-empty", "empty_files", "warn", None, None, freeze_json({"glob": "*.txt"}),
+                         SourceSpan("m.yaml", 7, 5)),)),
     SetProperties(V, Properties("old", frozenset({"a"}), freeze_json({"k": [1, 2]})),
                   Properties("new", frozenset({"b"}), freeze_json({"k": [1, 3], "n": None}))),
     SetProperties(V, Properties("d", frozenset({"a"})), Properties("d", frozenset({"a", "production"})), alias=True),
     Finalize(V, "d" * 64),
     Publish(V),
     Archive(V, "old-id"),
+    Archive(V, "expired-id", "not among the 3 newest versions (keep_last)"),
+    DeleteVersion(V, "expired-id", (StoredObject("data", "http://files/p/data.zip", 10),
+                                    StoredObject("state", "http://files/p/state.json", 2)), "keep_last"),
 )
 
 

@@ -17,6 +17,7 @@ from reconciler.model import (
     ObservedState,
     ObservedVersion,
     Properties,
+    StoredObject,
     VersionKey,
     VersionSpec,
     freeze_json,
@@ -409,6 +410,8 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
         "parent_ids": ("p",), "file_count": 99, "total_size": 99, "managed": False, "archived": True,
         "last_update": "2026-01-01", "content_digest": "x", "statistics_digest": "y",
         "applied": Properties("applied", frozenset({"z"})), "unread_metadata": ("info",), "pruned": True,
+        "created": "2026-01-01", "objects": (StoredObject("data", "s3://b/data.zip", 3),),
+        "expired_at": "2026-01-02T00:00:00+00:00", "freed": ("data",),
     }
     assert set(changed_values) == {f.name for f in fields(ObservedVersion)} - FINGERPRINT_EXCLUDED
     before = fingerprint(ObservedState((base,)))
@@ -432,7 +435,8 @@ def test_a_version_whose_chunks_are_gone_from_storage_is_a_conflict():
     v1, v2 = observed_from(desired, contents).versions
     plan = compute_plan(desired, contents, ObservedState((replace(v1, missing_chunks=("data",)), v2)))
     assert [c.version for c in plan.conflicts] == [vk("1.0.0"), vk("1.1.0")]
-    assert "missing from storage" in plan.conflicts[0].reason
+    assert plan.conflicts[0].reason == ("1 data chunk of it is missing from storage (data), so the version cannot "
+                                        "be downloaded")
 
 
 def test_properties_edited_on_the_server_are_drift_and_put_back():

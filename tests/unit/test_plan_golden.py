@@ -100,8 +100,34 @@ def case_resume() -> Plan:
     return compute_plan(state, contents, ObservedState((v1, draft)))
 
 
+def case_checks() -> Plan:
+    """1.1.0 fails an error-level check (held, its alias stays), warns on another; a hostile path is escaped."""
+    from reconciler.checks import check_versions
+    from reconciler.diagnostics import SourceSpan
+    from reconciler.model import CheckSpec
+
+    def check(name: str, rule: str, line: int, **kw: str) -> CheckSpec:
+        return CheckSpec(name, rule, kw.pop("severity", "error"), kw.pop("error_if", None), None,
+                         freeze_json(kw), SourceSpan("manifests/ds.yaml", line, 5))
+
+    checks = (check("no-empty", "empty_files", 7), check("dupes", "duplicates", 9, severity="warn"),
+              check("few", "files", 12, error_if=">10"))
+    state = desired()
+    v2 = replace(state.datasets[0].versions[1], checks=checks,
+                 properties=PROPS.replace(tags=PROPS.tags | {"production"}))
+    state = DesiredState((replace(state.datasets[0], versions=(state.datasets[0].versions[0], v2),
+                                  aliases=freeze_json({"production": "1.1.0"})),))
+    own = {**OWN, vk("1.1.0"): SourceFiles(files=(f("a.txt", "A2"), f("b.txt", "y"), f("evil `x` <b>|\n.txt", "")))}
+    contents = compute_contents(state, own)
+    observed = applied(desired())
+    observed = ObservedState((replace(observed.versions[0], properties=PROPS.replace(
+        tags=PROPS.tags | {"production"})),))
+    results = check_versions(state, contents, [vk("1.1.0")], workers=1)
+    return compute_plan(state, contents, observed, checks=results)
+
+
 CASES = {"fresh": case_fresh, "tag-only": case_tag_only, "conflict": case_conflict, "prune": case_prune,
-         "resume": case_resume}
+         "resume": case_resume, "checks": case_checks}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

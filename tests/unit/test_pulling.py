@@ -120,3 +120,51 @@ def test_manifest_splits_schema_errors(tmp_path: Path) -> None:
         load_manifests([tmp_path])
     text = str(err.value) + "".join(str(d) for d in getattr(err.value, "diagnostics", ()))
     assert "d.yaml:5" in text and "splits" in text
+
+
+def test_declared_splits_decide_each_images_split() -> None:
+    from reconciler.statistics import NONE, ImageRecord, aggregate_images
+
+    rec = ImageRecord(2, 2, "L", (0,), (0,))
+    records = [("images/a/cat/1.png", rec), ("images/b/dog/2.png", rec), ("train/dog/3.png", rec)]
+    inferred = aggregate_images(records)
+    declared = aggregate_images(records, {"fit": ("images/a/**",), "holdout": ("images/b/**",)})
+    assert inferred is not None and declared is not None
+    assert {s: dict(c) for s, c in inferred.classes.items()} == {NONE: {"cat": 1, "dog": 1}, "train": {"dog": 1}}
+    assert {s: dict(c) for s, c in declared.classes.items()} == {
+        NONE: {"dog": 1}, "fit": {"cat": 1}, "holdout": {"dog": 1}}
+
+
+def test_a_change_of_splits_alone_recomputes_statistics() -> None:
+    from dataclasses import replace
+
+    from reconciler.model import (
+        DatasetKey,
+        DatasetSpec,
+        DesiredState,
+        ObservedState,
+        ObservedVersion,
+        VersionKey,
+        VersionSpec,
+        statistics_key,
+    )
+    from reconciler.plan import SetStatistics, SourceFiles, compute_contents, compute_plan
+    from reconciler.render import plan_from_json, plan_to_json
+
+    key = VersionKey("proj", "things", "1.0.0")
+    props = Properties(splits={"train": "train/**"})
+    spec = VersionSpec(key, properties=props)
+    desired = DesiredState((DatasetSpec(DatasetKey("proj", "things"), (spec,), properties=props, statistics=True),))
+    contents = compute_contents(desired, {key: SourceFiles(files=())})
+    digest = contents[key].digest()
+    assert statistics_key(digest, {}) == digest and statistics_key(digest, props.splits) != digest
+    live = ObservedVersion(key, "id0", "completed", props, files=(), links=(), managed=True, content_digest=digest,
+                           statistics_digest=statistics_key(digest, props.splits))
+    assert compute_plan(desired, contents, ObservedState((live,))).actions == ()
+    before = replace(live, properties=Properties(), statistics_digest=digest)  # stats made before the splits
+    plan = compute_plan(desired, contents, ObservedState((before,)))
+    stats = [a for a in plan.actions if isinstance(a, SetStatistics)]
+    assert len(stats) == 1 and stats[0].after_digest == statistics_key(digest, props.splits)
+    assert dict(stats[0].splits) == {"train": ("train/**",)}
+    again = plan_from_json(plan_to_json(plan))
+    assert [dict(a.splits) for a in again.actions if isinstance(a, SetStatistics)] == [{"train": ("train/**",)}]

@@ -19,7 +19,15 @@ from reconciler.lineage import Node, build_graph, collapse_chains, depths, tree,
 from reconciler.model import DatasetKey, TaskUse, VersionKey
 from reconciler.render.graph import render_graph
 from reconciler.render.show import render_show
-from reconciler.show import CheckResult, DatasetView, ShowReport, StatisticsSummary, VersionView, combined_lineage
+from reconciler.show import (
+    CardSummary,
+    CheckResult,
+    DatasetView,
+    ShowReport,
+    StatisticsSummary,
+    VersionView,
+    combined_lineage,
+)
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "show"
 DS = DatasetKey("vision", "Shapes")
@@ -43,13 +51,15 @@ def history() -> ShowReport:
     stats = StatisticsSummary(20, 2000, 18, MappingProxyType({"train": MappingProxyType({"circle": 6, "square": 8}),
                                                               "test": MappingProxyType({"circle": 2, "square": 2})}),
                               MappingProxyType({".png": 18, ".txt": 2}))
-    checks = (CheckResult("no-empty", "min_size", "error", "passed", 0),
-              CheckResult(HOSTILE, "classes", "warning", "failed", 3))
+    checks = (CheckResult("no-empty", "empty_files", "error", "pass", 0),
+              CheckResult(HOSTILE, "class_samples", "warn", "warn", 3))
     tasks = (TaskUse(vid(90), f"train {HOSTILE}", "vision/training", "completed",
                      datetime(2026, 2, 1, tzinfo=timezone.utc)),)
     versions = [
         version(1, "1.0.0", "final", (vid(99),), aliases=("staging",), tags=("image",), description=HOSTILE),
-        version(2, "1.1.0", "published", (vid(1),), aliases=("production",), statistics=stats, checks=checks),
+        version(2, "1.1.0", "published", (vid(1),), aliases=("production",), statistics=stats, checks=checks,
+                card=CardSummary("Apache-2.0", f"Shapes {HOSTILE}", ("image-classification",), ("n<1K",),
+                                 ("original",))),
         version(3, "1.0.1", "final", (vid(1),)),
         version(4, "2.0.0", "final", (vid(2), vid(3), vid(1)), tasks=tasks),  # vid(1) is a transitive parent
         version(5, "2.0.1", "final", (vid(4),)),
@@ -132,3 +142,25 @@ def test_a_cycle_in_a_corrupt_lineage_is_still_shown() -> None:
     assert [n.id for n in graph.nodes] == ["a", "b"] and len(graph.edges) == 2
     assert {nid for _, nid, _ in tree(graph)} == {"a", "b"}
     assert json.loads(render_graph(graph, "json"))["edges"]
+
+
+def test_mermaid_labels_cannot_end_a_node_add_an_edge_or_close_the_fence() -> None:
+    hostile = 'x"] --> evil["y\n```\n<img src=x onerror=alert(1)>'
+    chart = render_graph(build_graph([Node("a", hostile), Node("b", "ok")], {"b": ("a",)}), "mermaid")
+    assert chart.count("\n") == 5 and chart.count("-->") == 1 and "`" not in chart and "<" not in chart
+    assert '"' not in chart.split("\n")[1][8:-len('"]:::final')]
+
+
+def test_the_plan_comment_draws_the_lineage_of_the_versions_it_creates() -> None:
+    from reconciler.plan import Archive, CreateVersion, Plan
+    from reconciler.render.markdown import MAX_LINEAGE_NODES, lineage_lines
+
+    key = VersionKey("p", "ds", "1.0.0")
+    child = VersionKey("p", "ds", "1.1.0")
+    assert lineage_lines(Plan((Archive(key, vid(1)),))) == []
+    lines = lineage_lines(Plan((CreateVersion(child, (key,)), Archive(VersionKey("p", "ds", "0.1.0"), vid(2)))))
+    text = "\n".join(lines)
+    assert lines[:3] == ["#### Lineage", "", "```mermaid"] and lines[-2] == "```"
+    assert "p/ds@1.1.0 (created by this plan)" in text and "p/ds@0.1.0 (archived)" in text and "-->" in text
+    many = Plan(tuple(CreateVersion(VersionKey("p", "ds", f"1.0.{i}"), ()) for i in range(MAX_LINEAGE_NODES + 1)))
+    assert "too many to draw" in "\n".join(lineage_lines(many))

@@ -56,6 +56,13 @@ class Call:
             raise errors.wrong_type(name, "int", value)
         return value
 
+    def page(self) -> tuple[int | None, int | None]:
+        """``page`` and ``page_size`` of a ``get_all``; a negative page is 400/12, as the real server says it."""
+        number = self.integer("page")
+        if number is not None and number < 0:
+            raise errors.ApiError(400, 12, "Validation error (page must be >=0): field=page")
+        return number, self.integer("page_size")
+
     def flag(self, name: str) -> bool:
         value = self.field(name, False)
         if value is None:

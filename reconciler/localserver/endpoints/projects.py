@@ -133,7 +133,7 @@ def get_all(call: Call) -> Doc:
     for doc in docs:
         doc.pop("path", None)
     docs = query.sort_docs(docs, call.string_list("order_by"))
-    docs = query.page(docs, call.integer("page"), call.integer("page_size"))
+    docs = query.page(docs, *call.page())
     only = call.string_list("only_fields")
     return {"projects": [query.project(d, only) for d in docs]}
 

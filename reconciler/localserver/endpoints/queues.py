@@ -109,7 +109,7 @@ def _listed(call: Call, tx: Tx) -> list[Doc]:
     ids = call.string_list("id")
     docs = [d for d in tx.queues() if _matches(call, d, ids)]
     docs = query.sort_docs(docs, call.string_list("order_by"))
-    docs = query.page(docs, call.integer("page"), call.integer("page_size"))
+    docs = query.page(docs, *call.page())
     limit = call.integer("max_task_entries")
     if limit:
         for doc in docs:

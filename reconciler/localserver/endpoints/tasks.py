@@ -277,7 +277,7 @@ def get_all(call: Call) -> Doc:
     with call.store.transaction() as tx:
         docs = [d for d in tx.tasks(ids=ids, projects=projects) if _matches(call, d, ids)]
     docs = query.sort_docs(docs, call.string_list("order_by"))
-    docs = query.page(docs, call.integer("page"), call.integer("page_size"))
+    docs = query.page(docs, *call.page())
     only = call.string_list("only_fields")
     return {"tasks": [query.project(_for_reading(d), only) for d in docs]}
 
