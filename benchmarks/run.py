@@ -15,6 +15,7 @@ B8  plan of 1,000,000 files in one dataset                  vs  walk+stat; peak 
 B9  pull of a 100,000-file version: cold                    vs  the SDK's get_local_copy() into an empty cache
     warm (DEST already right)                               vs  walk+stat of DEST; get_local_copy(), all cached
     a declared 10% split                                    bytes downloaded vs the whole version's
+B11 HTTP requests of a retention plan over N versions      (API calls <= 10, besides file-list reads; flat in N)
 B10 all built-in checks on N files (10% images)             vs  the statistics pass alone; their image decoding vs
                                                                 a bare Pillow loop, same parallelism (checks.py)
 
@@ -444,6 +445,45 @@ def b5(b: Bench, m: Measure, sizes: list[int]) -> None:
         m.notes.append(f"{n} datasets: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
+# --- B11: requests of a retention plan ------------------------------------------------------------------------
+
+
+def b11(b: Bench, m: Measure, versions: int, files: int) -> None:
+    """A chain of ``versions`` versions (``files`` files, 10% changed per version), then ``keep_last: 3``: the
+    requests of its plan, API calls apart from file-server reads (the kept versions' file lists)."""
+    data = b.work / "b11-data"
+    rng = random.Random(11)
+    changed = max(1, files // 10)
+    lines = []
+    for i in range(versions):
+        folder = data / f"v{i:05d}"
+        folder.mkdir(parents=True)
+        for j in range(files if i == 0 else changed):
+            (folder / f"f{(j + i * changed) % files:06d}.bin").write_bytes(rng.randbytes(64))
+        lines.append(f"- version: 1.0.{i}\n" + (f"  parent: 1.0.{i - 1}\n" if i else "") +
+                     f"  sources:\n    - path: {folder}\n")
+    mdir = b.work / "b11"
+    mdir.mkdir()
+    doc = mdir / "chain.yaml"
+    doc.write_text(manifest("bench_b11", "chain", "".join(lines)))
+    t0 = time.perf_counter()
+    b.apply(mdir)
+    m.notes.append(f"setup apply of {versions} versions: {time.perf_counter() - t0:.1f}s")
+    doc.write_text(manifest("bench_b11", "chain", "".join(lines), "retention: {keep_last: 3, grace: 0}\n"))
+    for _ in range(b.runs):
+        b.server.stats.reset()
+        out = b.reconcile("plan", "--format", "json", str(mdir))
+        counts = b.server.stats.snapshot()
+        api = sum(v for k, v in counts.items() if not k.startswith("files."))
+        m.add(f"API requests, {versions} versions", float(api))
+        m.add(f"file-server reads, {versions} versions", float(sum(v for k, v in counts.items()
+                                                                  if k.startswith("files."))))
+    plan = json.loads(out.stdout)
+    m.notes.append(f"{versions} versions: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) +
+                   f"; {len(plan.get('retention', []))} versions out of the policy, "
+                   f"{plan.get('freed', {}).get('freed_bytes', 0)} bytes to free")
+
+
 # --- B6: a small plan against clearml-data search ------------------------------------------------------------
 
 
@@ -669,7 +709,7 @@ def to_markdown(measures: list[Measure], info: dict[str, str], command: str, loa
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8,B9,B10")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5,B6,B7,B8,B9,B10,B11")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
@@ -688,6 +728,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--b9-files", type=int, default=100_000)
     ap.add_argument("--b9-size", type=int, default=256)
     ap.add_argument("--b10-files", type=int, default=100_000)
+    ap.add_argument("--b11-versions", type=int, default=1000)
+    ap.add_argument("--b11-files", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=HERE / "out")
     ap.add_argument("--write-results", action="store_true", help="also write benchmarks/RESULTS.md")
     args = ap.parse_args(argv)
@@ -696,6 +738,7 @@ def main(argv: list[str] | None = None) -> int:
         args.b5_sizes, args.b7_files, args.b7_size, args.b8_files, args.runs = "5,20", 20, 1 << 20, 20_000, 2
         args.b9_files, args.b9_size = 2000, 4096
         args.b10_files = 2000
+        args.b11_versions, args.b11_files = 30, 50
     only = set(args.only.split(","))
     sys.path.insert(0, str(REPO))
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "reconciler")], check=True,
@@ -720,6 +763,8 @@ def main(argv: list[str] | None = None) -> int:
                  {"cold: pull / get_local_copy()": "<= 0.5", "warm: per-file cost / floor": "<= 2",
                   "warm: pull / get_local_copy()": "<= 0.1", "split: bytes downloaded / all": "<= 0.15"})
     m10 = Measure("B10", f"all built-in checks on {args.b10_files} files (10% images)", dict(CHECK_GOALS))
+    m11 = Measure("B11", f"retention plan over {args.b11_versions} versions of {args.b11_files} files",
+                  {f"API requests, {args.b11_versions} versions": "<= 10"})
     steps: list[tuple[Measure, Callable[[], None]]] = [
         (m6, lambda: b6(bench, m6)),
         (m1, lambda: b1(bench, m1, args.b1_files, args.b1_datasets, not args.no_dvc)),
@@ -731,6 +776,7 @@ def main(argv: list[str] | None = None) -> int:
         (m5, lambda: b5(bench, m5, [int(x) for x in args.b5_sizes.split(",")])),
         (m9, lambda: b9(bench, m9, args.b9_files, args.b9_size)),
         (m10, lambda: b10(bench, m10, args.b10_files)),
+        (m11, lambda: b11(bench, m11, args.b11_versions, args.b11_files)),
     ]
     steps = [(m, s) for m, s in steps if m.key in only]
     loads: list[str] = []

@@ -47,7 +47,7 @@ from .model import (
     VersionSpec,
 )
 from .plan import Action, Finalize, Plan, ResumeVersion, SyncFiles, compute_contents
-from .steps import Step, content_mismatches, mismatch_error, planned_content, upload_from
+from .steps import Step, content_mismatches, mismatch_error, move_check_paths, planned_content, upload_from
 
 PROGRESS_EVERY_S = 3.0
 
@@ -170,7 +170,10 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
         progress.total = sync.upload_bytes if sync is not None else 0
         progress.set_phase("uploading" if progress.total else "writing", 10)
         actions: list[Action] = [ResumeVersion(step.version, task_id, step.parents)]
-        actions += [upload_from(a, actual) if isinstance(a, SyncFiles) else a for a in step.actions]
+        here = Path.cwd()
+        actions += [upload_from(a, actual) if isinstance(a, SyncFiles)
+                    else move_check_paths(a, lambda p: p if Path(p).is_absolute() else str(here / p))
+                    for a in step.actions]
         observed = ObservedState(tuple(ObservedVersion(k, i, "completed")
                                        for k, i in zip(step.parents, parent_ids, strict=True)))
         options = ApplyOptions(workers=workers, forget_hashes=forget_hashes, upload_progress=progress.uploaded)

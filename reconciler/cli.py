@@ -331,6 +331,13 @@ _mount_option = click.option(
     help="With --queue: a folder the agents see at the same path, for path: sources outside the repository. "
          "Repeatable.",
 )
+_agent_wait_option = click.option(
+    "--agent-wait", type=click.FloatRange(0, None), default=None, metavar="SECONDS",
+    help="With --queue: the queue's agents are started on demand (an autoscaler): do not require a listening "
+         "agent up front; a step no agent takes within SECONDS fails (taken off the queue).",
+)
+
+
 def _workers(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--workers", type=click.IntRange(1, 64), default=_workers_default,
                         show_default="2 x cores, 2..8", help=help_text)
@@ -391,11 +398,13 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
 @_prune_scope_option
 @_queue_option
 @_mount_option
+@_agent_wait_option
 @_reading_workers_option
 @click.pass_context
 def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str, detailed_exitcode: bool,
          show_files: str, check_storage: str | None, drift_only: bool, targets: tuple[str, ...], prune: bool,
-         prune_scope: tuple[str, ...], queue: str | None, shared_mounts: tuple[Path, ...], workers: int) -> None:
+         prune_scope: tuple[str, ...], queue: str | None, shared_mounts: tuple[Path, ...], agent_wait: float | None,
+         workers: int) -> None:
     """Show what apply would change (a dry run).
 
     \b
@@ -409,11 +418,11 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
 
     if show_files != "all" and not show_files.isdigit():
         raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
-    if shared_mounts and not queue:
-        raise click.BadParameter("only with --queue", param_hint="--shared-mount")
+    if (shared_mounts or agent_wait is not None) and not queue:
+        raise click.BadParameter("only with --queue", param_hint="--shared-mount/--agent-wait")
     state = load_manifests(paths)  # manifest errors come before any connection
     with _connect(ctx) as conn:
-        queue_options = _queue_options(queue, shared_mounts, None)
+        queue_options = _queue_options(queue, shared_mounts, None, agent_wait=agent_wait)
         if queue_options is not None:
             from .dispatch import check_queue
 
@@ -538,11 +547,16 @@ def _lock_owner() -> str:
 @_mount_option
 @click.option("--agent-image", default=None, metavar="IMAGE",
               help="With --queue: the docker image agents in docker mode run the steps in (it must have reconcile).")
+@_agent_wait_option
+@click.option("--step-timeout", type=click.FloatRange(10, None), default=None, metavar="SECONDS",
+              help="With --queue: a running step whose task and agent show no sign of life for this long fails "
+                   "(the agent died), naming the step and the agent; the lock is released.  [default: 300]")
 @_workers_option
 @click.pass_context
 def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock_timeout: float, lock_ttl: float,
           show_files: str, targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], queue: str | None,
-          shared_mounts: tuple[Path, ...], agent_image: str | None, workers: int) -> None:
+          shared_mounts: tuple[Path, ...], agent_image: str | None, agent_wait: float | None,
+          step_timeout: float | None, workers: int) -> None:
     """Make the server match the manifests (or execute a plan saved with 'plan --out').
 
     Applying manifests asks for confirmation on a terminal and needs --auto-approve when unattended. A saved
@@ -562,6 +576,8 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
 
     if (shared_mounts or agent_image) and not queue:
         raise click.BadParameter("only with --queue", param_hint="--shared-mount/--agent-image")
+    if (agent_wait is not None or step_timeout is not None) and not queue:
+        raise click.BadParameter("only with --queue", param_hint="--agent-wait/--step-timeout")
     saved = None
     state = None
     if len(target) == 1 and target[0].suffix == ".json" and target[0].is_file():
@@ -592,7 +608,7 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
             confirm=lambda _p: None if saved is not None else _confirm(auto_approve),
             report=lambda line: click.echo(escape.text(line), file=real_stdout),
             notice=lambda line: click.echo(escape.text(line), err=True),
-            queue=_queue_options(queue, shared_mounts, agent_image),
+            queue=_queue_options(queue, shared_mounts, agent_image, agent_wait=agent_wait, step_timeout=step_timeout),
         )
     if result is None:
         if shown:
@@ -607,14 +623,16 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
         _raise_held(shown[-1])
 
 
-def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | None):  # type: ignore[no-untyped-def]
+def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | None, *,  # type: ignore[no-untyped-def]
+                   agent_wait: float | None = None, step_timeout: float | None = None):
     if not queue:
         return None
     from .dispatch import QueueOptions
     from .render.jsonstep import encode_step
 
     return QueueOptions(queue=queue, encode_step=encode_step, mounts=tuple(m.resolve() for m in mounts),
-                        image=image)
+                        image=image, agent_wait=agent_wait,
+                        **({"step_timeout": step_timeout} if step_timeout is not None else {}))
 
 
 @cli.command("agent-step", hidden=True, global_options=("--debug", "--timeout"))
@@ -999,6 +1017,27 @@ def usage(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None,
         report = storage_usage(conn.backend.reader, sorted(projects), plan=plan, cache_root=default_cache_dir(),
                                workers=workers)
     _write(render_usage(report, fmt), out)
+
+
+@cli.command()
+@click.argument("ref", metavar="PROJECT/NAME@VERSION|ID")
+@click.option("--croissant", is_flag=True, required=True,
+              help="Croissant 1.0 JSON-LD (MLCommons), with the card's Responsible-AI fields.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write to this file instead of stdout.")
+@click.pass_context
+def export(ctx: click.Context, ref: str, croissant: bool, out: Path | None) -> None:
+    """Describe a live version in another format: its files (sha256, the chunk holding each), splits, classes,
+    licence and Responsible-AI fields from its card."""
+    import json
+
+    from .cachedir import default_cache_dir
+    from .export import version_export
+    from .render.croissant import croissant_jsonld
+
+    with _connect(ctx) as conn:
+        data = version_export(conn.backend.reader, ref, cache_root=default_cache_dir())
+    _write(json.dumps(croissant_jsonld(data), indent=2, ensure_ascii=False) + "\n", out)
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ from .clearml_backend.queues import STEP_CONFIG, Queue, QueueClient, TaskState, 
 from .diagnostics import ReconcileError
 from .model import FINAL_STATUSES, ObservedState, VersionKey
 from .plan import CreateVersion, Plan, SyncFiles, choose_observed, human_size
-from .steps import QueuedVersion, QueuePlan, Step, split_for_queue
+from .steps import QueuedVersion, QueuePlan, Step, move_check_paths, split_for_queue
 
 STEP_ERROR_MARKER = "reconcile step failed: "
 WAITING_NOTICE_S = 60.0
@@ -45,11 +45,15 @@ class QueueOptions:
     mounts: tuple[Path, ...] = ()
     image: str | None = None
     poll_seconds: float = 1.0
+    step_timeout: float = 300.0  # a running step with no sign of life (task, agent) for this long has failed
+    agent_wait: float | None = None  # on-demand agents: how long a queued step may wait for one (None: one must
+    # listen before anything is queued, and a queued step waits as long as it takes)
 
 
 def check_queue(backend: Backend, options: QueueOptions) -> Queue:
     """The queue, when some agent listens on it; else one line (before anything is planned or written)."""
-    return check_listened(QueueClient(backend.api), options.queue, backend.api.cfg.api_host)
+    return check_listened(QueueClient(backend.api), options.queue, backend.api.cfg.api_host,
+                          on_demand=options.agent_wait is not None)
 
 
 def check_sources(plan: Plan, options: QueueOptions) -> AgentSources:
@@ -67,6 +71,8 @@ class _Run:
     since: float = 0.0
     started: float = 0.0
     notice_at: float = 0.0
+    signs: tuple[str, ...] = ()  # what last showed the step alive: its task's last_update, its agent's report
+    heard_at: float = 0.0  # when those last changed
 
 
 class _Dispatcher:
@@ -86,6 +92,16 @@ class _Dispatcher:
 
     # --- starting ------------------------------------------------------------------------------------------------
 
+    def in_checkout(self, path: str) -> str:
+        """A path the checks read, relative to the repository checkout when it is in it (agents check it out)."""
+        checkout = self.seen.checkout
+        if checkout is None:
+            return path
+        try:
+            return Path(path).resolve().relative_to(Path(checkout.root).resolve()).as_posix() or "."
+        except ValueError:
+            return path  # outside: at the same path on the agents (a shared mount), as for sources
+
     def ready(self, run: _Run) -> bool:
         return all(p not in self.runs or self.runs[p].state == "done" for p in run.queued.step.parents)
 
@@ -103,13 +119,14 @@ class _Dispatcher:
             run.task_id = q.opening.version_id
         self.ids[v] = self.result.ids[v] = run.task_id
         step = replace(q.step, sources=self.seen.sources.get(v, ()),
+                       actions=tuple(move_check_paths(a, self.in_checkout) for a in q.step.actions),
                        lock=((v.project, self.lock[v.project]),) if v.project in self.lock else ())
         writer.prepare_step(run.task_id, self.fields, STEP_CONFIG, self.options.encode_step(step))
         watched = self.client.enqueue(run.task_id, self.queue)
         run.state, run.since = "queued", time.monotonic()
         run.notice_at = run.since + WAITING_NOTICE_S
         self.report(f"  queued {v} on {self.queue.name!r} (version {run.task_id})")
-        if not watched:
+        if not watched and self.options.agent_wait is None:
             self.client.dequeue(run.task_id)
             run.state = "not started"
             raise ReconcileError(f"no agent listens on queue {self.queue.name!r} any more; {v} was taken off it "
@@ -117,10 +134,11 @@ class _Dispatcher:
 
     # --- following ---------------------------------------------------------------------------------------------
 
-    def follow(self, run: _Run, state: TaskState) -> None:
+    def follow(self, run: _Run, state: TaskState, activity: Mapping[str, str]) -> None:
         v = run.queued.step.version
         if state.status == "in_progress" and run.state == "queued":
             run.state, run.started, run.worker = "running", time.monotonic(), state.worker
+            run.heard_at = run.started
             self.report(f"  {v}: running on agent {state.worker or '?'}")
         if run.state == "running":
             shown = " ".join(x for x in (state.phase, f"{state.progress}%" if state.progress else "") if x)
@@ -131,6 +149,16 @@ class _Dispatcher:
             self.done(run, state)
         elif state.status in ("failed", "stopped") or (state.status == "created" and run.state != "waiting"):
             self.fail(run, state)
+        elif run.state == "running":
+            self.check_alive(run, state, activity)
+        elif run.state == "queued" and self.options.agent_wait is not None and (
+                time.monotonic() - run.since >= self.options.agent_wait):
+            self.client.dequeue(run.task_id)
+            run.state = "failed"
+            message = (f"{v}: no agent took it from queue {self.queue.name!r} within {self.options.agent_wait:.0f}s "
+                       f"(--agent-wait); taken off the queue (version {run.task_id} stays a draft; the next apply "
+                       "resumes it)")
+            self.failed(v, message)
         elif run.state == "queued" and time.monotonic() >= run.notice_at:
             waited = time.monotonic() - run.since
             run.notice_at += WAITING_NOTICE_S
@@ -161,10 +189,36 @@ class _Dispatcher:
         why = self.failure_reason(run, state)
         message = (f"{v}: {why} (on agent {state.worker or run.worker or '?'}; version {run.task_id} stays a draft, "
                    "its log is on it; the next apply resumes it)")
+        self.failed(v, message)
+
+    def failed(self, v: VersionKey, message: str) -> None:
+        """``v``'s step failed: said once, and the steps not started yet are not started."""
         self.failures.append(message)
         self.result.failed[v] = message
         self.report(f"  failed: {message}")
         self.stop_not_started("a step failed")
+
+    def check_alive(self, run: _Run, state: TaskState, activity: Mapping[str, str]) -> None:
+        """A running step must show life: its task written (progress, log) or its agent reporting. Silent for
+        ``step_timeout`` seconds (the agent was killed, its machine lost), the step has failed."""
+        worker = state.worker or run.worker
+        signs = (state.last_update, state.status_message, activity.get(worker, "gone"))
+        now = time.monotonic()
+        if signs != run.signs:
+            run.signs, run.heard_at = signs, now
+            return
+        silent = now - run.heard_at
+        if silent < self.options.step_timeout:
+            return
+        v = run.queued.step.version
+        self.client.abort(run.task_id)
+        run.state = "failed"
+        where = ("is gone from the server's workers" if worker not in activity
+                 else f"has not reported since {activity[worker] or '?'}")
+        message = (f"{v}: the step on agent {worker or '?'} stopped reporting for {silent:.0f}s (--step-timeout "
+                   f"{self.options.step_timeout:.0f}; the agent {where}); version {run.task_id} stays a draft, the "
+                   "next apply resumes it")
+        self.failed(v, message)
 
     def failure_reason(self, run: _Run, state: TaskState) -> str:
         try:
@@ -218,9 +272,10 @@ class _Dispatcher:
                 if not active and all(r.state != "waiting" for r in self.runs.values()):
                     break
                 states = self.client.states(r.task_id for r in active)
+                activity = self.client.activity() if any(r.state == "running" for r in active) else {}
                 for run in active:
                     if run.task_id in states:
-                        self.follow(run, states[run.task_id])
+                        self.follow(run, states[run.task_id], activity)
                 if any(r.state in ("queued", "running") for r in self.runs.values()):
                     cancel.sleep(self.options.poll_seconds)
         except (Interrupted, LeaseLost, KeyboardInterrupt):

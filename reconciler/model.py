@@ -724,3 +724,15 @@ class VersionLayout:
     total_size: int
     own_files: int
     own_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A zip chunk of a dataset version on the server: the artifact ``name`` of the version ``version_id`` that
+    stored it, where it is, and its size and sha256 as recorded (None: not recorded)."""
+
+    version_id: str
+    name: str
+    uri: str
+    size: int | None = None
+    sha256: str | None = None

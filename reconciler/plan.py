@@ -876,8 +876,9 @@ class _Planner:
             self.actions.append(SetProperties(spec.key, before, after))
 
     def release_aliases(self, ds: DatasetSpec) -> None:
-        """Take the dataset's aliases off versions on the server that the manifests do not name."""
-        named = {v.key for v in ds.versions}
+        """Take the dataset's aliases off versions on the server that the manifests do not name, or that
+        retention lets go (they are not planned otherwise)."""
+        named = {v.key for v in ds.versions} - self.retired
         aliases = frozenset(ds.aliases) - self.frozen_aliases.get(ds.key, frozenset())
         for v in sorted(self.observed.versions, key=lambda v: (v.key, v.id)):
             if v.key.dataset != ds.key or v.key in named or v.archived or not (v.properties.tags & aliases):

@@ -9,7 +9,8 @@ Invariants:
   a kill -9, every file in DEST under a name of the version holds exactly the bytes the version records; the
   next pull removes the leftover temporary files.
 * Chunks are downloaded into ``DEST/.reconcile-pull/`` and deleted once extracted; a chunk left by a killed
-  pull is never read again (the next pull clears the folder first).
+  pull is never read again (the next pull clears the folder first). ``DEST/.reconcile-pull.lock`` is held
+  (``flock``) while a pull writes DEST: a second pull into the same folder stops with one line.
 * What is already in DEST is recognised by its stat, through the hash cache shared with manifest sources
   (:mod:`reconciler.sources.hashcache`): a file whose (device, inode, size, mtime, ctime) was recorded with the
   wanted sha256 is kept without reading it; any other file of the right size is hashed (and remembered); a file
@@ -31,7 +32,7 @@ import json
 import os
 import shutil
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from .sources.hashcache import HashCache, StatKey, stat_key
 from .sources.progress import Progress
 
 STAGING = ".reconcile-pull"  # chunks being downloaded, under DEST
+LOCK_NAME = ".reconcile-pull.lock"  # held by the pull writing DEST
 PART_SUFFIX = ".reconcile-part"  # files being written
 HASH_DB_NAME = "hashes.sqlite3"
 _BLOCK = 1 << 20
@@ -77,10 +79,12 @@ def select(files: Iterable[StoredFile], globs: Sequence[Sequence[str]]) -> list[
 
 
 def check_paths(paths: Iterable[str], version: str) -> None:
-    """Refuse a version whose paths would land outside DEST (absolute, ``..``, empty, not normalised)."""
+    """Refuse a version whose paths would land outside DEST (absolute, ``..``, empty, not normalised) or on the
+    names a pull keeps for itself (its staging folder, its temporary files)."""
     for path in paths:
+        name = path.rsplit("/", 1)[-1]
         if not path or path.startswith("/") or normalize_dataset_path(path) != path or ".." in path.split("/") or (
-                path.split("/")[0] in (STAGING,)):
+                path.split("/")[0] in (STAGING, LOCK_NAME) or (name.startswith(".") and name.endswith(PART_SUFFIX))):
             raise ReconcileError(f"{version} holds the unsafe path {path!r}; nothing was written")
 
 
@@ -110,9 +114,10 @@ def walk(dest: Path) -> dict[str, tuple[str, StatKey]]:
             for entry in it:
                 name = entry.name
                 sub = f"{rel}{name}"
+                if rel == "" and name in (STAGING, LOCK_NAME):
+                    continue
                 if entry.is_dir(follow_symlinks=False):
-                    if not (rel == "" and name == STAGING):
-                        stack.append((entry.path, sub + "/"))
+                    stack.append((entry.path, sub + "/"))
                 elif name.endswith(PART_SUFFIX) and name.startswith("."):
                     _unlink(entry.path)
                 elif entry.is_file(follow_symlinks=False):
@@ -253,9 +258,10 @@ class _Writer:
                 raise BackendError(f"{f.path} in {where} does not match the version's file list "
                                    f"({size} bytes, sha256 {h.hexdigest()[:12]}; recorded {f.size} bytes, "
                                    f"sha256 {f.sha256[:12]})")
-            if os.path.isdir(target) and not os.path.islink(target):
-                raise ReconcileError(f"{target} is a folder; the version has a file there")
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except IsADirectoryError:
+                raise ReconcileError(f"{target} is a folder; the version has a file there") from None
         except BaseException:
             _unlink(tmp)
             raise
@@ -277,23 +283,57 @@ def pull(reader: ServerReader, ref: str, dest: Path, options: PullOptions = Pull
         groups.append(options.selection.include)
 
     dest = dest.absolute()
-    if dest.exists() and not dest.is_dir():
-        raise ReconcileError(f"{dest} exists and is not a folder")
-    dest.mkdir(parents=True, exist_ok=True)
-    staging = dest / STAGING
-    shutil.rmtree(staging, ignore_errors=True)  # whatever a killed pull left is never trusted
-    local = walk(dest)
-    cache = HashCache(cache_root / HASH_DB_NAME)
     try:
-        memo = _memo(dest, version.id, groups, options.delete, local)
-        known = cache.load_contents([memo]).get(memo)
-        if known is not None:  # this very listing of DEST was verified for this selection: nothing to do
-            _, count, size = known
-            return PullResult(dest, version.key, version.id, count, size, count, 0, 0, 0)
-        return _pull(reader, version, task, groups, dest, local, cache, options, cache_root)
+        if dest.exists() and not dest.is_dir():
+            raise ReconcileError(f"{dest} exists and is not a folder")
+        dest.mkdir(parents=True, exist_ok=True)
+        with _locked(dest):
+            staging = dest / STAGING
+            shutil.rmtree(staging, ignore_errors=True)  # whatever a killed pull left is never trusted
+            local = walk(dest)
+            cache = HashCache(cache_root / HASH_DB_NAME)
+            try:
+                memo = _memo(dest, version.id, groups, options.delete, local)
+                known = cache.load_contents([memo]).get(memo)
+                if known is not None:  # this very listing of DEST was verified for this selection: nothing to do
+                    _, count, size = known
+                    return PullResult(dest, version.key, version.id, count, size, count, 0, 0, 0)
+                return _pull(reader, version, task, groups, dest, local, cache, options, cache_root)
+            finally:
+                cache.close()
+                shutil.rmtree(staging, ignore_errors=True)
+    except OSError as err:  # a full disk, a folder without write permission, ...
+        where = f" ({err.filename})" if err.filename else ""
+        raise ReconcileError(f"pull into {dest}: {err.strerror or err}{where}") from None
+
+
+@contextlib.contextmanager
+def _locked(dest: Path) -> Iterator[None]:
+    """Hold DEST for this pull: a second pull into the same folder stops with one line instead of removing the
+    first one's temporary files. The lock file is removed when the pull ends (DEST keeps only the version's
+    files); a lock taken on a file another pull has just removed is taken again on the new one."""
+    import fcntl
+
+    path = dest / LOCK_NAME
+    while True:
+        lock = open(path, "a+")  # noqa: SIM115 - closed below, after the unlink
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise ReconcileError(f"another pull is writing {dest}; wait for it to finish") from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(lock.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        lock.close()
+    try:
+        yield
     finally:
-        cache.close()
-        shutil.rmtree(staging, ignore_errors=True)
+        _unlink(str(path))
+        lock.close()
 
 
 def _memo(dest: Path, version_id: str, groups: Sequence[Sequence[str]], delete: bool,
@@ -319,9 +359,8 @@ def _pull(reader: ServerReader, version: ObservedVersion, task: Mapping[str, Any
     progress = Progress(f"pull {label}", len(chosen), total_bytes, enabled=options.progress)
     writer = _Writer(dest, progress)
     try:
-        missing, present, hashed = _compare(chosen, local, dest, cache, options.workers)
+        missing, present, hashed = _compare(chosen, local, dest, cache, options.workers, progress)
         writer.written.extend(hashed)
-        progress.advance(len(chosen) - len(missing), total_bytes - sum(f.size for f in missing))
         chunks, downloaded = _fetch(reader, missing, dest / STAGING, writer, options.workers)
         n_links = _fetch_links(reader, chosen_links, local, writer, dest / STAGING)
     finally:  # what was verified is remembered, also when the pull stops early
@@ -352,8 +391,10 @@ def declared_splits(version: ObservedVersion) -> Mapping[str, Sequence[str]]:
 
 
 def _compare(chosen: Sequence[StoredFile], local: Mapping[str, tuple[str, StatKey]], dest: Path,
-             cache: HashCache, workers: int) -> tuple[list[StoredFile], int, list[tuple[str, StatKey, str]]]:
-    """(files to fetch, files already right, newly hashed rows to remember)."""
+             cache: HashCache, workers: int, progress: Progress
+             ) -> tuple[list[StoredFile], int, list[tuple[str, StatKey, str]]]:
+    """(files to fetch, files already right, newly hashed rows to remember); ``progress`` counts the files found
+    right (by their stat at once, the hashed ones one by one)."""
     rows = cache.lookup_tree(str(dest)) if local else {}
     missing: list[StoredFile] = []
     to_hash: list[tuple[StoredFile, str]] = []
@@ -371,6 +412,8 @@ def _compare(chosen: Sequence[StoredFile], local: Mapping[str, tuple[str, StatKe
             missing.append(f)
         else:
             to_hash.append((f, path))
+    progress.advance(present, sum(f.size for f in chosen) - sum(f.size for f in missing)
+                     - sum(f.size for f, _ in to_hash))
     hashed: list[tuple[str, StatKey, str]] = []
     if to_hash:
         with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -378,6 +421,7 @@ def _compare(chosen: Sequence[StoredFile], local: Mapping[str, tuple[str, StatKe
                 if got is not None and got[0] == f.sha256:
                     present += 1
                     hashed.append((path, got[1], got[0]))
+                    progress.advance(1, f.size)
                 else:
                     missing.append(f)
     return missing, present, hashed

@@ -13,18 +13,19 @@ Pure: no IO, no clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from .diagnostics import ReconcileError
-from .model import Content, FileEntry, LinkEntry, Source, VersionKey
+from .model import Content, FileEntry, LinkEntry, Source, VersionKey, freeze_json, thaw_json
 from .plan import (
     Action,
     CreateVersion,
     Plan,
     Publish,
     ResumeVersion,
+    SetChecks,
     SetProperties,
     SyncFiles,
     diff_content,
@@ -161,3 +162,22 @@ def upload_from(sync: SyncFiles, actual: Content) -> SyncFiles:
 
     return replace(sync, upload=tuple(FileEntry(f.path, f.size, f.sha256, actual.files[f.path].local)
                                       for f in sync.upload))
+
+
+def move_check_paths(action: Action, move: Callable[[str], str]) -> Action:
+    """``action`` with the local paths its checks read (a schema file, a command's program and folder) passed
+    through ``move``, when it stores checks; any other action as it is. The command makes paths inside its
+    repository checkout relative to it; the agent makes them absolute again in its own checkout."""
+    if not isinstance(action, SetChecks):
+        return action
+    specs = []
+    for spec in action.specs:
+        params = thaw_json(spec.params)
+        for key in ("schema_file", "cwd"):
+            if isinstance(params.get(key), str):
+                params[key] = move(params[key])
+        run = params.get("run")
+        if spec.rule == "command" and isinstance(run, list) and run and "/" in str(run[0]):
+            run[0] = move(str(run[0]))
+        specs.append(replace(spec, params=freeze_json(params)))
+    return replace(action, specs=tuple(specs))

@@ -85,9 +85,12 @@ def _parallel(fn: Callable[[FileEntry], str | None], files: Sequence[FileEntry],
     """``(path, why)`` for every file ``fn`` finds a problem with, in path order."""
     if len(files) < 64 or workers <= 1:
         found = [fn(f) for f in files]
-    else:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="checks") as pool:
+    else:  # a signal stops it at once: the files not started are dropped, not waited for
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="checks")
+        try:
             found = list(pool.map(fn, files, chunksize=32))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
     return sorted((f.path, why) for f, why in zip(files, found, strict=True) if why)
 
 

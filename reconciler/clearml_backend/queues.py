@@ -18,7 +18,7 @@ from ..diagnostics import ReconcileError
 from .api import ApiClient
 
 STEP_CONFIG = "Reconciler Step"  # the configuration item holding a version's step (see render.jsonstep)
-STATUS_FIELDS = ("id", "status", "status_reason", "status_message", "last_worker", "runtime")
+STATUS_FIELDS = ("id", "status", "status_reason", "status_message", "last_worker", "runtime", "last_update")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,7 @@ class TaskState:
     worker: str = ""
     progress: str = ""  # runtime.progress: percent done, as the step reports it
     phase: str = ""  # runtime.reconciler_phase: what the step is doing
+    last_update: str = ""  # changes with every write to the task (the step's progress, its log)
 
 
 class QueueClient:
@@ -54,6 +55,12 @@ class QueueClient:
         rows = self.api.call("workers.get_all").get("workers") or []
         return sorted(str(w.get("id")) for w in rows
                       if any(_queue_id(q) == queue.id for q in w.get("queues") or []))
+
+    def activity(self) -> dict[str, str]:
+        """Every registered worker's last report (``last_activity_time``; an agent reports every 30 s while it
+        lives, a killed one stops, and its registration expires later)."""
+        rows = self.api.call("workers.get_all").get("workers") or []
+        return {str(w.get("id")): str(w.get("last_activity_time") or "") for w in rows}
 
     def enqueue(self, task_id: str, queue: Queue) -> bool:
         """Put ``task_id`` on ``queue``; whether some agent listens on it."""
@@ -85,7 +92,8 @@ class QueueClient:
             runtime = r.get("runtime") or {}
             out[str(r["id"])] = TaskState(str(r["id"]), str(r.get("status") or ""), str(r.get("status_reason") or ""),
                                           str(r.get("status_message") or ""), str(r.get("last_worker") or ""),
-                                          str(runtime.get("progress") or ""), str(runtime.get(PHASE_KEY) or ""))
+                                          str(runtime.get("progress") or ""), str(runtime.get(PHASE_KEY) or ""),
+                                          str(r.get("last_update") or ""))
         return out
 
     def log_lines(self, task_id: str, limit: int = 200) -> list[str]:
@@ -106,15 +114,17 @@ def _queue_id(q: Any) -> str:
     return str(q.get("id")) if isinstance(q, Mapping) else str(q)
 
 
-def check_listened(client: QueueClient, name: str, server: str) -> Queue:
-    """The queue ``name`` when some agent listens on it; otherwise one line saying what to start."""
+def check_listened(client: QueueClient, name: str, server: str, *, on_demand: bool = False) -> Queue:
+    """The queue ``name`` when some agent listens on it (``on_demand``: when it exists; an autoscaler starts
+    agents once work is queued); otherwise one line saying what to start."""
     queue = client.find(name)
     hint = f"start one: clearml-agent daemon --queue {name}"
     if queue is None:
         raise ReconcileError(f"there is no queue {name!r} on {server}, so no agent listens on it; {hint} "
                              "--create-queue")
-    if not client.listeners(queue):
-        raise ReconcileError(f"no agent listens on queue {name!r} on {server}; {hint}")
+    if not on_demand and not client.listeners(queue):
+        raise ReconcileError(f"no agent listens on queue {name!r} on {server}; {hint} (or, for agents an "
+                             "autoscaler starts on demand, --agent-wait SECONDS)")
     return queue
 
 

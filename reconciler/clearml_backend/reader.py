@@ -20,6 +20,7 @@ from typing import Any
 from ..model import (
     FINAL_STATUSES,
     LinkEntry,
+    StoredChunk,
     StoredFile,
     TaskUse,
     VersionLayout,
@@ -229,6 +230,11 @@ class ServerReader:
 
     def chunk_uris(self, chunks: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Where each ``(version id, chunk name)`` is stored; one call per 500 versions that own chunks."""
+        return {key: chunk.uri for key, chunk in self.stored_chunks(chunks).items()}
+
+    def stored_chunks(self, chunks: Iterable[tuple[str, str]]) -> dict[tuple[str, str], StoredChunk]:
+        """Each ``(version id, chunk name)``: where it is, its size and sha256 as recorded; one call per 500
+        versions that own chunks."""
         wanted = sorted(set(chunks))
         owners = sorted({owner for owner, _ in wanted})
         tasks: dict[str, dict[str, Any]] = {}
@@ -236,12 +242,14 @@ class ServerReader:
             rows = self.api.call("tasks.get_all", id=owners[i:i + PAGE_SIZE], search_hidden=True,
                                  only_fields=["id", "execution.artifacts"]).get("tasks") or []
             tasks.update({str(r.get("id")): r for r in rows})
-        out: dict[tuple[str, str], str] = {}
+        out: dict[tuple[str, str], StoredChunk] = {}
         for owner, chunk in wanted:
-            uri = codec.artifact_uri(tasks.get(owner) or {}, chunk)
-            if not uri:
+            art = codec.artifacts(tasks.get(owner) or {}).get(chunk) or {}
+            if not art.get("uri"):
                 raise BackendError(f"chunk {chunk} of version {owner} is not on the server")
-            out[(owner, chunk)] = uri
+            size, digest = art.get("content_size"), art.get("hash")
+            out[(owner, chunk)] = StoredChunk(owner, chunk, str(art["uri"]), size if isinstance(size, int) else None,
+                                              str(digest) if isinstance(digest, str) and len(digest) == 64 else None)
         return out
 
     def download(self, uri: str, dest: Path) -> int:

@@ -101,7 +101,10 @@ def test_three_datasets_built_by_an_agent_then_a_second_apply_changes_nothing(
             - version: 1.0.0
               sources: [{path: ../data/tables}]
             """).replace("versions:\n", "checks:\n  - {name: columns, rule: annotations, glob: '*.csv', columns: "
-                                       "[{name: a, type: int}, {name: b, type: int, min: 0}]}\nversions:\n"),
+                                       "[{name: a, type: int}, {name: b, type: int, min: 0}]}\n"
+                                       "  - {name: rows, rule: annotations, glob: '*.csv', schema_file: row.json}\n"
+                                       "versions:\n"),
+        "manifests/row.json": '{"type": "object", "required": ["a", "b"]}',
     })
     repository(env, tmp_path / "remote.git")
     agent = agents(queue)
@@ -142,7 +145,8 @@ def test_three_datasets_built_by_an_agent_then_a_second_apply_changes_nothing(
         ds = Dataset.get(dataset_project={p!r}, dataset_name="tables", dataset_version="1.0.0")
         result = ds.get_metadata("checks")
     """)  # the agent's step evaluated the check again on the files it uploaded, and stored the results
-    assert [(c["name"], c["status"]) for c in stored["checks"]] == [("columns", "pass")]  # type: ignore[index]
+    assert [(c["name"], c["status"]) for c in stored["checks"]] == [  # type: ignore[index]
+        ("columns", "pass"), ("rows", "pass")]
 
     again = env.reconcile("apply", "--queue", queue, "--auto-approve", "manifests/")
     assert again.returncode == 0, again.stdout + again.stderr
@@ -238,37 +242,58 @@ def test_sources_agents_cannot_see_are_refused_before_anything_is_queued(
     assert dataset_tasks(env, env.project, "xray") == []
 
 
-def test_ctrl_c_takes_queued_steps_off_the_queue_and_stops_running_ones(
-        env: Env, agents: Callable[..., AgentProcess], unique_name: Callable[[str], str], tmp_path: Path) -> None:
-    queue = unique_name("reconcile-q")
-    shared = tmp_path / "shared"
+def _two_datasets(env: Env, shared: Path) -> None:
     write_tree(shared, {"one/a.txt": "a\n", "two/b.txt": "b\n"})
     p = env.project
     write_tree(env.work, {
         "manifests/one.yaml": manifest(p, "one", f"- version: 1.0.0\n  sources: [{{path: {shared / 'one'}}}]\n"),
         "manifests/two.yaml": manifest(p, "two", f"- version: 1.0.0\n  sources: [{{path: {shared / 'two'}}}]\n"),
     })
+
+
+def _the_next_apply_converges(env: Env, agents: Callable[..., AgentProcess], queue: str, shared: Path) -> None:
+    """With a live agent, the next apply (the lock released: no waiting for it) builds both datasets."""
+    fresh = agents(queue)
+    again = env.reconcile("apply", "--queue", queue, "--shared-mount", str(shared), "--auto-approve", "manifests/",
+                          "--lock-timeout", "0", timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr + "\n--- agent\n" + fresh.log_tail()
+    statuses = sorted(t["status"] for n in ("one", "two") for t in dataset_tasks(env, env.project, n))
+    assert statuses == ["completed", "completed"]
+
+
+def _apply_until_a_step_runs(env: Env, agent: AgentProcess, *args: str
+                             ) -> tuple[subprocess.Popen[str], list[str], threading.Thread]:
+    """``apply ARGS`` started, returned once it says a step runs on an agent (its output lines keep coming)."""
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", *args], cwd=env.work, env=env.vars(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    running = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "running on agent" in line:
+                running.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert running.wait(120), "".join(lines) + "\n--- agent\n" + agent.log_tail()
+    return proc, lines, reader
+
+
+def test_ctrl_c_takes_queued_steps_off_the_queue_and_stops_running_ones(
+        env: Env, agents: Callable[..., AgentProcess], unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    queue = unique_name("reconcile-q")
+    shared = tmp_path / "shared"
+    _two_datasets(env, shared)
+    p = env.project
     # the agent's calls go through a proxy that holds its chunk registrations: its step stays running
     proxy = Proxy(env.server.api_url, [Rule("tasks.add_or_update_artifacts", "stall", seconds=15, times=0)]).start()
     agent = agents(queue, api_host=proxy.url)
     try:
-        command = [sys.executable, "-m", "reconciler.cli", "apply", "--queue", queue, "--shared-mount", str(shared),
-                   "--auto-approve", "manifests/"]
-        proc = subprocess.Popen(command, cwd=env.work, env=env.vars(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
-        lines: list[str] = []
-        running = threading.Event()
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.append(line)
-                if "running on agent" in line:
-                    running.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        assert running.wait(120), "".join(lines) + "\n--- agent\n" + agent.log_tail()
+        proc, lines, reader = _apply_until_a_step_runs(env, agent, "--queue", queue, "--shared-mount", str(shared),
+                                                       "--auto-approve", "manifests/")
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
         reader.join(10)
@@ -291,8 +316,56 @@ def test_ctrl_c_takes_queued_steps_off_the_queue_and_stops_running_ones(
     finally:
         agent.stop()
         proxy.stop()
-    fresh = agents(queue)
-    again = env.reconcile("apply", "--queue", queue, "--shared-mount", str(shared), "--auto-approve", "manifests/",
-                          "--lock-timeout", "0", timeout=600)  # the lock was released: no waiting for it
-    assert again.returncode == 0, again.stdout + again.stderr + "\n--- agent\n" + fresh.log_tail()
-    assert sorted(t["status"] for n in ("one", "two") for t in dataset_tasks(env, p, n)) == ["completed", "completed"]
+    _the_next_apply_converges(env, agents, queue, shared)
+
+
+def test_an_agent_killed_mid_step_fails_within_the_step_timeout_then_an_on_demand_agent_finishes_the_work(
+        env: Env, agents: Callable[..., AgentProcess], unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    queue, on_demand = unique_name("reconcile-q"), unique_name("reconcile-od")
+    shared = tmp_path / "shared"
+    _two_datasets(env, shared)
+    # the agent's chunk registrations never reach the server: its step is running when the agent is killed
+    proxy = Proxy(env.server.api_url, [Rule("tasks.add_or_update_artifacts", "drop", times=0)]).start()
+    agent = agents(queue, api_host=proxy.url)
+    try:
+        proc, lines, reader = _apply_until_a_step_runs(env, agent, "--queue", queue, "--shared-mount", str(shared),
+                                                       "--step-timeout", "10", "--auto-approve", "manifests/")
+        os.killpg(agent.proc.pid, signal.SIGKILL)  # the agent and its step die; its registration stays a while
+        killed = time.monotonic()
+        _, stderr = proc.communicate(timeout=120)
+        took = time.monotonic() - killed
+        reader.join(10)
+        assert proc.returncode == 1, "".join(lines) + stderr
+        assert took < 10 + 15, took  # the step timeout, one poll, the lock release
+        step = next(line.split(":")[0].strip() for line in lines if "running on agent" in line)
+        assert f"{step}: the step on agent {agent.worker_id} stopped reporting" in stderr, stderr
+        assert "Traceback" not in stderr
+    finally:
+        agent.stop()
+        proxy.stop()
+
+    # the next applies use a queue whose agents an autoscaler starts only once work is queued
+    env.sdk(f"""
+        from clearml.backend_api.session.client import APIClient
+        result = APIClient().queues.create(name={on_demand!r}).id
+    """)
+    args = ("apply", "--queue", on_demand, "--shared-mount", str(shared), "--auto-approve", "--lock-timeout", "0")
+    short = env.reconcile(*args, "--agent-wait", "2", "manifests/")  # the lock was released: no waiting for it
+    assert short.returncode == 1, short.stdout + short.stderr
+    assert f"no agent took it from queue {on_demand!r} within 2s (--agent-wait)" in short.stderr, short.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler.cli", *args, "--agent-wait", "300", "manifests/"],
+                            cwd=env.work, env=env.vars(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(t["status"] == "queued" for n in ("one", "two") for t in dataset_tasks(env, env.project, n)):
+            assert time.monotonic() < deadline and proc.poll() is None, "nothing was queued"
+            time.sleep(1)
+        agents(on_demand)  # the autoscaler's agent, started because work was queued
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out + err
+    assert sorted(t["status"] for n in ("one", "two") for t in dataset_tasks(env, env.project, n)) == [
+        "completed", "completed"]

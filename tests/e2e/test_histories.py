@@ -36,6 +36,14 @@ class Made:
     files: Mapping[str, str] = field(default_factory=dict)
     remove: tuple[str, ...] = ()
     publish: bool = False
+    metadata: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # set_metadata(value, name)
+    archived: bool = False  # archived after it is finalized (in the UI, say)
+    draft: bool = False  # never finalized: a script's unfinished work
+
+    @property
+    def live(self) -> bool:
+        """Finalized and not archived: what import adopts and the SDK reads."""
+        return not (self.draft or self.archived)
 
 
 CORPUS: tuple[Made, ...] = (
@@ -64,6 +72,14 @@ CORPUS: tuple[Made, ...] = (
     Made("Right", "1.0.0", files={"shared.txt": "right", "r.txt": "r"}),
     Made("LeftRight", "1.0.0", (("Left", "1.0.0"), ("Right", "1.0.0"))),
     Made("RightLeft", "1.0.0", (("Right", "1.0.0"), ("Left", "1.0.0")), {"own.txt": "own"}),
+    # metadata under two names besides the default one; published, archived and draft versions side by side
+    Made("Meta", "1.0.0", files={"m.txt": "m1"}, publish=True,
+         metadata={"metadata": {"k": 1}, "info": {"rows": 1}, "schema": {"columns": ["m"]}}),
+    Made("Meta", "1.1.0", (("Meta", "1.0.0"),), {"gone.txt": "g"}, archived=True,
+         metadata={"metadata": {"k": 2}, "info": {"rows": 2}}),
+    Made("Meta", "1.2.0", (("Meta", "1.0.0"),), {"n.txt": "n"},
+         metadata={"metadata": {"k": 3}, "info": {"rows": 2}, "schema": {"columns": ["m", "n"]}}),
+    Made("Meta", "1.3.0", (("Meta", "1.2.0"),), {"wip.txt": "w"}, draft=True),
     # version strings other than semantic versions (the SDK takes any), merged with a semantic one
     Made("Schemes", "v1", files={"one.txt": "1"}),
     Made("Schemes", "1.1", (("Schemes", "v1"),), {"two.txt": "2"}),
@@ -85,11 +101,19 @@ for i, v in enumerate(SPEC):
             os.makedirs(os.path.dirname(os.path.join(folder, rel)), exist_ok=True)
             open(os.path.join(folder, rel), "w").write(text)
         ds.add_files(folder)
+    for name, value in v["metadata"].items():
+        ds.set_metadata(value, metadata_name=name, ui_visible=False)
     ds.upload()
+    if v["draft"]:
+        continue
     ds.finalize()
     if v["publish"]:
         ds.publish()
-    made[(v["name"], v["version"])] = ds.id
+    if v["archived"]:
+        from clearml.backend_api.session.client import APIClient
+        APIClient().tasks.archive_many(ids=[ds.id])
+    else:
+        made[(v["name"], v["version"])] = ds.id
 result = {f"{k[0]}@{k[1]}": i for k, i in made.items()}
 """
 
@@ -189,9 +213,11 @@ def read_back(env: Env, pythons: Mapping[str, Path], want: Mapping[str, Mapping[
 
 
 def _tips(corpus: Sequence[Made]) -> dict[str, Made]:
+    """The newest live version of each dataset (what a new version goes below)."""
     tips: dict[str, Made] = {}
     for v in corpus:
-        tips[v.name] = v
+        if v.live:
+            tips[v.name] = v
     return tips
 
 
@@ -200,10 +226,12 @@ DECLARED = "D"  # the declared copy of a shape is the dataset "D<name>", next to
 
 
 def _declared(project: str, corpus: Sequence[Made]) -> dict[str, str]:
-    """The manifests (file name -> YAML) declaring ``corpus`` as datasets ``D<name>``; every version's own files
-    under data/<i>/."""
+    """The manifests (file name -> YAML) declaring the live versions of ``corpus`` as datasets ``D<name>``;
+    every version's own files under data/<i>/."""
     docs: dict[str, list[str]] = {}
     for i, v in enumerate(corpus):
+        if not v.live:
+            continue
         lines = [f'  - version: "{v.version}"']
         refs = [p[1] if p[0] == v.name else f"{project}/{DECLARED}{p[0]}@{p[1]}" for p in v.parents]
         if refs:
@@ -214,6 +242,10 @@ def _declared(project: str, corpus: Sequence[Made]) -> dict[str, str]:
             lines.append(f"    sources: [{{path: ../data/{i}}}]")
         if v.publish:
             lines.append("    publish: true")
+        meta = dict(v.metadata)
+        lines.append(f"    metadata: {json.dumps(meta.pop('metadata', {}))}")
+        if meta:
+            lines.append(f"    metadata_artifacts: {json.dumps(meta)}")
         docs.setdefault(DECLARED + v.name, []).extend(lines)
     return {f"{name}.yaml": f"apiVersion: reconciler/v1\nkind: Dataset\nproject: {project}\nname: {name}\n"
             "versions:\n" + "\n".join(lines) + "\n" for name, lines in docs.items()}
@@ -224,10 +256,12 @@ def test_script_made_and_declared_histories_build_and_read_back(env: Env, oldest
     finalized ones (a child of its newest). Declared: the same shapes written in manifests, built by one apply
     that uploads only each version's own files. Then every version this tool made reads back with both SDKs."""
     spec = [dict(name=v.name, version=v.version, parents=v.parents, files=dict(v.files), remove=v.remove,
-                 publish=v.publish) for v in CORPUS]
+                 publish=v.publish, metadata={k: dict(m) for k, m in v.metadata.items()}, archived=v.archived,
+                 draft=v.draft) for v in CORPUS]
     env.sdk(f"SPEC = json.loads({json.dumps(spec)!r})\n" + BUILD, timeout=900)
     res = env.reconcile("import", env.project, "--out", "imported")
     assert res.returncode == 0, res.stdout + res.stderr
+    assert f"note: {env.project}/Meta@1.3.0: a draft" in res.stderr, res.stderr  # said, not adopted
     folder = env.work / "imported" / env.project
     merged = (folder / "Merged.yaml").read_text()
     assert f'parents: ["{env.project}/Images@1.1.0", "{env.project}/Labels@1.0.0"]' in merged, merged
@@ -252,11 +286,24 @@ def test_script_made_and_declared_histories_build_and_read_back(env: Env, oldest
     assert f"merging {env.project}/DTrain@1.0.0, {env.project}/DTest@1.0.0" in plan.stdout, plan.stdout
     res = env.reconcile("apply", "--auto-approve", "imported", "declared")
     assert res.returncode == 0, res.stdout + res.stderr
-    own = sum(len(v.files) for v in CORPUS) + len(new)  # a merge uploads only its own files, never its parents'
-    assert f"{len(CORPUS) + len(new)} versions created, {own} files uploaded" in res.stdout, res.stdout
+    live = [v for v in CORPUS if v.live]
+    own = sum(len(v.files) for v in live) + len(new)  # a merge uploads only its own files, never its parents'
+    assert f"{len(live) + len(new)} versions created, {own} files uploaded" in res.stdout, res.stdout
     plan = env.reconcile("plan", "--detailed-exitcode", "imported", "declared")
     assert plan.returncode == 0, plan.stdout + plan.stderr
 
-    declared = {f"{DECLARED}{k}": files for k, files in want.items()}
+    declared = {f"{DECLARED}{v.name}@{v.version}": want[f"{v.name}@{v.version}"] for v in live}
     order = {**new, **dict(reversed(declared.items()))}  # children before their parents (see read_back)
     read_back(env, {"installed": Path(sys.executable), "oldest": oldest_sdk_python}, order)
+    # every metadata artifact came through import, and the new version carries its dataset's (the newest's);
+    # the declared versions carry theirs
+    metadata = env.sdk(f"""
+        result = {{}}
+        for name, version in (("Meta", "1.0.0"), ("Meta", "1.2.0"), ("Meta", {NEW_VERSION!r}), ("DMeta", "1.2.0")):
+            ds = Dataset.get(dataset_project=PROJECT, dataset_name=name, dataset_version=version)
+            result[f"{{name}}@{{version}}"] = {{n: ds.get_metadata(metadata_name=n)
+                                               for n in ("metadata", "info", "schema")}}
+    """)
+    meta = {v.version: dict(v.metadata) for v in CORPUS if v.name == "Meta"}
+    assert metadata == {"Meta@1.0.0": meta["1.0.0"], "Meta@1.2.0": meta["1.2.0"],
+                        f"Meta@{NEW_VERSION}": meta["1.2.0"], "DMeta@1.2.0": meta["1.2.0"]}

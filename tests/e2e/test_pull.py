@@ -257,3 +257,27 @@ def test_pull_killed_at_ten_points_then_pulled_again(env: Env, proxies: Proxies)
     assert not list(dest.rglob("*.reconcile-part")) and not (dest / ".reconcile-pull").exists()
     _, warm = _pull(env, ref, str(dest), vars=vars)
     assert warm["fetched"] == 0 and warm["chunks"] == 0
+
+
+def test_pull_versions_of_the_oldest_sdk(env: Env, oldest_sdk_python: Path) -> None:
+    """A parent and a child made by clearml 1.16 (the oldest supported SDK): the child's inherited files come from
+    the parent's chunk, and the file a child replaces from its own."""
+    write_tree(env.work / "p", {"x/1.txt": "one", "x/2.bin": _noise(3, 50 * KB)})
+    write_tree(env.work / "q", {"x/1.txt": "one, replaced", "y/3.txt": "three"})
+    code = textwrap.dedent(f"""
+        from clearml import Dataset
+        def make(name, folder, parents=()):
+            ds = Dataset.create(dataset_project={env.project!r}, dataset_name=name, parent_datasets=list(parents))
+            ds.add_files(folder)
+            ds.upload()
+            ds.finalize()
+            return ds.id
+        make('old-child', 'q', [make('old-parent', 'p')])
+    """)
+    r = subprocess.run([str(oldest_sdk_python), "-c", code], cwd=env.work, env=env.vars(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    dest = env.work / "old"
+    _, first = _pull(env, f"{env.project}/old-child@1.0.0", str(dest))
+    assert _tree(dest) == {"x/1.txt": b"one, replaced", "x/2.bin": _noise(3, 50 * KB), "y/3.txt": b"three"}
+    assert first["chunks"] == 2

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import Env, dataset_tasks, write_tree
+from .proxy import Proxies, Rule
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +228,127 @@ def test_aliased_published_and_task_used_versions_are_kept_with_their_reasons(en
     archived = {t["version"] for t in dataset_tasks(env, env.project, name) if "archived" in t["system_tags"]}
     assert archived == {"1.0.3"}  # the kept ones are not even archived
     assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 0
+
+
+# kill -9 points of retention applies, one per step of a shrinking keep_last over pairs of versions (an even one is
+# a root, the odd one after it is built on it and changes all its files): retiring an even version frees its chunk
+# (its child still loads its file list), retiring an odd one deletes it whole, and its freed parent with it
+RETENTION_KILL_POINTS: list[tuple[str, str, str, int]] = [
+    ("api", "tasks.edit", '"expired_at"', 1),  # the time recorded, not archived yet
+    ("api", "tasks.archive", "", 1),
+    ("files", "DELETE", "", 1),  # the first object gone
+    ("files", "DELETE", "", 2),
+    ("api", "tasks.edit", '"freed"', 1),  # the objects gone, the record not written
+    ("api", "tasks.delete", "", 1),  # the objects gone, the task deleted, the answer lost
+    ("files", "HEAD", "", 1),  # checking the objects are gone
+    ("api", "tasks.delete", "", 2),
+    ("api", "tasks.edit", '"expired_at"', 2),  # archiving (the record of this tool's archive)
+    ("api", "projects.delete", "", 1),  # everything done, the lock not released
+]
+PAIRS = len(RETENTION_KILL_POINTS) + 1
+
+
+def _pairs_manifest(env: Env, keep: int) -> None:
+    lines = []
+    for i in range(PAIRS):
+        write_tree(env.work / "data" / "pairs" / f"v{i}", _pair_content(i))  # type: ignore[arg-type]
+        lines += [f"  - version: 1.0.{i}", *([f"    parent: 1.0.{i - 1}"] if i % 2 else []),
+                  f"    sources: [{{path: ../data/pairs/v{i}}}]"]
+    (env.work / "manifests").mkdir(exist_ok=True)
+    (env.work / "manifests" / "pairs.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: reconciler/v1
+        kind: Dataset
+        project: {env.project}
+        name: pairs
+        """) + (f"retention: {{keep_last: {keep}, grace: 0}}\n" if keep < PAIRS else "")
+        + "versions:\n" + "\n".join(lines) + "\n")
+
+
+def _pair_content(i: int) -> dict[str, str]:
+    """Version i's files: an odd version changes every file of its parent (so it reads none of its chunks)."""
+    return {f"p{i - i % 2}.txt": f"pair file {i} " * 20, "shared.txt": f"{i}"}
+
+
+def test_kill_at_any_point_of_a_retention_apply_leaves_kept_versions_readable_and_converges(
+        env: Env, proxies: Proxies) -> None:
+    vars_ = proxies.vars()
+    _pairs_manifest(env, PAIRS)
+    assert env.reconcile("apply", "--auto-approve", "manifests", env=vars_).returncode == 0
+    for n, (side, where, body, nth) in enumerate(RETENTION_KILL_POINTS, 1):
+        _pairs_manifest(env, PAIRS - n)  # retires version 1.0.<n-1>
+        running: list[subprocess.Popen[str]] = []
+        proxy = proxies.api if side == "api" else proxies.files
+        pid = lambda r=running: r[0].pid if r else None  # noqa: E731
+        proxy.rules[:] = [Rule(where, "kill", body=body, nth=nth, pid=pid) if side == "api"
+                          else Rule("/", "kill", method=where, nth=nth, pid=pid)]
+        proc = proxies.start("apply", "--auto-approve", "manifests")
+        running.append(proc)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == -9, f"{where} {body} {nth}: the kill point was never reached\n{out}\n{err}"
+        proxy.rules.clear()
+        oldest_kept = [f"1.0.{n}"]  # the one the retired version's objects are nearest to
+        got = env.sdk(f"""
+            import hashlib, os
+            result = {{}}
+            for v in {oldest_kept!r}:
+                ds = Dataset.get(dataset_project=PROJECT, dataset_name="pairs", dataset_version=v)
+                root = ds.get_local_copy()
+                result[v] = {{os.path.relpath(os.path.join(d, f), root): open(os.path.join(d, f)).read()
+                             for d, _, fs in os.walk(root) for f in fs}}
+                assert ds.verify_dataset_hash() == [], v
+        """, env=vars_)
+        assert got == {v: _pair_content(int(v.rsplit(".", 1)[1])) for v in oldest_kept}, (where, body, nth)
+        assert env.reconcile("unlock", "manifests", env=vars_).returncode == 0
+        res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
+        assert res.returncode == 0, res.stdout + res.stderr
+    plan = env.reconcile("plan", "--detailed-exitcode", "--format", "json", "manifests", env=vars_)
+    assert plan.returncode == 0, plan.stdout + plan.stderr  # converged
+    versions = {t["version"] for t in dataset_tasks(env, env.project, "pairs")}
+    # every retired version is gone whole at last (1.0.9 and its freed parent 1.0.8 in the last step)
+    assert versions == {"1.0.10"}, versions
+
+
+def test_retention_frees_s3_storage_by_what_the_plan_says(env: Env, moto_endpoint: str, tmp_path: Path) -> None:
+    import boto3
+
+    hostport = moto_endpoint.removeprefix("http://")
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    bucket = f"ret-{env.project.lower()}"[:60]
+    s3.create_bucket(Bucket=bucket)
+    config = tmp_path / "clearml.conf"
+    config.write_text(json.dumps({"sdk": {"aws": {"s3": {"credentials": [{
+        "host": hostport, "bucket": bucket, "key": "testing", "secret": "testing", "secure": False,
+        "multipart": False, "region": "us-east-1"}]}}}}))
+    vars_ = {**env.vars(), "CLEARML_CONFIG_FILE": str(config)}
+
+    def listing() -> dict[str, int]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="store/")
+        return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+    name = "on-s3"
+    manifest = write_chain(env, name, 5, extra=f"storage: s3://{hostport}/{bucket}/store\n")
+    res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
+    assert res.returncode == 0, res.stdout + res.stderr
+    before = listing()
+    manifest.write_text(manifest.read_text().replace("versions:\n", "retention: {keep_last: 2, grace: 0}\nversions:\n"))
+    plan = env.reconcile("plan", "--format", "json", "manifests", env=vars_)
+    assert plan.returncode == 0, plan.stderr
+    freed = json.loads(plan.stdout)["freed"]["freed_bytes"]
+    used = json.loads(env.reconcile("usage", "--format", "json", "manifests", env=vars_).stdout)
+    assert used["stored_bytes"] == sum(before.values()) and used["policy_frees_bytes"] == freed > 0
+    res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = listing()
+    assert sum(before.values()) - sum(after.values()) == freed and set(after) < set(before)
+    assert env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_).returncode == 0
+    got = env.sdk(f"""
+        import hashlib, os
+        result = {{}}
+        for v in ("1.0.3", "1.0.4"):
+            ds = Dataset.get(dataset_project=PROJECT, dataset_name={name!r}, dataset_version=v)
+            root = ds.get_local_copy()
+            result[v] = {{os.path.relpath(os.path.join(d, f), root): hashlib.sha256(open(os.path.join(d, f), "rb")
+                         .read()).hexdigest() for d, _, fs in os.walk(root) for f in fs}}
+    """, env=vars_)
+    assert got == {"1.0.3": sha(content(3)), "1.0.4": sha(content(4))}

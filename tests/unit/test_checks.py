@@ -292,3 +292,28 @@ def test_leakage_across_the_versions_declared_splits(tmp_path: Path) -> None:
     assert evaluate_check(check("leakage"), data).offending == ("test/b", "train/a")
     lost = run(check("leakage"), content)
     assert lost.status == "fail" and "no splits to compare" in lost.message
+
+
+def test_a_stop_drops_the_files_not_started() -> None:
+    """A signal raised while files are checked in parallel ends the pass without checking the rest."""
+    import threading
+    import time
+
+    from reconciler.checks.rules import _parallel
+
+    files = [FileEntry(f"f{i:05d}", 1, "h", "/nowhere") for i in range(5000)]
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def slow(f: FileEntry) -> str | None:
+        with lock:
+            seen.append(f.path)
+        if f.path == "f00000":
+            raise KeyboardInterrupt
+        time.sleep(0.001)
+        return None
+
+    with pytest.raises(KeyboardInterrupt):
+        _parallel(slow, files, workers=2)
+    time.sleep(0.05)
+    assert len(seen) < 500

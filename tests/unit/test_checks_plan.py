@@ -186,3 +186,58 @@ def test_the_schema_knows_every_rule_and_option() -> None:
     check = manifest_schema()["$defs"]["check"]
     assert tuple(check["properties"]["rule"]["enum"]) == RULES
     assert set(check["properties"]) == COMMON_OPTIONS | {o for opts in RULE_OPTIONS.values() for o in opts}
+
+
+def test_reconcile_check_alone_in_every_format(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    path = manifest(tmp_path, """\
+        apiVersion: reconciler/v1
+        kind: Dataset
+        project: proj
+        name: dsx
+        checks:
+          - {name: no-empty, rule: empty_files}
+          - {name: enough, rule: files, error_if: "<1", warn_if: "<5"}
+        versions:
+          - version: 1.0.0
+            sources: [{path: data}]
+    """)
+
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "reconciler.cli", "check", *args, str(path)], cwd=tmp_path,
+                              capture_output=True, text=True, env={**__import__("os").environ, "NO_COLOR": "1",
+                                                                    "HOME": str(tmp_path)}, timeout=120)
+
+    ok = check()
+    assert ok.returncode == 0, ok.stderr
+    assert "WARN enough (files)" in ok.stdout and "1 version checked: 1 passed, 1 warned, 0 failed." in ok.stdout
+    (tmp_path / "data" / "empty.txt").write_text("")
+    text, as_json, md = check(), check("--format", "json"), check("--format", "markdown")
+    assert text.returncode == as_json.returncode == md.returncode == 1
+    assert text.stderr.startswith("m.yaml:6:5: error: check 'no-empty' (empty_files) of proj/dsx@1.0.0 failed")
+    assert "FAIL no-empty (empty_files)" in text.stdout and "empty.txt" in text.stdout
+    data = json.loads(as_json.stdout)
+    assert data["summary"] == {"passed": 0, "warned": 1, "failed": 1}
+    assert data["versions"][0]["checks"][0]["offending"] == ["empty.txt"]
+    assert "| `proj/dsx@1.0.0` | `no-empty` | fail |" in md.stdout and "`empty.txt`" in md.stdout
+
+
+def test_check_paths_move_into_an_agents_checkout() -> None:
+    from reconciler.steps import move_check_paths
+
+    specs = (CheckSpec("s", "annotations", params=freeze_json({"glob": "*.json", "schema_file": "/repo/s.json"})),
+             CheckSpec("c", "command", params=freeze_json({"run": ["/repo/tools/gate", "--strict"], "cwd": "/repo"})),
+             CheckSpec("p", "command", params=freeze_json({"run": ["python3", "-c", "pass"], "cwd": "/elsewhere"})))
+    action = SetChecks(vk("1.0.0"), VersionChecks(vk("1.0.0"), "d", ()), specs)
+    sent = move_check_paths(action, lambda p: p.removeprefix("/repo/").removeprefix("/repo") or ".")
+    assert isinstance(sent, SetChecks)
+    assert [dict(s.params) for s in sent.specs][:1] == [{"glob": "*.json", "schema_file": "s.json"}]
+    assert sent.specs[1].params["run"] == ("tools/gate", "--strict") and sent.specs[1].params["cwd"] == "."
+    assert sent.specs[2].params["run"] == ("python3", "-c", "pass")  # a program found on PATH stays as it is
+    back = move_check_paths(sent, lambda p: p if p.startswith("/") else f"/agent/{p}")
+    assert back.specs[0].params["schema_file"] == "/agent/s.json"
+    assert back.specs[1].params["run"][0] == "/agent/tools/gate"
+    assert move_check_paths(Finalize(vk("1.0.0"), "d"), str.upper) == Finalize(vk("1.0.0"), "d")

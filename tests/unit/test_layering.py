@@ -60,6 +60,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                           "reconciler.sources", "reconciler.manifest", "reconciler.localserver",
                           "reconciler.connection", "reconciler.dispatch", "reconciler.agentstep"),
     "reconciler.lineage": ("reconciler.",),
+    "reconciler.export": ("reconciler.engine", "reconciler.cli", "reconciler.apply", "reconciler.render",
+                          "reconciler.localserver", "reconciler.manifest", "reconciler.sources"),
     "reconciler.webpages": ("reconciler.cli", "reconciler.engine", "reconciler.apply", "reconciler.manifest",
                             "reconciler.sources", "reconciler.report"),
     "reconciler.show": ("reconciler.engine", "reconciler.cli", "reconciler.apply", "reconciler.render",

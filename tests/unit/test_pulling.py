@@ -44,7 +44,8 @@ def test_only_the_chunks_holding_the_selection_are_planned() -> None:
     assert plan_chunks([]) == {}
 
 
-@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "a/./b", "", "a//b", f"{STAGING}/x"])
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "a/./b", "", "a//b", f"{STAGING}/x",
+                                 f"a/.b.txt.1{PART_SUFFIX}"])
 def test_unsafe_paths_are_refused(bad: str) -> None:
     with pytest.raises(ReconcileError, match="unsafe path"):
         check_paths(["ok.txt", bad], "p/n@1.0.0")
@@ -168,3 +169,15 @@ def test_a_change_of_splits_alone_recomputes_statistics() -> None:
     assert dict(stats[0].splits) == {"train": ("train/**",)}
     again = plan_from_json(plan_to_json(plan))
     assert [dict(a.splits) for a in again.actions if isinstance(a, SetStatistics)] == [{"train": ("train/**",)}]
+
+
+def test_one_pull_at_a_time_writes_a_folder(tmp_path: Path) -> None:
+    from reconciler.pulling import LOCK_NAME, _locked
+
+    with _locked(tmp_path):
+        assert (tmp_path / LOCK_NAME).exists() and LOCK_NAME not in walk(tmp_path)
+        with pytest.raises(ReconcileError, match="another pull is writing"), _locked(tmp_path):
+            pass
+    assert not (tmp_path / LOCK_NAME).exists()
+    with _locked(tmp_path):  # free again
+        pass

@@ -14,13 +14,14 @@ from reconciler.model import (
     DesiredState,
     ObservedState,
     ObservedVersion,
+    Properties,
     Retention,
     StoredObject,
     TaskUse,
     VersionKey,
     VersionSpec,
 )
-from reconciler.plan import Archive, DeleteVersion, compute_contents, compute_plan
+from reconciler.plan import Archive, DeleteVersion, SetProperties, compute_contents, compute_plan
 from reconciler.render import plan_from_json, plan_to_json, render_human, render_markdown
 from reconciler.retention import RetentionInputs, plan_retention
 
@@ -174,3 +175,15 @@ def test_no_clock_no_retention():
     desired = chain(3, Retention(keep_last=1, grace=0))
     observed = ObservedState(tuple(version(i) for i in range(3)))
     assert plan_retention(desired, observed, RetentionInputs(None)).retired == frozenset()
+
+
+def test_an_alias_moved_off_a_retired_version_is_taken_off_it_before_it_goes():
+    desired = chain(3, Retention(keep_last=1, grace=0), aliases={"production": "1.0.2"}, roots=(0, 1, 2))
+    contents = compute_contents(desired, {})
+    tagged = replace(version(0), properties=Properties(tags=frozenset({"production"})))
+    plan = compute_plan(desired, contents, ObservedState((tagged, version(1), version(2))),
+                        retention=RetentionInputs(NOW))
+    untag = [a for a in plan.actions if isinstance(a, SetProperties) and a.version == vk(0)]
+    assert [a.after.tags for a in untag] == [frozenset()]
+    order = [type(a).__name__ for a in plan.actions if a.version == vk(0)]
+    assert order.index("SetProperties") < order.index("Archive") < order.index("DeleteVersion")
