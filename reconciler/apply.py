@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._compat import assert_never
-from .checks import BYTE_RULES, CheckInput, VersionChecks, checks_to_json, evaluate_checks, ui_rows
+from .checks.evaluate import evaluate_checks
+from .checks.results import VersionChecks, checks_to_json, ui_rows
+from .checks.rules import BYTE_RULES, CheckInput
 from .clearml_backend import Interrupted, LeaseLost, codec
 from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
 from .diagnostics import Diagnostic, ReconcileError

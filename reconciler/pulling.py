@@ -250,7 +250,7 @@ class _Writer:
         size = 0
         try:
             with open(tmp, "wb") as out:
-                while block := src.read(_BLOCK):
+                while (block := src.read(_BLOCK)) and size <= f.size:  # never more than the recorded size
                     h.update(block)
                     out.write(block)
                     size += len(block)
