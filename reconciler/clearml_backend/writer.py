@@ -405,6 +405,8 @@ class ServerWriter:
                 raise BackendError(f"no writer for the property {name!r}")
         if store or drop:
             self.set_json_artifacts(key, version_id, None, store, {"metadata": after.metadata_json}, remove=drop)
+        if isinstance(store.get(codec.CARD_KEY), dict):
+            self.report_card(key, version_id, store[codec.CARD_KEY])
         if edits:
             self.api.call("tasks.edit", write=True, task=version_id, force=True, **edits)
         self.record_applied(version_id, after)
@@ -494,6 +496,23 @@ class ServerWriter:
         for k, v in values.items():
             if kept.get(k, "") != v:
                 raise BackendError(f"the server did not keep {codec.SECTION}.{k} of version {version_id}")
+
+    def report_card(self, key: VersionKey, version_id: str, card: Mapping[str, Any]) -> None:
+        """The card's page as a debug sample, where the UI shows a dataset version's preview; only while the
+        version is a draft (the server takes no new events of a finalized one: the ``card`` artifact is then the
+        card)."""
+        task = self.reader.full_task(version_id)
+        if str(task.get("status")) not in ("created", "in_progress"):
+            return
+        raw = codec.card_html(card)
+        prefix = codec.storage_prefix(_output_base(task) or self.api.cfg.files_host, key, version_id)
+        uri = f"{prefix}/{codec.CARD_KEY}/card.{hashlib.sha256(raw).hexdigest()[:12]}.html"
+        self._store_bytes(uri, raw)
+        metric, variant = codec.CARD_SAMPLE
+        event = codec.debug_sample_event(version_id, metric, variant, uri, int(time.time() * 1000))
+        data = self.api.call_lines("events.add_batch", [event])
+        if int(data.get("errors") or 0) or int(data.get("added") or 0) != 1:
+            raise BackendError(f"the server did not keep the card page of version {version_id}")
 
     def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         if not events:
