@@ -330,9 +330,12 @@ def diff_desired(reader: ServerReader, desired: DesiredState, contents: Mapping[
         live = choose_observed(by_key.get(spec.key, []))
         side = Side(f"{spec.key} (manifests)", None, contents[spec.key], spec.properties)
         parent = None
-        if live is None and spec.parent is not None:
-            parent = _parent_side(reader, desired.version(spec.parent), contents[spec.parent],
-                                  choose_observed(by_key.get(spec.parent, [])), ds.statistics, options)
+        if live is None and spec.parents:
+            sides = [_parent_side(reader, desired.version(p), contents[p], choose_observed(by_key.get(p, [])),
+                                  ds.statistics and len(spec.parents) == 1, options) for p in spec.parents]
+            parent = sides[0] if len(sides) == 1 else _with_stats(
+                Side(f"{' + '.join(str(p) for p in spec.parents)} (parents, merged)", None,
+                     Content.merged([s.content for s in sides]), sides[-1].properties), ds.statistics, options)
         pairs.append(_desired_pair(reader, ds.statistics, side, live, options, parent))
     return DiffReport("desired-vs-live", tuple(pairs))
 

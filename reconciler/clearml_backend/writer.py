@@ -175,11 +175,12 @@ class ServerWriter:
                 self.api.call("projects.update", write=True, project=row["id"],
                               system_tags=sorted({*tags, codec.HIDDEN_TAG}))
 
-    def create_draft(self, key: VersionKey, parent_id: str | None, storage: str | None) -> str:
-        """A new draft version, marked as this tool's in the same call that creates it; its id."""
+    def create_draft(self, key: VersionKey, parent_ids: Sequence[str], storage: str | None) -> str:
+        """A new draft version (``parent_ids`` in merge order), marked as this tool's in the same call that
+        creates it; its id."""
         project_id = self.dataset_project(key)
         run_token = secrets.token_hex(8)
-        book = codec.Bookkeeping(parent_ids=(parent_id,) if parent_id else (), run_token=run_token)
+        book = codec.Bookkeeping(parent_ids=tuple(parent_ids), run_token=run_token)
         body: dict[str, Any] = dict(
             name=key.name, type=codec.TASK_TYPE, project=project_id,
             system_tags=[codec.DATASET_TAG, codec.MANAGED_TAG], comment="",
@@ -208,17 +209,19 @@ class ServerWriter:
                 return str(row["id"])
         return None
 
-    def open_draft(self, key: VersionKey, version_id: str, parent_id: str | None, storage: str | None) -> Draft:
-        """The draft ``version_id`` ready to take files: its inherited entries read from the parent's state.
+    def open_draft(self, key: VersionKey, version_id: str, parent_ids: Sequence[str], storage: str | None
+                   ) -> Draft:
+        """The draft ``version_id`` ready to take files: its inherited entries read from its parents' states,
+        merged in order as the SDK's ``Dataset.create(parent_datasets=[...])`` does (a later parent's entry at
+        the same path wins; their dependency graphs and chunk counts united; compressed sizes summed).
 
         ``storage``: where its chunks go; None: the draft's own output destination, else the file server.
         """
         if storage is None:
             storage = _output_base(self.reader.task(version_id, ("id", "output")) or {}) or None
         base = storage or self.api.cfg.files_host
-        draft = Draft(key, version_id, codec.storage_prefix(base, key, version_id),
-                      (parent_id,) if parent_id else ())
-        if parent_id:
+        draft = Draft(key, version_id, codec.storage_prefix(base, key, version_id), tuple(parent_ids))
+        for parent_id in parent_ids:
             parent = self.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
             if parent is None:
                 raise BackendError(f"the parent version {parent_id} of {key} is not on the server")
@@ -226,16 +229,20 @@ class ServerWriter:
             if state is None:
                 raise BackendError(f"the parent version {parent_id} of {key} has no file list")
             entries, links, graph = codec.read_state(state)
-            draft.parent_graph = graph or {parent_id: []}
-            draft.inherited = {e.path: e for e in entries}
-            draft.inherited_links = {s.link.path: s for s in links}
+            draft.parent_graph.update(graph or {parent_id: []})
+            for e in entries:
+                draft.inherited_links.pop(e.path, None)
+                draft.inherited[e.path] = e
+            for s in links:
+                draft.inherited.pop(s.link.path, None)
+                draft.inherited_links[s.link.path] = s
             lookup = state.get("dependency_chunk_lookup")
             if isinstance(lookup, Mapping):
-                draft.parent_chunks = {str(k): int(v) for k, v in lookup.items() if isinstance(v, int)}
+                draft.parent_chunks.update({str(k): int(v) for k, v in lookup.items() if isinstance(v, int)})
             else:
-                draft.parent_chunks = {parent_id: _count_chunks(parent)}
+                draft.parent_chunks[parent_id] = _count_chunks(parent)
             compressed = (parent.get("runtime") or {}).get("ds_total_size_compressed")
-            draft.parent_compressed = compressed if isinstance(compressed, int) else 0
+            draft.parent_compressed += compressed if isinstance(compressed, int) else 0
         return draft
 
     def discard_chunks(self, version_id: str) -> int:
