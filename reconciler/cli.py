@@ -464,7 +464,7 @@ def check(paths: tuple[Path, ...], fmt: str, targets: tuple[str, ...], workers: 
     """
     import json
 
-    from .checks import checks_to_json, summary
+    from .checks.results import checks_to_json, summary
     from .engine import check_offline
     from .manifest import load_manifests
     from .render.checks import render_checks_markdown, render_checks_text

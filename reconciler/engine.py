@@ -46,7 +46,7 @@ from .sources import (
 
 if TYPE_CHECKING:  # imported where used: plan loads neither the writer nor the reports' statistics and images
     from .apply import ApplyOptions, ApplyResult
-    from .checks import VersionChecks
+    from .checks.results import VersionChecks
     from .dispatch import QueueOptions
     from .report import DiffReport
 
@@ -120,7 +120,7 @@ def check_offline(state: DesiredState, targets: tuple[str, ...], *, workers: int
     """The checks of every version of ``state`` (or of ``targets``) on the files its sources give, without a
     server: the results, and the versions not checked because they stand on an adopted version (whose files only
     the server has)."""
-    from .checks import check_versions
+    from .checks.evaluate import check_versions
 
     check_targets(state, targets)
     own = resolve_sources(state, workers=workers, progress=progress)
@@ -252,7 +252,7 @@ class Run:
                                           retention=retention)
             to_check = versions_to_check(self.state, self._plan)
             if to_check:  # planned again with the results: failing versions are held
-                from .checks import check_versions
+                from .checks.evaluate import check_versions
 
                 results = check_versions(self.state, self.contents(), to_check, workers=self.workers)
                 self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,

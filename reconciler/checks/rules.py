@@ -22,7 +22,7 @@ from typing import Any
 
 from ..globs import GlobSet
 from ..model import CheckSpec, Content, FileEntry, VersionKey, thaw_json
-from ..statistics import IMAGE_EXTENSIONS, extension, split_and_class
+from ..statistics import extension, is_image, split_and_class
 
 COMMAND_FORMAT_VERSION = 1
 COMMAND_TIMEOUT = 300.0  # seconds, unless the check gives its own
@@ -64,12 +64,14 @@ def _param(spec: CheckSpec, name: str, default: Any = None) -> Any:
     return thaw_json(spec.params.get(name, default))
 
 
-def _selected(spec: CheckSpec, content: Content, default_glob: Iterable[str] = ()) -> list[FileEntry]:
+def _selected(spec: CheckSpec, content: Content, images_only: bool = False) -> list[FileEntry]:
+    """The files the check's ``glob`` selects; without one, every file (or every image, as statistics sees
+    them: by extension, whatever its case)."""
     pats = _param(spec, "glob")
-    patterns = [pats] if isinstance(pats, str) else list(pats or default_glob)
+    patterns = [pats] if isinstance(pats, str) else list(pats or ())
     files = list(content.files.values())
     if not patterns:
-        return files
+        return [f for f in files if is_image(f.path)] if images_only else files
     globs = GlobSet.compile(patterns)
     return [f for f in files if globs.matches(f.path)]
 
@@ -128,7 +130,7 @@ def rule_extensions(spec: CheckSpec, data: CheckInput) -> Outcome:
 def _classes(spec: CheckSpec, data: CheckInput) -> dict[str, Counter[str]]:
     """split -> class -> files, over the files the check selects (images by default)."""
     per: dict[str, Counter[str]] = defaultdict(Counter)
-    for f in _selected(spec, data.content, [f"*{e}" for e in sorted(IMAGE_EXTENSIONS)]):
+    for f in _selected(spec, data.content, images_only=True):
         split, cls = split_and_class(f.path)
         per[split][cls] += 1
     return per
@@ -192,7 +194,7 @@ def _image_problem(spec: CheckSpec) -> Callable[[FileEntry], str | None]:
 
 
 def rule_images(spec: CheckSpec, data: CheckInput) -> Outcome:
-    files, note = _unread(_selected(spec, data.content, [f"*{e}" for e in sorted(IMAGE_EXTENSIONS)]))
+    files, note = _unread(_selected(spec, data.content, images_only=True))
     return Outcome(0, tuple(_parallel(_image_problem(spec), files, data.workers)), note)
 
 

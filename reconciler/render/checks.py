@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import escape
-from ..checks import VersionChecks, summary
+from ..checks.results import VersionChecks, summary
 from ..model import VersionKey
 from .common import counted
 

@@ -317,3 +317,18 @@ def test_a_stop_drops_the_files_not_started() -> None:
         _parallel(slow, files, workers=2)
     time.sleep(0.05)
     assert len(seen) < 500
+
+
+def test_images_are_found_by_extension_whatever_its_case(tmp_path: Path) -> None:
+    failed = run(check("images"), write(tmp_path, {"A.PNG": b"broken", "b.Jpg": png(), "c.txt": b"text"}))
+    assert failed.offending == ("A.PNG",)
+
+
+def test_the_package_names_load_on_first_use() -> None:
+    import reconciler.checks as package
+
+    assert sorted(package.__all__) == sorted(package._MODULE_OF)
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    with pytest.raises(AttributeError):
+        package.nothing_such  # noqa: B018

@@ -181,3 +181,33 @@ def test_one_pull_at_a_time_writes_a_folder(tmp_path: Path) -> None:
     assert not (tmp_path / LOCK_NAME).exists()
     with _locked(tmp_path):  # free again
         pass
+
+
+def test_a_file_is_renamed_into_place_only_when_its_bytes_are_the_versions(tmp_path: Path) -> None:
+    import hashlib
+    import io
+
+    from reconciler.clearml_backend import BackendError
+    from reconciler.pulling import _Writer
+    from reconciler.sources.progress import Progress
+
+    def entry(path: str, data: bytes) -> StoredFile:
+        return StoredFile(path, len(data), hashlib.sha256(data).hexdigest(), "v1", "data")
+
+    writer = _Writer(tmp_path, Progress("pull", 3, enabled=False))
+    writer.write(entry("a/b.txt", b"abc"), io.BytesIO(b"abc"), "chunk data of version v1")
+    assert (tmp_path / "a" / "b.txt").read_bytes() == b"abc" and len(writer.written) == 1
+    for got in (b"abd", b"abcdef" * 100_000, b""):  # other bytes, more bytes, fewer bytes
+        with pytest.raises(BackendError, match="does not match the version's file list"):
+            writer.write(entry("a/c.txt", b"abc"), io.BytesIO(got), "chunk data of version v1")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b.txt"]  # no temporary file, no c.txt
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ReconcileError, match="is a folder"):
+        writer.write(entry("d", b"x"), io.BytesIO(b"x"), "chunk")
+    (tmp_path / "out").mkdir()
+    escape = tmp_path / "dest"
+    escape.mkdir()
+    (escape / "up").symlink_to(tmp_path / "out")
+    with pytest.raises(ReconcileError, match="leads outside"):
+        _Writer(escape, Progress("pull", 1, enabled=False)).write(entry("up/x.txt", b"x"), io.BytesIO(b"x"), "c")
+    assert not (tmp_path / "out" / "x.txt").exists()
