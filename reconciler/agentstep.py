@@ -100,16 +100,17 @@ def _state_content(state: dict[str, object]) -> Content:
 
 
 def content_here(step: Step, parent_content: Content, *, root: Path, workers: int) -> Content:
-    """The version's content from its sources as they are on this machine, on top of its parent's."""
+    """The version's content from its sources as they are on this machine, on top of its parents' (merged)."""
     sources = tuple(_here(s, root) for s in step.sources)
-    spec = VersionSpec(step.version, step.parent, sources, step.remove)
+    base = step.parents[:1]  # the parents' merged content stands as the first one's
+    spec = VersionSpec(step.version, base, sources, step.remove)
     by_dataset: dict[DatasetKey, list[VersionSpec]] = {}
-    if step.parent is not None:
-        by_dataset.setdefault(step.parent.dataset, []).append(VersionSpec(step.parent))
+    for p in base:
+        by_dataset.setdefault(p.dataset, []).append(VersionSpec(p))
     by_dataset.setdefault(step.version.dataset, []).append(spec)
     state = DesiredState(tuple(DatasetSpec(k, tuple(v)) for k, v in by_dataset.items()))
     own = resolve_sources(state, workers=workers, progress=False)
-    adopted = {step.parent: parent_content} if step.parent is not None else {}
+    adopted = {p: parent_content for p in base}
     return compute_contents(state, own, adopted)[step.version]
 
 
@@ -139,27 +140,28 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
     if version != step.version.version or str(task.get("name")) != step.version.name:
         raise ReconcileError(f"task {task_id} is not the version {step.version} its step builds")
     book = codec.read_bookkeeping(task)
-    parent_id = book.parent_ids[0] if step.parent is not None and book.parent_ids else None
-    if step.parent is not None and parent_id is None:
-        raise ReconcileError(f"version {task_id} does not record its parent {step.parent}")
+    parent_ids = book.parent_ids if step.parents else ()
+    if len(parent_ids) != len(step.parents):
+        raise ReconcileError(f"version {task_id} does not record its parents {', '.join(map(str, step.parents))}")
     with LeaseFollower(backend.api, step.lock):
         progress = _Progress(backend, task_id, report)
         progress.set_phase("resolving sources", 0)
         _check_storage(backend, task_id, step.version)
-        parent_content = Content()
-        if parent_id is not None:
+        contents = []
+        for parent_key, parent_id in zip(step.parents, parent_ids, strict=True):
             parent = backend.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
             state = backend.reader.read_state(parent, None) if parent else None
             if state is None:
-                raise ReconcileError(f"the parent {step.parent} ({parent_id}) of {step.version} has no file list")
-            parent_content = _state_content(state)
+                raise ReconcileError(f"the parent {parent_key} ({parent_id}) of {step.version} has no file list")
+            contents.append(_state_content(state))
+        parent_content = Content.merged(contents) if contents else Content()
         report(f"resolving the sources of {step.version} in {Path.cwd()}")
         actual = content_here(step, parent_content, root=Path.cwd(), workers=workers)
         planned = planned_content(parent_content, step.sync)
         final = next((a for a in step.actions if isinstance(a, Finalize)), None)
         if final is not None and planned.digest() != final.content_digest:
-            raise ReconcileError(f"the parent {step.parent} of {step.version} no longer holds what the plan was made "
-                                 "from; run 'reconcile plan' again")
+            raise ReconcileError(f"the parents of {step.version} no longer hold what the plan was made from; run "
+                                 "'reconcile plan' again")
         mismatches = content_mismatches(planned, actual)
         if mismatches:
             raise mismatch_error(step.version, mismatches)
@@ -167,13 +169,13 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
         sync = step.sync
         progress.total = sync.upload_bytes if sync is not None else 0
         progress.set_phase("uploading" if progress.total else "writing", 10)
-        actions: list[Action] = [ResumeVersion(step.version, task_id, step.parent)]
+        actions: list[Action] = [ResumeVersion(step.version, task_id, step.parents)]
         here = Path.cwd()
         actions += [upload_from(a, actual) if isinstance(a, SyncFiles)
                     else move_check_paths(a, lambda p: p if Path(p).is_absolute() else str(here / p))
                     for a in step.actions]
-        observed = ObservedState(
-            (ObservedVersion(step.parent, parent_id, "completed"),) if step.parent and parent_id else ())
+        observed = ObservedState(tuple(ObservedVersion(k, i, "completed")
+                                       for k, i in zip(step.parents, parent_ids, strict=True)))
         options = ApplyOptions(workers=workers, forget_hashes=forget_hashes, upload_progress=progress.uploaded)
         result = apply_plan(Plan(actions=tuple(actions)), backend.writer, observed, options, report=report,
                             local_contents={step.version: actual})

@@ -65,8 +65,9 @@ from .statistics import (
 class Writer(Protocol):
     """What apply needs from a server (``clearml_backend.ServerWriter``; an in-memory one in tests)."""
 
-    def create_draft(self, key: VersionKey, parent_id: str | None, storage: str | None) -> str: ...
-    def open_draft(self, key: VersionKey, version_id: str, parent_id: str | None, storage: str | None) -> Draft: ...
+    def create_draft(self, key: VersionKey, parent_ids: Sequence[str], storage: str | None) -> str: ...
+    def open_draft(self, key: VersionKey, version_id: str, parent_ids: Sequence[str], storage: str | None
+                   ) -> Draft: ...
     def discard_chunks(self, version_id: str) -> int: ...
     def upload_files(self, draft: Draft, files: Sequence[FileEntry], options: UploadOptions,
                      progress: Callable[[int, int], None] | None = None) -> None: ...
@@ -81,7 +82,7 @@ class Writer(Protocol):
     def delete_version(self, key: VersionKey, version_id: str, objects: Sequence[StoredObject], *,
                        whole: bool = True) -> None: ...
     def delete_draft(self, version_id: str) -> None: ...
-    def restore(self, key: VersionKey, version_id: str) -> None: ...
+    def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None: ...
     def version_files(self, version_id: str) -> dict[str, Any]: ...
     def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]: ...
 
@@ -138,7 +139,7 @@ class _Applier:
         self.local_contents = local_contents
         self.result = ApplyResult()
         self.drafts: dict[VersionKey, Draft] = {}
-        self.parents: dict[VersionKey, VersionKey | None] = {}
+        self.parents: dict[VersionKey, tuple[VersionKey, ...]] = {}
         self.statuses: dict[VersionKey, str] = {}
         for key, candidates in observed.by_key().items():
             chosen = choose_observed(candidates)
@@ -153,13 +154,13 @@ class _Applier:
 
     def run(self, action: Action) -> None:
         match action:
-            case CreateVersion(version=v, parent=p, storage=s):
-                parent_id = self.version_id(p) if p else None
-                version_id = self.writer.create_draft(v, parent_id, s)
+            case CreateVersion(version=v, parents=ps, storage=s):
+                parent_ids = [self.version_id(p) for p in ps]
+                version_id = self.writer.create_draft(v, parent_ids, s)
                 self.result.ids[v] = version_id
                 self.result.created.append(v)
                 self.statuses[v] = "created"
-                self.drafts[v] = self.writer.open_draft(v, version_id, parent_id, s)
+                self.drafts[v] = self.writer.open_draft(v, version_id, parent_ids, s)
                 self.report(f"  created {v} (id {version_id})")
             case ResumeVersion(version=v, version_id=i):
                 self.result.ids[v] = i
@@ -168,10 +169,10 @@ class _Applier:
                 if discarded:
                     self.report(f"  discarded {counted(discarded, 'chunk')} an interrupted run left on {v}; "
                                 "uploading again")
-                parent = self.parents.get(v)
-                self.drafts[v] = self.writer.open_draft(v, i, self.version_id(parent) if parent else None, None)
-            case Restore(version=v, version_id=i):
-                self.writer.restore(v, i)
+                parent_ids = [self.version_id(p) for p in self.parents.get(v, ())]
+                self.drafts[v] = self.writer.open_draft(v, i, parent_ids, None)
+            case Restore(version=v, version_id=i, system_tags=tags):
+                self.writer.restore(v, i, tags)
                 self.result.ids[v] = i
             case DiscardDraft(version_id=i):
                 self.writer.delete_draft(i)
@@ -330,17 +331,17 @@ def apply_plan(
     applier.result.ids.update(known_ids or {})  # versions made since ``observed`` (by agents' steps)
     for a in plan.actions:
         if isinstance(a, (CreateVersion, ResumeVersion)):
-            applier.parents[a.version] = a.parent
+            applier.parents[a.version] = a.parents
     blocked: dict[VersionKey, str] = {}
     unplaced: set[str] = set()  # aliases whose new holder did not get them: their old holders keep them
     start = time.monotonic()
     total = len(plan.actions)
     for n, action in enumerate(plan.actions, 1):
         v = action.version
-        parent = applier.parents.get(v)
+        parent = next((p for p in applier.parents.get(v, ()) if p in blocked), None)  # a failed one
         if isinstance(action, SetProperties) and action.alias:
             gained, lost = action.after.tags - action.before.tags, action.before.tags - action.after.tags
-            if v in blocked or (parent is not None and parent in blocked):
+            if v in blocked or parent is not None:
                 unplaced |= gained
             elif lost & unplaced:
                 report(f"[{n}/{total}] kept alias {', '.join(sorted(lost & unplaced))} on {v}: "
@@ -348,7 +349,7 @@ def apply_plan(
                 continue
         if v in blocked:
             continue
-        if parent is not None and parent in blocked:
+        if parent is not None:
             blocked[v] = f"its parent {parent} failed"
             applier.result.skipped.append(v)
             report(f"[{n}/{total}] skipped {v}: its parent {parent} failed")

@@ -103,19 +103,16 @@ class _Dispatcher:
             return path  # outside: at the same path on the agents (a shared mount), as for sources
 
     def ready(self, run: _Run) -> bool:
-        parent = run.queued.step.parent
-        return parent is None or parent not in self.runs or self.runs[parent].state == "done"
+        return all(p not in self.runs or self.runs[p].state == "done" for p in run.queued.step.parents)
 
     def blocked(self, run: _Run) -> bool:
-        parent = run.queued.step.parent
-        return parent is not None and parent in self.runs and self.runs[parent].state in ("failed", "not started")
+        return any(p in self.runs and self.runs[p].state in ("failed", "not started") for p in run.queued.step.parents)
 
     def start(self, run: _Run) -> None:
         q, writer = run.queued, self.backend.writer
         v = q.step.version
         if isinstance(q.opening, CreateVersion):
-            parent_id = self.ids[q.opening.parent] if q.opening.parent else None
-            run.task_id = writer.create_draft(v, parent_id, q.opening.storage)
+            run.task_id = writer.create_draft(v, [self.ids[p] for p in q.opening.parents], q.opening.storage)
             self.result.created.append(v)
             self.report(f"  created {v} (id {run.task_id})")
         else:

@@ -19,8 +19,6 @@ from .model import LinkEntry, ObservedVersion, StoredChunk, StoredFile
 from .observe import state_cache_dir
 from .report import resolve_reference
 
-CARD_KEY = "card"
-
 
 @dataclass(frozen=True, slots=True)
 class VersionExport:
@@ -42,7 +40,7 @@ def version_export(reader: ServerReader, ref: str, *, cache_root: Path | None) -
     cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
     files, links = reader.stored_files(task, cache_dir)
     chunks = reader.stored_chunks({(f.owner_id, f.chunk) for f in files})
-    raw = reader.read_json_artifact(task, CARD_KEY) if CARD_KEY in codec.artifacts(task) else None
+    raw = reader.read_json_artifact(task, codec.CARD_KEY) if codec.CARD_KEY in codec.artifacts(task) else None
     card = raw.get("metadata") if isinstance(raw, dict) and isinstance(raw.get("metadata"), dict) else None
     text = str(raw.get("text") or "") if isinstance(raw, dict) else ""
     web = reader.api.cfg.web_host or reader.api_host

@@ -34,7 +34,8 @@ class ImportedDataset:
     key: DatasetKey
     versions: tuple[ObservedVersion, ...]  # finalized, oldest first
     drafts: tuple[ObservedVersion, ...]
-    parents: Mapping[str, str]  # version id -> the parent reference to write ("1.0.0" or "proj/name@1.0.0")
+    parents: Mapping[str, tuple[str, ...]]  # version id -> its parent references, in merge order ("1.0.0" or
+    # "proj/name@1.0.0")
     archived: int = 0  # finalized versions that are archived (not imported)
     unreadable: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # version id -> artifacts not JSON
 
@@ -110,28 +111,56 @@ def gather(reader: ServerReader, datasets: Iterable[DatasetKey], cache_root: Pat
                 v = with_metadata(v, read)
             final.append(v)
             by_id[v.id] = v
-        final.sort(key=lambda v: (_semver(v.key.version), v.key.version, v.last_update))
+        final = _parents_first(sorted(final, key=lambda v: version_order(v.key.version, v.last_update)))
         archived = sum(1 for v in everything if v.archived and v.finalized)
         done[key] = ImportedDataset(key, tuple(final), tuple(sorted(drafts, key=lambda v: v.key.version)), {},
                                     archived, unreadable)
         for v in final:
-            for parent_id in v.parent_ids[:1]:
+            for parent_id in v.parent_ids:
                 if parent_id not in by_id:
                     pending += [k for k in _target(reader, parent_id) if k not in done]
     out = []
     for key, item in sorted(done.items()):
-        parents: dict[str, str] = {}
+        parents: dict[str, tuple[str, ...]] = {}
         for v in item.versions:
-            parent = by_id.get(v.parent_ids[0]) if v.parent_ids else None
-            if parent is not None:
-                same = parent.key.dataset == key
-                parents[v.id] = parent.key.version if same else f"{parent.key.dataset}@{parent.key.version}"
+            found = [by_id[p] for p in v.parent_ids if p in by_id]
+            if found:
+                parents[v.id] = tuple(p.key.version if p.key.dataset == key else f"{p.key.dataset}@{p.key.version}"
+                                      for p in found)
         out.append(replace(item, parents=parents))
     return out
 
 
-def _semver(version: str) -> tuple[int, ...]:
-    return tuple(int(p) if p.isdigit() else 0 for p in re.split(r"[.+-]", version)[:3])
+def version_order(version: str, last_update: str = "") -> tuple[Any, ...]:
+    """A sort key that orders version strings as ClearML does when it picks a dataset's latest version: the
+    strings that parse as PEP 440 versions (1.0.0, v2, 1.0, 2024.06.01) by that order, after every other string;
+    those, and equal versions, by ``last_update``."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return (1, Version(version.strip()), last_update)
+    except InvalidVersion:
+        return (0, last_update)
+
+
+def _parents_first(versions: Sequence[ObservedVersion]) -> list[ObservedVersion]:
+    """``versions`` in their order, except that a version comes after its parents among them."""
+    by_id = {v.id: v for v in versions}
+    order: list[ObservedVersion] = []
+    seen: set[str] = set()
+
+    def visit(v: ObservedVersion) -> None:
+        if v.id in seen:
+            return
+        seen.add(v.id)
+        for p in v.parent_ids:
+            if p in by_id:
+                visit(by_id[p])
+        order.append(v)
+
+    for v in versions:
+        visit(v)
+    return order
 
 
 def _scalar(value: Any) -> str:
@@ -172,10 +201,11 @@ def version_lines(item: ImportedDataset, versions: Iterable[ObservedVersion], da
     for v in versions:
         lines.append(f"  - version: {_scalar(v.key.version)}")
         lines.append(f"    id: {v.id}")
-        if v.id in item.parents:
-            lines.append(f"    parent: {_scalar(item.parents[v.id])}")
-        if len(v.parent_ids) > 1:
-            lines.append(f"    # other parents on the server: {', '.join(v.parent_ids[1:])}")
+        refs = item.parents.get(v.id, ())
+        if len(refs) == 1:
+            lines.append(f"    parent: {_scalar(refs[0])}")
+        elif refs:
+            lines.append(f"    parents: [{', '.join(_scalar(r) for r in refs)}]")
         if v.status == "published":
             lines.append("    publish: true")
         lines += [f"    {name}: {_scalar(value)}" for name, value in v.properties.to_json().items()

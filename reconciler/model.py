@@ -289,8 +289,11 @@ class CheckSpec:
 
 @dataclass(frozen=True, slots=True)
 class VersionSpec:
+    """``parents``: ordered; the content starts as theirs merged in order (a later parent's file at the same path
+    wins, as in the SDK's ``Dataset.create(parent_datasets=[...])``), then ``remove``, then the sources."""
+
     key: VersionKey
-    parent: VersionKey | None = None
+    parents: tuple[VersionKey, ...] = ()
     sources: tuple[Source, ...] = ()
     remove: tuple[str, ...] = ()  # globs over dataset paths, applied to the parent's content
     publish: bool = False
@@ -298,6 +301,11 @@ class VersionSpec:
     adopt: str | None = None  # the id of an existing version taken as it is (its content is the server's)
     span: SourceSpan | None = field(default=None, compare=False)
     checks: tuple[CheckSpec, ...] = ()  # the dataset's checks, with the version's own in place of same-named ones
+
+    @property
+    def parent(self) -> VersionKey | None:
+        """The first parent (the one a new version's name and project follow in ClearML), or None."""
+        return self.parents[0] if self.parents else None
 
 
 DAY = 86400  # seconds
@@ -375,14 +383,22 @@ class DesiredState:
         return tuple(v for ds in self.datasets for v in ds.versions)
 
     def lineage(self, key: VersionKey) -> tuple[VersionSpec, ...]:
-        """The version and its ancestors, root first. The manifest loader guarantees there is no cycle."""
-        chain: list[VersionSpec] = []
-        cur: VersionKey | None = key
-        while cur is not None:
-            spec = self.version(cur)
-            chain.append(spec)
-            cur = spec.parent
-        return tuple(reversed(chain))
+        """The version and all its ancestors, every ancestor before its children. The manifest loader
+        guarantees there is no cycle."""
+        order: list[VersionSpec] = []
+        seen: set[VersionKey] = set()
+
+        def visit(k: VersionKey) -> None:
+            if k in seen:
+                return
+            seen.add(k)
+            spec = self.version(k)
+            for p in spec.parents:
+                visit(p)
+            order.append(spec)
+
+        visit(key)
+        return tuple(order)
 
 
 # --- observed state ------------------------------------------------------------------------------------------
@@ -411,6 +427,7 @@ class ObservedVersion:
     applied: Properties | None = None  # what this tool last wrote (None: not recorded); differences are drift
     unread_metadata: tuple[str, ...] = ()  # metadata artifacts changed since this tool wrote them, not read yet
     pruned: bool = False  # archived by this tool (apply --prune), not by someone else
+    lost_system_tags: tuple[str, ...] = ()  # system tags every dataset version has, missing here
     created: str = ""  # when the task was created (ISO 8601)
     objects: tuple[StoredObject, ...] = ()  # what the version stores (its artifacts), sorted by key
     expired_at: str = ""  # when retention archived it (ISO 8601); "" when it did not
@@ -617,6 +634,23 @@ class Content:
             return built[0]
 
         return cls(DeferredMapping(lambda: content().files), DeferredMapping(lambda: content().links), summary)
+
+    @classmethod
+    def merged(cls, parents: Sequence[Content]) -> Content:
+        """The content a version with these parents starts from: theirs merged in order, a later parent's file or
+        link at the same path winning (the SDK's ``Dataset.create(parent_datasets=[...])``)."""
+        if len(parents) == 1:
+            return parents[0]
+        files: dict[str, FileEntry] = {}
+        links: dict[str, LinkEntry] = {}
+        for p in parents:
+            for path, f in p.files.items():
+                links.pop(path, None)
+                files[path] = f
+            for path, lnk in p.links.items():
+                files.pop(path, None)
+                links[path] = lnk
+        return cls(MappingProxyType(dict(sorted(files.items()))), MappingProxyType(dict(sorted(links.items()))))
 
     @property
     def total_size(self) -> int:

@@ -69,7 +69,7 @@ _SIZE = attrgetter("size")
 @dataclass(frozen=True, slots=True)
 class CreateVersion:
     version: VersionKey
-    parent: VersionKey | None
+    parents: tuple[VersionKey, ...]  # in merge order
     storage: str | None = None
 
 
@@ -79,7 +79,7 @@ class ResumeVersion:
 
     version: VersionKey
     version_id: str
-    parent: VersionKey | None = None
+    parents: tuple[VersionKey, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,10 +206,13 @@ class DiscardDraft:
 
 @dataclass(frozen=True, slots=True)
 class Restore:
-    """Bring back (unarchive) a version the manifests name again, instead of creating a second one."""
+    """Bring back a version the manifests name again, instead of creating a second one: unarchive it (when
+    ``archived``) and put back the system tags ``system_tags`` it lost (those the SDK finds a version by)."""
 
     version: VersionKey
     version_id: str
+    archived: bool = True
+    system_tags: tuple[str, ...] = ()
 
 
 Action = (
@@ -384,8 +387,9 @@ CONTENT_MEMO_FORMAT = "content-memo-1"
 
 def content_memos(desired: DesiredState, own: Mapping[VersionKey, SourceFiles]) -> dict[VersionKey, str]:
     """A key per version that determines its content, for the versions whose own sources (and ancestors') gave
-    one: the parent's key, the ``remove`` globs and the sources' memo. Equal keys, equal contents; so a content
-    summary remembered under a key stands for the content (see :func:`compute_contents`'s ``known``).
+    one: the parents' keys (in order), the ``remove`` globs and the sources' memo. Equal keys, equal contents;
+    so a content summary remembered under a key stands for the content (see :func:`compute_contents`'s
+    ``known``).
     """
     memos: dict[VersionKey, str | None] = {}
 
@@ -394,9 +398,10 @@ def content_memos(desired: DesiredState, own: Mapping[VersionKey, SourceFiles]) 
             return memos[spec.key]
         memos[spec.key] = None  # (no cycles: the loader refuses them)
         mine = own.get(spec.key)
-        parent = memo_of(desired.version(spec.parent)) if spec.parent is not None else ""
-        if spec.adopt is not None or mine is None or mine.memo is None or parent is None:
+        parents = [memo_of(desired.version(p)) for p in spec.parents]
+        if spec.adopt is not None or mine is None or mine.memo is None or None in parents:
             return None
+        parent = ",".join(str(p) for p in parents)  # one parent: its memo, as before merges
         text = "\0".join((CONTENT_MEMO_FORMAT, parent, *spec.remove, "\0", mine.memo))
         memos[spec.key] = hashlib.sha256(text.encode()).hexdigest()
         return memos[spec.key]
@@ -418,7 +423,8 @@ def compute_contents(
     desired: DesiredState, own: Mapping[VersionKey, SourceFiles], adopted: Mapping[VersionKey, Content] | None = None,
     known: Mapping[VersionKey, ContentSummary] | None = None,
 ) -> dict[VersionKey, Content]:
-    """Content of every desired version: (parent content minus `remove`) overlaid with its own sources.
+    """Content of every desired version: (its parents' contents merged in order, minus `remove`) overlaid with
+    its own sources.
 
     A source file at the same dataset path as an inherited file or link replaces it. An adopted version's
     content is given (``adopted``: what the server holds). A version in ``known`` (its summary, remembered
@@ -438,8 +444,8 @@ def compute_contents(
     def build(spec: VersionSpec) -> Content:
         files: dict[str, FileEntry] = {}
         links: dict[str, LinkEntry] = {}
-        if spec.parent is not None:
-            base = content_of(desired.version(spec.parent))
+        if spec.parents:
+            base = Content.merged([content_of(desired.version(p)) for p in spec.parents])
             if spec.remove:
                 removed = GlobSet.compile(spec.remove)
                 files = {p: f for p, f in base.files.items() if not removed.matches(p)}
@@ -590,8 +596,8 @@ def topological_versions(desired: DesiredState) -> list[VersionSpec]:
     def visit(spec: VersionSpec) -> None:
         if spec.key in done:
             return
-        if spec.parent is not None:
-            visit(desired.version(spec.parent))
+        for p in spec.parents:
+            visit(desired.version(p))
         done.add(spec.key)
         order.append(spec)
 
@@ -652,11 +658,15 @@ class _Planner:
         self.restored: dict[VersionKey, str] = {}  # versions this plan unarchives: key -> id
 
     def restore(self, key: VersionKey, version: ObservedVersion) -> None:
-        """Unarchive ``version``; archiving it was drift unless this tool pruned it."""
-        self.actions.append(Restore(key, version.id))
+        """Unarchive ``version`` and give it back the system tags it lost; archiving it was drift unless this
+        tool pruned it, and a lost system tag always is."""
+        self.actions.append(Restore(key, version.id, version.archived, version.lost_system_tags))
         self.restored[key] = version.id
-        if not version.pruned:
+        if version.archived and not version.pruned:
             self.drift.append(Drift(key, version.id, "archived", "archived on the server since the last apply"))
+        if version.lost_system_tags:
+            self.drift.append(Drift(key, version.id, "system_tags", f"system tag {', '.join(version.lost_system_tags)} "
+                                    "removed on the server: the SDK cannot find the version"))
 
     def chosen(self, key: VersionKey) -> ObservedVersion | None:
         if key in self.adopted:
@@ -664,20 +674,23 @@ class _Planner:
         return choose_observed(self.by_key.get(key, []))
 
     def base_content(self, spec: VersionSpec) -> Content:
-        """What a new version of ``spec`` starts with: its parent's live content when known, else desired."""
-        if spec.parent is None:
-            return Content()
-        parent_obs = self.chosen(spec.parent)
+        """What a new version of ``spec`` starts with: its parents' live contents when known, else desired,
+        merged in order."""
+        return Content.merged([self.parent_content(p) for p in spec.parents]) if spec.parents else Content()
+
+    def parent_content(self, key: VersionKey) -> Content:
+        parent_obs = self.chosen(key)
         if parent_obs is not None and parent_obs.finalized:
             live = observed_content(parent_obs)
             if live is not None:
                 return live
-        return self.contents[spec.parent]
+        return self.contents[key]
 
     def hold(self, spec: VersionSpec) -> bool:
         """Whether the version is held by failing checks (its own or a parent's); held ones are recorded."""
-        if spec.parent is not None and spec.parent in self.held:
-            self.held[spec.key] = Held(spec.key, f"its parent {spec.parent} failed its checks")
+        held = [p for p in spec.parents if p in self.held]
+        if held:
+            self.held[spec.key] = Held(spec.key, f"its parent {held[0]} failed its checks")
             return True
         checks = self.checks.get(spec.key)
         if checks is None or not checks.failed:
@@ -691,13 +704,14 @@ class _Planner:
         current = self.chosen(key)
         if (current is None or not current.finalized) and self.hold(spec):
             return
-        if spec.parent is not None and spec.parent in self.blocked:
-            self.block(spec, f"its parent {spec.parent} cannot be reconciled", "resolve the parent's conflict first")
+        blocked = [p for p in spec.parents if p in self.blocked]
+        if blocked:
+            self.block(spec, f"its parent {blocked[0]} cannot be reconciled", "resolve the parent's conflict first")
             return
         obs = self.chosen(key)
         if spec.adopt is not None and not self.check_adopted(spec, obs):
             return
-        if obs is not None and obs.archived:  # an adopted version that was archived
+        if obs is not None and (obs.archived or obs.lost_system_tags):  # adopted and archived, or lost a tag
             self.restore(key, obs)
         if obs is None:
             archived = archived_candidate(self.by_key.get(key, []))
@@ -708,7 +722,7 @@ class _Planner:
         if obs is not None and obs.finalized and not obs.archived:
             self.discard_stray_drafts(key, obs)
         if obs is None:
-            self.actions.append(CreateVersion(key, spec.parent, ds.storage))
+            self.actions.append(CreateVersion(key, spec.parents, ds.storage))
             self.build(spec, ds, None, self.base_content(spec), target)
         elif obs.finalized:
             if not (self.check_finalized(spec, obs, target) and self.check_lineage(spec, obs)
@@ -718,7 +732,7 @@ class _Planner:
             self.plan_properties(spec, obs)
             self.plan_publish(spec, obs)
         elif obs.managed:
-            self.actions.append(ResumeVersion(key, obs.id, spec.parent))
+            self.actions.append(ResumeVersion(key, obs.id, spec.parents))
             self.build(spec, ds, obs, self.base_content(spec), target)
         else:
             self.block(
@@ -801,18 +815,23 @@ class _Planner:
         self.blocked.add(spec.key)
         return False
 
+    def parent_id(self, key: VersionKey) -> str | None:
+        """The id of the version ``key`` names on the server (or that this plan restores), None if none."""
+        parent = self.chosen(key)
+        return parent.id if parent is not None else self.restored.get(key)
+
     def check_lineage(self, spec: VersionSpec, obs: ObservedVersion) -> bool:
-        """A finalized version must stand on the version the manifests name as its parent, and that one must
-        still be there, or be restored by this plan: its files are read through the parent."""
-        if spec.parent is None or not obs.parent_ids or spec.parent in self.retired:
+        """A finalized version must stand on the versions the manifests name as its parents, and those must
+        still be there, or be restored by this plan: its files are read through them."""
+        if not spec.parents or not obs.parent_ids or any(p in self.retired for p in spec.parents):
             return True  # a retired parent may be archived or freed: retention keeps what kept versions read
-        parent = self.chosen(spec.parent)
-        parent_id = parent.id if parent is not None else self.restored.get(spec.parent)
-        if parent_id is not None and parent_id in obs.parent_ids:
+        ids = [self.parent_id(p) for p in spec.parents]
+        if all(i is not None and i in obs.parent_ids for i in ids):
             return True
         back = set(self.restored.values())
         gone = [p for p in obs.parent_ids if p not in back and (p not in self.by_id or self.by_id[p].archived)]
         if gone:
+            assert spec.parent is not None
             self.drift.append(Drift(spec.key, obs.id, "parent", f"its parent version {gone[0]} was deleted or "
                                     "archived on the server"))
             self.block(spec, f"its parent version {gone[0]} is gone from the server (deleted or archived), so its "
@@ -1029,12 +1048,14 @@ def _unmanaged(
 def describe(action: Action) -> str:
     """A one-line, human description of an action (used by renderers and progress lines)."""
     match action:
-        case CreateVersion(version=v, parent=p):
-            return f"create {v}" + (f" (parent {p.version if p.dataset == v.dataset else p})" if p else "")
+        case CreateVersion(version=v, parents=ps):
+            names = ", ".join(p.version if p.dataset == v.dataset else str(p) for p in ps)
+            return f"create {v}" + (f" (parent {names})" if len(ps) == 1 else f" (parents {names})" if ps else "")
         case ResumeVersion(version=v, version_id=i):
             return f"resume draft {v} ({i})"
-        case Restore(version=v, version_id=i):
-            return f"restore archived {v} ({i})"
+        case Restore(version=v, version_id=i, archived=archived, system_tags=tags):
+            return f"restore {'archived ' if archived else ''}{v} ({i})" + (
+                f" and its system tag {', '.join(tags)}" if tags else "")
         case DiscardDraft(version=v, version_id=i):
             return f"discard stray draft {i} of the finalized {v}"
         case SyncFiles(version=v):

@@ -229,10 +229,16 @@ def _keep_parents_to_build(desired: DesiredState, by_key: Mapping[VersionKey, li
     for spec in desired.all_versions():
         if spec.key in retired:
             continue
-        cur = spec
-        while cur.parent is not None and not any(v.finalized and not v.freed for v in by_key.get(cur.key, ())):
-            retired.pop(cur.parent, None)
-            cur = desired.version(cur.parent)
+        todo, seen = [spec], {spec.key}
+        while todo:
+            cur = todo.pop()
+            if any(v.finalized and not v.freed for v in by_key.get(cur.key, ())):
+                continue
+            for p in cur.parents:
+                retired.pop(p, None)
+                if p not in seen:
+                    seen.add(p)
+                    todo.append(desired.version(p))
 
 
 def _size(objects: Sequence[StoredObject]) -> int:

@@ -24,7 +24,6 @@ from .plan import choose_observed
 from .statistics import statistics_from_json
 
 CHECKS_KEY = "checks"
-CARD_KEY = "card"  # the named metadata a version's dataset card is stored in (see manifest.card)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +161,7 @@ def _details(reader: ServerReader, listing: Listing, v: ObservedVersion, cache_d
     stats = _statistics(reader.read_json_artifact(task, codec.STATISTICS_KEY)) if codec.STATISTICS_KEY in names \
         else None
     checks = _checks(reader.read_json_artifact(task, CHECKS_KEY)) if CHECKS_KEY in names else None
-    card = _card(reader.read_json_artifact(task, CARD_KEY)) if CARD_KEY in names else None
+    card = _card(reader.read_json_artifact(task, codec.CARD_KEY)) if codec.CARD_KEY in names else None
     return parents, layout, stats, checks, card
 
 

@@ -45,7 +45,7 @@ class Step:
     """
 
     version: VersionKey
-    parent: VersionKey | None
+    parents: tuple[VersionKey, ...]  # in merge order
     actions: tuple[Action, ...]
     sources: tuple[Source, ...] = ()
     remove: tuple[str, ...] = ()
@@ -103,7 +103,7 @@ def split_for_queue(plan: Plan) -> QueuePlan:
         elif a is not opened[v]:
             own[v].append(a)
     steps = tuple(
-        QueuedVersion(Step(v, opening.parent, tuple(own[v]), builds[v].sources, builds[v].remove), opening,
+        QueuedVersion(Step(v, opening.parents, tuple(own[v]), builds[v].sources, builds[v].remove), opening,
                       v in published)
         for v, opening in opened.items()
     )

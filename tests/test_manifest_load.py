@@ -36,14 +36,25 @@ def test_datasets_sorted_by_key_and_versions_in_manifest_order(valid) -> None:
     assert [str(k) for k in keys] == [
         "tests/Anchored",
         "tests/Cleaned",
+        "tests/Merged",
         "tests/Minimal",
         "tests/Split",
+        "tests/Train",
         "tests/Upstream",
         "tests/full/Everything",
         "tests/sub project/deeper/Nested name",
     ]
     everything = valid.dataset(DatasetKey("tests/full", "Everything"))
     assert [v.key.version for v in everything.versions] == ["1.0.0", "1.1.0-rc.1", "2.0.0"]
+
+
+def test_merges_keep_their_parents_in_order_and_any_version_string(valid) -> None:
+    merged = valid.dataset(DatasetKey("tests", "Merged"))
+    train = [VersionKey("tests", "Train", v) for v in ("v1", "2024.06.01")]
+    assert [v.parents for v in merged.versions] == [tuple(train), (merged.versions[0].key, train[0])]
+    assert merged.versions[1].parent == merged.versions[0].key and merged.versions[1].remove == ("more/*",)
+    lineage = [s.key for s in valid.lineage(merged.versions[1].key)]
+    assert lineage == [train[0], train[1], merged.versions[0].key, merged.versions[1].key]
 
 
 def test_every_field_of_full_manifest(valid) -> None:
@@ -161,18 +172,18 @@ def test_five_errors_in_two_files_reported_in_one_run(
     _write(
         tmp_path,
         "a.yaml",
-        HEADER + "name: First\nstatistcs: true\nversions:\n  - version: '1.0'\n"
+        HEADER + "name: First\nstatistcs: true\nversions:\n  - version: '1.0 '\n"
         "    sources:\n      - url: ftp://host/file\n",
     )
     with pytest.raises(ReconcileError) as caught:
         load_manifests([tmp_path])
     assert str(caught.value).splitlines() == [
         "a.yaml:5:1: error: unknown key 'statistcs' (did you mean 'statistics'?)",
-        "a.yaml:7:14: error: versions[0].version: '1.0' is not a semantic version "
-        "(MAJOR.MINOR.PATCH, e.g. 1.0.0)",
+        "a.yaml:7:14: error: versions[0].version: '1.0 ' is not a version: not empty, no leading or trailing "
+        "space, no control character or '@'",
         "a.yaml:9:14: error: versions[0].sources[0].url: 'ftp://host/file' has scheme 'ftp'; "
         "supported: s3://, http://, https://, file://",
-        "b.yaml:7:13: error: versions[0].parent: '9.9.9' is not a version of p/First (its versions: 1.0)",
+        "b.yaml:7:13: error: versions[0].parent: '9.9.9' is not a version of p/First (its versions: 1.0 )",
         "b.yaml:10:16: error: versions[0].sources[0].split: CIFAR10 has no split 'valid' "
         "(supported: train, test)",
     ]
@@ -242,3 +253,20 @@ def test_alias_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert [d.message for d in diags] == [
         "document too large (more than 200000 values after expanding aliases)"
     ]
+
+
+@pytest.mark.parametrize(("versions", "expected"), [
+    ("  - version: 1.0.0\n  - version: 1.1.0\n    parent: 1.0.0\n    parents: [1.0.0]\n",
+     "m.yaml:9:5: error: versions[1].parents: give either parent or parents, not both (parent: X is parents: [X])"),
+    ("  - version: 1.0.0\n  - version: 1.1.0\n    parents: [1.0.0, 9.0.0]\n",
+     "m.yaml:8:22: error: versions[1].parents[1]: '9.0.0' is not a version of p/First (its versions: 1.0.0, 1.1.0)"),
+    ("  - version: 1.0.0\n    parents: [1.1.0]\n  - version: 1.1.0\n    parents: [x, 1.0.0]\n  - version: x\n",
+     "m.yaml:7:15: error: versions[0].parents[0]: parent cycle: p/First@1.0.0 -> p/First@1.1.0 -> p/First@1.0.0"),
+])
+def test_parents_errors_point_at_the_reference(tmp_path: Path, versions: str, expected: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, "m.yaml", HEADER + "name: First\nversions:\n" + versions)
+    with pytest.raises(ReconcileError) as caught:
+        load_manifests(["m.yaml"])
+    assert str(caught.value).splitlines() == [expected]

@@ -19,8 +19,11 @@ from reconciler.manifest import SCHEMA_RESOURCE, manifest_schema, schema_text
 from reconciler.model import TORCHVISION_LAYOUTS
 
 ROOT = Path(__file__).parent.parent
-SEMVER_OK = ["0.0.0", "1.0.0", "1.2.3", "10.20.30", "1.0.0-rc.1", "1.0.0-alpha", "2.0.0-beta2", "1.1.0-rc1"]
-SEMVER_BAD = ["1.0", "1", "v1.0.0", "01.0.0", "1.0.0.0", "1.0.0-foo", "1.0.0 ", "", "latest", "1.0.0+build"]
+SEMVER = ["0.0.0", "1.0.0", "1.2.3", "10.20.30", "1.0.0-rc.1", "1.0.0-alpha", "2.0.0-beta2", "1.1.0-rc1"]
+# what scripts use too: the SDK accepts any string (it orders those that parse as PEP 440 versions)
+OTHER_SCHEMES = ["1.0", "1", "v2", "v1.0.0", "01.0.0", "1.0.0.0", "2024.06.01", "1.0.0+build"]
+NOT_ORDERED = ["latest", "1.0.0-foo", "nightly build 7"]
+REFUSED = ["", " 1.0.0", "1.0.0 ", "a@b", "1.0\t", "1.\x00"]
 
 
 def test_schema_is_valid_draft_2020_12() -> None:
@@ -55,17 +58,21 @@ def test_layouts_match_the_model() -> None:
     assert tuple(manifest_schema()["$defs"]["source"]["properties"]["layout"]["enum"]) == TORCHVISION_LAYOUTS
 
 
-@pytest.mark.parametrize("version", SEMVER_OK)
-def test_accepted_versions_are_semantic_for_the_clearml_sdk(version: str) -> None:
+@pytest.mark.parametrize("version", SEMVER + OTHER_SCHEMES + NOT_ORDERED)
+def test_any_version_string_the_sdk_accepts_is_accepted(version: str) -> None:
+    """The SDK takes any version string; semantic versions and the other PEP 440 forms are what it orders when
+    it picks the latest (the others lose to them), as the README says."""
     from clearml.utilities.version import Version
 
-    assert re.fullmatch(manifest_schema()["$defs"]["semver"]["pattern"], version)
-    assert Version.is_valid_version_string(version)
+    assert re.fullmatch(manifest_schema()["$defs"]["versionString"]["pattern"], version)
+    assert re.fullmatch(manifest_schema()["$defs"]["parentRef"]["pattern"], version)
+    assert re.fullmatch(manifest_schema()["$defs"]["parentRef"]["pattern"], f"p/q/name@{version}")
+    assert Version.is_valid_version_string(version) is (version not in NOT_ORDERED)
 
 
-@pytest.mark.parametrize("version", SEMVER_BAD)
+@pytest.mark.parametrize("version", REFUSED)
 def test_refused_versions(version: str) -> None:
-    assert not re.fullmatch(manifest_schema()["$defs"]["semver"]["pattern"], version)
+    assert not re.fullmatch(manifest_schema()["$defs"]["versionString"]["pattern"], version)
 
 
 @pytest.mark.parametrize("manifest", sorted((ROOT / "manifests").rglob("*.yaml")), ids=lambda p: p.name)

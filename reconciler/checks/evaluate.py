@@ -86,7 +86,8 @@ def check_versions(state: DesiredState, contents: Mapping[VersionKey, Content], 
     out: dict[VersionKey, VersionChecks] = {}
     for key in keys:
         spec = state.version(key)
-        parent = contents.get(spec.parent) if spec.parent is not None else None
+        found = [contents[p] for p in spec.parents if p in contents]
+        parent = Content.merged(found) if found and len(found) == len(spec.parents) else None
         out[key] = evaluate_checks(spec.checks, CheckInput(key, contents[key], parent, others, workers,
                                                             spec.properties.splits))
     return out

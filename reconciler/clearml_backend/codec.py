@@ -219,6 +219,7 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         applied=applied,
         unread_metadata=unread,
         pruned=book.pruned,
+        lost_system_tags=() if DATASET_TAG in system_tags else (DATASET_TAG,),
         created=str(task.get("created") or ""),
         objects=stored_objects(task, freed_keys(task)),
         freed=tuple(sorted(freed_keys(task))),
@@ -569,3 +570,33 @@ def histogram_event(task_id: str, title: str, series: str, labels: Sequence[str]
 def _plot(task_id: str, metric: str, variant: str, figure: Mapping[str, Any], stamp_ms: int) -> dict[str, Any]:
     return {"type": "plot", "task": task_id, "iter": 0, "metric": metric, "variant": variant,
             "plot_str": json.dumps(figure), "timestamp": stamp_ms}
+
+
+# --- the dataset card in the UI --------------------------------------------------------------------------------
+
+CARD_KEY = "card"  # the named metadata holding a version's dataset card
+CARD_SAMPLE = ("Dataset Card", "card.html")  # (metric, variant) of its page among the version's debug samples
+
+
+def card_html(card: Mapping[str, Any]) -> bytes:
+    """The page the UI shows for a version's card (its PREVIEW tab renders HTML debug samples in a frame):
+    the front matter as a table and the text as written; everything escaped, no script."""
+    from html import escape
+
+    meta = card.get("metadata") if isinstance(card.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    title = str(meta.get("pretty_name") or "Dataset card")
+    shown = {str(k): v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) for k, v in meta.items()}
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in sorted(shown.items()))
+    text = escape(str(card.get("text") or ""))
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{escape(title)}</title><style>'
+            "body{font:14px system-ui,sans-serif;margin:16px}th,td{border:1px solid #d0d7de;padding:3px 8px;"
+            "text-align:left;vertical-align:top}table{border-collapse:collapse}pre{white-space:pre-wrap}"
+            f"</style></head><body><h1>{escape(title)}</h1><table>{rows}</table><pre>{text}</pre></body></html>"
+            ).encode()
+
+
+def debug_sample_event(task_id: str, metric: str, variant: str, url: str, stamp_ms: int) -> dict[str, Any]:
+    """A ``training_debug_image`` event (what ``Logger.report_media`` sends) pointing at ``url``."""
+    return {"type": "training_debug_image", "task": task_id, "iter": 0, "metric": metric, "variant": variant,
+            "url": url, "key": f"{metric}/{variant}", "timestamp": stamp_ms}

@@ -175,11 +175,12 @@ class ServerWriter:
                 self.api.call("projects.update", write=True, project=row["id"],
                               system_tags=sorted({*tags, codec.HIDDEN_TAG}))
 
-    def create_draft(self, key: VersionKey, parent_id: str | None, storage: str | None) -> str:
-        """A new draft version, marked as this tool's in the same call that creates it; its id."""
+    def create_draft(self, key: VersionKey, parent_ids: Sequence[str], storage: str | None) -> str:
+        """A new draft version (``parent_ids`` in merge order), marked as this tool's in the same call that
+        creates it; its id."""
         project_id = self.dataset_project(key)
         run_token = secrets.token_hex(8)
-        book = codec.Bookkeeping(parent_ids=(parent_id,) if parent_id else (), run_token=run_token)
+        book = codec.Bookkeeping(parent_ids=tuple(parent_ids), run_token=run_token)
         body: dict[str, Any] = dict(
             name=key.name, type=codec.TASK_TYPE, project=project_id,
             system_tags=[codec.DATASET_TAG, codec.MANAGED_TAG], comment="",
@@ -208,17 +209,19 @@ class ServerWriter:
                 return str(row["id"])
         return None
 
-    def open_draft(self, key: VersionKey, version_id: str, parent_id: str | None, storage: str | None) -> Draft:
-        """The draft ``version_id`` ready to take files: its inherited entries read from the parent's state.
+    def open_draft(self, key: VersionKey, version_id: str, parent_ids: Sequence[str], storage: str | None
+                   ) -> Draft:
+        """The draft ``version_id`` ready to take files: its inherited entries read from its parents' states,
+        merged in order as the SDK's ``Dataset.create(parent_datasets=[...])`` does (a later parent's entry at
+        the same path wins; their dependency graphs and chunk counts united; compressed sizes summed).
 
         ``storage``: where its chunks go; None: the draft's own output destination, else the file server.
         """
         if storage is None:
             storage = _output_base(self.reader.task(version_id, ("id", "output")) or {}) or None
         base = storage or self.api.cfg.files_host
-        draft = Draft(key, version_id, codec.storage_prefix(base, key, version_id),
-                      (parent_id,) if parent_id else ())
-        if parent_id:
+        draft = Draft(key, version_id, codec.storage_prefix(base, key, version_id), tuple(parent_ids))
+        for parent_id in parent_ids:
             parent = self.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
             if parent is None:
                 raise BackendError(f"the parent version {parent_id} of {key} is not on the server")
@@ -226,16 +229,20 @@ class ServerWriter:
             if state is None:
                 raise BackendError(f"the parent version {parent_id} of {key} has no file list")
             entries, links, graph = codec.read_state(state)
-            draft.parent_graph = graph or {parent_id: []}
-            draft.inherited = {e.path: e for e in entries}
-            draft.inherited_links = {s.link.path: s for s in links}
+            draft.parent_graph.update(graph or {parent_id: []})
+            for e in entries:
+                draft.inherited_links.pop(e.path, None)
+                draft.inherited[e.path] = e
+            for s in links:
+                draft.inherited.pop(s.link.path, None)
+                draft.inherited_links[s.link.path] = s
             lookup = state.get("dependency_chunk_lookup")
             if isinstance(lookup, Mapping):
-                draft.parent_chunks = {str(k): int(v) for k, v in lookup.items() if isinstance(v, int)}
+                draft.parent_chunks.update({str(k): int(v) for k, v in lookup.items() if isinstance(v, int)})
             else:
-                draft.parent_chunks = {parent_id: _count_chunks(parent)}
+                draft.parent_chunks[parent_id] = _count_chunks(parent)
             compressed = (parent.get("runtime") or {}).get("ds_total_size_compressed")
-            draft.parent_compressed = compressed if isinstance(compressed, int) else 0
+            draft.parent_compressed += compressed if isinstance(compressed, int) else 0
         return draft
 
     def discard_chunks(self, version_id: str) -> int:
@@ -398,6 +405,8 @@ class ServerWriter:
                 raise BackendError(f"no writer for the property {name!r}")
         if store or drop:
             self.set_json_artifacts(key, version_id, None, store, {"metadata": after.metadata_json}, remove=drop)
+        if isinstance(store.get(codec.CARD_KEY), dict):
+            self.report_card(key, version_id, store[codec.CARD_KEY])
         if edits:
             self.api.call("tasks.edit", write=True, task=version_id, force=True, **edits)
         self.record_applied(version_id, after)
@@ -487,6 +496,23 @@ class ServerWriter:
         for k, v in values.items():
             if kept.get(k, "") != v:
                 raise BackendError(f"the server did not keep {codec.SECTION}.{k} of version {version_id}")
+
+    def report_card(self, key: VersionKey, version_id: str, card: Mapping[str, Any]) -> None:
+        """The card's page as a debug sample, where the UI shows a dataset version's preview; only while the
+        version is a draft (the server takes no new events of a finalized one: the ``card`` artifact is then the
+        card)."""
+        task = self.reader.full_task(version_id)
+        if str(task.get("status")) not in ("created", "in_progress"):
+            return
+        raw = codec.card_html(card)
+        prefix = codec.storage_prefix(_output_base(task) or self.api.cfg.files_host, key, version_id)
+        uri = f"{prefix}/{codec.CARD_KEY}/card.{hashlib.sha256(raw).hexdigest()[:12]}.html"
+        self._store_bytes(uri, raw)
+        metric, variant = codec.CARD_SAMPLE
+        event = codec.debug_sample_event(version_id, metric, variant, uri, int(time.time() * 1000))
+        data = self.api.call_lines("events.add_batch", [event])
+        if int(data.get("errors") or 0) or int(data.get("added") or 0) != 1:
+            raise BackendError(f"the server did not keep the card page of version {version_id}")
 
     def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         if not events:
@@ -674,11 +700,20 @@ class ServerWriter:
         if self.reader.task(version_id, ("id",)) is not None:
             raise BackendError(f"deleting {key}: the server still has version {version_id} after the delete")
 
-    def restore(self, key: VersionKey, version_id: str) -> None:
-        self._transition("tasks.unarchive_many", version_id, _archived(False), ids=[version_id])
+    def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None:
+        """Unarchive a version (when archived) and give it back ``system_tags``; read back."""
         row = self.reader.task(version_id, ("id", "system_tags"))
         if codec.ARCHIVED_TAG in set((row or {}).get("system_tags") or []):
-            raise BackendError(f"restoring {key}: the server did not unarchive it")
+            self._transition("tasks.unarchive_many", version_id, _archived(False), ids=[version_id])
+            row = self.reader.task(version_id, ("id", "system_tags"))
+        have = list((row or {}).get("system_tags") or [])
+        if any(t not in have for t in system_tags):
+            self.api.call("tasks.edit", write=True, task=version_id, force=True,
+                          system_tags=have + [t for t in system_tags if t not in have])
+            row = self.reader.task(version_id, ("id", "system_tags"))
+        now = set((row or {}).get("system_tags") or [])
+        if codec.ARCHIVED_TAG in now or not now.issuperset(system_tags):
+            raise BackendError(f"restoring {key}: the server did not unarchive it or give back its system tags")
         if codec.read_bookkeeping(self.reader.full_task(version_id)).pruned:
             self.set_bookkeeping(version_id, {"pruned": ""})
 

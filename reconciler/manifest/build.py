@@ -59,10 +59,11 @@ class Collector:
 
 @dataclass(frozen=True, slots=True)
 class VersionPart:
-    """A version as its document gives it; ``spec.parent`` is unset until resolved from ``parent_ref``."""
+    """A version as its document gives it; ``spec.parents`` is unset until resolved from ``parent_refs``
+    (each with the JSON path of the reference, for errors)."""
 
     spec: VersionSpec
-    parent_ref: str | None
+    parent_refs: tuple[tuple[str, JsonPath], ...]
     doc: Document
     path: JsonPath
     overrides: Mapping[str, Any] = field(default_factory=dict)  # the version's own description/tags/metadata
@@ -200,11 +201,18 @@ def _read_version(
     version = _get(raw, "version", str)
     if version is None:
         return None
-    parent_ref = _get(raw, "parent", str)
-    if parent_ref is not None and not re.fullmatch(parent_pattern(), parent_ref):
-        parent_ref = None  # the schema reports it
+    refs: list[tuple[str, JsonPath]] = []
+    single = _get(raw, "parent", str)
+    if single is not None:
+        refs.append((single, (*path, "parent")))
+    if single is None:
+        refs += [(r, (*path, "parents", i)) for i, r in enumerate(_get(raw, "parents", list) or [])
+                 if isinstance(r, str)]
+    parent_refs = tuple((r, where) for r, where in refs if re.fullmatch(parent_pattern(), r))  # the schema
+    if isinstance(raw, dict) and "parent" in raw and "parents" in raw:  # reports the others
+        out.add((*path, "parents"), "give either parent or parents, not both (parent: X is parents: [X])", key=True)
     remove = tuple(_dataset_paths(out, (*path, "remove"), _strings(raw, "remove")))
-    if remove and "parent" not in raw:
+    if remove and "parent" not in raw and "parents" not in raw:
         out.add((*path, "remove"), "needs a parent: a version without one has nothing to remove", key=True)
     sources: list[Source] = []
     for i, src in enumerate(_get(raw, "sources", list) or []):
@@ -230,7 +238,7 @@ def _read_version(
     )
     overrides = {name: raw[name] for name in VERSION_PROPERTY_FIELDS if isinstance(raw, dict) and name in raw}
     checks = tuple(read_checks(out, (*path, "checks"), raw, check_local_paths))
-    return VersionPart(spec, parent_ref, out.doc, path, overrides, checks)
+    return VersionPart(spec, parent_refs, out.doc, path, overrides, checks)
 
 
 def read_checks(out: Collector, path: JsonPath, raw: Any, check_local_paths: bool

@@ -27,6 +27,7 @@ from ..model import (
 )
 from .build import DATASET_FIELDS, DatasetPart, VersionPart, dataset_field_value
 from .schema import at
+from .yamldoc import JsonPath
 
 
 def resolve(parts: list[DatasetPart]) -> tuple[DesiredState, list[Diagnostic]]:
@@ -129,72 +130,97 @@ def parse_parent(ref: str, own: DatasetKey) -> VersionKey:
 
 def _resolve_parents(
     versions: Mapping[VersionKey, VersionPart], datasets: set[DatasetKey], diags: list[Diagnostic]
-) -> dict[VersionKey, VersionKey]:
-    parents: dict[VersionKey, VersionKey] = {}
+) -> dict[VersionKey, tuple[VersionKey, ...]]:
+    parents: dict[VersionKey, tuple[VersionKey, ...]] = {}
     for key, v in versions.items():
-        if v.parent_ref is None:
-            continue
-        target = parse_parent(v.parent_ref, key.dataset)
-        where = (*v.path, "parent")
-        if target.dataset not in datasets:
-            diags.append(
-                Diagnostic(
-                    at(where, f"{v.parent_ref!r}: no dataset {target.dataset} in the manifests"),
-                    v.doc.span(where),
-                )
-            )
-        elif target not in versions:
-            known = ", ".join(k.version for k in versions if k.dataset == target.dataset)
-            diags.append(
-                Diagnostic(
-                    at(
-                        where,
-                        f"{target.version!r} is not a version of {target.dataset} (its versions: {known})",
-                    ),
-                    v.doc.span(where),
-                )
-            )
-        else:
-            parents[key] = target
+        found = [p for ref, where in v.parent_refs if (p := _resolve_parent(key, v, ref, where, versions, datasets,
+                                                                            diags))]
+        repeated = sorted({str(p) for p in found if found.count(p) > 1})
+        if repeated:
+            where = v.parent_refs[-1][1]
+            diags.append(Diagnostic(at(where, f"{repeated[0]} is named twice as a parent"), v.doc.span(where)))
+        if found:
+            parents[key] = tuple(found)
     return parents
 
 
+def _resolve_parent(key: VersionKey, v: VersionPart, ref: str, where: JsonPath,
+                    versions: Mapping[VersionKey, VersionPart], datasets: set[DatasetKey], diags: list[Diagnostic]
+                    ) -> VersionKey | None:
+    """The version ``ref`` names, or None (with a diagnostic) when the manifests have none of that name."""
+    target = parse_parent(ref, key.dataset)
+    if target.dataset not in datasets:
+        diags.append(
+            Diagnostic(
+                at(where, f"{ref!r}: no dataset {target.dataset} in the manifests"),
+                v.doc.span(where),
+            )
+        )
+    elif target not in versions:
+        known = ", ".join(k.version for k in versions if k.dataset == target.dataset)
+        diags.append(
+            Diagnostic(
+                at(
+                    where,
+                    f"{target.version!r} is not a version of {target.dataset} (its versions: {known})",
+                ),
+                v.doc.span(where),
+            )
+        )
+    else:
+        return target
+    return None
+
+
 def _cycles(
-    versions: Mapping[VersionKey, VersionPart], parents: Mapping[VersionKey, VersionKey]
+    versions: Mapping[VersionKey, VersionPart], parents: Mapping[VersionKey, tuple[VersionKey, ...]]
 ) -> list[Diagnostic]:
-    """One diagnostic per parent cycle, at the member that comes first in the manifests."""
+    """One diagnostic per parent cycle (depth first, parents in order), at the member that comes first in the
+    manifests."""
     done: set[VersionKey] = set()
     diags = []
+
+    def walk(cur: VersionKey, chain: list[VersionKey]) -> None:
+        if cur in done:
+            return
+        if cur in chain:
+            diags.append(_cycle_diagnostic(chain[chain.index(cur):], versions))
+            return
+        chain.append(cur)
+        for p in parents.get(cur, ()):
+            walk(p, chain)
+        chain.pop()
+        done.add(cur)
+
     for start in versions:
-        chain: list[VersionKey] = []
-        cur: VersionKey | None = start
-        while cur is not None and cur not in done and cur not in chain:
-            chain.append(cur)
-            cur = parents.get(cur)
-        if cur is not None and cur in chain:
-            cycle = chain[chain.index(cur) :]
-            diags.append(_cycle_diagnostic(cycle, versions))
-        done.update(chain)
+        walk(start, [])
     return diags
 
 
 def _cycle_diagnostic(cycle: list[VersionKey], versions: Mapping[VersionKey, VersionPart]) -> Diagnostic:
+    def where_of(k: VersionKey) -> JsonPath:
+        v = versions[k]
+        i = cycle.index(k)
+        nxt = cycle[(i + 1) % len(cycle)]
+        refs = [w for r, w in v.parent_refs if parse_parent(r, k.dataset) == nxt]
+        return refs[0] if refs else (*v.path, "parent")
+
     def place(k: VersionKey) -> SourceSpan:
-        return versions[k].doc.span((*versions[k].path, "parent"))
+        return versions[k].doc.span(where_of(k))
 
     head = min(cycle, key=place)
     i = cycle.index(head)
     ordered = cycle[i:] + cycle[:i] + [head]
-    v = versions[head]
-    where = (*v.path, "parent")
-    return Diagnostic(at(where, "parent cycle: " + " -> ".join(str(k) for k in ordered)), v.doc.span(where))
+    where = where_of(head)
+    return Diagnostic(at(where, "parent cycle: " + " -> ".join(str(k) for k in ordered)),
+                      versions[head].doc.span(where))
 
 
 def _dataset(
     key: DatasetKey,
     group: list[DatasetPart],
     versions: Mapping[VersionKey, VersionPart],
-    parents: Mapping[VersionKey, VersionKey],
+    parents: Mapping[VersionKey, tuple[VersionKey, ...]],
 ) -> DatasetSpec:
     fields: dict[str, Any] = {}
     for part in group:
@@ -259,7 +285,7 @@ def _properties(fields: Mapping[str, Any], base: Properties) -> Properties:
     return Properties.from_json(fields, base)
 
 
-def _version(v: VersionPart, parents: Mapping[VersionKey, VersionKey], properties: Properties,
+def _version(v: VersionPart, parents: Mapping[VersionKey, tuple[VersionKey, ...]], properties: Properties,
              aliases: Mapping[str, str], checks: tuple[CheckSpec, ...]) -> VersionSpec:
     """The version with its parent resolved; its properties are the dataset's, with what the version gives
     itself instead, plus the aliases that name it (as tags); its checks are the dataset's, each replaced by
@@ -271,5 +297,5 @@ def _version(v: VersionPart, parents: Mapping[VersionKey, VersionKey], propertie
     mine = dict(v.checks)
     merged = [mine.get(c.name, c) if c.name in mine else c for c in checks]
     merged += [c for name, c in v.checks if name not in {d.name for d in checks}]
-    return dataclasses.replace(v.spec, parent=parents.get(v.spec.key), properties=own,
+    return dataclasses.replace(v.spec, parents=parents.get(v.spec.key, ()), properties=own,
                                checks=tuple(c for c in merged if c is not None))

@@ -99,12 +99,16 @@ def sync_lines(a: SyncFiles, limit: int | None) -> tuple[tuple[str, str], ...]:
 
 def action_line(action: Action, file_limit: int | None) -> Line:
     match action:
-        case CreateVersion(parent=p):
-            return Line("+", "create version" + (f" on top of {p}" if p else " (no parent)"))
+        case CreateVersion(parents=ps):
+            return Line("+", "create version" + (f" on top of {', '.join(str(p) for p in ps)}" if len(ps) == 1
+                                                 else f" merging {', '.join(str(p) for p in ps)}" if ps
+                                                 else " (no parent)"))
         case ResumeVersion(version_id=i):
             return Line("~", f"resume draft {i} (chunks an interrupted run left are uploaded again)")
-        case Restore(version_id=i):
-            return Line("+", f"restore archived version {i} (same id; no new version)")
+        case Restore(version_id=i, archived=archived, system_tags=tags):
+            what = " and ".join(([f"archived version {i}"] if archived else [f"version {i}"])
+                                + ([f"its system tag {', '.join(tags)}"] if tags else []))
+            return Line("+", f"restore {what} (same id; no new version)")
         case DiscardDraft(version_id=i):
             return Line("-", f"discard draft {i}: a stray copy of this finalized version, left by an interrupted "
                         "apply (deleted with its chunks)")

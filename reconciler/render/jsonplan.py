@@ -112,12 +112,15 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
                            "version": _key(action.version)}
     match action:
         case CreateVersion():
-            out["parent"] = _key(action.parent) if action.parent else None
+            out.update(parents_json(action.parents))
             out["storage"] = action.storage
         case ResumeVersion():
             out["version_id"] = action.version_id
-            out["parent"] = _key(action.parent) if action.parent else None
-        case Restore() | DiscardDraft():
+            out.update(parents_json(action.parents))
+        case Restore():
+            out.update(version_id=action.version_id, archived=action.archived,
+                       system_tags=list(action.system_tags))
+        case DiscardDraft():
             out["version_id"] = action.version_id
         case Archive():
             out["version_id"] = action.version_id
@@ -162,16 +165,28 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
     return out
 
 
+def parents_json(parents: Sequence[VersionKey]) -> dict[str, Any]:
+    """``parents`` (in merge order) and ``parent`` (the first, or null), as plans and steps write them."""
+    return {"parent": _key(parents[0]) if parents else None, "parents": [_key(p) for p in parents]}
+
+
+def parents_from_json(d: Mapping[str, Any]) -> tuple[VersionKey, ...]:
+    """The parents ``d`` gives: ``parents``, or a lone ``parent`` (what plans saved before merges wrote)."""
+    if isinstance(d.get("parents"), list):
+        return tuple(_unkey(p) for p in d["parents"])
+    return (_unkey(d["parent"]),) if d.get("parent") else ()
+
+
 def action_from_json(d: Mapping[str, Any]) -> Action:
     """The action ``d`` describes; an unknown type is an error (never a guess)."""
     v = _unkey(d["version"])
     match d["type"]:
         case "create_version":
-            return CreateVersion(v, _unkey(d["parent"]) if d.get("parent") else None, d.get("storage"))
+            return CreateVersion(v, parents_from_json(d), d.get("storage"))
         case "resume_version":
-            return ResumeVersion(v, d["version_id"], _unkey(d["parent"]) if d.get("parent") else None)
+            return ResumeVersion(v, d["version_id"], parents_from_json(d))
         case "restore":
-            return Restore(v, d["version_id"])
+            return Restore(v, d["version_id"], bool(d.get("archived", True)), tuple(d.get("system_tags") or ()))
         case "discard_draft":
             return DiscardDraft(v, d["version_id"])
         case "sync_files":

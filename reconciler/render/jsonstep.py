@@ -17,7 +17,8 @@ from ..diagnostics import ReconcileError
 from ..model import FileEntry, VersionKey
 from ..plan import Action, SyncFiles
 from ..steps import STEP_FORMAT_VERSION, Step
-from .jsonplan import action_from_json, action_to_json, source_from_json, source_to_json
+from .jsonplan import action_from_json, action_to_json, parents_from_json, source_from_json, source_to_json
+from .jsonplan import parents_json as _parents
 
 INLINE_LIMIT = 256 * 1024  # larger steps are stored gzip-compressed (a task document must stay small)
 
@@ -41,7 +42,7 @@ def step_to_json(step: Step) -> dict[str, Any]:
         "format_version": STEP_FORMAT_VERSION,
         "address": str(step.version),
         "version": _key(step.version),
-        "parent": _key(step.parent) if step.parent else None,
+        **_parents(step.parents),
         "actions": [action_to_json(_without_local(a)) for a in step.actions],
         "sources": [source_to_json(s) for s in step.sources],
         "remove": list(step.remove),
@@ -56,7 +57,7 @@ def step_from_json(data: Mapping[str, Any], *, source: str = "step") -> Step:
     try:
         return Step(
             version=_unkey(data["version"]),
-            parent=_unkey(data["parent"]) if data.get("parent") else None,
+            parents=parents_from_json(data),
             actions=tuple(action_from_json(a) for a in data["actions"]),
             sources=tuple(source_from_json(s) for s in data["sources"]),
             remove=tuple(data.get("remove", ())),

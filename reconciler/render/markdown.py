@@ -53,9 +53,10 @@ def lineage_lines(plan: Plan) -> list[str]:
     for a in plan.actions:
         if isinstance(a, (CreateVersion, ResumeVersion)):
             states[a.version] = "new"
-            if a.parent is not None:
-                parents[str(a.version)] = (str(a.parent),)
-                states.setdefault(a.parent, "final")
+            if a.parents:
+                parents[str(a.version)] = tuple(str(p) for p in a.parents)
+                for p in a.parents:
+                    states.setdefault(p, "final")
         elif isinstance(a, Archive):
             states[a.version] = "archived"
         else:

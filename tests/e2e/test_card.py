@@ -99,6 +99,16 @@ def test_a_valid_card_round_trips_through_the_server_and_the_sdk(env: Env, sdk: 
         "responsible_ai": {"data_limitations": "Synthetic shapes only.", "has_synthetic_data": True}}}
     if sdk == "oldest":
         return
+    page = env.sdk("""
+        from clearml import StorageManager
+        from clearml.backend_api.session.client import APIClient
+        ds = Dataset.get(dataset_project=PROJECT, dataset_name='carded', dataset_version='1.0.0')
+        events = APIClient().events.get_task_events(task=ds.id, event_type='training_debug_image').events
+        [url] = [e['url'] for e in events if (e['metric'], e['variant']) == ('Dataset Card', 'card.html')]
+        result = open(StorageManager.get_local_copy(url), encoding='utf-8').read()
+    """)
+    assert isinstance(page, str) and "<h1>Tiny shapes</h1>" in page and "Made by a script." in page
+    assert "<script" not in page
     shown = json.loads(env.reconcile("show", "manifests", "--format", "json").stdout)
     assert shown["datasets"][0]["versions"][0]["card"] == {
         "license": "CC-BY-4.0", "pretty_name": "Tiny shapes", "task_categories": ["image-classification"],

@@ -1,7 +1,7 @@
 """Histories made by plain SDK scripts, in the shapes of ClearML's own ``examples/datasets`` scripts (local files in
 place of their downloads), adopted with ``reconcile import`` and continued with a new version below each dataset's
-finalized ones; then read back from an empty cache by both supported SDKs (``get_local_copy()``,
-``verify_dataset_hash()``, ``clearml-data get`` and ``clearml-data verify``).
+finalized ones; and the same shapes declared directly in manifests. Each is read back from an empty cache by both
+supported SDKs (``get_local_copy()``, ``verify_dataset_hash()``, ``clearml-data get`` and ``clearml-data verify``).
 
 Every shape is built in one project, with tiny files, and read back by as few SDK processes as possible: one SDK
 script builds the whole corpus, and per SDK one process reads every version and one runs the ``clearml-data``
@@ -80,6 +80,10 @@ CORPUS: tuple[Made, ...] = (
     Made("Meta", "1.2.0", (("Meta", "1.0.0"),), {"n.txt": "n"},
          metadata={"metadata": {"k": 3}, "info": {"rows": 2}, "schema": {"columns": ["m", "n"]}}),
     Made("Meta", "1.3.0", (("Meta", "1.2.0"),), {"wip.txt": "w"}, draft=True),
+    # version strings other than semantic versions (the SDK takes any), merged with a semantic one
+    Made("Schemes", "v1", files={"one.txt": "1"}),
+    Made("Schemes", "1.1", (("Schemes", "v1"),), {"two.txt": "2"}),
+    Made("Schemes", "2024.06.01", (("Schemes", "1.1"), ("Chain", "1.2.0")), remove=("one.txt",)),
 )
 
 BUILD = """
@@ -113,14 +117,15 @@ for i, v in enumerate(SPEC):
 result = {f"{k[0]}@{k[1]}": i for k, i in made.items()}
 """
 
-# one process per SDK reads every version from an empty cache; another runs clearml-data get and verify on each
+# per SDK, one process reads every version from an empty cache, and another runs clearml-data get and verify on
+# each (from its own empty cache); argv[1]: [[key, project, name, version], ...]
 READ_BACK = """
 import hashlib, json, os, sys
 from clearml import Dataset
 out = {}
-for key, version_id in json.loads(sys.argv[1]).items():
-    ds = Dataset.get(dataset_id=version_id)
+for key, project, name, version in json.loads(sys.argv[1]):
     try:
+        ds = Dataset.get(dataset_project=project, dataset_name=name, dataset_version=version)
         local = ds.get_local_copy()
         out[key] = {
             "files": {os.path.relpath(os.path.join(d, f), local):
@@ -136,9 +141,11 @@ print("@@" + json.dumps(out))
 
 CLEARML_DATA = """
 import contextlib, io, json, sys
+from clearml import Dataset
 from clearml.cli.data.__main__ import main
 out = {}
-for key, version_id in json.loads(sys.argv[1]).items():
+for key, project, name, version in json.loads(sys.argv[1]):
+    version_id = Dataset.get(dataset_project=project, dataset_name=name, dataset_version=version).id
     for command in ("get", "verify"):
         sys.argv = ["clearml-data", command, "--id", version_id]
         text = io.StringIO()
@@ -171,28 +178,25 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def sdk_pythons(request: pytest.FixtureRequest) -> dict[str, Path]:
-    return {"installed": Path(sys.executable), "oldest": request.getfixturevalue("oldest_sdk_python")}
+def read_back(env: Env, pythons: Mapping[str, Path], want: Mapping[str, Mapping[str, str]]) -> None:
+    """Every version in ``want`` (``name@version`` of the test's project -> its files) read by each SDK from an
+    empty cache holds exactly those files, verifies, and clearml-data gets and verifies it.
 
-
-def read_back(env: Env, pythons: Mapping[str, Path], ids: Mapping[str, str], want: Mapping[str, Mapping[str, str]]
-              ) -> None:
-    """Every version in ``ids`` read by each SDK from an empty cache is ``want``, and clearml-data agrees.
-
-    Versions are read in the order of ``ids``: reading a version fills the cache folders of the versions it
-    reads from, and a later reader could find files there that its own lineage does not lead to; so the versions
-    under test come first, and none of them is an ancestor of another."""
+    Versions are read in the order of ``want``: reading a version fills the cache folders of the versions it
+    reads from, and a later reader could find files there that its own lineage does not lead to; so none of
+    the versions read is an ancestor of one read after it."""
+    keys = [[key, env.project, *key.split("@")] for key in want]
     procs = {}
     for sdk, python in pythons.items():
         for kind, script in (("read", READ_BACK), ("cli", CLEARML_DATA)):
             home = env.work / f"home-{sdk}-{kind}"
             home.mkdir()
             procs[sdk, kind] = subprocess.Popen(
-                [str(python), "-c", script, json.dumps(dict(ids))], cwd=env.work,
+                [str(python), "-c", script, json.dumps(keys)], cwd=env.work,
                 env={**env.vars(), "PYTHONPATH": "", "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")},
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for (sdk, kind), proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=600)
+        stdout, stderr = proc.communicate(timeout=900)
         assert proc.returncode == 0, (sdk, kind, stderr[-3000:])
         got = json.loads([ln for ln in stdout.splitlines() if ln.startswith("@@")][-1][2:])
         for key, files in want.items():
@@ -218,48 +222,88 @@ def _tips(corpus: Sequence[Made]) -> dict[str, Made]:
 
 
 NEW_VERSION = "9.0.0"
+DECLARED = "D"  # the declared copy of a shape is the dataset "D<name>", next to the script-made one
 
 
-def test_script_made_histories_are_adopted_continued_and_read_back(env: Env, request: pytest.FixtureRequest
-                                                                   ) -> None:
+def _declared(project: str, corpus: Sequence[Made]) -> dict[str, str]:
+    """The manifests (file name -> YAML) declaring the live versions of ``corpus`` as datasets ``D<name>``;
+    every version's own files under data/<i>/."""
+    docs: dict[str, list[str]] = {}
+    for i, v in enumerate(corpus):
+        if not v.live:
+            continue
+        lines = [f'  - version: "{v.version}"']
+        refs = [p[1] if p[0] == v.name else f"{project}/{DECLARED}{p[0]}@{p[1]}" for p in v.parents]
+        if refs:
+            lines.append(f"    parents: [{', '.join(json.dumps(r) for r in refs)}]")
+        if v.remove:
+            lines.append(f"    remove: {json.dumps(list(v.remove))}")
+        if v.files:
+            lines.append(f"    sources: [{{path: ../data/{i}}}]")
+        if v.publish:
+            lines.append("    publish: true")
+        meta = dict(v.metadata)
+        lines.append(f"    metadata: {json.dumps(meta.pop('metadata', {}))}")
+        if meta:
+            lines.append(f"    metadata_artifacts: {json.dumps(meta)}")
+        docs.setdefault(DECLARED + v.name, []).extend(lines)
+    return {f"{name}.yaml": f"apiVersion: reconciler/v1\nkind: Dataset\nproject: {project}\nname: {name}\n"
+            "versions:\n" + "\n".join(lines) + "\n" for name, lines in docs.items()}
+
+
+def test_script_made_and_declared_histories_build_and_read_back(env: Env, oldest_sdk_python: Path) -> None:
+    """Script-made: imported (plan then shows no change), continued with a new version below each dataset's
+    finalized ones (a child of its newest). Declared: the same shapes written in manifests, built by one apply
+    that uploads only each version's own files. Then every version this tool made reads back with both SDKs."""
     spec = [dict(name=v.name, version=v.version, parents=v.parents, files=dict(v.files), remove=v.remove,
                  publish=v.publish, metadata={k: dict(m) for k, m in v.metadata.items()}, archived=v.archived,
                  draft=v.draft) for v in CORPUS]
-    made = env.sdk(f"SPEC = json.loads({json.dumps(spec)!r})\n" + BUILD, timeout=600)
-    assert isinstance(made, dict)
-    res = env.reconcile("import", env.project, "--out", "manifests")
+    env.sdk(f"SPEC = json.loads({json.dumps(spec)!r})\n" + BUILD, timeout=900)
+    res = env.reconcile("import", env.project, "--out", "imported")
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"note: {env.project}/Meta@1.3.0: a draft" in res.stderr, res.stderr  # said, not adopted
-    plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
+    folder = env.work / "imported" / env.project
+    merged = (folder / "Merged.yaml").read_text()
+    assert f'parents: ["{env.project}/Images@1.1.0", "{env.project}/Labels@1.0.0"]' in merged, merged
+    assert 'parents: ["1.1.0", "1.2.0"]' in (folder / "Diamond.yaml").read_text()
+    plan = env.reconcile("plan", "--detailed-exitcode", "imported")
     assert plan.returncode == 0, plan.stdout + plan.stderr  # adopting changes nothing
 
-    # a new version below each dataset's finalized ones, child of its newest, with one file of its own
     want = expected(CORPUS)
     new: dict[str, dict[str, str]] = {}
     for name, tip in _tips(CORPUS).items():
         write_tree(env.work / "data" / name, {f"new-{name}.txt": f"new {name}"})
-        path = env.work / "manifests" / env.project / f"{name}.yaml"
+        path = folder / f"{name}.yaml"
         path.write_text(path.read_text() + f'  - version: "{NEW_VERSION}"\n    parent: "{tip.version}"\n'
                         f"    sources: [{{path: ../../data/{name}}}]\n")
         new[f"{name}@{NEW_VERSION}"] = {**want[f"{name}@{tip.version}"], f"new-{name}.txt": f"new {name}"}
-    res = env.reconcile("apply", "--auto-approve", "manifests")
+    for i, v in enumerate(CORPUS):
+        write_tree(env.work / "data" / str(i), dict(v.files))
+    (env.work / "declared").mkdir()
+    for name, text in _declared(env.project, CORPUS).items():
+        (env.work / "declared" / name).write_text(text)
+    plan = env.reconcile("plan", "imported", "declared")
+    assert f"merging {env.project}/DTrain@1.0.0, {env.project}/DTest@1.0.0" in plan.stdout, plan.stdout
+    res = env.reconcile("apply", "--auto-approve", "imported", "declared")
     assert res.returncode == 0, res.stdout + res.stderr
-    plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
+    live = [v for v in CORPUS if v.live]
+    own = sum(len(v.files) for v in live) + len(new)  # a merge uploads only its own files, never its parents'
+    assert f"{len(live) + len(new)} versions created, {own} files uploaded" in res.stdout, res.stdout
+    plan = env.reconcile("plan", "--detailed-exitcode", "imported", "declared")
     assert plan.returncode == 0, plan.stdout + plan.stderr
-    listed = env.sdk(f"""
-        names = {sorted(_tips(CORPUS))!r}
-        result = {{f"{{n}}@{NEW_VERSION}": Dataset.get(dataset_project=PROJECT, dataset_name=n,
-                                                       dataset_version={NEW_VERSION!r}).id for n in names}}
-    """)
-    assert isinstance(listed, dict)
-    live = {k: files for k, files in want.items() if k in made}
-    read_back(env, sdk_pythons(request), {**listed, **made}, {**live, **new})
-    # every metadata artifact came through import, and the new version carries its dataset's (the newest's)
+
+    declared = {f"{DECLARED}{v.name}@{v.version}": want[f"{v.name}@{v.version}"] for v in live}
+    order = {**new, **dict(reversed(declared.items()))}  # children before their parents (see read_back)
+    read_back(env, {"installed": Path(sys.executable), "oldest": oldest_sdk_python}, order)
+    # every metadata artifact came through import, and the new version carries its dataset's (the newest's);
+    # the declared versions carry theirs
     metadata = env.sdk(f"""
         result = {{}}
-        for version in ("1.0.0", "1.2.0", {NEW_VERSION!r}):
-            ds = Dataset.get(dataset_project=PROJECT, dataset_name="Meta", dataset_version=version)
-            result[version] = {{n: ds.get_metadata(metadata_name=n) for n in ("metadata", "info", "schema")}}
+        for name, version in (("Meta", "1.0.0"), ("Meta", "1.2.0"), ("Meta", {NEW_VERSION!r}), ("DMeta", "1.2.0")):
+            ds = Dataset.get(dataset_project=PROJECT, dataset_name=name, dataset_version=version)
+            result[f"{{name}}@{{version}}"] = {{n: ds.get_metadata(metadata_name=n)
+                                               for n in ("metadata", "info", "schema")}}
     """)
     meta = {v.version: dict(v.metadata) for v in CORPUS if v.name == "Meta"}
-    assert metadata == {"1.0.0": meta["1.0.0"], "1.2.0": meta["1.2.0"], NEW_VERSION: meta["1.2.0"]}
+    assert metadata == {"Meta@1.0.0": meta["1.0.0"], "Meta@1.2.0": meta["1.2.0"],
+                        f"Meta@{NEW_VERSION}": meta["1.2.0"], "DMeta@1.2.0": meta["1.2.0"]}

@@ -42,7 +42,7 @@ class Stored:
     key: VersionKey
     id: str
     status: str = "created"
-    parent: str | None = None
+    parents: tuple[str, ...] = ()
     props: Properties = Properties()
     entries: dict[str, codec.StateEntry] = field(default_factory=dict)
     links: dict[str, codec.StateLink] = field(default_factory=dict)
@@ -69,18 +69,19 @@ class MemoryWriter:
         self.writes += 1
 
     # --- Writer protocol ---
-    def create_draft(self, key: VersionKey, parent_id: str | None, storage: str | None) -> str:
+    def create_draft(self, key: VersionKey, parent_ids: Sequence[str], storage: str | None) -> str:
         self._write("create")
         vid = f"v{len(self.versions)}"
-        self.versions[vid] = Stored(key, vid, parent=parent_id)
+        self.versions[vid] = Stored(key, vid, parents=tuple(parent_ids))
         return vid
 
-    def open_draft(self, key: VersionKey, version_id: str, parent_id: str | None, storage: str | None) -> Draft:
-        draft = Draft(key, version_id, f"mem://{version_id}", (parent_id,) if parent_id else ())
-        if parent_id:
+    def open_draft(self, key: VersionKey, version_id: str, parent_ids: Sequence[str], storage: str | None
+                   ) -> Draft:
+        draft = Draft(key, version_id, f"mem://{version_id}", tuple(parent_ids))
+        for parent_id in parent_ids:
             parent = self.versions[parent_id]
-            draft.inherited = dict(parent.entries)
-            draft.inherited_links = dict(parent.links)
+            draft.inherited.update(parent.entries)
+            draft.inherited_links.update(parent.links)
         return draft
 
     def discard_chunks(self, version_id: str) -> int:
@@ -136,7 +137,7 @@ class MemoryWriter:
         self._write("archive")
         self.versions[version_id].archived = True
 
-    def restore(self, key: VersionKey, version_id: str) -> None:
+    def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None:
         self._write("restore")
         self.versions[version_id].archived = False
 
@@ -155,7 +156,7 @@ class MemoryWriter:
             files = tuple(sorted(FileEntry(e.path, e.size, e.sha256) for e in v.entries.values())) if final else None
             out.append(ObservedVersion(
                 key=v.key, id=v.id, status=v.status, properties=v.props,
-                parent_ids=(v.parent,) if v.parent else (), files=files, links=() if final else None,
+                parent_ids=v.parents, files=files, links=() if final else None,
                 managed=True, archived=v.archived, content_digest=v.content_digest,
                 statistics_digest=v.statistics_digest, applied=v.applied,
             ))
@@ -173,8 +174,8 @@ def _file(tmp: Path, path: str, data: str) -> FileEntry:
 def _desired(tmp: Path, *, stats: bool = False) -> tuple[DesiredState, dict[VersionKey, Content]]:
     props = Properties("d", frozenset({"a"}), freeze_json({"k": 1}))
     k1, k2, k3 = (VersionKey(P, N, v) for v in ("1.0.0", "1.1.0", "1.2.0"))
-    versions = (VersionSpec(k1, properties=props), VersionSpec(k2, k1, remove=("b.txt",), properties=props),
-                VersionSpec(k3, k2, publish=True, properties=props))
+    versions = (VersionSpec(k1, properties=props), VersionSpec(k2, (k1,), remove=("b.txt",), properties=props),
+                VersionSpec(k3, (k2,), publish=True, properties=props))
     desired = DesiredState((DatasetSpec(DatasetKey(P, N), versions, props, statistics=stats),))
     own = {
         k1: SourceFiles(files=(_file(tmp, "a.txt", "alpha"), _file(tmp, "b.txt", "bravo"))),

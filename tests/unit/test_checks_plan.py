@@ -126,9 +126,9 @@ def result(status: str) -> CheckResult:
 def desired_with_alias() -> DesiredState:
     base = Properties("d", frozenset({"a"}))
     v1 = VersionSpec(vk("1.0.0"), properties=base)
-    v2 = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"), checks=(SPEC,), publish=True,
+    v2 = VersionSpec(vk("1.1.0"), parents=(vk("1.0.0"),), checks=(SPEC,), publish=True,
                      properties=Properties("d", frozenset({"a", "production"})))
-    v3 = VersionSpec(vk("1.2.0"), parent=vk("1.1.0"), properties=base)
+    v3 = VersionSpec(vk("1.2.0"), parents=(vk("1.1.0"),), properties=base)
     other = VersionSpec(VersionKey(P, "other", "1.0.0"), checks=(SPEC,), properties=base)
     aliases = freeze_json({"production": "1.1.0"})
     return DesiredState((DatasetSpec(DatasetKey(P, N), (v1, v2, v3), base, aliases=aliases),

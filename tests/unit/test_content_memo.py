@@ -34,7 +34,7 @@ def _state(*versions: VersionSpec) -> DesiredState:
     return DesiredState((DatasetSpec(DatasetKey("p", "ds"), versions),))
 
 
-V1, V2, V3 = VersionSpec(K1), VersionSpec(K2, parent=K1, remove=("old/*",)), VersionSpec(K3, parent=K2)
+V1, V2, V3 = VersionSpec(K1), VersionSpec(K2, parents=(K1,), remove=("old/*",)), VersionSpec(K3, parents=(K2,))
 OWN = {K1: SourceFiles((_f("a", "a"), _f("old/x", "x")), memo="m1"), K2: SourceFiles((_f("b", "b"),), memo="m2"),
        K3: SourceFiles((_f("a", "A"),), memo="m3")}
 

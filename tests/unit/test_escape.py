@@ -87,11 +87,11 @@ def hostile_plan(values: tuple[str, ...]) -> Plan:
     meta_after = freeze_json({f"key{v}": f"new{v}" for v in values[::2]} | {"added": values[1]})
     return Plan(
         actions=(
-            CreateVersion(new, None),
+            CreateVersion(new, ()),
             SyncFiles(new, upload=files, remove=tuple(f"gone/{v}" for v in values),
                       add_links=tuple(LinkEntry(f"link/{v}", f"https://example.com/{v}", 5) for v in values),
                       file_count=len(values), total_size=100),
-            CreateVersion(odd, new),
+            CreateVersion(odd, (new,)),
             SetProperties(odd, Properties(values[0], frozenset(values[:5]), meta_before),
                           Properties(values[1], frozenset(values[5:]), meta_after)),
             Archive(VersionKey("proj", values[4], values[5]), f"id{values[6]}"),

@@ -32,8 +32,8 @@ V = VersionKey("p", "ds", "1.1.0")
 PARENT = VersionKey("p", "ds", "1.0.0")
 
 ONE_OF_EACH: tuple[Action, ...] = (
-    CreateVersion(V, PARENT, "s3://bucket/prefix"),
-    ResumeVersion(V, "draft-id", PARENT),
+    CreateVersion(V, (PARENT,), "s3://bucket/prefix"),
+    ResumeVersion(V, "draft-id", (PARENT,)),
     Restore(V, "archived-id"),
     DiscardDraft(V, "stray-id"),
     SyncFiles(V, upload=(FileEntry("a.txt", 1, "h", "/local/a.txt"),), modified=("a.txt",), remove=("b.txt",),

@@ -64,7 +64,7 @@ def dataset(*versions: VersionSpec, tags=("a", "b"), meta=None, desc="d", name=N
 
 
 V1 = VersionSpec(vk("1.0.0"))
-V2 = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"), remove=("old/*",))
+V2 = VersionSpec(vk("1.1.0"), parents=(vk("1.0.0"),), remove=("old/*",))
 OWN = {
     vk("1.0.0"): SourceFiles(files=(f("a.txt", "a"), f("old/x.txt", "x"), f("keep/y.txt", "y"))),
     vk("1.1.0"): SourceFiles(files=(f("a.txt", "A2"), f("b.txt", "b"))),
@@ -111,6 +111,44 @@ def test_fresh_server_creates_parents_first_with_delta_sync():
     assert sync2.modified == ("a.txt",)
     assert sync2.remove == ("old/x.txt",)
     assert plan.summary().create == 2
+
+
+def test_a_merge_lays_later_parents_over_earlier_ones_and_uploads_only_its_own_files():
+    left = VersionSpec(vk("1.0.0", "left"))
+    right = VersionSpec(vk("1.0.0", "right"))
+    both = VersionSpec(vk("1.0.0", "both"), parents=(left.key, right.key))
+    other = VersionSpec(vk("2.0.0", "both"), parents=(right.key, left.key), remove=("l.txt",))
+    own = {left.key: SourceFiles(files=(f("shared.txt", "left"), f("l.txt", "l"))),
+           right.key: SourceFiles(files=(f("shared.txt", "right"), f("r.txt", "r"))),
+           other.key: SourceFiles(files=(f("own.txt", "own"),))}
+    desired = DesiredState((dataset(both, other, name="both"), dataset(left, name="left"),
+                            dataset(right, name="right")))
+    contents = compute_contents(desired, own)
+    assert contents[both.key].files["shared.txt"] == f("shared.txt", "right")
+    assert sorted(contents[both.key].files) == ["l.txt", "r.txt", "shared.txt"]
+    assert contents[other.key].files["shared.txt"] == f("shared.txt", "left")
+    assert sorted(contents[other.key].files) == ["own.txt", "r.txt", "shared.txt"]
+    plan = compute_plan(desired, contents, ObservedState())
+    creates = [a for a in plan.actions if isinstance(a, CreateVersion)]
+    assert [c.version.name for c in creates][-2:] == ["both", "both"]  # parents first
+    assert creates[-2].parents == (left.key, right.key) and creates[-1].parents == (right.key, left.key)
+    syncs = {a.version: a for a in plan.actions if isinstance(a, SyncFiles)}
+    assert both.key not in syncs  # nothing of its own: nothing to upload
+    assert [x.path for x in syncs[other.key].upload] == ["own.txt"] and syncs[other.key].remove == ("l.txt",)
+    assert "create version merging proj/left@1.0.0, proj/right@1.0.0" in render_human(plan)
+    assert describe(creates[-2]) == "create proj/both@1.0.0 (parents proj/left@1.0.0, proj/right@1.0.0)"
+    assert plan_from_json(plan_to_json(plan)) == plan
+    replan = compute_plan(desired, contents, observed_merges(desired, contents))
+    assert replan.actions == () and replan.conflicts == ()
+
+
+def observed_merges(desired: DesiredState, contents) -> ObservedState:
+    ids = {spec.key: f"id{i}" for i, spec in enumerate(desired.all_versions())}
+    return ObservedState(tuple(
+        ObservedVersion(key=spec.key, id=ids[spec.key], status="completed", properties=spec.properties,
+                        files=tuple(contents[spec.key].files.values()), links=(), managed=True,
+                        content_digest=contents[spec.key].digest(), parent_ids=tuple(ids[p] for p in spec.parents))
+        for spec in desired.all_versions()))
 
 
 def test_replanning_after_apply_is_empty():
@@ -286,7 +324,7 @@ def test_statistics_are_written_before_finalize_and_not_again_after_apply():
 
 
 def test_statistics_turned_on_for_existing_versions_is_the_only_change():
-    desired = DesiredState((dataset(V1, V2.__class__(V2.key, V2.parent, remove=V2.remove, publish=True)),))
+    desired = DesiredState((dataset(V1, V2.__class__(V2.key, V2.parents, remove=V2.remove, publish=True)),))
     contents = compute_contents(desired, OWN)
     observed = observed_from(desired, contents)
     plan = compute_plan(DesiredState((dataset(V1, desired.datasets[0].versions[1], stats=True),)), contents, observed)
@@ -372,6 +410,7 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
         "parent_ids": ("p",), "file_count": 99, "total_size": 99, "managed": False, "archived": True,
         "last_update": "2026-01-01", "content_digest": "x", "statistics_digest": "y",
         "applied": Properties("applied", frozenset({"z"})), "unread_metadata": ("info",), "pruned": True,
+        "lost_system_tags": ("dataset",),
         "created": "2026-01-01", "objects": (StoredObject("data", "s3://b/data.zip", 3),),
         "expired_at": "2026-01-02T00:00:00+00:00", "freed": ("data",),
     }
@@ -442,7 +481,7 @@ def test_a_version_this_tool_pruned_is_restored_without_drift():
     assert plan.actions == (Restore(vk("1.0.0"), "id0"),) and plan.drift == ()
 
 
-V3 = VersionSpec(vk("1.2.0"), parent=vk("1.1.0"))
+V3 = VersionSpec(vk("1.2.0"), parents=(vk("1.1.0"),))
 
 
 @pytest.mark.parametrize("archived,pruned", [(("id0",), False), (("id0", "id1", "id2"), True),
@@ -467,18 +506,18 @@ def test_a_parent_gone_for_good_still_blocks_its_child():
 
 
 def test_aliases_move_as_tags_and_leave_exactly_one_holder():
-    v2 = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"))
+    v2 = VersionSpec(vk("1.1.0"), parents=(vk("1.0.0"),))
     props = Properties("d", frozenset({"a"}), freeze_json({"k": 1}))
     before = DesiredState((DatasetSpec(DatasetKey(P, N), (
         replace(V1, properties=Properties("d", frozenset({"a", "production"}), freeze_json({"k": 1}))),
-        replace(v2, parent=vk("1.0.0"), properties=props)), props, aliases=freeze_json({"production": "1.0.0"})),))
+        replace(v2, parents=(vk("1.0.0"),), properties=props)), props, aliases=freeze_json({"production": "1.0.0"})),))
     contents = compute_contents(before, OWN)
     observed = observed_from(before, contents)
     stray = ObservedVersion(key=vk("0.9.0"), id="old", status="completed", managed=True,
                             properties=Properties("d", frozenset({"production"})))
     after = DesiredState((DatasetSpec(DatasetKey(P, N), (
         replace(V1, properties=props),
-        replace(v2, parent=vk("1.0.0"), properties=Properties("d", frozenset({"a", "production"}),
+        replace(v2, parents=(vk("1.0.0"),), properties=Properties("d", frozenset({"a", "production"}),
                                                              freeze_json({"k": 1})))),
         props, aliases=freeze_json({"production": "1.1.0"})),))
     plan = compute_plan(after, contents, ObservedState(observed.versions + (stray,)))
@@ -504,7 +543,7 @@ def test_aliases_move_as_tags_and_leave_exactly_one_holder():
 
 def test_an_adopted_version_is_taken_as_the_server_holds_it():
     adopted = replace(V1, adopt="a" * 32, publish=True)  # import writes publish: true for a published one
-    child = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"))
+    child = VersionSpec(vk("1.1.0"), parents=(vk("1.0.0"),))
     desired = DesiredState((dataset(adopted, child),))
     live = (f("made/by/script.txt", "s"),)
     server = ObservedVersion(key=vk("1.0.0"), id="a" * 32, status="published", managed=False,

@@ -42,7 +42,7 @@ def f(path: str, content: str) -> FileEntry:
 
 
 V1 = VersionSpec(vk("1.0.0"), properties=PROPS)
-V2 = VersionSpec(vk("1.1.0"), parent=vk("1.0.0"), remove=("old/*",), publish=True, properties=PROPS)
+V2 = VersionSpec(vk("1.1.0"), parents=(vk("1.0.0"),), remove=("old/*",), publish=True, properties=PROPS)
 OWN = {
     vk("1.0.0"): SourceFiles(files=(f("a.txt", "a"), f("old/x.txt", "x"), f("keep/y.txt", "y"))),
     vk("1.1.0"): SourceFiles(files=(f("a.txt", "A2"), f("b.txt", "b"))),

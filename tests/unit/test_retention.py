@@ -36,7 +36,7 @@ def vk(i: int) -> VersionKey:
 def chain(n: int, policy: Retention, aliases: dict[str, str] | None = None, publish: int | None = None,
           roots: tuple[int, ...] = (0,)) -> DesiredState:
     """Versions 1.0.0 .. 1.0.<n-1>, each on the one before, but the ``roots``."""
-    versions = tuple(VersionSpec(vk(i), parent=None if i in roots else vk(i - 1), publish=i == publish)
+    versions = tuple(VersionSpec(vk(i), parents=() if i in roots else (vk(i - 1),), publish=i == publish)
                      for i in range(n))
     return DesiredState((DatasetSpec(DatasetKey(P, N), versions, aliases=MappingProxyType(aliases or {}),
                                      retention=policy),))

@@ -17,7 +17,7 @@ from reconciler.plan import PlanOptions, SourceFiles, compute_contents, compute_
 from reconciler.render.jsonplan import plan_json_chunks, plan_to_json
 
 K1, K2 = VersionKey("p", "big", "1.0.0"), VersionKey("p", "big", "1.1.0")
-STATE = DesiredState((DatasetSpec(DatasetKey("p", "big"), (VersionSpec(K1), VersionSpec(K2, parent=K1))),))
+STATE = DesiredState((DatasetSpec(DatasetKey("p", "big"), (VersionSpec(K1), VersionSpec(K2, parents=(K1,)))),))
 
 
 def _own(n: int) -> dict[VersionKey, SourceFiles]:

@@ -158,9 +158,9 @@ def test_the_plan_comment_draws_the_lineage_of_the_versions_it_creates() -> None
     key = VersionKey("p", "ds", "1.0.0")
     child = VersionKey("p", "ds", "1.1.0")
     assert lineage_lines(Plan((Archive(key, vid(1)),))) == []
-    lines = lineage_lines(Plan((CreateVersion(child, key), Archive(VersionKey("p", "ds", "0.1.0"), vid(2)))))
+    lines = lineage_lines(Plan((CreateVersion(child, (key,)), Archive(VersionKey("p", "ds", "0.1.0"), vid(2)))))
     text = "\n".join(lines)
     assert lines[:3] == ["#### Lineage", "", "```mermaid"] and lines[-2] == "```"
     assert "p/ds@1.1.0 (created by this plan)" in text and "p/ds@0.1.0 (archived)" in text and "-->" in text
-    many = Plan(tuple(CreateVersion(VersionKey("p", "ds", f"1.0.{i}"), None) for i in range(MAX_LINEAGE_NODES + 1)))
+    many = Plan(tuple(CreateVersion(VersionKey("p", "ds", f"1.0.{i}"), ()) for i in range(MAX_LINEAGE_NODES + 1)))
     assert "too many to draw" in "\n".join(lineage_lines(many))

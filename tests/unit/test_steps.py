@@ -52,9 +52,9 @@ def content(*files: FileEntry, links: tuple[LinkEntry, ...] = ()) -> Content:
 def test_versions_to_build_become_steps_and_the_rest_stays_with_the_command() -> None:
     props = SetProperties(DONE, Properties("x"), Properties("y"))
     plan = Plan(
-        actions=(CreateVersion(P1, None), SyncFiles(P1, upload=(A,)), Finalize(P1, "d1"),
-                 CreateVersion(P2, P1), SyncFiles(P2, upload=(B,)), Finalize(P2, "d2"), Publish(P2),
-                 ResumeVersion(OTHER, "draft", None), Finalize(OTHER, "d3"),
+        actions=(CreateVersion(P1, ()), SyncFiles(P1, upload=(A,)), Finalize(P1, "d1"),
+                 CreateVersion(P2, (P1,)), SyncFiles(P2, upload=(B,)), Finalize(P2, "d2"), Publish(P2),
+                 ResumeVersion(OTHER, "draft", ()), Finalize(OTHER, "d3"),
                  props, Publish(DONE), Archive(VersionKey("p", "gone", "1.0.0"), "g")),
         builds=(Build(P1, (PathSource(Path("/data/a")),)), Build(P2, (), ("x/*",)), Build(OTHER)),
     )
@@ -62,7 +62,7 @@ def test_versions_to_build_become_steps_and_the_rest_stays_with_the_command() ->
     assert split.local == (props, Publish(DONE), Archive(VersionKey("p", "gone", "1.0.0"), "g"))
     assert [q.step.version for q in split.steps] == [P1, P2, OTHER]
     two = split.steps_by_version[P2]
-    assert two.opening == CreateVersion(P2, P1) and two.publish and two.step.parent == P1
+    assert two.opening == CreateVersion(P2, (P1,)) and two.publish and two.step.parents == (P1,)
     assert two.step.actions == (SyncFiles(P2, upload=(B,)), Finalize(P2, "d2")) and two.step.remove == ("x/*",)
     assert split.steps_by_version[P1].step.sources == (PathSource(Path("/data/a")),)
     assert isinstance(split.steps_by_version[OTHER].opening, ResumeVersion)
@@ -70,7 +70,7 @@ def test_versions_to_build_become_steps_and_the_rest_stays_with_the_command() ->
 
 def test_a_saved_plan_without_builds_cannot_go_to_agents() -> None:
     with pytest.raises(ReconcileError, match=r"does not say what p/ds@1.0.0 is made of .* run 'reconcile plan' again"):
-        split_for_queue(Plan(actions=(CreateVersion(P1, None), Finalize(P1, "d"))))
+        split_for_queue(Plan(actions=(CreateVersion(P1, ()), Finalize(P1, "d"))))
 
 
 def test_the_planned_content_is_the_parent_with_the_delta() -> None:
@@ -107,11 +107,11 @@ def test_a_step_round_trips_without_local_paths_and_large_ones_are_compressed() 
                TorchvisionSource("MNIST", "train", "raw", "", None, True),
                TorchvisionSource("CIFAR10", "test", "images", "c", Path("/mnt/tv"), False),
                UrlSource("s3://bucket/p/", "remote", True))
-    step = Step(P2, P1, (SyncFiles(P2, upload=(A,)), Finalize(P2, "d")), sources, ("old/*",), (("p", "token"),))
+    step = Step(P2, (P1,), (SyncFiles(P2, upload=(A,)), Finalize(P2, "d")), sources, ("old/*",), (("p", "token"),))
     back = decode_step(encode_step(step))
     assert back.actions[0].upload[0].local is None  # type: ignore[union-attr]
     assert back == step  # local paths are not compared
-    big = Step(P1, None, (SyncFiles(P1, upload=tuple(FileEntry(f"f{i:06d}", i, f"{i:064x}") for i in range(5000))),))
+    big = Step(P1, (), (SyncFiles(P1, upload=tuple(FileEntry(f"f{i:06d}", i, f"{i:064x}") for i in range(5000))),))
     text = encode_step(big)
     assert text.startswith('{"gzip_base64": ') and len(text) < INLINE_LIMIT
     assert decode_step(text) == big
@@ -124,7 +124,7 @@ def test_a_step_round_trips_without_local_paths_and_large_ones_are_compressed() 
 def test_a_saved_plan_carries_what_its_versions_are_made_of() -> None:
     build = Build(P1, (PathSource(Path("/data/a"), "x", ("*.txt",)), UrlSource("https://h/f.bin"),
                        TorchvisionSource("KMNIST", "test", "images", "", Path("/tv"), True)), ("*.tmp",))
-    plan = Plan(actions=(CreateVersion(P1, None), Finalize(P1, "d")), builds=(build,))
+    plan = Plan(actions=(CreateVersion(P1, ()), Finalize(P1, "d")), builds=(build,))
     assert plan_from_json(plan_to_json(plan)) == plan
     old = plan_to_json(plan)
     del old["builds"]
