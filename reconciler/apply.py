@@ -82,7 +82,7 @@ class Writer(Protocol):
     def delete_version(self, key: VersionKey, version_id: str, objects: Sequence[StoredObject], *,
                        whole: bool = True) -> None: ...
     def delete_draft(self, version_id: str) -> None: ...
-    def restore(self, key: VersionKey, version_id: str) -> None: ...
+    def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None: ...
     def version_files(self, version_id: str) -> dict[str, Any]: ...
     def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]: ...
 
@@ -171,8 +171,8 @@ class _Applier:
                                 "uploading again")
                 parent_ids = [self.version_id(p) for p in self.parents.get(v, ())]
                 self.drafts[v] = self.writer.open_draft(v, i, parent_ids, None)
-            case Restore(version=v, version_id=i):
-                self.writer.restore(v, i)
+            case Restore(version=v, version_id=i, system_tags=tags):
+                self.writer.restore(v, i, tags)
                 self.result.ids[v] = i
             case DiscardDraft(version_id=i):
                 self.writer.delete_draft(i)
@@ -373,7 +373,7 @@ def apply_plan(
             message = f"{describe(action)}: {_message(err)}{where}"
             blocked[v] = message
             applier.result.failed[v] = message
-            report(f"  failed: {message}")
+            report(f"  failed: {describe(action)} (error below)")
             continue
         applier.result.actions += 1
         elapsed = time.monotonic() - t0

@@ -206,10 +206,13 @@ class DiscardDraft:
 
 @dataclass(frozen=True, slots=True)
 class Restore:
-    """Bring back (unarchive) a version the manifests name again, instead of creating a second one."""
+    """Bring back a version the manifests name again, instead of creating a second one: unarchive it (when
+    ``archived``) and put back the system tags ``system_tags`` it lost (those the SDK finds a version by)."""
 
     version: VersionKey
     version_id: str
+    archived: bool = True
+    system_tags: tuple[str, ...] = ()
 
 
 Action = (
@@ -655,11 +658,15 @@ class _Planner:
         self.restored: dict[VersionKey, str] = {}  # versions this plan unarchives: key -> id
 
     def restore(self, key: VersionKey, version: ObservedVersion) -> None:
-        """Unarchive ``version``; archiving it was drift unless this tool pruned it."""
-        self.actions.append(Restore(key, version.id))
+        """Unarchive ``version`` and give it back the system tags it lost; archiving it was drift unless this
+        tool pruned it, and a lost system tag always is."""
+        self.actions.append(Restore(key, version.id, version.archived, version.lost_system_tags))
         self.restored[key] = version.id
-        if not version.pruned:
+        if version.archived and not version.pruned:
             self.drift.append(Drift(key, version.id, "archived", "archived on the server since the last apply"))
+        if version.lost_system_tags:
+            self.drift.append(Drift(key, version.id, "system_tags", f"system tag {', '.join(version.lost_system_tags)} "
+                                    "removed on the server: the SDK cannot find the version"))
 
     def chosen(self, key: VersionKey) -> ObservedVersion | None:
         if key in self.adopted:
@@ -704,7 +711,7 @@ class _Planner:
         obs = self.chosen(key)
         if spec.adopt is not None and not self.check_adopted(spec, obs):
             return
-        if obs is not None and obs.archived:  # an adopted version that was archived
+        if obs is not None and (obs.archived or obs.lost_system_tags):  # adopted and archived, or lost a tag
             self.restore(key, obs)
         if obs is None:
             archived = archived_candidate(self.by_key.get(key, []))
@@ -1046,8 +1053,9 @@ def describe(action: Action) -> str:
             return f"create {v}" + (f" (parent {names})" if len(ps) == 1 else f" (parents {names})" if ps else "")
         case ResumeVersion(version=v, version_id=i):
             return f"resume draft {v} ({i})"
-        case Restore(version=v, version_id=i):
-            return f"restore archived {v} ({i})"
+        case Restore(version=v, version_id=i, archived=archived, system_tags=tags):
+            return f"restore {'archived ' if archived else ''}{v} ({i})" + (
+                f" and its system tag {', '.join(tags)}" if tags else "")
         case DiscardDraft(version=v, version_id=i):
             return f"discard stray draft {i} of the finalized {v}"
         case SyncFiles(version=v):

@@ -189,20 +189,14 @@ def _human(n: float) -> str:
 # --- resolving the version -----------------------------------------------------------------------------------
 
 
-def resolve(reader: ServerReader, ref: str) -> tuple[ObservedVersion, Mapping[str, Any]]:
-    """The live finalized version ``ref`` names (``PROJECT/NAME@VERSION``, ``PROJECT/NAME@ALIAS`` or an id), and
-    its task."""
-    from .observe import version_summary
-    from .report import resolve_id
+def resolve(reader: ServerReader, ref: str) -> ObservedVersion:
+    """The live finalized version ``ref`` names (``PROJECT/NAME@VERSION``, ``PROJECT/NAME@ALIAS`` or an id)."""
+    from .report import resolve_version
 
-    version_id = resolve_id(reader, ref)
-    found = version_summary(reader, version_id)
-    if found is None:
-        raise ReconcileError(f"no dataset version has the id {version_id}")
-    version, task = found
+    version = resolve_version(reader, ref)
     if not version.finalized:
         raise ReconcileError(f"{version.key} is a draft ({version.status}); only finalized versions can be pulled")
-    return version, task
+    return version
 
 
 # --- pulling -----------------------------------------------------------------------------------------------------
@@ -273,7 +267,7 @@ def pull(reader: ServerReader, ref: str, dest: Path, options: PullOptions = Pull
     """Make ``dest`` hold the selected files of the version ``ref`` names, byte for byte (see the module)."""
     from .cachedir import default_cache_dir
 
-    version, task = resolve(reader, ref)
+    version = resolve(reader, ref)
     cache_root = options.cache_dir or default_cache_dir()
     label = str(version.key)
     groups: list[tuple[str, ...]] = []
@@ -298,7 +292,7 @@ def pull(reader: ServerReader, ref: str, dest: Path, options: PullOptions = Pull
                 if known is not None:  # this very listing of DEST was verified for this selection: nothing to do
                     _, count, size = known
                     return PullResult(dest, version.key, version.id, count, size, count, 0, 0, 0)
-                return _pull(reader, version, task, groups, dest, local, cache, options, cache_root)
+                return _pull(reader, version, groups, dest, local, cache, options, cache_root)
             finally:
                 cache.close()
                 shutil.rmtree(staging, ignore_errors=True)
@@ -344,12 +338,15 @@ def _memo(dest: Path, version_id: str, groups: Sequence[Sequence[str]], delete: 
     return hashlib.sha256(what.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _pull(reader: ServerReader, version: ObservedVersion, task: Mapping[str, Any], groups: Sequence[Sequence[str]],
+def _pull(reader: ServerReader, version: ObservedVersion, groups: Sequence[Sequence[str]],
           dest: Path, local: dict[str, tuple[str, StatKey]], cache: HashCache, options: PullOptions,
           cache_root: Path) -> PullResult:
     from .observe import state_cache_dir
 
     label = str(version.key)
+    task = reader.task(version.id)
+    if task is None:
+        raise ReconcileError(f"no dataset version has the id {version.id}")
     files, links = reader.stored_files(task, state_cache_dir(reader.api_host, cache_root))
     check_paths((f.path for f in files), label)
     check_paths((link.path for link in links), label)

@@ -366,27 +366,30 @@ def parse_reference(ref: str) -> VersionKey | str:
         raise ReconcileError(f"{ref!r} is neither PROJECT/NAME@VERSION nor a 32-character dataset id") from None
 
 
-def resolve_id(reader: ServerReader, ref: str) -> str:
-    """The id of the live version ``ref`` names (``project/name@version``, ``project/name@alias`` or an id);
-    one-line errors for a dataset, version or alias that does not exist."""
-    from .observe import dataset_versions
+def resolve_version(reader: ServerReader, ref: str) -> ObservedVersion:
+    """The live version ``ref`` names (``project/name@version``, ``project/name@alias`` or an id), as listed (no
+    file list); one-line errors for a dataset, version, alias or id that does not exist."""
+    from .observe import dataset_versions, version_summary
 
     parsed = parse_reference(ref)
     if not isinstance(parsed, VersionKey):
-        return parsed
+        found = version_summary(reader, parsed)
+        if found is None:
+            raise ReconcileError(f"no dataset version has the id {parsed}")
+        return found[0]
     versions = dataset_versions(reader, DatasetKey(parsed.project, parsed.name))
     if not versions:
         raise ReconcileError(f"unknown dataset {parsed.dataset}: the server has no version of it")
     chosen = choose_observed([v for v in versions if v.key == parsed])
     if chosen is not None:
-        return chosen.id
+        return chosen
     holders = [v for v in versions if parsed.version in v.properties.tags]
     if len(holders) == 1:
-        return holders[0].id
+        return holders[0]
     if holders:
-        found = ", ".join(sorted(v.key.version for v in holders))
-        raise ReconcileError(f"the alias {parsed.version!r} of {parsed.dataset} is on several versions ({found}); "
-                             "name the version")
+        found_versions = ", ".join(sorted(v.key.version for v in holders))
+        raise ReconcileError(f"the alias {parsed.version!r} of {parsed.dataset} is on several versions "
+                             f"({found_versions}); name the version")
     known = ", ".join(sorted({v.key.version for v in versions}))
     raise ReconcileError(f"{parsed.dataset} has no version or alias {parsed.version!r} (versions: {known})")
 
@@ -395,7 +398,7 @@ def resolve_reference(reader: ServerReader, ref: str, *, cache_root: Path | None
     """The live version ``ref`` names, with its file list; one-line errors for what does not exist."""
     from .observe import read_version
 
-    version_id = resolve_id(reader, ref)
+    version_id = resolve_version(reader, ref).id
     found = read_version(reader, version_id, cache_root=cache_root)
     if found is None:
         raise ReconcileError(f"no dataset version has the id {version_id}")

@@ -219,6 +219,7 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         applied=applied,
         unread_metadata=unread,
         pruned=book.pruned,
+        lost_system_tags=() if DATASET_TAG in system_tags else (DATASET_TAG,),
         created=str(task.get("created") or ""),
         objects=stored_objects(task, freed_keys(task)),
         freed=tuple(sorted(freed_keys(task))),

@@ -72,7 +72,7 @@ class ServerReader:
             return []
         return self._get_all(
             "tasks.get_all", "tasks", project=list(project_ids), type=[codec.TASK_TYPE],
-            system_tags=[codec.DATASET_TAG], search_hidden=True, only_fields=list(codec.TASK_FIELDS),
+            search_hidden=True, only_fields=list(codec.TASK_FIELDS),
             order_by=["-last_update"],
         )
 

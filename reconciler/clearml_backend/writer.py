@@ -700,11 +700,20 @@ class ServerWriter:
         if self.reader.task(version_id, ("id",)) is not None:
             raise BackendError(f"deleting {key}: the server still has version {version_id} after the delete")
 
-    def restore(self, key: VersionKey, version_id: str) -> None:
-        self._transition("tasks.unarchive_many", version_id, _archived(False), ids=[version_id])
+    def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None:
+        """Unarchive a version (when archived) and give it back ``system_tags``; read back."""
         row = self.reader.task(version_id, ("id", "system_tags"))
         if codec.ARCHIVED_TAG in set((row or {}).get("system_tags") or []):
-            raise BackendError(f"restoring {key}: the server did not unarchive it")
+            self._transition("tasks.unarchive_many", version_id, _archived(False), ids=[version_id])
+            row = self.reader.task(version_id, ("id", "system_tags"))
+        have = list((row or {}).get("system_tags") or [])
+        if any(t not in have for t in system_tags):
+            self.api.call("tasks.edit", write=True, task=version_id, force=True,
+                          system_tags=have + [t for t in system_tags if t not in have])
+            row = self.reader.task(version_id, ("id", "system_tags"))
+        now = set((row or {}).get("system_tags") or [])
+        if codec.ARCHIVED_TAG in now or not now.issuperset(system_tags):
+            raise BackendError(f"restoring {key}: the server did not unarchive it or give back its system tags")
         if codec.read_bookkeeping(self.reader.full_task(version_id)).pruned:
             self.set_bookkeeping(version_id, {"pruned": ""})
 

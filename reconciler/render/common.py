@@ -105,8 +105,10 @@ def action_line(action: Action, file_limit: int | None) -> Line:
                                                  else " (no parent)"))
         case ResumeVersion(version_id=i):
             return Line("~", f"resume draft {i} (chunks an interrupted run left are uploaded again)")
-        case Restore(version_id=i):
-            return Line("+", f"restore archived version {i} (same id; no new version)")
+        case Restore(version_id=i, archived=archived, system_tags=tags):
+            what = " and ".join(([f"archived version {i}"] if archived else [f"version {i}"])
+                                + ([f"its system tag {', '.join(tags)}"] if tags else []))
+            return Line("+", f"restore {what} (same id; no new version)")
         case DiscardDraft(version_id=i):
             return Line("-", f"discard draft {i}: a stray copy of this finalized version, left by an interrupted "
                         "apply (deleted with its chunks)")

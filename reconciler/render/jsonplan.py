@@ -117,7 +117,10 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
         case ResumeVersion():
             out["version_id"] = action.version_id
             out.update(parents_json(action.parents))
-        case Restore() | DiscardDraft():
+        case Restore():
+            out.update(version_id=action.version_id, archived=action.archived,
+                       system_tags=list(action.system_tags))
+        case DiscardDraft():
             out["version_id"] = action.version_id
         case Archive():
             out["version_id"] = action.version_id
@@ -183,7 +186,7 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
         case "resume_version":
             return ResumeVersion(v, d["version_id"], parents_from_json(d))
         case "restore":
-            return Restore(v, d["version_id"])
+            return Restore(v, d["version_id"], bool(d.get("archived", True)), tuple(d.get("system_tags") or ()))
         case "discard_draft":
             return DiscardDraft(v, d["version_id"])
         case "sync_files":

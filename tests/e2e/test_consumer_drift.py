@@ -1,5 +1,6 @@
-"""Drift is what consumers read: each property a version carries, edited through the API behind the tool's back,
-is reported as drift and put back by the next apply (seen again through the SDK, as consumers see it)."""
+"""Drift is what consumers read: each property a version carries (description, tags, metadata artifacts, archive
+state, the system tag the SDK finds versions by), edited through the API behind the tool's back, is reported as
+drift and put back by the next apply (seen again through the SDK, as consumers see it)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ EDITS = [
     ("1.5.0", "metadata_artifacts", "put(ds, 'extra', {'x': 1})"),
     ("1.6.0", "metadata_artifacts", "drop(ds, 'info')"),
     ("1.7.0", "archived", "c.tasks.archive_many(ids=[ds.id])"),
+    ("1.8.0", "system_tags", "untag(ds, 'dataset')"),  # Dataset.get() no longer finds it
 ]
 
 MANIFEST = """\
@@ -56,6 +58,10 @@ def drop(ds, key, add=()):  # a finalized version's artifacts change only by a f
     task = c.tasks.get_by_id(task=ds.id)
     kept = [a.to_dict() for a in task.execution.artifacts if a.key != key]
     c.tasks.edit(task=ds.id, execution=dict(task.execution.to_dict(), artifacts=kept + list(add)), force=True)
+
+def untag(ds, tag):
+    tags = [t for t in c.tasks.get_by_id(task=ds.id).system_tags if t != tag]
+    c.tasks.edit(task=ds.id, system_tags=tags, force=True)
 
 def put(ds, key, value):  # a dict artifact as Task.upload_artifact stores it
     import hashlib, os, tempfile

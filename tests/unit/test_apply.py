@@ -137,7 +137,7 @@ class MemoryWriter:
         self._write("archive")
         self.versions[version_id].archived = True
 
-    def restore(self, key: VersionKey, version_id: str) -> None:
+    def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None:
         self._write("restore")
         self.versions[version_id].archived = False
 

@@ -410,6 +410,7 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
         "parent_ids": ("p",), "file_count": 99, "total_size": 99, "managed": False, "archived": True,
         "last_update": "2026-01-01", "content_digest": "x", "statistics_digest": "y",
         "applied": Properties("applied", frozenset({"z"})), "unread_metadata": ("info",), "pruned": True,
+        "lost_system_tags": ("dataset",),
         "created": "2026-01-01", "objects": (StoredObject("data", "s3://b/data.zip", 3),),
         "expired_at": "2026-01-02T00:00:00+00:00", "freed": ("data",),
     }
