@@ -664,8 +664,8 @@ def b10(b: Bench, m: Measure, files: int) -> None:
     for name, values in run_checks(files, b.runs, b.workers).items():
         for value in values:
             m.add(name, value)
-    m.notes.append("both passes in one process on a warm page cache, order alternated run by run; the command "
-                   "check's process start and JSON file list are a fixed cost that small sizes feel most")
+    m.notes.append("both passes in one process on a warm page cache after an untimed warm-up (imports), order "
+                   "alternated run by run; the command check runs a shell one-liner: its cost is the rule's own")
 
 
 def remove_later(path: Path) -> None:

@@ -373,7 +373,7 @@ def apply_plan(
             message = f"{describe(action)}: {_message(err)}{where}"
             blocked[v] = message
             applier.result.failed[v] = message
-            report(f"  failed: {message}")
+            report(f"  failed: {describe(action)} (error below)")
             continue
         applier.result.actions += 1
         elapsed = time.monotonic() - t0

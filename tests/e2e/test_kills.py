@@ -158,6 +158,8 @@ def test_drafts_are_listed_and_discarded_by_the_tool(env: Env, proxies: Proxies)
 ALIAS_KILL_POINTS = [
     ("tasks.create", '"name": "things"', 1),
     ("tasks.edit", '"tags"', 1),
+    ("tasks.add_or_update_artifacts", '"key": "state"', 1),  # the file list, before the status changes
+    ("tasks.started", "", 1),
     ("tasks.completed", "", 1),
     ("tasks.publish", "", 1),
     ("tasks.edit", '"production"', 1),  # the new holder has it, the old one still too

@@ -221,3 +221,14 @@ def test_without_a_repository_only_mounts_and_urls_are_visible(tmp_path: Path) -
         agent_sources([urls], queue="q", mounts=[], cwd=tmp_path)
     seen = agent_sources([urls], queue="q", mounts=[tmp_path], cwd=tmp_path)
     assert seen.sources[P1] == urls.sources
+
+
+def test_alias_moves_wait_for_every_step_to_be_built() -> None:
+    take = SetProperties(DONE, Properties("d", frozenset({"production"})), Properties("d"), alias=True)
+    give = SetProperties(P1, Properties("d"), Properties("d", frozenset({"production"})), alias=True)
+    plan = Plan(actions=(CreateVersion(P1, ()), SyncFiles(P1, upload=(A,)), Finalize(P1, "d1"), Publish(P1),
+                         give, take),
+                builds=(Build(P1, (PathSource(Path("/data/a")),)),))
+    split = split_for_queue(plan)
+    assert split.local == () and split.after == (give, take)  # not before the steps, nor in P1's step
+    assert split.steps_by_version[P1].step.actions == (SyncFiles(P1, upload=(A,)), Finalize(P1, "d1"))
