@@ -228,7 +228,8 @@ class _Applier:
                 self.result.deleted_versions += 1 if whole else 0
                 self.result.freed_bytes += action.freed_bytes
                 what = "deleted" if whole else "freed objects of"
-                self.report(f"  {what} {v} ({i}): {len(objects)} objects gone, {action.freed_bytes} bytes freed")
+                self.report(f"  {what} {v} ({i}): {counted(len(objects), 'object')} gone, "
+                            f"{human_size(action.freed_bytes)} freed")
             case _:
                 assert_never(action)
 
