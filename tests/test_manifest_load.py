@@ -9,7 +9,15 @@ import pytest
 
 from reconciler.diagnostics import ReconcileError, SourceSpan
 from reconciler.manifest import check_manifests, load_manifests
-from reconciler.model import DatasetKey, PathSource, TorchvisionSource, UrlSource, VersionKey
+from reconciler.model import (
+    DAY,
+    DatasetKey,
+    PathSource,
+    Retention,
+    TorchvisionSource,
+    UrlSource,
+    VersionKey,
+)
 
 VALID = Path(__file__).parent / "manifests" / "valid"
 REPO = Path(__file__).parent.parent
@@ -74,6 +82,8 @@ def test_every_field_of_full_manifest(valid) -> None:
     }
     assert ds.statistics is True and ds.storage == "s3://bucket/datasets"
     assert ds.chunk_size_mb == 64 and ds.compression == "store"
+    assert ds.retention == Retention(keep_last=3, max_age=90 * DAY, grace=14 * DAY, delete_published=False,
+                                     used_within=30 * DAY)
     assert ds.span == SourceSpan("full.yaml", 2, 1)
     v1, v2, v3 = ds.versions
     assert v1.parent is None and v1.publish is False and v1.remove == ()
@@ -83,10 +93,10 @@ def test_every_field_of_full_manifest(valid) -> None:
     assert tv_src == TorchvisionSource("MNIST", "train", "images", "mnist", VALID / "cache", True)
     assert url_src == UrlSource("https://example.com/files/readme.md", "docs", True)
     assert prefix_src == UrlSource("s3://bucket/prefix/")
-    assert [s.span for s in v1.sources] == [SourceSpan("full.yaml", line, 9) for line in (22, 26, 32, 35)]
+    assert [s.span for s in v1.sources] == [SourceSpan("full.yaml", line, 9) for line in (23, 27, 33, 36)]
     assert v2.parent == VersionKey("tests/full", "Everything", "1.0.0")
     assert v2.remove == ("images/train/cat/*", "mnist/**") and v2.publish is True
-    assert v2.span == SourceSpan("full.yaml", 36, 5)
+    assert v2.span == SourceSpan("full.yaml", 37, 5)
     assert v3.parent == VersionKey("tests/full", "Everything", "1.1.0-rc.1") and v3.sources == ()
 
 

@@ -150,6 +150,7 @@ def test_failed_upload_leaves_a_draft_that_the_next_apply_resumes(env: Env):
     res = env.reconcile("--timeout", "3", "apply", "--auto-approve", "manifests")
     assert res.returncode == 1, res.stdout
     assert "Traceback" not in res.stderr and "stays a draft" in res.stderr
+    assert "stays a draft" not in res.stdout  # said once, as the error
     assert f"not applied because a parent failed: {env.project}/things@1.1.0" in res.stderr
     tasks = dataset_tasks(env, env.project, "things")
     assert tasks and all(t["status"] not in ("completed", "published") for t in tasks)
