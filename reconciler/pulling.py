@@ -51,6 +51,7 @@ PART_SUFFIX = ".reconcile-part"  # files being written
 HASH_DB_NAME = "hashes.sqlite3"
 _BLOCK = 1 << 20
 IN_MEMORY = 16 << 20  # chunks up to this size are extracted from memory
+SMALL_FILE = 1 << 20  # files up to this size are read whole from their chunk, checked, then written
 
 
 # --- choosing: pure ------------------------------------------------------------------------------------------
@@ -235,6 +236,33 @@ class _Writer:
                 raise ReconcileError(f"{parent} leads outside {self.dest} (a symlink); refusing to write {rel}")
             self.safe_dirs.add(parent)
         return parent
+
+    def write_bytes(self, f: StoredFile, data: bytes, where: str) -> None:
+        """:meth:`write` for a small file already in memory: checked before anything is written."""
+        if len(data) != f.size or hashlib.sha256(data).hexdigest() != f.sha256:
+            raise BackendError(f"{f.path} in {where} does not match the version's file list "
+                               f"({len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:12]}; recorded "
+                               f"{f.size} bytes, sha256 {f.sha256[:12]})")
+        parent = self.folder(f.path)
+        target = os.path.join(self.dest, f.path)
+        tmp = os.path.join(parent, f".{os.path.basename(f.path)}.{os.getpid()}{PART_SUFFIX}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            try:
+                os.replace(tmp, target)
+            except IsADirectoryError:
+                raise ReconcileError(f"{target} is a folder; the version has a file there") from None
+        except BaseException:
+            _unlink(tmp)
+            raise
+        self.written.append((target, stat_key(os.stat(target)), f.sha256))
+        self.progress.advance(1, f.size)
 
     def write(self, f: StoredFile, src: IO[bytes], where: str) -> None:
         parent = self.folder(f.path)
@@ -446,6 +474,9 @@ def _fetch(reader: ServerReader, missing: Sequence[StoredFile], staging: Path, w
                 for f in items:
                     if f.path not in names:
                         raise BackendError(f"{where} lacks {f.path}")
+                    if f.size <= SMALL_FILE:
+                        writer.write_bytes(f, zf.read(f.path), where)
+                        continue
                     with zf.open(f.path) as src:
                         writer.write(f, src, where)
         except zipfile.BadZipFile:
