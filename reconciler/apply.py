@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,7 +71,8 @@ class Writer(Protocol):
     def discard_chunks(self, version_id: str) -> int: ...
     def upload_files(self, draft: Draft, files: Sequence[FileEntry], options: UploadOptions,
                      progress: Callable[[int, int], None] | None = None) -> None: ...
-    def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties) -> None: ...
+    def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties,
+                       aliases: Collection[str] = ()) -> None: ...
     def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
                            values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None: ...
     def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None: ...
@@ -204,8 +205,8 @@ class _Applier:
                 self.set_statistics(action)
             case SetChecks(version=v):
                 self.set_checks(action)
-            case SetProperties(version=v, before=b, after=a):
-                self.writer.set_properties(v, self.version_id(v), b, a)
+            case SetProperties(version=v, before=b, after=a, alias=alias):
+                self.writer.set_properties(v, self.version_id(v), b, a, aliases=a.tags - b.tags if alias else ())
             case Finalize(version=v, content_digest=digest):
                 draft = self.drafts[v]
                 built = draft.digest()
@@ -227,7 +228,8 @@ class _Applier:
                 self.result.deleted_versions += 1 if whole else 0
                 self.result.freed_bytes += action.freed_bytes
                 what = "deleted" if whole else "freed objects of"
-                self.report(f"  {what} {v} ({i}): {len(objects)} objects gone, {action.freed_bytes} bytes freed")
+                self.report(f"  {what} {v} ({i}): {counted(len(objects), 'object')} gone, "
+                            f"{human_size(action.freed_bytes)} freed")
             case _:
                 assert_never(action)
 

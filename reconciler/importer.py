@@ -111,7 +111,7 @@ def gather(reader: ServerReader, datasets: Iterable[DatasetKey], cache_root: Pat
                 v = with_metadata(v, read)
             final.append(v)
             by_id[v.id] = v
-        final = _parents_first(sorted(final, key=lambda v: version_order(v.key.version, v.last_update)))
+        final = parents_first(sorted(final, key=lambda v: version_order(v.key.version, v.last_update)))
         archived = sum(1 for v in everything if v.archived and v.finalized)
         done[key] = ImportedDataset(key, tuple(final), tuple(sorted(drafts, key=lambda v: v.key.version)), {},
                                     archived, unreadable)
@@ -143,7 +143,7 @@ def version_order(version: str, last_update: str = "") -> tuple[Any, ...]:
         return (0, last_update)
 
 
-def _parents_first(versions: Sequence[ObservedVersion]) -> list[ObservedVersion]:
+def parents_first(versions: Sequence[ObservedVersion]) -> list[ObservedVersion]:
     """``versions`` in their order, except that a version comes after its parents among them."""
     by_id = {v.id: v for v in versions}
     order: list[ObservedVersion] = []

@@ -428,6 +428,7 @@ class ObservedVersion:
     unread_metadata: tuple[str, ...] = ()  # metadata artifacts changed since this tool wrote them, not read yet
     pruned: bool = False  # archived by this tool (apply --prune), not by someone else
     lost_system_tags: tuple[str, ...] = ()  # system tags every dataset version has, missing here
+    aliases: tuple[str, ...] = ()  # the tags apply set on it as aliases (recorded)
     created: str = ""  # when the task was created (ISO 8601)
     objects: tuple[StoredObject, ...] = ()  # what the version stores (its artifacts), sorted by key
     expired_at: str = ""  # when retention archived it (ISO 8601); "" when it did not

@@ -262,7 +262,8 @@ class Drift:
 
 @dataclass(frozen=True, slots=True)
 class AliasMove:
-    """An alias (a tag on exactly one version) pointing somewhere new: ``before`` holds it now."""
+    """An alias (a tag on exactly one version) pointing somewhere new: ``before`` holds it now; ``after`` is
+    empty when the manifests dropped it (it is taken off)."""
 
     dataset: DatasetKey
     alias: str
@@ -882,11 +883,16 @@ class _Planner:
         if before != after:
             self.actions.append(SetProperties(spec.key, before, after))
 
+    def dropped_aliases(self, ds: DatasetSpec) -> frozenset[str]:
+        """Aliases apply set on versions of ``ds`` that the manifests no longer give (still held on the server)."""
+        return frozenset(a for v in self.observed.versions if v.key.dataset == ds.key and not v.archived
+                         for a in v.aliases if a in v.properties.tags and a not in ds.aliases)
+
     def release_aliases(self, ds: DatasetSpec) -> None:
-        """Take the dataset's aliases off versions on the server that the manifests do not name, or that
-        retention lets go (they are not planned otherwise)."""
+        """Take the dataset's aliases, and those dropped from the manifests, off versions on the server that the
+        manifests do not name, or that retention lets go (they are not planned otherwise)."""
         named = {v.key for v in ds.versions} - self.retired
-        aliases = frozenset(ds.aliases) - self.frozen_aliases.get(ds.key, frozenset())
+        aliases = (frozenset(ds.aliases) | self.dropped_aliases(ds)) - self.frozen_aliases.get(ds.key, frozenset())
         for v in sorted(self.observed.versions, key=lambda v: (v.key, v.id)):
             if v.key.dataset != ds.key or v.key in named or v.archived or not (v.properties.tags & aliases):
                 continue
@@ -902,6 +908,9 @@ class _Planner:
             holders = tuple(sorted({v.key.version for v in live if alias in v.properties.tags}))
             if holders != (version,):
                 moves.append(AliasMove(ds.key, alias, holders, version))
+        for alias in sorted(self.dropped_aliases(ds)):
+            moves.append(AliasMove(ds.key, alias, tuple(sorted({v.key.version for v in live
+                                                                 if alias in v.properties.tags})), ""))
         return moves
 
     def plan_publish(self, spec: VersionSpec, obs: ObservedVersion) -> None:
@@ -935,7 +944,7 @@ def compute_plan(
             planner.plan_version(spec, desired.dataset(spec.key.dataset))
     moves: list[AliasMove] = []
     for ds in desired.datasets:
-        if ds.aliases and any(v.key in selected for v in ds.versions):
+        if (ds.aliases or planner.dropped_aliases(ds)) and any(v.key in selected for v in ds.versions):
             planner.release_aliases(ds)
             moves += planner.alias_moves(ds)
     actions = aliases_last(planner.actions, desired, planner.blocked | set(planner.held))

@@ -295,8 +295,9 @@ def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: Obs
     if live is None:
         after = _with_stats(desired, ds_stats, options)
         if parent is not None:  # a new version is its parent plus a delta: that delta is the question
+            whose = "its parents, merged" if parent.label.endswith(MERGED) else "its parent"
             return compare_versions(parent, after, with_statistics=ds_stats,
-                                    note="not on the server: apply creates it on top of its parent")
+                                    note=f"not on the server: apply creates it on top of {whose}")
         before = Side("(not on the server)", None, Content())
         return compare_versions(before, after, with_statistics=ds_stats, note="not on the server: apply creates it")
     digest = desired.content.digest()
@@ -334,10 +335,13 @@ def diff_desired(reader: ServerReader, desired: DesiredState, contents: Mapping[
             sides = [_parent_side(reader, desired.version(p), contents[p], choose_observed(by_key.get(p, [])),
                                   ds.statistics and len(spec.parents) == 1, options) for p in spec.parents]
             parent = sides[0] if len(sides) == 1 else _with_stats(
-                Side(f"{' + '.join(str(p) for p in spec.parents)} (parents, merged)", None,
+                Side(f"{' + '.join(str(p) for p in spec.parents)} {MERGED}", None,
                      Content.merged([s.content for s in sides]), sides[-1].properties), ds.statistics, options)
         pairs.append(_desired_pair(reader, ds.statistics, side, live, options, parent))
     return DiffReport("desired-vs-live", tuple(pairs))
+
+
+MERGED = "(parents, merged)"  # the label's end of a new merge's base side
 
 
 def _parent_side(reader: ServerReader, spec: VersionSpec, desired: Content, live: ObservedVersion | None,

@@ -109,6 +109,7 @@ class Bookkeeping:
     run_token: str = ""  # the creating run's random token: finds the draft again after a lost answer
     applied_json: str | None = None  # the properties this tool last wrote (applied_properties_json)
     pruned: bool = False  # archived by this tool's prune (restoring it is no drift)
+    aliases: tuple[str, ...] = ()  # the tags apply set on the version as aliases
     splits_json: str | None = None  # the version's declared splits: canonical JSON {name: [glob, ...]}
 
     def to_section(self) -> dict[str, dict[str, str]]:
@@ -121,6 +122,7 @@ class Bookkeeping:
             "run_token": self.run_token,
             "applied": self.applied_json or "",
             "pruned": "1" if self.pruned else "",
+            "aliases": json.dumps(sorted(self.aliases)) if self.aliases else "",
         }
         if self.splits_json:
             values["splits"] = self.splits_json
@@ -143,8 +145,22 @@ def read_bookkeeping(task: Mapping[str, Any]) -> Bookkeeping:
         run_token=values.get("run_token", ""),
         applied_json=values.get("applied") or None,
         pruned=values.get("pruned") == "1",
+        aliases=_string_list(values.get("aliases", "")),
         splits_json=values.get("splits") or None,
     )
+
+
+def _string_list(text: str) -> tuple[str, ...]:
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return ()
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
+def aliases_json(aliases: Iterable[str]) -> str:
+    """How the aliases apply set on a version are recorded (``Bookkeeping.aliases``)."""
+    return Bookkeeping(aliases=tuple(aliases)).to_section()["aliases"]["value"]
 
 
 def applied_json(properties: Properties) -> str:
@@ -220,6 +236,7 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         unread_metadata=unread,
         pruned=book.pruned,
         lost_system_tags=() if DATASET_TAG in system_tags else (DATASET_TAG,),
+        aliases=book.aliases,
         created=str(task.get("created") or ""),
         objects=stored_objects(task, freed_keys(task)),
         freed=tuple(sorted(freed_keys(task))),

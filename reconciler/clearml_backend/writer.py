@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,7 +376,8 @@ class ServerWriter:
 
     # --- properties --------------------------------------------------------------------------------------------
 
-    def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties) -> None:
+    def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties,
+                       aliases: Collection[str] = ()) -> None:
         """Write the properties that differ (only those calls), record what was applied, and read it back.
 
         Metadata are artifacts: each one that differs is stored again; empty metadata and a named metadata the
@@ -409,7 +410,13 @@ class ServerWriter:
             self.report_card(key, version_id, store[codec.CARD_KEY])
         if edits:
             self.api.call("tasks.edit", write=True, task=version_id, force=True, **edits)
-        self.record_applied(version_id, after)
+        extra = {}
+        if "tags" in edits or aliases:  # the tags that are aliases (``aliases``: those this change adds)
+            recorded = codec.read_bookkeeping(self.reader.full_task(version_id)).aliases
+            now = sorted((set(recorded) & after.tags) | set(aliases))
+            if now != sorted(recorded):
+                extra["aliases"] = codec.aliases_json(now)
+        self.record_applied(version_id, after, extra)
 
     def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
                            values: Mapping[str, Any], bookkeeping: Mapping[str, str], *,
@@ -465,9 +472,11 @@ class ServerWriter:
         execution["artifacts"] += list(entries)
         self.api.call("tasks.edit", write=True, task=version_id, force=True, execution=execution)
 
-    def record_applied(self, version_id: str, properties: Properties) -> None:
-        """Record what this run wrote (later differences are drift) and check the server shows it."""
-        self.set_bookkeeping(version_id, {"applied": codec.applied_json(properties)})
+    def record_applied(self, version_id: str, properties: Properties, extra: Mapping[str, str] | None = None
+                       ) -> None:
+        """Record what this run wrote (later differences are drift), with ``extra`` bookkeeping, and check the
+        server shows it."""
+        self.set_bookkeeping(version_id, {"applied": codec.applied_json(properties), **(extra or {})})
         task = self.reader.task(version_id, ("id", "tags", "comment"))
         if task is None or frozenset(task.get("tags") or ()) != properties.tags or (
                 str(task.get("comment") or "") != properties.description):

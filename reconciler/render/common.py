@@ -211,7 +211,8 @@ def drift_lines(plan: Plan) -> list[tuple[str, str, tuple[tuple[str, str], ...]]
 
 
 def alias_lines(plan: Plan) -> list[str]:
-    return [f"{m.dataset} {m.alias}: {', '.join(m.before) or 'none'} -> {m.after}" for m in plan.aliases]
+    return [f"{m.dataset} {m.alias}: {', '.join(m.before) or 'none'} -> "
+            + (m.after or "none (dropped from the manifests)") for m in plan.aliases]
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,6 +113,14 @@ def test_an_alias_moves_to_exactly_one_version(env: Env) -> None:
     """)
     assert got == "1.1.0"
     assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 0
+    m = env.work / "manifests" / "ds.yaml"  # the alias dropped from the manifests: listed, and taken off
+    m.write_text(manifest(env.project, "things", ALIASED))
+    plan = env.reconcile("plan", "manifests")
+    assert f"{env.project}/things production: 1.1.0 -> none (dropped from the manifests)" in plan.stdout, plan.stdout
+    res = env.reconcile("apply", "--auto-approve", "manifests")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _holders(env) == []
+    assert env.reconcile("plan", "--detailed-exitcode", "manifests").returncode == 0
 
 
 def test_changes_made_behind_the_tools_back_are_drift(env: Env) -> None:

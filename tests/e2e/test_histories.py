@@ -289,6 +289,11 @@ def test_script_made_and_declared_histories_build_and_read_back(env: Env, oldest
         (env.work / "declared" / name).write_text(text)
     plan = env.reconcile("plan", "imported", "declared")
     assert f"merging {env.project}/DTrain@1.0.0, {env.project}/DTest@1.0.0" in plan.stdout, plan.stdout
+    diff = env.reconcile("diff", "declared")  # a new merge against its parents merged: nothing of its own
+    merge = diff.stdout.split(f"~ {env.project}/DTrain@1.0.0 + {env.project}/DTest@1.0.0 (parents, merged) -> "
+                              f"{env.project}/DTrainTest@1.0.0 (manifests)\n")[1]
+    assert merge.startswith("  note: not on the server: apply creates it on top of its parents, merged\n"
+                            "  files: unchanged (3 files, 6 B)"), diff.stdout
     res = env.reconcile("apply", "--auto-approve", "imported", "declared")
     assert res.returncode == 0, res.stdout + res.stderr
     live = [v for v in CORPUS if v.live]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,8 @@ class MemoryWriter:
             draft.inherited.pop(f.path, None)
             draft.uploaded_files.append(f)
 
-    def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties) -> None:
+    def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties,
+                       aliases: Collection[str] = ()) -> None:
         self._write("properties")
         v = self.versions[version_id]
         v.props = after

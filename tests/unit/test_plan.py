@@ -410,7 +410,7 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
         "parent_ids": ("p",), "file_count": 99, "total_size": 99, "managed": False, "archived": True,
         "last_update": "2026-01-01", "content_digest": "x", "statistics_digest": "y",
         "applied": Properties("applied", frozenset({"z"})), "unread_metadata": ("info",), "pruned": True,
-        "lost_system_tags": ("dataset",),
+        "lost_system_tags": ("dataset",), "aliases": ("production",),
         "created": "2026-01-01", "objects": (StoredObject("data", "s3://b/data.zip", 3),),
         "expired_at": "2026-01-02T00:00:00+00:00", "freed": ("data",),
     }
@@ -503,6 +503,19 @@ def test_a_parent_gone_for_good_still_blocks_its_child():
     child = observed_from(desired, contents).versions[1]
     plan = compute_plan(desired, contents, ObservedState((child,)))
     assert [(c.version, "gone from the server" in c.reason) for c in plan.conflicts] == [(vk("1.1.0"), True)]
+
+
+def test_an_alias_dropped_from_the_manifests_is_taken_off_and_listed():
+    desired = DesiredState((dataset(V1, V2),))
+    contents = compute_contents(desired, OWN)
+    v1, v2 = observed_from(desired, contents).versions
+    tagged = replace(v1, properties=v1.properties.replace(tags=v1.properties.tags | {"production"}),
+                     aliases=("production",))
+    plan = compute_plan(desired, contents, ObservedState((tagged, v2)))
+    assert [(m.alias, m.before, m.after) for m in plan.aliases] == [("production", ("1.0.0",), "")]
+    assert [a for a in plan.actions if isinstance(a, SetProperties)] == [
+        SetProperties(vk("1.0.0"), tagged.properties, v1.properties)]
+    assert "production: 1.0.0 -> none (dropped from the manifests)" in render_human(plan)
 
 
 def test_aliases_move_as_tags_and_leave_exactly_one_holder():
