@@ -451,11 +451,11 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
         sys.exit(EXIT_CHANGES)
 
 
-@cli.command()
+@cli.command(global_options=("--debug",))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @_target_option
-@_workers_option
+@_workers("Parallel workers reading and hashing the local files (no server is needed).")
 def check(paths: tuple[Path, ...], fmt: str, targets: tuple[str, ...], workers: int) -> None:
     """Run the manifests' checks on the files of every version (no server needed).
 
@@ -858,7 +858,7 @@ def _import_files(items: list[Any], out_dir: Path, source: str, *, update: bool
 @click.option("--delete", is_flag=True, help="Delete files in DEST that the selection does not hold.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="The summary as a line of text or a JSON object.")
-@_workers_option
+@_workers("Parallel download workers.")
 @click.pass_context
 def pull(ctx: click.Context, ref: str, dest: Path, split: str | None, include: tuple[str, ...], delete: bool,
          fmt: str, workers: int) -> None:
@@ -942,7 +942,7 @@ def _write(text: str, out: Path | None) -> None:
 @cli.command()
 @click.argument("args", nargs=-1, required=True, metavar="PROJECT/NAME[@VERSION|ALIAS]... | PATH...")
 @_report_options
-@_workers_option
+@_reading_workers_option
 @click.pass_context
 def show(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, workers: int) -> None:
     """Show datasets as the server holds them: versions, lineage, aliases, states, files, statistics, checks
@@ -963,7 +963,7 @@ def show(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, 
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of stdout.")
 @click.option("--full", is_flag=True, help="Keep every version and edge (no collapsed chains, no trimmed edges).")
-@_workers_option
+@_reading_workers_option
 @click.pass_context
 def graph(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, full: bool, workers: int) -> None:
     """The version DAG of datasets (default: the manifests under ./manifests): long linear chains of versions
