@@ -9,7 +9,10 @@ Invariants:
   a kill -9, every file in DEST under a name of the version holds exactly the bytes the version records; the
   next pull removes the leftover temporary files.
 * Chunks are downloaded into ``DEST/.reconcile-pull/`` and deleted once extracted; a chunk left by a killed
-  pull is never read again (the next pull clears the folder first). ``DEST/.reconcile-pull.lock`` is held
+  pull is never read again (the next pull clears the folder first). A chunk's files are extracted into a tree of
+  their own there (each one checked against its size and sha256 as it is written), then moved into DEST: a folder
+  DEST lacks is renamed into place whole (one rename for all its files), the files of a folder DEST has are
+  renamed one by one. A kill before the move leaves them only in the staging folder, which is never trusted. ``DEST/.reconcile-pull.lock`` is held
   (``flock``) while a pull writes DEST: a second pull into the same folder stops with one line.
 * What is already in DEST is recognised by its stat, through the hash cache shared with manifest sources
   (:mod:`reconciler.sources.hashcache`): a file whose (device, inode, size, mtime, ctime) was recorded with the
@@ -31,6 +34,7 @@ import io
 import json
 import os
 import shutil
+import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -222,6 +226,7 @@ class _Writer:
         self.progress = progress
         self.safe_dirs: set[str] = set()
         self.written: list[tuple[str, StatKey, str]] = []
+        self._placing = threading.Lock()  # one staged tree moves into DEST at a time
 
     def folder(self, rel: str) -> str:
         """The folder of ``rel`` under DEST, made if needed; refused when a symlink leads it outside DEST."""
@@ -236,6 +241,61 @@ class _Writer:
                 raise ReconcileError(f"{parent} leads outside {self.dest} (a symlink); refusing to write {rel}")
             self.safe_dirs.add(parent)
         return parent
+
+    def stage(self, f: StoredFile, data: bytes, where: str, root: str, made: set[str]
+              ) -> tuple[str, StatKey, str]:
+        """Write a small file already in memory under the staging tree ``root``, checked before anything is
+        written; (its path in DEST, its stat, its sha256). ``made``: the folders of ``root`` already made."""
+        digest = hashlib.sha256(data).hexdigest()
+        if len(data) != f.size or digest != f.sha256:
+            raise BackendError(f"{f.path} in {where} does not match the version's file list "
+                               f"({len(data)} bytes, sha256 {digest[:12]}; recorded {f.size} bytes, "
+                               f"sha256 {f.sha256[:12]})")
+        path = os.path.join(root, f.path)
+        parent = os.path.dirname(path)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            key = stat_key(os.fstat(fd))
+        finally:
+            os.close(fd)
+        self.progress.advance(1, f.size)
+        return os.path.join(self.dest, f.path), key, f.sha256
+
+    def place(self, root: str, staged: Sequence[tuple[str, StatKey, str]]) -> None:
+        """Move the staging tree ``root`` (its files all checked, listed in ``staged``) into DEST."""
+        with self._placing:
+            moved: set[str] = set()  # files renamed one by one: their stat changed
+            self._merge(root, str(self.dest), moved)
+            for target, key, sha in staged:
+                self.written.append((target, stat_key(os.stat(target)) if target in moved else key, sha))
+
+    def _merge(self, src: str, dst: str, moved: set[str]) -> None:
+        with os.scandir(src) as it:
+            entries = list(it)
+        for entry in entries:
+            target = os.path.join(dst, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                if not os.path.lexists(target):
+                    os.rename(entry.path, target)  # the whole folder, its files' stats unchanged
+                    continue
+                real = os.path.realpath(target)
+                if not os.path.isdir(target):
+                    raise ReconcileError(f"{target} is a file; the version has a folder there")
+                if real != self.real_dest and not real.startswith(self.real_dest + os.sep):
+                    raise ReconcileError(f"{target} leads outside {self.dest} (a symlink); refusing to write there")
+                self._merge(entry.path, target, moved)
+            else:
+                try:
+                    os.replace(entry.path, target)
+                except IsADirectoryError:
+                    raise ReconcileError(f"{target} is a folder; the version has a file there") from None
+                moved.add(target)
 
     def write_bytes(self, f: StoredFile, data: bytes, where: str) -> None:
         """:meth:`write` for a small file already in memory: checked before anything is written."""
@@ -465,24 +525,30 @@ def _fetch(reader: ServerReader, missing: Sequence[StoredFile], staging: Path, w
         owner, chunk = key
         where = f"chunk {chunk} of version {owner}"
         local_zip = staging / f"{owner}.{chunk}.zip"
+        tree = str(staging / f"{owner}.{chunk}.tree")
         try:
             size = reader.download(uris[key], local_zip)
             # a small chunk is read whole: its members are then opened without a seek and a read each
             source: Path | io.BytesIO = io.BytesIO(local_zip.read_bytes()) if size <= IN_MEMORY else local_zip
+            staged: list[tuple[str, StatKey, str]] = []
+            made: set[str] = set()
             with zipfile.ZipFile(source) as zf:
                 names = set(zf.namelist())
                 for f in items:
                     if f.path not in names:
                         raise BackendError(f"{where} lacks {f.path}")
-                    if f.size <= SMALL_FILE:
-                        writer.write_bytes(f, zf.read(f.path), where)
+                    if f.size <= SMALL_FILE:  # into the chunk's staging tree, moved into DEST below
+                        staged.append(writer.stage(f, zf.read(f.path), where, tree, made))
                         continue
                     with zf.open(f.path) as src:
                         writer.write(f, src, where)
+            if staged:
+                writer.place(tree, staged)
         except zipfile.BadZipFile:
             raise BackendError(f"{where} ({uris[key]}) is not a valid zip file") from None
         finally:
             local_zip.unlink(missing_ok=True)
+            shutil.rmtree(tree, ignore_errors=True)
         return size
 
     pool = ThreadPoolExecutor(max(1, min(workers, len(plan))), thread_name_prefix="pull")

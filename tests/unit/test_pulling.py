@@ -216,3 +216,40 @@ def test_a_file_is_renamed_into_place_only_when_its_bytes_are_the_versions(tmp_p
     with pytest.raises(ReconcileError, match="leads outside"):
         _Writer(escape, Progress("pull", 1, enabled=False)).write(entry("up/x.txt", b"x"), io.BytesIO(b"x"), "c")
     assert not (tmp_path / "out" / "x.txt").exists()
+
+
+def test_a_chunk_is_staged_then_moved_in_by_folders(tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    from reconciler.clearml_backend import BackendError
+    from reconciler.pulling import _Writer
+    from reconciler.sources.hashcache import stat_key
+    from reconciler.sources.progress import Progress
+
+    def entry(path: str, data: bytes) -> StoredFile:
+        return StoredFile(path, len(data), hashlib.sha256(data).hexdigest(), "v1", "data")
+
+    dest = tmp_path / "dest"
+    (dest / "old").mkdir(parents=True)
+    (dest / "old" / "kept.txt").write_bytes(b"kept")
+    writer = _Writer(dest, Progress("pull", 4, enabled=False))
+    tree, made = str(tmp_path / "tree"), set[str]()
+    with pytest.raises(BackendError, match="does not match"):
+        writer.stage(entry("new/x.txt", b"abc"), b"abd", "chunk", tree, made)
+    staged = [writer.stage(entry(p, p.encode()), p.encode(), "chunk", tree, made)
+              for p in ("new/a/1.txt", "new/2.txt", "old/3.txt", "top.txt")]
+    assert not list(dest.rglob("1.txt"))  # nothing in DEST before the move
+    writer.place(tree, staged)
+    assert {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == {
+        "new/a/1.txt": b"new/a/1.txt", "new/2.txt": b"new/2.txt", "old/3.txt": b"old/3.txt", "top.txt": b"top.txt",
+        "old/kept.txt": b"kept"}
+    assert [(t, k) for t, k, _ in writer.written] == [(t, stat_key(os.stat(t))) for t, _, _ in staged]
+    out = tmp_path / "out"
+    out.mkdir()
+    (dest / "up").symlink_to(out)
+    tree2 = str(tmp_path / "tree2")
+    again = [writer.stage(entry("up/x.txt", b"x"), b"x", "chunk", tree2, set())]
+    with pytest.raises(ReconcileError, match="leads outside"):
+        writer.place(tree2, again)
+    assert not (out / "x.txt").exists()
