@@ -4,16 +4,17 @@ Invariants:
 
 * Only finalized versions are pulled. Every path is checked before anything is written: an absolute path, a
   ``..`` segment, or a path through a symlink that leaves DEST is refused (one line, nothing written).
-* A file is written under a temporary name in its final folder (``.NAME.<pid>.reconcile-part``), hashed while
-  it is written, and renamed to its name only when its size and sha256 equal the version's file list. So after
-  a kill -9, every file in DEST under a name of the version holds exactly the bytes the version records; the
-  next pull removes the leftover temporary files.
-* Chunks are downloaded into ``DEST/.reconcile-pull/`` and deleted once extracted; a chunk left by a killed
-  pull is never read again (the next pull clears the folder first). A chunk's files are extracted into a tree of
-  their own there (each one checked against its size and sha256 as it is written), then moved into DEST: a folder
-  DEST lacks is renamed into place whole (one rename for all its files), the files of a folder DEST has are
-  renamed one by one. A kill before the move leaves them only in the staging folder, which is never trusted. ``DEST/.reconcile-pull.lock`` is held
-  (``flock``) while a pull writes DEST: a second pull into the same folder stops with one line.
+* A file larger than 1 MiB is written under a temporary name in its final folder (``.NAME.<pid>.reconcile-part``),
+  hashed while it is written, and renamed to its name only when its size and sha256 equal the version's file list.
+  So after a kill -9, every file in DEST under a name of the version holds exactly the bytes the version records;
+  the next pull removes the leftover temporary files.
+* Chunks are downloaded into ``DEST/.reconcile-pull/`` and deleted once extracted; a chunk left by a killed pull is
+  never read again (the next pull clears the folder first). A chunk's smaller files are extracted into a tree of
+  their own there (each one checked against its size and sha256 before it is written), then moved into DEST: a
+  folder DEST lacks is renamed into place whole (one rename for all its files), the files of a folder DEST has are
+  renamed one by one. A kill before the move leaves them only in the staging folder, which is never trusted.
+  ``DEST/.reconcile-pull.lock`` is held (``flock``) while a pull writes DEST: a second pull into the same folder
+  stops with one line.
 * What is already in DEST is recognised by its stat, through the hash cache shared with manifest sources
   (:mod:`reconciler.sources.hashcache`): a file whose (device, inode, size, mtime, ctime) was recorded with the
   wanted sha256 is kept without reading it; any other file of the right size is hashed (and remembered); a file
@@ -296,33 +297,6 @@ class _Writer:
                 except IsADirectoryError:
                     raise ReconcileError(f"{target} is a folder; the version has a file there") from None
                 moved.add(target)
-
-    def write_bytes(self, f: StoredFile, data: bytes, where: str) -> None:
-        """:meth:`write` for a small file already in memory: checked before anything is written."""
-        if len(data) != f.size or hashlib.sha256(data).hexdigest() != f.sha256:
-            raise BackendError(f"{f.path} in {where} does not match the version's file list "
-                               f"({len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:12]}; recorded "
-                               f"{f.size} bytes, sha256 {f.sha256[:12]})")
-        parent = self.folder(f.path)
-        target = os.path.join(self.dest, f.path)
-        tmp = os.path.join(parent, f".{os.path.basename(f.path)}.{os.getpid()}{PART_SUFFIX}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
-            try:
-                os.replace(tmp, target)
-            except IsADirectoryError:
-                raise ReconcileError(f"{target} is a folder; the version has a file there") from None
-        except BaseException:
-            _unlink(tmp)
-            raise
-        self.written.append((target, stat_key(os.stat(target)), f.sha256))
-        self.progress.advance(1, f.size)
 
     def write(self, f: StoredFile, src: IO[bytes], where: str) -> None:
         parent = self.folder(f.path)
