@@ -10,7 +10,6 @@ its hash is not the hash of what this tool last wrote there (a version made by a
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -86,7 +85,7 @@ def complete(
                           strict=True))
         metas = dict(zip(need_meta, pool.map(lambda i: reader.read_metadata(listing.raw[i], by_id[i].unread_metadata),
                                              need_meta), strict=True))
-        checked = dict(zip(need_check, pool.map(lambda i: _check_chunks(reader, listing.raw[i], check_storage),
+        checked = dict(zip(need_check, pool.map(lambda i: reader.check_chunks(listing.raw[i], check_storage),
                                                 need_check), strict=True))
     versions = []
     for v in listing.versions:
@@ -113,30 +112,6 @@ def with_reads(reader: ServerReader, observed: ObservedState, listing: Listing, 
     return ObservedState(versions, observed.fingerprint)
 
 
-def _check_chunks(reader: ServerReader, task: Mapping[str, Any], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The data chunks of ``task`` missing from storage, and (``mode`` ``content``) those whose bytes do not hash
-    to the sha256 recorded with them (a chunk recorded without one is only checked for presence)."""
-    chunks = {k: a for k, a in codec.artifacts(task).items() if codec.chunk_index(k) is not None}
-    missing, corrupt = [], []
-    for name, art in sorted(chunks.items()):
-        uri = str(art.get("uri") or "")
-        if not uri or reader.stores.size(uri) is None:
-            missing.append(name)
-        elif mode == "content" and art.get("hash"):
-            with tempfile.TemporaryDirectory(prefix="reconcile-check-") as tmp:
-                dest = Path(tmp) / "chunk"
-                reader.download(uri, dest)
-                if _sha256(dest) != str(art["hash"]):
-                    corrupt.append(name)
-    return tuple(missing), tuple(corrupt)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _finalized_named(versions: list[ObservedVersion], contents: Mapping[VersionKey, Content]) -> list[str]:

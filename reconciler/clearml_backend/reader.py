@@ -210,6 +210,23 @@ class ServerReader:
         except ValueError:
             raise BackendError(f"{what} ({uri}) is not valid JSON") from None
 
+    def check_chunks(self, task: Mapping[str, Any], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The data chunks of ``task`` missing from storage, and (``mode`` ``content``) those whose bytes do not
+        hash to the sha256 recorded with them (a chunk recorded without one is only checked for presence)."""
+        chunks = {k: a for k, a in codec.artifacts(task).items() if codec.chunk_index(k) is not None}
+        missing, corrupt = [], []
+        for name, art in sorted(chunks.items()):
+            uri = str(art.get("uri") or "")
+            if not uri or self.stores.size(uri) is None:
+                missing.append(name)
+            elif mode == "content" and art.get("hash"):
+                with tempfile.TemporaryDirectory(prefix="reconcile-check-") as tmp:
+                    dest = Path(tmp) / "chunk"
+                    self.download(uri, dest)
+                    if sha256_file(dest) != str(art["hash"]):
+                        corrupt.append(name)
+        return tuple(missing), tuple(corrupt)
+
     def read_json_artifact(self, task: Mapping[str, Any], key: str) -> Any | None:
         uri = codec.artifact_uri(task, key)
         return None if not uri else self.read_json(uri, f"the {key} of version {task.get('id')}")
@@ -313,3 +330,11 @@ def remember_state(cached: Path, raw: bytes) -> None:
     tmp = cached.with_suffix(f".{hashlib.sha256(raw[:4096]).hexdigest()[:8]}.{os.getpid()}.tmp")
     tmp.write_bytes(raw)
     tmp.replace(cached)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

@@ -45,7 +45,7 @@ from ..model import (
 from ..properties import changed_fields
 from . import codec
 from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
-from .reader import ServerReader, remember_state
+from .reader import ServerReader, remember_state, sha256_file
 from .storage import Stores
 
 Progress = Callable[[int, int], None]  # (files, bytes) of the sources now stored
@@ -362,7 +362,7 @@ class ServerWriter:
         with stages.upload:
             check()
             sent = self.stores.upload(uri, local, size)  # the sha256 of the bytes sent, when known
-        digest = sent or _sha256_file(local)
+        digest = sent or sha256_file(local)
         local.unlink()
         preview = "".join(f"{f.path} - {f.size} bytes\n" for f in group[:200])
         if len(group) > 200:
@@ -839,13 +839,3 @@ def _zip_one(zf: zipfile.ZipFile, f: FileEntry, local: str, compression: str) ->
                 if read > f.size:
                     break
     return read, h.hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-

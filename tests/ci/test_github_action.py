@@ -212,12 +212,12 @@ def test_a_broken_manifest_fails_the_step_and_says_where(job: Job):
         project: clearml_datasets
         name: Broken
         versions:
-          - version: one
+          - version: "one@two"
         """))
     run = job.pull_request()
     assert run.returncode == 1
     assert run.outputs == {"mode": "plan", "exitcode": "1", "has-changes": "false", "plan-json": ""}
-    located = "manifests/sample/broken.yaml:6:14: error: versions[0].version: 'one' is not a semantic version"
+    located = "manifests/sample/broken.yaml:6:14: error: versions[0].version: 'one@two' is not a version"
     assert run.summary.startswith("### Dataset plan") and located in run.summary
     assert f"::error::reconcile plan failed: {located}" in run.stdout
     (post,) = [r for r in run.requests if r.method == "POST"]
