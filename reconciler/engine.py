@@ -20,19 +20,10 @@ from .diagnostics import Diagnostic, ReconcileError
 from .manifest import load_manifests
 from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey, content_digest
 from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_reads, with_state
-from .plan import (
-    Finalize,
-    Plan,
-    PlanOptions,
-    SourceFiles,
-    compute_contents,
-    compute_plan,
-    content_memos,
-    observed_content,
-    prune_scope,
-    unknown_targets,
-    versions_to_check,
-)
+from .plan.actions import Finalize, Plan, PlanOptions
+from .plan.contents import SourceFiles, compute_contents, content_memos
+from .plan.observed import observed_content
+from .plan.planner import compute_plan, prune_scope, unknown_targets, versions_to_check
 from .retention import RetentionInputs, plan_retention
 from .sources import (
     ResolveOptions,
