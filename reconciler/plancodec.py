@@ -440,3 +440,11 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ReconcileError(f"{source}: malformed saved plan ({type(err).__name__}: {err})") from None
+
+
+def read_plan(path: Path) -> Plan:
+    """The plan saved in ``path`` (by ``plan --out``); one line naming the file when it is not one."""
+    try:
+        return plan_from_json(json.loads(path.read_text()), source=str(path))
+    except ValueError as err:
+        raise ReconcileError(f"{path}: not valid JSON ({err})") from None
