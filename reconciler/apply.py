@@ -25,9 +25,8 @@ from ._compat import assert_never
 from .checks.evaluate import evaluate_checks
 from .checks.results import VersionChecks, checks_to_json, ui_rows
 from .checks.rules import BYTE_RULES, CheckInput
-from .clearml_backend import Interrupted, LeaseLost, codec
+from .clearml_backend import Interrupted, LeaseLost, Rehomed, codec
 from .clearml_backend.draft import Draft, apply_delta
-from .clearml_backend.rehome import Rehomed
 from .clearml_backend.upload import FileChanged, UploadOptions
 from .describe import describe
 from .diagnostics import Diagnostic, ReconcileError

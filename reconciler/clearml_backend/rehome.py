@@ -230,9 +230,7 @@ def _switch(writer: ServerWriter, key: VersionKey, task: Mapping[str, Any], pref
     gone = [old_uri] if old_uri and old_uri != uri else []
     gone += [str(a.get("uri")) for k, a in arts.items() if k in stale and a.get("uri")
              and a.get("uri") not in {c["uri"] for c in chunks}]
-    for object_uri in gone:
-        writer.stores.delete(object_uri)
-    left = [u for u in gone if writer.stores.size(u) is not None]
+    left = writer.stores.delete_all(gone)
     if left:
         raise BackendError(f"re-homing {key}: objects it replaced are still there after the delete: "
                            + ", ".join(left))

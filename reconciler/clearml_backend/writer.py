@@ -514,9 +514,7 @@ class ServerWriter:
                                "are deleted")
         listed = codec.stored_objects(task) if whole else ()
         uris = sorted({o.uri for o in objects} | {o.uri for o in listed})
-        for uri in uris:
-            self.stores.delete(uri)
-        left = [uri for uri in uris if self.stores.size(uri) is not None]
+        left = self.stores.delete_all(uris)
         if left:
             raise BackendError(f"deleting {key}: {len(left)} stored objects are still there after the delete: "
                                + ", ".join(left))

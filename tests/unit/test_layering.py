@@ -93,7 +93,8 @@ RULES: dict[str, frozenset[str]] = {
     **{m: _set(MODEL, "clearml_backend", "clearml_backend.*") for m in (
         "clearml_backend", "clearml_backend.agenttask", "clearml_backend.api", "clearml_backend.codec",
         "clearml_backend.config", "clearml_backend.draft", "clearml_backend.lock", "clearml_backend.queues",
-        "clearml_backend.reader", "clearml_backend.storage", "clearml_backend.upload", "clearml_backend.writer")},
+        "clearml_backend.reader", "clearml_backend.rehome", "clearml_backend.storage", "clearml_backend.upload",
+        "clearml_backend.writer")},
     # use cases
     "observe": _set(READING),
     "report": _set(READING, PLAN, "statistics"),
