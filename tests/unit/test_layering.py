@@ -109,8 +109,8 @@ RULES: dict[str, frozenset[str]] = {
                      "clearml_backend.lock", "clearml_backend.queues"),
     "agentstep": _set(PLAN, BACKEND, "apply", "engine", "steps", "stepcodec", "clearml_backend.agenttask",
                       "clearml_backend.lock", "clearml_backend.queues"),
-    "engine": _set(READING, PLAN, CHECKS, "manifest", "manifest.card", "sources", "statistics", "report", "apply",
-                   "dispatch", "checkout", "clearml_backend.queues"),
+    "engine": _set(READING, PLAN, CHECKS, "manifest", "manifest.card", "sources", "statistics", "report", "usage",
+                   "apply", "dispatch", "checkout", "clearml_backend.queues"),
     "connection": _set(PURE, BACKEND, "clearml_backend.config", "localserver"),
     "webpages": _set(READING, "show", "render.show_html", "localserver"),
     # renderers: the model and the reports in, text out
