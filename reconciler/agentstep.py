@@ -36,8 +36,6 @@ from .model import (
     DatasetKey,
     DatasetSpec,
     DesiredState,
-    FileEntry,
-    LinkEntry,
     ObservedState,
     ObservedVersion,
     PathSource,
@@ -92,13 +90,6 @@ def _here(source: Source, root: Path) -> Source:
     return source
 
 
-def _state_content(state: dict[str, object]) -> Content:
-    entries, links, _ = codec.read_state(state)
-    files = {e.path: FileEntry(e.path, e.size, e.sha256) for e in sorted(entries, key=lambda e: e.path)}
-    link_map: dict[str, LinkEntry] = {s.link.path: s.link for s in sorted(links, key=lambda s: s.link.path)}
-    return Content(files, link_map)
-
-
 def content_here(step: Step, parent_content: Content, *, root: Path, workers: int) -> Content:
     """The version's content from its sources as they are on this machine, on top of its parents' (merged)."""
     sources = tuple(_here(s, root) for s in step.sources)
@@ -135,12 +126,10 @@ def _check_storage(backend: Backend, task_id: str, version: VersionKey) -> None:
 def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report: Callable[[str], None],
              forget_hashes: Callable[..., None] | None = None) -> ApplyResult:
     """Build ``step``'s version (the task ``task_id``) from its sources here; see the module docstring."""
-    task = backend.reader.full_task(task_id)
-    version = str((task.get("runtime") or {}).get("version") or "")
-    if version != step.version.version or str(task.get("name")) != step.version.name:
+    found = backend.reader.version(task_id)
+    if found is None or found.key.version != step.version.version or found.key.name != step.version.name:
         raise ReconcileError(f"task {task_id} is not the version {step.version} its step builds")
-    book = codec.read_bookkeeping(task)
-    parent_ids = book.parent_ids if step.parents else ()
+    parent_ids = found.parent_ids if step.parents else ()
     if len(parent_ids) != len(step.parents):
         raise ReconcileError(f"version {task_id} does not record its parents {', '.join(map(str, step.parents))}")
     with LeaseFollower(backend.api, step.lock):
@@ -149,11 +138,10 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
         _check_storage(backend, task_id, step.version)
         contents = []
         for parent_key, parent_id in zip(step.parents, parent_ids, strict=True):
-            parent = backend.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
-            state = backend.reader.read_state(parent, None) if parent else None
-            if state is None:
+            content = backend.reader.content(parent_id, None)
+            if content is None:
                 raise ReconcileError(f"the parent {parent_key} ({parent_id}) of {step.version} has no file list")
-            contents.append(_state_content(state))
+            contents.append(content)
         parent_content = Content.merged(contents) if contents else Content()
         report(f"resolving the sources of {step.version} in {Path.cwd()}")
         actual = content_here(step, parent_content, root=Path.cwd(), workers=workers)
@@ -179,7 +167,7 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
         options = ApplyOptions(workers=workers, forget_hashes=forget_hashes, upload_progress=progress.uploaded)
         result = apply_plan(Plan(actions=tuple(actions)), backend.writer, observed, options, report=report,
                             local_contents={step.version: actual})
-    status = str((backend.reader.task(task_id, ("id", "status")) or {}).get("status"))
+    status = backend.reader.status(task_id)
     if status not in FINAL_STATUSES:
         raise ReconcileError(f"{step.version} is {status} after its step; it was not finalized")
     return result

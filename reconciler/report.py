@@ -18,7 +18,6 @@ when no pair has a file, property or statistics difference.
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from .model import (
     Content,
     DatasetKey,
     DesiredState,
-    FileEntry,
     ObservedState,
     ObservedVersion,
     Properties,
@@ -43,7 +41,7 @@ from .statistics import (
     Statistics,
     StatisticsCache,
     cached_statistics,
-    is_image,
+    statistics_for,
     statistics_from_json,
 )
 
@@ -258,8 +256,7 @@ def stored_statistics(reader: ServerReader, version: ObservedVersion, digest: st
     """The version's stored statistics when they describe ``digest``; None otherwise."""
     if version.statistics_digest != digest:
         return None
-    task = reader.task(version.id)
-    raw = reader.read_json_artifact(task, "statistics") if task else None
+    raw = reader.statistics_json(version)
     try:
         stats = statistics_from_json(raw) if isinstance(raw, dict) else None
     except ValueError:
@@ -271,23 +268,16 @@ def live_statistics(reader: ServerReader, version: ObservedVersion, content: Con
                     ) -> Statistics:
     """Stored, else cached, else computed from the version's image files fetched from the server."""
     splits = version.properties.splits
-    digest = statistics_key(content.digest(), splits)
-    stats = stored_statistics(reader, version, digest) or options.statistics.get(digest)
+    stats = stored_statistics(reader, version, statistics_key(content.digest(), splits))
     if stats is not None:
         return stats
-    missing = [p for p, f in content.files.items() if f.local is None and is_image(p)]
-    if not missing:
-        return cached_statistics(content, options.statistics, workers=options.workers, splits=splits)
-    task = reader.task(version.id)
-    state = reader.read_state(task, None) if task else None
-    if state is None:
-        raise ReconcileError(f"version {version.id} has no file list on the server")
-    with tempfile.TemporaryDirectory(prefix="reconcile-diff-") as tmp:
-        fetched = reader.fetch_files(state, missing, Path(tmp))
-        files = {p: FileEntry(f.path, f.size, f.sha256, str(fetched[p]) if p in fetched else f.local)
-                 for p, f in content.files.items()}
-        return cached_statistics(Content(files, content.links), options.statistics, workers=options.workers,
-                                 splits=splits)
+
+    def fetch(paths: Sequence[str], dest: Path) -> Mapping[str, Path]:
+        wanted = set(paths)
+        files, _ = reader.files_of(version, None)
+        return reader.fetch([f for f in files if f.path in wanted], dest)
+
+    return statistics_for(content, splits, cache=options.statistics, fetch=fetch, workers=options.workers)
 
 
 def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: ObservedVersion | None,
@@ -373,14 +363,14 @@ def parse_reference(ref: str) -> VersionKey | str:
 def resolve_version(reader: ServerReader, ref: str) -> ObservedVersion:
     """The live version ``ref`` names (``project/name@version``, ``project/name@alias`` or an id), as listed (no
     file list); one-line errors for a dataset, version, alias or id that does not exist."""
-    from .observe import dataset_versions, version_summary
+    from .observe import dataset_versions
 
     parsed = parse_reference(ref)
     if not isinstance(parsed, VersionKey):
-        found = version_summary(reader, parsed)
+        found = reader.version(parsed)
         if found is None:
             raise ReconcileError(f"no dataset version has the id {parsed}")
-        return found[0]
+        return found
     versions = dataset_versions(reader, DatasetKey(parsed.project, parsed.name))
     if not versions:
         raise ReconcileError(f"unknown dataset {parsed.dataset}: the server has no version of it")
