@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .apply import ApplyOptions, ApplyResult, apply_plan
 from .clearml_backend import Backend, codec
+from .clearml_backend.agenttask import AgentTasks
 from .clearml_backend.lock import LeaseFollower
 from .clearml_backend.queues import PHASE_KEY
 from .diagnostics import ReconcileError
@@ -44,7 +45,8 @@ from .model import (
     VersionKey,
     VersionSpec,
 )
-from .plan import Action, Finalize, Plan, ResumeVersion, SyncFiles, compute_contents
+from .plan.actions import Action, Finalize, Plan, ResumeVersion, SyncFiles
+from .plan.contents import compute_contents
 from .steps import Step, content_mismatches, mismatch_error, move_check_paths, planned_content, upload_from
 
 PROGRESS_EVERY_S = 3.0
@@ -78,7 +80,7 @@ class _Progress:
             values = {PHASE_KEY: self.phase}
             if percent is not None:
                 values["progress"] = str(percent)
-            self.backend.writer.report_progress(self.task_id, values)
+            AgentTasks(self.backend.api, self.backend.reader).report_progress(self.task_id, values)
 
 
 def _here(source: Source, root: Path) -> Source:

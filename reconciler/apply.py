@@ -26,10 +26,12 @@ from .checks.evaluate import evaluate_checks
 from .checks.results import VersionChecks, checks_to_json, ui_rows
 from .checks.rules import BYTE_RULES, CheckInput
 from .clearml_backend import Interrupted, LeaseLost, codec
-from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
+from .clearml_backend.draft import Draft, apply_delta
+from .clearml_backend.upload import FileChanged, UploadOptions
+from .describe import describe
 from .diagnostics import Diagnostic, ReconcileError
 from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey, statistics_key
-from .plan import (
+from .plan.actions import (
     Action,
     Archive,
     CreateVersion,
@@ -44,11 +46,8 @@ from .plan import (
     SetProperties,
     SetStatistics,
     SyncFiles,
-    choose_observed,
-    counted,
-    describe,
-    human_size,
 )
+from .plan.observed import choose_observed
 from .sources.progress import Progress
 from .statistics import (
     Statistics,
@@ -60,6 +59,7 @@ from .statistics import (
     ui_histograms,
     ui_tables,
 )
+from .wording import counted, human_size
 
 
 class Writer(Protocol):

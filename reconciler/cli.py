@@ -20,7 +20,7 @@ from . import __version__, escape
 from .diagnostics import Diagnostic, ReconcileError
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from .plan.actions import Plan
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -251,7 +251,7 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
         click.echo(json.dumps({"valid": True, "datasets": len(state.datasets), "versions": n_versions,
                                "diagnostics": []}, indent=2))
     else:
-        from .plan import counted
+        from .wording import counted
 
         click.echo(f"ok: {counted(len(state.datasets), 'dataset')}, {counted(n_versions, 'version')}")
 
@@ -349,8 +349,8 @@ _reading_workers_option = _workers("Parallel workers hashing local files and rea
 
 
 def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # type: ignore[no-untyped-def]
+    from .plancodec import write_plan_json
     from .render import render_human, render_markdown
-    from .render.jsonplan import write_plan_json
     from .render.markdown import MAX_COMMENT_CHARS
 
     def save(path: Path) -> None:  # written as it is produced: a plan of a million files is never held whole
@@ -414,7 +414,8 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
     """
     from .engine import Run
     from .manifest import load_manifests
-    from .plan import PlanOptions, counted
+    from .plan.actions import PlanOptions
+    from .wording import counted
 
     if show_files != "all" and not show_files.isdigit():
         raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
@@ -513,7 +514,7 @@ def _confirm(auto_approve: bool, what: str = "apply") -> None:
 
 
 def _counted(n: int, noun: str) -> str:
-    from .plan import counted
+    from .wording import counted
 
     return counted(n, noun)
 
@@ -570,9 +571,10 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     from .engine import Run
     from .engine import apply as apply_use_case
     from .manifest import load_manifests
-    from .plan import PlanOptions, counted, human_size
-    from .render import plan_from_json
+    from .plan.actions import PlanOptions
+    from .plancodec import plan_from_json
     from .sources import forget_hashes
+    from .wording import counted, human_size
 
     if (shared_mounts or agent_image) and not queue:
         raise click.BadParameter("only with --queue", param_hint="--shared-mount/--agent-image")
@@ -628,9 +630,8 @@ def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | Non
     if not queue:
         return None
     from .dispatch import QueueOptions
-    from .render.jsonstep import encode_step
 
-    return QueueOptions(queue=queue, encode_step=encode_step, mounts=tuple(m.resolve() for m in mounts),
+    return QueueOptions(queue=queue, mounts=tuple(m.resolve() for m in mounts),
                         image=image, agent_wait=agent_wait,
                         **({"step_timeout": step_timeout} if step_timeout is not None else {}))
 
@@ -647,8 +648,8 @@ def agent_step(ctx: click.Context, task_id: str, workers: int) -> None:
     from .clearml_backend import Backend, Cancel, WaitPolicy, load_server_config
     from .clearml_backend.queues import STEP_CONFIG
     from .dispatch import STEP_ERROR_MARKER
-    from .render.jsonstep import decode_step
     from .sources import forget_hashes
+    from .stepcodec import decode_step
 
     opts = ctx.find_object(GlobalOptions)
     assert opts is not None
@@ -904,7 +905,7 @@ def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, 
     """
     from .engine import Run, diff_manifests, diff_versions
     from .manifest import load_manifests
-    from .plan import PlanOptions
+    from .plan.actions import PlanOptions
     from .render import render_report
     from .report import split_arguments
 
@@ -998,7 +999,7 @@ def usage(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None,
     from .cachedir import default_cache_dir
     from .engine import Run
     from .manifest import load_manifests
-    from .plan import PlanOptions
+    from .plan.actions import PlanOptions
     from .render.usage import render_usage
     from .usage import usage as storage_usage
 

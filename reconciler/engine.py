@@ -20,18 +20,9 @@ from .diagnostics import Diagnostic, ReconcileError
 from .manifest import load_manifests
 from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey, content_digest
 from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_reads
-from .plan import (
-    Finalize,
-    Plan,
-    PlanOptions,
-    SourceFiles,
-    compute_contents,
-    compute_plan,
-    content_memos,
-    prune_scope,
-    unknown_targets,
-    versions_to_check,
-)
+from .plan.actions import Finalize, Plan, PlanOptions
+from .plan.contents import SourceFiles, compute_contents, content_memos
+from .plan.planner import compute_plan, prune_scope, unknown_targets, versions_to_check
 from .retention import RetentionInputs, plan_retention
 from .sources import (
     ResolveOptions,

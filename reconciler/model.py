@@ -162,7 +162,7 @@ def canonical_json(value: Any) -> str:
 class Properties:
     """A version's mutable properties: what may change on a version after it is finalized.
 
-    The desired spec, the observed version, the plan's :class:`~reconciler.plan.SetProperties` and the diff
+    The desired spec, the observed version, the plan's :class:`~reconciler.plan.actions.SetProperties` and the diff
     report all hold this one value. Adding a property means: a field here, its schema and manifest reading,
     its decoding in ``clearml_backend.codec`` and its write in the backend; the differ
     (:func:`reconciler.properties.diff_properties`) and the renderers follow from the fields.

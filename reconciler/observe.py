@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .clearml_backend import ServerReader
 from .model import Content, DatasetKey, ObservedState, ObservedVersion, VersionKey
-from .plan import choose_observed, fingerprint
+from .plan.observed import choose_observed, fingerprint
 
 
 def state_cache_dir(api_host: str, root: Path) -> Path:
@@ -121,7 +121,7 @@ def _needs(versions: list[ObservedVersion], contents: Mapping[VersionKey, Conten
 
 
 def _archived(candidates: list[ObservedVersion]) -> ObservedVersion | None:
-    from .plan import archived_candidate
+    from .plan.observed import archived_candidate
 
     return archived_candidate(candidates)
 

@@ -75,12 +75,12 @@ class MemoryBackend:
     # --- setting up -----------------------------------------------------------------------------------------
 
     def add(self, key: VersionKey, files: Iterable[FileEntry] = (), *, status: str = "completed",
-            parents: Sequence[str] = (), properties: Properties = Properties(), managed: bool = True,
+            parents: Sequence[str] = (), properties: Properties | None = None, managed: bool = True,
             data: dict[str, bytes] | None = None, **fields: Any) -> MemoryVersion:
         """A version as if made earlier (by this tool, or by the SDK with ``managed=False``); its files in one
         chunk of its own, with their bytes from ``data`` (path -> bytes) when given."""
         vid = f"{len(self.records):032x}"
-        version = MemoryVersion(key, vid, status, tuple(parents), properties, managed=managed, **fields)
+        version = MemoryVersion(key, vid, status, tuple(parents), properties or Properties(), managed=managed, **fields)
         for f in files:
             version.files[f.path] = StoredFile(f.path, f.size, f.sha256, vid, "data")
             version.chunks.setdefault("data", {})[f.path] = (data or {}).get(f.path, b"")
@@ -315,7 +315,7 @@ class MemoryBackend:
 
     def observed(self) -> ObservedState:
         """Every version with its file list (finalized ones), as ``observe`` would read them all."""
-        from reconciler.plan import fingerprint
+        from reconciler.plan.observed import fingerprint
 
         state = ObservedState(tuple(sorted((self.with_files(self._summary(v), None) if v.status in FINAL_STATUSES
                                             else self._summary(v) for v in self.records.values()),

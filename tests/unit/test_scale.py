@@ -13,8 +13,10 @@ import tracemalloc
 from collections.abc import Callable
 
 from reconciler.model import DatasetKey, DatasetSpec, DesiredState, FileEntry, ObservedState, VersionKey, VersionSpec
-from reconciler.plan import PlanOptions, SourceFiles, compute_contents, compute_plan, content_memos
-from reconciler.render.jsonplan import plan_json_chunks, plan_to_json
+from reconciler.plan.actions import PlanOptions
+from reconciler.plan.contents import SourceFiles, compute_contents, content_memos
+from reconciler.plan.planner import compute_plan
+from reconciler.plancodec import plan_json_chunks, plan_to_json
 
 K1, K2 = VersionKey("p", "big", "1.0.0"), VersionKey("p", "big", "1.1.0")
 STATE = DesiredState((DatasetSpec(DatasetKey("p", "big"), (VersionSpec(K1), VersionSpec(K2, parents=(K1,)))),))

@@ -11,8 +11,8 @@ import io
 from pathlib import Path
 
 import pytest
-
 from memory_backend import MemoryBackend
+
 from reconciler.apply import ApplyOptions, apply_plan
 from reconciler.engine import Run
 from reconciler.importer import gather, render_manifest, resolve_targets
@@ -30,7 +30,9 @@ from reconciler.model import (
     freeze_json,
 )
 from reconciler.observe import observe
-from reconciler.plan import CreateVersion, Finalize, PlanOptions, SourceFiles, compute_contents, compute_plan
+from reconciler.plan.actions import CreateVersion, Finalize, PlanOptions
+from reconciler.plan.contents import SourceFiles, compute_contents
+from reconciler.plan.planner import compute_plan
 from reconciler.report import DiffOptions, diff_desired, diff_live, live_statistics
 from reconciler.statistics import StatisticsCache, statistics_for
 
