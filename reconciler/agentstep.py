@@ -17,7 +17,6 @@ quote it; the agent then marks the version ``failed`` (it stays a draft; the nex
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .apply import ApplyOptions, ApplyResult, apply_plan
-from .clearml_backend import Backend, codec
+from .clearml_backend import Backend
 from .clearml_backend.agenttask import AgentTasks
 from .clearml_backend.lock import LeaseFollower
 from .clearml_backend.queues import PHASE_KEY
@@ -42,7 +41,6 @@ from .model import (
     PathSource,
     Source,
     TorchvisionSource,
-    VersionKey,
     VersionSpec,
 )
 from .plan.actions import Action, Finalize, Plan, ResumeVersion, SyncFiles
@@ -107,24 +105,6 @@ def content_here(step: Step, parent_content: Content, *, root: Path, workers: in
     return compute_contents(state, own, adopted)[step.version]
 
 
-def _check_storage(backend: Backend, task_id: str, version: VersionKey) -> None:
-    """This agent can write where the version's data goes (a bucket needs credentials here too)."""
-    task = backend.reader.task(task_id, ("id", "output")) or {}
-    base = str((task.get("output") or {}).get("destination") or "")
-    if not base or backend.writer.stores.on_file_server(base.rstrip("/") + "/"):
-        return
-    probe = f"{codec.storage_prefix(base, version, task_id)}/.reconcile-probe"
-    with tempfile.NamedTemporaryFile(prefix="reconcile-probe-") as tmp:
-        tmp.write(b"probe")
-        tmp.flush()
-        try:
-            backend.writer.stores.upload(probe, Path(tmp.name), 5)
-        except ReconcileError as err:
-            raise ReconcileError(f"this agent cannot write to {base} ({err}); give it credentials for that storage "
-                                 "(sdk.aws.s3 in its clearml.conf, or the AWS_* variables)") from None
-    backend.writer.stores.delete(probe)
-
-
 def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report: Callable[[str], None],
              forget_hashes: Callable[..., None] | None = None) -> ApplyResult:
     """Build ``step``'s version (the task ``task_id``) from its sources here; see the module docstring."""
@@ -137,7 +117,7 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
     with LeaseFollower(backend.api, step.lock):
         progress = _Progress(backend, task_id, report)
         progress.set_phase("resolving sources", 0)
-        _check_storage(backend, task_id, step.version)
+        backend.writer.check_writable(step.version, task_id)  # a bucket needs credentials on this agent too
         contents = []
         for parent_key, parent_id in zip(step.parents, parent_ids, strict=True):
             content = backend.reader.content(parent_id, None)

@@ -663,11 +663,11 @@ def agent_step(ctx: click.Context, task_id: str, workers: int) -> None:
         policy = WaitPolicy(deadline=opts.timeout, read_timeout=min(60.0, opts.timeout),
                             connect_timeout=min(10.0, opts.timeout))
         backend = Backend.connect(cfg, policy=policy, cancel=cancel)
-        item = ((backend.reader.full_task(task_id).get("configuration") or {}).get(STEP_CONFIG) or {})
-        if not item.get("value"):
+        text = backend.reader.step_text(task_id)
+        if not text:
             raise ReconcileError(f"task {task_id} carries no step ({STEP_CONFIG}): it was not queued by "
                                  "'reconcile apply --queue'")
-        step = decode_step(str(item["value"]), source=f"the step of task {task_id}")
+        step = decode_step(text, source=f"the step of task {task_id}")
         result = run_step(backend, task_id, step, workers=workers, forget_hashes=forget_hashes,
                           report=lambda line: click.echo(escape.text(line)))
     except ApplyFailed as err:

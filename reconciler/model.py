@@ -164,7 +164,7 @@ class Properties:
 
     The desired spec, the observed version, the plan's :class:`~reconciler.plan.actions.SetProperties` and the diff
     report all hold this one value. Adding a property means: a field here, its schema and manifest reading,
-    its decoding in ``clearml_backend.codec`` and its write in the backend; the differ
+    its reading and its write in the backend (``clearml_backend``); the differ
     (:func:`reconciler.properties.diff_properties`) and the renderers follow from the fields.
     ``metadata`` is frozen JSON (the ``metadata`` artifact ``Dataset.get_metadata()`` reads);
     ``metadata_artifacts`` the other named metadata (``set_metadata(..., metadata_name=NAME)``), NAME -> JSON

@@ -15,7 +15,8 @@ from typing import Any
 
 from reconciler.checks.results import VersionChecks, checks_to_json
 from reconciler.clearml_backend.api import BackendError
-from reconciler.clearml_backend.writer import Chunk, Draft, UploadOptions
+from reconciler.clearml_backend.draft import Chunk, Draft
+from reconciler.clearml_backend.upload import UploadOptions
 from reconciler.model import (
     ALL_OBJECTS,
     FINAL_STATUSES,

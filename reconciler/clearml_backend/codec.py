@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..model import (
     ALL_OBJECTS,
@@ -330,18 +330,7 @@ def artifact_uri(task: Mapping[str, Any], key: str) -> str | None:
 # --- the state artifact (the SDK's dataset format) -------------------------------------------------------------
 
 
-class StateEntry(NamedTuple):
-    """A file entry of a version's state: where its bytes are (the version that stored them, and the chunk).
-
-    A named tuple rather than a dataclass: every new version reads its parent's entries, one per file, and a
-    tuple is built without a Python call.
-    """
-
-    path: str
-    size: int
-    sha256: str
-    owner_id: str  # parent_dataset_id: the version whose chunk holds the bytes
-    chunk: str  # artifact name of that chunk
+StateEntry = StoredFile  # a file entry of a version's state: path, size, sha256, owner (parent_dataset_id), chunk
 
 
 @dataclass(frozen=True, slots=True)

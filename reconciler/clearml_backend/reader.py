@@ -72,11 +72,11 @@ class ServerReader:
     def versions(self, projects: Iterable[str]) -> tuple[ObservedVersion, ...]:
         """Summaries (no file lists) of the dataset versions directly under ``projects``, newest first."""
         names = self.dataset_projects(projects)
-        return tuple(self._summaries(self.dataset_tasks(sorted(names)), names))
+        return tuple(self._summaries(self._dataset_tasks(sorted(names)), names))
 
     def managed_versions(self) -> tuple[ObservedVersion, ...]:
         """Summaries of every version this tool created, in any project."""
-        tasks = self.managed_tasks()
+        tasks = self._managed_tasks()
         names = self.project_names(str(t.get("project")) for t in tasks if t.get("project"))
         return tuple(self._summaries(tasks, names))
 
@@ -109,6 +109,14 @@ class ServerReader:
         row = self.task(version_id, ("id", "status"))
         return None if row is None else str(row.get("status"))
 
+    def step_text(self, task_id: str) -> str:
+        """The step ``apply --queue`` stored on the version ``task_id`` (its configuration item
+        :data:`~.queues.STEP_CONFIG`), as text; "" when it carries none."""
+        from .queues import STEP_CONFIG
+
+        item = (self.full_task(task_id).get("configuration") or {}).get(STEP_CONFIG) or {}
+        return str(item.get("value") or "")
+
     def output_destination(self, version_id: str) -> str:
         """Where the version's data goes when it is not the file server ("" for the file server)."""
         task = self.task(version_id, ("id", "output")) or {}
@@ -131,7 +139,7 @@ class ServerReader:
         """``version`` with its unread metadata artifacts given their values as downloaded; and the names of
         those that are not JSON objects (left out of its metadata)."""
         task = self._task_of(version)
-        read = self.read_metadata(task, version.unread_metadata) if task is not None else {}
+        read = self._read_metadata(task, version.unread_metadata) if task is not None else {}
         known = {codec.METADATA_KEY: version.properties.metadata, **version.properties.metadata_artifacts}
         known = {k: v for k, v in known.items() if k not in version.unread_metadata}
         unreadable = tuple(n for n in version.unread_metadata if not isinstance(read.get(n), dict))
@@ -142,26 +150,26 @@ class ServerReader:
         """The parents and own/inherited files of a version, from its stored lineage; None for a draft that has
         stored no file list yet (its parents then come from its ``Dataset Struct``, see :meth:`draft_parents`)."""
         task = self._task_of(version)
-        return None if task is None else self.version_layout(task, cache_dir)
+        return None if task is None else self._version_layout(task, cache_dir)
 
     def missing_chunks(self, version: ObservedVersion, mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The data chunks of ``version`` missing from storage, and (``mode`` ``content``) those whose bytes do
         not hash to the sha256 recorded with them."""
         task = self._task_of(version)
-        return ((), ()) if task is None else self.check_chunks(task, mode)
+        return ((), ()) if task is None else self._check_chunks(task, mode)
 
     def files_of(self, version: ObservedVersion, cache_dir: Path | None) -> tuple[list[StoredFile], list[LinkEntry]]:
         """The files of a version (each with the version and chunk that hold its bytes) and its links."""
         task = self._task_of(version)
         if task is None:
             raise BackendError(f"no dataset version has the id {version.id}")
-        return self.stored_files(task, cache_dir)
+        return self._stored_files(task, cache_dir)
 
     def _artifact_json(self, version: ObservedVersion, key: str) -> Any | None:
         task = self._task_of(version)
         if task is None or key not in codec.artifacts(task):
             return None
-        return self.read_json_artifact(task, key)
+        return self._read_json_artifact(task, key)
 
     def statistics_json(self, version: ObservedVersion) -> Any | None:
         """The statistics stored on the version (JSON, :func:`reconciler.statistics.statistics_from_json`), or
@@ -202,7 +210,7 @@ class ServerReader:
                              only_fields=["id", "name"])
         return {str(r["id"]): str(r["name"]) for r in rows}
 
-    def dataset_tasks(self, project_ids: Sequence[str]) -> list[dict[str, Any]]:
+    def _dataset_tasks(self, project_ids: Sequence[str]) -> list[dict[str, Any]]:
         if not project_ids:
             return []
         return self._get_all(
@@ -211,7 +219,7 @@ class ServerReader:
             order_by=["-last_update"],
         )
 
-    def managed_tasks(self) -> list[dict[str, Any]]:
+    def _managed_tasks(self) -> list[dict[str, Any]]:
         return self._get_all(
             "tasks.get_all", "tasks", system_tags=["__$all", codec.DATASET_TAG, codec.MANAGED_TAG],
             type=[codec.TASK_TYPE], search_hidden=True, only_fields=list(codec.TASK_FIELDS),
@@ -297,7 +305,7 @@ class ServerReader:
         used = (row.get("runtime") or {}).get("datasets")
         return use, tuple(str(u) for u in used) if isinstance(used, list) else ()
 
-    def version_layout(self, task: Mapping[str, Any], cache_dir: Path | None) -> VersionLayout | None:
+    def _version_layout(self, task: Mapping[str, Any], cache_dir: Path | None) -> VersionLayout | None:
         """The parents and own/inherited files of a version, from its stored lineage; None for a draft that has
         stored no file list yet (its parents then come from its ``Dataset Struct``, see :meth:`draft_parents`)."""
         state = self.read_state(task, cache_dir)
@@ -345,7 +353,7 @@ class ServerReader:
         except ValueError:
             raise BackendError(f"{what} ({uri}) is not valid JSON") from None
 
-    def check_chunks(self, task: Mapping[str, Any], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _check_chunks(self, task: Mapping[str, Any], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The data chunks of ``task`` missing from storage, and (``mode`` ``content``) those whose bytes do not
         hash to the sha256 recorded with them (a chunk recorded without one is only checked for presence)."""
         chunks = {k: a for k, a in codec.artifacts(task).items() if codec.chunk_index(k) is not None}
@@ -362,11 +370,12 @@ class ServerReader:
                         corrupt.append(name)
         return tuple(missing), tuple(corrupt)
 
-    def read_json_artifact(self, task: Mapping[str, Any], key: str) -> Any | None:
+    def _read_json_artifact(self, task: Mapping[str, Any], key: str) -> Any | None:
         uri = codec.artifact_uri(task, key)
         return None if not uri else self.read_json(uri, f"the {key} of version {task.get('id')}")
 
-    def stored_files(self, task: Mapping[str, Any], cache_dir: Path | None) -> tuple[list[StoredFile], list[LinkEntry]]:
+    def _stored_files(self, task: Mapping[str, Any], cache_dir: Path | None
+                      ) -> tuple[list[StoredFile], list[LinkEntry]]:
         """The files of a version (each with the version and chunk that hold its bytes) and its links.
 
         A file entry names its own owner (``parent_dataset_id``) and chunk (``artifact_name``), as the SDK reads
@@ -408,7 +417,7 @@ class ServerReader:
         self.stores.download(uri, dest)
         return dest.stat().st_size
 
-    def read_metadata(self, task: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    def _read_metadata(self, task: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
         """The JSON values of the named metadata artifacts of ``task`` (name -> value); an artifact that is not
         JSON (a table, an array, text) or cannot be read is left out."""
         arts = codec.metadata_artifacts(task)
@@ -424,12 +433,6 @@ class ServerReader:
             except (ValueError, OSError, BackendError):
                 continue
         return out
-
-    def fetch_files(self, state: Mapping[str, Any], paths: Iterable[str], dest: Path) -> dict[str, Path]:
-        """Extract ``paths`` of a version (given its ``state``) under ``dest``; path -> local file."""
-        entries, _, _ = codec.read_state(state)
-        wanted = set(paths)
-        return self.fetch([StoredFile(*e) for e in entries if e.path in wanted], dest)
 
     def fetch(self, files: Iterable[StoredFile], dest: Path) -> dict[str, Path]:
         """Extract ``files`` under ``dest`` (each at its path); path -> local file.

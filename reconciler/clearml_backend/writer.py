@@ -23,12 +23,15 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..diagnostics import ReconcileError
 from ..model import (
     FINAL_STATUSES,
+    Content,
     FileEntry,
     Properties,
+    StoredFile,
     StoredObject,
     VersionKey,
     canonical_json,
@@ -41,6 +44,10 @@ from .draft import Draft
 from .reader import ServerReader, remember_state
 from .storage import Stores
 from .upload import Progress, UploadOptions, upload_files
+
+if TYPE_CHECKING:
+    from ..checks.results import VersionChecks
+    from ..statistics import Statistics
 
 
 class ServerWriter:
@@ -147,12 +154,7 @@ class ServerWriter:
                 raise BackendError(f"the parent version {parent_id} of {key} has no file list")
             entries, links, graph = codec.read_state(state)
             draft.parent_graph.update(graph or {parent_id: []})
-            for e in entries:
-                draft.inherited_links.pop(e.path, None)
-                draft.inherited[e.path] = e
-            for s in links:
-                draft.inherited.pop(s.link.path, None)
-                draft.inherited_links[s.link.path] = s
+            draft.inherit(entries, ((s.link, s.owner_id) for s in links))
             lookup = state.get("dependency_chunk_lookup")
             if isinstance(lookup, Mapping):
                 draft.parent_chunks.update({str(k): int(v) for k, v in lookup.items() if isinstance(v, int)})
@@ -344,6 +346,29 @@ class ServerWriter:
         data = self.api.call_lines("events.add_batch", [event])
         if int(data.get("errors") or 0) or int(data.get("added") or 0) != 1:
             raise BackendError(f"the server did not keep the card page of version {version_id}")
+
+    def set_statistics(self, key: VersionKey, version_id: str, stats: Statistics, digest: str, *,
+                       plots: bool) -> None:
+        """Store ``stats`` (the ``statistics`` artifact) as describing ``digest`` (recorded with them); with
+        ``plots`` also as the version's tables and histograms in the UI (only until it is published)."""
+        from ..statistics import statistics_to_json, ui_histograms, ui_tables
+
+        if plots:
+            stamp = int(time.time() * 1000)
+            events = [codec.table_event(version_id, t.title, t.series, t.rows, stamp) for t in ui_tables(stats)]
+            events += [codec.histogram_event(version_id, h.title, h.series, h.labels, h.values, h.xaxis, h.yaxis,
+                                             stamp) for h in ui_histograms(stats)]
+            self.report_plots(version_id, events)
+        self.set_json_artifacts(key, version_id, None, {codec.STATISTICS_KEY: statistics_to_json(stats)},
+                                {"statistics_digest": digest})
+
+    def set_checks(self, key: VersionKey, version_id: str, checks: VersionChecks) -> None:
+        """Store the results of the version's checks: the ``checks`` artifact and a table in the UI."""
+        from ..checks.results import checks_to_json, ui_rows
+
+        event = codec.table_event(version_id, "Checks", "results", ui_rows(checks), int(time.time() * 1000))
+        self.report_plots(version_id, [event])
+        self.set_json_artifacts(key, version_id, None, {codec.CHECKS_KEY: checks_to_json(checks)}, {})
 
     def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         if not events:
@@ -542,16 +567,34 @@ class ServerWriter:
         if codec.read_bookkeeping(self.reader.full_task(version_id)).pruned:
             self.set_bookkeeping(version_id, {"pruned": ""})
 
-    def version_files(self, version_id: str) -> dict[str, Any]:
-        """The ``state`` (file list) of a finalized version."""
-        task = self.reader.task(version_id, (*codec.TASK_FIELDS, "runtime"))
+    def version_content(self, version_id: str) -> tuple[Content, tuple[StoredFile, ...]]:
+        """The content of a finalized version and where each of its files' bytes are."""
+        task = self.reader.task(version_id)
         state = self.reader.read_state(task, self.state_cache) if task else None
         if state is None:
             raise BackendError(f"version {version_id} has no file list on the server")
-        return state
+        entries, _, _ = codec.read_state(state)
+        return codec.state_content(state), tuple(sorted(codec.stored_file(e, version_id) for e in entries))
 
-    def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]:
-        return self.reader.fetch_files(state, paths, dest)
+    def fetch_files(self, files: Sequence[StoredFile], dest: Path) -> dict[str, Path]:
+        """Extract ``files`` (from whichever versions' chunks hold them) under ``dest``; path -> local file."""
+        return self.reader.fetch(files, dest)
+
+    def check_writable(self, key: VersionKey, version_id: str) -> None:
+        """This machine can write where the version's data goes (a bucket needs credentials here too)."""
+        base = self.reader.output_destination(version_id)
+        if not base or self.stores.on_file_server(base.rstrip("/") + "/"):
+            return
+        probe = f"{codec.storage_prefix(base, key, version_id)}/.reconcile-probe"
+        with tempfile.NamedTemporaryFile(prefix="reconcile-probe-") as tmp:
+            tmp.write(b"probe")
+            tmp.flush()
+            try:
+                self.stores.upload(probe, Path(tmp.name), 5)
+            except ReconcileError as err:
+                raise ReconcileError(f"this agent cannot write to {base} ({err}); give it credentials for that "
+                                     "storage (sdk.aws.s3 in its clearml.conf, or the AWS_* variables)") from None
+        self.stores.delete(probe)
 
     def delete_draft(self, version_id: str) -> None:
         task = self.reader.full_task(version_id)
