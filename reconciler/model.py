@@ -440,7 +440,11 @@ class ObservedVersion:
         return self.status in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+# The statuses of a version's task, the one place they are grouped:
+FINAL_STATUSES = frozenset({"completed", "published", "closed"})  # finalized: its content is fixed
+EDITABLE_STATUSES = frozenset({"created", "in_progress"})  # a draft that takes writes as it is
+DRAFT_STATUSES = frozenset({*EDITABLE_STATUSES, "stopped", "failed"})  # a draft left behind: what a discard deletes
+STEP_LEFT_STATUSES = frozenset({"queued", "failed", "stopped"})  # a draft an agent's step left: reopened to resume
 
 
 def parse_time(value: object) -> datetime | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .clearml_backend import ServerReader
 from .model import Content, DatasetKey, ObservedState, ObservedVersion, VersionKey
-from .plan.observed import choose_observed, fingerprint
+from .plan.observed import choose_observed, fingerprint, proves_content
 
 
 def state_cache_dir(api_host: str, root: Path) -> Path:
@@ -113,7 +113,7 @@ def _needs(versions: list[ObservedVersion], contents: Mapping[VersionKey, Conten
         chosen = choose_observed(by_key.get(key, [])) or _archived(by_key.get(key, []))
         if chosen is None:
             continue
-        if chosen.finalized and chosen.content_digest != content.digest():
+        if chosen.finalized and not proves_content(chosen, content):
             need_state.append(chosen.id)
         if chosen.unread_metadata:
             need_meta.append(chosen.id)

@@ -36,7 +36,7 @@ from .model import (
     statistics_key,
 )
 from .plan.contents import diff_content
-from .plan.observed import choose_observed, observed_content
+from .plan.observed import choose_observed, live_content, observed_content
 from .plan.planner import topological_versions
 from .properties import PropertyChange, diff_properties
 from .statistics import (
@@ -293,15 +293,12 @@ def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: Obs
         before = Side("(not on the server)", None, Content())
         return compare_versions(before, after, with_statistics=ds_stats, note="not on the server: apply creates it")
     digest = desired.content.digest()
-    if live.finalized and live.content_digest == digest:
-        live_content = desired.content  # the recorded digest proves the file lists are equal
-    else:
-        live_content = observed_content(live) or Content()
+    held = live_content(live, desired.content) or Content()
     stats_differ = ds_stats and live.statistics_digest != statistics_key(digest, desired.properties.splits)
     before_stats = stored_statistics(reader, live, live.statistics_digest) if (
         stats_differ and live.statistics_digest) else None
     note = "" if live.finalized else f"the server holds a draft ({live.status})"
-    return compare_versions(_live_side(live, live_content, before_stats), _with_stats(desired, stats_differ, options),
+    return compare_versions(_live_side(live, held, before_stats), _with_stats(desired, stats_differ, options),
                             with_statistics=stats_differ, note=note)
 
 
@@ -341,7 +338,7 @@ def _parent_side(reader: ServerReader, spec: VersionSpec, desired: Content, live
     """What a new version starts from, as plan sees it: the parent's finalized content on the server, else the
     content the manifests give it (the parent is new too)."""
     if live is not None and live.finalized:
-        content = desired if live.content_digest == desired.digest() else observed_content(live) or desired
+        content = live_content(live, desired) or desired
         stats = live_statistics(reader, live, content, options) if with_stats else None
         return Side(f"{spec.key} (parent)", live.id, content, live.properties, stats)
     return _with_stats(Side(f"{spec.key} (parent, manifests)", None, desired, spec.properties), with_stats, options)

@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import ReconcileError
 from ..model import (
+    DRAFT_STATUSES,
+    EDITABLE_STATUSES,
     FINAL_STATUSES,
+    STEP_LEFT_STATUSES,
     Content,
     FileEntry,
     Properties,
@@ -170,7 +173,7 @@ class ServerWriter:
         A draft an agent's step left ``failed`` or ``stopped`` (or still ``queued``) is made editable again first.
         """
         task = self.reader.full_task(version_id)
-        if str(task.get("status")) in ("queued", "failed", "stopped"):
+        if str(task.get("status")) in STEP_LEFT_STATUSES:
             self.reopen_draft(version_id, str(task.get("status")))
             task = self.reader.full_task(version_id)
         stale = [k for k in codec.artifacts(task) if codec.chunk_index(k) is not None or k == codec.STATE_KEY]
@@ -282,7 +285,7 @@ class ServerWriter:
                          remove: Sequence[str] = ()) -> None:
         """Add, replace or remove artifacts: the artifact calls on a draft, a forced edit of ``execution`` after."""
         version_id = str(task["id"])
-        if str(task.get("status")) in ("created", "in_progress"):
+        if str(task.get("status")) in EDITABLE_STATUSES:
             if entries:
                 self.api.call("tasks.add_or_update_artifacts", write=True, task=version_id,
                               artifacts=list(entries), force=True)
@@ -314,7 +317,7 @@ class ServerWriter:
         ``hyperparams`` (read, changed, written back).
         """
         task = task or self.reader.full_task(version_id)
-        if str(task.get("status")) in ("created", "in_progress"):
+        if str(task.get("status")) in EDITABLE_STATUSES:
             self.api.call("tasks.edit_hyper_params", write=True, task=version_id, force=True,
                           replace_hyperparams="none",
                           hyperparams=[{"section": codec.SECTION, "name": k, "value": v, "type": "str"}
@@ -335,7 +338,7 @@ class ServerWriter:
         version is a draft (the server takes no new events of a finalized one: the ``card`` artifact is then the
         card)."""
         task = self.reader.full_task(version_id)
-        if str(task.get("status")) not in ("created", "in_progress"):
+        if str(task.get("status")) not in EDITABLE_STATUSES:
             return
         raw = codec.card_html(card)
         prefix = codec.storage_prefix(_output_base(task) or self.api.cfg.files_host, key, version_id)
@@ -448,7 +451,7 @@ class ServerWriter:
         if status == "created":
             self._transition("tasks.started", draft.id, status_in("in_progress", *FINAL_STATUSES),
                              task=draft.id)
-        if status in ("created", "in_progress"):
+        if status in EDITABLE_STATUSES:
             self._transition("tasks.completed", draft.id, status_in(*FINAL_STATUSES), task=draft.id,
                              status_reason="completed", publish=False)
         self.expect_status(draft.id, FINAL_STATUSES, f"finalizing {draft.key}")
@@ -598,7 +601,7 @@ class ServerWriter:
 
     def delete_draft(self, version_id: str) -> None:
         task = self.reader.full_task(version_id)
-        if task.get("status") not in ("created", "in_progress", "stopped", "failed"):
+        if task.get("status") not in DRAFT_STATUSES:
             raise BackendError(f"version {version_id} is {task.get('status')}: only drafts are discarded")
         for art in codec.artifacts(task).values():
             uri = art.get("uri")

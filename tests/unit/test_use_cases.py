@@ -210,3 +210,18 @@ def test_the_fake_and_a_fresh_plan_agree_on_an_empty_server() -> None:
     contents = compute_contents(desired, {K1: SourceFiles(files=(_entry("a.txt", b"a"),))})
     assert compute_plan(desired, contents, MemoryBackend().observed()).actions == \
         compute_plan(desired, contents, ObservedState()).actions
+
+
+def test_only_a_finalized_versions_recorded_digest_proves_its_content() -> None:
+    from reconciler.model import ObservedVersion
+    from reconciler.plan.observed import live_content, proves_content
+
+    content = Content({"a.txt": _entry("a.txt", b"a")})
+    final = ObservedVersion(K1, "x", "completed", content_digest=content.digest())
+    assert proves_content(final, content) and live_content(final, content) is content
+    for unproven in (ObservedVersion(K1, "x", "in_progress", content_digest=content.digest()),  # a draft
+                     ObservedVersion(K1, "x", "completed"),  # made by the SDK: nothing recorded
+                     ObservedVersion(K1, "x", "completed", content_digest="0" * 64)):
+        assert not proves_content(unproven, content) and live_content(unproven, content) is None
+    read = ObservedVersion(K1, "x", "completed", files=(_entry("b.txt", b"b"),), links=())
+    assert live_content(read, content) == Content({"b.txt": _entry("b.txt", b"b")})
