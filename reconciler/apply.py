@@ -24,7 +24,7 @@ from ._compat import assert_never
 from .checks.evaluate import evaluate_checks
 from .checks.results import VersionChecks
 from .checks.rules import BYTE_RULES, CheckInput
-from .clearml_backend import Interrupted, LeaseLost
+from .clearml_backend import Interrupted, LeaseLost, Rehomed
 from .clearml_backend.draft import Draft
 from .clearml_backend.upload import FileChanged, UploadOptions
 from .describe import describe
@@ -39,6 +39,7 @@ from .plan.actions import (
     Finalize,
     Plan,
     Publish,
+    RehomeVersion,
     Restore,
     ResumeVersion,
     SetChecks,
@@ -74,6 +75,8 @@ class Writer(Protocol):
                        whole: bool = True) -> None: ...
     def delete_draft(self, version_id: str) -> None: ...
     def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None: ...
+    def rehome(self, key: VersionKey, version_id: str, rewrites: Sequence[tuple[VersionKey, str]],
+               group: Sequence[str], *, workers: int = 4) -> Rehomed: ...
     def version_content(self, version_id: str) -> tuple[Content, tuple[StoredFile, ...]]: ...
     def fetch_files(self, files: Sequence[StoredFile], dest: Path) -> dict[str, Path]: ...
 
@@ -213,6 +216,14 @@ class _Applier:
                 self.writer.archive(v, i)
             case Archive(version=v, version_id=i):
                 self.writer.expire(v, i, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            case RehomeVersion(version=v, version_id=i):
+                self.report(f"  re-homing {v} ({i}): copying {counted(action.files, 'inherited file')} "
+                            f"({human_size(action.copy_bytes)}) into its own chunks")
+                done = self.writer.rehome(v, i, action.rewrites, action.group, workers=self.options.workers)
+                self.result.freed_bytes += action.freed_bytes
+                self.report(f"  re-homed {v} ({i}): {counted(done.files, 'file')} ({human_size(done.file_bytes)}) "
+                            f"in new chunks of {human_size(done.stored_bytes)}; "
+                            f"{counted(done.rewritten, 'file list')} rewritten and read back")
             case DeleteVersion(version=v, version_id=i, objects=objects, whole=whole):
                 self.writer.delete_version(v, i, objects, whole=whole)
                 self.result.deleted_versions += 1 if whole else 0
@@ -299,6 +310,7 @@ def apply_plan(
         if isinstance(a, (CreateVersion, ResumeVersion)):
             applier.parents[a.version] = a.parents
     blocked: dict[VersionKey, str] = {}
+    unhomed: dict[str, VersionKey] = {}  # ids whose deletion waited for a re-home that failed
     unplaced: set[str] = set()  # aliases whose new holder did not get them: their old holders keep them
     start = time.monotonic()
     total = len(plan.actions)
@@ -314,6 +326,12 @@ def apply_plan(
                        "its new holder was not finished")
                 continue
         if v in blocked:
+            continue
+        if isinstance(action, DeleteVersion) and action.version_id in unhomed:
+            blocked[v] = f"the re-home of {unhomed[action.version_id]} failed"
+            applier.result.skipped.append(v)
+            report(f"[{n}/{total}] skipped {describe(action)}: the re-home of {unhomed[action.version_id]} failed, "
+                   "so kept versions may still read it")
             continue
         if parent is not None:
             blocked[v] = f"its parent {parent} failed"
@@ -336,6 +354,8 @@ def apply_plan(
                     where = f" (version {draft} stays a draft; the next apply resumes it)"
             if isinstance(action, SetProperties) and action.alias:
                 unplaced |= action.after.tags - action.before.tags
+            if isinstance(action, RehomeVersion):
+                unhomed.update(dict.fromkeys(action.detached, v))
             message = f"{describe(action)}: {_message(err)}{where}"
             blocked[v] = message
             applier.result.failed[v] = message

@@ -36,9 +36,12 @@ from .sources import (
 
 if TYPE_CHECKING:  # imported where used: plan loads neither the writer nor the reports' statistics and images
     from .apply import ApplyOptions, ApplyResult
+    from .checkout import AgentSources
     from .checks.results import VersionChecks
+    from .clearml_backend.queues import Queue
     from .dispatch import QueueOptions
     from .report import DiffReport
+    from .usage import UsageReport
 
 
 def resolve_sources(state: DesiredState, *, workers: int, progress: bool) -> dict[VersionKey, SourceFiles]:
@@ -272,6 +275,35 @@ def observe_saved(reader: ServerReader, plan: Plan) -> ObservedState:
     return observe(reader, plan.projects, {}, cache_root=default_cache_dir())
 
 
+def plan(run: Run, backend: Backend, *, queue: QueueOptions | None = None) -> Plan:
+    """``run``'s plan. With ``queue``, what ``apply --queue`` checks first: an agent listens on it (before
+    planning) and the agents can see the sources of the versions the plan builds."""
+    _queue_listened(backend, queue)
+    the_plan = run.plan()
+    if not the_plan.conflicts:
+        _agents_see(the_plan, queue)
+    return the_plan
+
+
+def _queue_listened(backend: Backend, queue: QueueOptions | None) -> Queue | None:
+    """The queue, when some agent listens on it (before anything is planned or written); None without one."""
+    if queue is None:
+        return None
+    from .dispatch import check_queue
+
+    return check_queue(backend, queue)
+
+
+def _agents_see(the_plan: Plan, queue: QueueOptions | None) -> AgentSources | None:
+    """The sources of the versions ``the_plan`` builds, as the queue's agents see them (one line per source they
+    cannot see); None without a queue or anything to build."""
+    if queue is None or not the_plan.has_changes:
+        return None
+    from .dispatch import check_sources
+
+    return check_sources(the_plan, queue)
+
+
 def apply(
     backend: Backend,
     *,
@@ -296,11 +328,7 @@ def apply(
     from .apply import apply_plan, check_fresh
 
     assert (run is None) != (saved is None)
-    target = None
-    if queue is not None:
-        from .dispatch import check_queue
-
-        target = check_queue(backend, queue)
+    target = _queue_listened(backend, queue)
     scope = list(saved.projects if saved is not None else run.projects)  # type: ignore[union-attr]
     with LockLease(backend.api, lock_owner, scope, wait=lock_wait, ttl=lock_ttl, notice=notice) as lease:
         if saved is not None:
@@ -317,14 +345,13 @@ def apply(
             raise ReconcileError(f"{n} conflict{'' if n == 1 else 's'}: nothing was applied")
         if not the_plan.has_changes:
             return None
-        if queue is not None:
-            from .dispatch import apply_queued, check_sources
-
-            seen = check_sources(the_plan, queue)
+        seen = _agents_see(the_plan, queue)
         confirm(the_plan)
         backend.writer.state_cache = state_cache_dir(backend.api.cfg.api_host, default_cache_dir())
         if queue is not None:
-            assert target is not None
+            from .dispatch import apply_queued
+
+            assert target is not None and seen is not None
             return apply_queued(the_plan, backend, observed, queue=target, seen=seen, held=lease.held,
                                 options=queue, apply_options=options, report=report)
         return apply_plan(the_plan, backend.writer, observed, options, report=report, local_contents=contents)
@@ -345,6 +372,20 @@ def discard_drafts(backend: Backend, drafts: tuple[ObservedVersion, ...], *, loc
             backend.writer.delete_draft(draft.id)
             report(f"discarded draft {draft.key} (id {draft.id})")
     return len(drafts)
+
+
+def storage_usage(reader: ServerReader, state: DesiredState | None, projects: Sequence[str], *, workers: int,
+                  progress: bool) -> UsageReport:
+    """The storage use of the versions in ``projects`` and in the manifests' projects; with manifests (``state``),
+    what their retention policies would free (their plan says)."""
+    from .usage import usage
+
+    scope = set(projects)
+    plan = None
+    if state is not None:
+        scope |= {ds.key.project for ds in state.datasets}
+        plan = Run(reader, state, PlanOptions(), workers=workers, progress=progress).plan()
+    return usage(reader, sorted(scope), plan=plan, cache_root=default_cache_dir(), workers=workers)
 
 
 def diff_manifests(run: Run) -> DiffReport:

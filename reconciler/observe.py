@@ -148,4 +148,5 @@ def version_summaries(reader: ServerReader, version_ids: Iterable[str]) -> dict[
 
 def _with_files_of(version: ObservedVersion, read: ObservedVersion) -> ObservedVersion:
     """``version`` (as observed) with the file list, parents and reads of ``read`` (the same version, read)."""
-    return replace(version, files=read.files, links=read.links, parent_ids=read.parent_ids, reads=read.reads)
+    return replace(version, files=read.files, links=read.links, parent_ids=read.parent_ids, reads=read.reads,
+                   inherited=read.inherited)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .api import ApiClient
+from .queues import STEP_CONFIG
 from .reader import ServerReader
 from .writer import status_not, transition
 
@@ -37,3 +38,8 @@ class AgentTasks:
         task = self.reader.task(version_id, ("id", "runtime")) or {}
         runtime = {**(task.get("runtime") or {}), **runtime_values}
         self.api.call("tasks.edit", write=True, task=version_id, force=True, runtime=runtime)
+
+    def step_text(self, version_id: str) -> str | None:
+        """The step stored on the version's task (the ``Reconciler Step`` configuration item), or None."""
+        item = (self.reader.full_task(version_id).get("configuration") or {}).get(STEP_CONFIG) or {}
+        return str(item["value"]) if item.get("value") else None

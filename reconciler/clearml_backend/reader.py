@@ -109,14 +109,6 @@ class ServerReader:
         row = self.task(version_id, ("id", "status"))
         return None if row is None else str(row.get("status"))
 
-    def step_text(self, task_id: str) -> str:
-        """The step ``apply --queue`` stored on the version ``task_id`` (its configuration item
-        :data:`~.queues.STEP_CONFIG`), as text; "" when it carries none."""
-        from .queues import STEP_CONFIG
-
-        item = (self.full_task(task_id).get("configuration") or {}).get(STEP_CONFIG) or {}
-        return str(item.get("value") or "")
-
     def output_destination(self, version_id: str) -> str:
         """Where the version's data goes when it is not the file server ("" for the file server)."""
         task = self.task(version_id, ("id", "output")) or {}
@@ -322,13 +314,16 @@ class ServerReader:
     def read_state(self, task: Mapping[str, Any], cache_dir: Path | None) -> dict[str, Any] | None:
         """The ``state`` artifact of a version (its file list), or None when it has none.
 
-        Finalized versions are immutable, so their state is cached under ``cache_dir`` by version id.
+        The state of a finalized version changes only when a re-home rewrites it (under a new address, with a
+        new hash), so it is cached under ``cache_dir`` by version id and the hash recorded with it.
         """
         uri = codec.artifact_uri(task, codec.STATE_KEY)
         if not uri:
             return None
         final = task.get("status") in FINAL_STATUSES
-        cached = cache_dir / f"{task['id']}.json" if (cache_dir and final) else None
+        art = codec.artifacts(task).get(codec.STATE_KEY) or {}
+        cached = state_cache_file(cache_dir, str(task["id"]), str(art.get("hash") or uri)) \
+            if (cache_dir and final) else None
         if cached is not None and cached.exists():
             try:
                 state: dict[str, Any] = json.loads(cached.read_text())
@@ -462,6 +457,11 @@ class ServerReader:
                                 dst.write(block)
                         out[e.path] = target
         return out
+
+
+def state_cache_file(cache_dir: Path, version_id: str, stamp: str) -> Path:
+    """Where the finalized file list of ``version_id`` whose recorded hash (or address) is ``stamp`` is cached."""
+    return cache_dir / f"{version_id}.{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.json"
 
 
 def remember_state(cached: Path, raw: bytes) -> None:

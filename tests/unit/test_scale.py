@@ -74,3 +74,12 @@ def test_the_json_plan_streams_the_same_text_without_holding_it() -> None:
     assert peak < size / 10, (peak, size)  # the whole text, or a dict per file, would be more than size
     small = compute_plan(STATE, compute_contents(STATE, _own(3_000)), ObservedState(), PlanOptions())
     assert "".join(plan_json_chunks(small)) == json.dumps(plan_to_json(small), indent=2, sort_keys=True) + "\n"
+
+
+def test_a_chain_of_thousands_of_versions_plans_without_deep_recursion() -> None:
+    keys = [VersionKey("p", "long", f"1.0.{i}") for i in range(1200)]  # deeper than Python's recursion limit
+    versions = tuple(VersionSpec(k, parents=(keys[i - 1],) if i else ()) for i, k in enumerate(keys))
+    state = DesiredState((DatasetSpec(DatasetKey("p", "long"), versions),))
+    assert [s.key for s in state.lineage(keys[-1])] == keys
+    plan = compute_plan(state, compute_contents(state, {}), ObservedState(), PlanOptions())
+    assert len({a.version for a in plan.actions}) == len(keys)
