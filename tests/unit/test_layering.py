@@ -60,6 +60,11 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                           "reconciler.sources", "reconciler.manifest", "reconciler.localserver",
                           "reconciler.connection", "reconciler.dispatch", "reconciler.agentstep"),
     "reconciler.lineage": ("reconciler.",),
+    # what apply tells: plain values over the model; views of them live in render/
+    "reconciler.events": ("reconciler.plan", "reconciler.apply", "reconciler.observe", "reconciler.engine",
+                          "reconciler.cli", "reconciler.clearml_backend", "reconciler.render", "reconciler.report",
+                          "reconciler.sources", "reconciler.manifest", "reconciler.localserver",
+                          "reconciler.connection", "reconciler.dispatch", "reconciler.agentstep"),
     "reconciler.export": ("reconciler.engine", "reconciler.cli", "reconciler.apply", "reconciler.render",
                           "reconciler.localserver", "reconciler.manifest", "reconciler.sources"),
     "reconciler.webpages": ("reconciler.cli", "reconciler.engine", "reconciler.apply", "reconciler.manifest",
@@ -90,6 +95,7 @@ NO_THIRD_PARTY = {  # the pure core: standard library, typing helpers and these 
     "reconciler.diagnostics": set(),
     "reconciler.steps": set(),
     "reconciler.lineage": set(),
+    "reconciler.events": set(),
 }
 
 
