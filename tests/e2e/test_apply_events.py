@@ -11,14 +11,13 @@ import json
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from .helpers import Env, manifest, write_tree
+from .helpers import Env, manifest, read_terminal, write_tree
 from .proxy import Proxies, Rule
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "apply" / "events.jsonl"
@@ -93,22 +92,8 @@ def test_a_terminal_shows_live_progress_of_an_upload(env: Env, proxies: Proxies)
                              "manifests"], cwd=env.work, env=vars_, stdin=subprocess.DEVNULL, stdout=secondary,
                             stderr=secondary)
     os.close(secondary)
-    seen = b""
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([primary], [], [], 1.0)
-        if ready:
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(primary)
-    assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
+    seen = read_terminal(primary, proc, timeout=240)
+    assert proc.returncode == 0, seen.decode(errors="replace")
     text = seen.decode(errors="replace")
     env.assert_no_secret(text)
     label = f"uploading {env.project}/big@1.0.0: "
