@@ -27,9 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from .apply import ApplyOptions, ApplyResult, apply_plan
-from .clearml_backend import Backend, codec
+from .clearml_backend import Backend, Cancel, WaitPolicy, codec, load_server_config
+from .clearml_backend.agenttask import AgentTasks
 from .clearml_backend.lock import LeaseFollower
-from .clearml_backend.queues import PHASE_KEY
+from .clearml_backend.queues import PHASE_KEY, STEP_CONFIG
 from .diagnostics import ReconcileError
 from .engine import resolve_sources
 from .events import Emit, Event, SourcesResolving, SourcesVerified, UploadProgress
@@ -49,7 +50,9 @@ from .model import (
     VersionKey,
     VersionSpec,
 )
-from .plan import Action, Finalize, Plan, ResumeVersion, SyncFiles, compute_contents
+from .plan.actions import Action, Finalize, Plan, ResumeVersion, SyncFiles
+from .plan.contents import compute_contents
+from .stepcodec import decode_step
 from .steps import Step, content_mismatches, mismatch_error, move_check_paths, planned_content, upload_from
 
 PROGRESS_EVERY_S = 3.0
@@ -83,7 +86,7 @@ class _Progress:
             values = {PHASE_KEY: self.phase}
             if percent is not None:
                 values["progress"] = str(percent)
-            self.backend.writer.report_progress(self.task_id, values)
+            AgentTasks(self.backend.api, self.backend.reader).report_progress(self.task_id, values)
 
 
 def _here(source: Source, root: Path) -> Source:
@@ -185,3 +188,21 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, emit: 
     if status not in FINAL_STATUSES:
         raise ReconcileError(f"{step.version} is {status} after its step; it was not finalized")
     return result
+
+
+def connect_here(*, policy: WaitPolicy, cancel: Cancel) -> Backend:
+    """The server the agent runs for (its own configuration: the agent passes ``CLEARML_CONFIG_FILE``)."""
+    cfg = load_server_config()
+    if cfg is None:
+        raise ReconcileError("no ClearML server is configured here: the agent passes its own configuration "
+                             "(CLEARML_CONFIG_FILE); check the agent's clearml.conf and credentials")
+    return Backend.connect(cfg, policy=policy, cancel=cancel)
+
+
+def read_step(backend: Backend, task_id: str) -> Step:
+    """The step ``apply --queue`` stored on the version's task."""
+    text = AgentTasks(backend.api, backend.reader).step_text(task_id)
+    if text is None:
+        raise ReconcileError(f"task {task_id} carries no step ({STEP_CONFIG}): it was not queued by "
+                             "'reconcile apply --queue'")
+    return decode_step(text, source=f"the step of task {task_id}")

@@ -28,7 +28,9 @@ from .checks.evaluate import evaluate_checks
 from .checks.results import VersionChecks, checks_to_json, ui_rows
 from .checks.rules import BYTE_RULES, CheckInput
 from .clearml_backend import Interrupted, LeaseLost, codec
-from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
+from .clearml_backend.draft import Draft, apply_delta
+from .clearml_backend.upload import FileChanged, UploadOptions
+from .describe import describe
 from .diagnostics import Diagnostic, ReconcileError
 from .events import (
     ActionDone,
@@ -54,7 +56,7 @@ from .events import (
     ignore,
 )
 from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey, statistics_key
-from .plan import (
+from .plan.actions import (
     Action,
     Archive,
     CreateVersion,
@@ -69,10 +71,8 @@ from .plan import (
     SetProperties,
     SetStatistics,
     SyncFiles,
-    choose_observed,
-    counted,
-    describe,
 )
+from .plan.observed import choose_observed
 from .statistics import (
     Statistics,
     StatisticsCache,
@@ -83,6 +83,7 @@ from .statistics import (
     ui_histograms,
     ui_tables,
 )
+from .wording import counted
 
 
 class Writer(Protocol):

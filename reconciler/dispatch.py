@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .apply import ApplyFailed, ApplyOptions, ApplyResult, apply_plan
 from .checkout import AgentSources, agent_sources
 from .clearml_backend import Backend, Interrupted, LeaseLost
+from .clearml_backend.agenttask import AgentTasks
 from .clearml_backend.lock import LockInfo
 from .clearml_backend.queues import STEP_CONFIG, Queue, QueueClient, TaskState, check_listened, step_task_fields
 from .diagnostics import ReconcileError
@@ -44,19 +45,19 @@ from .events import (
     event_from_json,
 )
 from .model import FINAL_STATUSES, ObservedState, VersionKey
-from .plan import CreateVersion, Plan, SyncFiles, choose_observed
-from .steps import QueuedVersion, QueuePlan, Step, move_check_paths, split_for_queue
+from .plan.actions import CreateVersion, Plan, SyncFiles
+from .plan.observed import choose_observed
+from .stepcodec import encode_step
+from .steps import QueuedVersion, QueuePlan, move_check_paths, split_for_queue
 
 WAITING_NOTICE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
 class QueueOptions:
-    """Where and how the plan's versions are built. ``encode_step`` turns a step into the text stored on its
-    version (``render.jsonstep.encode_step``); ``mounts`` are folders agents see at the same path."""
+    """Where and how the plan's versions are built; ``mounts`` are folders agents see at the same path."""
 
     queue: str
-    encode_step: Callable[[Step], str]
     mounts: tuple[Path, ...] = ()
     image: str | None = None
     poll_seconds: float = 1.0
@@ -135,7 +136,8 @@ class _Dispatcher:
         step = replace(q.step, sources=self.seen.sources.get(v, ()),
                        actions=tuple(move_check_paths(a, self.in_checkout) for a in q.step.actions),
                        lock=((v.project, self.lock[v.project]),) if v.project in self.lock else ())
-        writer.prepare_step(run.task_id, self.fields, STEP_CONFIG, self.options.encode_step(step))
+        AgentTasks(self.backend.api, self.backend.reader).prepare(run.task_id, self.fields, STEP_CONFIG,
+                                                                  encode_step(step))
         watched = self.client.enqueue(run.task_id, self.queue)
         run.state, run.since = "queued", time.monotonic()
         run.notice_at = run.since + WAITING_NOTICE_S

@@ -18,7 +18,7 @@ from typing import Any
 
 from .clearml_backend import ServerReader, codec
 from .model import Content, DatasetKey, ObservedState, ObservedVersion, VersionKey
-from .plan import choose_observed, fingerprint
+from .plan.observed import choose_observed, fingerprint
 
 
 def with_state(version: ObservedVersion, state: Mapping[str, Any] | None) -> ObservedVersion:
@@ -149,7 +149,7 @@ def _needs(versions: list[ObservedVersion], contents: Mapping[VersionKey, Conten
 
 
 def _archived(candidates: list[ObservedVersion]) -> ObservedVersion | None:
-    from .plan import archived_candidate
+    from .plan.observed import archived_candidate
 
     return archived_candidate(candidates)
 

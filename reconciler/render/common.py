@@ -9,7 +9,7 @@ from typing import Any
 
 from .._compat import assert_never
 from ..model import VersionKey, thaw_json
-from ..plan import (
+from ..plan.actions import (
     Action,
     Archive,
     CreateVersion,
@@ -26,10 +26,9 @@ from ..plan import (
     SetStatistics,
     SyncFiles,
     Unmanaged,
-    human_size,
 )
-from ..plan import counted as counted  # re-exported: renderers count with it
 from ..properties import PropertyChange, changed_fields, diff_properties
+from ..wording import counted, human_size
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,7 @@ from ..events import (
     event_fields,
 )
 from ..model import VersionKey
-from ..plan import counted, human_size
+from ..wording import counted, human_size
 
 PROGRESS_INTERVAL_S = 10.0  # without a terminal, and in JSON: one progress line per version this often at most
 TTY_REDRAW_S = 0.2  # on a terminal: redrawn at most five times a second

@@ -13,7 +13,8 @@ import pytest
 from reconciler.apply import ApplyFailed, ApplyOptions, apply_plan
 from reconciler.clearml_backend import codec
 from reconciler.clearml_backend.api import BackendError
-from reconciler.clearml_backend.writer import Draft, UploadOptions
+from reconciler.clearml_backend.draft import Draft
+from reconciler.clearml_backend.upload import UploadOptions
 from reconciler.events import AliasKept, Event
 from reconciler.model import (
     Content,
@@ -28,7 +29,9 @@ from reconciler.model import (
     VersionSpec,
     freeze_json,
 )
-from reconciler.plan import SourceFiles, compute_contents, compute_plan, fingerprint
+from reconciler.plan.contents import SourceFiles, compute_contents
+from reconciler.plan.observed import fingerprint
+from reconciler.plan.planner import compute_plan
 from reconciler.render.events import text_line
 from reconciler.statistics import StatisticsCache
 

@@ -9,7 +9,7 @@ import pytest
 from reconciler.checks import CheckResult, VersionChecks
 from reconciler.diagnostics import ReconcileError, SourceSpan
 from reconciler.model import CheckSpec, FileEntry, LinkEntry, Properties, StoredObject, VersionKey, freeze_json
-from reconciler.plan import (
+from reconciler.plan.actions import (
     Action,
     Archive,
     CreateVersion,
@@ -25,8 +25,8 @@ from reconciler.plan import (
     SetStatistics,
     SyncFiles,
 )
-from reconciler.render import plan_from_json, plan_to_json, render_human, render_markdown
-from reconciler.render.jsonplan import action_from_json, action_to_json
+from reconciler.plancodec import action_from_json, action_to_json, plan_from_json, plan_to_json
+from reconciler.render import render_human, render_markdown
 
 V = VersionKey("p", "ds", "1.1.0")
 PARENT = VersionKey("p", "ds", "1.0.0")

@@ -21,8 +21,11 @@ from reconciler.model import (
     VersionKey,
     VersionSpec,
 )
-from reconciler.plan import Archive, DeleteVersion, SetProperties, compute_contents, compute_plan
-from reconciler.render import plan_from_json, plan_to_json, render_human, render_markdown
+from reconciler.plan.actions import Archive, DeleteVersion, SetProperties
+from reconciler.plan.contents import compute_contents
+from reconciler.plan.planner import compute_plan
+from reconciler.plancodec import plan_from_json, plan_to_json
+from reconciler.render import render_human, render_markdown
 from reconciler.retention import RetentionInputs, plan_retention
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)

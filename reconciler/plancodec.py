@@ -14,10 +14,10 @@ from json.encoder import encode_basestring_ascii as _encode_string  # what json.
 from pathlib import Path
 from typing import Any
 
-from .._compat import assert_never
-from ..checks.results import checks_from_json, checks_to_json
-from ..diagnostics import ReconcileError
-from ..model import (
+from ._compat import assert_never
+from .checks.results import checks_from_json, checks_to_json
+from .diagnostics import ReconcileError
+from .model import (
     CheckSpec,
     DatasetKey,
     FileEntry,
@@ -33,7 +33,7 @@ from ..model import (
     normalize_splits,
     parse_time,
 )
-from ..plan import (
+from .plan.actions import (
     PLAN_FORMAT_VERSION,
     Action,
     AliasMove,
@@ -56,7 +56,7 @@ from ..plan import (
     SyncFiles,
     Unmanaged,
 )
-from ..retention import RetentionEntry
+from .retention import RetentionEntry
 
 _TYPE_NAMES: dict[type, str] = {
     CreateVersion: "create_version",
@@ -423,3 +423,11 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ReconcileError(f"{source}: malformed saved plan ({type(err).__name__}: {err})") from None
+
+
+def read_plan(path: Path) -> Plan:
+    """The plan saved in ``path`` (by ``plan --out``); one line naming the file when it is not one."""
+    try:
+        return plan_from_json(json.loads(path.read_text()), source=str(path))
+    except ValueError as err:
+        raise ReconcileError(f"{path}: not valid JSON ({err})") from None
