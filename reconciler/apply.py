@@ -27,7 +27,7 @@ from ._compat import assert_never
 from .checks.evaluate import evaluate_checks
 from .checks.results import VersionChecks, checks_to_json, ui_rows
 from .checks.rules import BYTE_RULES, CheckInput
-from .clearml_backend import Interrupted, LeaseLost, codec
+from .clearml_backend import Interrupted, LeaseLost, Rehomed, codec
 from .clearml_backend.draft import Draft, apply_delta
 from .clearml_backend.upload import FileChanged, UploadOptions
 from .describe import describe
@@ -42,15 +42,18 @@ from .events import (
     ChunksDiscarded,
     ChunkUploaded,
     Deleted,
+    DeleteSkipped,
     DraftDiscarded,
     Emit,
     Finalized,
     Published,
+    RehomeStarted,
     Restored,
     StatisticsFetch,
     UploadDone,
     UploadProgress,
     UploadStarted,
+    VersionRehomed,
     VersionSkipped,
     VersionStarted,
     ignore,
@@ -65,6 +68,7 @@ from .plan.actions import (
     Finalize,
     Plan,
     Publish,
+    RehomeVersion,
     Restore,
     ResumeVersion,
     SetChecks,
@@ -108,6 +112,8 @@ class Writer(Protocol):
                        whole: bool = True) -> None: ...
     def delete_draft(self, version_id: str) -> None: ...
     def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None: ...
+    def rehome(self, key: VersionKey, version_id: str, rewrites: Sequence[tuple[VersionKey, str]],
+               group: Sequence[str], *, workers: int = 4) -> Rehomed: ...
     def version_files(self, version_id: str) -> dict[str, Any]: ...
     def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]: ...
 
@@ -246,6 +252,11 @@ class _Applier:
                 at = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 self.writer.expire(v, i, at)
                 self.emit(Archived(v, i, at))
+            case RehomeVersion(version=v, version_id=i):
+                self.emit(RehomeStarted(v, i, action.files, action.copy_bytes))
+                done = self.writer.rehome(v, i, action.rewrites, action.group, workers=self.options.workers)
+                self.result.freed_bytes += action.freed_bytes
+                self.emit(VersionRehomed(v, i, done.files, done.file_bytes, done.stored_bytes, done.rewritten))
             case DeleteVersion(version=v, version_id=i, objects=objects, whole=whole):
                 self.writer.delete_version(v, i, objects, whole=whole)
                 self.result.deleted_versions += 1 if whole else 0
@@ -355,6 +366,7 @@ def apply_plan(
         if isinstance(a, (CreateVersion, ResumeVersion)):
             applier.parents[a.version] = a.parents
     blocked: dict[VersionKey, str] = {}
+    unhomed: dict[str, VersionKey] = {}  # ids whose deletion waited for a re-home that failed
     unplaced: set[str] = set()  # aliases whose new holder did not get them: their old holders keep them
     start = time.monotonic()
     total = len(plan.actions)
@@ -369,6 +381,11 @@ def apply_plan(
                 emit(AliasKept(n, total, v, tuple(sorted(lost & unplaced))))
                 continue
         if v in blocked:
+            continue
+        if isinstance(action, DeleteVersion) and action.version_id in unhomed:
+            blocked[v] = f"the re-home of {unhomed[action.version_id]} failed"
+            applier.result.skipped.append(v)
+            emit(DeleteSkipped(n, total, v, describe(action), unhomed[action.version_id]))
             continue
         if parent is not None:
             blocked[v] = f"its parent {parent} failed"
@@ -392,6 +409,8 @@ def apply_plan(
                     left = draft
             if isinstance(action, SetProperties) and action.alias:
                 unplaced |= action.after.tags - action.before.tags
+            if isinstance(action, RehomeVersion):
+                unhomed.update(dict.fromkeys(action.detached, v))
             failed = ActionFailed(n, total, v, kind, describe(action), _message(err), left)
             blocked[v] = applier.result.failed[v] = failure_line(failed)
             emit(failed)

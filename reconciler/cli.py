@@ -944,27 +944,19 @@ def usage(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None,
 
     Give manifest paths (their datasets' projects, and their policies) or projects (default: ./manifests).
     """
-    from .cachedir import default_cache_dir
-    from .engine import Run
+    from .engine import storage_usage
     from .manifest import load_manifests
-    from .plan.actions import PlanOptions
     from .render.usage import render_usage
-    from .usage import usage as storage_usage
 
     if not args:
         if not Path("manifests").is_dir():
             raise ReconcileError("usage: give manifest paths or projects (there is no ./manifests folder)")
         args = ("manifests",)
     paths = [Path(a) for a in args if Path(a).exists()]
-    projects = {a for a in args if not Path(a).exists()}
+    projects = [a for a in args if not Path(a).exists()]
     state = load_manifests(paths) if paths else None
     with _connect(ctx) as conn:
-        plan = None
-        if state is not None:
-            projects |= {ds.key.project for ds in state.datasets}
-            plan = Run(conn.backend.reader, state, PlanOptions(), workers=workers, progress=_is_tty(sys.stderr)).plan()
-        report = storage_usage(conn.backend.reader, sorted(projects), plan=plan, cache_root=default_cache_dir(),
-                               workers=workers)
+        report = storage_usage(conn.backend.reader, state, projects, workers=workers, progress=_is_tty(sys.stderr))
     _write(render_usage(report, fmt), out)
 
 

@@ -11,6 +11,7 @@ from .plan.actions import (
     DiscardDraft,
     Finalize,
     Publish,
+    RehomeVersion,
     Restore,
     ResumeVersion,
     SetChecks,
@@ -58,6 +59,9 @@ def describe(action: Action) -> str:
             return f"publish {v}"
         case Archive(version=v, version_id=i):
             return f"archive {v} ({i})"
+        case RehomeVersion(version=v, version_id=i):
+            return (f"re-home {v} ({i}): copy {action.files} inherited files ({human_size(action.copy_bytes)}), "
+                    f"rewrite {len(action.rewrites) + 1} file lists")
         case DeleteVersion(version=v, version_id=i):
             what = "delete" if action.whole else "free objects of"
             return f"{what} {v} ({i}): {len(action.objects)} objects, {human_size(action.freed_bytes)}"

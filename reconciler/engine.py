@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # imported where used: plan loads neither the writer nor the 
     from .clearml_backend.queues import Queue
     from .dispatch import QueueOptions
     from .report import DiffReport
+    from .usage import UsageReport
 
 
 def resolve_sources(state: DesiredState, *, workers: int, progress: bool) -> dict[VersionKey, SourceFiles]:
@@ -379,6 +380,20 @@ def discard_drafts(backend: Backend, drafts: tuple[ObservedVersion, ...], *, loc
             backend.writer.delete_draft(draft.id)
             report(f"discarded draft {draft.key} (id {draft.id})")
     return len(drafts)
+
+
+def storage_usage(reader: ServerReader, state: DesiredState | None, projects: Sequence[str], *, workers: int,
+                  progress: bool) -> UsageReport:
+    """The storage use of the versions in ``projects`` and in the manifests' projects; with manifests (``state``),
+    what their retention policies would free (their plan says)."""
+    from .usage import usage
+
+    scope = set(projects)
+    plan = None
+    if state is not None:
+        scope |= {ds.key.project for ds in state.datasets}
+        plan = Run(reader, state, PlanOptions(), workers=workers, progress=progress).plan()
+    return usage(reader, sorted(scope), plan=plan, cache_root=default_cache_dir(), workers=workers)
 
 
 def diff_manifests(run: Run) -> DiffReport:

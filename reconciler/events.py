@@ -194,6 +194,40 @@ class DraftDiscarded:
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteSkipped:
+    """A delete not done because the re-home of a kept version that still reads the version failed."""
+
+    type: ClassVar[str] = "delete_skipped"
+    step: int
+    total: int
+    version: VersionKey
+    description: str
+    rehomed: VersionKey  # the kept version whose re-home failed
+
+
+@dataclass(frozen=True, slots=True)
+class RehomeStarted:
+    """Retention re-homes a kept version: its inherited files are copied into chunks of its own."""
+
+    type: ClassVar[str] = "rehome_started"
+    version: VersionKey
+    version_id: str
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRehomed:
+    type: ClassVar[str] = "rehomed"
+    version: VersionKey
+    version_id: str
+    files: int
+    bytes: int  # of the files copied
+    stored_bytes: int  # of the new chunks
+    file_lists: int  # rewritten (its own and those of the versions on it) and read back
+
+
+@dataclass(frozen=True, slots=True)
 class Deleted:
     """Stored objects of a version deleted (checked gone), and with ``whole`` the version itself."""
 
@@ -363,7 +397,8 @@ class Error:
 Event = (
     ActionStarted | ActionDone | ActionFailed | VersionSkipped | AliasKept | VersionStarted | ChunksDiscarded
     | UploadStarted | UploadProgress | ChunkUploaded | UploadDone | StatisticsFetch | Finalized | Published
-    | AliasMoved | Archived | Restored | DraftDiscarded | Deleted | ApplyComplete
+    | AliasMoved | Archived | Restored | DraftDiscarded | DeleteSkipped | RehomeStarted | VersionRehomed | Deleted
+    | ApplyComplete
     | QueueSplit | QueueBuilding | StepQueued | StepRunning | StepProgress | StepWaiting | StepBuilt | StepFailed
     | StepsNotStarted
     | SourcesResolving | SourcesVerified | StepDone | StepError

@@ -324,6 +324,7 @@ class Retention:
     grace: int = 14 * DAY
     delete_published: bool = False
     used_within: int = 30 * DAY
+    rehome: bool = False  # copy what the oldest kept version inherits into its own chunks, so older versions go whole
 
 
 ALL_OBJECTS = "*"  # as the key of a read (version id, key): every object of that version
@@ -435,6 +436,7 @@ class ObservedVersion:
     expired_at: str = ""  # when retention archived it (ISO 8601); "" when it did not
     freed: tuple[str, ...] = ()  # artifact keys whose objects retention deleted (the version is not restorable)
     reads: tuple[tuple[str, str], ...] | None = None  # (owner version id, chunk) its files are read from, when read
+    inherited: tuple[int, int] | None = None  # (files, bytes) its file list reads from other versions' chunks
 
     @property
     def finalized(self) -> bool:

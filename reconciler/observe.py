@@ -28,8 +28,9 @@ def with_state(version: ObservedVersion, state: Mapping[str, Any] | None) -> Obs
     entries, links, graph = codec.read_state(state)
     parents = tuple(graph.get(version.id) or version.parent_ids)
     reads = tuple(sorted(codec.objects_read(version.id, entries, graph)))
+    inherited = [e.size for e in entries if e.owner_id and e.owner_id != version.id]
     return replace(version, files=codec.state_files(entries), links=tuple(sorted(s.link for s in links)),
-                   parent_ids=parents, reads=reads)
+                   parent_ids=parents, reads=reads, inherited=(len(inherited), sum(inherited)))
 
 
 def with_metadata(version: ObservedVersion, read: Mapping[str, Any]) -> ObservedVersion:

@@ -22,6 +22,7 @@ from .api import ApiClient, ApiError, BackendError, Cancel, Interrupted, WaitPol
 from .config import ServerConfig, load_server_config
 from .lock import LeaseLost, Lock, LockLease, all_locks, break_locks
 from .reader import ServerReader
+from .rehome import Rehomed
 from .storage import Stores
 from .upload import UploadOptions
 from .writer import ServerWriter
@@ -47,5 +48,5 @@ class Backend:
 __all__ = [
     "ApiClient", "ApiError", "Backend", "BackendError", "Cancel", "Interrupted", "LeaseLost", "Lock", "LockLease",
     "all_locks", "break_locks",
-    "ServerConfig", "ServerReader", "ServerWriter", "UploadOptions", "WaitPolicy", "load_server_config",
+    "Rehomed", "ServerConfig", "ServerReader", "ServerWriter", "UploadOptions", "WaitPolicy", "load_server_config",
 ]

@@ -58,6 +58,9 @@ class UploadOptions:
     compression: str = "auto"  # auto | deflate | store
     chunk_bytes: int | None = None  # None: from the total size and the workers
     tmp_dir: Path | None = None
+    # False: the caller registers the chunks (a finalized version takes them only in a forced edit of its whole
+    # execution); their paths are then named by the chunk alone, so a rerun overwrites what a stopped one stored
+    register: bool = True
 
 
 def upload_files(api: ApiClient, stores: Stores, draft: Draft, files: Sequence[FileEntry], options: UploadOptions,
@@ -123,7 +126,8 @@ def _store_chunk(api: ApiClient, stores: Stores, draft: Draft, name: str, group:
         check()
         _write_zip(local, group, options.compression, check)
     size = local.stat().st_size
-    uri = f"{draft.prefix}/{name}/dataset.{draft.id}.{secrets.token_hex(4)}.zip"
+    token = f".{secrets.token_hex(4)}" if options.register else ""
+    uri = f"{draft.prefix}/{name}/dataset.{draft.id}{token}.zip"
     with stages.upload:
         check()
         sent = stores.upload(uri, local, size)  # the sha256 of the bytes sent, when known
@@ -134,7 +138,8 @@ def _store_chunk(api: ApiClient, stores: Stores, draft: Draft, name: str, group:
         preview += "...\ntruncated (too many files to preview)"
     entry = codec.artifact(name, kind="custom", uri=uri, size=size, sha256=digest, stamp=int(time.time()),
                            preview=preview, content_type="application/zip")
-    api.call("tasks.add_or_update_artifacts", write=True, task=draft.id, artifacts=[entry], force=True)
+    if options.register:
+        api.call("tasks.add_or_update_artifacts", write=True, task=draft.id, artifacts=[entry], force=True)
     if progress is not None:
         progress(len(group), sum(f.size for f in group))
     return Chunk(name, uri, size, digest, len(group))

@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import (
     FINAL_STATUSES,
@@ -38,9 +38,12 @@ from ..properties import changed_fields
 from . import codec
 from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
 from .draft import Draft
-from .reader import ServerReader, remember_state
+from .reader import ServerReader, remember_state, state_cache_file
 from .storage import Stores
 from .upload import Progress, UploadOptions, upload_files
+
+if TYPE_CHECKING:
+    from .rehome import Rehomed
 
 
 class ServerWriter:
@@ -135,7 +138,7 @@ class ServerWriter:
         ``storage``: where its chunks go; None: the draft's own output destination, else the file server.
         """
         if storage is None:
-            storage = _output_base(self.reader.task(version_id, ("id", "output")) or {}) or None
+            storage = output_base(self.reader.task(version_id, ("id", "output")) or {}) or None
         base = storage or self.api.cfg.files_host
         draft = Draft(key, version_id, codec.storage_prefix(base, key, version_id), tuple(parent_ids))
         for parent_id in parent_ids:
@@ -251,7 +254,7 @@ class ServerWriter:
         written back).
         """
         task = self.reader.full_task(version_id)
-        prefix = codec.storage_prefix(storage or _output_base(task) or self.api.cfg.files_host, key, version_id)
+        prefix = codec.storage_prefix(storage or output_base(task) or self.api.cfg.files_host, key, version_id)
         entries = []
         for art_key, value in values.items():
             raw = codec.json_bytes(value)
@@ -336,7 +339,7 @@ class ServerWriter:
         if str(task.get("status")) not in ("created", "in_progress"):
             return
         raw = codec.card_html(card)
-        prefix = codec.storage_prefix(_output_base(task) or self.api.cfg.files_host, key, version_id)
+        prefix = codec.storage_prefix(output_base(task) or self.api.cfg.files_host, key, version_id)
         uri = f"{prefix}/{codec.CARD_KEY}/card.{hashlib.sha256(raw).hexdigest()[:12]}.html"
         self._store_bytes(uri, raw)
         metric, variant = codec.CARD_SAMPLE
@@ -429,7 +432,7 @@ class ServerWriter:
         self.expect_status(draft.id, FINAL_STATUSES, f"finalizing {draft.key}")
         if self.state_cache is not None:  # the next version on top of this one reads it from here
             with contextlib.suppress(OSError):
-                remember_state(self.state_cache / f"{draft.id}.json", raw)
+                remember_state(state_cache_file(self.state_cache, draft.id, digest), raw)
 
     def _transition(self, endpoint: str, version_id: str, reached: Callable[[Mapping[str, Any] | None], bool],
                     **body: Any) -> None:
@@ -511,9 +514,7 @@ class ServerWriter:
                                "are deleted")
         listed = codec.stored_objects(task) if whole else ()
         uris = sorted({o.uri for o in objects} | {o.uri for o in listed})
-        for uri in uris:
-            self.stores.delete(uri)
-        left = [uri for uri in uris if self.stores.size(uri) is not None]
+        left = self.stores.delete_all(uris)
         if left:
             raise BackendError(f"deleting {key}: {len(left)} stored objects are still there after the delete: "
                                + ", ".join(left))
@@ -524,6 +525,14 @@ class ServerWriter:
         self.api.call("tasks.delete", write=True, task=version_id, force=True)
         if self.reader.task(version_id, ("id",)) is not None:
             raise BackendError(f"deleting {key}: the server still has version {version_id} after the delete")
+
+    def rehome(self, key: VersionKey, version_id: str, rewrites: Sequence[tuple[VersionKey, str]],
+               group: Sequence[str], *, workers: int = 4) -> Rehomed:
+        """Copy what ``version_id`` inherits into chunks of its own and make ``rewrites`` read it there (see
+        :mod:`.rehome`)."""
+        from .rehome import rehome_version
+
+        return rehome_version(self, key, version_id, rewrites, group, workers=workers)
 
     def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None:
         """Unarchive a version (when archived) and give it back ``system_tags``; read back."""
@@ -589,7 +598,7 @@ def _archived(archived: bool) -> Callable[[Mapping[str, Any] | None], bool]:
     return lambda row: row is not None and (codec.ARCHIVED_TAG in set(row.get("system_tags") or ())) == archived
 
 
-def _output_base(task: Mapping[str, Any]) -> str:
+def output_base(task: Mapping[str, Any]) -> str:
     return str((task.get("output") or {}).get("destination") or "")
 
 

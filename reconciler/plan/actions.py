@@ -161,6 +161,31 @@ class DeleteVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class RehomeVersion:
+    """Make the oldest version a retention policy keeps stand on its own (``rehome: true``), before the versions
+    below it are deleted: the ``files`` it inherits (``copy_bytes``) are copied into new chunks of its own, its
+    file list and lineage name no parent, and the file lists of ``rewrites`` (versions built on it) read those
+    files from it. Ids do not change; ``detached`` are the ids its lineage (and theirs) no longer names;
+    ``replaced`` the file lists rewritten (deleted once the new ones are read back); ``group`` the versions that
+    may go on reading each other; ``frees_bytes`` what the deletions free because of it."""
+
+    version: VersionKey
+    version_id: str
+    files: int
+    copy_bytes: int
+    rewrites: tuple[tuple[VersionKey, str], ...] = ()
+    detached: tuple[str, ...] = ()
+    group: tuple[str, ...] = ()
+    replaced: tuple[StoredObject, ...] = ()
+    frees_bytes: int = 0
+
+    @property
+    def freed_bytes(self) -> int:
+        """The bytes of the file lists it replaces (new ones, of about the same size, take their place)."""
+        return sum(o.size for o in self.replaced)
+
+
+@dataclass(frozen=True, slots=True)
 class DiscardDraft:
     """Delete a draft (and its chunks) of a version that is already finalized: a stray copy left by an apply
     that was interrupted or paused past its lease while another one finished the version. Left alone, it is
@@ -193,6 +218,7 @@ Action = (
     | Finalize
     | Publish
     | Archive
+    | RehomeVersion
     | DeleteVersion
 )
 
@@ -303,7 +329,9 @@ class Plan:
             update=len(touched - created - archived - restored - {a.version for a in deleted}),
             archive=len(archived),
             delete=sum(1 for a in deleted if a.whole),
-            freed_bytes=sum(a.freed_bytes for a in deleted),
+            freed_bytes=sum(a.freed_bytes for a in deleted)
+            + sum(a.freed_bytes for a in self.actions if isinstance(a, RehomeVersion)),
+            rehome_bytes=sum(a.copy_bytes for a in self.actions if isinstance(a, RehomeVersion)),
             restore=len(restored),
             conflicts=len(self.conflicts),
             upload_files=sum(len(a.upload) for a in self.actions if isinstance(a, SyncFiles)),
@@ -331,3 +359,4 @@ class PlanSummary:
     held: int = 0
     delete: int = 0
     freed_bytes: int = 0
+    rehome_bytes: int = 0  # file bytes re-homes copy into new chunks (stored again, as the dataset compresses)

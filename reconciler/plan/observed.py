@@ -47,7 +47,7 @@ def archived_candidate(candidates: Sequence[ObservedVersion]) -> ObservedVersion
 
 # fields of an observed version that a saved plan's staleness check ignores: file lists are read on demand (a
 # version's content is covered by its status, its recorded digest and last_update); storage is checked on demand
-FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks", "corrupt_chunks", "reads"})
+FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks", "corrupt_chunks", "reads", "inherited"})
 
 
 def fingerprint(observed: ObservedState) -> str:

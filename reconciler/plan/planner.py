@@ -59,6 +59,7 @@ from .actions import (
     Plan,
     PlanOptions,
     Publish,
+    RehomeVersion,
     Restore,
     ResumeVersion,
     SetChecks,
@@ -454,8 +455,11 @@ def compute_plan(
 
 
 def retention_actions(kept: RetentionPlan) -> list[Action]:
-    """Archives first (recording when), then deletes, children before parents."""
+    """Archives first (recording when), then re-homes (copied and read back before anything is deleted), then
+    deletes, children before parents."""
     actions: list[Action] = [Archive(v.key, v.id, why) for v, why in kept.archive]
+    actions += [RehomeVersion(r.version, r.version_id, r.files, r.copy_bytes, r.rewrites, r.detached, r.group,
+                              r.replaced, r.frees_bytes) for r in kept.rehome]
     actions += [DeleteVersion(v.key, v.id, objects, why, whole) for v, why, objects, whole in kept.delete]
     return actions
 

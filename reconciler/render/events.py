@@ -38,6 +38,7 @@ from ..events import (
     ChunksDiscarded,
     ChunkUploaded,
     Deleted,
+    DeleteSkipped,
     DraftDiscarded,
     Error,
     Event,
@@ -47,6 +48,7 @@ from ..events import (
     Published,
     QueueBuilding,
     QueueSplit,
+    RehomeStarted,
     Restored,
     SourcesResolving,
     SourcesVerified,
@@ -63,6 +65,7 @@ from ..events import (
     UploadDone,
     UploadProgress,
     UploadStarted,
+    VersionRehomed,
     VersionSkipped,
     VersionStarted,
     event_fields,
@@ -107,6 +110,14 @@ def text_line(event: Event) -> tuple[bool, str] | None:
             return False, f"  uploading {counted(n, 'file')} of {v} ({human_size(size)}, {counted(w, 'worker')})"
         case StatisticsFetch(version=v, files=n):
             return False, f"  fetching {counted(n, 'image file')} of {v} from the server for its statistics"
+        case DeleteSkipped(step=n, total=total, description=what, rehomed=r):
+            return False, f"[{n}/{total}] skipped {what}: the re-home of {r} failed, so kept versions may still read it"
+        case RehomeStarted(version=v, version_id=i, files=n, bytes=size):
+            return False, f"  re-homing {v} ({i}): copying {counted(n, 'inherited file')} ({human_size(size)}) " \
+                          "into its own chunks"
+        case VersionRehomed(version=v, version_id=i, files=n, bytes=size, stored_bytes=stored, file_lists=lists):
+            return False, f"  re-homed {v} ({i}): {counted(n, 'file')} ({human_size(size)}) in new chunks of " \
+                          f"{human_size(stored)}; {counted(lists, 'file list')} rewritten and read back"
         case Deleted(version=v, version_id=i, objects=n, freed_bytes=freed, whole=whole):
             what = "deleted" if whole else "freed objects of"
             return False, f"  {what} {v} ({i}): {counted(n, 'object')} gone, {human_size(freed)} freed"
@@ -194,7 +205,8 @@ def message(event: Event) -> str:
 def level(event: Event) -> str:
     if isinstance(event, (ActionFailed, StepFailed, StepError, Error)):
         return "error"
-    if isinstance(event, (VersionSkipped, AliasKept, Notice, StepsNotStarted, StepWaiting, ChunksDiscarded)):
+    if isinstance(event, (VersionSkipped, DeleteSkipped, AliasKept, Notice, StepsNotStarted, StepWaiting,
+                          ChunksDiscarded)):
         return "warn"
     return "info"
 

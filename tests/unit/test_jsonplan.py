@@ -18,6 +18,7 @@ from reconciler.plan.actions import (
     Finalize,
     Plan,
     Publish,
+    RehomeVersion,
     Restore,
     ResumeVersion,
     SetChecks,
@@ -54,6 +55,8 @@ ONE_OF_EACH: tuple[Action, ...] = (
     Archive(V, "expired-id", "not among the 3 newest versions (keep_last)"),
     DeleteVersion(V, "expired-id", (StoredObject("data", "http://files/p/data.zip", 10),
                                     StoredObject("state", "http://files/p/state.json", 2)), "keep_last"),
+    RehomeVersion(V, "kept-id", 18, 1800, ((VersionKey("p", "ds", "1.2.0"), "child-id"),), ("expired-id",),
+                  ("kept-id", "child-id"), (StoredObject("state", "http://files/p/kept/state.json", 3),), 120),
 )
 
 

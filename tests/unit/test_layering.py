@@ -94,7 +94,8 @@ RULES: dict[str, frozenset[str]] = {
     **{m: _set(MODEL, "clearml_backend", "clearml_backend.*") for m in (
         "clearml_backend", "clearml_backend.agenttask", "clearml_backend.api", "clearml_backend.codec",
         "clearml_backend.config", "clearml_backend.draft", "clearml_backend.lock", "clearml_backend.queues",
-        "clearml_backend.reader", "clearml_backend.storage", "clearml_backend.upload", "clearml_backend.writer")},
+        "clearml_backend.reader", "clearml_backend.rehome", "clearml_backend.storage", "clearml_backend.upload",
+        "clearml_backend.writer")},
     # use cases
     "observe": _set(READING),
     "report": _set(READING, PLAN, "statistics"),
@@ -110,6 +111,7 @@ RULES: dict[str, frozenset[str]] = {
     "agentstep": _set(PLAN, BACKEND, "apply", "events", "engine", "steps", "stepcodec",
                       "clearml_backend.agenttask", "clearml_backend.lock", "clearml_backend.queues"),
     "engine": _set(READING, PLAN, CHECKS, "events", "manifest", "manifest.card", "sources", "statistics", "report",
+                   "usage",
                    "apply", "dispatch", "checkout", "clearml_backend.queues"),
     "connection": _set(PURE, BACKEND, "clearml_backend.config", "localserver"),
     "webpages": _set(READING, "show", "render.show_html", "localserver"),
