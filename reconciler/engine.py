@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .clearml_backend import Backend, LockLease, ServerReader
 from .diagnostics import Diagnostic, ReconcileError
+from .events import Emit
 from .manifest import load_manifests
 from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey, content_digest
 from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_reads
@@ -315,7 +316,7 @@ def apply(
     lock_ttl: float = 120.0,
     show: Callable[[Plan], None],
     confirm: Callable[[Plan], None],
-    report: Callable[[str], None],
+    emit: Emit,
     notice: Callable[[str], None],
     queue: QueueOptions | None = None,
 ) -> ApplyResult | None:
@@ -353,8 +354,8 @@ def apply(
 
             assert target is not None and seen is not None
             return apply_queued(the_plan, backend, observed, queue=target, seen=seen, held=lease.held,
-                                options=queue, apply_options=options, report=report)
-        return apply_plan(the_plan, backend.writer, observed, options, report=report, local_contents=contents)
+                                options=queue, apply_options=options, emit=emit)
+        return apply_plan(the_plan, backend.writer, observed, options, emit=emit, local_contents=contents)
 
 
 def managed_drafts(reader: ServerReader, projects: tuple[str, ...]) -> tuple[ObservedVersion, ...]:

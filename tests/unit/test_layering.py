@@ -48,6 +48,7 @@ RULES: dict[str, frozenset[str]] = {
     "globs": _set(),
     "wording": _set(),
     "lineage": _set(),
+    "events": _set(PURE, "model"),  # what apply tells: plain values; their views live in render.events
     "cachedir": _set(),
     "diagnostics": _set("escape"),
     "model": _set(PURE),
@@ -97,13 +98,14 @@ RULES: dict[str, frozenset[str]] = {
     "export": _set(READING, "report"),
     "importer": _set(READING, "manifest"),
     "pulling": _set(READING, "report", "connection", "sources.hashcache", "sources.progress"),
-    "apply": _set(PLAN, CHECKS, BACKEND, "describe", "statistics", "sources.progress", "clearml_backend.draft",
+    "apply": _set(PLAN, CHECKS, BACKEND, "describe", "statistics", "events", "clearml_backend.draft",
                   "clearml_backend.upload"),
-    "dispatch": _set(PLAN, BACKEND, "apply", "checkout", "steps", "stepcodec", "clearml_backend.agenttask",
+    "dispatch": _set(PLAN, BACKEND, "apply", "events", "checkout", "steps", "stepcodec", "clearml_backend.agenttask",
                      "clearml_backend.lock", "clearml_backend.queues"),
-    "agentstep": _set(PLAN, BACKEND, "apply", "engine", "steps", "stepcodec", "clearml_backend.agenttask",
-                      "clearml_backend.lock", "clearml_backend.queues"),
-    "engine": _set(READING, PLAN, CHECKS, "manifest", "manifest.card", "sources", "statistics", "report", "usage",
+    "agentstep": _set(PLAN, BACKEND, "apply", "events", "engine", "steps", "stepcodec",
+                      "clearml_backend.agenttask", "clearml_backend.lock", "clearml_backend.queues"),
+    "engine": _set(READING, PLAN, CHECKS, "events", "manifest", "manifest.card", "sources", "statistics", "report",
+                   "usage",
                    "apply", "dispatch", "checkout", "clearml_backend.queues"),
     "connection": _set(PURE, BACKEND, "clearml_backend.config", "localserver"),
     "webpages": _set(READING, "show", "render.show_html", "localserver"),
@@ -112,12 +114,13 @@ RULES: dict[str, frozenset[str]] = {
         "render", "render.checks", "render.common", "render.croissant", "render.drift", "render.graph",
         "render.human", "render.markdown", "render.report_common", "render.report_html", "render.report_json",
         "render.report_markdown", "render.report_text", "render.show", "render.show_html", "render.usage")},
+    "render.events": _set(RENDER, "events"),  # views of what apply, dispatch and agent steps emit
     # the command line: parse, call, render (never the backend's insides)
-    "cli": _set(RENDER, CHECKS, BACKEND, "", "cachedir", "manifest", "sources", "connection", "engine", "apply",
-                "dispatch", "agentstep", "importer", "pulling", "scaffold", "webpages", "localserver"),
-    # the GitHub Action's runner: runs the CLI, imports nothing of the rest
+    "cli": _set(RENDER, CHECKS, BACKEND, "", "events", "cachedir", "manifest", "sources", "connection", "engine",
+                "apply", "dispatch", "agentstep", "importer", "pulling", "scaffold", "webpages", "localserver"),
+    # the GitHub Action's runner: runs the CLI and reads its events (the pure event values and their text)
     "ci": _set(),
-    "ci.github": _set(PURE),
+    "ci.github": _set(PURE, "events", "render.events"),
     # the embedded ClearML-compatible server
     **{m: SERVER for m in (
         "localserver", "localserver.api", "localserver.auth", "localserver.errors", "localserver.files",
@@ -139,6 +142,7 @@ NO_THIRD_PARTY = {  # the pure core: standard library, typing helpers and these 
     "reconciler.diagnostics": set(),
     "reconciler.steps": set(),
     "reconciler.lineage": set(),
+    "reconciler.events": set(),
 }
 
 
