@@ -11,13 +11,14 @@ directory) or in a folder of its own. The step:
 4. runs the version's actions (upload, statistics, properties, finalize) as ``apply`` does, reporting its
    progress on the version (``runtime.progress``).
 
-Any failure is one line, printed after :data:`~reconciler.dispatch.STEP_ERROR_MARKER` so that the command can
-quote it; the agent then marks the version ``failed`` (it stays a draft; the next apply resumes it).
+It emits events (:mod:`reconciler.events`) as apply does; its upload progress is also written on the version.
+Any failure is one ``step_error`` event, printed in the log as a JSON line that the command reads back
+(:func:`reconciler.dispatch.step_event`) to quote it; the agent then marks the version ``failed`` (it stays a
+draft; the next apply resumes it).
 """
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,26 +26,24 @@ from dataclasses import replace
 from pathlib import Path
 
 from .apply import ApplyOptions, ApplyResult, apply_plan
-from .clearml_backend import Backend, Cancel, WaitPolicy, codec, load_server_config
+from .clearml_backend import Backend, Cancel, WaitPolicy, load_server_config
 from .clearml_backend.agenttask import AgentTasks
 from .clearml_backend.lock import LeaseFollower
 from .clearml_backend.queues import PHASE_KEY, STEP_CONFIG
 from .diagnostics import ReconcileError
 from .engine import resolve_sources
+from .events import Emit, Event, SourcesResolving, SourcesVerified, UploadProgress
 from .model import (
     FINAL_STATUSES,
     Content,
     DatasetKey,
     DatasetSpec,
     DesiredState,
-    FileEntry,
-    LinkEntry,
     ObservedState,
     ObservedVersion,
     PathSource,
     Source,
     TorchvisionSource,
-    VersionKey,
     VersionSpec,
 )
 from .plan.actions import Action, Finalize, Plan, ResumeVersion, SyncFiles
@@ -56,24 +55,24 @@ PROGRESS_EVERY_S = 3.0
 
 
 class _Progress:
-    """``runtime.progress`` and the phase of the step, written at most every few seconds."""
+    """A view of the step's events for the command following it: ``runtime.progress`` and the phase of the
+    step on the version, written at most every few seconds; every event also goes on to ``emit``."""
 
-    def __init__(self, backend: Backend, task_id: str, report: Callable[[str], None]):
-        self.backend, self.task_id, self.report = backend, task_id, report
+    def __init__(self, backend: Backend, task_id: str, emit: Emit):
+        self.backend, self.task_id, self.emit = backend, task_id, emit
         self.last = 0.0
         self.phase = ""
-        self.done = 0
-        self.total = 0
         self._mutex = threading.Lock()  # uploads report from several threads
 
     def set_phase(self, phase: str, percent: int | None = None) -> None:
         self.phase = phase
         self.write(percent, force=True)
 
-    def uploaded(self, files: int, n: int) -> None:
-        self.done += n
-        if time.monotonic() - self.last >= PROGRESS_EVERY_S and self.total:
-            self.write(min(99, 10 + int(80 * self.done / self.total)))
+    def __call__(self, event: Event) -> None:
+        self.emit(event)
+        if isinstance(event, UploadProgress) and event.total_bytes and (
+                time.monotonic() - self.last >= PROGRESS_EVERY_S):
+            self.write(min(99, 10 + int(80 * event.bytes / event.total_bytes)))
 
     def write(self, percent: int | None, *, force: bool = False) -> None:
         with self._mutex:
@@ -95,13 +94,6 @@ def _here(source: Source, root: Path) -> Source:
     return source
 
 
-def _state_content(state: dict[str, object]) -> Content:
-    entries, links, _ = codec.read_state(state)
-    files = {e.path: FileEntry(e.path, e.size, e.sha256) for e in sorted(entries, key=lambda e: e.path)}
-    link_map: dict[str, LinkEntry] = {s.link.path: s.link for s in sorted(links, key=lambda s: s.link.path)}
-    return Content(files, link_map)
-
-
 def content_here(step: Step, parent_content: Content, *, root: Path, workers: int) -> Content:
     """The version's content from its sources as they are on this machine, on top of its parents' (merged)."""
     sources = tuple(_here(s, root) for s in step.sources)
@@ -117,48 +109,27 @@ def content_here(step: Step, parent_content: Content, *, root: Path, workers: in
     return compute_contents(state, own, adopted)[step.version]
 
 
-def _check_storage(backend: Backend, task_id: str, version: VersionKey) -> None:
-    """This agent can write where the version's data goes (a bucket needs credentials here too)."""
-    task = backend.reader.task(task_id, ("id", "output")) or {}
-    base = str((task.get("output") or {}).get("destination") or "")
-    if not base or backend.writer.stores.on_file_server(base.rstrip("/") + "/"):
-        return
-    probe = f"{codec.storage_prefix(base, version, task_id)}/.reconcile-probe"
-    with tempfile.NamedTemporaryFile(prefix="reconcile-probe-") as tmp:
-        tmp.write(b"probe")
-        tmp.flush()
-        try:
-            backend.writer.stores.upload(probe, Path(tmp.name), 5)
-        except ReconcileError as err:
-            raise ReconcileError(f"this agent cannot write to {base} ({err}); give it credentials for that storage "
-                                 "(sdk.aws.s3 in its clearml.conf, or the AWS_* variables)") from None
-    backend.writer.stores.delete(probe)
-
-
-def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report: Callable[[str], None],
+def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, emit: Emit,
              forget_hashes: Callable[..., None] | None = None) -> ApplyResult:
     """Build ``step``'s version (the task ``task_id``) from its sources here; see the module docstring."""
-    task = backend.reader.full_task(task_id)
-    version = str((task.get("runtime") or {}).get("version") or "")
-    if version != step.version.version or str(task.get("name")) != step.version.name:
+    found = backend.reader.version(task_id)
+    if found is None or found.key.version != step.version.version or found.key.name != step.version.name:
         raise ReconcileError(f"task {task_id} is not the version {step.version} its step builds")
-    book = codec.read_bookkeeping(task)
-    parent_ids = book.parent_ids if step.parents else ()
+    parent_ids = found.parent_ids if step.parents else ()
     if len(parent_ids) != len(step.parents):
         raise ReconcileError(f"version {task_id} does not record its parents {', '.join(map(str, step.parents))}")
     with LeaseFollower(backend.api, step.lock):
-        progress = _Progress(backend, task_id, report)
+        progress = _Progress(backend, task_id, emit)
         progress.set_phase("resolving sources", 0)
-        _check_storage(backend, task_id, step.version)
+        backend.writer.check_writable(step.version, task_id)  # a bucket needs credentials on this agent too
         contents = []
         for parent_key, parent_id in zip(step.parents, parent_ids, strict=True):
-            parent = backend.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
-            state = backend.reader.read_state(parent, None) if parent else None
-            if state is None:
+            content = backend.reader.content(parent_id, None)
+            if content is None:
                 raise ReconcileError(f"the parent {parent_key} ({parent_id}) of {step.version} has no file list")
-            contents.append(_state_content(state))
+            contents.append(content)
         parent_content = Content.merged(contents) if contents else Content()
-        report(f"resolving the sources of {step.version} in {Path.cwd()}")
+        emit(SourcesResolving(step.version, str(Path.cwd())))
         actual = content_here(step, parent_content, root=Path.cwd(), workers=workers)
         planned = planned_content(parent_content, step.sync)
         final = next((a for a in step.actions if isinstance(a, Finalize)), None)
@@ -168,10 +139,9 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
         mismatches = content_mismatches(planned, actual)
         if mismatches:
             raise mismatch_error(step.version, mismatches)
-        report(f"the sources give the planned content ({planned.file_count} files, digest {planned.digest()[:12]})")
+        emit(SourcesVerified(step.version, planned.file_count, planned.digest()))
         sync = step.sync
-        progress.total = sync.upload_bytes if sync is not None else 0
-        progress.set_phase("uploading" if progress.total else "writing", 10)
+        progress.set_phase("uploading" if sync is not None and sync.upload_bytes else "writing", 10)
         actions: list[Action] = [ResumeVersion(step.version, task_id, step.parents)]
         here = Path.cwd()
         actions += [upload_from(a, actual) if isinstance(a, SyncFiles)
@@ -179,10 +149,10 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
                     for a in step.actions]
         observed = ObservedState(tuple(ObservedVersion(k, i, "completed")
                                        for k, i in zip(step.parents, parent_ids, strict=True)))
-        options = ApplyOptions(workers=workers, forget_hashes=forget_hashes, upload_progress=progress.uploaded)
-        result = apply_plan(Plan(actions=tuple(actions)), backend.writer, observed, options, report=report,
+        options = ApplyOptions(workers=workers, forget_hashes=forget_hashes)
+        result = apply_plan(Plan(actions=tuple(actions)), backend.writer, observed, options, emit=progress,
                             local_contents={step.version: actual})
-    status = str((backend.reader.task(task_id, ("id", "status")) or {}).get("status"))
+    status = backend.reader.status(task_id)
     if status not in FINAL_STATUSES:
         raise ReconcileError(f"{step.version} is {status} after its step; it was not finalized")
     return result

@@ -13,24 +13,51 @@ the version's files fetched from the server; either way cached by content digest
 
 from __future__ import annotations
 
-import tempfile
+import re
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ._compat import assert_never
 from .checks.evaluate import evaluate_checks
-from .checks.results import VersionChecks, checks_to_json, ui_rows
+from .checks.results import VersionChecks
 from .checks.rules import BYTE_RULES, CheckInput
-from .clearml_backend import Interrupted, LeaseLost, Rehomed, codec
-from .clearml_backend.draft import Draft, apply_delta
+from .clearml_backend import Interrupted, LeaseLost, Rehomed
+from .clearml_backend.draft import Draft
 from .clearml_backend.upload import FileChanged, UploadOptions
 from .describe import describe
 from .diagnostics import Diagnostic, ReconcileError
-from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey, statistics_key
+from .events import (
+    ActionDone,
+    ActionFailed,
+    ActionStarted,
+    AliasKept,
+    AliasMoved,
+    Archived,
+    ChunksDiscarded,
+    ChunkUploaded,
+    Deleted,
+    DeleteSkipped,
+    DraftDiscarded,
+    Emit,
+    Finalized,
+    Published,
+    RehomeStarted,
+    Restored,
+    StatisticsFetch,
+    UploadDone,
+    UploadProgress,
+    UploadStarted,
+    VersionRehomed,
+    VersionSkipped,
+    VersionStarted,
+    ignore,
+)
+from .model import Content, FileEntry, ObservedState, Properties, StoredFile, StoredObject, VersionKey, statistics_key
 from .plan.actions import (
     Action,
     Archive,
@@ -49,18 +76,8 @@ from .plan.actions import (
     SyncFiles,
 )
 from .plan.observed import choose_observed
-from .sources.progress import Progress
-from .statistics import (
-    Statistics,
-    StatisticsCache,
-    compute_statistics,
-    default_statistics_cache,
-    is_image,
-    statistics_to_json,
-    ui_histograms,
-    ui_tables,
-)
-from .wording import counted, human_size
+from .statistics import Statistics, StatisticsCache, default_statistics_cache, statistics_for
+from .wording import counted
 
 
 class Writer(Protocol):
@@ -74,9 +91,9 @@ class Writer(Protocol):
                      progress: Callable[[int, int], None] | None = None) -> None: ...
     def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties,
                        aliases: Collection[str] = ()) -> None: ...
-    def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
-                           values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None: ...
-    def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None: ...
+    def set_statistics(self, key: VersionKey, version_id: str, stats: Statistics, digest: str, *,
+                       plots: bool) -> None: ...
+    def set_checks(self, key: VersionKey, version_id: str, checks: VersionChecks) -> None: ...
     def finalize(self, draft: Draft, content_digest: str) -> None: ...
     def publish(self, key: VersionKey, version_id: str) -> None: ...
     def archive(self, key: VersionKey, version_id: str) -> None: ...
@@ -87,17 +104,15 @@ class Writer(Protocol):
     def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None: ...
     def rehome(self, key: VersionKey, version_id: str, rewrites: Sequence[tuple[VersionKey, str]],
                group: Sequence[str], *, workers: int = 4) -> Rehomed: ...
-    def version_files(self, version_id: str) -> dict[str, Any]: ...
-    def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]: ...
+    def version_content(self, version_id: str) -> tuple[Content, tuple[StoredFile, ...]]: ...
+    def fetch_files(self, files: Sequence[StoredFile], dest: Path) -> dict[str, Path]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class ApplyOptions:
     workers: int = 4
-    show_progress: bool = False
     statistics_cache: StatisticsCache | None = None  # None: under the user cache directory
     forget_hashes: Callable[[Sequence[str]], None] | None = None  # told of files whose bytes did not match
-    upload_progress: Callable[[int, int], None] | None = None  # told of the files and bytes of every chunk stored
 
 
 @dataclass(slots=True)
@@ -112,9 +127,6 @@ class ApplyResult:
     skipped: list[VersionKey] = field(default_factory=list)
     deleted_versions: int = 0
     freed_bytes: int = 0
-
-
-Report = Callable[[str], None]
 
 
 class ApplyFailed(ReconcileError):
@@ -137,9 +149,9 @@ def check_fresh(plan: Plan, observed: ObservedState) -> None:
 
 
 class _Applier:
-    def __init__(self, writer: Writer, observed: ObservedState, options: ApplyOptions, report: Report,
+    def __init__(self, writer: Writer, observed: ObservedState, options: ApplyOptions, emit: Emit,
                  local_contents: Mapping[VersionKey, Content]):
-        self.writer, self.options, self.report = writer, options, report
+        self.writer, self.options, self.emit = writer, options, emit
         self.local_contents = local_contents
         self.result = ApplyResult()
         self.drafts: dict[VersionKey, Draft] = {}
@@ -165,43 +177,40 @@ class _Applier:
                 self.result.created.append(v)
                 self.statuses[v] = "created"
                 self.drafts[v] = self.writer.open_draft(v, version_id, parent_ids, s)
-                self.report(f"  created {v} (id {version_id})")
+                self.emit(VersionStarted(v, version_id))
             case ResumeVersion(version=v, version_id=i):
                 self.result.ids[v] = i
                 self.statuses[v] = "created"
                 discarded = self.writer.discard_chunks(i)
                 if discarded:
-                    self.report(f"  discarded {counted(discarded, 'chunk')} an interrupted run left on {v}; "
-                                "uploading again")
+                    self.emit(ChunksDiscarded(v, discarded))
                 parent_ids = [self.version_id(p) for p in self.parents.get(v, ())]
                 self.drafts[v] = self.writer.open_draft(v, i, parent_ids, None)
+                self.emit(VersionStarted(v, i, resumed=True))
             case Restore(version=v, version_id=i, system_tags=tags):
                 self.writer.restore(v, i, tags)
                 self.result.ids[v] = i
+                self.emit(Restored(v, i))
             case DiscardDraft(version_id=i):
                 self.writer.delete_draft(i)
+                self.emit(DraftDiscarded(action.version, i))
             case SyncFiles(version=v):
                 draft = self.drafts[v]
-                apply_delta(draft, remove=action.remove, remove_links=action.remove_links,
-                            add_links=action.add_links, modified=len(action.modified),
-                            added=len(action.upload) + len(action.add_links) - len(action.modified),
-                            removed=len(action.remove) + len(action.remove_links) - len(action.modified),
-                            change_size=action.upload_bytes)
+                draft.apply_delta(remove=action.remove, remove_links=action.remove_links,
+                                  add_links=action.add_links, modified=len(action.modified),
+                                  added=len(action.upload) + len(action.add_links) - len(action.modified),
+                                  removed=len(action.remove) + len(action.remove_links) - len(action.modified),
+                                  change_size=action.upload_bytes)
                 if action.upload:
-                    self.report(f"  uploading {counted(len(action.upload), 'file')} of {v} "
-                                f"({human_size(action.upload_bytes)}, {counted(self.options.workers, 'worker')})")
+                    self.emit(UploadStarted(v, len(action.upload), action.upload_bytes, self.options.workers))
                 chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
-                with Progress(f"uploading {v}", len(action.upload), action.upload_bytes,
-                              enabled=self.options.show_progress) as bar:
-                    def stored(files: int, nbytes: int) -> None:
-                        bar.advance(files, nbytes)
-                        if self.options.upload_progress is not None:
-                            self.options.upload_progress(files, nbytes)
-
-                    self.writer.upload_files(draft, action.upload,
-                                             UploadOptions(workers=self.options.workers, chunk_bytes=chunk,
-                                                           compression=action.compression),
-                                             progress=stored)
+                tracker = UploadTracker(v, len(action.upload), action.upload_bytes, self.emit)
+                self.writer.upload_files(draft, action.upload,
+                                         UploadOptions(workers=self.options.workers, chunk_bytes=chunk,
+                                                       compression=action.compression),
+                                         progress=tracker)
+                if action.upload:
+                    self.emit(tracker.done())
                 self.result.uploaded_files += len(action.upload)
                 self.result.uploaded_bytes += action.upload_bytes
             case SetStatistics(version=v):
@@ -210,6 +219,8 @@ class _Applier:
                 self.set_checks(action)
             case SetProperties(version=v, before=b, after=a, alias=alias):
                 self.writer.set_properties(v, self.version_id(v), b, a, aliases=a.tags - b.tags if alias else ())
+                if alias:
+                    self.emit(AliasMoved(v, tuple(sorted(a.tags - b.tags)), tuple(sorted(b.tags - a.tags))))
             case Finalize(version=v, content_digest=digest):
                 draft = self.drafts[v]
                 built = draft.digest()
@@ -219,44 +230,35 @@ class _Applier:
                 self.writer.finalize(draft, digest)
                 self.statuses[v] = "completed"
                 self.drafts.pop(v, None)
+                self.emit(Finalized(v, self.version_id(v), digest))
             case Publish(version=v):
                 self.writer.publish(v, self.version_id(v))
                 self.statuses[v] = "published"
+                self.emit(Published(v, self.version_id(v)))
             case Archive(version=v, version_id=i, retention=""):
                 self.writer.archive(v, i)
+                self.emit(Archived(v, i))
             case Archive(version=v, version_id=i):
-                self.writer.expire(v, i, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                self.writer.expire(v, i, at)
+                self.emit(Archived(v, i, at))
             case RehomeVersion(version=v, version_id=i):
-                self.report(f"  re-homing {v} ({i}): copying {counted(action.files, 'inherited file')} "
-                            f"({human_size(action.copy_bytes)}) into its own chunks")
+                self.emit(RehomeStarted(v, i, action.files, action.copy_bytes))
                 done = self.writer.rehome(v, i, action.rewrites, action.group, workers=self.options.workers)
                 self.result.freed_bytes += action.freed_bytes
-                self.report(f"  re-homed {v} ({i}): {counted(done.files, 'file')} ({human_size(done.file_bytes)}) "
-                            f"in new chunks of {human_size(done.stored_bytes)}; "
-                            f"{counted(done.rewritten, 'file list')} rewritten and read back")
+                self.emit(VersionRehomed(v, i, done.files, done.file_bytes, done.stored_bytes, done.rewritten))
             case DeleteVersion(version=v, version_id=i, objects=objects, whole=whole):
                 self.writer.delete_version(v, i, objects, whole=whole)
                 self.result.deleted_versions += 1 if whole else 0
                 self.result.freed_bytes += action.freed_bytes
-                what = "deleted" if whole else "freed objects of"
-                self.report(f"  {what} {v} ({i}): {counted(len(objects), 'object')} gone, "
-                            f"{human_size(action.freed_bytes)} freed")
+                self.emit(Deleted(v, i, len(objects), action.freed_bytes, whole))
             case _:
                 assert_never(action)
 
     def set_statistics(self, action: SetStatistics) -> None:
         key = action.version
         stats = self.statistics(key, action.after_digest, action.splits)
-        version_id = self.version_id(key)
-        if action.plots:
-            stamp = int(time.time() * 1000)
-            events = [codec.table_event(version_id, t.title, t.series, t.rows, stamp) for t in ui_tables(stats)]
-            events += [codec.histogram_event(version_id, h.title, h.series, h.labels, h.values, h.xaxis, h.yaxis,
-                                             stamp) for h in ui_histograms(stats)]
-            self.writer.report_plots(version_id, events)
-        self.writer.set_json_artifacts(key, version_id, None,
-                                       {codec.STATISTICS_KEY: statistics_to_json(stats)},
-                                       {"statistics_digest": action.after_digest})
+        self.writer.set_statistics(key, self.version_id(key), stats, action.after_digest, plots=action.plots)
 
     def statistics(self, key: VersionKey, digest: str, splits: Mapping[str, tuple[str, ...]]) -> Statistics:
         """From the cache, else from local files, else from the version's files fetched from the server.
@@ -265,22 +267,17 @@ class _Applier:
         hit = cache.get(digest)
         if hit is not None:
             return hit
-        content, state = self.content_of(key)
+        content, stored = self.content_of(key)
         if statistics_key(content.digest(), splits) != digest:
             raise ReconcileError(f"the content of {key} on the server does not match the plan's statistics")
-        files = self.with_local_copies(key, content)
-        missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
-        with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
-            if missing:
-                self.report(f"  fetching {counted(len(missing), 'image file')} of {key} from the server for its "
-                            "statistics")
-                fetched = self.writer.fetch_files(state, missing, Path(tmp))
-                for p, local_path in fetched.items():
-                    f = files[p]
-                    files[p] = FileEntry(f.path, f.size, f.sha256, str(local_path))
-            stats = compute_statistics(Content(files, content.links), workers=self.options.workers, splits=splits)
-        cache.put(stats)
-        return stats
+
+        def fetch(paths: Sequence[str], dest: Path) -> Mapping[str, Path]:
+            wanted = set(paths)
+            return self.writer.fetch_files([f for f in stored if f.path in wanted], dest)
+
+        here = Content(self.with_local_copies(key, content), content.links)
+        return statistics_for(here, splits, cache=cache, fetch=fetch, workers=self.options.workers,
+                              fetching=lambda n: self.emit(StatisticsFetch(key, n)))
 
     def with_local_copies(self, key: VersionKey, content: Content) -> dict[str, FileEntry]:
         """The files of ``content``, each with a local copy where this run uploaded it or the plan's sources
@@ -300,32 +297,17 @@ class _Applier:
             here = Content(self.with_local_copies(key, content), content.links)
             checks = evaluate_checks(action.specs, CheckInput(key, here, workers=self.options.workers),
                                      keep=action.checks.results, rules=BYTE_RULES)
-        self.store_checks(key, checks)
+        self.writer.set_checks(key, self.version_id(key), checks)
         if checks.failed:
             raise ReconcileError([Diagnostic(f"check {r.name!r} ({r.rule}) failed on the bytes uploaded: "
                                              f"{r.message}; nothing was finalized", r.span) for r in checks.failed])
 
-    def store_checks(self, key: VersionKey, checks: VersionChecks) -> None:
-        version_id = self.version_id(key)
-        stamp = int(time.time() * 1000)
-        self.writer.report_plots(version_id, [codec.table_event(version_id, "Checks", "results", ui_rows(checks),
-                                                                stamp)])
-        self.writer.set_json_artifacts(key, version_id, None, {codec.CHECKS_KEY: checks_to_json(checks)}, {})
-
-    def content_of(self, key: VersionKey) -> tuple[Content, Mapping[str, Any]]:
-        """The version's content (with local paths of files this run uploaded) and a state to fetch files by."""
+    def content_of(self, key: VersionKey) -> tuple[Content, Sequence[StoredFile]]:
+        """The version's content (with local paths of files this run uploaded) and where its files' bytes are."""
         draft = self.drafts.get(key)
         if draft is not None:
-            entries, links = draft.entries(), draft.links()
-            local = {f.path: f.local for f in draft.uploaded_files}
-            files = {p: FileEntry(e.path, e.size, e.sha256, local.get(p)) for p, e in entries.items()}
-            state = codec.state_document(draft.id, list(entries.values()), list(links.values()), {}, {})
-            return Content(files, {p: s.link for p, s in links.items()}), state
-        state = self.writer.version_files(self.version_id(key))
-        stored, stored_links, _ = codec.read_state(state)
-        by_path = {e.path: FileEntry(e.path, e.size, e.sha256) for e in sorted(stored, key=lambda e: e.path)}
-        link_map = {s.link.path: s.link for s in sorted(stored_links, key=lambda s: s.link.path)}
-        return Content(by_path, link_map), state
+            return draft.content(), draft.stored_files()
+        return self.writer.version_content(self.version_id(key))
 
 
 def apply_plan(
@@ -333,14 +315,14 @@ def apply_plan(
     writer: Writer,
     observed: ObservedState,
     options: ApplyOptions = ApplyOptions(),
-    report: Report = lambda _line: None,
+    emit: Emit = ignore,
     local_contents: Mapping[VersionKey, Content] | None = None,
     known_ids: Mapping[VersionKey, str] | None = None,
 ) -> ApplyResult:
     """Run every action in order (``known_ids``: versions made since ``observed``). A failed version stops its
     own chain and its descendants' (the others go on);
     :class:`ApplyFailed` at the end names each. A signal or a lost lock stops the run at once."""
-    applier = _Applier(writer, observed, options, report, local_contents or {})
+    applier = _Applier(writer, observed, options, emit, local_contents or {})
     applier.result.ids.update(known_ids or {})  # versions made since ``observed`` (by agents' steps)
     for a in plan.actions:
         if isinstance(a, (CreateVersion, ResumeVersion)):
@@ -358,23 +340,22 @@ def apply_plan(
             if v in blocked or parent is not None:
                 unplaced |= gained
             elif lost & unplaced:
-                report(f"[{n}/{total}] kept alias {', '.join(sorted(lost & unplaced))} on {v}: "
-                       "its new holder was not finished")
+                emit(AliasKept(n, total, v, tuple(sorted(lost & unplaced))))
                 continue
         if v in blocked:
             continue
         if isinstance(action, DeleteVersion) and action.version_id in unhomed:
             blocked[v] = f"the re-home of {unhomed[action.version_id]} failed"
             applier.result.skipped.append(v)
-            report(f"[{n}/{total}] skipped {describe(action)}: the re-home of {unhomed[action.version_id]} failed, "
-                   "so kept versions may still read it")
+            emit(DeleteSkipped(n, total, v, describe(action), unhomed[action.version_id]))
             continue
         if parent is not None:
             blocked[v] = f"its parent {parent} failed"
             applier.result.skipped.append(v)
-            report(f"[{n}/{total}] skipped {v}: its parent {parent} failed")
+            emit(VersionSkipped(n, total, v, parent))
             continue
-        report(f"[{n}/{total}] {describe(action)}")
+        kind = action_kind(action)
+        emit(ActionStarted(n, total, v, kind, describe(action)))
         t0 = time.monotonic()
         try:
             applier.run(action)
@@ -383,24 +364,21 @@ def apply_plan(
         except ReconcileError as err:
             if isinstance(err, FileChanged) and options.forget_hashes is not None:
                 options.forget_hashes([err.local])
-            where = ""
+            left = ""
             if v in applier.drafts or isinstance(action, (CreateVersion, ResumeVersion, SyncFiles, Finalize)):
                 draft = applier.result.ids.get(v)
                 if draft and applier.statuses.get(v) == "created":
-                    where = f" (version {draft} stays a draft; the next apply resumes it)"
+                    left = draft
             if isinstance(action, SetProperties) and action.alias:
                 unplaced |= action.after.tags - action.before.tags
             if isinstance(action, RehomeVersion):
                 unhomed.update(dict.fromkeys(action.detached, v))
-            message = f"{describe(action)}: {_message(err)}{where}"
-            blocked[v] = message
-            applier.result.failed[v] = message
-            report(f"  failed: {describe(action)} (error below)")
+            failed = ActionFailed(n, total, v, kind, describe(action), _message(err), left)
+            blocked[v] = applier.result.failed[v] = failure_line(failed)
+            emit(failed)
             continue
         applier.result.actions += 1
-        elapsed = time.monotonic() - t0
-        if elapsed >= 1:
-            report(f"      done in {elapsed:.1f}s")
+        emit(ActionDone(n, total, v, kind, time.monotonic() - t0))
     applier.result.seconds = time.monotonic() - start
     if applier.result.failed:
         lines = list(applier.result.failed.values())
@@ -411,6 +389,44 @@ def apply_plan(
                          f"{counted(applier.result.actions, 'action')} applied; fix the cause and run apply again")
         raise ApplyFailed(lines)
     return applier.result
+
+
+def action_kind(action: Action) -> str:
+    """The action's kind as events name it: ``CreateVersion`` -> ``create_version``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(action).__name__).lower()
+
+
+def failure_line(e: ActionFailed) -> str:
+    """The error line of a failed action (the version's line in :class:`ApplyFailed`)."""
+    where = f" (version {e.draft_id} stays a draft; the next apply resumes it)" if e.draft_id else ""
+    return f"{e.description}: {e.cause}{where}"
+
+
+class UploadTracker:
+    """The writer's upload progress of one version turned into events: bytes as chunks go out (from several
+    threads), each chunk once it is stored."""
+
+    def __init__(self, version: VersionKey, files: int, total_bytes: int, emit: Emit):
+        self.version, self.total_files, self.total_bytes, self.emit = version, files, total_bytes, emit
+        self.files = 0
+        self.bytes = 0
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __call__(self, files: int, nbytes: int) -> None:
+        """``files`` (whole chunks only) and ``nbytes`` of the sources more are on the server."""
+        with self._lock:
+            self.files += files
+            self.bytes = min(self.total_bytes, self.bytes + nbytes)
+            event = UploadProgress(self.version, self.files, self.bytes, self.total_files, self.total_bytes,
+                                   time.monotonic() - self.started)
+        self.emit(event)
+
+    def chunk(self, name: str, files: int, nbytes: int, stored_bytes: int) -> None:
+        self.emit(ChunkUploaded(self.version, name, files, nbytes, stored_bytes))
+
+    def done(self) -> UploadDone:
+        return UploadDone(self.version, self.total_files, self.total_bytes, time.monotonic() - self.started)
 
 
 def _message(err: ReconcileError) -> str:

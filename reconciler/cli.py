@@ -546,12 +546,15 @@ def _lock_owner() -> str:
 @click.option("--step-timeout", type=click.FloatRange(10, None), default=None, metavar="SECONDS",
               help="With --queue: a running step whose task and agent show no sign of life for this long fails "
                    "(the agent died), naming the step and the agent; the lock is released.  [default: 300]")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON event per line on stdout (README: Apply events as JSON); needs --auto-approve "
+                   "or a saved plan.")
 @_workers_option
 @click.pass_context
 def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock_timeout: float, lock_ttl: float,
           show_files: str, targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], queue: str | None,
           shared_mounts: tuple[Path, ...], agent_image: str | None, agent_wait: float | None,
-          step_timeout: float | None, workers: int) -> None:
+          step_timeout: float | None, fmt: str, workers: int) -> None:
     """Make the server match the manifests (or execute a plan saved with 'plan --out').
 
     Applying manifests asks for confirmation on a terminal and needs --auto-approve when unattended. A saved
@@ -563,11 +566,13 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     from .apply import ApplyOptions
     from .engine import Run
     from .engine import apply as apply_use_case
+    from .events import ApplyComplete, Error, Notice, PlanReady
     from .manifest import load_manifests
     from .plan.actions import PlanOptions
     from .plancodec import read_plan
+    from .render import render_human
+    from .render.events import ConsoleView, JsonView
     from .sources import forget_hashes
-    from .wording import counted, human_size
 
     if (shared_mounts or agent_image) and not queue:
         raise click.BadParameter("only with --queue", param_hint="--shared-mount/--agent-image")
@@ -581,38 +586,53 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
             raise ReconcileError("--target, --prune and --prune-scope belong to 'plan' when applying a saved plan")
     else:
         state = load_manifests(target)
+    if fmt == "json" and saved is None and not auto_approve:
+        raise ReconcileError("apply --format json cannot ask for confirmation: pass --auto-approve (or a saved plan)")
     real_stdout = sys.stdout
     shown: list[Plan] = []
+    limit = None if show_files == "all" else int(show_files)
+    from . import __version__
+
+    view = JsonView(real_stdout, tool_version=__version__) if fmt == "json" else ConsoleView(
+        real_stdout, sys.stderr, tty=_is_tty(sys.stderr))
 
     def show(p: Plan) -> None:
         shown.append(p)
-        _print_plan(p, "text", None, show_files)
+        if fmt == "json":
+            s = p.summary()
+            view(PlanReady(render_human(p, color=False, file_limit=limit), len(p.actions), s.create, s.update,
+                           s.archive, s.delete, s.restore, s.freed_bytes))
+        else:
+            _print_plan(p, "text", None, show_files)
 
-    with _connect(ctx) as conn:
-        run = None if state is None else Run(
-            conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
-            workers=workers, progress=_is_tty(sys.stderr))
-        result = apply_use_case(
-            conn.backend, run=run, saved=saved,
-            options=ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr), forget_hashes=forget_hashes),
-            lock_owner=_lock_owner(), lock_wait=lock_timeout, lock_ttl=lock_ttl,
-            show=show,
-            confirm=lambda _p: None if saved is not None else _confirm(auto_approve),
-            report=lambda line: click.echo(escape.text(line), file=real_stdout),
-            notice=lambda line: click.echo(escape.text(line), err=True),
-            queue=_queue_options(queue, shared_mounts, agent_image, agent_wait=agent_wait, step_timeout=step_timeout),
-        )
-    if result is None:
+    try:
+        with _connect(ctx) as conn:
+            run = None if state is None else Run(
+                conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
+                workers=workers, progress=_is_tty(sys.stderr))
+            result = apply_use_case(
+                conn.backend, run=run, saved=saved,
+                options=ApplyOptions(workers=workers, forget_hashes=forget_hashes),
+                lock_owner=_lock_owner(), lock_wait=lock_timeout, lock_ttl=lock_ttl,
+                show=show,
+                confirm=lambda _p: None if saved is not None else _confirm(auto_approve),
+                emit=view,
+                notice=lambda line: view(Notice(line)),
+                queue=_queue_options(queue, shared_mounts, agent_image, agent_wait=agent_wait,
+                                     step_timeout=step_timeout),
+            )
+        if result is None:
+            view(ApplyComplete(False, 0, 0, 0, 0, 0.0))
+        else:
+            view(ApplyComplete(True, result.actions, len(result.created), result.uploaded_files,
+                               result.uploaded_bytes, result.seconds))
         if shown:
             _raise_held(shown[-1])
-        return
-    click.echo(
-        f"Apply complete! {counted(result.actions, 'action')}, {counted(len(result.created), 'version')} created, "
-        f"{counted(result.uploaded_files, 'file')} uploaded ({human_size(result.uploaded_bytes)}) in "
-        f"{result.seconds:.1f}s."
-    )
-    if shown:
-        _raise_held(shown[-1])
+    except ReconcileError as err:
+        if fmt == "json":
+            for d in err.diagnostics:
+                view(Error(str(d)))
+        raise
 
 
 def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | None, *,  # type: ignore[no-untyped-def]
@@ -636,29 +656,30 @@ def agent_step(ctx: click.Context, task_id: str, workers: int) -> None:
     from .agentstep import connect_here, read_step, run_step
     from .apply import ApplyFailed
     from .clearml_backend import Cancel
-    from .dispatch import STEP_ERROR_MARKER
+    from .events import StepDone, StepError
+    from .render.events import AgentStepView
     from .sources import forget_hashes
 
     opts = ctx.find_object(GlobalOptions)
     assert opts is not None
     cancel = Cancel()
     _stop_on_signals(cancel)
+    view = AgentStepView(sys.stdout, sys.stderr, tty=False)
     try:
         backend = connect_here(policy=_wait_policy(opts.timeout), cancel=cancel)
         step = read_step(backend, task_id)
-        result = run_step(backend, task_id, step, workers=workers, forget_hashes=forget_hashes,
-                          report=lambda line: click.echo(escape.text(line)))
+        result = run_step(backend, task_id, step, workers=workers, forget_hashes=forget_hashes, emit=view)
     except ApplyFailed as err:
-        click.echo(escape.text(STEP_ERROR_MARKER + err.diagnostics[0].message), err=True)
+        view(StepError(err.diagnostics[0].message))
         sys.exit(EXIT_ERROR)
     except ReconcileError as err:
         if opts.debug:
             import traceback
 
             traceback.print_exception(err, file=sys.stderr)
-        click.echo(escape.text(STEP_ERROR_MARKER + "; ".join(d.message for d in err.diagnostics)), err=True)
+        view(StepError("; ".join(d.message for d in err.diagnostics)))
         sys.exit(EXIT_ERROR)
-    click.echo(f"built {step.version} in {result.seconds:.1f}s: {_counted(result.uploaded_files, 'file')} uploaded")
+    view(StepDone(step.version, result.uploaded_files, result.seconds))
 
 
 @cli.command()
