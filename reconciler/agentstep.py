@@ -11,8 +11,10 @@ directory) or in a folder of its own. The step:
 4. runs the version's actions (upload, statistics, properties, finalize) as ``apply`` does, reporting its
    progress on the version (``runtime.progress``).
 
-Any failure is one line, printed after :data:`~reconciler.dispatch.STEP_ERROR_MARKER` so that the command can
-quote it; the agent then marks the version ``failed`` (it stays a draft; the next apply resumes it).
+It emits events (:mod:`reconciler.events`) as apply does; its upload progress is also written on the version.
+Any failure is one ``step_error`` event, printed in the log as a JSON line that the command reads back
+(:func:`reconciler.dispatch.step_event`) to quote it; the agent then marks the version ``failed`` (it stays a
+draft; the next apply resumes it).
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from .apply import ApplyOptions, ApplyResult, apply_plan
-from .clearml_backend import Backend, codec
+from .clearml_backend import Backend, Cancel, WaitPolicy, codec, load_server_config
+from .clearml_backend.agenttask import AgentTasks
 from .clearml_backend.lock import LeaseFollower
-from .clearml_backend.queues import PHASE_KEY
+from .clearml_backend.queues import PHASE_KEY, STEP_CONFIG
 from .diagnostics import ReconcileError
 from .engine import resolve_sources
+from .events import Emit, Event, SourcesResolving, SourcesVerified, UploadProgress
 from .model import (
     FINAL_STATUSES,
     Content,
@@ -46,31 +50,33 @@ from .model import (
     VersionKey,
     VersionSpec,
 )
-from .plan import Action, Finalize, Plan, ResumeVersion, SyncFiles, compute_contents
+from .plan.actions import Action, Finalize, Plan, ResumeVersion, SyncFiles
+from .plan.contents import compute_contents
+from .stepcodec import decode_step
 from .steps import Step, content_mismatches, mismatch_error, move_check_paths, planned_content, upload_from
 
 PROGRESS_EVERY_S = 3.0
 
 
 class _Progress:
-    """``runtime.progress`` and the phase of the step, written at most every few seconds."""
+    """A view of the step's events for the command following it: ``runtime.progress`` and the phase of the
+    step on the version, written at most every few seconds; every event also goes on to ``emit``."""
 
-    def __init__(self, backend: Backend, task_id: str, report: Callable[[str], None]):
-        self.backend, self.task_id, self.report = backend, task_id, report
+    def __init__(self, backend: Backend, task_id: str, emit: Emit):
+        self.backend, self.task_id, self.emit = backend, task_id, emit
         self.last = 0.0
         self.phase = ""
-        self.done = 0
-        self.total = 0
         self._mutex = threading.Lock()  # uploads report from several threads
 
     def set_phase(self, phase: str, percent: int | None = None) -> None:
         self.phase = phase
         self.write(percent, force=True)
 
-    def uploaded(self, files: int, n: int) -> None:
-        self.done += n
-        if time.monotonic() - self.last >= PROGRESS_EVERY_S and self.total:
-            self.write(min(99, 10 + int(80 * self.done / self.total)))
+    def __call__(self, event: Event) -> None:
+        self.emit(event)
+        if isinstance(event, UploadProgress) and event.total_bytes and (
+                time.monotonic() - self.last >= PROGRESS_EVERY_S):
+            self.write(min(99, 10 + int(80 * event.bytes / event.total_bytes)))
 
     def write(self, percent: int | None, *, force: bool = False) -> None:
         with self._mutex:
@@ -80,7 +86,7 @@ class _Progress:
             values = {PHASE_KEY: self.phase}
             if percent is not None:
                 values["progress"] = str(percent)
-            self.backend.writer.report_progress(self.task_id, values)
+            AgentTasks(self.backend.api, self.backend.reader).report_progress(self.task_id, values)
 
 
 def _here(source: Source, root: Path) -> Source:
@@ -132,7 +138,7 @@ def _check_storage(backend: Backend, task_id: str, version: VersionKey) -> None:
     backend.writer.stores.delete(probe)
 
 
-def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report: Callable[[str], None],
+def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, emit: Emit,
              forget_hashes: Callable[..., None] | None = None) -> ApplyResult:
     """Build ``step``'s version (the task ``task_id``) from its sources here; see the module docstring."""
     task = backend.reader.full_task(task_id)
@@ -144,7 +150,7 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
     if len(parent_ids) != len(step.parents):
         raise ReconcileError(f"version {task_id} does not record its parents {', '.join(map(str, step.parents))}")
     with LeaseFollower(backend.api, step.lock):
-        progress = _Progress(backend, task_id, report)
+        progress = _Progress(backend, task_id, emit)
         progress.set_phase("resolving sources", 0)
         _check_storage(backend, task_id, step.version)
         contents = []
@@ -155,7 +161,7 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
                 raise ReconcileError(f"the parent {parent_key} ({parent_id}) of {step.version} has no file list")
             contents.append(_state_content(state))
         parent_content = Content.merged(contents) if contents else Content()
-        report(f"resolving the sources of {step.version} in {Path.cwd()}")
+        emit(SourcesResolving(step.version, str(Path.cwd())))
         actual = content_here(step, parent_content, root=Path.cwd(), workers=workers)
         planned = planned_content(parent_content, step.sync)
         final = next((a for a in step.actions if isinstance(a, Finalize)), None)
@@ -165,10 +171,9 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
         mismatches = content_mismatches(planned, actual)
         if mismatches:
             raise mismatch_error(step.version, mismatches)
-        report(f"the sources give the planned content ({planned.file_count} files, digest {planned.digest()[:12]})")
+        emit(SourcesVerified(step.version, planned.file_count, planned.digest()))
         sync = step.sync
-        progress.total = sync.upload_bytes if sync is not None else 0
-        progress.set_phase("uploading" if progress.total else "writing", 10)
+        progress.set_phase("uploading" if sync is not None and sync.upload_bytes else "writing", 10)
         actions: list[Action] = [ResumeVersion(step.version, task_id, step.parents)]
         here = Path.cwd()
         actions += [upload_from(a, actual) if isinstance(a, SyncFiles)
@@ -176,10 +181,28 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, report
                     for a in step.actions]
         observed = ObservedState(tuple(ObservedVersion(k, i, "completed")
                                        for k, i in zip(step.parents, parent_ids, strict=True)))
-        options = ApplyOptions(workers=workers, forget_hashes=forget_hashes, upload_progress=progress.uploaded)
-        result = apply_plan(Plan(actions=tuple(actions)), backend.writer, observed, options, report=report,
+        options = ApplyOptions(workers=workers, forget_hashes=forget_hashes)
+        result = apply_plan(Plan(actions=tuple(actions)), backend.writer, observed, options, emit=progress,
                             local_contents={step.version: actual})
     status = str((backend.reader.task(task_id, ("id", "status")) or {}).get("status"))
     if status not in FINAL_STATUSES:
         raise ReconcileError(f"{step.version} is {status} after its step; it was not finalized")
     return result
+
+
+def connect_here(*, policy: WaitPolicy, cancel: Cancel) -> Backend:
+    """The server the agent runs for (its own configuration: the agent passes ``CLEARML_CONFIG_FILE``)."""
+    cfg = load_server_config()
+    if cfg is None:
+        raise ReconcileError("no ClearML server is configured here: the agent passes its own configuration "
+                             "(CLEARML_CONFIG_FILE); check the agent's clearml.conf and credentials")
+    return Backend.connect(cfg, policy=policy, cancel=cancel)
+
+
+def read_step(backend: Backend, task_id: str) -> Step:
+    """The step ``apply --queue`` stored on the version's task."""
+    text = AgentTasks(backend.api, backend.reader).step_text(task_id)
+    if text is None:
+        raise ReconcileError(f"task {task_id} carries no step ({STEP_CONFIG}): it was not queued by "
+                             "'reconcile apply --queue'")
+    return decode_step(text, source=f"the step of task {task_id}")

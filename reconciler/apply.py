@@ -13,7 +13,9 @@ the version's files fetched from the server; either way cached by content digest
 
 from __future__ import annotations
 
+import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,11 +27,39 @@ from ._compat import assert_never
 from .checks.evaluate import evaluate_checks
 from .checks.results import VersionChecks, checks_to_json, ui_rows
 from .checks.rules import BYTE_RULES, CheckInput
-from .clearml_backend import Interrupted, LeaseLost, codec
-from .clearml_backend.writer import Draft, FileChanged, UploadOptions, apply_delta
+from .clearml_backend import Interrupted, LeaseLost, Rehomed, codec
+from .clearml_backend.draft import Draft, apply_delta
+from .clearml_backend.upload import FileChanged, UploadOptions
+from .describe import describe
 from .diagnostics import Diagnostic, ReconcileError
+from .events import (
+    ActionDone,
+    ActionFailed,
+    ActionStarted,
+    AliasKept,
+    AliasMoved,
+    Archived,
+    ChunksDiscarded,
+    ChunkUploaded,
+    Deleted,
+    DeleteSkipped,
+    DraftDiscarded,
+    Emit,
+    Finalized,
+    Published,
+    RehomeStarted,
+    Restored,
+    StatisticsFetch,
+    UploadDone,
+    UploadProgress,
+    UploadStarted,
+    VersionRehomed,
+    VersionSkipped,
+    VersionStarted,
+    ignore,
+)
 from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey, statistics_key
-from .plan import (
+from .plan.actions import (
     Action,
     Archive,
     CreateVersion,
@@ -38,18 +68,15 @@ from .plan import (
     Finalize,
     Plan,
     Publish,
+    RehomeVersion,
     Restore,
     ResumeVersion,
     SetChecks,
     SetProperties,
     SetStatistics,
     SyncFiles,
-    choose_observed,
-    counted,
-    describe,
-    human_size,
 )
-from .sources.progress import Progress
+from .plan.observed import choose_observed
 from .statistics import (
     Statistics,
     StatisticsCache,
@@ -60,6 +87,7 @@ from .statistics import (
     ui_histograms,
     ui_tables,
 )
+from .wording import counted
 
 
 class Writer(Protocol):
@@ -84,6 +112,8 @@ class Writer(Protocol):
                        whole: bool = True) -> None: ...
     def delete_draft(self, version_id: str) -> None: ...
     def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None: ...
+    def rehome(self, key: VersionKey, version_id: str, rewrites: Sequence[tuple[VersionKey, str]],
+               group: Sequence[str], *, workers: int = 4) -> Rehomed: ...
     def version_files(self, version_id: str) -> dict[str, Any]: ...
     def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]: ...
 
@@ -91,10 +121,8 @@ class Writer(Protocol):
 @dataclass(frozen=True, slots=True)
 class ApplyOptions:
     workers: int = 4
-    show_progress: bool = False
     statistics_cache: StatisticsCache | None = None  # None: under the user cache directory
     forget_hashes: Callable[[Sequence[str]], None] | None = None  # told of files whose bytes did not match
-    upload_progress: Callable[[int, int], None] | None = None  # told of the files and bytes of every chunk stored
 
 
 @dataclass(slots=True)
@@ -109,9 +137,6 @@ class ApplyResult:
     skipped: list[VersionKey] = field(default_factory=list)
     deleted_versions: int = 0
     freed_bytes: int = 0
-
-
-Report = Callable[[str], None]
 
 
 class ApplyFailed(ReconcileError):
@@ -134,9 +159,9 @@ def check_fresh(plan: Plan, observed: ObservedState) -> None:
 
 
 class _Applier:
-    def __init__(self, writer: Writer, observed: ObservedState, options: ApplyOptions, report: Report,
+    def __init__(self, writer: Writer, observed: ObservedState, options: ApplyOptions, emit: Emit,
                  local_contents: Mapping[VersionKey, Content]):
-        self.writer, self.options, self.report = writer, options, report
+        self.writer, self.options, self.emit = writer, options, emit
         self.local_contents = local_contents
         self.result = ApplyResult()
         self.drafts: dict[VersionKey, Draft] = {}
@@ -162,21 +187,23 @@ class _Applier:
                 self.result.created.append(v)
                 self.statuses[v] = "created"
                 self.drafts[v] = self.writer.open_draft(v, version_id, parent_ids, s)
-                self.report(f"  created {v} (id {version_id})")
+                self.emit(VersionStarted(v, version_id))
             case ResumeVersion(version=v, version_id=i):
                 self.result.ids[v] = i
                 self.statuses[v] = "created"
                 discarded = self.writer.discard_chunks(i)
                 if discarded:
-                    self.report(f"  discarded {counted(discarded, 'chunk')} an interrupted run left on {v}; "
-                                "uploading again")
+                    self.emit(ChunksDiscarded(v, discarded))
                 parent_ids = [self.version_id(p) for p in self.parents.get(v, ())]
                 self.drafts[v] = self.writer.open_draft(v, i, parent_ids, None)
+                self.emit(VersionStarted(v, i, resumed=True))
             case Restore(version=v, version_id=i, system_tags=tags):
                 self.writer.restore(v, i, tags)
                 self.result.ids[v] = i
+                self.emit(Restored(v, i))
             case DiscardDraft(version_id=i):
                 self.writer.delete_draft(i)
+                self.emit(DraftDiscarded(action.version, i))
             case SyncFiles(version=v):
                 draft = self.drafts[v]
                 apply_delta(draft, remove=action.remove, remove_links=action.remove_links,
@@ -185,20 +212,15 @@ class _Applier:
                             removed=len(action.remove) + len(action.remove_links) - len(action.modified),
                             change_size=action.upload_bytes)
                 if action.upload:
-                    self.report(f"  uploading {counted(len(action.upload), 'file')} of {v} "
-                                f"({human_size(action.upload_bytes)}, {counted(self.options.workers, 'worker')})")
+                    self.emit(UploadStarted(v, len(action.upload), action.upload_bytes, self.options.workers))
                 chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
-                with Progress(f"uploading {v}", len(action.upload), action.upload_bytes,
-                              enabled=self.options.show_progress) as bar:
-                    def stored(files: int, nbytes: int) -> None:
-                        bar.advance(files, nbytes)
-                        if self.options.upload_progress is not None:
-                            self.options.upload_progress(files, nbytes)
-
-                    self.writer.upload_files(draft, action.upload,
-                                             UploadOptions(workers=self.options.workers, chunk_bytes=chunk,
-                                                           compression=action.compression),
-                                             progress=stored)
+                tracker = UploadTracker(v, len(action.upload), action.upload_bytes, self.emit)
+                self.writer.upload_files(draft, action.upload,
+                                         UploadOptions(workers=self.options.workers, chunk_bytes=chunk,
+                                                       compression=action.compression),
+                                         progress=tracker)
+                if action.upload:
+                    self.emit(tracker.done())
                 self.result.uploaded_files += len(action.upload)
                 self.result.uploaded_bytes += action.upload_bytes
             case SetStatistics(version=v):
@@ -207,6 +229,8 @@ class _Applier:
                 self.set_checks(action)
             case SetProperties(version=v, before=b, after=a, alias=alias):
                 self.writer.set_properties(v, self.version_id(v), b, a, aliases=a.tags - b.tags if alias else ())
+                if alias:
+                    self.emit(AliasMoved(v, tuple(sorted(a.tags - b.tags)), tuple(sorted(b.tags - a.tags))))
             case Finalize(version=v, content_digest=digest):
                 draft = self.drafts[v]
                 built = draft.digest()
@@ -216,20 +240,28 @@ class _Applier:
                 self.writer.finalize(draft, digest)
                 self.statuses[v] = "completed"
                 self.drafts.pop(v, None)
+                self.emit(Finalized(v, self.version_id(v), digest))
             case Publish(version=v):
                 self.writer.publish(v, self.version_id(v))
                 self.statuses[v] = "published"
+                self.emit(Published(v, self.version_id(v)))
             case Archive(version=v, version_id=i, retention=""):
                 self.writer.archive(v, i)
+                self.emit(Archived(v, i))
             case Archive(version=v, version_id=i):
-                self.writer.expire(v, i, datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                self.writer.expire(v, i, at)
+                self.emit(Archived(v, i, at))
+            case RehomeVersion(version=v, version_id=i):
+                self.emit(RehomeStarted(v, i, action.files, action.copy_bytes))
+                done = self.writer.rehome(v, i, action.rewrites, action.group, workers=self.options.workers)
+                self.result.freed_bytes += action.freed_bytes
+                self.emit(VersionRehomed(v, i, done.files, done.file_bytes, done.stored_bytes, done.rewritten))
             case DeleteVersion(version=v, version_id=i, objects=objects, whole=whole):
                 self.writer.delete_version(v, i, objects, whole=whole)
                 self.result.deleted_versions += 1 if whole else 0
                 self.result.freed_bytes += action.freed_bytes
-                what = "deleted" if whole else "freed objects of"
-                self.report(f"  {what} {v} ({i}): {counted(len(objects), 'object')} gone, "
-                            f"{human_size(action.freed_bytes)} freed")
+                self.emit(Deleted(v, i, len(objects), action.freed_bytes, whole))
             case _:
                 assert_never(action)
 
@@ -261,8 +293,7 @@ class _Applier:
         missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
         with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
             if missing:
-                self.report(f"  fetching {counted(len(missing), 'image file')} of {key} from the server for its "
-                            "statistics")
+                self.emit(StatisticsFetch(key, len(missing)))
                 fetched = self.writer.fetch_files(state, missing, Path(tmp))
                 for p, local_path in fetched.items():
                     f = files[p]
@@ -322,19 +353,20 @@ def apply_plan(
     writer: Writer,
     observed: ObservedState,
     options: ApplyOptions = ApplyOptions(),
-    report: Report = lambda _line: None,
+    emit: Emit = ignore,
     local_contents: Mapping[VersionKey, Content] | None = None,
     known_ids: Mapping[VersionKey, str] | None = None,
 ) -> ApplyResult:
     """Run every action in order (``known_ids``: versions made since ``observed``). A failed version stops its
     own chain and its descendants' (the others go on);
     :class:`ApplyFailed` at the end names each. A signal or a lost lock stops the run at once."""
-    applier = _Applier(writer, observed, options, report, local_contents or {})
+    applier = _Applier(writer, observed, options, emit, local_contents or {})
     applier.result.ids.update(known_ids or {})  # versions made since ``observed`` (by agents' steps)
     for a in plan.actions:
         if isinstance(a, (CreateVersion, ResumeVersion)):
             applier.parents[a.version] = a.parents
     blocked: dict[VersionKey, str] = {}
+    unhomed: dict[str, VersionKey] = {}  # ids whose deletion waited for a re-home that failed
     unplaced: set[str] = set()  # aliases whose new holder did not get them: their old holders keep them
     start = time.monotonic()
     total = len(plan.actions)
@@ -346,17 +378,22 @@ def apply_plan(
             if v in blocked or parent is not None:
                 unplaced |= gained
             elif lost & unplaced:
-                report(f"[{n}/{total}] kept alias {', '.join(sorted(lost & unplaced))} on {v}: "
-                       "its new holder was not finished")
+                emit(AliasKept(n, total, v, tuple(sorted(lost & unplaced))))
                 continue
         if v in blocked:
+            continue
+        if isinstance(action, DeleteVersion) and action.version_id in unhomed:
+            blocked[v] = f"the re-home of {unhomed[action.version_id]} failed"
+            applier.result.skipped.append(v)
+            emit(DeleteSkipped(n, total, v, describe(action), unhomed[action.version_id]))
             continue
         if parent is not None:
             blocked[v] = f"its parent {parent} failed"
             applier.result.skipped.append(v)
-            report(f"[{n}/{total}] skipped {v}: its parent {parent} failed")
+            emit(VersionSkipped(n, total, v, parent))
             continue
-        report(f"[{n}/{total}] {describe(action)}")
+        kind = action_kind(action)
+        emit(ActionStarted(n, total, v, kind, describe(action)))
         t0 = time.monotonic()
         try:
             applier.run(action)
@@ -365,22 +402,21 @@ def apply_plan(
         except ReconcileError as err:
             if isinstance(err, FileChanged) and options.forget_hashes is not None:
                 options.forget_hashes([err.local])
-            where = ""
+            left = ""
             if v in applier.drafts or isinstance(action, (CreateVersion, ResumeVersion, SyncFiles, Finalize)):
                 draft = applier.result.ids.get(v)
                 if draft and applier.statuses.get(v) == "created":
-                    where = f" (version {draft} stays a draft; the next apply resumes it)"
+                    left = draft
             if isinstance(action, SetProperties) and action.alias:
                 unplaced |= action.after.tags - action.before.tags
-            message = f"{describe(action)}: {_message(err)}{where}"
-            blocked[v] = message
-            applier.result.failed[v] = message
-            report(f"  failed: {describe(action)} (error below)")
+            if isinstance(action, RehomeVersion):
+                unhomed.update(dict.fromkeys(action.detached, v))
+            failed = ActionFailed(n, total, v, kind, describe(action), _message(err), left)
+            blocked[v] = applier.result.failed[v] = failure_line(failed)
+            emit(failed)
             continue
         applier.result.actions += 1
-        elapsed = time.monotonic() - t0
-        if elapsed >= 1:
-            report(f"      done in {elapsed:.1f}s")
+        emit(ActionDone(n, total, v, kind, time.monotonic() - t0))
     applier.result.seconds = time.monotonic() - start
     if applier.result.failed:
         lines = list(applier.result.failed.values())
@@ -391,6 +427,44 @@ def apply_plan(
                          f"{counted(applier.result.actions, 'action')} applied; fix the cause and run apply again")
         raise ApplyFailed(lines)
     return applier.result
+
+
+def action_kind(action: Action) -> str:
+    """The action's kind as events name it: ``CreateVersion`` -> ``create_version``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(action).__name__).lower()
+
+
+def failure_line(e: ActionFailed) -> str:
+    """The error line of a failed action (the version's line in :class:`ApplyFailed`)."""
+    where = f" (version {e.draft_id} stays a draft; the next apply resumes it)" if e.draft_id else ""
+    return f"{e.description}: {e.cause}{where}"
+
+
+class UploadTracker:
+    """The writer's upload progress of one version turned into events: bytes as chunks go out (from several
+    threads), each chunk once it is stored."""
+
+    def __init__(self, version: VersionKey, files: int, total_bytes: int, emit: Emit):
+        self.version, self.total_files, self.total_bytes, self.emit = version, files, total_bytes, emit
+        self.files = 0
+        self.bytes = 0
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __call__(self, files: int, nbytes: int) -> None:
+        """``files`` (whole chunks only) and ``nbytes`` of the sources more are on the server."""
+        with self._lock:
+            self.files += files
+            self.bytes = min(self.total_bytes, self.bytes + nbytes)
+            event = UploadProgress(self.version, self.files, self.bytes, self.total_files, self.total_bytes,
+                                   time.monotonic() - self.started)
+        self.emit(event)
+
+    def chunk(self, name: str, files: int, nbytes: int, stored_bytes: int) -> None:
+        self.emit(ChunkUploaded(self.version, name, files, nbytes, stored_bytes))
+
+    def done(self) -> UploadDone:
+        return UploadDone(self.version, self.total_files, self.total_bytes, time.monotonic() - self.started)
 
 
 def _message(err: ReconcileError) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .diagnostics import Diagnostic, ReconcileError
 from .model import PathSource, Source, TorchvisionSource, UrlSource, VersionKey
-from .plan import Build
+from .plan.actions import Build
 
 GIT_TIMEOUT_S = 60
 

@@ -20,7 +20,7 @@ from . import __version__, escape
 from .diagnostics import Diagnostic, ReconcileError
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from .plan.actions import Plan
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -251,7 +251,7 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
         click.echo(json.dumps({"valid": True, "datasets": len(state.datasets), "versions": n_versions,
                                "diagnostics": []}, indent=2))
     else:
-        from .plan import counted
+        from .wording import counted
 
         click.echo(f"ok: {counted(len(state.datasets), 'dataset')}, {counted(n_versions, 'version')}")
 
@@ -274,17 +274,23 @@ def _color(stream: object) -> bool:
 
 
 def _connect(ctx: click.Context):  # type: ignore[no-untyped-def]
-    from .clearml_backend import Cancel, WaitPolicy
+    from .clearml_backend import Cancel
     from .connection import ConnectOptions, connect
 
     opts = ctx.find_object(GlobalOptions)
     assert opts is not None
     cancel = Cancel()
     _stop_on_signals(cancel)
-    policy = WaitPolicy(deadline=opts.timeout, read_timeout=min(60.0, opts.timeout),
-                        connect_timeout=min(10.0, opts.timeout))
-    return connect(ConnectOptions(local=opts.local, data_dir=opts.data_dir, policy=policy, cancel=cancel),
+    return connect(ConnectOptions(local=opts.local, data_dir=opts.data_dir, policy=_wait_policy(opts.timeout),
+                                  cancel=cancel),
                    lambda m: click.echo(escape.text(m), err=True))
+
+
+def _wait_policy(timeout: float):  # type: ignore[no-untyped-def]
+    """How long to wait for a server (``--timeout``): the whole wait, one read, one connection."""
+    from .clearml_backend import WaitPolicy
+
+    return WaitPolicy(deadline=timeout, read_timeout=min(60.0, timeout), connect_timeout=min(10.0, timeout))
 
 
 def _stop_on_signals(cancel: object) -> None:
@@ -349,9 +355,8 @@ _reading_workers_option = _workers("Parallel workers hashing local files and rea
 
 
 def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # type: ignore[no-untyped-def]
+    from .plancodec import write_plan_json
     from .render import render_human, render_markdown
-    from .render.jsonplan import write_plan_json
-    from .render.markdown import MAX_COMMENT_CHARS
 
     def save(path: Path) -> None:  # written as it is produced: a plan of a million files is never held whole
         with open(path, "w", encoding="utf-8") as f:
@@ -366,10 +371,6 @@ def _print_plan(plan, fmt: str, out: Path | None, show_files: str) -> None:  # t
         write_plan_json(plan, sys.stdout.write)
         sys.stdout.flush()
     elif fmt == "markdown":
-        full = render_markdown(plan, max_chars=10**12, file_limit=limit)
-        if len(full) > MAX_COMMENT_CHARS and out is None:
-            out = Path("reconcile-plan.json")
-            save(out)
         click.echo(render_markdown(plan, full_plan_path=str(out) if out else None, file_limit=limit))
     else:
         click.echo(render_human(plan, color=_color(sys.stdout), file_limit=limit), nl=False)
@@ -413,8 +414,10 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
     With --drift-only --detailed-exitcode: 0 no drift, 2 drift present, 1 error.
     """
     from .engine import Run
+    from .engine import plan as plan_use_case
     from .manifest import load_manifests
-    from .plan import PlanOptions, counted
+    from .plan.actions import PlanOptions
+    from .wording import counted
 
     if show_files != "all" and not show_files.isdigit():
         raise click.BadParameter("expected a number or 'all'", param_hint="--show-files")
@@ -422,18 +425,10 @@ def plan(ctx: click.Context, paths: tuple[Path, ...], out: Path | None, fmt: str
         raise click.BadParameter("only with --queue", param_hint="--shared-mount/--agent-wait")
     state = load_manifests(paths)  # manifest errors come before any connection
     with _connect(ctx) as conn:
-        queue_options = _queue_options(queue, shared_mounts, None, agent_wait=agent_wait)
-        if queue_options is not None:
-            from .dispatch import check_queue
-
-            check_queue(conn.backend, queue_options)
         run = Run(conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
                   workers=workers, progress=_is_tty(sys.stderr), check_storage=check_storage or "")
-        the_plan = run.plan()
-    if queue_options is not None and the_plan.has_changes and not the_plan.conflicts:
-        from .dispatch import check_sources
-
-        check_sources(the_plan, queue_options)
+        the_plan = plan_use_case(run, conn.backend,
+                                 queue=_queue_options(queue, shared_mounts, None, agent_wait=agent_wait))
     if drift_only:
         from .render.drift import render_drift
 
@@ -513,7 +508,7 @@ def _confirm(auto_approve: bool, what: str = "apply") -> None:
 
 
 def _counted(n: int, noun: str) -> str:
-    from .plan import counted
+    from .wording import counted
 
     return counted(n, noun)
 
@@ -551,12 +546,15 @@ def _lock_owner() -> str:
 @click.option("--step-timeout", type=click.FloatRange(10, None), default=None, metavar="SECONDS",
               help="With --queue: a running step whose task and agent show no sign of life for this long fails "
                    "(the agent died), naming the step and the agent; the lock is released.  [default: 300]")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON event per line on stdout (README: Apply events as JSON); needs --auto-approve "
+                   "or a saved plan.")
 @_workers_option
 @click.pass_context
 def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock_timeout: float, lock_ttl: float,
           show_files: str, targets: tuple[str, ...], prune: bool, prune_scope: tuple[str, ...], queue: str | None,
           shared_mounts: tuple[Path, ...], agent_image: str | None, agent_wait: float | None,
-          step_timeout: float | None, workers: int) -> None:
+          step_timeout: float | None, fmt: str, workers: int) -> None:
     """Make the server match the manifests (or execute a plan saved with 'plan --out').
 
     Applying manifests asks for confirmation on a terminal and needs --auto-approve when unattended. A saved
@@ -564,14 +562,16 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     Exit 0: applied or nothing to do; 1: error, conflicts or not confirmed; 130/143: stopped by SIGINT/SIGTERM
     (the lock is released; the next apply resumes).
     """
-    import json
 
     from .apply import ApplyOptions
     from .engine import Run
     from .engine import apply as apply_use_case
+    from .events import ApplyComplete, Error, Notice, PlanReady
     from .manifest import load_manifests
-    from .plan import PlanOptions, counted, human_size
-    from .render import plan_from_json
+    from .plan.actions import PlanOptions
+    from .plancodec import read_plan
+    from .render import render_human
+    from .render.events import ConsoleView, JsonView
     from .sources import forget_hashes
 
     if (shared_mounts or agent_image) and not queue:
@@ -581,46 +581,58 @@ def apply(ctx: click.Context, target: tuple[Path, ...], auto_approve: bool, lock
     saved = None
     state = None
     if len(target) == 1 and target[0].suffix == ".json" and target[0].is_file():
-        try:
-            saved = plan_from_json(json.loads(target[0].read_text()), source=str(target[0]))
-        except ValueError as err:
-            raise ReconcileError(f"{target[0]}: not valid JSON ({err})") from None
+        saved = read_plan(target[0])
         if targets or prune or prune_scope:
             raise ReconcileError("--target, --prune and --prune-scope belong to 'plan' when applying a saved plan")
     else:
         state = load_manifests(target)
+    if fmt == "json" and saved is None and not auto_approve:
+        raise ReconcileError("apply --format json cannot ask for confirmation: pass --auto-approve (or a saved plan)")
     real_stdout = sys.stdout
     shown: list[Plan] = []
+    limit = None if show_files == "all" else int(show_files)
+    from . import __version__
+
+    view = JsonView(real_stdout, tool_version=__version__) if fmt == "json" else ConsoleView(
+        real_stdout, sys.stderr, tty=_is_tty(sys.stderr))
 
     def show(p: Plan) -> None:
         shown.append(p)
-        _print_plan(p, "text", None, show_files)
+        if fmt == "json":
+            s = p.summary()
+            view(PlanReady(render_human(p, color=False, file_limit=limit), len(p.actions), s.create, s.update,
+                           s.archive, s.delete, s.restore, s.freed_bytes))
+        else:
+            _print_plan(p, "text", None, show_files)
 
-    with _connect(ctx) as conn:
-        run = None if state is None else Run(
-            conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
-            workers=workers, progress=_is_tty(sys.stderr))
-        result = apply_use_case(
-            conn.backend, run=run, saved=saved,
-            options=ApplyOptions(workers=workers, show_progress=_is_tty(sys.stderr), forget_hashes=forget_hashes),
-            lock_owner=_lock_owner(), lock_wait=lock_timeout, lock_ttl=lock_ttl,
-            show=show,
-            confirm=lambda _p: None if saved is not None else _confirm(auto_approve),
-            report=lambda line: click.echo(escape.text(line), file=real_stdout),
-            notice=lambda line: click.echo(escape.text(line), err=True),
-            queue=_queue_options(queue, shared_mounts, agent_image, agent_wait=agent_wait, step_timeout=step_timeout),
-        )
-    if result is None:
+    try:
+        with _connect(ctx) as conn:
+            run = None if state is None else Run(
+                conn.backend.reader, state, PlanOptions(prune=prune, targets=targets, prune_scope=prune_scope),
+                workers=workers, progress=_is_tty(sys.stderr))
+            result = apply_use_case(
+                conn.backend, run=run, saved=saved,
+                options=ApplyOptions(workers=workers, forget_hashes=forget_hashes),
+                lock_owner=_lock_owner(), lock_wait=lock_timeout, lock_ttl=lock_ttl,
+                show=show,
+                confirm=lambda _p: None if saved is not None else _confirm(auto_approve),
+                emit=view,
+                notice=lambda line: view(Notice(line)),
+                queue=_queue_options(queue, shared_mounts, agent_image, agent_wait=agent_wait,
+                                     step_timeout=step_timeout),
+            )
+        if result is None:
+            view(ApplyComplete(False, 0, 0, 0, 0, 0.0))
+        else:
+            view(ApplyComplete(True, result.actions, len(result.created), result.uploaded_files,
+                               result.uploaded_bytes, result.seconds))
         if shown:
             _raise_held(shown[-1])
-        return
-    click.echo(
-        f"Apply complete! {counted(result.actions, 'action')}, {counted(len(result.created), 'version')} created, "
-        f"{counted(result.uploaded_files, 'file')} uploaded ({human_size(result.uploaded_bytes)}) in "
-        f"{result.seconds:.1f}s."
-    )
-    if shown:
-        _raise_held(shown[-1])
+    except ReconcileError as err:
+        if fmt == "json":
+            for d in err.diagnostics:
+                view(Error(str(d)))
+        raise
 
 
 def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | None, *,  # type: ignore[no-untyped-def]
@@ -628,9 +640,8 @@ def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | Non
     if not queue:
         return None
     from .dispatch import QueueOptions
-    from .render.jsonstep import encode_step
 
-    return QueueOptions(queue=queue, encode_step=encode_step, mounts=tuple(m.resolve() for m in mounts),
+    return QueueOptions(queue=queue, mounts=tuple(m.resolve() for m in mounts),
                         image=image, agent_wait=agent_wait,
                         **({"step_timeout": step_timeout} if step_timeout is not None else {}))
 
@@ -642,44 +653,33 @@ def _queue_options(queue: str | None, mounts: tuple[Path, ...], image: str | Non
 @click.pass_context
 def agent_step(ctx: click.Context, task_id: str, workers: int) -> None:
     """Build one version of an 'apply --queue' (run by a ClearML agent, as the version's own task)."""
-    from .agentstep import run_step
+    from .agentstep import connect_here, read_step, run_step
     from .apply import ApplyFailed
-    from .clearml_backend import Backend, Cancel, WaitPolicy, load_server_config
-    from .clearml_backend.queues import STEP_CONFIG
-    from .dispatch import STEP_ERROR_MARKER
-    from .render.jsonstep import decode_step
+    from .clearml_backend import Cancel
+    from .events import StepDone, StepError
+    from .render.events import AgentStepView
     from .sources import forget_hashes
 
     opts = ctx.find_object(GlobalOptions)
     assert opts is not None
     cancel = Cancel()
     _stop_on_signals(cancel)
+    view = AgentStepView(sys.stdout, sys.stderr, tty=False)
     try:
-        cfg = load_server_config()
-        if cfg is None:
-            raise ReconcileError("no ClearML server is configured here: the agent passes its own configuration "
-                                 "(CLEARML_CONFIG_FILE); check the agent's clearml.conf and credentials")
-        policy = WaitPolicy(deadline=opts.timeout, read_timeout=min(60.0, opts.timeout),
-                            connect_timeout=min(10.0, opts.timeout))
-        backend = Backend.connect(cfg, policy=policy, cancel=cancel)
-        item = ((backend.reader.full_task(task_id).get("configuration") or {}).get(STEP_CONFIG) or {})
-        if not item.get("value"):
-            raise ReconcileError(f"task {task_id} carries no step ({STEP_CONFIG}): it was not queued by "
-                                 "'reconcile apply --queue'")
-        step = decode_step(str(item["value"]), source=f"the step of task {task_id}")
-        result = run_step(backend, task_id, step, workers=workers, forget_hashes=forget_hashes,
-                          report=lambda line: click.echo(escape.text(line)))
+        backend = connect_here(policy=_wait_policy(opts.timeout), cancel=cancel)
+        step = read_step(backend, task_id)
+        result = run_step(backend, task_id, step, workers=workers, forget_hashes=forget_hashes, emit=view)
     except ApplyFailed as err:
-        click.echo(escape.text(STEP_ERROR_MARKER + err.diagnostics[0].message), err=True)
+        view(StepError(err.diagnostics[0].message))
         sys.exit(EXIT_ERROR)
     except ReconcileError as err:
         if opts.debug:
             import traceback
 
             traceback.print_exception(err, file=sys.stderr)
-        click.echo(escape.text(STEP_ERROR_MARKER + "; ".join(d.message for d in err.diagnostics)), err=True)
+        view(StepError("; ".join(d.message for d in err.diagnostics)))
         sys.exit(EXIT_ERROR)
-    click.echo(f"built {step.version} in {result.seconds:.1f}s: {_counted(result.uploaded_files, 'file')} uploaded")
+    view(StepDone(step.version, result.uploaded_files, result.seconds))
 
 
 @cli.command()
@@ -766,7 +766,7 @@ def import_(ctx: click.Context, targets: tuple[str, ...], out_dir: Path, dry_run
 
     'reconcile plan' right after shows no changes; new versions declared on top upload only their delta.
     """
-    from .importer import gather, resolve_targets
+    from .importer import gather, manifest_files, resolve_targets, write_manifests
     from .sources import default_cache_dir
 
     with _connect(ctx) as conn:
@@ -780,70 +780,19 @@ def import_(ctx: click.Context, targets: tuple[str, ...], out_dir: Path, dry_run
     if not items:
         raise ReconcileError("nothing to import: no dataset named has a finalized live version (see the notes "
                              "above)")
-    files, added = _import_files(items, out_dir, source, update=update)
+    files = manifest_files(items, out_dir, source, update=update)
     if dry_run:
-        click.echo("\n---\n".join(f"# file: {path}\n{text}" for path, text in files.items()), nl=False)
+        click.echo("\n---\n".join(f"# file: {path}\n{text}" for path, text in files.texts.items()), nl=False)
         return
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        click.echo(f"{'updated' if path in added else 'wrote'} {path}"
-                   + (f": added {', '.join(added[path])}" if added.get(path) else ""))
-    if update and not files:
+    for path in write_manifests(files):
+        click.echo(f"{'updated' if path in files.added else 'wrote'} {path}"
+                   + (f": added {', '.join(files.added[path])}" if files.added.get(path) else ""))
+    if update and not files.texts:
         click.echo(f"The manifests in {out_dir} already hold every finalized version.")
         return
     versions = sum(len(i.versions) for i in items)
     click.echo(f"Imported {_counted(len(items), 'dataset')}, {_counted(versions, 'version')}; "
                f"'reconcile plan {out_dir}' should show no changes.")
-
-
-def _import_files(items: list[Any], out_dir: Path, source: str, *, update: bool
-                  ) -> tuple[dict[Path, str], dict[Path, list[str]]]:
-    """The manifests to write (path -> text, checked to load) and, with ``update``, the versions added to each
-    existing one."""
-    import tempfile
-
-    from .importer import manifest_path, render_manifest, update_manifest
-    from .manifest import load_manifests
-
-    existing = {}
-    if update and out_dir.exists():
-        desired = load_manifests([out_dir], check_local_paths=False)
-        existing = {ds.key: ds for ds in desired.datasets}
-    files: dict[Path, str] = {}
-    added: dict[Path, list[str]] = {}
-    for item in items:
-        ds = existing.get(item.key)
-        if ds is None or ds.span is None:
-            files[manifest_path(out_dir, item.key)] = render_manifest(item, source)
-            continue
-        path = Path(ds.span.file)
-        known = [v.adopt or v.key.version for v in ds.versions] + [v.key.version for v in ds.versions]
-        text, new = update_manifest(path.read_text(), item, ds.properties, known)
-        if new:
-            files[path], added[path] = text, new
-    if not update:
-        taken = [str(p) for p in files if p.exists()]
-        if taken:
-            raise ReconcileError(f"{taken[0]} exists and is not overwritten; add --update to add the versions it "
-                                 "lacks, or move it away, or choose another --out"
-                                 + (f" ({len(taken) - 1} more)" if len(taken) > 1 else ""))
-    if not files:
-        return files, added
-    with tempfile.TemporaryDirectory(prefix="reconcile-import-") as tmp:  # what we write must load cleanly
-        names = {}
-        for i, (path, text) in enumerate(files.items()):
-            (Path(tmp) / f"{i}.yaml").write_text(text)
-            names[str((Path(tmp) / f"{i}.yaml").resolve())] = str(path)
-        try:
-            load_manifests([Path(tmp)], check_local_paths=False)
-        except ReconcileError as e:  # named as the files import would write, never the temporary ones
-            def named(file: str) -> str:
-                return names.get(str(Path(file).resolve()), file)
-
-            raise ReconcileError([replace(d, span=replace(d.span, file=named(d.span.file)))
-                                  if d.span is not None else d for d in e.diagnostics]) from None
-    return files, added
 
 
 # --- pull ----------------------------------------------------------------------------------------------------
@@ -904,7 +853,7 @@ def diff(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None, 
     """
     from .engine import Run, diff_manifests, diff_versions
     from .manifest import load_manifests
-    from .plan import PlanOptions
+    from .plan.actions import PlanOptions
     from .render import render_report
     from .report import split_arguments
 
@@ -995,27 +944,19 @@ def usage(ctx: click.Context, args: tuple[str, ...], fmt: str, out: Path | None,
 
     Give manifest paths (their datasets' projects, and their policies) or projects (default: ./manifests).
     """
-    from .cachedir import default_cache_dir
-    from .engine import Run
+    from .engine import storage_usage
     from .manifest import load_manifests
-    from .plan import PlanOptions
     from .render.usage import render_usage
-    from .usage import usage as storage_usage
 
     if not args:
         if not Path("manifests").is_dir():
             raise ReconcileError("usage: give manifest paths or projects (there is no ./manifests folder)")
         args = ("manifests",)
     paths = [Path(a) for a in args if Path(a).exists()]
-    projects = {a for a in args if not Path(a).exists()}
+    projects = [a for a in args if not Path(a).exists()]
     state = load_manifests(paths) if paths else None
     with _connect(ctx) as conn:
-        plan = None
-        if state is not None:
-            projects |= {ds.key.project for ds in state.datasets}
-            plan = Run(conn.backend.reader, state, PlanOptions(), workers=workers, progress=_is_tty(sys.stderr)).plan()
-        report = storage_usage(conn.backend.reader, sorted(projects), plan=plan, cache_root=default_cache_dir(),
-                               workers=workers)
+        report = storage_usage(conn.backend.reader, state, projects, workers=workers, progress=_is_tty(sys.stderr))
     _write(render_usage(report, fmt), out)
 
 

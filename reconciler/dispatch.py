@@ -16,32 +16,48 @@ apply.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .apply import ApplyFailed, ApplyOptions, ApplyResult, apply_plan
 from .checkout import AgentSources, agent_sources
 from .clearml_backend import Backend, Interrupted, LeaseLost
+from .clearml_backend.agenttask import AgentTasks
 from .clearml_backend.lock import LockInfo
 from .clearml_backend.queues import STEP_CONFIG, Queue, QueueClient, TaskState, check_listened, step_task_fields
 from .diagnostics import ReconcileError
+from .events import (
+    Emit,
+    QueueBuilding,
+    QueueSplit,
+    StepBuilt,
+    StepError,
+    StepFailed,
+    StepProgress,
+    StepQueued,
+    StepRunning,
+    StepsNotStarted,
+    StepWaiting,
+    VersionStarted,
+    event_from_json,
+)
 from .model import FINAL_STATUSES, ObservedState, VersionKey
-from .plan import CreateVersion, Plan, SyncFiles, choose_observed, human_size
-from .steps import QueuedVersion, QueuePlan, Step, move_check_paths, split_for_queue
+from .plan.actions import CreateVersion, Plan, SyncFiles
+from .plan.observed import choose_observed
+from .stepcodec import encode_step
+from .steps import QueuedVersion, QueuePlan, move_check_paths, split_for_queue
 
-STEP_ERROR_MARKER = "reconcile step failed: "
 WAITING_NOTICE_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
 class QueueOptions:
-    """Where and how the plan's versions are built. ``encode_step`` turns a step into the text stored on its
-    version (``render.jsonstep.encode_step``); ``mounts`` are folders agents see at the same path."""
+    """Where and how the plan's versions are built; ``mounts`` are folders agents see at the same path."""
 
     queue: str
-    encode_step: Callable[[Step], str]
     mounts: tuple[Path, ...] = ()
     image: str | None = None
     poll_seconds: float = 1.0
@@ -67,7 +83,7 @@ class _Run:
     task_id: str = ""
     state: str = "waiting"  # waiting | queued | running | done | failed | not started
     worker: str = ""
-    shown: str = ""  # the progress last reported
+    shown: tuple[str, str] = ("", "")  # the progress last reported (phase, percent)
     since: float = 0.0
     started: float = 0.0
     notice_at: float = 0.0
@@ -77,11 +93,10 @@ class _Run:
 
 class _Dispatcher:
     def __init__(self, backend: Backend, queue: Queue, split: QueuePlan, seen: AgentSources,
-                 lock: Mapping[str, str], ids: dict[VersionKey, str], options: QueueOptions,
-                 report: Callable[[str], None]):
+                 lock: Mapping[str, str], ids: dict[VersionKey, str], options: QueueOptions, emit: Emit):
         self.backend, self.queue, self.split, self.seen = backend, queue, split, seen
         self.client = QueueClient(backend.api)
-        self.lock, self.ids, self.options, self.report = lock, ids, options, report
+        self.lock, self.ids, self.options, self.emit = lock, ids, options, emit
         self.runs = {q.step.version: _Run(q) for q in split.steps}
         self.failures: list[str] = []
         self.result = ApplyResult()
@@ -114,18 +129,19 @@ class _Dispatcher:
         if isinstance(q.opening, CreateVersion):
             run.task_id = writer.create_draft(v, [self.ids[p] for p in q.opening.parents], q.opening.storage)
             self.result.created.append(v)
-            self.report(f"  created {v} (id {run.task_id})")
+            self.emit(VersionStarted(v, run.task_id))
         else:
             run.task_id = q.opening.version_id
         self.ids[v] = self.result.ids[v] = run.task_id
         step = replace(q.step, sources=self.seen.sources.get(v, ()),
                        actions=tuple(move_check_paths(a, self.in_checkout) for a in q.step.actions),
                        lock=((v.project, self.lock[v.project]),) if v.project in self.lock else ())
-        writer.prepare_step(run.task_id, self.fields, STEP_CONFIG, self.options.encode_step(step))
+        AgentTasks(self.backend.api, self.backend.reader).prepare(run.task_id, self.fields, STEP_CONFIG,
+                                                                  encode_step(step))
         watched = self.client.enqueue(run.task_id, self.queue)
         run.state, run.since = "queued", time.monotonic()
         run.notice_at = run.since + WAITING_NOTICE_S
-        self.report(f"  queued {v} on {self.queue.name!r} (version {run.task_id})")
+        self.emit(StepQueued(v, self.queue.name, run.task_id))
         if not watched and self.options.agent_wait is None:
             self.client.dequeue(run.task_id)
             run.state = "not started"
@@ -139,12 +155,12 @@ class _Dispatcher:
         if state.status == "in_progress" and run.state == "queued":
             run.state, run.started, run.worker = "running", time.monotonic(), state.worker
             run.heard_at = run.started
-            self.report(f"  {v}: running on agent {state.worker or '?'}")
+            self.emit(StepRunning(v, state.worker))
         if run.state == "running":
-            shown = " ".join(x for x in (state.phase, f"{state.progress}%" if state.progress else "") if x)
-            if shown and shown != run.shown:
+            shown = (state.phase, state.progress)
+            if any(shown) and shown != run.shown:
                 run.shown = shown
-                self.report(f"  {v}: {shown}")
+                self.emit(StepProgress(v, state.phase, state.progress))
         if state.status in FINAL_STATUSES:
             self.done(run, state)
         elif state.status in ("failed", "stopped") or (state.status == "created" and run.state != "waiting"):
@@ -162,8 +178,7 @@ class _Dispatcher:
         elif run.state == "queued" and time.monotonic() >= run.notice_at:
             waited = time.monotonic() - run.since
             run.notice_at += WAITING_NOTICE_S
-            self.report(f"  {v}: still waiting on queue {self.queue.name!r} after {waited:.0f}s (agents listening: "
-                        f"{', '.join(self.client.listeners(self.queue)) or 'none'})")
+            self.emit(StepWaiting(v, self.queue.name, waited, tuple(self.client.listeners(self.queue))))
 
     def done(self, run: _Run, state: TaskState) -> None:
         q = run.queued
@@ -176,12 +191,10 @@ class _Dispatcher:
         if sync is not None:
             self.result.uploaded_files += len(sync.upload)
             self.result.uploaded_bytes += sync.upload_bytes
-        took = f" in {time.monotonic() - run.started:.1f}s" if run.started else ""
-        uploaded = ""
-        if isinstance(sync, SyncFiles):
-            uploaded = f", {len(sync.upload)} files ({human_size(sync.upload_bytes)})"
-        self.report(f"  built {v}{uploaded}{took} on agent {state.worker or run.worker or '?'}"
-                    + (", published" if q.publish else ""))
+        self.emit(StepBuilt(v, state.worker or run.worker, q.publish,
+                            files=len(sync.upload) if isinstance(sync, SyncFiles) else None,
+                            bytes=sync.upload_bytes if isinstance(sync, SyncFiles) else 0,
+                            seconds=time.monotonic() - run.started if run.started else None))
 
     def fail(self, run: _Run, state: TaskState) -> None:
         v = run.queued.step.version
@@ -195,7 +208,7 @@ class _Dispatcher:
         """``v``'s step failed: said once, and the steps not started yet are not started."""
         self.failures.append(message)
         self.result.failed[v] = message
-        self.report(f"  failed: {message}")
+        self.emit(StepFailed(v, message))
         self.stop_not_started("a step failed")
 
     def check_alive(self, run: _Run, state: TaskState, activity: Mapping[str, str]) -> None:
@@ -225,9 +238,9 @@ class _Dispatcher:
             lines = self.client.log_lines(run.task_id)
         except ReconcileError:
             lines = []
-        marked = [ln.split(STEP_ERROR_MARKER, 1)[1].strip() for ln in lines if STEP_ERROR_MARKER in ln]
-        if marked:
-            return marked[-1]
+        told = [e.message for e in map(step_event, lines) if e is not None]
+        if told:
+            return told[-1]
         if state.status == "stopped":
             return f"stopped ({state.status_reason or 'aborted'})"
         if state.status == "created":
@@ -246,7 +259,7 @@ class _Dispatcher:
                 run.state = "not started"
                 taken.append(run)
         if taken:
-            self.report(f"  {why}: not starting {', '.join(str(r.queued.step.version) for r in taken)}")
+            self.emit(StepsNotStarted(why, tuple(r.queued.step.version for r in taken)))
 
     def abort_all(self) -> None:
         """After a signal: queued steps off the queue, running ones stopped by their agents."""
@@ -298,9 +311,23 @@ class _Dispatcher:
         return self.result
 
 
+def step_event(line: str) -> StepError | None:
+    """The failure an agent's step told in its log: a line holding the JSON of a ``step_error`` event (as
+    ``agent-step`` prints it); None for any other line."""
+    start = line.find("{")
+    if start < 0 or f'"{StepError.type}"' not in line:
+        return None
+    try:
+        obj = json.loads(line[start:])
+    except ValueError:
+        return None
+    event = event_from_json(obj) if isinstance(obj, dict) else None
+    return event if isinstance(event, StepError) else None
+
+
 def apply_queued(plan: Plan, backend: Backend, observed: ObservedState, *, queue: Queue, seen: AgentSources,
-                 held: list[LockInfo], options: QueueOptions, apply_options: ApplyOptions,
-                 report: Callable[[str], None]) -> ApplyResult:
+                 held: list[LockInfo], options: QueueOptions, apply_options: ApplyOptions, emit: Emit
+                 ) -> ApplyResult:
     """Apply ``plan``: the command's own actions first, then one step per version on ``queue``."""
     split = split_for_queue(plan)
     ids: dict[VersionKey, str] = {}
@@ -310,15 +337,15 @@ def apply_queued(plan: Plan, backend: Backend, observed: ObservedState, *, queue
             ids[key] = chosen.id
     local = ApplyResult()
     if split.local:
-        report(f"applying {len(split.local)} actions here, then {len(split.steps)} versions on agents")
-        local = apply_plan(Plan(actions=split.local), backend.writer, observed, apply_options, report=report)
+        emit(QueueSplit(len(split.local), len(split.steps)))
+        local = apply_plan(Plan(actions=split.local), backend.writer, observed, apply_options, emit=emit)
         ids.update(local.ids)
     if split.steps:
-        report(f"building {len(split.steps)} versions on queue {queue.name!r}")
+        emit(QueueBuilding(len(split.steps), queue.name))
     lock = {info.project: info.token for info in held}
-    result = _Dispatcher(backend, queue, split, seen, lock, ids, options, report).run()
+    result = _Dispatcher(backend, queue, split, seen, lock, ids, options, emit).run()
     if split.after:  # aliases move once every new holder is final (and published)
-        moved = apply_plan(Plan(actions=split.after), backend.writer, observed, apply_options, report=report,
+        moved = apply_plan(Plan(actions=split.after), backend.writer, observed, apply_options, emit=emit,
                            known_ids=ids)
         result.actions += moved.actions
     result.actions += local.actions

@@ -17,22 +17,14 @@ from typing import TYPE_CHECKING
 
 from .clearml_backend import Backend, LockLease, ServerReader, codec
 from .diagnostics import Diagnostic, ReconcileError
+from .events import Emit
 from .manifest import load_manifests
 from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey, content_digest
 from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_reads, with_state
-from .plan import (
-    Finalize,
-    Plan,
-    PlanOptions,
-    SourceFiles,
-    compute_contents,
-    compute_plan,
-    content_memos,
-    observed_content,
-    prune_scope,
-    unknown_targets,
-    versions_to_check,
-)
+from .plan.actions import Finalize, Plan, PlanOptions
+from .plan.contents import SourceFiles, compute_contents, content_memos
+from .plan.observed import observed_content
+from .plan.planner import compute_plan, prune_scope, unknown_targets, versions_to_check
 from .retention import RetentionInputs, plan_retention
 from .sources import (
     ResolveOptions,
@@ -46,9 +38,12 @@ from .sources import (
 
 if TYPE_CHECKING:  # imported where used: plan loads neither the writer nor the reports' statistics and images
     from .apply import ApplyOptions, ApplyResult
+    from .checkout import AgentSources
     from .checks.results import VersionChecks
+    from .clearml_backend.queues import Queue
     from .dispatch import QueueOptions
     from .report import DiffReport
+    from .usage import UsageReport
 
 
 def resolve_sources(state: DesiredState, *, workers: int, progress: bool) -> dict[VersionKey, SourceFiles]:
@@ -283,6 +278,35 @@ def observe_saved(reader: ServerReader, plan: Plan) -> ObservedState:
     return observe(reader, plan.projects, {}, cache_root=default_cache_dir())
 
 
+def plan(run: Run, backend: Backend, *, queue: QueueOptions | None = None) -> Plan:
+    """``run``'s plan. With ``queue``, what ``apply --queue`` checks first: an agent listens on it (before
+    planning) and the agents can see the sources of the versions the plan builds."""
+    _queue_listened(backend, queue)
+    the_plan = run.plan()
+    if not the_plan.conflicts:
+        _agents_see(the_plan, queue)
+    return the_plan
+
+
+def _queue_listened(backend: Backend, queue: QueueOptions | None) -> Queue | None:
+    """The queue, when some agent listens on it (before anything is planned or written); None without one."""
+    if queue is None:
+        return None
+    from .dispatch import check_queue
+
+    return check_queue(backend, queue)
+
+
+def _agents_see(the_plan: Plan, queue: QueueOptions | None) -> AgentSources | None:
+    """The sources of the versions ``the_plan`` builds, as the queue's agents see them (one line per source they
+    cannot see); None without a queue or anything to build."""
+    if queue is None or not the_plan.has_changes:
+        return None
+    from .dispatch import check_sources
+
+    return check_sources(the_plan, queue)
+
+
 def apply(
     backend: Backend,
     *,
@@ -294,7 +318,7 @@ def apply(
     lock_ttl: float = 120.0,
     show: Callable[[Plan], None],
     confirm: Callable[[Plan], None],
-    report: Callable[[str], None],
+    emit: Emit,
     notice: Callable[[str], None],
     queue: QueueOptions | None = None,
 ) -> ApplyResult | None:
@@ -307,11 +331,7 @@ def apply(
     from .apply import apply_plan, check_fresh
 
     assert (run is None) != (saved is None)
-    target = None
-    if queue is not None:
-        from .dispatch import check_queue
-
-        target = check_queue(backend, queue)
+    target = _queue_listened(backend, queue)
     scope = list(saved.projects if saved is not None else run.projects)  # type: ignore[union-attr]
     with LockLease(backend.api, lock_owner, scope, wait=lock_wait, ttl=lock_ttl, notice=notice) as lease:
         if saved is not None:
@@ -328,17 +348,16 @@ def apply(
             raise ReconcileError(f"{n} conflict{'' if n == 1 else 's'}: nothing was applied")
         if not the_plan.has_changes:
             return None
-        if queue is not None:
-            from .dispatch import apply_queued, check_sources
-
-            seen = check_sources(the_plan, queue)
+        seen = _agents_see(the_plan, queue)
         confirm(the_plan)
         backend.writer.state_cache = state_cache_dir(backend.api.cfg.api_host, default_cache_dir())
         if queue is not None:
-            assert target is not None
+            from .dispatch import apply_queued
+
+            assert target is not None and seen is not None
             return apply_queued(the_plan, backend, observed, queue=target, seen=seen, held=lease.held,
-                                options=queue, apply_options=options, report=report)
-        return apply_plan(the_plan, backend.writer, observed, options, report=report, local_contents=contents)
+                                options=queue, apply_options=options, emit=emit)
+        return apply_plan(the_plan, backend.writer, observed, options, emit=emit, local_contents=contents)
 
 
 def managed_drafts(reader: ServerReader, projects: tuple[str, ...]) -> tuple[ObservedVersion, ...]:
@@ -361,6 +380,20 @@ def discard_drafts(backend: Backend, drafts: tuple[ObservedVersion, ...], *, loc
             backend.writer.delete_draft(draft.id)
             report(f"discarded draft {draft.key} (id {draft.id})")
     return len(drafts)
+
+
+def storage_usage(reader: ServerReader, state: DesiredState | None, projects: Sequence[str], *, workers: int,
+                  progress: bool) -> UsageReport:
+    """The storage use of the versions in ``projects`` and in the manifests' projects; with manifests (``state``),
+    what their retention policies would free (their plan says)."""
+    from .usage import usage
+
+    scope = set(projects)
+    plan = None
+    if state is not None:
+        scope |= {ds.key.project for ds in state.datasets}
+        plan = Run(reader, state, PlanOptions(), workers=workers, progress=progress).plan()
+    return usage(reader, sorted(scope), plan=plan, cache_root=default_cache_dir(), workers=workers)
 
 
 def diff_manifests(run: Run) -> DiffReport:

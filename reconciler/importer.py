@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,13 @@ from .clearml_backend import ServerReader, codec
 from .diagnostics import ReconcileError
 from .model import DatasetKey, ObservedVersion, Properties, thaw_json
 from .observe import list_versions, state_cache_dir, with_metadata, with_state
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestFiles:
+    texts: dict[Path, str]  # path -> the manifest's text
+    added: dict[Path, list[str]]  # an existing manifest (--update) -> the versions added to it
+
 
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 API_VERSION = "reconciler/v1"
@@ -242,3 +249,59 @@ def manifest_path(out_dir: Path, key: DatasetKey) -> Path:
     """``<out>/<project folders>/<name>.yaml``, with characters unsafe in file names replaced."""
     safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", part) or "_" for part in (*key.project.split("/"), key.name)]
     return out_dir.joinpath(*safe[:-1], safe[-1] + ".yaml")
+
+
+def manifest_files(items: Sequence[ImportedDataset], out_dir: Path, source: str, *, update: bool) -> ManifestFiles:
+    """The manifests an import writes into ``out_dir``, each checked to load: a new file per dataset, or (with
+    ``update``) an existing manifest with the versions it lacks added. An existing file is never overwritten
+    without ``update``; errors name the files as they would be written, never a temporary one."""
+    import tempfile
+
+    from .manifest import load_manifests
+
+    existing = {}
+    if update and out_dir.exists():
+        desired = load_manifests([out_dir], check_local_paths=False)
+        existing = {ds.key: ds for ds in desired.datasets}
+    files: dict[Path, str] = {}
+    added: dict[Path, list[str]] = {}
+    for item in items:
+        ds = existing.get(item.key)
+        if ds is None or ds.span is None:
+            files[manifest_path(out_dir, item.key)] = render_manifest(item, source)
+            continue
+        path = Path(ds.span.file)
+        known = [v.adopt or v.key.version for v in ds.versions] + [v.key.version for v in ds.versions]
+        text, new = update_manifest(path.read_text(), item, ds.properties, known)
+        if new:
+            files[path], added[path] = text, new
+    if not update:
+        taken = [str(p) for p in files if p.exists()]
+        if taken:
+            raise ReconcileError(f"{taken[0]} exists and is not overwritten; add --update to add the versions it "
+                                 "lacks, or move it away, or choose another --out"
+                                 + (f" ({len(taken) - 1} more)" if len(taken) > 1 else ""))
+    if not files:
+        return ManifestFiles(files, added)
+    with tempfile.TemporaryDirectory(prefix="reconcile-import-") as tmp:  # what we write must load cleanly
+        names = {}
+        for i, (path, text) in enumerate(files.items()):
+            (Path(tmp) / f"{i}.yaml").write_text(text)
+            names[str((Path(tmp) / f"{i}.yaml").resolve())] = str(path)
+        try:
+            load_manifests([Path(tmp)], check_local_paths=False)
+        except ReconcileError as e:  # named as the files import would write, never the temporary ones
+            def named(file: str) -> str:
+                return names.get(str(Path(file).resolve()), file)
+
+            raise ReconcileError([replace(d, span=replace(d.span, file=named(d.span.file)))
+                                  if d.span is not None else d for d in e.diagnostics]) from None
+    return ManifestFiles(files, added)
+
+
+def write_manifests(files: ManifestFiles) -> Iterator[Path]:
+    """Write ``files`` (folders made as needed), yielding each path once it is written."""
+    for path, text in files.texts.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        yield path

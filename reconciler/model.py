@@ -164,7 +164,7 @@ def canonical_json(value: Any) -> str:
 class Properties:
     """A version's mutable properties: what may change on a version after it is finalized.
 
-    The desired spec, the observed version, the plan's :class:`~reconciler.plan.SetProperties` and the diff
+    The desired spec, the observed version, the plan's :class:`~reconciler.plan.actions.SetProperties` and the diff
     report all hold this one value. Adding a property means: a field here, its schema and manifest reading,
     its decoding in ``clearml_backend.codec`` and its write in the backend; the differ
     (:func:`reconciler.properties.diff_properties`) and the renderers follow from the fields.
@@ -326,6 +326,7 @@ class Retention:
     grace: int = 14 * DAY
     delete_published: bool = False
     used_within: int = 30 * DAY
+    rehome: bool = False  # copy what the oldest kept version inherits into its own chunks, so older versions go whole
 
 
 ALL_OBJECTS = "*"  # as the key of a read (version id, key): every object of that version
@@ -388,18 +389,19 @@ class DesiredState:
         """The version and all its ancestors, every ancestor before its children. The manifest loader
         guarantees there is no cycle."""
         order: list[VersionSpec] = []
-        seen: set[VersionKey] = set()
-
-        def visit(k: VersionKey) -> None:
-            if k in seen:
-                return
-            seen.add(k)
-            spec = self.version(k)
-            for p in spec.parents:
-                visit(p)
-            order.append(spec)
-
-        visit(key)
+        seen: set[VersionKey] = {key}
+        # depth-first, parents in order, without recursion: a chain may be thousands of versions long
+        stack: list[tuple[VersionSpec, int]] = [(self.version(key), 0)]
+        while stack:
+            spec, at = stack.pop()
+            if at < len(spec.parents):
+                stack.append((spec, at + 1))
+                parent = spec.parents[at]
+                if parent not in seen:
+                    seen.add(parent)
+                    stack.append((self.version(parent), 0))
+            else:
+                order.append(spec)
         return tuple(order)
 
 
@@ -436,6 +438,7 @@ class ObservedVersion:
     expired_at: str = ""  # when retention archived it (ISO 8601); "" when it did not
     freed: tuple[str, ...] = ()  # artifact keys whose objects retention deleted (the version is not restorable)
     reads: tuple[tuple[str, str], ...] | None = None  # (owner version id, chunk) its files are read from, when read
+    inherited: tuple[int, int] | None = None  # (files, bytes) its file list reads from other versions' chunks
 
     @property
     def finalized(self) -> bool:

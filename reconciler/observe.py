@@ -18,7 +18,7 @@ from typing import Any
 
 from .clearml_backend import ServerReader, codec
 from .model import Content, DatasetKey, ObservedState, ObservedVersion, VersionKey
-from .plan import choose_observed, fingerprint
+from .plan.observed import choose_observed, fingerprint
 
 
 def with_state(version: ObservedVersion, state: Mapping[str, Any] | None) -> ObservedVersion:
@@ -28,8 +28,9 @@ def with_state(version: ObservedVersion, state: Mapping[str, Any] | None) -> Obs
     entries, links, graph = codec.read_state(state)
     parents = tuple(graph.get(version.id) or version.parent_ids)
     reads = tuple(sorted(codec.objects_read(version.id, entries, graph)))
+    inherited = [e.size for e in entries if e.owner_id and e.owner_id != version.id]
     return replace(version, files=codec.state_files(entries), links=tuple(sorted(s.link for s in links)),
-                   parent_ids=parents, reads=reads)
+                   parent_ids=parents, reads=reads, inherited=(len(inherited), sum(inherited)))
 
 
 def with_metadata(version: ObservedVersion, read: Mapping[str, Any]) -> ObservedVersion:
@@ -149,7 +150,7 @@ def _needs(versions: list[ObservedVersion], contents: Mapping[VersionKey, Conten
 
 
 def _archived(candidates: list[ObservedVersion]) -> ObservedVersion | None:
-    from .plan import archived_candidate
+    from .plan.observed import archived_candidate
 
     return archived_candidate(candidates)
 

@@ -37,7 +37,9 @@ from .model import (
     VersionSpec,
     statistics_key,
 )
-from .plan import choose_observed, diff_content, observed_content, topological_versions
+from .plan.contents import diff_content
+from .plan.observed import choose_observed, observed_content
+from .plan.planner import topological_versions
 from .properties import PropertyChange, diff_properties
 from .statistics import (
     Statistics,

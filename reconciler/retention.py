@@ -71,6 +71,25 @@ class RetentionEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Rehoming:
+    """The oldest kept version of a dataset whose policy says ``rehome``, made to stand on its own: the files it
+    inherits are copied into new chunks of its own, its file list and ``Dataset Struct`` name no parent, and the
+    versions built on it (``rewrites``) read those files from it. Then nothing kept reads the versions before it
+    (``detached``), and they are deleted whole. Ids do not change; ``frees_bytes``: what the deletions free
+    because of it (beyond what they would free without it)."""
+
+    version: VersionKey
+    version_id: str
+    files: int  # inherited files copied into its own chunks (0: done already, only file lists left to rewrite)
+    copy_bytes: int  # their size
+    rewrites: tuple[tuple[VersionKey, str], ...]  # versions built on it whose file lists are rewritten, parents first
+    detached: tuple[str, ...]  # ids that its lineage and theirs no longer name
+    frees_bytes: int = 0
+    group: tuple[str, ...] = ()  # it and every version built on it that stays (what they may go on reading)
+    replaced: tuple[StoredObject, ...] = ()  # the file lists it rewrites (deleted once the new ones are read back)
+
+
+@dataclass(frozen=True, slots=True)
 class RetentionPlan:
     retired: frozenset[VersionKey] = frozenset()  # versions the planner must neither build, restore nor check
     archive: tuple[tuple[ObservedVersion, str], ...] = ()  # (version, why) to archive, in order
@@ -78,6 +97,7 @@ class RetentionPlan:
     delete: tuple[tuple[ObservedVersion, str, tuple[StoredObject, ...], bool], ...] = ()
     entries: tuple[RetentionEntry, ...] = ()
     unread: frozenset[str] = frozenset()  # ids whose file lists the decision needs and observation lacks
+    rehome: tuple[Rehoming, ...] = ()  # applied after the archives, before the deletes
 
 
 def duration_text(seconds: int) -> str:
@@ -193,7 +213,18 @@ def plan_retention(desired: DesiredState, observed: ObservedState, inputs: Reten
                                           kept_bytes=_size(obs.objects),
                                           reasons=(f"in its grace period until {due.isoformat(timespec='seconds')}",),
                                           delete_after=due.isoformat(timespec="seconds"))
+    groups = [g for ds in desired.datasets if ds.retention is not None and ds.retention.rehome
+              for g in [_rehome_group(ds, retired, entries, by_key, observed, deletable)] if g is not None]
     needed, unread = _needed(observed, deletable)
+    rehome: list[Rehoming] = []
+    if groups:
+        members = {v.id for group, _ in groups for v in group}
+        after, _ = _needed(observed, deletable, skip=members)
+        sizes = {vid: {o.key: o.size for o in obs.objects} for vid, (obs, _) in deletable.items()}
+        frees = _freed(after, sizes) - _freed(needed, sizes)
+        if frees > 0:  # worth copying: it lets deletions free more
+            needed = after
+            rehome = [_rehoming(group, before, frees if i == 0 else 0) for i, (group, before) in enumerate(groups)]
     delete: list[tuple[ObservedVersion, str, tuple[StoredObject, ...], bool]] = []
     for vid, (obs, why) in deletable.items():
         entry, objects, whole = _split(obs, why, needed[vid])
@@ -207,6 +238,7 @@ def plan_retention(desired: DesiredState, observed: ObservedState, inputs: Reten
         delete=tuple(sorted(delete, key=lambda d: order.get(d[0].key, 0), reverse=True)),  # children first
         entries=tuple(sorted(entries.values(), key=lambda e: order.get(e.version, 0))),
         unread=frozenset(unread),
+        rehome=tuple(rehome),
     )
 
 
@@ -260,17 +292,18 @@ def _ancestors(version: ObservedVersion, by_id: Mapping[str, ObservedVersion]) -
     return seen
 
 
-def _needed(observed: ObservedState, deletable: Mapping[str, tuple[ObservedVersion, str]]
-            ) -> tuple[dict[str, dict[str, list[VersionKey]]], set[str]]:
+def _needed(observed: ObservedState, deletable: Mapping[str, tuple[ObservedVersion, str]],
+            skip: Collection[str] = ()) -> tuple[dict[str, dict[str, list[VersionKey]]], set[str]]:
     """For each deletable version, the keys of its objects that a staying version reads (key -> readers); and
     the ids of staying versions whose file lists observation did not read (they then keep every object of every
-    ancestor, and the caller reads them for the next plan)."""
+    ancestor, and the caller reads them for the next plan). ``skip``: readers that a re-home makes read nothing
+    outside their group."""
     needed: dict[str, dict[str, list[VersionKey]]] = {vid: {} for vid in deletable}
     unread: set[str] = set()
     by_id = {v.id: v for v in observed.versions}
     uris = {o.uri: (vid, o.key) for vid, (obs, _) in deletable.items() for o in obs.objects}
     for reader in observed.versions:
-        if reader.id in deletable:
+        if reader.id in deletable or reader.id in skip:
             continue
         ancestors = _ancestors(reader, by_id)
         if reader.reads is None:
@@ -308,3 +341,64 @@ def _split(obs: ObservedVersion, why: str, needs: Mapping[str, list[VersionKey]]
     entry = RetentionEntry(obs.key, obs.id, "free" if free else "kept", why, freed_bytes=_size(free),
                            kept_bytes=_size(obs.objects) - _size(free), reasons=tuple(reasons))
     return entry, (free or None), False
+
+
+def _freed(needed: Mapping[str, Mapping[str, object]], sizes: Mapping[str, Mapping[str, int]]) -> int:
+    """The bytes the deletions free given what staying versions read (``needed``; see :func:`_split`)."""
+    total = 0
+    for vid, needs in needed.items():
+        if ALL_OBJECTS in needs:
+            continue
+        keep = set(needs) | ({"state"} if needs else set())
+        total += sum(size for key, size in sizes[vid].items() if key not in keep)
+    return total
+
+
+def _rehome_group(ds: DatasetSpec, retired: Mapping[VersionKey, str], entries: Mapping[VersionKey, RetentionEntry],
+                  by_key: Mapping[VersionKey, list[ObservedVersion]], observed: ObservedState,
+                  deletable: Mapping[str, tuple[ObservedVersion, str]]
+                  ) -> tuple[list[ObservedVersion], set[str]] | None:
+    """The oldest version of ``ds`` its policy keeps with every version that stays and is built on it (parents
+    first), and the ids of its ancestors, when a re-home can make them read nothing outside the group: each is
+    this tool's, finalized, its file list read, and every ancestor of each is in the group or an ancestor of the
+    oldest.
+    None when nothing is deletable yet, or some version built on it could not follow (it would still read the
+    old lineage: then nothing is re-homed and the versions it reads stay as they would)."""
+    if not deletable:
+        return None
+    key = next((v.key for v in ds.versions if v.key not in retired and v.key not in entries), None)
+    oldest = _managed_final(by_key.get(key, ())) if key is not None else None
+    if oldest is None or oldest.archived or oldest.freed or oldest.reads is None or oldest.id in deletable:
+        return None
+    by_id = {v.id: v for v in observed.versions}
+    staying = [v for v in observed.versions if v.id not in deletable]
+    ancestors = {v.id: _ancestors(v, by_id) for v in staying}
+    built_on = [v for v in staying if oldest.id in ancestors[v.id]]
+    allowed = {oldest.id} | ancestors[oldest.id] | {v.id for v in built_on}
+    for v in built_on:
+        if not (v.managed and v.finalized and v.reads is not None and ancestors[v.id] <= allowed):
+            return None
+    depth = {v.id: len(ancestors[v.id]) for v in built_on}
+    return [oldest, *sorted(built_on, key=lambda v: (depth[v.id], v.key, v.id))], ancestors[oldest.id]
+
+
+def _rehoming(group: Sequence[ObservedVersion], before: set[str], frees: int) -> Rehoming:
+    """What re-homing ``group[0]`` does: the files it copies, the file lists it rewrites (those that read anything
+    outside the group, or name a version outside it in their lineage), the ids their lineage drops (``before``:
+    its ancestors)."""
+    oldest = group[0]
+    ids = {v.id for v in group}
+    by_id = {v.id: v for v in group}
+    outside = set(before) | {owner for owner, _ in oldest.reads or ()} | set(oldest.parent_ids)
+    rewrites = []
+    for v in group[1:]:
+        reads = {owner for owner, _ in v.reads or ()} - ids
+        if reads or (_ancestors(v, by_id) - ids):
+            rewrites.append((v.key, v.id))
+            outside |= reads
+    files, size = oldest.inherited or (0, 0)
+    changed = [oldest] if files or oldest.parent_ids or outside - set(before) - ids else []
+    changed += [by_id[vid] for _, vid in rewrites]
+    replaced = tuple(o for v in changed for o in v.objects if o.key == "state")
+    return Rehoming(oldest.key, oldest.id, files, size, tuple(rewrites), tuple(sorted(outside - ids)), frees,
+                    tuple(v.id for v in group), replaced)

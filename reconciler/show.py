@@ -20,7 +20,7 @@ from .diagnostics import ReconcileError
 from .lineage import Graph, Node, build_graph
 from .model import DatasetKey, ObservedVersion, TaskUse, VersionKey, VersionLayout
 from .observe import Listing, list_versions, state_cache_dir, version_summaries
-from .plan import choose_observed
+from .plan.observed import choose_observed
 from .statistics import statistics_from_json
 
 CHECKS_KEY = "checks"

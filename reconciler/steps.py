@@ -1,6 +1,6 @@
 """Apply on agents: a plan split into what the command applies itself and one step per version an agent builds.
 
-A version the plan creates or resumes (it has a :class:`~reconciler.plan.Build`) is built by a step on a ClearML
+A version the plan creates or resumes (it has a :class:`~reconciler.plan.actions.Build`) is built by a step on a ClearML
 agent: the step resolves the version's sources again where the agent runs, checks that they still give the
 content the plan was computed from (:func:`content_mismatches`), then runs the version's actions (upload,
 statistics, properties, finalize). The command publishes the version once its step finalized it, so the status
@@ -19,17 +19,8 @@ from types import MappingProxyType
 
 from .diagnostics import ReconcileError
 from .model import Content, FileEntry, LinkEntry, Source, VersionKey, freeze_json, thaw_json
-from .plan import (
-    Action,
-    CreateVersion,
-    Plan,
-    Publish,
-    ResumeVersion,
-    SetChecks,
-    SetProperties,
-    SyncFiles,
-    diff_content,
-)
+from .plan.actions import Action, CreateVersion, Plan, Publish, ResumeVersion, SetChecks, SetProperties, SyncFiles
+from .plan.contents import diff_content
 
 STEP_FORMAT_VERSION = 1
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from .clearml_backend import ServerReader
 from .model import DatasetKey, VersionKey, VersionLayout
 from .observe import list_versions, state_cache_dir
-from .plan import Plan
+from .plan.actions import Plan
 
 
 @dataclass(frozen=True, slots=True)

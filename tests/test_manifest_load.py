@@ -83,7 +83,7 @@ def test_every_field_of_full_manifest(valid) -> None:
     assert ds.statistics is True and ds.storage == "s3://bucket/datasets"
     assert ds.chunk_size_mb == 64 and ds.compression == "store"
     assert ds.retention == Retention(keep_last=3, max_age=90 * DAY, grace=14 * DAY, delete_published=False,
-                                     used_within=30 * DAY)
+                                     used_within=30 * DAY, rehome=True)
     assert ds.span == SourceSpan("full.yaml", 2, 1)
     v1, v2, v3 = ds.versions
     assert v1.parent is None and v1.publish is False and v1.remove == ()

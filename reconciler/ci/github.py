@@ -8,16 +8,18 @@ over through ``env:`` and never splices them into a shell line. One run:
    output copied to the job log as it comes;
 2. writes the step outputs to ``$GITHUB_OUTPUT``: ``mode``, ``exitcode`` (the CLI's), ``has-changes``,
    ``plan-json`` (path of the saved plan, empty when there is none);
-3. appends the report to ``$GITHUB_STEP_SUMMARY``: the markdown plan, or the apply output;
+3. appends the report to ``$GITHUB_STEP_SUMMARY``: the markdown plan, or the apply output (apply runs with
+   ``--format json``: its events are read, and their human text goes to the job log and the summary);
 4. on a pull request, keeps ONE comment up to date: the comment whose body carries this run's hidden marker is
    edited in place (PATCH); a comment is created (POST) only when none carries it.
 
 The CLI contract it relies on: ``plan --detailed-exitcode`` exits 0 (no changes), 2 (changes) or 1 (error or
 conflicts, the plan still printed); ``plan --drift-only --detailed-exitcode`` exits 0 (no drift), 2 (drift) or 1;
-``apply`` exits 0 or 1 and prints :data:`APPLY_DONE` only when it changed the server.
+``apply --format json`` exits 0 or 1 and its ``apply_complete`` event says whether it changed the server.
 
 Exit status of this program: 0 the job passes; 1 ``reconcile`` failed (or the settings are wrong); 2 drift was
-found and ``--fail-on-drift`` is on. Standard library only (urllib for the REST API): it never imports clearml.
+found and ``--fail-on-drift`` is on. Standard library only (urllib for the REST API) and the package's pure
+event views: it never imports clearml.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._compat import assert_never
+from ..escape import text as escape_text
+from ..events import ApplyComplete, Event, PlanReady, UploadProgress, event_from_json
+from ..render.events import message, text_line
 
-APPLY_DONE = "Apply complete!"  # the CLI's last line after an apply that changed something
 MARKER_PREFIX = "<!-- clearml-dataset-reconciler"
 COMMENT_LIMIT = 65_000  # GitHub refuses comment bodies over 65,536 characters
 SUMMARY_LIMIT = 900_000  # and step summaries over 1 MiB
@@ -179,8 +183,42 @@ def _pump(source: IO[str], sink: IO[str], kept: list[str]) -> None:
         sink.flush()
 
 
-def run_reconcile(settings: Settings, args: Sequence[str]) -> Completed:
-    """Run the CLI; its output is kept and also copied to this process's stdout and stderr as it comes."""
+def _pump_events(source: IO[str], sinks: tuple[IO[str], IO[str]], kept: list[str], events: list[Event]) -> None:
+    """A JSON event stream: each event's human text (what ``apply`` prints without ``--format json``) kept and
+    copied to the job log (upload progress too); a line that is not an event passes as it came."""
+    for line in source:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        event = event_from_json(obj) if isinstance(obj, dict) else None
+        if event is None:
+            if not (isinstance(obj, dict) and "@message" in obj):  # the stream's start, a newer event type
+                kept.append(line)
+                sinks[0].write(line)
+                sinks[0].flush()
+            continue
+        events.append(event)
+        if isinstance(event, PlanReady):
+            shown: tuple[bool, str] | None = (False, event.text.rstrip("\n"))
+        elif isinstance(event, UploadProgress):
+            shown = (True, escape_text(message(event)))
+        else:
+            found = text_line(event)
+            shown = None if found is None else (found[0], escape_text(found[1]))
+        if shown is None:
+            continue
+        to_err, text = shown
+        if not to_err:
+            kept.append(text + "\n")
+        sinks[to_err].write(text + "\n")
+        sinks[to_err].flush()
+
+
+def run_reconcile(settings: Settings, args: Sequence[str], events: list[Event] | None = None) -> Completed:
+    """Run the CLI; its output is kept and also copied to this process's stdout and stderr as it comes. With
+    ``events``, its stdout is an event stream (``--format json``): the events are kept there, their text in
+    ``stdout``."""
     argv = (*settings.command, *settings.global_args, *args)
     print(f"$ {shlex.join(argv)}", flush=True)
     env = {**os.environ, "NO_COLOR": "1"}
@@ -192,8 +230,10 @@ def run_reconcile(settings: Settings, args: Sequence[str]) -> Completed:
     out: list[str] = []
     err_lines: list[str] = []
     assert proc.stdout is not None and proc.stderr is not None
-    threads = [threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, out), daemon=True),
-               threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, err_lines), daemon=True)]
+    reader = (threading.Thread(target=_pump, args=(proc.stdout, sys.stdout, out), daemon=True) if events is None
+              else threading.Thread(target=_pump_events, args=(proc.stdout, (sys.stdout, sys.stderr), out, events),
+                                    daemon=True))
+    threads = [reader, threading.Thread(target=_pump, args=(proc.stderr, sys.stderr, err_lines), daemon=True)]
     for t in threads:
         t.start()
     returncode = proc.wait()
@@ -281,9 +321,10 @@ def run_drift(settings: Settings) -> Outcome:
 def run_apply(settings: Settings) -> Outcome:
     target = [str(settings.saved_plan)] if settings.saved_plan else list(settings.paths)
     # --auto-approve with a saved plan too: a job has no terminal to confirm on, and the plan was reviewed
-    result = run_reconcile(settings, ["apply", "--auto-approve", *target, *settings.args])
+    events: list[Event] = []
+    result = run_reconcile(settings, ["apply", "--auto-approve", *target, *settings.args, "--format", "json"], events)
     failed = result.returncode != 0
-    changed = not failed and any(ln.startswith(APPLY_DONE) for ln in result.stdout.splitlines())
+    changed = not failed and any(isinstance(e, ApplyComplete) and e.changed for e in events)
     parts = ["### Dataset apply"]
     if settings.saved_plan:
         parts.append(f"Saved plan: `{settings.saved_plan}`")

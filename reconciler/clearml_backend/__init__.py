@@ -5,6 +5,8 @@
 - :mod:`.codec`: what the tool stores on a version and how it is read back (pure);
 - :mod:`.reader`: listings, file lists, small artifacts, file bytes (no writes);
 - :mod:`.writer`: versions created, uploaded, finalized, published in the order the real server accepts;
+- :mod:`.draft`: what a version being built holds; :mod:`.upload`: its new files zipped into chunks and stored;
+- :mod:`.agenttask`: a version's task made ready for an agent (``apply --queue``), and its progress there;
 - :mod:`.lock`: the apply lock (a lease with fencing);
 - :mod:`.storage`: the file server, or other storage through the clearml SDK (its only use in the product).
 
@@ -20,8 +22,10 @@ from .api import ApiClient, ApiError, BackendError, Cancel, Interrupted, WaitPol
 from .config import ServerConfig, load_server_config
 from .lock import LeaseLost, Lock, LockLease, all_locks, break_locks
 from .reader import ServerReader
+from .rehome import Rehomed
 from .storage import Stores
-from .writer import ServerWriter, UploadOptions
+from .upload import UploadOptions
+from .writer import ServerWriter
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,5 +48,5 @@ class Backend:
 __all__ = [
     "ApiClient", "ApiError", "Backend", "BackendError", "Cancel", "Interrupted", "LeaseLost", "Lock", "LockLease",
     "all_locks", "break_locks",
-    "ServerConfig", "ServerReader", "ServerWriter", "UploadOptions", "WaitPolicy", "load_server_config",
+    "Rehomed", "ServerConfig", "ServerReader", "ServerWriter", "UploadOptions", "WaitPolicy", "load_server_config",
 ]

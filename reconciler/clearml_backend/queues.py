@@ -17,7 +17,7 @@ from typing import Any
 from ..diagnostics import ReconcileError
 from .api import ApiClient
 
-STEP_CONFIG = "Reconciler Step"  # the configuration item holding a version's step (see render.jsonstep)
+STEP_CONFIG = "Reconciler Step"  # the configuration item holding a version's step (see stepcodec)
 STATUS_FIELDS = ("id", "status", "status_reason", "status_message", "last_worker", "runtime", "last_update")
 
 

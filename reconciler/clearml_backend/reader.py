@@ -179,13 +179,16 @@ class ServerReader:
     def read_state(self, task: Mapping[str, Any], cache_dir: Path | None) -> dict[str, Any] | None:
         """The ``state`` artifact of a version (its file list), or None when it has none.
 
-        Finalized versions are immutable, so their state is cached under ``cache_dir`` by version id.
+        The state of a finalized version changes only when a re-home rewrites it (under a new address, with a
+        new hash), so it is cached under ``cache_dir`` by version id and the hash recorded with it.
         """
         uri = codec.artifact_uri(task, codec.STATE_KEY)
         if not uri:
             return None
         final = task.get("status") in FINAL_STATUSES
-        cached = cache_dir / f"{task['id']}.json" if (cache_dir and final) else None
+        art = codec.artifacts(task).get(codec.STATE_KEY) or {}
+        cached = state_cache_file(cache_dir, str(task["id"]), str(art.get("hash") or uri)) \
+            if (cache_dir and final) else None
         if cached is not None and cached.exists():
             try:
                 state: dict[str, Any] = json.loads(cached.read_text())
@@ -322,6 +325,11 @@ class ServerReader:
                                 dst.write(block)
                         out[e.path] = target
         return out
+
+
+def state_cache_file(cache_dir: Path, version_id: str, stamp: str) -> Path:
+    """Where the finalized file list of ``version_id`` whose recorded hash (or address) is ``stamp`` is cached."""
+    return cache_dir / f"{version_id}.{hashlib.sha256(stamp.encode()).hexdigest()[:16]}.json"
 
 
 def remember_state(cached: Path, raw: bytes) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,14 @@ class Stores:
         except Exception:  # noqa: BLE001
             return None
         return None if size is None else int(size)
+
+    def delete_all(self, uris: Iterable[str]) -> list[str]:
+        """Delete every object of ``uris``; those still there afterwards, each checked (one already gone counts
+        as deleted)."""
+        uris = list(uris)
+        for uri in uris:
+            self.delete(uri)
+        return [uri for uri in uris if self.size(uri) is not None]
 
     def delete(self, uri: str) -> bool:
         if self.on_file_server(uri):

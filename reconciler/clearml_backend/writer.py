@@ -19,111 +19,31 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import tempfile
-import threading
 import time
-import zipfile
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..diagnostics import ReconcileError
 from ..model import (
     FINAL_STATUSES,
     FileEntry,
-    LinkEntry,
     Properties,
     StoredObject,
     VersionKey,
     canonical_json,
-    content_digest,
     thaw_json,
 )
 from ..properties import changed_fields
 from . import codec
 from .api import ALREADY_EXISTS, AmbiguousWrite, ApiClient, ApiError, BackendError
-from .reader import ServerReader, remember_state, sha256_file
+from .draft import Draft
+from .reader import ServerReader, remember_state, state_cache_file
 from .storage import Stores
+from .upload import Progress, UploadOptions, upload_files
 
-Progress = Callable[[int, int], None]  # (files, bytes) of the sources now stored
-
-# extensions whose bytes are already compressed: stored as they are (deflating them costs CPU for nothing)
-STORED_EXTENSIONS = frozenset({
-    ".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".heic", ".jp2", ".mp4", ".mkv", ".webm", ".mov",
-    ".avi", ".mp3", ".ogg", ".opus", ".flac", ".m4a", ".zip", ".gz", ".tgz", ".bz2", ".xz", ".zst", ".7z",
-    ".rar", ".npz", ".parquet", ".pt", ".pth", ".tfrecord", ".whl", ".jar",
-})
-MIN_CHUNK = 8 << 20
-MAX_CHUNK = 512 << 20
-
-
-class FileChanged(BackendError):
-    """A source file's bytes are not what the plan hashed; ``local`` is the file on this machine."""
-
-    def __init__(self, message: str, local: str):
-        super().__init__(message)
-        self.local = local
-
-
-@dataclass(frozen=True, slots=True)
-class Chunk:
-    name: str
-    uri: str
-    size: int
-    sha256: str
-    files: int
-
-
-@dataclass(slots=True)
-class Draft:
-    """A version being built: what it inherits and what this run stored in it."""
-
-    key: VersionKey
-    id: str
-    prefix: str  # where its artifacts are stored
-    parent_ids: tuple[str, ...]
-    inherited: dict[str, codec.StateEntry] = field(default_factory=dict)
-    inherited_links: dict[str, codec.StateLink] = field(default_factory=dict)
-    own: dict[str, codec.StateEntry] = field(default_factory=dict)
-    own_links: dict[str, codec.StateLink] = field(default_factory=dict)
-    chunks: list[Chunk] = field(default_factory=list)
-    uploaded_files: list[FileEntry] = field(default_factory=list)  # with local paths: what this run stored
-    parent_chunks: dict[str, int] = field(default_factory=dict)  # version id -> chunk count (lineage)
-    parent_graph: dict[str, list[str]] = field(default_factory=dict)  # the parent's dependency graph
-    parent_compressed: int = 0
-    changes: codec.Changes = codec.Changes()
-
-    def entries(self) -> dict[str, codec.StateEntry]:
-        return {**self.inherited, **self.own}
-
-    def links(self) -> dict[str, codec.StateLink]:
-        return {**self.inherited_links, **self.own_links}
-
-    def files(self) -> dict[str, FileEntry]:
-        return {p: FileEntry(e.path, e.size, e.sha256) for p, e in self.entries().items()}
-
-    def digest(self) -> str:
-        """The content digest of what the draft holds (:meth:`Content.digest`, without building the content)."""
-        return content_digest(self.entries(), {p: s.link for p, s in self.links().items()})
-
-
-@dataclass(frozen=True, slots=True)
-class _Stages:
-    """How many chunks may be zipped, and how many uploaded, at the same time."""
-
-    zip: threading.BoundedSemaphore
-    upload: threading.BoundedSemaphore
-
-
-@dataclass(frozen=True, slots=True)
-class UploadOptions:
-    workers: int = 4
-    compression: str = "auto"  # auto | deflate | store
-    chunk_bytes: int | None = None  # None: from the total size and the workers
-    tmp_dir: Path | None = None
+if TYPE_CHECKING:
+    from .rehome import Rehomed
 
 
 class ServerWriter:
@@ -218,7 +138,7 @@ class ServerWriter:
         ``storage``: where its chunks go; None: the draft's own output destination, else the file server.
         """
         if storage is None:
-            storage = _output_base(self.reader.task(version_id, ("id", "output")) or {}) or None
+            storage = output_base(self.reader.task(version_id, ("id", "output")) or {}) or None
         base = storage or self.api.cfg.files_host
         draft = Draft(key, version_id, codec.storage_prefix(base, key, version_id), tuple(parent_ids))
         for parent_id in parent_ids:
@@ -267,112 +187,17 @@ class ServerWriter:
     def reopen_draft(self, version_id: str, status: str) -> None:
         """A draft left by a step (queued, failed, stopped) back to ``in_progress``, where it takes writes."""
         if status == "queued":
-            self._transition("tasks.dequeue", version_id, _status_not("queued"), task=version_id,
+            self._transition("tasks.dequeue", version_id, status_not("queued"), task=version_id,
                              status_reason="resumed by reconcile apply")
-        self._transition("tasks.started", version_id, _status_in("in_progress"), task=version_id, force=True,
+        self._transition("tasks.started", version_id, status_in("in_progress"), task=version_id, force=True,
                          status_reason="resumed by reconcile apply")
-
-    def prepare_step(self, version_id: str, fields: Mapping[str, Any], config_name: str, config_text: str) -> None:
-        """Make a draft ready to be queued as its own step: what the agent runs (``fields``: script, container)
-        and the step itself as a configuration item. A draft a stale run left queued or running is taken back."""
-        task = self.reader.full_task(version_id)
-        status = str(task.get("status"))
-        if status == "queued":
-            self._transition("tasks.dequeue", version_id, _status_not("queued"), task=version_id,
-                             status_reason="queued again")
-        elif status == "in_progress":
-            self._transition("tasks.stopped", version_id, _status_not("in_progress"), task=version_id, force=True,
-                             status_reason="left running by an earlier apply")
-        configuration = dict(task.get("configuration") or {})
-        configuration[config_name] = {"name": config_name, "value": config_text, "type": "json",
-                                      "description": "what reconcile apply --queue asks the agent to build"}
-        self.api.call("tasks.edit", write=True, task=version_id, force=True, configuration=configuration,
-                      **dict(fields))
-
-    def report_progress(self, version_id: str, runtime_values: Mapping[str, str]) -> None:
-        """Show how far a step got (``runtime.progress``, as the UI reads it); replaced when it is finalized."""
-        task = self.reader.task(version_id, ("id", "runtime")) or {}
-        runtime = {**(task.get("runtime") or {}), **runtime_values}
-        self.api.call("tasks.edit", write=True, task=version_id, force=True, runtime=runtime)
 
     # --- content -----------------------------------------------------------------------------------------------
 
     def upload_files(self, draft: Draft, files: Sequence[FileEntry], options: UploadOptions,
                      progress: Progress | None = None) -> None:
-        """Zip ``files`` into chunks and store them; each file's bytes must hash to its planned sha256."""
-        if not files:
-            return
-        for f in files:
-            if f.local is None:
-                raise ReconcileError(f"{f.path}: no local copy of the file to upload")
-        total = sum(f.size for f in files)
-        chunk_bytes = options.chunk_bytes or max(MIN_CHUNK, min(MAX_CHUNK, total // max(1, options.workers * 4) + 1))
-        groups = _group(sorted(files, key=lambda f: f.path), chunk_bytes)
-        first = len(draft.chunks)
-        tmp_root = Path(tempfile.mkdtemp(prefix="reconcile-upload-", dir=options.tmp_dir))
-        stop = threading.Event()
-
-        def check() -> None:
-            self.api.cancel.check()
-            if stop.is_set():
-                raise BackendError("stopped: another chunk of this version failed")
-
-        # Zipping and uploading overlap: up to `workers` chunks are being zipped while up to `workers` others are
-        # on the wire, so neither the disks and CPUs nor the network wait for the other.
-        workers = max(1, options.workers)
-        stages = _Stages(threading.BoundedSemaphore(workers), threading.BoundedSemaphore(workers))
-        pool = ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="upload")
-        try:
-            futures: list[Future[Chunk]] = [
-                pool.submit(self._store_chunk, draft, codec.chunk_name(first + i), group, options, tmp_root,
-                            progress, check, stages)
-                for i, group in enumerate(groups)
-            ]
-            wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f.exception() for f in futures if f.done() and f.exception() is not None]
-            if failed:
-                stop.set()
-                raise failed[0]  # type: ignore[misc]
-            chunks = [f.result() for f in futures]
-        except BaseException:
-            stop.set()
-            # never wait for a chunk still on the wire: a signal or a failure must stop the run now
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        else:
-            pool.shutdown(wait=True)
-        finally:
-            shutil.rmtree(tmp_root, ignore_errors=True)
-        for chunk, group in zip(chunks, groups, strict=True):
-            draft.chunks.append(chunk)
-            draft.uploaded_files.extend(group)
-            for f in group:
-                draft.inherited.pop(f.path, None)
-                draft.inherited_links.pop(f.path, None)
-                draft.own[f.path] = codec.StateEntry(f.path, f.size, f.sha256, draft.id, chunk.name)
-
-    def _store_chunk(self, draft: Draft, name: str, group: Sequence[FileEntry], options: UploadOptions,
-                     tmp_root: Path, progress: Progress | None, check: Callable[[], None], stages: _Stages) -> Chunk:
-        local = tmp_root / f"{name}.zip"
-        with stages.zip:
-            check()
-            _write_zip(local, group, options.compression, check)
-        size = local.stat().st_size
-        uri = f"{draft.prefix}/{name}/dataset.{draft.id}.{secrets.token_hex(4)}.zip"
-        with stages.upload:
-            check()
-            sent = self.stores.upload(uri, local, size)  # the sha256 of the bytes sent, when known
-        digest = sent or sha256_file(local)
-        local.unlink()
-        preview = "".join(f"{f.path} - {f.size} bytes\n" for f in group[:200])
-        if len(group) > 200:
-            preview += "...\ntruncated (too many files to preview)"
-        entry = codec.artifact(name, kind="custom", uri=uri, size=size, sha256=digest, stamp=int(time.time()),
-                               preview=preview, content_type="application/zip")
-        self.api.call("tasks.add_or_update_artifacts", write=True, task=draft.id, artifacts=[entry], force=True)
-        if progress is not None:
-            progress(len(group), sum(f.size for f in group))
-        return Chunk(name, uri, size, digest, len(group))
+        """Zip ``files`` into chunks and store them on the draft (:func:`.upload.upload_files`)."""
+        upload_files(self.api, self.stores, draft, files, options, progress)
 
     # --- properties --------------------------------------------------------------------------------------------
 
@@ -429,7 +254,7 @@ class ServerWriter:
         written back).
         """
         task = self.reader.full_task(version_id)
-        prefix = codec.storage_prefix(storage or _output_base(task) or self.api.cfg.files_host, key, version_id)
+        prefix = codec.storage_prefix(storage or output_base(task) or self.api.cfg.files_host, key, version_id)
         entries = []
         for art_key, value in values.items():
             raw = codec.json_bytes(value)
@@ -514,7 +339,7 @@ class ServerWriter:
         if str(task.get("status")) not in ("created", "in_progress"):
             return
         raw = codec.card_html(card)
-        prefix = codec.storage_prefix(_output_base(task) or self.api.cfg.files_host, key, version_id)
+        prefix = codec.storage_prefix(output_base(task) or self.api.cfg.files_host, key, version_id)
         uri = f"{prefix}/{codec.CARD_KEY}/card.{hashlib.sha256(raw).hexdigest()[:12]}.html"
         self._store_bytes(uri, raw)
         metric, variant = codec.CARD_SAMPLE
@@ -599,25 +424,19 @@ class ServerWriter:
             raise BackendError(f"the server did not keep the version string of {draft.key}")
         status = str(check.get("status"))
         if status == "created":
-            self._transition("tasks.started", draft.id, _status_in("in_progress", *FINAL_STATUSES),
+            self._transition("tasks.started", draft.id, status_in("in_progress", *FINAL_STATUSES),
                              task=draft.id)
         if status in ("created", "in_progress"):
-            self._transition("tasks.completed", draft.id, _status_in(*FINAL_STATUSES), task=draft.id,
+            self._transition("tasks.completed", draft.id, status_in(*FINAL_STATUSES), task=draft.id,
                              status_reason="completed", publish=False)
         self.expect_status(draft.id, FINAL_STATUSES, f"finalizing {draft.key}")
         if self.state_cache is not None:  # the next version on top of this one reads it from here
             with contextlib.suppress(OSError):
-                remember_state(self.state_cache / f"{draft.id}.json", raw)
+                remember_state(state_cache_file(self.state_cache, draft.id, digest), raw)
 
     def _transition(self, endpoint: str, version_id: str, reached: Callable[[Mapping[str, Any] | None], bool],
                     **body: Any) -> None:
-        """A state change (status, archive, delete). When the server refuses it, the task's state is read back: a
-        refusal because the change already happened (a retry after the first answer was lost) is success."""
-        try:
-            self.api.call(endpoint, write=True, **body)
-        except ApiError:
-            if not reached(self.reader.task(version_id, ("id", "status", "system_tags"))):
-                raise
+        transition(self.api, self.reader, endpoint, version_id, reached, **body)
 
     def struct_lineage(self, draft: Draft, graph: Mapping[str, Sequence[str]], own: dict[str, Any]
                        ) -> dict[str, Any]:
@@ -660,7 +479,7 @@ class ServerWriter:
     def publish(self, key: VersionKey, version_id: str) -> None:
         status = self.expect_status(version_id, FINAL_STATUSES, f"publishing {key}")
         if status != "published":
-            self._transition("tasks.publish", version_id, _status_in("published"), task=version_id)
+            self._transition("tasks.publish", version_id, status_in("published"), task=version_id)
         self.expect_status(version_id, {"published"}, f"publishing {key}")
 
     def archive(self, key: VersionKey, version_id: str) -> None:
@@ -695,9 +514,7 @@ class ServerWriter:
                                "are deleted")
         listed = codec.stored_objects(task) if whole else ()
         uris = sorted({o.uri for o in objects} | {o.uri for o in listed})
-        for uri in uris:
-            self.stores.delete(uri)
-        left = [uri for uri in uris if self.stores.size(uri) is not None]
+        left = self.stores.delete_all(uris)
         if left:
             raise BackendError(f"deleting {key}: {len(left)} stored objects are still there after the delete: "
                                + ", ".join(left))
@@ -708,6 +525,14 @@ class ServerWriter:
         self.api.call("tasks.delete", write=True, task=version_id, force=True)
         if self.reader.task(version_id, ("id",)) is not None:
             raise BackendError(f"deleting {key}: the server still has version {version_id} after the delete")
+
+    def rehome(self, key: VersionKey, version_id: str, rewrites: Sequence[tuple[VersionKey, str]],
+               group: Sequence[str], *, workers: int = 4) -> Rehomed:
+        """Copy what ``version_id`` inherits into chunks of its own and make ``rewrites`` read it there (see
+        :mod:`.rehome`)."""
+        from .rehome import rehome_version
+
+        return rehome_version(self, key, version_id, rewrites, group, workers=workers)
 
     def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None:
         """Unarchive a version (when archived) and give it back ``system_tags``; read back."""
@@ -750,27 +575,22 @@ class ServerWriter:
             raise BackendError(f"discarding draft {version_id}: it is still on the server afterwards")
 
 
-def apply_delta(draft: Draft, *, remove: Sequence[str], remove_links: Sequence[str], add_links: Sequence[LinkEntry],
-                modified: int, added: int, removed: int, change_size: int) -> None:
-    """Drop ``remove``/``remove_links`` from what the draft holds and register ``add_links`` (pure)."""
-    for path in remove:
-        draft.inherited.pop(path, None)
-        draft.own.pop(path, None)
-    for path in remove_links:
-        draft.inherited_links.pop(path, None)
-        draft.own_links.pop(path, None)
-    for lnk in add_links:
-        draft.inherited.pop(lnk.path, None)
-        draft.inherited_links.pop(lnk.path, None)
-        draft.own_links[lnk.path] = codec.StateLink(lnk, draft.id)
-    draft.changes = codec.Changes(added=added, removed=removed, modified=modified, size=change_size)
+def transition(api: ApiClient, reader: ServerReader, endpoint: str, version_id: str,
+               reached: Callable[[Mapping[str, Any] | None], bool], **body: Any) -> None:
+    """A state change (status, archive, delete). When the server refuses it, the task's state is read back: a
+    refusal because the change already happened (a retry after the first answer was lost) is success."""
+    try:
+        api.call(endpoint, write=True, **body)
+    except ApiError:
+        if not reached(reader.task(version_id, ("id", "status", "system_tags"))):
+            raise
 
 
-def _status_in(*statuses: str) -> Callable[[Mapping[str, Any] | None], bool]:
+def status_in(*statuses: str) -> Callable[[Mapping[str, Any] | None], bool]:
     return lambda row: row is not None and str(row.get("status")) in statuses
 
 
-def _status_not(status: str) -> Callable[[Mapping[str, Any] | None], bool]:
+def status_not(status: str) -> Callable[[Mapping[str, Any] | None], bool]:
     return lambda row: row is not None and str(row.get("status")) != status
 
 
@@ -778,64 +598,9 @@ def _archived(archived: bool) -> Callable[[Mapping[str, Any] | None], bool]:
     return lambda row: row is not None and (codec.ARCHIVED_TAG in set(row.get("system_tags") or ())) == archived
 
 
-def _output_base(task: Mapping[str, Any]) -> str:
+def output_base(task: Mapping[str, Any]) -> str:
     return str((task.get("output") or {}).get("destination") or "")
 
 
 def _count_chunks(task: Mapping[str, Any]) -> int:
     return sum(1 for k in codec.artifacts(task) if codec.chunk_index(k) is not None)
-
-
-def _group(files: Sequence[FileEntry], chunk_bytes: int) -> list[list[FileEntry]]:
-    groups: list[list[FileEntry]] = [[]]
-    size = 0
-    for f in files:
-        if groups[-1] and size + f.size > chunk_bytes:
-            groups.append([])
-            size = 0
-        groups[-1].append(f)
-        size += f.size
-    return groups
-
-
-def _compress_type(path: str, compression: str) -> int:
-    if compression == "store":
-        return zipfile.ZIP_STORED
-    if compression == "deflate":
-        return zipfile.ZIP_DEFLATED
-    return zipfile.ZIP_STORED if os.path.splitext(path)[1].lower() in STORED_EXTENSIONS else zipfile.ZIP_DEFLATED
-
-
-def _write_zip(target: Path, files: Sequence[FileEntry], compression: str, check: Callable[[], None]) -> None:
-    """Write ``files`` into a zip, hashing each file's bytes as they are read; a mismatch raises FileChanged."""
-    with zipfile.ZipFile(target, "w", allowZip64=True) as zf:
-        for f in files:
-            check()
-            assert f.local is not None
-            try:
-                read, digest = _zip_one(zf, f, f.local, compression)
-            except OSError as err:
-                raise FileChanged(f"{f.path}: cannot read {f.local} ({err.strerror or err})", f.local) from None
-            if read != f.size or digest != f.sha256:
-                raise FileChanged(
-                    f"{f.path}: the bytes of {f.local} are not what the plan hashed (planned {f.size} bytes, sha256 "
-                    f"{f.sha256[:12]}; read {read} bytes, sha256 {digest[:12]}): the file changed, or its cached hash "
-                    "was wrong; nothing of this version was finalized; run plan again", f.local)
-
-
-def _zip_one(zf: zipfile.ZipFile, f: FileEntry, local: str, compression: str) -> tuple[int, str]:
-    """Copy one file into the zip; the bytes read (at most one block past the planned size) and their sha256."""
-    with open(local, "rb") as handle:
-        info = zipfile.ZipInfo(f.path, date_time=time.localtime(os.fstat(handle.fileno()).st_mtime)[:6])
-        info.compress_type = _compress_type(f.path, compression)
-        info.file_size = f.size
-        h = hashlib.sha256()
-        read = 0
-        with zf.open(info, "w", force_zip64=f.size >= (1 << 31)) as dst:
-            while block := handle.read(1 << 20):
-                h.update(block)
-                dst.write(block)
-                read += len(block)
-                if read > f.size:
-                    break
-    return read, h.hexdigest()

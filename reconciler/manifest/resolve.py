@@ -271,6 +271,7 @@ def _retention(raw: Any) -> Retention | None:
         grace=defaults.grace if grace is None else grace,
         delete_published=raw.get("delete_published") is True,
         used_within=defaults.used_within if used is None else used,
+        rehome=raw.get("rehome") is True,
     )
 
 

@@ -1,4 +1,5 @@
-"""Renderers of a Plan (human text, JSON, markdown) and of a diff report (text, JSON, markdown, html).
+"""Renderers of a Plan (human text, markdown; its JSON form is :mod:`reconciler.plancodec`) and of a diff report
+(text, JSON, markdown, html).
 
 They read the model; they never change it. Each renderer is loaded when it is first used: printing a plan does
 not load the diff report (and its dependencies).
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..report import DiffReport
     from .human import render_human
-    from .jsonplan import plan_from_json, plan_to_json
     from .markdown import render_markdown
     from .report_html import render_report_html
     from .report_json import report_to_json
@@ -21,11 +21,11 @@ if TYPE_CHECKING:
 
 REPORT_FORMATS = ("text", "json", "markdown", "html")
 
-__all__ = ["REPORT_FORMATS", "plan_from_json", "plan_to_json", "render_human", "render_markdown", "render_report",
+__all__ = ["REPORT_FORMATS", "render_human", "render_markdown", "render_report",
            "render_report_html", "render_report_markdown", "render_report_text", "report_to_json"]
 
 _WHERE = {
-    "render_human": "human", "plan_from_json": "jsonplan", "plan_to_json": "jsonplan", "render_markdown": "markdown",
+    "render_human": "human", "render_markdown": "markdown",
     "render_report_html": "report_html", "report_to_json": "report_json",
     "render_report_markdown": "report_markdown", "render_report_text": "report_text",
 }

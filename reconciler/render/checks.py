@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from .. import escape
 from ..checks.results import VersionChecks, summary
 from ..model import VersionKey
-from .common import counted
+from ..wording import counted
 
 _MARK = {"pass": "ok  ", "warn": "WARN", "fail": "FAIL"}
 _COLORS = {"pass": "\x1b[32m", "warn": "\x1b[33m", "fail": "\x1b[31;1m"}

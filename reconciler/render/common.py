@@ -12,7 +12,7 @@ from typing import Any
 
 from .._compat import assert_never
 from ..model import VersionKey, thaw_json
-from ..plan import (
+from ..plan.actions import (
     Action,
     Archive,
     CreateVersion,
@@ -22,6 +22,7 @@ from ..plan import (
     Plan,
     PlanSummary,
     Publish,
+    RehomeVersion,
     Restore,
     ResumeVersion,
     SetChecks,
@@ -29,10 +30,9 @@ from ..plan import (
     SetStatistics,
     SyncFiles,
     Unmanaged,
-    human_size,
 )
-from ..plan import counted as counted  # re-exported: renderers count with it
 from ..properties import PropertyChange, changed_fields, diff_properties
+from ..wording import counted, human_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +56,7 @@ def summary_line(s: PlanSummary) -> str:
     restore = f"{s.restore} to restore, " if s.restore else ""
     delete = f"{s.delete} to delete, " if s.delete else ""
     delete += f"{human_size(s.freed_bytes)} of storage to free, " if s.freed_bytes else ""
+    delete += f"{human_size(s.rehome_bytes)} of files to copy by re-homes, " if s.rehome_bytes else ""
     held = f", {s.held} held by failing checks" if s.held else ""
     return (f"Plan: {s.create} to create, {restore}{s.update} to update, {s.archive} to archive, {delete}"
             f"{counted(s.conflicts, 'conflict')}{held}.")
@@ -145,6 +146,8 @@ def action_line(action: Action, file_limit: int | None) -> Line:
             if why:
                 return Line("-", f"archive version {i} (retention: {why}; restorable until it is deleted)")
             return Line("-", f"archive version {i} (no manifest names it)")
+        case RehomeVersion(version_id=i):
+            return Line("~", rehome_headline(action), rehome_notes(action))
         case DeleteVersion(version_id=i):
             objects = tuple(("-", f"{o.key}  {human_size(o.size)}  {o.uri}") for o in action.objects)
             if action.whole:
@@ -156,6 +159,31 @@ def action_line(action: Action, file_limit: int | None) -> Line:
                         f"(retention: {action.reason})", objects)
         case _:
             assert_never(action)
+
+
+def rehome_headline(action: RehomeVersion) -> str:
+    copied = (f"copy the {counted(action.files, 'file')} it inherits ({human_size(action.copy_bytes)}) into new "
+              "chunks of its own" if action.files else "its files are its own already")
+    return (f"RE-HOME version {action.version_id} (retention: rehome): {copied}; then the versions before it go "
+            f"whole, freeing {human_size(action.frees_bytes)} more")
+
+
+def rehome_notes(action: RehomeVersion) -> tuple[tuple[str, str], ...]:
+    """What changes for whoever reads these versions by id."""
+    rewritten = ", ".join(str(k) for k, _ in action.rewrites)
+    notes = [("~", "its file list names no parent: Dataset.get(id).get_dependency_graph() gives only itself, and "
+                   "list_added_files() / list_modified_files() compare with nothing"),
+             ("~", "its id, files and hashes do not change; get_local_copy() downloads them from its own chunks")]
+    if action.rewrites:
+        notes.append(("~", f"the file lists of {rewritten} read those files from it (ids unchanged; their lineage "
+                           "stops at it)"))
+    if action.detached:
+        shown = ", ".join(action.detached[:5]) + (f" and {len(action.detached) - 5} more" if len(action.detached) > 5
+                                                   else "")
+        notes.append(("-", f"no longer in their lineage: {shown} (those retention deletes are gone for consumers "
+                           "pinned to their ids)"))
+    notes += [("-", f"replaced file list  {human_size(o.size)}  {o.uri}") for o in action.replaced]
+    return tuple(notes)
 
 
 def version_blocks(plan: Plan, file_limit: int | None) -> list[VersionBlock]:

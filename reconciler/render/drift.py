@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from .. import escape
-from ..plan import PLAN_FORMAT_VERSION, Plan
+from ..plan.actions import PLAN_FORMAT_VERSION, Plan
+from ..plancodec import plan_to_json
 from .common import drift_lines
-from .jsonplan import plan_to_json
 
 NO_DRIFT = "No drift: the server holds what the last apply wrote."
 

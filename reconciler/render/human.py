@@ -7,7 +7,7 @@ colour the output or start a line of its own.
 from __future__ import annotations
 
 from .. import escape
-from ..plan import Plan
+from ..plan.actions import Plan
 from .common import (
     alias_lines,
     check_items,

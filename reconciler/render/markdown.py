@@ -9,7 +9,8 @@ from __future__ import annotations
 from .. import escape
 from ..lineage import Node, build_graph
 from ..model import VersionKey
-from ..plan import Archive, CreateVersion, Plan, ResumeVersion, counted, human_size
+from ..plan.actions import Archive, CreateVersion, Plan, ResumeVersion
+from ..wording import counted, human_size
 from .common import (
     alias_lines,
     check_items,

@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..plan import counted, human_size
 from ..properties import PropertyChange
 from ..report import CountChange, DiffReport, FileChange, StatisticsDiff, VersionDiff
+from ..wording import counted, human_size
 
 SIGNS = {"added": "+", "removed": "-", "modified": "~", "changed": "~"}
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..escape import html as escape
-from ..plan import human_size
 from ..report import DiffReport, StatisticsDiff, VersionDiff
+from ..wording import human_size
 from .report_common import SIGNS, Row, file_size, files_summary, property_text, statistics_rows, verdict
 
 BEFORE_COLOR, AFTER_COLOR = "#8c9bab", "#e07b24"

@@ -13,8 +13,8 @@ from typing import Any
 from .. import escape
 from ..lineage import Graph, tree, trim_transitive
 from ..model import TaskUse
-from ..plan import counted, human_size
 from ..show import CardSummary, CheckResult, DatasetView, ShowReport, StatisticsSummary, VersionView
+from ..wording import counted, human_size
 from .graph import graph_to_json, graph_to_mermaid, node_text
 
 SHOW_FORMATS = ("text", "json", "markdown", "html")

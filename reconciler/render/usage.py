@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from .. import escape
-from ..plan import human_size
 from ..usage import DatasetUsage, UsageReport, VersionUsage
+from ..wording import human_size
 
 
 def _bytes(n: int | None) -> str:

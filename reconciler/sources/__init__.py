@@ -76,7 +76,7 @@ def forget_contents(memos: Sequence[str], cache_dir: Path | None = None) -> None
 
 
 def remembered_contents(memos: Mapping[K, str], cache_dir: Path | None = None) -> dict[K, ContentSummary]:
-    """The content summaries remembered under ``memos`` (see :func:`reconciler.plan.content_memos`), by key."""
+    """The content summaries remembered under ``memos`` (see :func:`reconciler.plan.contents.content_memos`), by key."""
     if not memos:
         return {}
     cache = HashCache((cache_dir or default_cache_dir()) / HASH_DB_NAME)

@@ -18,7 +18,7 @@ Invariants:
   per-file hit anyway, so the hashes are taken in one read. Any changed stat changes the listing, and the
   per-file rows decide as usual. One listing is kept per (root, include, exclude).
 * What a version's content came to (its digest, file count and size) may be remembered under a memo that
-  determines the content (``contents``; see :func:`reconciler.plan.content_memos`): a plan of unchanged
+  determines the content (``contents``; see :func:`reconciler.plan.contents.content_memos`): a plan of unchanged
   sources then needs no per-file work beyond the walk. A summary that the files contradict (a corrupt row: a
   version the plan builds has its files hashed anyway) is dropped and the plan made again from the hashes.
 * Rows of deleted files are left in place: they are never hits for a new file (inode/ctime differ) and cost

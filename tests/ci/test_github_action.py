@@ -355,3 +355,42 @@ def test_the_runner_does_not_import_clearml():
     code = "import sys, reconciler.ci.github; print(sorted(m for m in sys.modules if m.split('.')[0] == 'clearml'))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def _stand_in(job: Job, name: str, stdout: str) -> str:
+    """A ``reconcile`` that prints ``stdout`` and exits 0, whatever it is asked (for the apply mode's reading)."""
+    script = job.root / f"{name}.py"
+    script.write_text(f"import sys\nsys.stdout.write({stdout!r})\n")
+    return f"{sys.executable} {script}"
+
+
+def test_the_apply_mode_reads_events_not_text(job: Job):
+    from reconciler.events import ActionStarted, ApplyComplete, Notice, PlanReady, UploadProgress
+    from reconciler.model import VersionKey
+    from reconciler.render.events import event_to_json
+
+    v = VersionKey("clearml_datasets", "Shapes", "1.0.0")
+    events = [PlanReady("Plan: 1 to create, 0 to update, 0 to archive, 0 conflicts.\n", 1, 1, 0, 0, 0, 0, 0),
+              ActionStarted(1, 1, v, "create_version", f"create {v}"),
+              Notice("waiting for the lock"),
+              UploadProgress(v, 1, 512, 2, 1024, 1.0),
+              ApplyComplete(True, 1, 1, 0, 0, 0.1)]
+    stream = '{"type": "start", "@message": "reconcile 9", "format_version": "1.0"}\n' + "".join(
+        json.dumps(event_to_json(e)) + "\n" for e in events)
+    applied = job.push_to_main(command=_stand_in(job, "events", stream))
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert applied.outputs["has-changes"] == "true"
+    # the summary and the log hold the events' human text, as apply prints it without --format json
+    assert "Plan: 1 to create" in applied.summary and f"[1/1] create {v}" in applied.summary
+    assert "Apply complete! 1 action, 1 version created, 0 files uploaded (0 B) in 0.1s." in applied.summary
+    assert '"type"' not in applied.summary and "waiting for the lock" not in applied.summary
+    assert "waiting for the lock" in applied.stderr and f"uploading {v}: 1/2 files" in applied.stderr
+    assert f"[1/1] create {v}" in applied.stdout and "--format json" in applied.stdout
+
+    nothing = ApplyComplete(False, 0, 0, 0, 0, 0.0)
+    quiet = job.push_to_main(command=_stand_in(job, "quiet", json.dumps(event_to_json(nothing)) + "\n"))
+    assert quiet.returncode == 0 and quiet.outputs["has-changes"] == "false"
+
+    text = job.push_to_main(command=_stand_in(job, "text", "Apply complete! 1 action, 1 version created.\n"))
+    assert text.returncode == 0 and text.outputs["has-changes"] == "false"  # English is no longer read
+    assert "Apply complete! 1 action" in text.summary  # but a line that is not an event is kept as it came

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,3 +116,30 @@ def copy_sample(env: Env) -> None:
     shutil.copytree(Path(__file__).parents[2] / "manifests" / "sample", env.work / "manifests")
     for copy in (env.work / "manifests").glob("*.yaml"):
         copy.write_text(copy.read_text().replace("project: clearml_datasets", f"project: {env.project}"))
+
+
+def read_terminal(leader: int, proc: subprocess.Popen[bytes], *, timeout: float = 120,
+                  respond: Callable[[bytes], bytes | None] | None = None) -> bytes:
+    """Everything ``proc`` writes to the pseudo-terminal ``leader`` until it ends (``leader`` is closed then);
+    ``respond(seen)`` may return bytes to type once (an answer to a prompt)."""
+    seen, answered, deadline = b"", False, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if respond is not None and not answered:
+            answer = respond(seen)
+            if answer is not None:
+                os.write(leader, answer)
+                answered = True
+        if proc.poll() is not None and not ready:
+            break
+    proc.wait(timeout=60)
+    os.close(leader)
+    return seen

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import pty
-import select
 import subprocess
 import sys
-import time
 
-from .helpers import Env, dataset_tasks, manifest, waiting_for_the_lock, write_tree
+from .helpers import Env, dataset_tasks, manifest, read_terminal, waiting_for_the_lock, write_tree
 
 ONE_VERSION = """\
 - version: 1.0.0
@@ -25,24 +23,9 @@ def run_on_tty(env: Env, answer: str, *args: str) -> tuple[int, str]:
                             env=env.vars(), stdin=follower, stdout=follower, stderr=subprocess.PIPE,
                             close_fds=True)
     os.close(follower)
-    seen, answered, deadline = b"", False, time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if not answered and b"Enter a value:" in seen:
-            os.write(leader, answer.encode() + b"\n")
-            answered = True
-        if proc.poll() is not None and not ready:
-            break
-    proc.wait(timeout=60)
-    os.close(leader)
+    typed = answer.encode() + b"\n"
+    seen = read_terminal(leader, proc, respond=lambda out: typed if b"Enter a value:" in out else None)
+    answered = b"Enter a value:" in seen
     assert answered, seen.decode(errors="replace")
     output = seen.decode(errors="replace") + proc.stderr.read().decode()
     env.assert_no_secret(output)

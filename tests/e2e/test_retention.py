@@ -351,3 +351,78 @@ def test_retention_frees_s3_storage_by_what_the_plan_says(env: Env, moto_endpoin
                          .read()).hexdigest() for d, _, fs in os.walk(root) for f in fs}}
     """, env=vars_)
     assert got == {"1.0.3": sha(content(3)), "1.0.4": sha(content(4))}
+
+
+SDK_LINEAGE = """
+import json, sys
+from clearml import Dataset
+project, name = sys.argv[1], sys.argv[2]
+print("@@" + json.dumps({v: Dataset.get(dataset_project=project, dataset_name=name, dataset_version=v)
+                         .get_dependency_graph() for v in sys.argv[3:]}))
+"""
+
+
+def test_rehome_frees_the_whole_lineage_below_the_oldest_kept_version_and_the_sdks_still_read_it(
+        env: Env, oldest_sdk_python: Path) -> None:
+    name = "rehomed"
+    manifest = write_chain(env, name, VERSIONS)
+    assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
+    before = storage_listing(env, name)
+    ids = {t["version"]: t["id"] for t in dataset_tasks(env, env.project, name)}
+    manifest.write_text(manifest.read_text().replace(
+        "versions:\n", "retention: {keep_last: 3, grace: 0, rehome: true}\nversions:\n"))
+
+    plan = plan_json(env)
+    (rehome,) = [a for a in plan["actions"] if a["type"] == "rehome_version"]
+    inherited = {k: v for k, v in content(7).items() if k not in version_files(7)}  # the 18 files 1.0.0 stored
+    assert (rehome["version"]["version"], rehome["version_id"]) == ("1.0.7", ids["1.0.7"])
+    assert rehome["files"] == len(inherited) == 18 and rehome["copy_bytes"] == sum(map(len, inherited.values()))
+    assert [(r["version"], r["version_id"]) for r in rehome["rewrites"]] == [("1.0.8", ids["1.0.8"]),
+                                                                             ("1.0.9", ids["1.0.9"])]
+    assert rehome["detached"] == sorted(ids[f"1.0.{i}"] for i in range(7))
+    replaced = {o["uri"].split(env.project, 1)[1] for o in rehome["replaced"]}
+    assert len(replaced) == 3 and all(ids[f"1.0.{i}"] in " ".join(replaced) for i in (7, 8, 9))
+    entries = {e["version"]["version"]: e for e in plan["retention"]}
+    assert {v: e["stage"] for v, e in entries.items()} == {f"1.0.{i}": "delete" for i in range(7)}  # whole
+    deletes = [a for a in plan["actions"] if a["type"] == "delete_version"]
+    assert all(a["whole"] for a in deletes) and len(deletes) == 7
+    order = [a["type"] for a in plan["actions"]]
+    assert order.index("rehome_version") < order.index("delete_version")  # copied and read back first
+    gone_bytes = sum(a["freed_bytes"] for a in deletes) + rehome["freed_bytes"]
+    assert plan["freed"]["freed_bytes"] == gone_bytes and plan["freed"]["rehome_bytes"] == rehome["copy_bytes"]
+    text = env.reconcile("plan", "manifests").stdout
+    assert "RE-HOME version" in text and "no longer in their lineage" in text and "of files to copy" in text
+
+    res = env.reconcile("apply", "--auto-approve", "manifests")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "re-homed" in res.stdout + res.stderr
+    after = storage_listing(env, name)
+    removed, added = set(before) - set(after), set(after) - set(before)
+    assert sum(before[p] for p in removed) == gone_bytes  # to the byte: what the plan said goes
+    # what came: the new chunk of 1.0.7 and the three rewritten file lists, no more
+    assert sorted(p.rsplit("/", 2)[-2] for p in added) == ["data_001", "state", "state", "state"]
+    kept_tasks = {t["version"]: t for t in dataset_tasks(env, env.project, name)}
+    assert sorted(kept_tasks) == ["1.0.7", "1.0.8", "1.0.9"]  # the others are gone whole, tasks included
+    assert not [p for p in after if any(ids[f"1.0.{i}"] in p for i in range(7))]
+    used = usage(env)
+    assert used["stored_bytes"] == sum(after.values())  # usage agrees with the listing to the byte
+    again = env.reconcile("plan", "--detailed-exitcode", "manifests")
+    assert again.returncode == 0, again.stdout + again.stderr  # converged
+
+    kept = ["1.0.7", "1.0.8", "1.0.9"]
+    for python in (Path(sys.executable), oldest_sdk_python):
+        got = read_back(env, python, name, kept)
+        for version in kept:
+            assert got[version]["id"] == ids[version]  # ids do not change
+            assert got[version]["sha256"] == sha(content(int(version.rsplit(".", 1)[1]))), (python, version)
+            assert got[version]["verify"] == [], (python, version)
+    home = env.work / "home-lineage"
+    home.mkdir()
+    proc = subprocess.run([sys.executable, "-c", SDK_LINEAGE, env.project, name, *kept], cwd=env.work, text=True,
+                          env={**env.vars(), "PYTHONPATH": "", "HOME": str(home)}, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    graphs = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("@@")][-1][2:])
+    assert graphs["1.0.7"] == {ids["1.0.7"]: []}  # what changes for consumers pinned to ids: no parents
+    for version in ("1.0.8", "1.0.9"):  # their lineage stops at 1.0.7
+        named = set(graphs[version]) | {p for parents in graphs[version].values() for p in parents}
+        assert ids["1.0.7"] in named and not named & {ids[f"1.0.{i}"] for i in range(7)}, graphs

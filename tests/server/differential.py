@@ -385,6 +385,29 @@ def _cases() -> list[Case]:
                 read_task("tags", "system_tags", "status"),
             ),
         ),
+        c(
+            "edit_published_force_file_list_and_struct",
+            with_task(
+                "published",
+                probe(
+                    "tasks.edit",
+                    {
+                        "task": "$task",
+                        "force": True,
+                        "configuration": {c_["name"]: c_ for c_ in CONFIG},
+                        "execution": {"artifacts": ARTIFACT},
+                        "hyperparams": {"Reconciler": {"parent_id": {"section": "Reconciler", "name": "parent_id",
+                                                                     "value": ""}}},
+                        "runtime": {"version": "1.0.0", "ds_total_size_compressed": 10},
+                    },
+                    values=("updated",),
+                ),
+                read_task("status", "execution.artifacts", "runtime.ds_total_size_compressed",
+                          "hyperparams.Reconciler.parent_id.value", "configuration.Dataset Struct.value"),
+            ),
+            why="a re-home switches a published version's chunks, file list, Dataset Struct and bookkeeping in one "
+                "forced edit",
+        ),
         c("edit_published", with_task("published", probe("tasks.edit", {"task": "$task", "tags": ["x"]}))),
         c("edit_short_name", with_task("created", probe("tasks.edit", {"task": "$task", "name": "ab"}))),
         c(

@@ -13,7 +13,9 @@ import pytest
 from reconciler.apply import ApplyFailed, ApplyOptions, apply_plan
 from reconciler.clearml_backend import codec
 from reconciler.clearml_backend.api import BackendError
-from reconciler.clearml_backend.writer import Draft, UploadOptions
+from reconciler.clearml_backend.draft import Draft
+from reconciler.clearml_backend.upload import UploadOptions
+from reconciler.events import AliasKept, Event
 from reconciler.model import (
     Content,
     DatasetKey,
@@ -27,7 +29,10 @@ from reconciler.model import (
     VersionSpec,
     freeze_json,
 )
-from reconciler.plan import SourceFiles, compute_contents, compute_plan, fingerprint
+from reconciler.plan.contents import SourceFiles, compute_contents
+from reconciler.plan.observed import fingerprint
+from reconciler.plan.planner import compute_plan
+from reconciler.render.events import text_line
 from reconciler.statistics import StatisticsCache
 
 P, N = "proj", "ds"
@@ -310,10 +315,13 @@ def test_an_alias_stays_on_its_old_holder_when_the_new_one_fails_to_finalize(tmp
     observed = server.observed()
     plan = compute_plan(after, contents, observed)
     wrong = tuple(replace(a, content_digest="0" * 64) if type(a).__name__ == "Finalize" else a for a in plan.actions)
-    lines: list[str] = []
+    events: list[Event] = []
     with pytest.raises(ApplyFailed):
-        apply_plan(replace(plan, actions=wrong), server, observed, ApplyOptions(workers=1), report=lines.append)
+        apply_plan(replace(plan, actions=wrong), server, observed, ApplyOptions(workers=1), emit=events.append)
     assert _holders(server) == {"1.1.0": "completed"}
+    kept = [e for e in events if isinstance(e, AliasKept)]
+    assert [(e.version, e.aliases) for e in kept] == [(VersionKey(P, N, "1.1.0"), ("production",))], events
+    lines = [line[1] for e in events if (line := text_line(e)) is not None]
     assert any("kept alias production on proj/ds@1.1.0" in line for line in lines), lines
 
 

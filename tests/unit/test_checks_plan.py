@@ -26,16 +26,11 @@ from reconciler.model import (
     VersionSpec,
     freeze_json,
 )
-from reconciler.plan import (
-    Finalize,
-    SetChecks,
-    SetProperties,
-    SourceFiles,
-    compute_contents,
-    compute_plan,
-    versions_to_check,
-)
-from reconciler.render import plan_from_json, plan_to_json, render_human, render_markdown
+from reconciler.plan.actions import Finalize, SetChecks, SetProperties
+from reconciler.plan.contents import SourceFiles, compute_contents
+from reconciler.plan.planner import compute_plan, versions_to_check
+from reconciler.plancodec import plan_from_json, plan_to_json
+from reconciler.render import render_human, render_markdown
 
 P, N = "proj", "dsx"
 

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import cli
-from reconciler.plan import counted
+from reconciler.wording import counted
 
 
 def _help(*command: str) -> str:

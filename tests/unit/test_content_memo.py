@@ -20,7 +20,7 @@ from reconciler.model import (
     VersionKey,
     VersionSpec,
 )
-from reconciler.plan import SourceFiles, compute_contents, content_memos
+from reconciler.plan.contents import SourceFiles, compute_contents, content_memos
 from reconciler.sources import ResolveOptions, SourceResolver, remember_contents, remembered_contents
 
 K1, K2, K3 = (VersionKey("p", "ds", v) for v in ("1.0.0", "1.1.0", "1.2.0"))

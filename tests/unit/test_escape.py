@@ -19,7 +19,7 @@ from cmarkgfm.cmark import Options
 from reconciler import escape
 from reconciler.diagnostics import Diagnostic, ReconcileError, SourceSpan
 from reconciler.model import Content, DatasetKey, FileEntry, LinkEntry, Properties, VersionKey, freeze_json
-from reconciler.plan import (
+from reconciler.plan.actions import (
     AliasMove,
     Archive,
     Conflict,

@@ -9,7 +9,7 @@ import pytest
 from reconciler.checks import CheckResult, VersionChecks
 from reconciler.diagnostics import ReconcileError, SourceSpan
 from reconciler.model import CheckSpec, FileEntry, LinkEntry, Properties, StoredObject, VersionKey, freeze_json
-from reconciler.plan import (
+from reconciler.plan.actions import (
     Action,
     Archive,
     CreateVersion,
@@ -18,6 +18,7 @@ from reconciler.plan import (
     Finalize,
     Plan,
     Publish,
+    RehomeVersion,
     Restore,
     ResumeVersion,
     SetChecks,
@@ -25,8 +26,8 @@ from reconciler.plan import (
     SetStatistics,
     SyncFiles,
 )
-from reconciler.render import plan_from_json, plan_to_json, render_human, render_markdown
-from reconciler.render.jsonplan import action_from_json, action_to_json
+from reconciler.plancodec import action_from_json, action_to_json, plan_from_json, plan_to_json
+from reconciler.render import render_human, render_markdown
 
 V = VersionKey("p", "ds", "1.1.0")
 PARENT = VersionKey("p", "ds", "1.0.0")
@@ -54,6 +55,8 @@ ONE_OF_EACH: tuple[Action, ...] = (
     Archive(V, "expired-id", "not among the 3 newest versions (keep_last)"),
     DeleteVersion(V, "expired-id", (StoredObject("data", "http://files/p/data.zip", 10),
                                     StoredObject("state", "http://files/p/state.json", 2)), "keep_last"),
+    RehomeVersion(V, "kept-id", 18, 1800, ((VersionKey("p", "ds", "1.2.0"), "child-id"),), ("expired-id",),
+                  ("kept-id", "child-id"), (StoredObject("state", "http://files/p/kept/state.json", 3),), 120),
 )
 
 

@@ -6,6 +6,7 @@ from dataclasses import fields, replace
 
 import pytest
 
+from reconciler.describe import describe
 from reconciler.globs import GlobSet
 from reconciler.model import (
     Content,
@@ -22,8 +23,7 @@ from reconciler.model import (
     VersionSpec,
     freeze_json,
 )
-from reconciler.plan import (
-    FINGERPRINT_EXCLUDED,
+from reconciler.plan.actions import (
     Archive,
     CreateVersion,
     DiscardDraft,
@@ -34,15 +34,13 @@ from reconciler.plan import (
     ResumeVersion,
     SetProperties,
     SetStatistics,
-    SourceFiles,
     SyncFiles,
-    compute_contents,
-    compute_plan,
-    describe,
-    fingerprint,
-    unknown_targets,
 )
-from reconciler.render import plan_from_json, plan_to_json, render_human, render_markdown
+from reconciler.plan.contents import SourceFiles, compute_contents
+from reconciler.plan.observed import FINGERPRINT_EXCLUDED, fingerprint
+from reconciler.plan.planner import compute_plan, unknown_targets
+from reconciler.plancodec import plan_from_json, plan_to_json
+from reconciler.render import render_human, render_markdown
 
 P, N = "proj", "ds"
 

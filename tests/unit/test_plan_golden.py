@@ -25,8 +25,11 @@ from reconciler.model import (
     VersionSpec,
     freeze_json,
 )
-from reconciler.plan import Plan, PlanOptions, SourceFiles, compute_contents, compute_plan
-from reconciler.render import plan_to_json, render_human, render_markdown
+from reconciler.plan.actions import Plan, PlanOptions
+from reconciler.plan.contents import SourceFiles, compute_contents
+from reconciler.plan.planner import compute_plan
+from reconciler.plancodec import plan_to_json
+from reconciler.render import render_human, render_markdown
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "plan"
 P, N = "proj", "ds"

@@ -149,8 +149,10 @@ def test_a_change_of_splits_alone_recomputes_statistics() -> None:
         VersionSpec,
         statistics_key,
     )
-    from reconciler.plan import SetStatistics, SourceFiles, compute_contents, compute_plan
-    from reconciler.render import plan_from_json, plan_to_json
+    from reconciler.plan.actions import SetStatistics
+    from reconciler.plan.contents import SourceFiles, compute_contents
+    from reconciler.plan.planner import compute_plan
+    from reconciler.plancodec import plan_from_json, plan_to_json
 
     key = VersionKey("proj", "things", "1.0.0")
     props = Properties(splits={"train": "train/**"})

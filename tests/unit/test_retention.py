@@ -21,8 +21,11 @@ from reconciler.model import (
     VersionKey,
     VersionSpec,
 )
-from reconciler.plan import Archive, DeleteVersion, SetProperties, compute_contents, compute_plan
-from reconciler.render import plan_from_json, plan_to_json, render_human, render_markdown
+from reconciler.plan.actions import Archive, DeleteVersion, SetProperties
+from reconciler.plan.contents import compute_contents
+from reconciler.plan.planner import compute_plan
+from reconciler.plancodec import plan_from_json, plan_to_json
+from reconciler.render import render_human, render_markdown
 from reconciler.retention import RetentionInputs, plan_retention
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
@@ -187,3 +190,58 @@ def test_an_alias_moved_off_a_retired_version_is_taken_off_it_before_it_goes():
     assert [a.after.tags for a in untag] == [frozenset()]
     order = [type(a).__name__ for a in plan.actions if a.version == vk(0)]
     assert order.index("SetProperties") < order.index("Archive") < order.index("DeleteVersion")
+
+
+def rehome_chain() -> tuple[DesiredState, list[ObservedVersion]]:
+    """Five versions, keep_last 2, rehome: 1.0.3 inherits from 1.0.0 and 1.0.2, 1.0.4 from 1.0.0 and 1.0.3."""
+    desired = chain(5, Retention(keep_last=2, grace=0, rehome=True))
+    observed = [version(0), version(1, reads=(("id0", "*"),)), version(2, reads=(("id0", "*"),)),
+                replace(version(3, reads=(("id0", "*"), ("id2", "*"), ("id2", "state"))), inherited=(7, 700)),
+                version(4, reads=(("id0", "*"), ("id3", "*"), ("id3", "state")))]
+    return desired, observed
+
+
+def test_rehome_copies_what_the_oldest_kept_version_inherits_so_the_versions_before_it_go_whole():
+    desired, observed = rehome_chain()
+    without = plan_retention(chain(5, Retention(keep_last=2, grace=0)), ObservedState(tuple(observed)),
+                             RetentionInputs(NOW))
+    assert {e.version: e.stage for e in without.entries} == {vk(0): "kept", vk(1): "free", vk(2): "kept"}
+    ret = plan_retention(desired, ObservedState(tuple(observed)), RetentionInputs(NOW))
+    (rehome,) = ret.rehome
+    assert (rehome.version, rehome.files, rehome.copy_bytes) == (vk(3), 7, 700)
+    assert rehome.rewrites == ((vk(4), "id4"),) and rehome.group == ("id3", "id4")
+    assert rehome.detached == ("id0", "id1", "id2")
+    assert {e.version: (e.stage, e.freed_bytes) for e in ret.entries} == {
+        vk(0): ("delete", 110), vk(1): ("delete", 110), vk(2): ("delete", 110)}
+    assert all(whole for *_, whole in ret.delete)
+    assert rehome.frees_bytes == 330 - sum(e.freed_bytes for e in without.entries)
+    plan = compute_plan(desired, compute_contents(desired, {}), ObservedState(tuple(observed)),
+                        retention=RetentionInputs(NOW))
+    kinds = [type(a).__name__ for a in plan.actions]
+    assert kinds == ["Archive", "Archive", "Archive", "RehomeVersion", "DeleteVersion", "DeleteVersion",
+                     "DeleteVersion"]  # copied and rewritten before anything is deleted
+    text = render_human(plan)
+    assert "RE-HOME version id3" in text and "copy the 7 files it inherits (700 B)" in text
+    assert "no longer in their lineage: id0, id1, id2" in text and "700 B of files to copy by re-homes" in text
+    assert "Retention" in render_markdown(plan)
+    assert plan_from_json(plan_to_json(plan)) == plan
+
+
+def test_after_a_rehome_stopped_halfway_the_next_plan_rewrites_only_what_is_left():
+    desired, observed = rehome_chain()
+    done = replace(observed[3], reads=(), parent_ids=(), inherited=(0, 0))  # re-homed; 1.0.4 not rewritten yet
+    ret = plan_retention(desired, ObservedState((*observed[:3], done, observed[4])), RetentionInputs(NOW))
+    (rehome,) = ret.rehome
+    assert (rehome.files, rehome.copy_bytes, rehome.rewrites) == (0, 0, ((vk(4), "id4"),))
+    assert all(whole for *_, whole in ret.delete)
+    finished = replace(observed[4], reads=(("id3", "*"), ("id3", "state")))
+    ret = plan_retention(desired, ObservedState((*observed[:3], done, finished)), RetentionInputs(NOW))
+    assert ret.rehome == () and all(whole for *_, whole in ret.delete)
+
+
+def test_no_rehome_when_a_version_built_on_the_oldest_kept_one_cannot_follow():
+    desired, observed = rehome_chain()
+    foreign = replace(observed[4], managed=False)  # not this tool's: its file list is not rewritten
+    ret = plan_retention(desired, ObservedState((*observed[:4], foreign)), RetentionInputs(NOW))
+    assert ret.rehome == ()
+    assert {e.version: e.stage for e in ret.entries}[vk(0)] == "kept"

@@ -13,8 +13,10 @@ import tracemalloc
 from collections.abc import Callable
 
 from reconciler.model import DatasetKey, DatasetSpec, DesiredState, FileEntry, ObservedState, VersionKey, VersionSpec
-from reconciler.plan import PlanOptions, SourceFiles, compute_contents, compute_plan, content_memos
-from reconciler.render.jsonplan import plan_json_chunks, plan_to_json
+from reconciler.plan.actions import PlanOptions
+from reconciler.plan.contents import SourceFiles, compute_contents, content_memos
+from reconciler.plan.planner import compute_plan
+from reconciler.plancodec import plan_json_chunks, plan_to_json
 
 K1, K2 = VersionKey("p", "big", "1.0.0"), VersionKey("p", "big", "1.1.0")
 STATE = DesiredState((DatasetSpec(DatasetKey("p", "big"), (VersionSpec(K1), VersionSpec(K2, parents=(K1,)))),))
@@ -72,3 +74,12 @@ def test_the_json_plan_streams_the_same_text_without_holding_it() -> None:
     assert peak < size / 10, (peak, size)  # the whole text, or a dict per file, would be more than size
     small = compute_plan(STATE, compute_contents(STATE, _own(3_000)), ObservedState(), PlanOptions())
     assert "".join(plan_json_chunks(small)) == json.dumps(plan_to_json(small), indent=2, sort_keys=True) + "\n"
+
+
+def test_a_chain_of_thousands_of_versions_plans_without_deep_recursion() -> None:
+    keys = [VersionKey("p", "long", f"1.0.{i}") for i in range(1200)]  # deeper than Python's recursion limit
+    versions = tuple(VersionSpec(k, parents=(keys[i - 1],) if i else ()) for i, k in enumerate(keys))
+    state = DesiredState((DatasetSpec(DatasetKey("p", "long"), versions),))
+    assert [s.key for s in state.lineage(keys[-1])] == keys
+    plan = compute_plan(state, compute_contents(state, {}), ObservedState(), PlanOptions())
+    assert len({a.version for a in plan.actions}) == len(keys)

@@ -152,7 +152,7 @@ def test_mermaid_labels_cannot_end_a_node_add_an_edge_or_close_the_fence() -> No
 
 
 def test_the_plan_comment_draws_the_lineage_of_the_versions_it_creates() -> None:
-    from reconciler.plan import Archive, CreateVersion, Plan
+    from reconciler.plan.actions import Archive, CreateVersion, Plan
     from reconciler.render.markdown import MAX_LINEAGE_NODES, lineage_lines
 
     key = VersionKey("p", "ds", "1.0.0")

@@ -22,7 +22,7 @@ from reconciler.model import (
     UrlSource,
     VersionKey,
 )
-from reconciler.plan import (
+from reconciler.plan.actions import (
     Archive,
     Build,
     CreateVersion,
@@ -33,8 +33,8 @@ from reconciler.plan import (
     SetProperties,
     SyncFiles,
 )
-from reconciler.render import plan_from_json, plan_to_json
-from reconciler.render.jsonstep import INLINE_LIMIT, decode_step, encode_step
+from reconciler.plancodec import plan_from_json, plan_to_json
+from reconciler.stepcodec import INLINE_LIMIT, decode_step, encode_step
 from reconciler.steps import Step, content_mismatches, mismatch_error, planned_content, split_for_queue, upload_from
 
 P1 = VersionKey("p", "ds", "1.0.0")

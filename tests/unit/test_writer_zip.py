@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.clearml_backend.writer import FileChanged, _write_zip
+from reconciler.clearml_backend.upload import FileChanged, _write_zip
 from reconciler.model import FileEntry
 
 

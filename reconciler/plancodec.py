@@ -14,10 +14,10 @@ from json.encoder import encode_basestring_ascii as _encode_string  # what json.
 from pathlib import Path
 from typing import Any
 
-from .._compat import assert_never
-from ..checks.results import checks_from_json, checks_to_json
-from ..diagnostics import ReconcileError
-from ..model import (
+from ._compat import assert_never
+from .checks.results import checks_from_json, checks_to_json
+from .diagnostics import ReconcileError
+from .model import (
     CheckSpec,
     DatasetKey,
     FileEntry,
@@ -33,7 +33,7 @@ from ..model import (
     normalize_splits,
     parse_time,
 )
-from ..plan import (
+from .plan.actions import (
     PLAN_FORMAT_VERSION,
     Action,
     AliasMove,
@@ -48,6 +48,7 @@ from ..plan import (
     Held,
     Plan,
     Publish,
+    RehomeVersion,
     Restore,
     ResumeVersion,
     SetChecks,
@@ -56,7 +57,7 @@ from ..plan import (
     SyncFiles,
     Unmanaged,
 )
-from ..retention import RetentionEntry
+from .retention import RetentionEntry
 
 _TYPE_NAMES: dict[type, str] = {
     CreateVersion: "create_version",
@@ -70,6 +71,7 @@ _TYPE_NAMES: dict[type, str] = {
     Finalize: "finalize",
     Publish: "publish",
     Archive: "archive",
+    RehomeVersion: "rehome_version",
     DeleteVersion: "delete_version",
 }
 
@@ -126,6 +128,12 @@ def action_to_json(action: Action, files: Callable[[Sequence[FileEntry]], Any] |
             out["version_id"] = action.version_id
             if action.retention:
                 out["retention"] = action.retention
+        case RehomeVersion():
+            out.update(version_id=action.version_id, files=action.files, copy_bytes=action.copy_bytes,
+                       rewrites=[{**_key(k), "version_id": i} for k, i in action.rewrites],
+                       detached=list(action.detached), group=list(action.group),
+                       replaced=[{"key": o.key, "uri": o.uri, "size": o.size} for o in action.replaced],
+                       freed_bytes=action.freed_bytes, frees_bytes=action.frees_bytes)
         case DeleteVersion():
             out.update(version_id=action.version_id, reason=action.reason, freed_bytes=action.freed_bytes,
                        whole=action.whole,
@@ -216,6 +224,13 @@ def action_from_json(d: Mapping[str, Any]) -> Action:
             return Publish(v)
         case "archive":
             return Archive(v, d["version_id"], d.get("retention", ""))
+        case "rehome_version":
+            return RehomeVersion(
+                v, d["version_id"], int(d["files"]), int(d["copy_bytes"]),
+                tuple((_unkey(r), str(r["version_id"])) for r in d.get("rewrites") or ()),
+                tuple(d.get("detached") or ()), tuple(d.get("group") or ()),
+                tuple(StoredObject(o["key"], o["uri"], int(o["size"])) for o in d.get("replaced") or ()),
+                int(d.get("frees_bytes", 0)))
         case "delete_version":
             return DeleteVersion(v, d["version_id"],
                                  tuple(StoredObject(o["key"], o["uri"], int(o["size"])) for o in d["objects"]),
@@ -358,7 +373,9 @@ def _plan_json(plan: Plan, files: Callable[[Sequence[FileEntry]], Any] | None = 
         "held": [{"address": str(h.version), "version": _key(h.version), "reason": h.reason} for h in plan.held],
         # present only when retention acts (so plans of datasets without a policy keep their form)
         **({"retention": [retention_to_json(e) for e in plan.retention]} if plan.retention else {}),
-        **({"freed": {"delete": s.delete, "freed_bytes": s.freed_bytes}} if s.freed_bytes or s.delete else {}),
+        **({"freed": {"delete": s.delete, "freed_bytes": s.freed_bytes,
+                      **({"rehome_bytes": s.rehome_bytes} if s.rehome_bytes else {})}}
+           if s.freed_bytes or s.delete else {}),
     }
 
 
@@ -423,3 +440,11 @@ def plan_from_json(data: Mapping[str, Any], *, source: str = "plan") -> Plan:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ReconcileError(f"{source}: malformed saved plan ({type(err).__name__}: {err})") from None
+
+
+def read_plan(path: Path) -> Plan:
+    """The plan saved in ``path`` (by ``plan --out``); one line naming the file when it is not one."""
+    try:
+        return plan_from_json(json.loads(path.read_text()), source=str(path))
+    except ValueError as err:
+        raise ReconcileError(f"{path}: not valid JSON ({err})") from None

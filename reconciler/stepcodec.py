@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from ..diagnostics import ReconcileError
-from ..model import FileEntry, VersionKey
-from ..plan import Action, SyncFiles
-from ..steps import STEP_FORMAT_VERSION, Step
-from .jsonplan import action_from_json, action_to_json, parents_from_json, source_from_json, source_to_json
-from .jsonplan import parents_json as _parents
+from .diagnostics import ReconcileError
+from .model import FileEntry, VersionKey
+from .plan.actions import Action, SyncFiles
+from .plancodec import action_from_json, action_to_json, parents_from_json, source_from_json, source_to_json
+from .plancodec import parents_json as _parents
+from .steps import STEP_FORMAT_VERSION, Step
 
 INLINE_LIMIT = 256 * 1024  # larger steps are stored gzip-compressed (a task document must stay small)
 

@@ -1,4 +1,4 @@
-"""Plan computation: desired content against observed versions -> typed actions. Pure: no IO, no clock.
+"""The planner: desired content against observed versions -> typed actions. Pure: no IO, no clock.
 
 Invariants of a :class:`Plan`:
 - actions of a version come after every action of its parent (parents before children, then by key);
@@ -25,568 +25,52 @@ Invariants of a :class:`Plan`:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from operator import attrgetter
-from types import MappingProxyType
-from typing import Any
+from dataclasses import replace
 
-from ._compat import assert_never
-from .checks.results import VersionChecks
-from .globs import GlobSet
-from .model import (
-    CheckSpec,
+from ..checks.results import VersionChecks
+from ..model import (
     Content,
-    ContentSummary,
     DatasetKey,
     DatasetSpec,
     DesiredState,
-    FileEntry,
-    LinkEntry,
     ObservedState,
     ObservedVersion,
     Properties,
-    Source,
-    StoredObject,
     VersionKey,
     VersionSpec,
-    canonical_json,
-    resolved,
     statistics_key,
 )
-from .properties import PropertyChange, changed_fields, diff_properties
-from .retention import RetentionEntry, RetentionInputs, RetentionPlan, plan_retention
-
-PLAN_FORMAT_VERSION = 2
-STRAY_DRAFT_STATUSES = frozenset({"created", "in_progress", "stopped", "failed"})  # what a discard deletes
-_SIZE = attrgetter("size")
-
-
-# --- actions -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CreateVersion:
-    version: VersionKey
-    parents: tuple[VersionKey, ...]  # in merge order
-    storage: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeVersion:
-    """Continue a draft an interrupted apply left behind, instead of creating a duplicate."""
-
-    version: VersionKey
-    version_id: str
-    parents: tuple[VersionKey, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SyncFiles:
-    """The delta to apply on top of what the version already holds (its parent's entries, or the draft's)."""
-
-    version: VersionKey
-    upload: tuple[FileEntry, ...] = ()  # added or modified, sorted by path
-    modified: tuple[str, ...] = ()  # the paths of `upload` that replace an inherited file
-    remove: tuple[str, ...] = ()  # dataset paths dropped
-    add_links: tuple[LinkEntry, ...] = ()
-    remove_links: tuple[str, ...] = ()
-    content_digest: str = ""  # Content.digest() of the version once synced
-    file_count: int = 0
-    total_size: int = 0
-    chunk_size_mb: int | None = None  # the dataset's upload settings
-    compression: str = "auto"
-
-    @property
-    def upload_bytes(self) -> int:
-        return sum(map(_SIZE, self.upload))  # read by the summary, the renderers and apply: no Python loop
-
-
-@dataclass(frozen=True, slots=True)
-class SetStatistics:
-    """Compute the statistics of the version's content and store them with it (metadata and UI plots).
-
-    The content is the version's own (apply knows it: the files it synced, or the version's file list on the
-    server); ``after_digest`` is its :meth:`Content.digest`, ``before_digest`` the digest the stored statistics
-    describe (None: none stored). ``plots``: whether UI plots can still be added (not once published).
-    """
-
-    version: VersionKey
-    before_digest: str | None
-    after_digest: str
-    plots: bool = True
-    splits: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}), compare=False,
-                                                  hash=False)  # the declared splits (then after_digest is the
-    # statistics_key of the content digest and them)
-
-
-@dataclass(frozen=True, slots=True)
-class SetChecks:
-    """Store the results of the version's checks with it (an artifact and a UI table), before it is finalized.
-
-    ``checks``: the results the plan computed; ``specs``: the checks, so that apply evaluates again those that
-    read the files' bytes on the bytes it uploaded (an error-level failure then stops the version there).
-    """
-
-    version: VersionKey
-    checks: VersionChecks
-    specs: tuple[CheckSpec, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SetProperties:
-    """Make the version's mutable properties ``after``; only the fields that differ from ``before`` are written.
-
-    ``alias``: the change moves aliases only (tags that name exactly one version); such actions come after
-    every other one, additions before removals, and apply removes an alias from a version only when its new
-    holder got it (:func:`aliases_last`).
-    """
-
-    version: VersionKey
-    before: Properties
-    after: Properties
-    alias: bool = False
-
-    def changes(self) -> tuple[PropertyChange, ...]:
-        return diff_properties(self.before, self.after)
-
-
-@dataclass(frozen=True, slots=True)
-class Finalize:
-    """Write the file list and close the version: its content must have ``content_digest``."""
-
-    version: VersionKey
-    content_digest: str
-
-
-@dataclass(frozen=True, slots=True)
-class Publish:
-    version: VersionKey
-
-
-@dataclass(frozen=True, slots=True)
-class Archive:
-    """Archive a version (reversible: a plan that names it again restores the same id). ``retention``: why its
-    dataset's retention policy lets it go ("" when --prune archives it because no manifest names it); apply then
-    records when, which starts its grace period."""
-
-    version: VersionKey
-    version_id: str
-    retention: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteVersion:
-    """Delete stored objects of an archived version for good, verified gone; with ``whole``, its task too.
-
-    Planned only by retention: ``whole`` when no version that stays on the server reads anything of it, else
-    ``objects`` are those none of them reads (its task and file list stay)."""
-
-    version: VersionKey
-    version_id: str
-    objects: tuple[StoredObject, ...]
-    reason: str = ""
-    whole: bool = True
-
-    @property
-    def freed_bytes(self) -> int:
-        return sum(o.size for o in self.objects)
-
-
-@dataclass(frozen=True, slots=True)
-class DiscardDraft:
-    """Delete a draft (and its chunks) of a version that is already finalized: a stray copy left by an apply
-    that was interrupted or paused past its lease while another one finished the version. Left alone, it is
-    what ``Dataset.get(dataset_version=...)`` may return ("is in draft mode")."""
-
-    version: VersionKey
-    version_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Restore:
-    """Bring back a version the manifests name again, instead of creating a second one: unarchive it (when
-    ``archived``) and put back the system tags ``system_tags`` it lost (those the SDK finds a version by)."""
-
-    version: VersionKey
-    version_id: str
-    archived: bool = True
-    system_tags: tuple[str, ...] = ()
-
-
-Action = (
-    CreateVersion
-    | ResumeVersion
-    | DiscardDraft
-    | Restore
-    | SyncFiles
-    | SetStatistics
-    | SetChecks
-    | SetProperties
-    | Finalize
-    | Publish
-    | Archive
-    | DeleteVersion
+from ..properties import changed_fields
+from ..retention import RetentionInputs, RetentionPlan, plan_retention
+from ..wording import counted
+from .actions import (
+    Action,
+    AliasMove,
+    Archive,
+    Build,
+    Conflict,
+    CreateVersion,
+    DeleteVersion,
+    DiscardDraft,
+    Drift,
+    Finalize,
+    Held,
+    Plan,
+    PlanOptions,
+    Publish,
+    RehomeVersion,
+    Restore,
+    ResumeVersion,
+    SetChecks,
+    SetProperties,
+    SetStatistics,
+    Unmanaged,
 )
+from .contents import diff_content, sync_delta
+from .observed import archived_candidate, choose_observed, fingerprint, observed_content
 
-
-@dataclass(frozen=True, slots=True)
-class Conflict:
-    """A version the plan will not touch: its finalized content differs, or it cannot be built safely."""
-
-    version: VersionKey
-    reason: str
-    hint: str
-    version_id: str | None = None
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    modified: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Drift:
-    """Something changed on the server since this tool last applied the manifests (not in the manifests).
-
-    ``what``: ``properties`` (``before`` is what was applied, ``after`` what the server shows), ``archived``,
-    ``source`` (a URL source's object changed under a finalized version), ``parent`` (a parent was removed).
-    """
-
-    version: VersionKey
-    version_id: str
-    what: str
-    detail: str
-    before: Properties | None = None
-    after: Properties | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AliasMove:
-    """An alias (a tag on exactly one version) pointing somewhere new: ``before`` holds it now; ``after`` is
-    empty when the manifests dropped it (it is taken off)."""
-
-    dataset: DatasetKey
-    alias: str
-    before: tuple[str, ...]  # versions that hold it on the server
-    after: str
-
-
-@dataclass(frozen=True, slots=True)
-class Unmanaged:
-    """A version on the server that no manifest names (reported; archived only with --prune)."""
-
-    version: VersionKey
-    version_id: str
-    managed: bool
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """A version the plan does not build because its error-level checks failed (or its parent's did)."""
-
-    version: VersionKey
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Build:
-    """What a version the plan creates or resumes is made of: its own sources and removals, as the manifests
-    give them. A saved plan carries them so that an agent can resolve them again (``apply --queue``)."""
-
-    version: VersionKey
-    sources: tuple[Source, ...] = ()
-    remove: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class PlanOptions:
-    prune: bool = False
-    targets: tuple[str, ...] = ()  # "project/name" or "project/name@version"; empty: everything
-    prune_scope: tuple[str, ...] = ()  # projects observed and pruned besides those the manifests declare
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    actions: tuple[Action, ...] = ()
-    conflicts: tuple[Conflict, ...] = ()
-    unmanaged: tuple[Unmanaged, ...] = ()
-    observed_fingerprint: str = ""
-    targets: tuple[str, ...] = ()
-    projects: tuple[str, ...] = ()  # the projects observed (the prune scope); a saved plan re-observes these
-    prune: bool = False  # made with --prune
-    drift: tuple[Drift, ...] = ()
-    aliases: tuple[AliasMove, ...] = ()
-    builds: tuple[Build, ...] = ()  # one per version the plan creates or resumes, in action order
-    checks: tuple[VersionChecks, ...] = ()  # the results of every version checked, held ones included
-    held: tuple[Held, ...] = ()
-    retention: tuple[RetentionEntry, ...] = ()  # every version out of its dataset's retention policy
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.actions)
-
-    def summary(self) -> PlanSummary:
-        created = {a.version for a in self.actions if isinstance(a, CreateVersion)}
-        archived = {a.version for a in self.actions if isinstance(a, Archive)}
-        restored = {a.version for a in self.actions if isinstance(a, Restore)}
-        deleted = [a for a in self.actions if isinstance(a, DeleteVersion)]
-        touched = {a.version for a in self.actions}
-        return PlanSummary(
-            create=len(created),
-            update=len(touched - created - archived - restored - {a.version for a in deleted}),
-            archive=len(archived),
-            delete=sum(1 for a in deleted if a.whole),
-            freed_bytes=sum(a.freed_bytes for a in deleted),
-            restore=len(restored),
-            conflicts=len(self.conflicts),
-            upload_files=sum(len(a.upload) for a in self.actions if isinstance(a, SyncFiles)),
-            upload_bytes=sum(a.upload_bytes for a in self.actions if isinstance(a, SyncFiles)),
-            held=len(self.held),
-        )
-
-    def versions(self) -> tuple[VersionKey, ...]:
-        """Every version the plan acts on, in action order."""
-        seen: dict[VersionKey, None] = {}
-        for a in self.actions:
-            seen.setdefault(a.version, None)
-        return tuple(seen)
-
-
-@dataclass(frozen=True, slots=True)
-class PlanSummary:
-    create: int
-    update: int
-    archive: int
-    restore: int
-    conflicts: int
-    upload_files: int
-    upload_bytes: int
-    held: int = 0
-    delete: int = 0
-    freed_bytes: int = 0
-
-
-# --- desired content -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SourceFiles:
-    """What one version's own sources produce (already joined with each source's dest).
-
-    ``memo``: a key that determines ``files`` and ``links`` (equal memos, equal lists), when the sources could
-    give one (see :func:`content_memos`); None otherwise.
-    """
-
-    files: Sequence[FileEntry] = ()
-    links: Sequence[LinkEntry] = ()
-    memo: str | None = None
-
-
-CONTENT_MEMO_FORMAT = "content-memo-1"
-
-
-def content_memos(desired: DesiredState, own: Mapping[VersionKey, SourceFiles]) -> dict[VersionKey, str]:
-    """A key per version that determines its content, for the versions whose own sources (and ancestors') gave
-    one: the parents' keys (in order), the ``remove`` globs and the sources' memo. Equal keys, equal contents;
-    so a content summary remembered under a key stands for the content (see :func:`compute_contents`'s
-    ``known``).
-    """
-    memos: dict[VersionKey, str | None] = {}
-
-    def memo_of(spec: VersionSpec) -> str | None:
-        if spec.key in memos:
-            return memos[spec.key]
-        memos[spec.key] = None  # (no cycles: the loader refuses them)
-        mine = own.get(spec.key)
-        parents = [memo_of(desired.version(p)) for p in spec.parents]
-        if spec.adopt is not None or mine is None or mine.memo is None or None in parents:
-            return None
-        parent = ",".join(str(p) for p in parents)  # one parent: its memo, as before merges
-        text = "\0".join((CONTENT_MEMO_FORMAT, parent, *spec.remove, "\0", mine.memo))
-        memos[spec.key] = hashlib.sha256(text.encode()).hexdigest()
-        return memos[spec.key]
-
-    for spec in desired.all_versions():
-        memo_of(spec)
-    return {k: m for k, m in memos.items() if m is not None}
-
-
-def _sorted_by_key(d: dict[str, Any]) -> dict[str, Any]:
-    """``d`` itself when its keys are already in order (the usual case: one sorted source), else a sorted copy."""
-    keys = list(d)
-    if all(a < b for a, b in zip(keys, keys[1:], strict=False)):
-        return d
-    return {k: d[k] for k in sorted(keys)}
-
-
-def compute_contents(
-    desired: DesiredState, own: Mapping[VersionKey, SourceFiles], adopted: Mapping[VersionKey, Content] | None = None,
-    known: Mapping[VersionKey, ContentSummary] | None = None,
-) -> dict[VersionKey, Content]:
-    """Content of every desired version: (its parents' contents merged in order, minus `remove`) overlaid with
-    its own sources.
-
-    A source file at the same dataset path as an inherited file or link replaces it. An adopted version's
-    content is given (``adopted``: what the server holds). A version in ``known`` (its summary, remembered
-    under its :func:`content_memos` key) gets a content built only when its files are read.
-    """
-    result: dict[VersionKey, Content] = dict(adopted or {})
-    known = known or {}
-
-    def content_of(spec: VersionSpec) -> Content:
-        if spec.key in result:
-            return result[spec.key]
-        summary = known.get(spec.key)
-        content = build(spec) if summary is None else Content.deferred(lambda: build(spec), summary)
-        result[spec.key] = content
-        return content
-
-    def build(spec: VersionSpec) -> Content:
-        files: dict[str, FileEntry] = {}
-        links: dict[str, LinkEntry] = {}
-        if spec.parents:
-            base = Content.merged([content_of(desired.version(p)) for p in spec.parents])
-            if spec.remove:
-                removed = GlobSet.compile(spec.remove)
-                files = {p: f for p, f in base.files.items() if not removed.matches(p)}
-                links = {p: lnk for p, lnk in base.links.items() if not removed.matches(p)}
-            else:
-                files, links = dict(base.files), dict(base.links)
-        mine = own.get(spec.key, SourceFiles())
-        for f in mine.files:
-            if links:
-                links.pop(f.path, None)
-            files[f.path] = f
-        for lnk in mine.links:
-            files.pop(lnk.path, None)
-            links[lnk.path] = lnk
-        return Content(MappingProxyType(_sorted_by_key(files)), MappingProxyType(_sorted_by_key(links)))
-
-    for spec in desired.all_versions():
-        content_of(spec)
-    return result
-
-
-# --- observed helpers ----------------------------------------------------------------------------------------
-
-
-def observed_content(version: ObservedVersion) -> Content | None:
-    if version.files is None or version.links is None:
-        return None
-    return Content(
-        MappingProxyType({f.path: f for f in version.files}), MappingProxyType({lnk.path: lnk for lnk in version.links})
-    )
-
-
-def choose_observed(candidates: Sequence[ObservedVersion]) -> ObservedVersion | None:
-    """The server version that stands for a manifest version: finalized first, then this tool's newest draft."""
-    live = [v for v in candidates if not v.archived]
-    final = sorted((v for v in live if v.finalized), key=lambda v: v.last_update, reverse=True)
-    if final:
-        return final[0]
-    drafts = sorted(live, key=lambda v: (v.managed, v.last_update), reverse=True)
-    return drafts[0] if drafts else None
-
-
-def archived_candidate(candidates: Sequence[ObservedVersion]) -> ObservedVersion | None:
-    """The newest archived finalized version this tool made for a key (what a restore brings back); not one
-    whose objects retention freed (it can no longer be downloaded)."""
-    archived = sorted((v for v in candidates if v.archived and v.finalized and v.managed and not v.freed),
-                      key=lambda v: v.last_update, reverse=True)
-    return archived[0] if archived else None
-
-
-@dataclass(frozen=True, slots=True)
-class ContentDiff:
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-    modified: tuple[str, ...]
-
-    @property
-    def empty(self) -> bool:
-        return not (self.added or self.removed or self.modified)
-
-
-def diff_content(before: Content, after: Content) -> ContentDiff:
-    """Paths added, removed and modified going from ``before`` to ``after`` (files and links alike)."""
-    if not before.links and not after.links:
-        return _diff_files(resolved(before.files), resolved(after.files))
-
-    def flat(c: Content) -> dict[str, tuple[object, ...]]:
-        out: dict[str, tuple[object, ...]] = {p: ("F", f.size, f.sha256) for p, f in c.files.items()}
-        out.update({p: ("L", lnk.url, lnk.size, lnk.etag) for p, lnk in c.links.items()})
-        return out
-
-    b, a = flat(before), flat(after)
-    return ContentDiff(
-        added=tuple(sorted(a.keys() - b.keys())),
-        removed=tuple(sorted(b.keys() - a.keys())),
-        modified=tuple(sorted(p for p in a.keys() & b.keys() if a[p] != b[p])),
-    )
-
-
-def _diff_files(before: Mapping[str, FileEntry], after: Mapping[str, FileEntry]) -> ContentDiff:
-    """:func:`diff_content` of two contents without links: one pass over each, entries compared by size and
-    hash (an entry shared by both, as a version shares its parent's, is the same)."""
-    get = before.get
-    modified = [p for p, f in after.items()
-                if (g := get(p)) is not None and g is not f and (g.size != f.size or g.sha256 != f.sha256)]
-    return ContentDiff(
-        added=tuple(sorted([p for p in after if p not in before])),
-        removed=tuple(sorted([p for p in before if p not in after])),
-        modified=tuple(sorted(modified)),
-    )
-
-
-def sync_delta(version: VersionKey, base: Content, target: Content) -> SyncFiles | None:
-    """The SyncFiles turning ``base`` into ``target``, or None when they are equal."""
-    d = diff_content(base, target)
-    if d.empty:
-        return None
-    # each list is sorted and they are disjoint: sorting their concatenation merges two runs, in linear time
-    changed = sorted(d.added + d.modified)
-    gone = sorted(d.removed + d.modified)
-    base_files, base_links = resolved(base.files), resolved(base.links)
-    files, links = resolved(target.files), resolved(target.links)
-    return SyncFiles(
-        version=version,
-        upload=tuple([files[p] for p in changed if p in files]),
-        modified=tuple(p for p in d.modified if p in files),
-        remove=tuple(p for p in gone if p in base_files and p not in files),
-        add_links=tuple(links[p] for p in changed if p in links),
-        remove_links=tuple(p for p in gone if p in base_links and p not in links),
-        content_digest=target.digest(),
-        file_count=target.file_count,
-        total_size=target.total_size,
-    )
-
-
-# fields of an observed version that a saved plan's staleness check ignores: file lists are read on demand (a
-# version's content is covered by its status, its recorded digest and last_update); storage is checked on demand
-FINGERPRINT_EXCLUDED = frozenset({"files", "links", "missing_chunks", "corrupt_chunks", "reads"})
-
-
-def fingerprint(observed: ObservedState) -> str:
-    """A digest of every observed field (but :data:`FINGERPRINT_EXCLUDED`); a saved plan is stale when it changes."""
-    h = hashlib.sha256()
-    names = [f.name for f in fields(ObservedVersion) if f.name not in FINGERPRINT_EXCLUDED]
-    for v in sorted(observed.versions, key=lambda v: v.id):
-        row = []
-        for name in names:
-            value = getattr(v, name)
-            if isinstance(value, Properties):
-                value = value.compare_key()
-            elif isinstance(value, VersionKey):
-                value = str(value)
-            elif name == "objects":
-                value = [[o.key, o.uri, o.size] for o in value]
-            row.append(value)
-        h.update(canonical_json(row).encode())
-    return h.hexdigest()
-
-
-# --- planning ------------------------------------------------------------------------------------------------
+STRAY_DRAFT_STATUSES = frozenset({"created", "in_progress", "stopped", "failed"})  # what a discard deletes
 
 
 def topological_versions(desired: DesiredState) -> list[VersionSpec]:
@@ -971,8 +455,11 @@ def compute_plan(
 
 
 def retention_actions(kept: RetentionPlan) -> list[Action]:
-    """Archives first (recording when), then deletes, children before parents."""
+    """Archives first (recording when), then re-homes (copied and read back before anything is deleted), then
+    deletes, children before parents."""
     actions: list[Action] = [Archive(v.key, v.id, why) for v, why in kept.archive]
+    actions += [RehomeVersion(r.version, r.version_id, r.files, r.copy_bytes, r.rewrites, r.detached, r.group,
+                              r.replaced, r.frees_bytes) for r in kept.rehome]
     actions += [DeleteVersion(v.key, v.id, objects, why, whole) for v, why, objects, whole in kept.delete]
     return actions
 
@@ -1052,63 +539,3 @@ def _unmanaged(
             reason = "duplicate of a version the manifests name"
         out.append(Unmanaged(v.key, v.id, v.managed, reason))
     return tuple(out)
-
-
-def describe(action: Action) -> str:
-    """A one-line, human description of an action (used by renderers and progress lines)."""
-    match action:
-        case CreateVersion(version=v, parents=ps):
-            names = ", ".join(p.version if p.dataset == v.dataset else str(p) for p in ps)
-            return f"create {v}" + (f" (parent {names})" if len(ps) == 1 else f" (parents {names})" if ps else "")
-        case ResumeVersion(version=v, version_id=i):
-            return f"resume draft {v} ({i})"
-        case Restore(version=v, version_id=i, archived=archived, system_tags=tags):
-            return f"restore {'archived ' if archived else ''}{v} ({i})" + (
-                f" and its system tag {', '.join(tags)}" if tags else "")
-        case DiscardDraft(version=v, version_id=i):
-            return f"discard stray draft {i} of the finalized {v}"
-        case SyncFiles(version=v):
-            return (
-                f"sync files of {v}: upload {len(action.upload)} ({_size(action.upload_bytes)}), "
-                f"remove {len(action.remove) + len(action.remove_links)}, link {len(action.add_links)}"
-            )
-        case SetStatistics(version=v, after_digest=d):
-            return f"compute statistics of {v} (content {d[:12]})"
-        case SetChecks(version=v, checks=c):
-            return f"store checks of {v} ({len(c.results)} checks, {len(c.warned)} warned)"
-
-
-        case SetProperties(version=v, alias=True):
-            gained, lost = action.after.tags - action.before.tags, action.before.tags - action.after.tags
-            return (f"move alias {', '.join(sorted(gained))} to {v}" if gained
-                    else f"take alias {', '.join(sorted(lost))} off {v}")
-        case SetProperties(version=v):
-            return f"set {', '.join(changed_fields(action.before, action.after))} of {v}"
-        case Finalize(version=v):
-            return f"finalize {v}"
-        case Publish(version=v):
-            return f"publish {v}"
-        case Archive(version=v, version_id=i):
-            return f"archive {v} ({i})"
-        case DeleteVersion(version=v, version_id=i):
-            what = "delete" if action.whole else "free objects of"
-            return f"{what} {v} ({i}): {len(action.objects)} objects, {_size(action.freed_bytes)}"
-        case _:
-            assert_never(action)
-
-
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-human_size = _size
-
-
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """``n`` and the noun in the right number: "1 file", "2 files", "0 files"."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
