@@ -166,7 +166,7 @@ class Properties:
 
     The desired spec, the observed version, the plan's :class:`~reconciler.plan.actions.SetProperties` and the diff
     report all hold this one value. Adding a property means: a field here, its schema and manifest reading,
-    its decoding in ``clearml_backend.codec`` and its write in the backend; the differ
+    its reading and its write in the backend (``clearml_backend``); the differ
     (:func:`reconciler.properties.diff_properties`) and the renderers follow from the fields.
     ``metadata`` is frozen JSON (the ``metadata`` artifact ``Dataset.get_metadata()`` reads);
     ``metadata_artifacts`` the other named metadata (``set_metadata(..., metadata_name=NAME)``), NAME -> JSON
@@ -445,7 +445,11 @@ class ObservedVersion:
         return self.status in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+# The statuses of a version's task, the one place they are grouped:
+FINAL_STATUSES = frozenset({"completed", "published", "closed"})  # finalized: its content is fixed
+EDITABLE_STATUSES = frozenset({"created", "in_progress"})  # a draft that takes writes as it is
+DRAFT_STATUSES = frozenset({*EDITABLE_STATUSES, "stopped", "failed"})  # a draft left behind: what a discard deletes
+STEP_LEFT_STATUSES = frozenset({"queued", "failed", "stopped"})  # a draft an agent's step left: reopened to resume
 
 
 def parse_time(value: object) -> datetime | None:
