@@ -439,6 +439,7 @@ class ObservedVersion:
     freed: tuple[str, ...] = ()  # artifact keys whose objects retention deleted (the version is not restorable)
     reads: tuple[tuple[str, str], ...] | None = None  # (owner version id, chunk) its files are read from, when read
     inherited: tuple[int, int] | None = None  # (files, bytes) its file list reads from other versions' chunks
+    rehome_pending: bool = False  # re-homed, the versions built on it not all rewritten yet (an interrupted run)
 
     @property
     def finalized(self) -> bool:

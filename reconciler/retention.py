@@ -215,6 +215,9 @@ def plan_retention(desired: DesiredState, observed: ObservedState, inputs: Reten
                                           delete_after=due.isoformat(timespec="seconds"))
     groups = [g for ds in desired.datasets if ds.retention is not None and ds.retention.rehome
               for g in [_rehome_group(ds, retired, entries, by_key, observed, deletable)] if g is not None]
+    if _hold_interrupted(observed, deletable, groups, entries):
+        groups = [g for ds in desired.datasets if ds.retention is not None and ds.retention.rehome
+                  for g in [_rehome_group(ds, retired, entries, by_key, observed, deletable)] if g is not None]
     needed, unread = _needed(observed, deletable)
     rehome: list[Rehoming] = []
     if groups:
@@ -222,7 +225,7 @@ def plan_retention(desired: DesiredState, observed: ObservedState, inputs: Reten
         after, _ = _needed(observed, deletable, skip=members)
         sizes = {vid: {o.key: o.size for o in obs.objects} for vid, (obs, _) in deletable.items()}
         frees = _freed(after, sizes) - _freed(needed, sizes)
-        if frees > 0:  # worth copying: it lets deletions free more
+        if frees > 0 or any(group[0].rehome_pending for group, _ in groups):  # worth it, or to be finished
             needed = after
             rehome = [_rehoming(group, before, frees if i == 0 else 0) for i, (group, before) in enumerate(groups)]
     delete: list[tuple[ObservedVersion, str, tuple[StoredObject, ...], bool]] = []
@@ -366,8 +369,9 @@ def _rehome_group(ds: DatasetSpec, retired: Mapping[VersionKey, str], entries: M
     old lineage: then nothing is re-homed and the versions it reads stay as they would)."""
     if not deletable:
         return None
+    pending = [v for v in observed.versions if v.key.dataset == ds.key and v.rehome_pending and v.id not in deletable]
     key = next((v.key for v in ds.versions if v.key not in retired and v.key not in entries), None)
-    oldest = _managed_final(by_key.get(key, ())) if key is not None else None
+    oldest = pending[0] if pending else _managed_final(by_key.get(key, ())) if key is not None else None
     if oldest is None or oldest.archived or oldest.freed or oldest.reads is None or oldest.id in deletable:
         return None
     by_id = {v.id: v for v in observed.versions}
@@ -391,14 +395,33 @@ def _rehoming(group: Sequence[ObservedVersion], before: set[str], frees: int) ->
     by_id = {v.id: v for v in group}
     outside = set(before) | {owner for owner, _ in oldest.reads or ()} | set(oldest.parent_ids)
     rewrites = []
-    for v in group[1:]:
+    for v in group[1:]:  # all of them: apply checks each one's file list and Dataset Struct, and skips those done
         reads = {owner for owner, _ in v.reads or ()} - ids
-        if reads or (_ancestors(v, by_id) - ids):
-            rewrites.append((v.key, v.id))
-            outside |= reads
+        rewrites.append((v.key, v.id))
+        outside |= reads
     files, size = oldest.inherited or (0, 0)
     changed = [oldest] if files or oldest.parent_ids or outside - set(before) - ids else []
-    changed += [by_id[vid] for _, vid in rewrites]
+    changed += [v for v in group[1:] if {o for o, _ in v.reads or ()} - ids or _ancestors(v, by_id) - ids]
     replaced = tuple(o for v in changed for o in v.objects if o.key == "state")
     return Rehoming(oldest.key, oldest.id, files, size, tuple(rewrites), tuple(sorted(outside - ids)), frees,
                     tuple(v.id for v in group), replaced)
+
+
+def _hold_interrupted(observed: ObservedState, deletable: dict[str, tuple[ObservedVersion, str]],
+                      groups: Sequence[tuple[list[ObservedVersion], set[str]]],
+                      entries: dict[VersionKey, RetentionEntry]) -> bool:
+    """A re-home that a stopped run left unfinished (the versions on it may still name the old lineage in their
+    ``Dataset Struct``) and that cannot be finished now: nothing of its dataset is deleted until it is. Whether
+    anything was held."""
+    finishing = {group[0].id for group, _ in groups}
+    stuck = {v.key.dataset for v in observed.versions
+             if v.rehome_pending and v.id not in deletable and v.id not in finishing}
+    held = False
+    for vid, (obs, why) in list(deletable.items()):
+        if obs.key.dataset in stuck:
+            held = True
+            del deletable[vid]
+            entries[obs.key] = RetentionEntry(obs.key, vid, "kept", why, kept_bytes=_size(obs.objects), reasons=(
+                "a re-home of this dataset was interrupted and cannot be finished now (a version built on it is "
+                "not this tool's or not finalized): nothing of it is deleted until it is",))
+    return held

@@ -64,6 +64,7 @@ TASK_FIELDS: tuple[str, ...] = (
 )
 EXPIRED_AT = "expired_at"  # Reconciler section: when retention archived the version (ISO 8601)
 FREED = "freed"  # Reconciler section: artifact keys whose objects retention deleted (comma-separated)
+REHOME_PENDING = "rehome_pending"  # Reconciler section: "1" from a re-home's switch until the versions on it follow
 
 
 def hidden_project(project: str, name: str) -> str:
@@ -243,6 +244,7 @@ def task_summary(task: Mapping[str, Any], project_name: str) -> ObservedVersion 
         objects=stored_objects(task, freed_keys(task)),
         freed=tuple(sorted(freed_keys(task))),
         expired_at=section_values(task).get(EXPIRED_AT, ""),
+        rehome_pending=section_values(task).get(REHOME_PENDING) == "1",
     )
 
 

@@ -60,6 +60,8 @@ def rehome_version(writer: ServerWriter, key: VersionKey, version_id: str,
     root_state = _fresh_state(writer, version_id)
     for member_key, member_id in rewrites:
         rewritten += _rewrite_member(writer, member_key, member_id, version_id, root_state, members)
+    if codec.section_values(writer.reader.full_task(version_id)).get(codec.REHOME_PENDING):
+        writer.set_bookkeeping(version_id, {codec.REHOME_PENDING: ""})  # every version on it follows now
     return Rehomed(files, file_bytes, stored, rewritten)
 
 
@@ -80,7 +82,8 @@ def _rehome_root(writer: ServerWriter, key: VersionKey, version_id: str, tmp_dir
     entries, links, graph = codec.read_state(state)
     inherited = [e for e in entries if e.owner_id != version_id]
     if not inherited and all(s.owner_id == version_id for s in links) and not graph.get(version_id) and \
-            set(graph) <= {version_id}:
+            set(graph) <= {version_id} and _struct_ids(task) <= {version_id}:
+        _drop_replaced(writer, task)
         return 0, 0, 0, 0  # done already
     own = [e for e in entries if e.owner_id == version_id]
     indexes = [i for e in own if (i := codec.chunk_index(e.chunk)) is not None]
@@ -100,7 +103,7 @@ def _rehome_root(writer: ServerWriter, key: VersionKey, version_id: str, tmp_dir
                      if codec.chunk_index(k) is not None and k not in stale) + sum(c["content_size"] for c in chunks)
     runtime["ds_total_size_compressed"] = compressed
     old_parents = ",".join(graph.get(version_id) or ())
-    book = {"parent_id": "", **({REHOMED_FROM: old_parents} if old_parents else {})}
+    book = {"parent_id": "", codec.REHOME_PENDING: "1", **({REHOMED_FROM: old_parents} if old_parents else {})}
     _switch(writer, key, task, prefix, raw, chunks, stale, struct, book, runtime)
     return len(inherited), sum(e.size for e in inherited), sum(c["content_size"] for c in chunks), 1
 
@@ -142,7 +145,9 @@ def _rewrite_member(writer: ServerWriter, key: VersionKey, version_id: str, root
     at_root = {e.path: e for e in root_entries}
     root_link_paths = {s.link.path for s in root_links}
     outside = [e for e in entries if e.owner_id not in group] + [s for s in links if s.owner_id not in group]
-    if not outside and set(graph) <= group and all(set(ps) <= group for ps in graph.values()):
+    if not outside and set(graph) <= group and all(set(ps) <= group for ps in graph.values()) and \
+            _struct_ids(task) <= group:
+        _drop_replaced(writer, task)
         return 0  # done already
     new_entries = []
     for e in entries:
@@ -174,6 +179,25 @@ def _rewrite_member(writer: ServerWriter, key: VersionKey, version_id: str, root
     struct = writer.struct_lineage(draft, new_graph, codec.struct_node(task))
     _switch(writer, key, task, prefix, raw, [], [], struct, {}, None)
     return 1
+
+
+def _struct_ids(task: Mapping[str, Any]) -> set[str]:
+    """The versions the ``Dataset Struct`` of ``task`` names (the SDK 2.x walks them all before a download)."""
+    struct = (task.get("configuration") or {}).get(codec.STRUCT_CONFIG) or {}
+    try:
+        value = json.loads(str(struct.get("value") or "{}"))
+    except ValueError:
+        return set()
+    return {str(n["job_id"]) for n in value.values() if isinstance(n, dict) and n.get("job_id")} \
+        if isinstance(value, dict) else set()
+
+
+def _drop_replaced(writer: ServerWriter, task: Mapping[str, Any]) -> None:
+    """Delete the file list a re-home replaced when a stopped run did not get to it (recorded in the edit that
+    replaced it; deleting what is gone already counts as done)."""
+    replaced = codec.section_values(task).get(REPLACED, "")
+    if replaced and replaced != codec.artifact_uri(task, codec.STATE_KEY):
+        writer.stores.delete_all([replaced])
 
 
 def _switch(writer: ServerWriter, key: VersionKey, task: Mapping[str, Any], prefix: str, raw: bytes,

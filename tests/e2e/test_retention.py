@@ -480,3 +480,81 @@ def test_rehome_on_s3_frees_what_the_plan_says_and_both_sdks_read_the_kept_versi
         for version in ("1.0.3", "1.0.4"):
             assert got[version]["sha256"] == sha(content(int(version[-1]))), (python, version)
             assert got[version]["verify"] == [], (python, version)
+
+
+# kill -9 points of a re-home, one per step of a shrinking keep_last over a chain whose every version changes one
+# file: each step re-homes the next version (it inherits from the one re-homed the step before) and rewrites the
+# versions on it, then deletes the one before it whole
+REHOME_KILL_POINTS: list[tuple[str, str, str, int]] = [
+    ("files", "POST", "", 2),  # its new chunk and file list stored, the version not switched yet
+    ("api", "tasks.edit", '"rehomed_from"', 1),  # switched, the answer lost
+    ("files", "DELETE", "", 1),  # the file list it replaced deleted, the answer lost
+    ("files", "POST", "", 3),  # a version built on it: its new file list stored
+    ("api", "tasks.edit", '"replaced"', 2),  # that version switched, the answer lost
+    ("api", "tasks.delete", "", 1),  # the version below it deleted, the answer lost
+]
+HOPS = len(REHOME_KILL_POINTS) + 2
+
+
+def _hops_manifest(env: Env, keep: int) -> None:
+    lines = []
+    for i in range(HOPS):
+        write_tree(env.work / "data" / "hops" / f"v{i}", _hop_files(i))  # type: ignore[arg-type]
+        lines += [f"  - version: 1.0.{i}", *([f"    parent: 1.0.{i - 1}"] if i else []),
+                  f"    sources: [{{path: ../data/hops/v{i}}}]"]
+    (env.work / "manifests").mkdir(exist_ok=True)
+    (env.work / "manifests" / "hops.yaml").write_text(textwrap.dedent(f"""\
+        apiVersion: reconciler/v1
+        kind: Dataset
+        project: {env.project}
+        name: hops
+        """) + (f"retention: {{keep_last: {keep}, grace: 0, rehome: true}}\n" if keep < HOPS else "")
+        + "versions:\n" + "\n".join(lines) + "\n")
+
+
+def _hop_files(i: int) -> dict[str, str]:
+    return {f"h{n}.txt": f"hop file {n} " * 30 for n in range(4)} if i == 0 else {f"h{i % 4}.txt": f"hop {i} " * 25}
+
+
+def _hop_content(i: int) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k in range(i + 1):
+        out.update(_hop_files(k))
+    return out
+
+
+def test_kill_at_any_point_of_a_rehome_leaves_kept_versions_readable_and_converges(
+        env: Env, proxies: Proxies) -> None:
+    vars_ = proxies.vars()
+    _hops_manifest(env, HOPS)
+    assert env.reconcile("apply", "--auto-approve", "manifests", env=vars_).returncode == 0
+    for n, (side, where, body, nth) in enumerate(REHOME_KILL_POINTS, 1):
+        _hops_manifest(env, HOPS - n)  # keeps 1.0.<n> ..: re-homes 1.0.<n>, deletes 1.0.<n-1>
+        running: list[subprocess.Popen[str]] = []
+        proxy = proxies.api if side == "api" else proxies.files
+        pid = lambda r=running: r[0].pid if r else None  # noqa: E731
+        proxy.rules[:] = [Rule(where, "kill", body=body, nth=nth, pid=pid) if side == "api"
+                          else Rule("/", "kill", method=where, nth=nth, pid=pid)]
+        proc = proxies.start("apply", "--auto-approve", "--lock-ttl", "3", "manifests")
+        running.append(proc)
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == -9, f"{where} {body} {nth}: the kill point was never reached\n{out}\n{err}"
+        proxy.rules.clear()
+        kept = [f"1.0.{n}", f"1.0.{HOPS - 1}"]  # the one being re-homed and the newest, built on it
+        got = env.sdk(f"""
+            import os
+            result = {{}}
+            for v in {kept!r}:
+                ds = Dataset.get(dataset_project=PROJECT, dataset_name="hops", dataset_version=v)
+                root = ds.get_local_copy()
+                result[v] = {{os.path.relpath(os.path.join(d, f), root): open(os.path.join(d, f)).read()
+                             for d, _, fs in os.walk(root) for f in fs}}
+                assert ds.verify_dataset_hash() == [], v
+        """, env=vars_)
+        assert got == {v: _hop_content(int(v.rsplit(".", 1)[1])) for v in kept}, (where, body, nth)
+        res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)  # waits for the lock to expire
+        assert res.returncode == 0, res.stdout + res.stderr
+    again = env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_)
+    assert again.returncode == 0, again.stdout + again.stderr  # converged
+    versions = {t["version"] for t in dataset_tasks(env, env.project, "hops")}
+    assert versions == {f"1.0.{i}" for i in range(len(REHOME_KILL_POINTS), HOPS)}, versions

@@ -245,3 +245,16 @@ def test_no_rehome_when_a_version_built_on_the_oldest_kept_one_cannot_follow():
     ret = plan_retention(desired, ObservedState((*observed[:4], foreign)), RetentionInputs(NOW))
     assert ret.rehome == ()
     assert {e.version: e.stage for e in ret.entries}[vk(0)] == "kept"
+
+
+def test_an_interrupted_rehome_is_finished_before_anything_is_deleted():
+    desired, observed = rehome_chain()
+    done = replace(observed[3], reads=(), parent_ids=(), inherited=(0, 0), rehome_pending=True)
+    clean = replace(observed[4], reads=(("id3", "*"), ("id3", "state")))  # its file list follows; its struct may not
+    ret = plan_retention(desired, ObservedState((*observed[:3], done, clean)), RetentionInputs(NOW))
+    (rehome,) = ret.rehome
+    assert rehome.version == vk(3) and rehome.rewrites == ((vk(4), "id4"),)  # apply checks and finishes it
+    foreign = replace(clean, managed=False)  # cannot be finished: nothing of the dataset is deleted
+    ret = plan_retention(desired, ObservedState((*observed[:3], done, foreign)), RetentionInputs(NOW))
+    assert ret.rehome == () and ret.delete == ()
+    assert all("interrupted" in e.reasons[0] for e in ret.entries if e.version in (vk(0), vk(1), vk(2)))
