@@ -19,7 +19,6 @@ draft; the next apply resumes it).
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .apply import ApplyOptions, ApplyResult, apply_plan
-from .clearml_backend import Backend, Cancel, WaitPolicy, codec, load_server_config
+from .clearml_backend import Backend, Cancel, WaitPolicy, load_server_config
 from .clearml_backend.agenttask import AgentTasks
 from .clearml_backend.lock import LeaseFollower
 from .clearml_backend.queues import PHASE_KEY, STEP_CONFIG
@@ -40,14 +39,11 @@ from .model import (
     DatasetKey,
     DatasetSpec,
     DesiredState,
-    FileEntry,
-    LinkEntry,
     ObservedState,
     ObservedVersion,
     PathSource,
     Source,
     TorchvisionSource,
-    VersionKey,
     VersionSpec,
 )
 from .plan.actions import Action, Finalize, Plan, ResumeVersion, SyncFiles
@@ -98,13 +94,6 @@ def _here(source: Source, root: Path) -> Source:
     return source
 
 
-def _state_content(state: dict[str, object]) -> Content:
-    entries, links, _ = codec.read_state(state)
-    files = {e.path: FileEntry(e.path, e.size, e.sha256) for e in sorted(entries, key=lambda e: e.path)}
-    link_map: dict[str, LinkEntry] = {s.link.path: s.link for s in sorted(links, key=lambda s: s.link.path)}
-    return Content(files, link_map)
-
-
 def content_here(step: Step, parent_content: Content, *, root: Path, workers: int) -> Content:
     """The version's content from its sources as they are on this machine, on top of its parents' (merged)."""
     sources = tuple(_here(s, root) for s in step.sources)
@@ -120,46 +109,25 @@ def content_here(step: Step, parent_content: Content, *, root: Path, workers: in
     return compute_contents(state, own, adopted)[step.version]
 
 
-def _check_storage(backend: Backend, task_id: str, version: VersionKey) -> None:
-    """This agent can write where the version's data goes (a bucket needs credentials here too)."""
-    task = backend.reader.task(task_id, ("id", "output")) or {}
-    base = str((task.get("output") or {}).get("destination") or "")
-    if not base or backend.writer.stores.on_file_server(base.rstrip("/") + "/"):
-        return
-    probe = f"{codec.storage_prefix(base, version, task_id)}/.reconcile-probe"
-    with tempfile.NamedTemporaryFile(prefix="reconcile-probe-") as tmp:
-        tmp.write(b"probe")
-        tmp.flush()
-        try:
-            backend.writer.stores.upload(probe, Path(tmp.name), 5)
-        except ReconcileError as err:
-            raise ReconcileError(f"this agent cannot write to {base} ({err}); give it credentials for that storage "
-                                 "(sdk.aws.s3 in its clearml.conf, or the AWS_* variables)") from None
-    backend.writer.stores.delete(probe)
-
-
 def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, emit: Emit,
              forget_hashes: Callable[..., None] | None = None) -> ApplyResult:
     """Build ``step``'s version (the task ``task_id``) from its sources here; see the module docstring."""
-    task = backend.reader.full_task(task_id)
-    version = str((task.get("runtime") or {}).get("version") or "")
-    if version != step.version.version or str(task.get("name")) != step.version.name:
+    found = backend.reader.version(task_id)
+    if found is None or found.key.version != step.version.version or found.key.name != step.version.name:
         raise ReconcileError(f"task {task_id} is not the version {step.version} its step builds")
-    book = codec.read_bookkeeping(task)
-    parent_ids = book.parent_ids if step.parents else ()
+    parent_ids = found.parent_ids if step.parents else ()
     if len(parent_ids) != len(step.parents):
         raise ReconcileError(f"version {task_id} does not record its parents {', '.join(map(str, step.parents))}")
     with LeaseFollower(backend.api, step.lock):
         progress = _Progress(backend, task_id, emit)
         progress.set_phase("resolving sources", 0)
-        _check_storage(backend, task_id, step.version)
+        backend.writer.check_writable(step.version, task_id)  # a bucket needs credentials on this agent too
         contents = []
         for parent_key, parent_id in zip(step.parents, parent_ids, strict=True):
-            parent = backend.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
-            state = backend.reader.read_state(parent, None) if parent else None
-            if state is None:
+            content = backend.reader.content(parent_id, None)
+            if content is None:
                 raise ReconcileError(f"the parent {parent_key} ({parent_id}) of {step.version} has no file list")
-            contents.append(_state_content(state))
+            contents.append(content)
         parent_content = Content.merged(contents) if contents else Content()
         emit(SourcesResolving(step.version, str(Path.cwd())))
         actual = content_here(step, parent_content, root=Path.cwd(), workers=workers)
@@ -184,7 +152,7 @@ def run_step(backend: Backend, task_id: str, step: Step, *, workers: int, emit: 
         options = ApplyOptions(workers=workers, forget_hashes=forget_hashes)
         result = apply_plan(Plan(actions=tuple(actions)), backend.writer, observed, options, emit=progress,
                             local_contents={step.version: actual})
-    status = str((backend.reader.task(task_id, ("id", "status")) or {}).get("status"))
+    status = backend.reader.status(task_id)
     if status not in FINAL_STATUSES:
         raise ReconcileError(f"{step.version} is {status} after its step; it was not finalized")
     return result

@@ -14,7 +14,6 @@ the version's files fetched from the server; either way cached by content digest
 from __future__ import annotations
 
 import re
-import tempfile
 import threading
 import time
 from collections import deque
@@ -22,14 +21,14 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ._compat import assert_never
 from .checks.evaluate import evaluate_checks
-from .checks.results import VersionChecks, checks_to_json, ui_rows
+from .checks.results import VersionChecks
 from .checks.rules import BYTE_RULES, CheckInput
-from .clearml_backend import Interrupted, LeaseLost, Rehomed, codec
-from .clearml_backend.draft import Draft, apply_delta
+from .clearml_backend import Interrupted, LeaseLost, Rehomed
+from .clearml_backend.draft import Draft
 from .clearml_backend.upload import FileChanged, UploadOptions
 from .clearml_backend.upload import Progress as UploadProgressSink
 from .describe import describe
@@ -60,7 +59,7 @@ from .events import (
     VersionStarted,
     ignore,
 )
-from .model import Content, FileEntry, ObservedState, Properties, StoredObject, VersionKey, statistics_key
+from .model import Content, FileEntry, ObservedState, Properties, StoredFile, StoredObject, VersionKey, statistics_key
 from .plan.actions import (
     Action,
     Archive,
@@ -79,16 +78,7 @@ from .plan.actions import (
     SyncFiles,
 )
 from .plan.observed import choose_observed
-from .statistics import (
-    Statistics,
-    StatisticsCache,
-    compute_statistics,
-    default_statistics_cache,
-    is_image,
-    statistics_to_json,
-    ui_histograms,
-    ui_tables,
-)
+from .statistics import Statistics, StatisticsCache, default_statistics_cache, statistics_for
 from .wording import counted
 
 RATE_WINDOW_S = 10.0  # an upload's rate is measured over this many seconds
@@ -105,9 +95,9 @@ class Writer(Protocol):
                      progress: UploadProgressSink | None = None) -> None: ...
     def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties,
                        aliases: Collection[str] = ()) -> None: ...
-    def set_json_artifacts(self, key: VersionKey, version_id: str, storage: str | None,
-                           values: Mapping[str, Any], bookkeeping: Mapping[str, str]) -> None: ...
-    def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None: ...
+    def set_statistics(self, key: VersionKey, version_id: str, stats: Statistics, digest: str, *,
+                       plots: bool) -> None: ...
+    def set_checks(self, key: VersionKey, version_id: str, checks: VersionChecks) -> None: ...
     def finalize(self, draft: Draft, content_digest: str) -> None: ...
     def publish(self, key: VersionKey, version_id: str) -> None: ...
     def archive(self, key: VersionKey, version_id: str) -> None: ...
@@ -118,8 +108,8 @@ class Writer(Protocol):
     def restore(self, key: VersionKey, version_id: str, system_tags: Sequence[str] = ()) -> None: ...
     def rehome(self, key: VersionKey, version_id: str, rewrites: Sequence[tuple[VersionKey, str]],
                group: Sequence[str], *, workers: int = 4) -> Rehomed: ...
-    def version_files(self, version_id: str) -> dict[str, Any]: ...
-    def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]: ...
+    def version_content(self, version_id: str) -> tuple[Content, tuple[StoredFile, ...]]: ...
+    def fetch_files(self, files: Sequence[StoredFile], dest: Path) -> dict[str, Path]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +200,11 @@ class _Applier:
                 self.emit(DraftDiscarded(action.version, i))
             case SyncFiles(version=v):
                 draft = self.drafts[v]
-                apply_delta(draft, remove=action.remove, remove_links=action.remove_links,
-                            add_links=action.add_links, modified=len(action.modified),
-                            added=len(action.upload) + len(action.add_links) - len(action.modified),
-                            removed=len(action.remove) + len(action.remove_links) - len(action.modified),
-                            change_size=action.upload_bytes)
+                draft.apply_delta(remove=action.remove, remove_links=action.remove_links,
+                                  add_links=action.add_links, modified=len(action.modified),
+                                  added=len(action.upload) + len(action.add_links) - len(action.modified),
+                                  removed=len(action.remove) + len(action.remove_links) - len(action.modified),
+                                  change_size=action.upload_bytes)
                 if action.upload:
                     self.emit(UploadStarted(v, len(action.upload), action.upload_bytes, self.options.workers))
                 chunk = action.chunk_size_mb << 20 if action.chunk_size_mb else None
@@ -272,16 +262,7 @@ class _Applier:
     def set_statistics(self, action: SetStatistics) -> None:
         key = action.version
         stats = self.statistics(key, action.after_digest, action.splits)
-        version_id = self.version_id(key)
-        if action.plots:
-            stamp = int(time.time() * 1000)
-            events = [codec.table_event(version_id, t.title, t.series, t.rows, stamp) for t in ui_tables(stats)]
-            events += [codec.histogram_event(version_id, h.title, h.series, h.labels, h.values, h.xaxis, h.yaxis,
-                                             stamp) for h in ui_histograms(stats)]
-            self.writer.report_plots(version_id, events)
-        self.writer.set_json_artifacts(key, version_id, None,
-                                       {codec.STATISTICS_KEY: statistics_to_json(stats)},
-                                       {"statistics_digest": action.after_digest})
+        self.writer.set_statistics(key, self.version_id(key), stats, action.after_digest, plots=action.plots)
 
     def statistics(self, key: VersionKey, digest: str, splits: Mapping[str, tuple[str, ...]]) -> Statistics:
         """From the cache, else from local files, else from the version's files fetched from the server.
@@ -290,21 +271,17 @@ class _Applier:
         hit = cache.get(digest)
         if hit is not None:
             return hit
-        content, state = self.content_of(key)
+        content, stored = self.content_of(key)
         if statistics_key(content.digest(), splits) != digest:
             raise ReconcileError(f"the content of {key} on the server does not match the plan's statistics")
-        files = self.with_local_copies(key, content)
-        missing = [p for p, f in files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
-        with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
-            if missing:
-                self.emit(StatisticsFetch(key, len(missing)))
-                fetched = self.writer.fetch_files(state, missing, Path(tmp))
-                for p, local_path in fetched.items():
-                    f = files[p]
-                    files[p] = FileEntry(f.path, f.size, f.sha256, str(local_path))
-            stats = compute_statistics(Content(files, content.links), workers=self.options.workers, splits=splits)
-        cache.put(stats)
-        return stats
+
+        def fetch(paths: Sequence[str], dest: Path) -> Mapping[str, Path]:
+            wanted = set(paths)
+            return self.writer.fetch_files([f for f in stored if f.path in wanted], dest)
+
+        here = Content(self.with_local_copies(key, content), content.links)
+        return statistics_for(here, splits, cache=cache, fetch=fetch, workers=self.options.workers,
+                              fetching=lambda n: self.emit(StatisticsFetch(key, n)))
 
     def with_local_copies(self, key: VersionKey, content: Content) -> dict[str, FileEntry]:
         """The files of ``content``, each with a local copy where this run uploaded it or the plan's sources
@@ -324,32 +301,17 @@ class _Applier:
             here = Content(self.with_local_copies(key, content), content.links)
             checks = evaluate_checks(action.specs, CheckInput(key, here, workers=self.options.workers),
                                      keep=action.checks.results, rules=BYTE_RULES)
-        self.store_checks(key, checks)
+        self.writer.set_checks(key, self.version_id(key), checks)
         if checks.failed:
             raise ReconcileError([Diagnostic(f"check {r.name!r} ({r.rule}) failed on the bytes uploaded: "
                                              f"{r.message}; nothing was finalized", r.span) for r in checks.failed])
 
-    def store_checks(self, key: VersionKey, checks: VersionChecks) -> None:
-        version_id = self.version_id(key)
-        stamp = int(time.time() * 1000)
-        self.writer.report_plots(version_id, [codec.table_event(version_id, "Checks", "results", ui_rows(checks),
-                                                                stamp)])
-        self.writer.set_json_artifacts(key, version_id, None, {codec.CHECKS_KEY: checks_to_json(checks)}, {})
-
-    def content_of(self, key: VersionKey) -> tuple[Content, Mapping[str, Any]]:
-        """The version's content (with local paths of files this run uploaded) and a state to fetch files by."""
+    def content_of(self, key: VersionKey) -> tuple[Content, Sequence[StoredFile]]:
+        """The version's content (with local paths of files this run uploaded) and where its files' bytes are."""
         draft = self.drafts.get(key)
         if draft is not None:
-            entries, links = draft.entries(), draft.links()
-            local = {f.path: f.local for f in draft.uploaded_files}
-            files = {p: FileEntry(e.path, e.size, e.sha256, local.get(p)) for p, e in entries.items()}
-            state = codec.state_document(draft.id, list(entries.values()), list(links.values()), {}, {})
-            return Content(files, {p: s.link for p, s in links.items()}), state
-        state = self.writer.version_files(self.version_id(key))
-        stored, stored_links, _ = codec.read_state(state)
-        by_path = {e.path: FileEntry(e.path, e.size, e.sha256) for e in sorted(stored, key=lambda e: e.path)}
-        link_map = {s.link.path: s.link for s in sorted(stored_links, key=lambda s: s.link.path)}
-        return Content(by_path, link_map), state
+            return draft.content(), draft.stored_files()
+        return self.writer.version_content(self.version_id(key))
 
 
 def apply_plan(

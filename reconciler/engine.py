@@ -15,15 +15,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from .clearml_backend import Backend, LockLease, ServerReader, codec
+from .clearml_backend import Backend, LockLease, ServerReader
 from .diagnostics import Diagnostic, ReconcileError
 from .events import Emit
 from .manifest import load_manifests
 from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey, content_digest
-from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_reads, with_state
+from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_reads
 from .plan.actions import Finalize, Plan, PlanOptions
 from .plan.contents import SourceFiles, compute_contents, content_memos
-from .plan.observed import observed_content
 from .plan.planner import compute_plan, prune_scope, unknown_targets, versions_to_check
 from .retention import RetentionInputs, plan_retention
 from .sources import (
@@ -79,21 +78,20 @@ def desired_contents(paths: Sequence[Path], *, workers: int, progress: bool) -> 
 
 def adopted_contents(reader: ServerReader, state: DesiredState, listing: Listing, cache_root: Path
                      ) -> dict[VersionKey, Content]:
-    """The content of every version the manifests adopt (``id:``), as the server holds it."""
+    """The content of every version the manifests adopt (``id:``), as the server holds it (those in ``listing``
+    are read without another listing call)."""
     out: dict[VersionKey, Content] = {}
     problems = []
     cache_dir = state_cache_dir(reader.api_host, cache_root)
     for spec in state.all_versions():
         if spec.adopt is None:
             continue
-        task = listing.raw.get(spec.adopt) or reader.task(spec.adopt)
-        stored = reader.read_state(task, cache_dir) if task is not None else None
-        if task is None or stored is None:
+        content = reader.content(spec.adopt, cache_dir)
+        if content is None:
             problems.append(Diagnostic(f"{spec.key} adopts version {spec.adopt}, which is not on the server "
                                        "(or has no file list)", spec.span))
             continue
-        content = observed_content(with_state(ObservedVersion(spec.key, spec.adopt, "completed"), stored))
-        out[spec.key] = content or Content()
+        out[spec.key] = content
     if problems:
         raise ReconcileError(problems)
     return out
@@ -362,12 +360,7 @@ def apply(
 
 def managed_drafts(reader: ServerReader, projects: tuple[str, ...]) -> tuple[ObservedVersion, ...]:
     """The drafts this tool left (interrupted applies) in ``projects``, or anywhere when none are given."""
-    if projects:
-        versions = list_versions(reader, projects).versions
-    else:
-        tasks = reader.managed_tasks()
-        names = reader.project_names(str(t.get("project")) for t in tasks if t.get("project"))
-        versions = tuple(v for t in tasks if (v := codec.task_summary(t, names.get(str(t.get("project")), ""))))
+    versions = list_versions(reader, projects).versions if projects else reader.managed_versions()
     drafts = (v for v in versions if v.managed and not v.finalized and not v.archived)
     return tuple(sorted(drafts, key=lambda v: (v.key, v.id)))
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .clearml_backend import ServerReader, codec
-from .diagnostics import ReconcileError
+from .clearml_backend import ServerReader
 from .model import LinkEntry, ObservedVersion, StoredChunk, StoredFile
 from .observe import state_cache_dir
 from .report import resolve_reference
@@ -34,13 +33,10 @@ class VersionExport:
 def version_export(reader: ServerReader, ref: str, *, cache_root: Path | None) -> VersionExport:
     """What exporting ``ref`` (``project/name@version`` or an id) needs; one-line errors for unknown versions."""
     version = resolve_reference(reader, ref, cache_root=cache_root)
-    task = reader.task(version.id)
-    if task is None:
-        raise ReconcileError(f"no dataset version has the id {version.id}")
     cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
-    files, links = reader.stored_files(task, cache_dir)
+    files, links = reader.files_of(version, cache_dir)
     chunks = reader.stored_chunks({(f.owner_id, f.chunk) for f in files})
-    raw = reader.read_json_artifact(task, codec.CARD_KEY) if codec.CARD_KEY in codec.artifacts(task) else None
+    raw = reader.card_json(version)
     card = raw.get("metadata") if isinstance(raw, dict) and isinstance(raw.get("metadata"), dict) else None
     text = str(raw.get("text") or "") if isinstance(raw, dict) else ""
     web = reader.api.cfg.web_host or reader.api_host

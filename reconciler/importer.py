@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .clearml_backend import ServerReader, codec
+from .clearml_backend import ServerReader
 from .diagnostics import ReconcileError
 from .model import DatasetKey, ObservedVersion, Properties, thaw_json
-from .observe import list_versions, state_cache_dir, with_metadata, with_state
+from .observe import list_versions, state_cache_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +79,13 @@ def resolve_targets(reader: ServerReader, targets: Sequence[str]) -> list[Datase
 
 def _target(reader: ServerReader, target: str) -> list[DatasetKey]:
     if _HEX_ID.match(target):
-        task = reader.task(target)
-        names = reader.project_names([str(task.get("project"))]) if task and task.get("project") else {}
-        where = codec.split_hidden_project(names.get(str((task or {}).get("project")), ""))
-        return [DatasetKey(*where)] if where else []
+        found = reader.dataset_of(target)
+        return [found] if found else []
     if "/" in target.strip("/"):
         key = DatasetKey.parse(target.strip("/"))
-        if codec.hidden_project(key.project, key.name) in reader.dataset_projects([key.project]).values():
+        if key in reader.datasets([key.project]):
             return [key]
-    return sorted(DatasetKey(*where) for full in reader.dataset_projects([target]).values()
-                  if (where := codec.split_hidden_project(full)))
+    return list(reader.datasets([target]))
 
 
 def gather(reader: ServerReader, datasets: Iterable[DatasetKey], cache_root: Path) -> list[ImportedDataset]:
@@ -110,12 +107,9 @@ def gather(reader: ServerReader, datasets: Iterable[DatasetKey], cache_root: Pat
             if not v.finalized:
                 drafts.append(v)
                 continue
-            task = listing.raw[v.id]
-            v = with_state(v, reader.read_state(task, cache_dir))
+            v = reader.with_files(v, cache_dir)
             if v.unread_metadata:
-                read = reader.read_metadata(task, v.unread_metadata)
-                unreadable[v.id] = tuple(n for n in v.unread_metadata if not isinstance(read.get(n), dict))
-                v = with_metadata(v, read)
+                v, unreadable[v.id] = reader.with_metadata(v)
             final.append(v)
             by_id[v.id] = v
         final = parents_first(sorted(final, key=lambda v: version_order(v.key.version, v.last_update)))

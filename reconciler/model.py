@@ -6,11 +6,13 @@ Nothing here does IO. Dataset paths are POSIX, relative, normalised (no ``.``/``
 
 from __future__ import annotations
 
+import operator
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
+from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, overload
@@ -164,7 +166,7 @@ class Properties:
 
     The desired spec, the observed version, the plan's :class:`~reconciler.plan.actions.SetProperties` and the diff
     report all hold this one value. Adding a property means: a field here, its schema and manifest reading,
-    its decoding in ``clearml_backend.codec`` and its write in the backend; the differ
+    its reading and its write in the backend (``clearml_backend``); the differ
     (:func:`reconciler.properties.diff_properties`) and the renderers follow from the fields.
     ``metadata`` is frozen JSON (the ``metadata`` artifact ``Dataset.get_metadata()`` reads);
     ``metadata_artifacts`` the other named metadata (``set_metadata(..., metadata_name=NAME)``), NAME -> JSON
@@ -443,7 +445,11 @@ class ObservedVersion:
         return self.status in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({"completed", "published", "closed"})
+# The statuses of a version's task, the one place they are grouped:
+FINAL_STATUSES = frozenset({"completed", "published", "closed"})  # finalized: its content is fixed
+EDITABLE_STATUSES = frozenset({"created", "in_progress"})  # a draft that takes writes as it is
+DRAFT_STATUSES = frozenset({*EDITABLE_STATUSES, "stopped", "failed"})  # a draft left behind: what a discard deletes
+STEP_LEFT_STATUSES = frozenset({"queued", "failed", "stopped"})  # a draft an agent's step left: reopened to resume
 
 
 def parse_time(value: object) -> datetime | None:
@@ -693,8 +699,8 @@ def content_digest(files: Mapping[str, _Hashed], links: Mapping[str, LinkEntry])
 
     h = hashlib.sha256()  # the lines are hashed in batches: a million files never make one string
     items = _items_in_order(files)
-    for at in range(0, len(items), _BATCH):
-        h.update("".join([f"F\t{p}\t{f.size}\t{f.sha256}\n" for p, f in items[at:at + _BATCH]]).encode())
+    while batch := list(islice(items, _BATCH)):
+        h.update("".join([f"F\t{p}\t{f.size}\t{f.sha256}\n" for p, f in batch]).encode())
     h.update("".join([f"L\t{p}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n" for p, lnk in _items_in_order(links)]).encode())
     return h.hexdigest()
 
@@ -707,13 +713,14 @@ def resolved(mapping: Mapping[str, V]) -> Mapping[str, V]:
     return mapping.resolved() if isinstance(mapping, DeferredMapping) else mapping
 
 
-def _items_in_order(d: Mapping[str, V]) -> list[tuple[str, V]]:
-    """The items of ``d`` sorted by key; a linear check first, since contents are usually built in order."""
-    items = list(d.items())
-    keys = [k for k, _ in items]
-    if not all(a < b for a, b in zip(keys, keys[1:], strict=False)):
-        items.sort(key=lambda kv: kv[0])
-    return items
+def _items_in_order(d: Mapping[str, V]) -> Iterator[tuple[str, V]]:
+    """The items of ``d`` sorted by key, as an iterator (a million files never make a list of pairs); a linear
+    check first, since contents are usually built in order."""
+    keys = list(d)
+    if all(map(operator.lt, keys, islice(keys, 1, None))):
+        return iter(d.items())
+    keys.sort()
+    return ((k, d[k]) for k in keys)
 
 
 # --- what a dataset's history shows (read by `show` and `graph`) ---------------------------------------------

@@ -14,31 +14,10 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-from .clearml_backend import ServerReader, codec
+from .clearml_backend import ServerReader
 from .model import Content, DatasetKey, ObservedState, ObservedVersion, VersionKey
-from .plan.observed import choose_observed, fingerprint
-
-
-def with_state(version: ObservedVersion, state: Mapping[str, Any] | None) -> ObservedVersion:
-    """``version`` with its file list (empty when it has none) and its parents as the file list records them."""
-    if state is None:
-        return replace(version, files=(), links=())
-    entries, links, graph = codec.read_state(state)
-    parents = tuple(graph.get(version.id) or version.parent_ids)
-    reads = tuple(sorted(codec.objects_read(version.id, entries, graph)))
-    inherited = [e.size for e in entries if e.owner_id and e.owner_id != version.id]
-    return replace(version, files=codec.state_files(entries), links=tuple(sorted(s.link for s in links)),
-                   parent_ids=parents, reads=reads, inherited=(len(inherited), sum(inherited)))
-
-
-def with_metadata(version: ObservedVersion, read: Mapping[str, Any]) -> ObservedVersion:
-    """``version`` with its unread metadata artifacts given their values as read (``read``: name -> value)."""
-    known = {codec.METADATA_KEY: version.properties.metadata, **version.properties.metadata_artifacts}
-    known = {k: v for k, v in known.items() if k not in version.unread_metadata}
-    return replace(version, properties=codec.with_metadata(version.properties, {**known, **read}),
-                   unread_metadata=())
+from .plan.observed import choose_observed, fingerprint, proves_content
 
 
 def state_cache_dir(api_host: str, root: Path) -> Path:
@@ -47,24 +26,17 @@ def state_cache_dir(api_host: str, root: Path) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """Version summaries as listed by the server (no file lists yet), with the raw task of each."""
+    """Version summaries as listed by the server (no file lists yet)."""
 
     versions: tuple[ObservedVersion, ...]
-    raw: Mapping[str, Mapping[str, Any]]
+
+    def ids(self) -> frozenset[str]:
+        return frozenset(v.id for v in self.versions)
 
 
 def list_versions(reader: ServerReader, projects: Iterable[str]) -> Listing:
     """The dataset versions directly under ``projects``."""
-    project_names = reader.dataset_projects(projects)
-    tasks = reader.dataset_tasks(sorted(project_names))
-    raw: dict[str, Mapping[str, Any]] = {}
-    versions: list[ObservedVersion] = []
-    for t in tasks:
-        v = codec.task_summary(t, project_names.get(str(t.get("project")), ""))
-        if v is not None:
-            versions.append(v)
-            raw[v.id] = t
-    return Listing(tuple(versions), raw)
+    return Listing(reader.versions(projects))
 
 
 def complete(
@@ -82,18 +54,17 @@ def complete(
     need_check = _finalized_named(list(listing.versions), contents) if check_storage else []
     cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
     with ThreadPoolExecutor(max_workers=4) as pool:
-        states = dict(zip(need_state, pool.map(lambda i: reader.read_state(listing.raw[i], cache_dir), need_state),
+        states = dict(zip(need_state, pool.map(lambda i: reader.with_files(by_id[i], cache_dir), need_state),
                           strict=True))
-        metas = dict(zip(need_meta, pool.map(lambda i: reader.read_metadata(listing.raw[i], by_id[i].unread_metadata),
-                                             need_meta), strict=True))
-        checked = dict(zip(need_check, pool.map(lambda i: reader.check_chunks(listing.raw[i], check_storage),
+        metas = dict(zip(need_meta, pool.map(lambda i: reader.with_metadata(by_id[i])[0], need_meta), strict=True))
+        checked = dict(zip(need_check, pool.map(lambda i: reader.missing_chunks(by_id[i], check_storage),
                                                 need_check), strict=True))
     versions = []
     for v in listing.versions:
         if v.id in states:
-            v = with_state(v, states[v.id])
+            v = states[v.id]
         if v.id in metas:
-            v = with_metadata(v, metas[v.id])
+            v = replace(v, properties=metas[v.id].properties, unread_metadata=())
         if v.id in checked and any(checked[v.id]):
             v = replace(v, missing_chunks=checked[v.id][0], corrupt_chunks=checked[v.id][1])
         versions.append(v)
@@ -104,12 +75,12 @@ def complete(
 def with_reads(reader: ServerReader, observed: ObservedState, listing: Listing, ids: Iterable[str], *,
                cache_root: Path | None) -> ObservedState:
     """``observed`` with the file lists (and so the chunks each reads) of the versions ``ids`` read."""
-    wanted = sorted({i for i in ids if i in listing.raw})
+    by_id = {v.id: v for v in listing.versions}
+    wanted = sorted({i for i in ids if i in by_id})
     cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
     with ThreadPoolExecutor(max_workers=4) as pool:
-        states = dict(zip(wanted, pool.map(lambda i: reader.read_state(listing.raw[i], cache_dir), wanted),
-                          strict=True))
-    versions = tuple(with_state(v, states[v.id]) if v.id in states else v for v in observed.versions)
+        read = dict(zip(wanted, pool.map(lambda i: reader.with_files(by_id[i], cache_dir), wanted), strict=True))
+    versions = tuple(_with_files_of(v, read[v.id]) if v.id in read else v for v in observed.versions)
     return ObservedState(versions, observed.fingerprint)
 
 
@@ -142,7 +113,7 @@ def _needs(versions: list[ObservedVersion], contents: Mapping[VersionKey, Conten
         chosen = choose_observed(by_key.get(key, [])) or _archived(by_key.get(key, []))
         if chosen is None:
             continue
-        if chosen.finalized and chosen.content_digest != content.digest():
+        if chosen.finalized and not proves_content(chosen, content):
             need_state.append(chosen.id)
         if chosen.unread_metadata:
             need_meta.append(chosen.id)
@@ -155,24 +126,13 @@ def _archived(candidates: list[ObservedVersion]) -> ObservedVersion | None:
     return archived_candidate(candidates)
 
 
-def version_summary(reader: ServerReader, version_id: str) -> tuple[ObservedVersion, Mapping[str, Any]] | None:
-    """One dataset version by id (no file list yet) with its task; None when no dataset version has that id."""
-    task = reader.task(version_id)
-    if task is None:
-        return None
-    names = reader.project_names([str(task.get("project"))]) if task.get("project") else {}
-    version = codec.task_summary(task, names.get(str(task.get("project")), ""))
-    return None if version is None else (version, task)
-
-
 def read_version(reader: ServerReader, version_id: str, *, cache_root: Path | None) -> ObservedVersion | None:
     """One dataset version by id, with its file list; None when no dataset version has that id."""
-    found = version_summary(reader, version_id)
-    if found is None:
+    version = reader.version(version_id)
+    if version is None:
         return None
-    version, task = found
     cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
-    return with_state(version, reader.read_state(task, cache_dir))
+    return reader.with_files(version, cache_dir)
 
 
 def dataset_versions(reader: ServerReader, dataset: DatasetKey) -> tuple[ObservedVersion, ...]:
@@ -183,14 +143,10 @@ def dataset_versions(reader: ServerReader, dataset: DatasetKey) -> tuple[Observe
 
 def version_summaries(reader: ServerReader, version_ids: Iterable[str]) -> dict[str, ObservedVersion]:
     """Summaries (no file lists) of the dataset versions with these ids (one look-up each); others are left out."""
-    ids = sorted(set(version_ids))
-    if not ids:
-        return {}
-    tasks = [t for vid in ids if (t := reader.task(vid)) is not None]
-    names = reader.project_names(str(t.get("project")) for t in tasks if t.get("project"))
-    out = {}
-    for t in tasks:
-        v = codec.task_summary(t, names.get(str(t.get("project")), ""))
-        if v is not None:
-            out[v.id] = v
-    return out
+    return reader.summaries(version_ids)
+
+
+def _with_files_of(version: ObservedVersion, read: ObservedVersion) -> ObservedVersion:
+    """``version`` (as observed) with the file list, parents and reads of ``read`` (the same version, read)."""
+    return replace(version, files=read.files, links=read.links, parent_ids=read.parent_ids, reads=read.reads,
+                   inherited=read.inherited)

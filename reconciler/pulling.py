@@ -406,10 +406,7 @@ def _pull(reader: ServerReader, version: ObservedVersion, groups: Sequence[Seque
     from .observe import state_cache_dir
 
     label = str(version.key)
-    task = reader.task(version.id)
-    if task is None:
-        raise ReconcileError(f"no dataset version has the id {version.id}")
-    files, links = reader.stored_files(task, state_cache_dir(reader.api_host, cache_root))
+    files, links = reader.files_of(version, state_cache_dir(reader.api_host, cache_root))
     check_paths((f.path for f in files), label)
     check_paths((link.path for link in links), label)
     chosen = select(files, groups) if groups else files

@@ -18,7 +18,6 @@ when no pair has a file, property or statistics difference.
 from __future__ import annotations
 
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from .model import (
     Content,
     DatasetKey,
     DesiredState,
-    FileEntry,
     ObservedState,
     ObservedVersion,
     Properties,
@@ -38,14 +36,14 @@ from .model import (
     statistics_key,
 )
 from .plan.contents import diff_content
-from .plan.observed import choose_observed, observed_content
+from .plan.observed import choose_observed, live_content, observed_content
 from .plan.planner import topological_versions
 from .properties import PropertyChange, diff_properties
 from .statistics import (
     Statistics,
     StatisticsCache,
     cached_statistics,
-    is_image,
+    statistics_for,
     statistics_from_json,
 )
 
@@ -260,8 +258,7 @@ def stored_statistics(reader: ServerReader, version: ObservedVersion, digest: st
     """The version's stored statistics when they describe ``digest``; None otherwise."""
     if version.statistics_digest != digest:
         return None
-    task = reader.task(version.id)
-    raw = reader.read_json_artifact(task, "statistics") if task else None
+    raw = reader.statistics_json(version)
     try:
         stats = statistics_from_json(raw) if isinstance(raw, dict) else None
     except ValueError:
@@ -273,23 +270,16 @@ def live_statistics(reader: ServerReader, version: ObservedVersion, content: Con
                     ) -> Statistics:
     """Stored, else cached, else computed from the version's image files fetched from the server."""
     splits = version.properties.splits
-    digest = statistics_key(content.digest(), splits)
-    stats = stored_statistics(reader, version, digest) or options.statistics.get(digest)
+    stats = stored_statistics(reader, version, statistics_key(content.digest(), splits))
     if stats is not None:
         return stats
-    missing = [p for p, f in content.files.items() if f.local is None and is_image(p)]
-    if not missing:
-        return cached_statistics(content, options.statistics, workers=options.workers, splits=splits)
-    task = reader.task(version.id)
-    state = reader.read_state(task, None) if task else None
-    if state is None:
-        raise ReconcileError(f"version {version.id} has no file list on the server")
-    with tempfile.TemporaryDirectory(prefix="reconcile-diff-") as tmp:
-        fetched = reader.fetch_files(state, missing, Path(tmp))
-        files = {p: FileEntry(f.path, f.size, f.sha256, str(fetched[p]) if p in fetched else f.local)
-                 for p, f in content.files.items()}
-        return cached_statistics(Content(files, content.links), options.statistics, workers=options.workers,
-                                 splits=splits)
+
+    def fetch(paths: Sequence[str], dest: Path) -> Mapping[str, Path]:
+        wanted = set(paths)
+        files, _ = reader.files_of(version, None)
+        return reader.fetch([f for f in files if f.path in wanted], dest)
+
+    return statistics_for(content, splits, cache=options.statistics, fetch=fetch, workers=options.workers)
 
 
 def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: ObservedVersion | None,
@@ -303,15 +293,12 @@ def _desired_pair(reader: ServerReader, ds_stats: bool, desired: Side, live: Obs
         before = Side("(not on the server)", None, Content())
         return compare_versions(before, after, with_statistics=ds_stats, note="not on the server: apply creates it")
     digest = desired.content.digest()
-    if live.finalized and live.content_digest == digest:
-        live_content = desired.content  # the recorded digest proves the file lists are equal
-    else:
-        live_content = observed_content(live) or Content()
+    held = live_content(live, desired.content) or Content()
     stats_differ = ds_stats and live.statistics_digest != statistics_key(digest, desired.properties.splits)
     before_stats = stored_statistics(reader, live, live.statistics_digest) if (
         stats_differ and live.statistics_digest) else None
     note = "" if live.finalized else f"the server holds a draft ({live.status})"
-    return compare_versions(_live_side(live, live_content, before_stats), _with_stats(desired, stats_differ, options),
+    return compare_versions(_live_side(live, held, before_stats), _with_stats(desired, stats_differ, options),
                             with_statistics=stats_differ, note=note)
 
 
@@ -351,7 +338,7 @@ def _parent_side(reader: ServerReader, spec: VersionSpec, desired: Content, live
     """What a new version starts from, as plan sees it: the parent's finalized content on the server, else the
     content the manifests give it (the parent is new too)."""
     if live is not None and live.finalized:
-        content = desired if live.content_digest == desired.digest() else observed_content(live) or desired
+        content = live_content(live, desired) or desired
         stats = live_statistics(reader, live, content, options) if with_stats else None
         return Side(f"{spec.key} (parent)", live.id, content, live.properties, stats)
     return _with_stats(Side(f"{spec.key} (parent, manifests)", None, desired, spec.properties), with_stats, options)
@@ -375,14 +362,14 @@ def parse_reference(ref: str) -> VersionKey | str:
 def resolve_version(reader: ServerReader, ref: str) -> ObservedVersion:
     """The live version ``ref`` names (``project/name@version``, ``project/name@alias`` or an id), as listed (no
     file list); one-line errors for a dataset, version, alias or id that does not exist."""
-    from .observe import dataset_versions, version_summary
+    from .observe import dataset_versions
 
     parsed = parse_reference(ref)
     if not isinstance(parsed, VersionKey):
-        found = version_summary(reader, parsed)
+        found = reader.version(parsed)
         if found is None:
             raise ReconcileError(f"no dataset version has the id {parsed}")
-        return found[0]
+        return found
     versions = dataset_versions(reader, DatasetKey(parsed.project, parsed.name))
     if not versions:
         raise ReconcileError(f"unknown dataset {parsed.dataset}: the server has no version of it")

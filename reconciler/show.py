@@ -15,15 +15,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .clearml_backend import ServerReader, codec
+from .clearml_backend import ServerReader
 from .diagnostics import ReconcileError
 from .lineage import Graph, Node, build_graph
 from .model import DatasetKey, ObservedVersion, TaskUse, VersionKey, VersionLayout
-from .observe import Listing, list_versions, state_cache_dir, version_summaries
+from .observe import list_versions, state_cache_dir, version_summaries
 from .plan.observed import choose_observed
 from .statistics import statistics_from_json
-
-CHECKS_KEY = "checks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +138,7 @@ def show(reader: ServerReader, targets: Sequence[Target], *, cache_root: Path | 
             raise ReconcileError(f"unknown dataset {t.dataset}: the server has no version of it")
     every = [v for _, vs in chosen for v in vs]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        details = dict(zip([v.id for v in every], pool.map(lambda v: _details(reader, listing, v, cache_dir), every),
+        details = dict(zip([v.id for v in every], pool.map(lambda v: _details(reader, v, cache_dir), every),
                            strict=True))
     uses = reader.tasks_using(sorted(details))
     known = {v.id: v for v in listing.versions}
@@ -153,16 +151,11 @@ _Details = tuple[tuple[str, ...], VersionLayout | None, StatisticsSummary | None
                  CardSummary | None]
 
 
-def _details(reader: ServerReader, listing: Listing, v: ObservedVersion, cache_dir: Path | None) -> _Details:
-    task = listing.raw[v.id]
-    layout = reader.version_layout(task, cache_dir)
+def _details(reader: ServerReader, v: ObservedVersion, cache_dir: Path | None) -> _Details:
+    layout = reader.layout(v, cache_dir)
     parents = layout.parent_ids if layout is not None else (v.parent_ids or reader.draft_parents(v.id))
-    names = set(codec.artifacts(task))
-    stats = _statistics(reader.read_json_artifact(task, codec.STATISTICS_KEY)) if codec.STATISTICS_KEY in names \
-        else None
-    checks = _checks(reader.read_json_artifact(task, CHECKS_KEY)) if CHECKS_KEY in names else None
-    card = _card(reader.read_json_artifact(task, codec.CARD_KEY)) if codec.CARD_KEY in names else None
-    return parents, layout, stats, checks, card
+    return (parents, layout, _statistics(reader.statistics_json(v)), _checks(reader.checks_json(v)),
+            _card(reader.card_json(v)))
 
 
 def _texts(value: Any) -> tuple[str, ...]:
@@ -264,14 +257,15 @@ def parse_targets(args: Sequence[str], load: Any) -> tuple[Target, ...]:
     for arg in args:
         if arg in paths:
             continue
-        left, at, version = arg.rpartition("@") if "@" in arg else (arg, "", "")
+        bare = "@" not in arg or arg.endswith("@")  # PROJECT/NAME (a trailing '@' is refused below)
         try:
-            key = DatasetKey.parse(left)
+            version = None if bare else VersionKey.parse(arg)
+            key = DatasetKey.parse(arg.removesuffix("@")) if version is None else version.dataset
         except ValueError:
             raise ReconcileError(f"{arg!r} is neither a manifest path nor PROJECT/NAME[@VERSION|ALIAS]") from None
-        if at and not version:
+        if "@" in arg and version is None:
             raise ReconcileError(f"{arg!r}: no version or alias after '@'")
-        targets.append(Target(key, version or None))
+        targets.append(Target(key, version.version if version else None))
     if state is not None:
         targets += [Target(ds.key, None, MappingProxyType(dict(ds.aliases))) for ds in state.datasets]
     return tuple(targets)

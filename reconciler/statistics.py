@@ -24,7 +24,7 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,7 @@ from typing import Any
 
 from .diagnostics import ReconcileError
 from .globs import GlobSet
-from .model import Content, statistics_key
+from .model import Content, FileEntry, statistics_key
 
 STATISTICS_FORMAT = 1  # bump when what is computed (or how) changes: old cache entries are then ignored
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
@@ -341,6 +341,32 @@ def default_statistics_cache() -> StatisticsCache:
     from .sources import default_cache_dir
 
     return StatisticsCache(default_cache_dir() / "statistics")
+
+
+Fetch = Callable[[Sequence[str], Path], Mapping[str, Path]]  # paths of a version -> their copies fetched under a folder
+
+
+def statistics_for(content: Content, splits: Mapping[str, tuple[str, ...]], *, cache: StatisticsCache,
+                   fetch: Fetch, workers: int = 4, fetching: Callable[[int], None] | None = None) -> Statistics:
+    """Statistics of ``content`` (with its declared ``splits``): from ``cache``, else computed (and cached) from
+    the files' local copies, the image files without one on this machine (none recorded, or no longer there)
+    first fetched with ``fetch`` into a temporary folder (``fetching`` is told how many)."""
+    digest = statistics_key(content.digest(), splits)
+    hit = cache.get(digest)
+    if hit is not None:
+        return hit
+    missing = [p for p, f in content.files.items() if is_image(p) and not (f.local and Path(f.local).is_file())]
+    with tempfile.TemporaryDirectory(prefix="reconcile-stats-") as tmp:
+        files = dict(content.files)
+        if missing:
+            if fetching is not None:
+                fetching(len(missing))
+            for p, local in fetch(missing, Path(tmp)).items():
+                f = files[p]
+                files[p] = FileEntry(f.path, f.size, f.sha256, str(local))
+        stats = compute_statistics(Content(files, content.links), workers=workers, splits=splits)
+    cache.put(stats)
+    return stats
 
 
 def cached_statistics(content: Content, cache: StatisticsCache, *, workers: int = 4,

@@ -73,10 +73,11 @@ def usage(reader: ServerReader, projects: Iterable[str], *, plan: Plan | None, c
     given) says what their retention policies would free."""
     listing = list_versions(reader, projects)
     cache_dir = state_cache_dir(reader.api_host, cache_root) if cache_root else None
-    ids = [v.id for v in listing.versions if v.finalized]
+    finals = [v for v in listing.versions if v.finalized]
+    ids = [v.id for v in finals]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         layouts: Mapping[str, VersionLayout | None] = dict(zip(
-            ids, pool.map(lambda i: reader.version_layout(listing.raw[i], cache_dir), ids), strict=True))
+            ids, pool.map(lambda v: reader.layout(v, cache_dir), finals), strict=True))
     frees: dict[DatasetKey, int] = {}
     if plan is not None:
         for key in {v.key.dataset for v in listing.versions} | {e.version.dataset for e in plan.retention}:

@@ -95,15 +95,14 @@ def checks_from_json(data: Mapping[str, Any]) -> VersionChecks:
     if not isinstance(data, Mapping) or data.get("format_version") != CHECKS_FORMAT_VERSION:
         raise ValueError(f"not check results of format_version {CHECKS_FORMAT_VERSION}")
     try:
-        project_name, version = str(data["version"]).rsplit("@", 1)
-        project, name = project_name.rsplit("/", 1)
+        key = VersionKey.parse(str(data["version"]))
         results = tuple(
             CheckResult(str(c["name"]), str(c["rule"]), str(c["severity"]), str(c["status"]), c.get("measure"),
                         c.get("threshold"), tuple(str(p) for p in c.get("offending", ())),
                         int(c.get("offending_count", 0)), str(c.get("message", "")),
                         _span(str(c.get("location") or "")))
             for c in data["checks"])
-        return VersionChecks(VersionKey(project, name, version), str(data.get("content_digest", "")), results)
+        return VersionChecks(key, str(data.get("content_digest", "")), results)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"malformed check results ({type(err).__name__}: {err})") from None
 

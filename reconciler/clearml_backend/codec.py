@@ -20,17 +20,19 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..model import (
     ALL_OBJECTS,
+    Content,
     FileEntry,
     LinkEntry,
     ObservedVersion,
     Properties,
+    StoredFile,
     StoredObject,
     VersionKey,
     VersionLayout,
@@ -328,18 +330,7 @@ def artifact_uri(task: Mapping[str, Any], key: str) -> str | None:
 # --- the state artifact (the SDK's dataset format) -------------------------------------------------------------
 
 
-class StateEntry(NamedTuple):
-    """A file entry of a version's state: where its bytes are (the version that stored them, and the chunk).
-
-    A named tuple rather than a dataclass: every new version reads its parent's entries, one per file, and a
-    tuple is built without a Python call.
-    """
-
-    path: str
-    size: int
-    sha256: str
-    owner_id: str  # parent_dataset_id: the version whose chunk holds the bytes
-    chunk: str  # artifact name of that chunk
+StateEntry = StoredFile  # a file entry of a version's state: path, size, sha256, owner (parent_dataset_id), chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,6 +385,37 @@ def layout(version_id: str, state: Mapping[str, Any]) -> VersionLayout:
 
 def state_files(entries: Iterable[StateEntry]) -> tuple[FileEntry, ...]:
     return tuple(sorted(FileEntry(e.path, e.size, e.sha256) for e in entries))
+
+
+def entries_content(entries: Iterable[StateEntry], links: Iterable[StateLink]) -> Content:
+    """The content a version's file entries and links stand for (the one way a file list becomes a Content)."""
+    files = {e.path: FileEntry(e.path, e.size, e.sha256) for e in sorted(entries, key=_PATH)}
+    link_map = {s.link.path: s.link for s in sorted(links, key=lambda s: s.link.path)}
+    return Content(files, link_map)
+
+
+def state_content(state: Mapping[str, Any]) -> Content:
+    """The content a ``state`` artifact describes."""
+    entries, links, _ = read_state(state)
+    return entries_content(entries, links)
+
+
+def with_state(version: ObservedVersion, state: Mapping[str, Any] | None) -> ObservedVersion:
+    """``version`` with its file list (empty when it has none), its parents as the file list records them, and
+    the objects of other versions its files are read from."""
+    if state is None:
+        return replace(version, files=(), links=())
+    entries, links, graph = read_state(state)
+    parents = tuple(graph.get(version.id) or version.parent_ids)
+    reads = tuple(sorted(objects_read(version.id, entries, graph)))
+    inherited = [e.size for e in entries if e.owner_id and e.owner_id != version.id]
+    return replace(version, files=state_files(entries), links=tuple(sorted(s.link for s in links)),
+                   parent_ids=parents, reads=reads, inherited=(len(inherited), sum(inherited)))
+
+
+def stored_file(entry: StateEntry, version_id: str) -> StoredFile:
+    """A file entry of ``version_id``'s file list and where its bytes are (its own chunk when it names none)."""
+    return StoredFile(entry.path, entry.size, entry.sha256, entry.owner_id or version_id, entry.chunk or DATA_KEY)
 
 
 def state_document(version_id: str, entries: Sequence[StateEntry], links: Sequence[StateLink],

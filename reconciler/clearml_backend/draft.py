@@ -3,10 +3,10 @@ delta a plan's file changes make to it (pure bookkeeping; the writer stores it a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..model import FileEntry, LinkEntry, VersionKey, content_digest
+from ..model import Content, FileEntry, LinkEntry, StoredFile, VersionKey, content_digest
 from . import codec
 
 
@@ -51,18 +51,59 @@ class Draft:
         """The content digest of what the draft holds (:meth:`Content.digest`, without building the content)."""
         return content_digest(self.entries(), {p: s.link for p, s in self.links().items()})
 
+    # --- the bookkeeping: the only code that changes what a draft holds ---------------------------------------
 
-def apply_delta(draft: Draft, *, remove: Sequence[str], remove_links: Sequence[str], add_links: Sequence[LinkEntry],
-                modified: int, added: int, removed: int, change_size: int) -> None:
-    """Drop ``remove``/``remove_links`` from what the draft holds and register ``add_links`` (pure)."""
-    for path in remove:
-        draft.inherited.pop(path, None)
-        draft.own.pop(path, None)
-    for path in remove_links:
-        draft.inherited_links.pop(path, None)
-        draft.own_links.pop(path, None)
-    for lnk in add_links:
-        draft.inherited.pop(lnk.path, None)
-        draft.inherited_links.pop(lnk.path, None)
-        draft.own_links[lnk.path] = codec.StateLink(lnk, draft.id)
-    draft.changes = codec.Changes(added=added, removed=removed, modified=modified, size=change_size)
+    def inherit(self, files: Iterable[StoredFile], links: Iterable[tuple[LinkEntry, str]]) -> None:
+        """Take a parent's files and links (each link with the version that registered it), in merge order as the
+        SDK's ``Dataset.create(parent_datasets=[...])`` does: a later parent's entry at the same path wins."""
+        for e in files:
+            self.inherited_links.pop(e.path, None)
+            self.inherited[e.path] = e
+        for link, owner in links:
+            self.inherited.pop(link.path, None)
+            self.inherited_links[link.path] = codec.StateLink(link, owner)
+
+    def chunk_name(self, offset: int) -> str:
+        """The name of the ``offset``-th chunk stored after those already stored (the SDK's naming)."""
+        return codec.chunk_name(len(self.chunks) + offset)
+
+    def stored(self, chunk: Chunk, files: Sequence[FileEntry]) -> None:
+        """``files`` (with their local paths) are now in ``chunk`` of this version, over whatever it inherited."""
+        self.chunks.append(chunk)
+        self.uploaded_files.extend(files)
+        for f in files:
+            self.inherited.pop(f.path, None)
+            self.inherited_links.pop(f.path, None)
+            self.own[f.path] = StoredFile(f.path, f.size, f.sha256, self.id, chunk.name)
+
+    def apply_delta(self, *, remove: Sequence[str], remove_links: Sequence[str], add_links: Sequence[LinkEntry],
+                    modified: int, added: int, removed: int, change_size: int) -> None:
+        """Drop ``remove``/``remove_links`` from what the draft holds, register ``add_links``, and record the
+        change counts the SDK shows."""
+        for path in remove:
+            self.inherited.pop(path, None)
+            self.own.pop(path, None)
+        for path in remove_links:
+            self.inherited_links.pop(path, None)
+            self.own_links.pop(path, None)
+        for lnk in add_links:
+            self.inherited.pop(lnk.path, None)
+            self.inherited_links.pop(lnk.path, None)
+            self.own_links[lnk.path] = codec.StateLink(lnk, self.id)
+        self.changes = codec.Changes(added=added, removed=removed, modified=modified, size=change_size)
+
+    # --- what it holds, in the project's types ------------------------------------------------------------------
+
+    def content(self) -> Content:
+        """What the draft holds, with the local paths of the files this run uploaded."""
+        local = {f.path: f.local for f in self.uploaded_files}
+        files = {p: FileEntry(e.path, e.size, e.sha256, local.get(p)) for p, e in self.entries().items()}
+        return Content(files, {p: s.link for p, s in self.links().items()})
+
+    def stored_files(self) -> tuple[StoredFile, ...]:
+        """Every file the draft holds and where its bytes are (this version's chunks, or an ancestor's)."""
+        return tuple(sorted(self.entries().values()))
+
+    def stored_links(self) -> tuple[tuple[LinkEntry, str], ...]:
+        """Every link the draft holds, with the version that registered it."""
+        return tuple(sorted(((s.link, s.owner_id) for s in self.links().values()), key=lambda x: x[0].path))

@@ -1,7 +1,11 @@
-"""Reading a ClearML server: listings for observation, file lists, small JSON artifacts, file bytes.
+"""Reading a ClearML server: versions, their contents and file lists, stored statistics, checks and cards,
+file bytes. Everything returned is one of the project's types (:mod:`reconciler.model`); tasks and ``state``
+documents stay in here.
 
 Nothing here writes. Observation costs one ``projects.get_all`` and one ``tasks.get_all`` per 500 versions;
-file lists (``state`` artifacts) of finalized versions are cached on disk by version id (immutable).
+file lists (``state`` artifacts) of finalized versions are cached on disk by version id (immutable). The reader
+remembers the task each listed version was read from, so that reading that version's file list or artifacts
+next costs no other listing call (a version listed again later, with another ``last_update``, is read again).
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..model import (
     FINAL_STATUSES,
+    Content,
+    DatasetKey,
     LinkEntry,
+    ObservedVersion,
     StoredChunk,
     StoredFile,
     TaskUse,
@@ -40,6 +48,133 @@ class ServerReader:
     def __init__(self, api: ApiClient, stores: Stores):
         self.api = api
         self.stores = stores
+        self._listed: dict[str, Mapping[str, Any]] = {}  # version id -> the task its summary was read from
+
+    # --- versions ----------------------------------------------------------------------------------------------
+
+    def _summaries(self, tasks: Iterable[Mapping[str, Any]], names: Mapping[str, str]) -> list[ObservedVersion]:
+        out = []
+        for t in tasks:
+            v = codec.task_summary(t, names.get(str(t.get("project")), ""))
+            if v is not None:
+                self._listed[v.id] = t
+                out.append(v)
+        return out
+
+    def _task_of(self, version: ObservedVersion) -> Mapping[str, Any] | None:
+        """The task ``version`` was summarised from (read again when it was listed at another time)."""
+        task = self._listed.get(version.id)
+        if task is not None and (not version.last_update or str(task.get("last_update") or "") ==
+                                 version.last_update):
+            return task
+        return self.task(version.id)
+
+    def versions(self, projects: Iterable[str]) -> tuple[ObservedVersion, ...]:
+        """Summaries (no file lists) of the dataset versions directly under ``projects``, newest first."""
+        names = self.dataset_projects(projects)
+        return tuple(self._summaries(self._dataset_tasks(sorted(names)), names))
+
+    def managed_versions(self) -> tuple[ObservedVersion, ...]:
+        """Summaries of every version this tool created, in any project."""
+        tasks = self._managed_tasks()
+        names = self.project_names(str(t.get("project")) for t in tasks if t.get("project"))
+        return tuple(self._summaries(tasks, names))
+
+    def version(self, version_id: str) -> ObservedVersion | None:
+        """The dataset version with this id (no file list), or None when no dataset version has it."""
+        found = self.summaries([version_id])
+        return found.get(version_id)
+
+    def summaries(self, version_ids: Iterable[str]) -> dict[str, ObservedVersion]:
+        """Summaries (no file lists) of the dataset versions with these ids (one look-up each); others are left
+        out."""
+        tasks = [t for vid in sorted(set(version_ids)) if (t := self.task(vid)) is not None]
+        names = self.project_names(str(t.get("project")) for t in tasks if t.get("project"))
+        return {v.id: v for v in self._summaries(tasks, names)}
+
+    def datasets(self, projects: Iterable[str]) -> tuple[DatasetKey, ...]:
+        """The datasets directly in ``projects`` (each has a hidden ``<project>/.datasets/<name>``), sorted."""
+        return tuple(sorted(DatasetKey(*where) for full in self.dataset_projects(projects).values()
+                            if (where := codec.split_hidden_project(full))))
+
+    def dataset_of(self, task_id: str) -> DatasetKey | None:
+        """The dataset the task ``task_id`` belongs to (by its project), or None."""
+        task = self.task(task_id, ("id", "project"))
+        names = self.project_names([str(task.get("project"))]) if task and task.get("project") else {}
+        where = codec.split_hidden_project(names.get(str((task or {}).get("project")), ""))
+        return DatasetKey(*where) if where else None
+
+    def status(self, version_id: str) -> str | None:
+        """The version's status now, or None when there is no such task."""
+        row = self.task(version_id, ("id", "status"))
+        return None if row is None else str(row.get("status"))
+
+    def output_destination(self, version_id: str) -> str:
+        """Where the version's data goes when it is not the file server ("" for the file server)."""
+        task = self.task(version_id, ("id", "output")) or {}
+        return str((task.get("output") or {}).get("destination") or "")
+
+    def with_files(self, version: ObservedVersion, cache_dir: Path | None) -> ObservedVersion:
+        """``version`` with its file list (empty when it has none), its parents as the file list records them,
+        and the objects of other versions its files are read from."""
+        task = self._task_of(version)
+        return codec.with_state(version, self.read_state(task, cache_dir) if task is not None else None)
+
+    def content(self, version_id: str, cache_dir: Path | None) -> Content | None:
+        """The content of a version (the one its file list records), or None when it has no file list (or the
+        version is not there)."""
+        task = self._listed.get(version_id) or self.task(version_id)
+        state = self.read_state(task, cache_dir) if task is not None else None
+        return None if state is None else codec.state_content(state)
+
+    def with_metadata(self, version: ObservedVersion) -> tuple[ObservedVersion, tuple[str, ...]]:
+        """``version`` with its unread metadata artifacts given their values as downloaded; and the names of
+        those that are not JSON objects (left out of its metadata)."""
+        task = self._task_of(version)
+        read = self._read_metadata(task, version.unread_metadata) if task is not None else {}
+        known = {codec.METADATA_KEY: version.properties.metadata, **version.properties.metadata_artifacts}
+        known = {k: v for k, v in known.items() if k not in version.unread_metadata}
+        unreadable = tuple(n for n in version.unread_metadata if not isinstance(read.get(n), dict))
+        return replace(version, properties=codec.with_metadata(version.properties, {**known, **read}),
+                       unread_metadata=()), unreadable
+
+    def layout(self, version: ObservedVersion, cache_dir: Path | None) -> VersionLayout | None:
+        """The parents and own/inherited files of a version, from its stored lineage; None for a draft that has
+        stored no file list yet (its parents then come from its ``Dataset Struct``, see :meth:`draft_parents`)."""
+        task = self._task_of(version)
+        return None if task is None else self._version_layout(task, cache_dir)
+
+    def missing_chunks(self, version: ObservedVersion, mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The data chunks of ``version`` missing from storage, and (``mode`` ``content``) those whose bytes do
+        not hash to the sha256 recorded with them."""
+        task = self._task_of(version)
+        return ((), ()) if task is None else self._check_chunks(task, mode)
+
+    def files_of(self, version: ObservedVersion, cache_dir: Path | None) -> tuple[list[StoredFile], list[LinkEntry]]:
+        """The files of a version (each with the version and chunk that hold its bytes) and its links."""
+        task = self._task_of(version)
+        if task is None:
+            raise BackendError(f"no dataset version has the id {version.id}")
+        return self._stored_files(task, cache_dir)
+
+    def _artifact_json(self, version: ObservedVersion, key: str) -> Any | None:
+        task = self._task_of(version)
+        if task is None or key not in codec.artifacts(task):
+            return None
+        return self._read_json_artifact(task, key)
+
+    def statistics_json(self, version: ObservedVersion) -> Any | None:
+        """The statistics stored on the version (JSON, :func:`reconciler.statistics.statistics_from_json`), or
+        None when it stores none."""
+        return self._artifact_json(version, codec.STATISTICS_KEY)
+
+    def checks_json(self, version: ObservedVersion) -> Any | None:
+        """The check results stored on the version (JSON), or None when it stores none."""
+        return self._artifact_json(version, codec.CHECKS_KEY)
+
+    def card_json(self, version: ObservedVersion) -> Any | None:
+        """The dataset card stored on the version (JSON: ``metadata`` and ``text``), or None when it has none."""
+        return self._artifact_json(version, codec.CARD_KEY)
 
     @property
     def api_host(self) -> str:
@@ -67,7 +202,7 @@ class ServerReader:
                              only_fields=["id", "name"])
         return {str(r["id"]): str(r["name"]) for r in rows}
 
-    def dataset_tasks(self, project_ids: Sequence[str]) -> list[dict[str, Any]]:
+    def _dataset_tasks(self, project_ids: Sequence[str]) -> list[dict[str, Any]]:
         if not project_ids:
             return []
         return self._get_all(
@@ -76,7 +211,7 @@ class ServerReader:
             order_by=["-last_update"],
         )
 
-    def managed_tasks(self) -> list[dict[str, Any]]:
+    def _managed_tasks(self) -> list[dict[str, Any]]:
         return self._get_all(
             "tasks.get_all", "tasks", system_tags=["__$all", codec.DATASET_TAG, codec.MANAGED_TAG],
             type=[codec.TASK_TYPE], search_hidden=True, only_fields=list(codec.TASK_FIELDS),
@@ -162,7 +297,7 @@ class ServerReader:
         used = (row.get("runtime") or {}).get("datasets")
         return use, tuple(str(u) for u in used) if isinstance(used, list) else ()
 
-    def version_layout(self, task: Mapping[str, Any], cache_dir: Path | None) -> VersionLayout | None:
+    def _version_layout(self, task: Mapping[str, Any], cache_dir: Path | None) -> VersionLayout | None:
         """The parents and own/inherited files of a version, from its stored lineage; None for a draft that has
         stored no file list yet (its parents then come from its ``Dataset Struct``, see :meth:`draft_parents`)."""
         state = self.read_state(task, cache_dir)
@@ -213,7 +348,7 @@ class ServerReader:
         except ValueError:
             raise BackendError(f"{what} ({uri}) is not valid JSON") from None
 
-    def check_chunks(self, task: Mapping[str, Any], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _check_chunks(self, task: Mapping[str, Any], mode: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The data chunks of ``task`` missing from storage, and (``mode`` ``content``) those whose bytes do not
         hash to the sha256 recorded with them (a chunk recorded without one is only checked for presence)."""
         chunks = {k: a for k, a in codec.artifacts(task).items() if codec.chunk_index(k) is not None}
@@ -230,11 +365,12 @@ class ServerReader:
                         corrupt.append(name)
         return tuple(missing), tuple(corrupt)
 
-    def read_json_artifact(self, task: Mapping[str, Any], key: str) -> Any | None:
+    def _read_json_artifact(self, task: Mapping[str, Any], key: str) -> Any | None:
         uri = codec.artifact_uri(task, key)
         return None if not uri else self.read_json(uri, f"the {key} of version {task.get('id')}")
 
-    def stored_files(self, task: Mapping[str, Any], cache_dir: Path | None) -> tuple[list[StoredFile], list[LinkEntry]]:
+    def _stored_files(self, task: Mapping[str, Any], cache_dir: Path | None
+                      ) -> tuple[list[StoredFile], list[LinkEntry]]:
         """The files of a version (each with the version and chunk that hold its bytes) and its links.
 
         A file entry names its own owner (``parent_dataset_id``) and chunk (``artifact_name``), as the SDK reads
@@ -245,8 +381,7 @@ class ServerReader:
             raise BackendError(f"version {task.get('id')} has no file list on the server")
         entries, links, _ = codec.read_state(state)
         own = str(task.get("id") or "")
-        files = [StoredFile(e.path, e.size, e.sha256, e.owner_id or own, e.chunk or codec.DATA_KEY) for e in entries]
-        return files, [link.link for link in links]
+        return [codec.stored_file(e, own) for e in entries], [link.link for link in links]
 
     def chunk_uris(self, chunks: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Where each ``(version id, chunk name)`` is stored; one call per 500 versions that own chunks."""
@@ -277,7 +412,7 @@ class ServerReader:
         self.stores.download(uri, dest)
         return dest.stat().st_size
 
-    def read_metadata(self, task: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    def _read_metadata(self, task: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
         """The JSON values of the named metadata artifacts of ``task`` (name -> value); an artifact that is not
         JSON (a table, an array, text) or cannot be read is left out."""
         arts = codec.metadata_artifacts(task)
@@ -294,17 +429,14 @@ class ServerReader:
                 continue
         return out
 
-    def fetch_files(self, state: Mapping[str, Any], paths: Iterable[str], dest: Path) -> dict[str, Path]:
-        """Extract ``paths`` of a version (given its ``state``) under ``dest``; path -> local file.
+    def fetch(self, files: Iterable[StoredFile], dest: Path) -> dict[str, Path]:
+        """Extract ``files`` under ``dest`` (each at its path); path -> local file.
 
-        Downloads only the chunks that hold the wanted files, from whichever version stored them.
+        Downloads only the chunks that hold them, from whichever version stored them.
         """
-        entries, _, _ = codec.read_state(state)
-        wanted = set(paths)
-        by_chunk: dict[tuple[str, str], list[codec.StateEntry]] = {}
-        for e in entries:
-            if e.path in wanted:
-                by_chunk.setdefault((e.owner_id, e.chunk), []).append(e)
+        by_chunk: dict[tuple[str, str], list[StoredFile]] = {}
+        for e in files:
+            by_chunk.setdefault((e.owner_id, e.chunk), []).append(e)
         uris = self.chunk_uris(by_chunk)
         out: dict[str, Path] = {}
         for (owner, chunk), items in sorted(by_chunk.items()):

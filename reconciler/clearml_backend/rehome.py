@@ -113,7 +113,7 @@ def _copy_files(writer: ServerWriter, key: VersionKey, version_id: str, state: M
     entries, and path -> chunk."""
     if not inherited:
         return [], {}
-    local = writer.reader.fetch_files(state, [e.path for e in inherited], tmp / "files")
+    local = writer.reader.fetch(inherited, tmp / "files")
     files = [FileEntry(e.path, e.size, e.sha256, str(local[e.path])) for e in inherited]
     draft = Draft(key, version_id, prefix, ())
     draft.chunks = [Chunk(codec.chunk_name(i), "", 0, "", 0) for i in range(first)]  # its own: new ones follow

@@ -85,7 +85,6 @@ def upload_files(api: ApiClient, stores: Stores, draft: Draft, files: Sequence[F
     total = sum(f.size for f in files)
     chunk_bytes = options.chunk_bytes or max(MIN_CHUNK, min(MAX_CHUNK, total // max(1, options.workers * 4) + 1))
     groups = _group(sorted(files, key=lambda f: f.path), chunk_bytes)
-    first = len(draft.chunks)
     tmp_root = Path(tempfile.mkdtemp(prefix="reconcile-upload-", dir=options.tmp_dir))
     stop = threading.Event()
 
@@ -101,7 +100,7 @@ def upload_files(api: ApiClient, stores: Stores, draft: Draft, files: Sequence[F
     pool = ThreadPoolExecutor(max_workers=2 * workers, thread_name_prefix="upload")
     try:
         futures: list[Future[Chunk]] = [
-            pool.submit(_store_chunk, api, stores, draft, codec.chunk_name(first + i), group, options, tmp_root,
+            pool.submit(_store_chunk, api, stores, draft, draft.chunk_name(i), group, options, tmp_root,
                         progress, check, stages)
             for i, group in enumerate(groups)
         ]
@@ -121,12 +120,7 @@ def upload_files(api: ApiClient, stores: Stores, draft: Draft, files: Sequence[F
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
     for chunk, group in zip(chunks, groups, strict=True):
-        draft.chunks.append(chunk)
-        draft.uploaded_files.extend(group)
-        for f in group:
-            draft.inherited.pop(f.path, None)
-            draft.inherited_links.pop(f.path, None)
-            draft.own[f.path] = codec.StateEntry(f.path, f.size, f.sha256, draft.id, chunk.name)
+        draft.stored(chunk, group)
 
 
 def _store_chunk(api: ApiClient, stores: Stores, draft: Draft, name: str, group: Sequence[FileEntry],

@@ -25,10 +25,16 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..diagnostics import ReconcileError
 from ..model import (
+    DRAFT_STATUSES,
+    EDITABLE_STATUSES,
     FINAL_STATUSES,
+    STEP_LEFT_STATUSES,
+    Content,
     FileEntry,
     Properties,
+    StoredFile,
     StoredObject,
     VersionKey,
     canonical_json,
@@ -43,6 +49,8 @@ from .storage import Stores
 from .upload import Progress, UploadOptions, upload_files
 
 if TYPE_CHECKING:
+    from ..checks.results import VersionChecks
+    from ..statistics import Statistics
     from .rehome import Rehomed
 
 
@@ -150,12 +158,7 @@ class ServerWriter:
                 raise BackendError(f"the parent version {parent_id} of {key} has no file list")
             entries, links, graph = codec.read_state(state)
             draft.parent_graph.update(graph or {parent_id: []})
-            for e in entries:
-                draft.inherited_links.pop(e.path, None)
-                draft.inherited[e.path] = e
-            for s in links:
-                draft.inherited.pop(s.link.path, None)
-                draft.inherited_links[s.link.path] = s
+            draft.inherit(entries, ((s.link, s.owner_id) for s in links))
             lookup = state.get("dependency_chunk_lookup")
             if isinstance(lookup, Mapping):
                 draft.parent_chunks.update({str(k): int(v) for k, v in lookup.items() if isinstance(v, int)})
@@ -171,7 +174,7 @@ class ServerWriter:
         A draft an agent's step left ``failed`` or ``stopped`` (or still ``queued``) is made editable again first.
         """
         task = self.reader.full_task(version_id)
-        if str(task.get("status")) in ("queued", "failed", "stopped"):
+        if str(task.get("status")) in STEP_LEFT_STATUSES:
             self.reopen_draft(version_id, str(task.get("status")))
             task = self.reader.full_task(version_id)
         stale = [k for k in codec.artifacts(task) if codec.chunk_index(k) is not None or k == codec.STATE_KEY]
@@ -283,7 +286,7 @@ class ServerWriter:
                          remove: Sequence[str] = ()) -> None:
         """Add, replace or remove artifacts: the artifact calls on a draft, a forced edit of ``execution`` after."""
         version_id = str(task["id"])
-        if str(task.get("status")) in ("created", "in_progress"):
+        if str(task.get("status")) in EDITABLE_STATUSES:
             if entries:
                 self.api.call("tasks.add_or_update_artifacts", write=True, task=version_id,
                               artifacts=list(entries), force=True)
@@ -315,7 +318,7 @@ class ServerWriter:
         ``hyperparams`` (read, changed, written back).
         """
         task = task or self.reader.full_task(version_id)
-        if str(task.get("status")) in ("created", "in_progress"):
+        if str(task.get("status")) in EDITABLE_STATUSES:
             self.api.call("tasks.edit_hyper_params", write=True, task=version_id, force=True,
                           replace_hyperparams="none",
                           hyperparams=[{"section": codec.SECTION, "name": k, "value": v, "type": "str"}
@@ -336,7 +339,7 @@ class ServerWriter:
         version is a draft (the server takes no new events of a finalized one: the ``card`` artifact is then the
         card)."""
         task = self.reader.full_task(version_id)
-        if str(task.get("status")) not in ("created", "in_progress"):
+        if str(task.get("status")) not in EDITABLE_STATUSES:
             return
         raw = codec.card_html(card)
         prefix = codec.storage_prefix(output_base(task) or self.api.cfg.files_host, key, version_id)
@@ -347,6 +350,29 @@ class ServerWriter:
         data = self.api.call_lines("events.add_batch", [event])
         if int(data.get("errors") or 0) or int(data.get("added") or 0) != 1:
             raise BackendError(f"the server did not keep the card page of version {version_id}")
+
+    def set_statistics(self, key: VersionKey, version_id: str, stats: Statistics, digest: str, *,
+                       plots: bool) -> None:
+        """Store ``stats`` (the ``statistics`` artifact) as describing ``digest`` (recorded with them); with
+        ``plots`` also as the version's tables and histograms in the UI (only until it is published)."""
+        from ..statistics import statistics_to_json, ui_histograms, ui_tables
+
+        if plots:
+            stamp = int(time.time() * 1000)
+            events = [codec.table_event(version_id, t.title, t.series, t.rows, stamp) for t in ui_tables(stats)]
+            events += [codec.histogram_event(version_id, h.title, h.series, h.labels, h.values, h.xaxis, h.yaxis,
+                                             stamp) for h in ui_histograms(stats)]
+            self.report_plots(version_id, events)
+        self.set_json_artifacts(key, version_id, None, {codec.STATISTICS_KEY: statistics_to_json(stats)},
+                                {"statistics_digest": digest})
+
+    def set_checks(self, key: VersionKey, version_id: str, checks: VersionChecks) -> None:
+        """Store the results of the version's checks: the ``checks`` artifact and a table in the UI."""
+        from ..checks.results import checks_to_json, ui_rows
+
+        event = codec.table_event(version_id, "Checks", "results", ui_rows(checks), int(time.time() * 1000))
+        self.report_plots(version_id, [event])
+        self.set_json_artifacts(key, version_id, None, {codec.CHECKS_KEY: checks_to_json(checks)}, {})
 
     def report_plots(self, version_id: str, events: Sequence[Mapping[str, Any]]) -> None:
         if not events:
@@ -426,7 +452,7 @@ class ServerWriter:
         if status == "created":
             self._transition("tasks.started", draft.id, status_in("in_progress", *FINAL_STATUSES),
                              task=draft.id)
-        if status in ("created", "in_progress"):
+        if status in EDITABLE_STATUSES:
             self._transition("tasks.completed", draft.id, status_in(*FINAL_STATUSES), task=draft.id,
                              status_reason="completed", publish=False)
         self.expect_status(draft.id, FINAL_STATUSES, f"finalizing {draft.key}")
@@ -551,20 +577,38 @@ class ServerWriter:
         if codec.read_bookkeeping(self.reader.full_task(version_id)).pruned:
             self.set_bookkeeping(version_id, {"pruned": ""})
 
-    def version_files(self, version_id: str) -> dict[str, Any]:
-        """The ``state`` (file list) of a finalized version."""
-        task = self.reader.task(version_id, (*codec.TASK_FIELDS, "runtime"))
+    def version_content(self, version_id: str) -> tuple[Content, tuple[StoredFile, ...]]:
+        """The content of a finalized version and where each of its files' bytes are."""
+        task = self.reader.task(version_id)
         state = self.reader.read_state(task, self.state_cache) if task else None
         if state is None:
             raise BackendError(f"version {version_id} has no file list on the server")
-        return state
+        entries, _, _ = codec.read_state(state)
+        return codec.state_content(state), tuple(sorted(codec.stored_file(e, version_id) for e in entries))
 
-    def fetch_files(self, state: Mapping[str, Any], paths: Sequence[str], dest: Path) -> dict[str, Path]:
-        return self.reader.fetch_files(state, paths, dest)
+    def fetch_files(self, files: Sequence[StoredFile], dest: Path) -> dict[str, Path]:
+        """Extract ``files`` (from whichever versions' chunks hold them) under ``dest``; path -> local file."""
+        return self.reader.fetch(files, dest)
+
+    def check_writable(self, key: VersionKey, version_id: str) -> None:
+        """This machine can write where the version's data goes (a bucket needs credentials here too)."""
+        base = self.reader.output_destination(version_id)
+        if not base or self.stores.on_file_server(base.rstrip("/") + "/"):
+            return
+        probe = f"{codec.storage_prefix(base, key, version_id)}/.reconcile-probe"
+        with tempfile.NamedTemporaryFile(prefix="reconcile-probe-") as tmp:
+            tmp.write(b"probe")
+            tmp.flush()
+            try:
+                self.stores.upload(probe, Path(tmp.name), 5)
+            except ReconcileError as err:
+                raise ReconcileError(f"this agent cannot write to {base} ({err}); give it credentials for that "
+                                     "storage (sdk.aws.s3 in its clearml.conf, or the AWS_* variables)") from None
+        self.stores.delete(probe)
 
     def delete_draft(self, version_id: str) -> None:
         task = self.reader.full_task(version_id)
-        if task.get("status") not in ("created", "in_progress", "stopped", "failed"):
+        if task.get("status") not in DRAFT_STATUSES:
             raise BackendError(f"version {version_id} is {task.get('status')}: only drafts are discarded")
         for art in codec.artifacts(task).values():
             uri = art.get("uri")

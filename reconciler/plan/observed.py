@@ -27,6 +27,18 @@ def observed_content(version: ObservedVersion) -> Content | None:
     )
 
 
+def proves_content(version: ObservedVersion, content: Content) -> bool:
+    """Whether ``version`` holds exactly ``content`` by the digest this tool recorded when it finalized it (then
+    its file list need not be read nor compared). A draft's record proves nothing."""
+    return version.finalized and version.content_digest is not None and version.content_digest == content.digest()
+
+
+def live_content(version: ObservedVersion, desired: Content) -> Content | None:
+    """What ``version`` holds: ``desired`` when its recorded digest proves it, else its file list as read (None
+    when it was not read)."""
+    return desired if proves_content(version, desired) else observed_content(version)
+
+
 def choose_observed(candidates: Sequence[ObservedVersion]) -> ObservedVersion | None:
     """The server version that stands for a manifest version: finalized first, then this tool's newest draft."""
     live = [v for v in candidates if not v.archived]

@@ -30,6 +30,7 @@ from dataclasses import replace
 
 from ..checks.results import VersionChecks
 from ..model import (
+    DRAFT_STATUSES,
     Content,
     DatasetKey,
     DatasetSpec,
@@ -68,9 +69,7 @@ from .actions import (
     Unmanaged,
 )
 from .contents import diff_content, sync_delta
-from .observed import archived_candidate, choose_observed, fingerprint, observed_content
-
-STRAY_DRAFT_STATUSES = frozenset({"created", "in_progress", "stopped", "failed"})  # what a discard deletes
+from .observed import archived_candidate, choose_observed, fingerprint, observed_content, proves_content
 
 
 def topological_versions(desired: DesiredState) -> list[VersionSpec]:
@@ -231,7 +230,7 @@ class _Planner:
         """This tool's live drafts of ``key`` next to its finalized ``final``: only a run that lost its lease
         (its create answered after another run finished the version) leaves one."""
         for v in sorted(self.by_key.get(key, []), key=lambda v: v.id):
-            if v.id != final.id and v.managed and not v.archived and v.status in STRAY_DRAFT_STATUSES:
+            if v.id != final.id and v.managed and not v.archived and v.status in DRAFT_STATUSES:
                 self.actions.append(DiscardDraft(key, v.id))
 
     def build(self, spec: VersionSpec, ds: DatasetSpec, draft: ObservedVersion | None, base: Content,
@@ -268,7 +267,7 @@ class _Planner:
         return False
 
     def check_finalized(self, spec: VersionSpec, obs: ObservedVersion, target: Content) -> bool:
-        if obs.content_digest is not None and obs.content_digest == target.digest():
+        if proves_content(obs, target):
             return True
         live = observed_content(obs)
         if live is None:

@@ -34,3 +34,28 @@ def test_dataset_key_parse() -> None:
     for bad in ("c", "a/", "/c", ""):
         with pytest.raises(ValueError):
             DatasetKey.parse(bad)
+
+
+@pytest.mark.parametrize(("arg", "dataset", "version"), [
+    ("p/n", DatasetKey("p", "n"), None),
+    ("team/vision/Road signs@2024.06.01", DatasetKey("team/vision", "Road signs"), "2024.06.01"),
+    ("p/n@stable", DatasetKey("p", "n"), "stable"),
+])
+def test_show_targets_read_references_as_version_keys(arg: str, dataset: DatasetKey, version: str | None) -> None:
+    from reconciler.show import parse_targets
+
+    (target,) = parse_targets([arg], lambda paths: None)
+    assert (target.dataset, target.version) == (dataset, version)
+
+
+@pytest.mark.parametrize(("arg", "message"), [
+    ("p/n@", "no version or alias after '@'"),
+    ("n@1.0.0", "neither a manifest path nor"),
+    ("@1.0.0", "neither a manifest path nor"),
+])
+def test_show_targets_refuse_broken_references(arg: str, message: str) -> None:
+    from reconciler.diagnostics import ReconcileError
+    from reconciler.show import parse_targets
+
+    with pytest.raises(ReconcileError, match=message):
+        parse_targets([arg], lambda paths: None)

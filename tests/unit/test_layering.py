@@ -40,13 +40,6 @@ READING = _set(MODEL, BACKEND, "plan.observed", "plan.contents", "observe", "cac
 RENDER = _set(PLAN, "plancodec", "report", "show", "usage", "export", "statistics", "render", "render.*")
 SERVER = _set("localserver.*")  # the embedded server: only itself
 
-# Imports of the backend's codec outside clearml_backend/ that are still being moved behind the reader and writer
-# (the backend returns the project's own types). Each one is allowed here only until it is gone; an entry no longer
-# needed fails test_every_codec_exception_is_still_needed.
-CODEC_NOT_YET_PRIVATE: frozenset[str] = frozenset({
-    "agentstep", "apply", "engine", "export", "importer", "observe", "show",
-})
-
 RULES: dict[str, frozenset[str]] = {
     "": _set("pulling"),  # reconciler/__init__.py: the library's pull()
     # the pure core
@@ -94,8 +87,9 @@ RULES: dict[str, frozenset[str]] = {
     **{m: _set(MODEL, "clearml_backend", "clearml_backend.*") for m in (
         "clearml_backend", "clearml_backend.agenttask", "clearml_backend.api", "clearml_backend.codec",
         "clearml_backend.config", "clearml_backend.draft", "clearml_backend.lock", "clearml_backend.queues",
-        "clearml_backend.reader", "clearml_backend.rehome", "clearml_backend.storage", "clearml_backend.upload",
-        "clearml_backend.writer")},
+        "clearml_backend.reader", "clearml_backend.rehome", "clearml_backend.storage", "clearml_backend.upload")},
+    # the writer stores statistics and check results (as artifacts and the UI's plots): it takes them as they are
+    "clearml_backend.writer": _set(MODEL, "clearml_backend", "clearml_backend.*", "statistics", "checks.results"),
     # use cases
     "observe": _set(READING),
     "report": _set(READING, PLAN, "statistics"),
@@ -203,7 +197,7 @@ def _allowed(target: str, rule: frozenset[str]) -> bool:
 
 def _rule(module: str) -> frozenset[str]:
     short = _short(module)
-    return RULES[short] | ({CODEC} if short in CODEC_NOT_YET_PRIVATE else frozenset())
+    return RULES[short]
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -220,14 +214,9 @@ def test_every_rule_is_for_a_module_that_exists() -> None:
 def test_the_codec_is_private_to_the_backend() -> None:
     users = sorted(_short(m) for m in MODULES if CODEC in _package_modules(m) and not
                    _short(m).startswith("clearml_backend"))
-    assert set(users) <= CODEC_NOT_YET_PRIVATE, (
-        f"the codec is private to clearml_backend/, but {', '.join(sorted(set(users) - CODEC_NOT_YET_PRIVATE))} "
-        "imports it: have the backend's reader and writer return and take the project's own types instead")
-
-
-def test_every_codec_exception_is_still_needed() -> None:
-    stale = sorted(m for m in CODEC_NOT_YET_PRIVATE if CODEC not in _package_modules(f"reconciler.{m}"))
-    assert not stale, f"{', '.join(stale)} no longer import the codec: remove them from CODEC_NOT_YET_PRIVATE"
+    assert not users, (
+        f"the codec is private to clearml_backend/, but {', '.join(users)} imports it: have the backend's reader "
+        "and writer return and take the project's own types instead")
 
 
 def test_only_one_module_imports_the_clearml_sdk() -> None:
