@@ -6,11 +6,13 @@ Nothing here does IO. Dataset paths are POSIX, relative, normalised (no ``.``/``
 
 from __future__ import annotations
 
+import operator
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
+from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, overload
@@ -697,8 +699,8 @@ def content_digest(files: Mapping[str, _Hashed], links: Mapping[str, LinkEntry])
 
     h = hashlib.sha256()  # the lines are hashed in batches: a million files never make one string
     items = _items_in_order(files)
-    for at in range(0, len(items), _BATCH):
-        h.update("".join([f"F\t{p}\t{f.size}\t{f.sha256}\n" for p, f in items[at:at + _BATCH]]).encode())
+    while batch := list(islice(items, _BATCH)):
+        h.update("".join([f"F\t{p}\t{f.size}\t{f.sha256}\n" for p, f in batch]).encode())
     h.update("".join([f"L\t{p}\t{lnk.url}\t{lnk.size}\t{lnk.etag}\n" for p, lnk in _items_in_order(links)]).encode())
     return h.hexdigest()
 
@@ -711,13 +713,14 @@ def resolved(mapping: Mapping[str, V]) -> Mapping[str, V]:
     return mapping.resolved() if isinstance(mapping, DeferredMapping) else mapping
 
 
-def _items_in_order(d: Mapping[str, V]) -> list[tuple[str, V]]:
-    """The items of ``d`` sorted by key; a linear check first, since contents are usually built in order."""
-    items = list(d.items())
-    keys = [k for k, _ in items]
-    if not all(a < b for a, b in zip(keys, keys[1:], strict=False)):
-        items.sort(key=lambda kv: kv[0])
-    return items
+def _items_in_order(d: Mapping[str, V]) -> Iterator[tuple[str, V]]:
+    """The items of ``d`` sorted by key, as an iterator (a million files never make a list of pairs); a linear
+    check first, since contents are usually built in order."""
+    keys = list(d)
+    if all(map(operator.lt, keys, islice(keys, 1, None))):
+        return iter(d.items())
+    keys.sort()
+    return ((k, d[k]) for k in keys)
 
 
 # --- what a dataset's history shows (read by `show` and `graph`) ---------------------------------------------

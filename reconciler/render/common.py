@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import heapq
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from .._compat import assert_never
@@ -64,6 +67,7 @@ def _short(value: Any) -> str:
 
 
 _SIGN = {"added": "+", "removed": "-", "changed": "~"}
+_TEXT = itemgetter(1)
 
 
 def property_lines(changes: tuple[PropertyChange, ...]) -> tuple[tuple[str, str], ...]:
@@ -80,22 +84,22 @@ def property_lines(changes: tuple[PropertyChange, ...]) -> tuple[tuple[str, str]
 
 
 def sync_lines(a: SyncFiles, limit: int | None) -> tuple[tuple[str, str], ...]:
-    items: list[tuple[str, str]] = []
+    """The lines of a file sync, sorted by their text; past ``limit`` of them, one line says how many more. Only
+    the lines shown are kept in memory (a new version of a million files lists them all)."""
     modified = set(a.modified)
-    for f in a.upload:
-        items.append(("~" if f.path in modified else "+", f"{f.path} ({human_size(f.size)})"))
-    for lnk in a.add_links:
-        items.append(("+", f"{lnk.path} -> {lnk.url}"))
-    for p in a.remove:
-        if p not in modified:
-            items.append(("-", p))
-    for p in a.remove_links:
-        items.append(("-", p))
-    items.sort(key=lambda t: t[1])
-    if limit is not None and len(items) > limit:
-        hidden = len(items) - limit
-        items = items[:limit] + [(" ", f"... and {hidden} more (use --show-files all)")]
-    return tuple(items)
+    items: Iterator[tuple[str, str]] = chain(
+        (("~" if f.path in modified else "+", f"{f.path} ({human_size(f.size)})") for f in a.upload),
+        (("+", f"{lnk.path} -> {lnk.url}") for lnk in a.add_links),
+        (("-", p) for p in a.remove if p not in modified),
+        (("-", p) for p in a.remove_links),
+    )
+    if limit is None:
+        return tuple(sorted(items, key=_TEXT))
+    total = len(a.upload) + len(a.add_links) + len([p for p in a.remove if p not in modified]) + len(a.remove_links)
+    shown = heapq.nsmallest(limit, items, key=_TEXT)  # what sorted(items)[:limit] is
+    if total > limit:
+        shown.append((" ", f"... and {total - limit} more (use --show-files all)"))
+    return tuple(shown)
 
 
 def action_line(action: Action, file_limit: int | None) -> Line:

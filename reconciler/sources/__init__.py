@@ -41,7 +41,7 @@ from ..model import (
     normalize_dataset_path,
 )
 from .errors import SourceError
-from .hashcache import SIZE, HashCache, stat_key
+from .hashcache import HashCache, listing_digest_of, stat_key
 from .hashing import Digest, Hasher, LocalFile
 from .local import gc_paused, walk_source
 
@@ -233,16 +233,17 @@ class SourceResolver:
                 + (" matching include/exclude" if (source.include or source.exclude) else "")
             )
         key = "\0".join([os.path.abspath(source.path), *source.include, "\0", *source.exclude])
-        listing = self._cache.listing_digest(files)
+        listing = listing_digest_of(files.rels, files.keys)
         hit = self._cache.load_listing(key, listing)
         if hit is not None and len(hit[0]) == len(files):
             hashes, remembered = hit
             prefix = dest + "/" if dest else ""
+            base, rels, sizes = files.base, files.rels, files.sizes
 
             def entries() -> tuple[FileEntry, ...]:
                 with gc_paused():
-                    return tuple([FileEntry(prefix + rel if prefix else rel, stat[SIZE], sha, path)
-                                  for (rel, path, stat), sha in zip(files, hashes, strict=True)])
+                    return tuple([FileEntry(prefix + rel if prefix else rel, size, sha, base + rel)
+                                  for rel, size, sha in zip(rels, sizes(), hashes, strict=True)])
 
             return SourceContent(files=DeferredTuple(entries), memo=_memo(key, dest, listing, remembered))
         unstable = self._hasher.unstable

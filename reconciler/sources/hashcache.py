@@ -24,7 +24,8 @@ Invariants:
 * Rows of deleted files are left in place: they are never hits for a new file (inode/ctime differ) and cost
   only disk space; deleting the database file is always safe.
 * A damaged cache never yields a malformed hash or a traceback: a row whose sha256 is not 64 hex digits, or
-  a listing that does not decode to such hashes, is a miss; an error of SQLite itself (a corrupt page, a
+  a listing's hashes that do not check against the sha256 stored with them (they are kept as raw bytes, 32 a
+  file, behind a format tag and that checksum), is a miss; an error of SQLite itself (a corrupt page, a
   truncated file, a table of another shape) is one :class:`ReconcileError` naming the file and saying it is
   safe to delete. Hashes are checked in bulk, so the check costs little when nothing is wrong.
 """
@@ -33,15 +34,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import marshal
 import os
 import sqlite3
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ..diagnostics import ReconcileError
 
@@ -98,7 +98,6 @@ CREATE TABLE IF NOT EXISTS contents (
 ) WITHOUT ROWID;
 """
 _ROWS = "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256 FROM file_hashes WHERE "
-_UNMARSHAL_ERRORS = (ValueError, EOFError, TypeError, MemoryError)  # what marshal raises on damaged bytes
 _REL, _KEY = itemgetter(0), itemgetter(2)  # of a walked file: (relative path, path, StatKey)
 
 
@@ -121,6 +120,49 @@ def _well_formed(rows: list[CachedRow]) -> list[CachedRow]:
     return [r for r in rows if _digests_ok([r[6]])]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+_HASHES_FORMAT = b"sha256-raw-1\0"  # a listing's hashes: this, the sha256 of the rest, then 32 bytes a file
+
+
+def listing_digest_of(rels: Iterable[str], keys: array[int]) -> str:
+    """:meth:`HashCache.listing_digest` of relative paths and their stat keys laid out flat (five a file)."""
+    h = hashlib.sha256(b"listing-2\0")
+    h.update("\0".join(rels).encode("utf-8", "surrogatepass"))
+    h.update(b"\0\0")
+    h.update(keys)
+    return h.hexdigest()
+
+
+class Hashes(Sequence[str]):
+    """The sha256 of each file of a remembered listing, as hex, from one buffer of 32 bytes a file (a million
+    hashes take 32 MB instead of 113 as strings); a hex string is made when read."""
+
+    __slots__ = ("_blob", "_start")
+
+    def __init__(self, blob: bytes, start: int) -> None:
+        self._blob, self._start = blob, start
+
+    def __len__(self) -> int:
+        return (len(self._blob) - self._start) // 32
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(index)
+        at = self._start + 32 * (index % n)
+        return self._blob[at : at + 32].hex()
+
+    def __iter__(self) -> Iterator[str]:
+        blob = memoryview(self._blob)
+        for at in range(self._start, len(self._blob), 32):
+            yield blob[at : at + 32].hex()
 
 
 def _guarded(method: _F) -> _F:
@@ -202,32 +244,30 @@ class HashCache:
         Paths (NUL-separated, as UTF-8) and stats (five signed 64-bit integers each) are hashed as two flat
         buffers built in C, without an object per file.
         """
-        h = hashlib.sha256(b"listing-2\0")
-        h.update("\0".join(map(_REL, files)).encode("utf-8", "surrogatepass"))
-        h.update(b"\0\0")
-        h.update(array("q", chain.from_iterable(map(_KEY, files))).tobytes())
-        return h.hexdigest()
+        return listing_digest_of(map(_REL, files), array("q", chain.from_iterable(map(_KEY, files))))
 
     @_guarded
-    def load_listing(self, source: str, listing: str) -> tuple[list[str], str] | None:
+    def load_listing(self, source: str, listing: str) -> tuple[Hashes, str] | None:
         """The hashes stored for ``source`` when its remembered listing is ``listing``, with a digest of them;
-        else None (a miss, also when the stored value does not decode to a list of hashes)."""
+        else None (a miss, also when the stored value is not a list of hashes that checks against its digest)."""
         row = self._db.execute("SELECT listing, hashes FROM listings WHERE source = ?", (source,)).fetchone()
         if row is None or row[0] != listing or not isinstance(row[1], bytes):
             return None
-        try:
-            hashes = marshal.loads(row[1])
-        except _UNMARSHAL_ERRORS:
+        blob = row[1]
+        head = len(_HASHES_FORMAT) + 32
+        if not blob.startswith(_HASHES_FORMAT) or (len(blob) - head) % 32:
             return None
-        if type(hashes) is not list or not _digests_ok(hashes):
+        raw = memoryview(blob)[head:]
+        if hashlib.sha256(raw).digest() != blob[head - 32 : head]:
             return None
-        return hashes, hashlib.sha256(row[1]).hexdigest()
+        return Hashes(blob, head), hashlib.sha256(blob).hexdigest()
 
     @_guarded
     def store_listing(self, source: str, listing: str, hashes: Sequence[str]) -> str:
         """Remember ``hashes`` for ``source`` with the listing they were computed for; a digest of them (the one
         :meth:`load_listing` gives back)."""
-        blob = marshal.dumps(list(hashes))
+        raw = bytes.fromhex("".join(hashes))
+        blob = _HASHES_FORMAT + hashlib.sha256(raw).digest() + raw
         self._db.execute("INSERT OR REPLACE INTO listings VALUES (?, ?, ?)", (source, listing, blob))
         return hashlib.sha256(blob).hexdigest()
 

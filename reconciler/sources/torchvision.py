@@ -207,7 +207,7 @@ def _materialise(dataset: Any, split: str, final: Path, env: TorchvisionEnv) -> 
     env.record([(f.path, f.key, hashes[f.rel]) for f in walk_source(final) if f.rel in hashes])
 
 
-def torchvision_files(source: TorchvisionSource, env: TorchvisionEnv) -> list[LocalFile]:
+def torchvision_files(source: TorchvisionSource, env: TorchvisionEnv) -> Sequence[LocalFile]:
     """The files of a torchvision source, ``rel`` relative to its ``dest``, sorted."""
     tv = _import_torchvision()
     cls = _dataset_class(tv, source.dataset)

@@ -69,7 +69,8 @@ def _venvs() -> Path:
 
 @pytest.fixture(scope="session")
 def oldest_sdk_python() -> Path:
-    """The python of a virtualenv with clearml ``OLDEST`` (created under a file lock: xdist workers share it)."""
+    """The python of a virtualenv with clearml ``OLDEST`` and boto3 (S3 read-backs), created under a file lock:
+    xdist workers share it."""
     venv = _venvs() / f"clearml-{OLDEST}"
     python = venv / "bin" / "python"
     ready = venv / ".ready"
@@ -78,10 +79,14 @@ def oldest_sdk_python() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not ready.exists():
             subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
-            pip = subprocess.run([str(python), "-m", "pip", "install", "-q", f"clearml=={OLDEST}"],
+            pip = subprocess.run([str(python), "-m", "pip", "install", "-q", f"clearml=={OLDEST}", "boto3"],
                                  capture_output=True, text=True, timeout=900)
             assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-3000:]
             ready.touch()
+        if subprocess.run([str(python), "-c", "import boto3"], capture_output=True).returncode:  # an older cache
+            pip = subprocess.run([str(python), "-m", "pip", "install", "-q", "boto3"], capture_output=True, text=True,
+                                 timeout=900)
+            assert pip.returncode == 0, pip.stdout[-2000:] + pip.stderr[-3000:]
     got = subprocess.run([str(python), "-c", "import clearml; print(clearml.__version__)"], capture_output=True,
                          text=True, check=True).stdout.strip()
     assert got == OLDEST

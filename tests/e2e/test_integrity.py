@@ -141,8 +141,9 @@ def test_a_file_changed_between_plan_and_apply_is_named_and_nothing_is_finalized
 
 def test_a_wrong_hash_cache_row_never_reaches_a_finalized_version(env: Env) -> None:
     import hashlib
-    import marshal
     import sqlite3
+
+    from reconciler.sources.hashcache import HashCache
 
     _setup(env)
     assert env.reconcile("plan", "manifests").returncode == 0  # fills the hash cache
@@ -152,10 +153,13 @@ def test_a_wrong_hash_cache_row_never_reaches_a_finalized_version(env: Env) -> N
     db = sqlite3.connect(caches[0])
     target = str((env.work / "data" / "v1" / "a.txt").resolve())
     assert db.execute("UPDATE file_hashes SET sha256 = ? WHERE path = ?", (wrong, target)).rowcount == 1
-    for source, blob in db.execute("SELECT source, hashes FROM listings").fetchall():  # the folder memo too
-        hashes = [wrong if h == right else h for h in marshal.loads(blob)]
-        db.execute("UPDATE listings SET hashes = ? WHERE source = ?", (marshal.dumps(hashes), source))
     db.commit()
+    cache = HashCache(caches[0])
+    for source, listing in db.execute("SELECT source, listing FROM listings").fetchall():  # the folder memo too
+        hit = cache.load_listing(source, listing)
+        assert hit is not None
+        cache.store_listing(source, listing, [wrong if h == right else h for h in hit[0]])
+    cache.close()
     db.close()
     res = env.reconcile("apply", "--auto-approve", "manifests")
     assert res.returncode == 1, res.stdout + res.stderr

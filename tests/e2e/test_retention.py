@@ -426,3 +426,57 @@ def test_rehome_frees_the_whole_lineage_below_the_oldest_kept_version_and_the_sd
     for version in ("1.0.8", "1.0.9"):  # their lineage stops at 1.0.7
         named = set(graphs[version]) | {p for parents in graphs[version].values() for p in parents}
         assert ids["1.0.7"] in named and not named & {ids[f"1.0.{i}"] for i in range(7)}, graphs
+
+
+def test_rehome_on_s3_frees_what_the_plan_says_and_both_sdks_read_the_kept_versions(
+        env: Env, moto_endpoint: str, tmp_path: Path, oldest_sdk_python: Path) -> None:
+    import boto3
+
+    hostport = moto_endpoint.removeprefix("http://")
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, aws_access_key_id="testing",
+                      aws_secret_access_key="testing", region_name="us-east-1")
+    bucket = f"rh-{env.project.lower()}"[:60]
+    s3.create_bucket(Bucket=bucket)
+    config = tmp_path / "clearml.conf"
+    config.write_text(json.dumps({"sdk": {"aws": {"s3": {"credentials": [{
+        "host": hostport, "bucket": bucket, "key": "testing", "secret": "testing", "secure": False,
+        "multipart": False, "region": "us-east-1"}]}}}}))
+    vars_ = {**env.vars(), "CLEARML_CONFIG_FILE": str(config)}
+
+    def listing() -> dict[str, int]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="store/")
+        return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+    name = "rehomed-s3"
+    manifest = write_chain(env, name, 5, extra=f"storage: s3://{hostport}/{bucket}/store\n")
+    assert env.reconcile("apply", "--auto-approve", "manifests", env=vars_).returncode == 0
+    before = listing()
+    ids = {t["version"]: t["id"] for t in dataset_tasks(env, env.project, name)}
+    manifest.write_text(manifest.read_text().replace(
+        "versions:\n", "retention: {keep_last: 2, grace: 0, rehome: true}\nversions:\n"))
+    plan = env.reconcile("plan", "--format", "json", "manifests", env=vars_)
+    assert plan.returncode == 0, plan.stderr
+    actions = json.loads(plan.stdout)["actions"]
+    (rehome,) = [a for a in actions if a["type"] == "rehome_version"]
+    assert rehome["version"]["version"] == "1.0.3" and rehome["files"] == FILES - 2
+    gone = sum(a["freed_bytes"] for a in actions if a["type"] in ("delete_version", "rehome_version"))
+    res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = listing()
+    assert sum(before[k] for k in set(before) - set(after)) == gone  # to the byte: what the plan said goes
+    assert sorted(k.rsplit("/", 2)[-2] for k in set(after) - set(before)) == ["data_001", "state", "state"]
+    assert not [k for k in after if any(ids[f"1.0.{i}"] in k for i in range(3))]
+    used = json.loads(env.reconcile("usage", "--format", "json", "manifests", env=vars_).stdout)
+    assert used["stored_bytes"] == sum(after.values())
+    assert env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_).returncode == 0
+    for python in (Path(sys.executable), oldest_sdk_python):
+        home = env.work / f"home-s3-{python.parent.parent.name}"
+        home.mkdir()
+        sdk_env = {**vars_, "PYTHONPATH": "", "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+        proc = subprocess.run([str(python), "-c", READ_BACK, env.project, name, "1.0.3", "1.0.4"], cwd=env.work,
+                              env=sdk_env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        got = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("@@")][-1][2:])
+        for version in ("1.0.3", "1.0.4"):
+            assert got[version]["sha256"] == sha(content(int(version[-1]))), (python, version)
+            assert got[version]["verify"] == [], (python, version)

@@ -173,3 +173,41 @@ def test_resolve_all_reports_every_broken_source(tmp_path: Path, make_resolver: 
         f"m.yaml:7:9: error: path source: {tmp_path / 'gone-2'} does not exist",
         f"m.yaml:9:9: error: path source: {tmp_path / 'gone-1'} does not exist",
     ]
+
+
+def test_the_walk_yields_sorted_paths_with_their_stats_and_absolute_paths(tmp_path: Path) -> None:
+    """Folders are walked where their name plus ``/`` sorts, so no sort of the whole listing is needed: names
+    around ``/`` in code-point order (``-``, ``.``, ``0``) and a symlinked folder land where a sort puts them."""
+    from reconciler.sources.hashcache import stat_key
+    from reconciler.sources.local import walk_source
+
+    root = tmp_path / "data"
+    other = tmp_path / "elsewhere"
+    for rel in ["a/f", "a.txt/x", "a-b", "a0", "b/c/d/e/f", "b/c.d/e", "b/c-d", "b/c0", "b.", "é/z", "z"]:
+        write(root / rel)
+    write(other / "in.bin")
+    (root / "a+link").symlink_to(other, target_is_directory=True)
+    walked = walk_source(root)
+    rels = [f.rel for f in walked]
+    assert rels == sorted(rels) and len(rels) == 12 and "a+link/in.bin" in rels
+    for f in walked:
+        assert f.path == os.path.join(root, f.rel) and f.key == stat_key(os.stat(f.path)) and f.size == 1
+    assert walked[-1] == list(walked)[-1] and walked[1:3] == list(walked)[1:3] and list(walked.sizes()) == [1] * 12
+    single = walk_source(root / "z")
+    assert [(f.rel, f.path) for f in single] == [("z", str(root / "z"))]
+
+
+def test_remembered_hashes_read_back_as_stored_and_a_tampered_blob_is_a_miss(tmp_path: Path) -> None:
+    from reconciler.sources.hashcache import HashCache
+
+    cache = HashCache(tmp_path / "h.sqlite3")
+    hashes = [hashlib.sha256(bytes([i])).hexdigest() for i in range(5)]
+    memo = cache.store_listing("src", "L", hashes)
+    hit = cache.load_listing("src", "L")
+    assert hit is not None and list(hit[0]) == hashes and hit[0][-1] == hashes[-1] and hit[1] == memo
+    assert cache.load_listing("src", "other listing") is None
+    blob = cache._db.execute("SELECT hashes FROM listings").fetchone()[0]
+    flipped = blob[:-1] + bytes([blob[-1] ^ 1])
+    cache._db.execute("UPDATE listings SET hashes = ?", (flipped,))
+    assert cache.load_listing("src", "L") is None
+    cache.close()
