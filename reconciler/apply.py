@@ -7,6 +7,10 @@ the content this run built has the plan's digest, every file's bytes hashed as u
 every chunk is on the server. An alias leaves its old holder only when its new holder got it (the plan moves
 aliases last). A signal or a lost lock stops everything at once.
 
+What happens is told as events (:mod:`reconciler.events`: each action started, done or failed, each chunk
+uploaded and the upload's bytes as they go out, finalized, published, ...) to the caller's sink; the views
+(:mod:`reconciler.render.events`) make text, progress or JSON of them.
+
 Statistics of a version are computed from local files where the plan's sources still have them, else from
 the version's files fetched from the server; either way cached by content digest.
 """
