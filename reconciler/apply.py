@@ -7,6 +7,10 @@ the content this run built has the plan's digest, every file's bytes hashed as u
 every chunk is on the server. An alias leaves its old holder only when its new holder got it (the plan moves
 aliases last). A signal or a lost lock stops everything at once.
 
+What happens is told as events (:mod:`reconciler.events`: each action started, done or failed, each chunk
+uploaded and the upload's bytes as they go out, finalized, published, ...) to the caller's sink; the views
+(:mod:`reconciler.render.events`) make text, progress or JSON of them.
+
 Statistics of a version are computed from local files where the plan's sources still have them, else from
 the version's files fetched from the server; either way cached by content digest.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +34,7 @@ from .checks.rules import BYTE_RULES, CheckInput
 from .clearml_backend import Interrupted, LeaseLost, Rehomed
 from .clearml_backend.draft import Draft
 from .clearml_backend.upload import FileChanged, UploadOptions
+from .clearml_backend.upload import Progress as UploadProgressSink
 from .describe import describe
 from .diagnostics import Diagnostic, ReconcileError
 from .events import (
@@ -79,6 +85,8 @@ from .plan.observed import choose_observed
 from .statistics import Statistics, StatisticsCache, default_statistics_cache, statistics_for
 from .wording import counted
 
+RATE_WINDOW_S = 10.0  # an upload's rate is measured over this many seconds
+
 
 class Writer(Protocol):
     """What apply needs from a server (``clearml_backend.ServerWriter``; an in-memory one in tests)."""
@@ -88,7 +96,7 @@ class Writer(Protocol):
                    ) -> Draft: ...
     def discard_chunks(self, version_id: str) -> int: ...
     def upload_files(self, draft: Draft, files: Sequence[FileEntry], options: UploadOptions,
-                     progress: Callable[[int, int], None] | None = None) -> None: ...
+                     progress: UploadProgressSink | None = None) -> None: ...
     def set_properties(self, key: VersionKey, version_id: str, before: Properties, after: Properties,
                        aliases: Collection[str] = ()) -> None: ...
     def set_statistics(self, key: VersionKey, version_id: str, stats: Statistics, digest: str, *,
@@ -404,29 +412,38 @@ def failure_line(e: ActionFailed) -> str:
 
 class UploadTracker:
     """The writer's upload progress of one version turned into events: bytes as chunks go out (from several
-    threads), each chunk once it is stored."""
+    threads), each chunk once it is stored; the rate over the last :data:`RATE_WINDOW_S` seconds."""
 
-    def __init__(self, version: VersionKey, files: int, total_bytes: int, emit: Emit):
+    def __init__(self, version: VersionKey, files: int, total_bytes: int, emit: Emit,
+                 clock: Callable[[], float] = time.monotonic):
         self.version, self.total_files, self.total_bytes, self.emit = version, files, total_bytes, emit
+        self.clock = clock
         self.files = 0
         self.bytes = 0
-        self.started = time.monotonic()
+        self.started = clock()
+        self._samples: deque[tuple[float, int]] = deque()  # (when, bytes) since the first bytes went out
         self._lock = threading.Lock()
 
     def __call__(self, files: int, nbytes: int) -> None:
         """``files`` (whole chunks only) and ``nbytes`` of the sources more are on the server."""
         with self._lock:
+            now = self.clock()
             self.files += files
             self.bytes = min(self.total_bytes, self.bytes + nbytes)
+            self._samples.append((now, self.bytes))  # the first: from when the first bytes were out
+            while len(self._samples) > 2 and self._samples[1][0] <= now - RATE_WINDOW_S:
+                self._samples.popleft()
+            then, before = self._samples[0]
+            rate = (self.bytes - before) / (now - then) if now - then >= 0.5 else 0.0
             event = UploadProgress(self.version, self.files, self.bytes, self.total_files, self.total_bytes,
-                                   time.monotonic() - self.started)
+                                   now - self.started, rate)
         self.emit(event)
 
     def chunk(self, name: str, files: int, nbytes: int, stored_bytes: int) -> None:
         self.emit(ChunkUploaded(self.version, name, files, nbytes, stored_bytes))
 
     def done(self) -> UploadDone:
-        return UploadDone(self.version, self.total_files, self.total_bytes, time.monotonic() - self.started)
+        return UploadDone(self.version, self.total_files, self.total_bytes, self.clock() - self.started)
 
 
 def _message(err: ReconcileError) -> str:

@@ -76,10 +76,9 @@ def desired_contents(paths: Sequence[Path], *, workers: int, progress: bool) -> 
     return compute_contents(state, resolve_sources(state, workers=workers, progress=progress))
 
 
-def adopted_contents(reader: ServerReader, state: DesiredState, listing: Listing, cache_root: Path
-                     ) -> dict[VersionKey, Content]:
-    """The content of every version the manifests adopt (``id:``), as the server holds it (those in ``listing``
-    are read without another listing call)."""
+def adopted_contents(reader: ServerReader, state: DesiredState, cache_root: Path) -> dict[VersionKey, Content]:
+    """The content of every version the manifests adopt (``id:``), as the server holds it (a version the reader
+    listed already is read without another listing call)."""
     out: dict[VersionKey, Content] = {}
     problems = []
     cache_dir = state_cache_dir(reader.api_host, cache_root)
@@ -179,7 +178,8 @@ class Run:
         if self._contents is None:
             adopted = {}
             if any(v.adopt for v in self.state.all_versions()):
-                adopted = adopted_contents(self.reader, self.state, self._listed(), self.cache_root)
+                self._listed()  # first: the adopted versions among those listed cost no look-up
+                adopted = adopted_contents(self.reader, self.state, self.cache_root)
             own = self._sources()
             memos = content_memos(self.state, own)
             # unchanged sources: no per-file work beyond the walk (unless a remembered summary proved wrong)

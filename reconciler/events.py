@@ -116,6 +116,7 @@ class UploadProgress:
     total_files: int
     total_bytes: int
     seconds: float  # since the upload started
+    rate: float = 0.0  # bytes a second over the last few seconds (0: not known yet)
 
 
 @dataclass(frozen=True, slots=True)

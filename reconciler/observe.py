@@ -30,9 +30,6 @@ class Listing:
 
     versions: tuple[ObservedVersion, ...]
 
-    def ids(self) -> frozenset[str]:
-        return frozenset(v.id for v in self.versions)
-
 
 def list_versions(reader: ServerReader, projects: Iterable[str]) -> Listing:
     """The dataset versions directly under ``projects``."""
@@ -82,8 +79,6 @@ def with_reads(reader: ServerReader, observed: ObservedState, listing: Listing, 
         read = dict(zip(wanted, pool.map(lambda i: reader.with_files(by_id[i], cache_dir), wanted), strict=True))
     versions = tuple(_with_files_of(v, read[v.id]) if v.id in read else v for v in observed.versions)
     return ObservedState(versions, observed.fingerprint)
-
-
 
 
 def _finalized_named(versions: list[ObservedVersion], contents: Mapping[VersionKey, Content]) -> list[str]:

@@ -2,16 +2,19 @@
 
 - :mod:`.config`: which server and credentials (environment and clearml.conf, read the SDK's way);
 - :mod:`.api`: HTTP calls with one envelope check, errors by code, bounded and cancellable waits, fenced writes;
-- :mod:`.codec`: what the tool stores on a version and how it is read back (pure);
-- :mod:`.reader`: listings, file lists, small artifacts, file bytes (no writes);
-- :mod:`.writer`: versions created, uploaded, finalized, published in the order the real server accepts;
+- :mod:`.codec`: what the tool stores on a version and how it is read back (pure; private to this package);
+- :mod:`.reader`: versions, their contents and file lists, stored statistics, checks and cards, file bytes (no
+  writes);
+- :mod:`.writer`: versions created, uploaded, given statistics and check results, finalized, published in the
+  order the real server accepts;
 - :mod:`.draft`: what a version being built holds; :mod:`.upload`: its new files zipped into chunks and stored;
 - :mod:`.agenttask`: a version's task made ready for an agent (``apply --queue``), and its progress there;
 - :mod:`.lock`: the apply lock (a lease with fencing);
 - :mod:`.storage`: the file server, or other storage through the clearml SDK (its only use in the product).
 
 Observation, planning and reports take a :class:`ServerReader`; only apply (on this machine, or through dispatch and
-agent-step on agents) writes, through a :class:`ServerWriter`.
+agent-step on agents) writes, through a :class:`ServerWriter`. Both speak the project's types
+(:mod:`reconciler.model`): no task dict, artifact list or file-list document leaves this package.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..diagnostics import ReconcileError
 from ..model import FileEntry
@@ -24,7 +25,17 @@ from .draft import Chunk, Draft
 from .reader import sha256_file
 from .storage import Stores
 
-Progress = Callable[[int, int], None]  # (files, bytes) of the sources now stored
+
+class Progress(Protocol):
+    """Told how an upload advances (from the upload's worker threads; it must be thread-safe)."""
+
+    def __call__(self, files: int, nbytes: int) -> None:
+        """``nbytes`` more of the sources' bytes (and ``files`` more files: whole chunks only) are on the server.
+        While a chunk goes out, its bytes count in proportion to what was sent, so a big chunk shows progress
+        too; the counts of all calls add up to the files and bytes uploaded."""
+
+    def chunk(self, name: str, files: int, nbytes: int, stored_bytes: int) -> None:
+        """The chunk ``name`` (``files`` files, ``nbytes`` of the sources' bytes) is stored (``stored_bytes``)."""
 
 # extensions whose bytes are already compressed: stored as they are (deflating them costs CPU for nothing)
 STORED_EXTENSIONS = frozenset({
@@ -122,9 +133,11 @@ def _store_chunk(api: ApiClient, stores: Stores, draft: Draft, name: str, group:
     size = local.stat().st_size
     token = f".{secrets.token_hex(4)}" if options.register else ""
     uri = f"{draft.prefix}/{name}/dataset.{draft.id}{token}.zip"
+    raw = sum(f.size for f in group)
+    told = _ChunkShare(raw, size, progress)
     with stages.upload:
         check()
-        sent = stores.upload(uri, local, size)  # the sha256 of the bytes sent, when known
+        sent = stores.upload(uri, local, size, progress=told.sent)  # the sha256 of the bytes sent, when known
     digest = sent or sha256_file(local)
     local.unlink()
     preview = "".join(f"{f.path} - {f.size} bytes\n" for f in group[:200])
@@ -135,8 +148,28 @@ def _store_chunk(api: ApiClient, stores: Stores, draft: Draft, name: str, group:
     if options.register:
         api.call("tasks.add_or_update_artifacts", write=True, task=draft.id, artifacts=[entry], force=True)
     if progress is not None:
-        progress(len(group), sum(f.size for f in group))
+        progress(len(group), raw - told.reported)
+        progress.chunk(name, len(group), raw, size)
     return Chunk(name, uri, size, digest, len(group))
+
+
+class _ChunkShare:
+    """The sources' bytes a chunk's upload stands for so far: ``raw`` in proportion to the ``size`` stored bytes
+    sent (a retried upload counts no further than the whole chunk)."""
+
+    def __init__(self, raw: int, size: int, progress: Progress | None):
+        self.raw, self.size, self.progress = raw, max(1, size), progress
+        self.bytes_sent = 0
+        self.reported = 0
+
+    def sent(self, n: int) -> None:
+        if self.progress is None:
+            return
+        self.bytes_sent = min(self.size, self.bytes_sent + n)
+        share = self.raw * self.bytes_sent // self.size
+        if share > self.reported:
+            self.progress(0, share - self.reported)
+            self.reported = share
 
 
 def _group(files: Sequence[FileEntry], chunk_bytes: int) -> list[list[FileEntry]]:

@@ -234,11 +234,10 @@ def _progress(e: UploadProgress) -> str:
     text = f"uploading {e.version}: {e.files}/{e.total_files} files, {human_size(e.bytes)}/{human_size(e.total_bytes)}"
     if e.total_bytes:
         text += f" ({100 * e.bytes // e.total_bytes}%)"
-    if e.seconds > 0 and e.bytes:
-        rate = e.bytes / e.seconds
-        text += f", {human_size(int(rate))}/s"
+    if e.rate > 0:
+        text += f", {human_size(int(e.rate))}/s"
         if e.bytes < e.total_bytes:
-            text += f", {_duration((e.total_bytes - e.bytes) / rate)} left"
+            text += f", {_duration((e.total_bytes - e.bytes) / e.rate)} left"
     return text
 
 
@@ -269,10 +268,11 @@ class ConsoleView:
                     self._uploads[v] = _Upload(self.clock())
                 case UploadProgress(version=v):
                     self._tick(v, event)
-                case UploadDone(version=v):
+                case UploadDone(version=v, files=n, bytes=size, seconds=took):
                     self._uploads.pop(v, None)
-                    if self._drawn:  # the last state stays on the screen
-                        self.err.write("\n")
+                    if self._drawn:  # the whole upload stays on the screen
+                        whole = UploadProgress(v, n, size, n, size, took, size / took if took > 0 else 0.0)
+                        self.err.write("\r\x1b[K" + escape.text(_progress(whole))[: max(20, self.width() - 1)] + "\n")
                         self.err.flush()
                         self._drawn = ""
             line = text_line(event)

@@ -37,7 +37,7 @@ VERSIONS = """\
 def _normalised(line: str, project: str) -> dict[str, Any]:
     obj = json.loads(line)
     obj["@timestamp"] = "<time>"
-    for key in ("seconds", "reconcile"):
+    for key in ("seconds", "rate", "reconcile"):
         if key in obj:
             obj[key] = "<n>"
     if obj.get("type") == "chunk_uploaded":
@@ -46,6 +46,7 @@ def _normalised(line: str, project: str) -> dict[str, Any]:
     text = re.sub(r"\b[0-9a-f]{32}\b", "<id>", text)
     text = re.sub(r"(done in|in) \d+\.\d+s", r"\1 <t>s", text)
     text = re.sub(r"\d+(\.\d)? [KMGT]?i?B/s(, \w+ left)?", "<rate>", text)
+    text = re.sub(r"; \d+(\.\d)? [KMG]?i?B stored\)", "; <n> stored)", text)
     text = re.sub(r"reconcile \d+\.\d+\.\d+[\w.+-]*", "reconcile <v>", text)
     return json.loads(text)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.cli import _print_plan
+from reconciler.cli.planning import _print_plan
 from reconciler.model import VersionKey
 from reconciler.plan.actions import CreateVersion, Plan
 from reconciler.plancodec import plan_from_json

@@ -99,7 +99,7 @@ def _upload(view: Any, clock: Clock, versions: tuple[VersionKey, ...], seconds: 
     while t < seconds:
         clock.now = t
         for v in versions:
-            view(UploadProgress(v, int(100 * t / seconds), int(GIB * t / seconds), 100, GIB, t))
+            view(UploadProgress(v, int(100 * t / seconds), int(GIB * t / seconds), 100, GIB, t, GIB / seconds))
         t += step
     clock.now = seconds
     for v in versions:
@@ -132,7 +132,7 @@ def test_on_a_terminal_progress_is_redrawn_at_most_five_times_a_second() -> None
     draws = err.getvalue().split("\r\x1b[K")[1:]
     assert 15 <= len(draws) <= 21, len(draws)  # from 1 s on (shorter uploads stay silent), every 0.2 s
     assert draws[0].startswith("uploading proj/ds@1.0.0: ") and draws[0].endswith(", 204.8 MiB/s, 4s left")
-    assert err.getvalue().endswith("\n")  # the last state stays on the screen when the upload ends
+    assert draws[-1] == "uploading proj/ds@1.0.0: 100/100 files, 1.0 GiB/1.0 GiB (100%), 204.8 MiB/s\n"
 
 
 def test_a_line_printed_during_an_upload_clears_the_progress_line_first() -> None:
@@ -177,3 +177,42 @@ def test_the_readme_documents_every_event_type() -> None:
     section = readme[readme.index("### Apply events as JSON"):]
     missing = [c.type for c in get_args(Event) if f"`{c.type}`" not in section]
     assert not missing, f"README 'Apply events as JSON' does not list {missing}"
+
+
+def test_a_chunk_reports_its_sources_bytes_as_its_stored_bytes_go_out_and_a_retry_counts_no_further() -> None:
+    from reconciler.apply import UploadTracker
+    from reconciler.clearml_backend.upload import _ChunkShare
+    from reconciler.events import ChunkUploaded
+
+    events: list[Event] = []
+    tracker = UploadTracker(V1, 10, 1000, events.append)
+    share = _ChunkShare(1000, 400, tracker)  # 1000 bytes of sources in a 400-byte zip
+    for _ in range(3):
+        share.sent(100)
+    share.sent(100)
+    share.sent(400)  # a retry sends it all again: already counted
+    tracker(10, 1000 - share.reported)
+    tracker.chunk("data", 10, 1000, 400)
+    progress = [e for e in events if isinstance(e, UploadProgress)]
+    assert [e.bytes for e in progress] == [250, 500, 750, 1000, 1000]
+    assert all(e.rate == 0 for e in progress)  # all within half a second: no rate yet
+    assert [e.files for e in progress] == [0, 0, 0, 0, 10]
+    assert events[-1] == ChunkUploaded(V1, "data", 10, 1000, 400)
+
+
+def test_the_rate_is_measured_over_the_last_seconds_from_the_first_bytes_on() -> None:
+    from reconciler.apply import UploadTracker
+
+    events: list[Event] = []
+    clock = Clock()
+    tracker = UploadTracker(V1, 1, 100 * MIB_, events.append, clock=clock)
+    clock.now = 30.0  # zipping the first chunk took 30 s: no byte went out before
+    for i in range(1, 41):
+        clock.now = 30.0 + i * 0.5
+        tracker(0, MIB_ if i <= 20 else 2 * MIB_)  # 2 MiB/s for 10 s, then 4 MiB/s
+    rates = [e.rate for e in events if isinstance(e, UploadProgress)]
+    assert rates[0] == 0 and rates[9] == pytest.approx(2 * MIB_)
+    assert rates[-1] == pytest.approx(4 * MIB_)  # the last 10 s only
+
+
+MIB_ = 1 << 20

@@ -105,8 +105,7 @@ RULES: dict[str, frozenset[str]] = {
     "agentstep": _set(PLAN, BACKEND, "apply", "events", "engine", "steps", "stepcodec",
                       "clearml_backend.agenttask", "clearml_backend.lock", "clearml_backend.queues"),
     "engine": _set(READING, PLAN, CHECKS, "events", "manifest", "manifest.card", "sources", "statistics", "report",
-                   "usage",
-                   "apply", "dispatch", "checkout", "clearml_backend.queues"),
+                   "usage", "apply", "dispatch", "checkout", "clearml_backend.queues"),
     "connection": _set(PURE, BACKEND, "clearml_backend.config", "localserver"),
     "webpages": _set(READING, "show", "render.show_html", "localserver"),
     # renderers: the model and the reports in, text out
@@ -116,8 +115,10 @@ RULES: dict[str, frozenset[str]] = {
         "render.report_markdown", "render.report_text", "render.show", "render.show_html", "render.usage")},
     "render.events": _set(RENDER, "events"),  # views of what apply, dispatch and agent steps emit
     # the command line: parse, call, render (never the backend's insides)
-    "cli": _set(RENDER, CHECKS, BACKEND, "", "events", "cachedir", "manifest", "sources", "connection", "engine",
-                "apply", "dispatch", "agentstep", "importer", "pulling", "scaffold", "webpages", "localserver"),
+    **{m: _set(RENDER, CHECKS, BACKEND, "", "cli.*", "events", "cachedir", "manifest", "sources", "connection",
+               "engine", "apply", "dispatch", "agentstep", "importer", "pulling", "scaffold", "webpages", "localserver")
+       for m in ("cli", "cli.manifests", "cli.planning", "cli.reading", "cli.recovery", "cli.server")},
+    "cli.__main__": _set("cli"),
     # the GitHub Action's runner: runs the CLI and reads its events (the pure event values and their text)
     "ci": _set(),
     "ci.github": _set(PURE, "events", "render.events"),
