@@ -410,7 +410,7 @@ def test_every_observed_field_makes_a_saved_plan_stale(name):
         "applied": Properties("applied", frozenset({"z"})), "unread_metadata": ("info",), "pruned": True,
         "lost_system_tags": ("dataset",), "aliases": ("production",),
         "created": "2026-01-01", "objects": (StoredObject("data", "s3://b/data.zip", 3),),
-        "expired_at": "2026-01-02T00:00:00+00:00", "freed": ("data",),
+        "expired_at": "2026-01-02T00:00:00+00:00", "freed": ("data",), "rehome_pending": True,
     }
     assert set(changed_values) == {f.name for f in fields(ObservedVersion)} - FINGERPRINT_EXCLUDED
     before = fingerprint(ObservedState((base,)))
