@@ -16,6 +16,7 @@ from typing import Any
 from reconciler.checks.results import VersionChecks, checks_to_json
 from reconciler.clearml_backend.api import BackendError
 from reconciler.clearml_backend.draft import Chunk, Draft
+from reconciler.clearml_backend.rehome import Rehomed
 from reconciler.clearml_backend.upload import UploadOptions
 from reconciler.model import (
     ALL_OBJECTS,
@@ -300,6 +301,24 @@ class MemoryBackend:
         self._write("delete")
         if whole:
             del self.records[version_id]
+
+    def rehome(self, key: VersionKey, version_id: str, rewrites: Sequence[tuple[VersionKey, str]],
+               group: Sequence[str], *, workers: int = 4) -> Rehomed:
+        """Every file of ``version_id`` and of ``rewrites`` read outside ``group`` becomes ``version_id``'s own."""
+        self._write("rehome", version_id)
+        members = {version_id, *group}
+        root = self.records[version_id]
+        moved = [f for f in root.files.values() if f.owner_id != version_id]
+        for f in moved:
+            root.chunks.setdefault("data_rehome", {})[f.path] = self.records[f.owner_id].chunks[f.chunk][f.path]
+            root.files[f.path] = StoredFile(f.path, f.size, f.sha256, version_id, "data_rehome")
+        root.parents = ()
+        for _, vid in rewrites:
+            v = self.records[vid]
+            for path, f in list(v.files.items()):
+                if f.owner_id not in members:
+                    v.files[path] = root.files[path]
+        return Rehomed(len(moved), sum(f.size for f in moved), sum(f.size for f in moved), 1 + len(rewrites))
 
     def delete_draft(self, version_id: str) -> None:
         self._write("discard")

@@ -241,3 +241,31 @@ def test_apply_checks_again_on_the_bytes_it_uploads_and_stores_the_results(tmp_p
     by_key = {v.key: v for v in server.records.values()}
     assert by_key[k1].status == "completed" and by_key[k1].stored["checks"]["checks"][0]["status"] == "pass"
     assert first.builds  # (the plan without checks builds the same versions)
+
+
+def test_a_failed_rehome_holds_back_the_deletions_it_was_to_allow(tmp_path: Path) -> None:
+    from reconciler.model import ObservedState, StoredObject
+    from reconciler.plan.actions import DeleteVersion, Plan, RehomeVersion
+
+    files = [_file(tmp_path, p, p * 10) for p in ("a", "b", "c")]
+    keys = [VersionKey("p", "ds", f"1.0.{i}") for i in range(3)]
+    for fail_at in (0, None):
+        server = MemoryBackend(fail_at=fail_at)
+        v0 = server.add(keys[0], files)
+        v1 = server.add(keys[1], parents=(v0.id,))
+        v2 = server.add(keys[2], parents=(v1.id,))
+        v1.files.update(v0.files)
+        v2.files.update(v0.files)
+        plan = Plan(actions=(
+            RehomeVersion(keys[1], v1.id, 3, 30, ((keys[2], v2.id),), (v0.id,), (v1.id, v2.id)),
+            DeleteVersion(keys[0], v0.id, (StoredObject("data", "memory://data", 30),), "keep_last"),
+        ))
+        if fail_at is None:
+            apply_plan(plan, server, ObservedState())
+            assert v0.id not in server.records  # deleted only after the re-home
+            assert {f.owner_id for f in v2.files.values()} == {v1.id}
+        else:
+            with pytest.raises(ApplyFailed) as failed:
+                apply_plan(plan, server, ObservedState())
+            assert v0.id in server.records  # the kept versions still read it: not deleted
+            assert "re-home" in str(failed.value) and str(keys[0]) in str(failed.value)
