@@ -326,7 +326,7 @@ class ServerReader:
             if (cache_dir and final) else None
         if cached is not None and cached.exists():
             try:
-                state: dict[str, Any] = json.loads(cached.read_text())
+                state: dict[str, Any] = json.loads(cached.read_bytes())
                 return state
             except (OSError, ValueError):
                 pass  # a broken cache file is a miss
