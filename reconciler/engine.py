@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from .clearml_backend import Backend, LockLease, ServerReader
 from .diagnostics import Diagnostic, ReconcileError
 from .events import Emit
+from .gcpause import gc_paused
 from .manifest import load_manifests
 from .model import Content, DeferredTuple, DesiredState, ObservedState, ObservedVersion, VersionKey, content_digest
 from .observe import Listing, complete, list_versions, observe, state_cache_dir, with_reads
@@ -232,28 +233,32 @@ class Run:
 
     def plan(self) -> Plan:
         if self._plan is None:
-            retention = self.retention_inputs()
-            self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
-                                      retention=retention)
-            wrong = self._wrong_summaries(self._plan)
-            if wrong:  # a corrupt hash-cache row: drop it and plan again from the files' hashes
-                forget_contents(wrong)
-                self._distrust_memos = True
-                self._contents = self._observed = self._desired = None
-                retention = self.retention_inputs()
-                self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
-                                          retention=retention)
-            to_check = versions_to_check(self.state, self._plan)
-            if to_check:  # planned again with the results: failing versions are held
-                from .checks.evaluate import check_versions
-
-                results = check_versions(self.state, self.contents(), to_check, workers=self.workers)
-                self._plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
-                                          results, retention)
-            contents = self.contents()
-            remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
-            self._memos = {}
+            with gc_paused():  # contents, deltas and digests: an object per file, none cyclic
+                self._plan = self._planned()
         return self._plan
+
+    def _planned(self) -> Plan:
+        retention = self.retention_inputs()
+        plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options, retention=retention)
+        wrong = self._wrong_summaries(plan)
+        if wrong:  # a corrupt hash-cache row: drop it and plan again from the files' hashes
+            forget_contents(wrong)
+            self._distrust_memos = True
+            self._contents = self._observed = self._desired = None
+            retention = self.retention_inputs()
+            plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
+                                retention=retention)
+        to_check = versions_to_check(self.state, plan)
+        if to_check:  # planned again with the results: failing versions are held
+            from .checks.evaluate import check_versions
+
+            results = check_versions(self.state, self.contents(), to_check, workers=self.workers)
+            plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options, results,
+                                retention)
+        contents = self.contents()
+        remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
+        self._memos = {}
+        return plan
 
     def _wrong_summaries(self, plan: Plan) -> list[str]:
         """Memos of remembered content summaries that the files contradict, among the versions the plan builds

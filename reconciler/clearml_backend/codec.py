@@ -19,9 +19,11 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses
 from operator import attrgetter
 from typing import IO, Any
@@ -565,9 +567,20 @@ def state_json(version_id: str, entries: Sequence[StateEntry], links: Sequence[S
     doc["dataset_file_entries"] = token
     head, _, tail = json.dumps(doc).partition(json.dumps(token))
     enc = _encode_string
-    parts = [f'{{"relative_path": {enc(e.path)}, "hash": {enc(e.sha256)}, "parent_dataset_id": {enc(e.owner_id)}, '
-             f'"size": {int(e.size)}, "artifact_name": {enc(e.chunk)}}}' for e in sorted(entries, key=_PATH)]
+    owners = {o: enc(o) for o in {e.owner_id for e in entries}}  # a few versions and chunks: encoded once each
+    chunks = {c: enc(c) for c in {e.chunk for e in entries}}
+    parts = [f'{{"relative_path": {enc(path)}, "hash": {enc(sha)}, "parent_dataset_id": {owners[owner]}, '
+             f'"size": {int(size)}, "artifact_name": {chunks[chunk]}}}'
+             for path, size, sha, owner, chunk in _in_path_order(entries)]
     return "".join((head, "[", ", ".join(parts), "]", tail)).encode()
+
+
+def _in_path_order(entries: Sequence[StateEntry]) -> Sequence[StateEntry]:
+    """``entries`` sorted by path (as they are when read in order: a linear check first)."""
+    paths = [e.path for e in entries]
+    if all(map(operator.lt, paths, islice(paths, 1, None))):
+        return entries
+    return sorted(entries, key=_PATH)
 
 
 _PATH = attrgetter("path")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from ..gcpause import gc_paused
 from ..model import Content, FileEntry, LinkEntry, StoredFile, VersionKey, content_digest
 from . import codec
 
@@ -39,6 +40,8 @@ class Draft:
     changes: codec.Changes = codec.Changes()
 
     def entries(self) -> dict[str, codec.StateEntry]:
+        """Every file entry, by path; in path order when the parents' were and this run only replaced files (a
+        replaced file keeps its place), so that a digest or file list of it need not sort."""
         return {**self.inherited, **self.own}
 
     def links(self) -> dict[str, codec.StateLink]:
@@ -49,7 +52,8 @@ class Draft:
 
     def digest(self) -> str:
         """The content digest of what the draft holds (:meth:`Content.digest`, without building the content)."""
-        return content_digest(self.entries(), {p: s.link for p, s in self.links().items()})
+        with gc_paused():
+            return content_digest(self.entries(), {p: s.link for p, s in self.links().items()})
 
     # --- the bookkeeping: the only code that changes what a draft holds ---------------------------------------
 
@@ -71,8 +75,7 @@ class Draft:
         """``files`` (with their local paths) are now in ``chunk`` of this version, over whatever it inherited."""
         self.chunks.append(chunk)
         self.uploaded_files.extend(files)
-        for f in files:
-            self.inherited.pop(f.path, None)
+        for f in files:  # an inherited entry it replaces stays in ``inherited``: ``own`` wins in :meth:`entries`
             self.inherited_links.pop(f.path, None)
             self.own[f.path] = StoredFile(f.path, f.size, f.sha256, self.id, chunk.name)
 

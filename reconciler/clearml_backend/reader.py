@@ -353,7 +353,7 @@ class ServerReader:
         cached = self._state_cache_file(task, cache_dir)
         if cached is not None and cached.exists():
             try:
-                state: dict[str, Any] = json.loads(cached.read_text())
+                state: dict[str, Any] = json.loads(cached.read_bytes())
                 return state
             except (OSError, ValueError):
                 pass  # a broken cache file is a miss

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import secrets
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..diagnostics import ReconcileError
+from ..gcpause import gc_paused
 from ..model import (
     DRAFT_STATUSES,
     EDITABLE_STATUSES,
@@ -149,24 +149,30 @@ class ServerWriter:
             storage = output_base(self.reader.task(version_id, ("id", "output")) or {}) or None
         base = storage or self.api.cfg.files_host
         draft = Draft(key, version_id, codec.storage_prefix(base, key, version_id), tuple(parent_ids))
-        for parent_id in parent_ids:
-            parent = self.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
-            if parent is None:
-                raise BackendError(f"the parent version {parent_id} of {key} is not on the server")
-            state = self.reader.read_state(parent, self.state_cache)
-            if state is None:
-                raise BackendError(f"the parent version {parent_id} of {key} has no file list")
-            entries, links, graph = codec.read_state(state)
-            draft.parent_graph.update(graph or {parent_id: []})
-            draft.inherit(entries, ((s.link, s.owner_id) for s in links))
-            lookup = state.get("dependency_chunk_lookup")
-            if isinstance(lookup, Mapping):
-                draft.parent_chunks.update({str(k): int(v) for k, v in lookup.items() if isinstance(v, int)})
-            else:
-                draft.parent_chunks[parent_id] = _count_chunks(parent)
-            compressed = (parent.get("runtime") or {}).get("ds_total_size_compressed")
-            draft.parent_compressed += compressed if isinstance(compressed, int) else 0
+        with gc_paused():  # an entry per inherited file
+            for parent_id in parent_ids:
+                self._inherit(draft, parent_id)
         return draft
+
+    def _inherit(self, draft: Draft, parent_id: str) -> None:
+        """Let ``draft`` take the files and links of its parent ``parent_id`` (see :meth:`open_draft`)."""
+        key = draft.key
+        parent = self.reader.task(parent_id, (*codec.TASK_FIELDS, "runtime"))
+        if parent is None:
+            raise BackendError(f"the parent version {parent_id} of {key} is not on the server")
+        state = self.reader.read_state(parent, self.state_cache)
+        if state is None:
+            raise BackendError(f"the parent version {parent_id} of {key} has no file list")
+        entries, links, graph = codec.read_state(state)
+        draft.parent_graph.update(graph or {parent_id: []})
+        draft.inherit(entries, ((s.link, s.owner_id) for s in links))
+        lookup = state.get("dependency_chunk_lookup")
+        if isinstance(lookup, Mapping):
+            draft.parent_chunks.update({str(k): int(v) for k, v in lookup.items() if isinstance(v, int)})
+        else:
+            draft.parent_chunks[parent_id] = _count_chunks(parent)
+        compressed = (parent.get("runtime") or {}).get("ds_total_size_compressed")
+        draft.parent_compressed += compressed if isinstance(compressed, int) else 0
 
     def discard_chunks(self, version_id: str) -> int:
         """Remove every data chunk and file list an interrupted run left on a draft; how many there were.
@@ -383,12 +389,7 @@ class ServerWriter:
                                f"version {version_id}")
 
     def _store_bytes(self, uri: str, raw: bytes) -> None:
-        with tempfile.NamedTemporaryFile(prefix="reconcile-", suffix=".json", delete=False) as tmp:
-            tmp.write(raw)
-        try:
-            self.stores.upload(uri, Path(tmp.name), len(raw))
-        finally:
-            os.unlink(tmp.name)
+        self.stores.upload_bytes(uri, raw)
 
     # --- finalize, publish, archive ------------------------------------------------------------------------------
 
@@ -411,15 +412,17 @@ class ServerWriter:
             if size >= 0 and size != chunk.size:
                 raise BackendError(f"chunk {chunk.name} of {draft.key} is {size} bytes in storage, "
                                    f"{chunk.size} were uploaded")
-        entries, links = draft.entries(), draft.links()
-        for e in entries.values():
-            if e.owner_id == draft.id and e.chunk not in mine:
-                raise BackendError(f"{e.path} of {draft.key} points at chunk {e.chunk}, which this run did not store")
-        used = {e.owner_id for e in entries.values()} | {s.owner_id for s in links.values()}
-        graph = codec.lineage_graph(draft.id, draft.parent_ids, draft.parent_graph, used)
-        chunk_counts = {k: v for k, v in draft.parent_chunks.items() if k in graph}
-        chunk_counts[draft.id] = len(draft.chunks)
-        raw = codec.state_json(draft.id, list(entries.values()), list(links.values()), graph, chunk_counts)
+        with gc_paused():  # a line per file
+            entries, links = draft.entries(), draft.links()
+            for e in entries.values():
+                if e.owner_id == draft.id and e.chunk not in mine:
+                    raise BackendError(f"{e.path} of {draft.key} points at chunk {e.chunk}, which this run did "
+                                       "not store")
+            used = {e.owner_id for e in entries.values()} | {s.owner_id for s in links.values()}
+            graph = codec.lineage_graph(draft.id, draft.parent_ids, draft.parent_graph, used)
+            chunk_counts = {k: v for k, v in draft.parent_chunks.items() if k in graph}
+            chunk_counts[draft.id] = len(draft.chunks)
+            raw = codec.state_json(draft.id, list(entries.values()), list(links.values()), graph, chunk_counts)
         digest = hashlib.sha256(raw).hexdigest()
         uri = f"{draft.prefix}/{codec.STATE_KEY}/{codec.STATE_KEY}.json"
         self._store_bytes(uri, raw)

@@ -101,12 +101,13 @@ def compute_contents(
         links: dict[str, LinkEntry] = {}
         if spec.parents:
             base = Content.merged([content_of(desired.version(p)) for p in spec.parents])
+            base_files, base_links = resolved(base.files), resolved(base.links)  # copied without a call per file
             if spec.remove:
                 removed = GlobSet.compile(spec.remove)
-                files = {p: f for p, f in base.files.items() if not removed.matches(p)}
-                links = {p: lnk for p, lnk in base.links.items() if not removed.matches(p)}
+                files = {p: f for p, f in base_files.items() if not removed.matches(p)}
+                links = {p: lnk for p, lnk in base_links.items() if not removed.matches(p)}
             else:
-                files, links = dict(base.files), dict(base.links)
+                files, links = dict(base_files), dict(base_links)
         mine = own.get(spec.key, SourceFiles())
         for f in mine.files:
             if links:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..cachedir import default_cache_dir
 from ..diagnostics import Diagnostic, ReconcileError
+from ..gcpause import gc_paused
 from ..model import (
     ContentSummary,
     DeferredTuple,
@@ -43,7 +44,7 @@ from ..model import (
 from .errors import SourceError
 from .hashcache import HashCache, listing_digest_of, stat_key
 from .hashing import Digest, Hasher, LocalFile
-from .local import gc_paused, walk_source
+from .local import walk_source
 
 if TYPE_CHECKING:  # URL and torchvision sources load their modules (urllib.request, ...) when there is one
     from .remote import RemoteObject, S3Clients

@@ -22,8 +22,6 @@ The result is sorted by relative path, so the order never depends on the file sy
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import stat
 from array import array
@@ -32,6 +30,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import overload
 
+from ..gcpause import gc_paused
 from ..globs import GlobSet
 from .errors import SourceError
 from .hashcache import _INT64, SIZE, stat_key
@@ -204,22 +203,6 @@ class _Walker:
         why = (f"a symlink loop (back to {'the source folder' if where == '.' else where})" if loop else
                f"a symlink to {where}, a folder of the same source: its files would be in the dataset twice")
         raise SourceError(f"{rel} is {why}; exclude it (exclude: [{rel}]) or remove the link")
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside the block: building an object per file (tuples, which create no
-    cycles) would otherwise trigger collections that scan every object made so far, a fifth of a walk's time.
-    What the block made is then frozen (left out of later collections; freed by reference counting as usual),
-    so the first collection after it does not scan them all either."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.freeze()
-            gc.enable()
 
 
 def walk_source(path: Path, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> Walked:

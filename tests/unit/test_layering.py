@@ -31,7 +31,8 @@ def _set(*names: str | Iterable[str]) -> frozenset[str]:
 
 
 # --- layers (building blocks of the rules) ------------------------------------------------------------------------
-PURE = _set("_compat", "diagnostics", "escape", "globs", "wording")  # import nothing of the rest but each other
+# PURE: modules that import nothing of the rest but each other
+PURE = _set("_compat", "diagnostics", "escape", "gcpause", "globs", "wording")
 MODEL = _set(PURE, "model", "properties", "retention", "lineage")
 CHECKS = _set("checks", "checks.catalog", "checks.results", "checks.rules", "checks.evaluate")
 PLAN = _set(MODEL, "checks.results", "plan", "plan.actions", "plan.contents", "plan.observed", "plan.planner")
@@ -45,6 +46,7 @@ RULES: dict[str, frozenset[str]] = {
     # the pure core
     "_compat": _set(),
     "escape": _set(),
+    "gcpause": _set(),
     "globs": _set(),
     "wording": _set(),
     "lineage": _set(),
