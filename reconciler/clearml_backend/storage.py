@@ -72,20 +72,18 @@ class Stores:
             progress(size)
         return None
 
-    def upload_bytes(self, uri: str, raw: bytes) -> None:
-        """Store ``raw`` at ``uri``: from memory to the file server (checked against the sha256 of what was sent),
-        through a temporary file elsewhere."""
+    def upload_bytes(self, uri: str, raw: bytes, progress: Callable[[int], None] | None = None) -> str:
+        """Store ``raw`` at ``uri`` (from memory to the file server, through a temporary file elsewhere); the
+        sha256 of the bytes sent."""
         if self.on_file_server(uri):
-            sent = self.api.upload(uri, lambda: io.BytesIO(raw), len(raw))
-            if sent != hashlib.sha256(raw).hexdigest():
-                raise BackendError(f"upload of {uri}: the bytes sent are not the bytes given")
-            return
-        with tempfile.NamedTemporaryFile(prefix="reconcile-", suffix=".json", delete=False) as tmp:
+            return self.api.upload(uri, lambda: io.BytesIO(raw), len(raw), progress=progress)
+        with tempfile.NamedTemporaryFile(prefix="reconcile-", delete=False) as tmp:
             tmp.write(raw)
         try:
-            self.upload(uri, Path(tmp.name), len(raw))
+            self.upload(uri, Path(tmp.name), len(raw), progress=progress)
         finally:
             os.unlink(tmp.name)
+        return hashlib.sha256(raw).hexdigest()
 
     def read_bytes(self, uri: str) -> bytes:
         if self.on_file_server(uri):

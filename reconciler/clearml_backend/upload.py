@@ -4,6 +4,7 @@ a bounded number of threads; every file's bytes hashed as they are zipped and co
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import secrets
 import shutil
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from ..diagnostics import ReconcileError
 from ..model import FileEntry
@@ -45,6 +46,7 @@ STORED_EXTENSIONS = frozenset({
 })
 MIN_CHUNK = 8 << 20
 MAX_CHUNK = 512 << 20
+IN_MEMORY_BYTES = 128 << 20  # chunks held in memory by an upload at most (see _in_memory_limit)
 
 
 class FileChanged(BackendError):
@@ -83,7 +85,9 @@ def upload_files(api: ApiClient, stores: Stores, draft: Draft, files: Sequence[F
         if f.local is None:
             raise ReconcileError(f"{f.path}: no local copy of the file to upload")
     total = sum(f.size for f in files)
-    chunk_bytes = options.chunk_bytes or max(MIN_CHUNK, min(MAX_CHUNK, total // max(1, options.workers * 4) + 1))
+    # 16 chunks a worker (within MIN_CHUNK..MAX_CHUNK): the first upload starts after one small chunk is zipped,
+    # the last one leaves little to wait for, and up to about 1 GiB the chunks are zipped in memory
+    chunk_bytes = options.chunk_bytes or max(MIN_CHUNK, min(MAX_CHUNK, total // max(1, options.workers * 16) + 1))
     groups = _group(sorted(files, key=lambda f: f.path), chunk_bytes)
     tmp_root = Path(tempfile.mkdtemp(prefix="reconcile-upload-", dir=options.tmp_dir))
     stop = threading.Event()
@@ -126,20 +130,35 @@ def upload_files(api: ApiClient, stores: Stores, draft: Draft, files: Sequence[F
 def _store_chunk(api: ApiClient, stores: Stores, draft: Draft, name: str, group: Sequence[FileEntry],
                  options: UploadOptions, tmp_root: Path, progress: Progress | None, check: Callable[[], None],
                  stages: _Stages) -> Chunk:
-    local = tmp_root / f"{name}.zip"
-    with stages.zip:
-        check()
-        _write_zip(local, group, options.compression, check)
-    size = local.stat().st_size
     token = f".{secrets.token_hex(4)}" if options.register else ""
     uri = f"{draft.prefix}/{name}/dataset.{draft.id}{token}.zip"
     raw = sum(f.size for f in group)
-    told = _ChunkShare(raw, size, progress)
-    with stages.upload:
-        check()
-        sent = stores.upload(uri, local, size, progress=told.sent)  # the sha256 of the bytes sent, when known
-    digest = sent or sha256_file(local)
-    local.unlink()
+    if stores.on_file_server(uri) and raw <= _in_memory_limit(options.workers):
+        # a small chunk for the file server is zipped in memory: no temporary file written and read back
+        with stages.zip:
+            check()
+            buffer = io.BytesIO()
+            _write_zip(buffer, group, options.compression, check)
+            data = buffer.getvalue()
+            del buffer
+        size = len(data)
+        told = _ChunkShare(raw, size, progress)
+        with stages.upload:
+            check()
+            digest = stores.upload_bytes(uri, data, progress=told.sent)  # the sha256 of the bytes sent
+        del data
+    else:
+        local = tmp_root / f"{name}.zip"
+        with stages.zip:
+            check()
+            _write_zip(local, group, options.compression, check)
+        size = local.stat().st_size
+        told = _ChunkShare(raw, size, progress)
+        with stages.upload:
+            check()
+            sent = stores.upload(uri, local, size, progress=told.sent)  # the sha256 of the bytes sent, when known
+        digest = sent or sha256_file(local)
+        local.unlink()
     preview = "".join(f"{f.path} - {f.size} bytes\n" for f in group[:200])
     if len(group) > 200:
         preview += "...\ntruncated (too many files to preview)"
@@ -192,7 +211,14 @@ def _compress_type(path: str, compression: str) -> int:
     return zipfile.ZIP_STORED if os.path.splitext(path)[1].lower() in STORED_EXTENSIONS else zipfile.ZIP_DEFLATED
 
 
-def _write_zip(target: Path, files: Sequence[FileEntry], compression: str, check: Callable[[], None]) -> None:
+def _in_memory_limit(workers: int) -> int:
+    """The largest chunk zipped in memory: up to two chunks a worker are held at once (one being zipped, one on
+    the wire), within :data:`IN_MEMORY_BYTES` in all."""
+    return IN_MEMORY_BYTES // (2 * max(1, workers))
+
+
+def _write_zip(target: Path | IO[bytes], files: Sequence[FileEntry], compression: str, check: Callable[[], None]
+               ) -> None:
     """Write ``files`` into a zip, hashing each file's bytes as they are read; a mismatch raises FileChanged."""
     with zipfile.ZipFile(target, "w", allowZip64=True) as zf:
         for f in files:
