@@ -37,7 +37,9 @@ import os
 import shutil
 import threading
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +48,8 @@ from typing import IO, Any
 from .clearml_backend import BackendError, ServerReader
 from .diagnostics import ReconcileError
 from .globs import GlobSet
-from .model import LinkEntry, ObservedVersion, StoredFile, VersionKey, normalize_dataset_path
-from .sources.hashcache import HashCache, StatKey, stat_key
+from .model import LinkEntry, ObservedVersion, StoredFile, StoredFiles, VersionKey, normalize_dataset_path
+from .sources.hashcache import SIZE, CachedRow, HashCache, StatKey, listing_digest_of, stat_key
 from .sources.progress import Progress
 
 STAGING = ".reconcile-pull"  # chunks being downloaded, under DEST
@@ -57,6 +59,8 @@ HASH_DB_NAME = "hashes.sqlite3"
 _BLOCK = 1 << 20
 IN_MEMORY = 16 << 20  # chunks up to this size are extracted from memory
 SMALL_FILE = 1 << 20  # files up to this size are read whole from their chunk, checked, then written
+REMEMBER_EVERY = 8192  # files written or verified are remembered in the hash cache this many at a time
+MEMBERS_IN_FLIGHT = 1 << 18  # files of the chunks being extracted at once, at most (unless one chunk has more)
 
 
 # --- choosing: pure ------------------------------------------------------------------------------------------
@@ -78,10 +82,16 @@ def split_globs(splits: Mapping[str, Sequence[str]], name: str, version: str) ->
     return tuple(splits[name])
 
 
-def select(files: Iterable[StoredFile], globs: Sequence[Sequence[str]]) -> list[StoredFile]:
-    """The files matching every group of ``globs`` (a file matches a group when it matches any of its globs)."""
+def file_paths(files: Sequence[StoredFile]) -> Sequence[str]:
+    """The path of each file, in order (a compact file list has them as a list already)."""
+    return files.paths if isinstance(files, StoredFiles) else [f.path for f in files]
+
+
+def select(files: Sequence[StoredFile], globs: Sequence[Sequence[str]]) -> list[int]:
+    """The indices of the files matching every group of ``globs`` (a file matches a group when it matches any of
+    its globs)."""
     sets = [GlobSet.compile(group) for group in globs]
-    return [f for f in files if all(s.matches(f.path) for s in sets)]
+    return [i for i, path in enumerate(file_paths(files)) if all(s.matches(path) for s in sets)]
 
 
 def check_paths(paths: Iterable[str], version: str) -> None:
@@ -94,40 +104,97 @@ def check_paths(paths: Iterable[str], version: str) -> None:
             raise ReconcileError(f"{version} holds the unsafe path {path!r}; nothing was written")
 
 
-def plan_chunks(missing: Iterable[StoredFile]) -> dict[tuple[str, str], list[StoredFile]]:
-    """The chunks to download, each with the missing files it holds; keyed (owner version id, chunk name)."""
-    out: dict[tuple[str, str], list[StoredFile]] = {}
-    for f in missing:
-        out.setdefault((f.owner_id, f.chunk), []).append(f)
+def plan_chunks(files: Sequence[StoredFile], missing: Iterable[int]) -> dict[tuple[str, str], array[int]]:
+    """The chunks to download, each with the indices of the missing files it holds; keyed (owner version id, chunk
+    name)."""
+    out: dict[tuple[str, str], array[int]] = {}
+    for i in missing:
+        f = files[i]
+        out.setdefault((f.owner_id, f.chunk), array("q")).append(i)
     return dict(sorted(out.items()))
 
 
 # --- what DEST holds ---------------------------------------------------------------------------------------------
 
 
-def walk(dest: Path) -> dict[str, tuple[str, StatKey]]:
-    """Every regular file under ``dest``: relative POSIX path -> (absolute path, stat key). Leftover temporary
-    files of a killed pull are removed; the staging folder is skipped; symlinks are not followed."""
-    out: dict[str, tuple[str, StatKey]] = {}
-    stack = [(str(dest), "")]
-    while stack:
-        folder, rel = stack.pop()
+def key_at(keys: array[int], i: int) -> StatKey:
+    """The ``i``-th stat key of five int64 a file laid out flat."""
+    return tuple(keys[5 * i : 5 * i + 5])  # type: ignore[return-value]
+
+
+class Listing:
+    """Regular files under a folder, sorted by relative POSIX path, held compactly: the paths in one list, their
+    stat keys in one int64 array (five a file). ``in`` and :meth:`get` look a path up by bisection."""
+
+    __slots__ = ("base", "keys", "rels")
+
+    def __init__(self, base: str, rels: list[str] | None = None, keys: array[int] | None = None) -> None:
+        self.base = base.rstrip("/") + "/"
+        self.rels: list[str] = rels if rels is not None else []
+        self.keys: array[int] = keys if keys is not None else array("q")
+
+    def __len__(self) -> int:
+        return len(self.rels)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rels)
+
+    def __contains__(self, rel: object) -> bool:
+        return isinstance(rel, str) and self.index(rel) is not None
+
+    def index(self, rel: str) -> int | None:
+        i = bisect_left(self.rels, rel)
+        return i if i < len(self.rels) and self.rels[i] == rel else None
+
+    def key(self, i: int) -> StatKey:
+        return key_at(self.keys, i)
+
+    def get(self, rel: str) -> tuple[str, StatKey] | None:
+        """(absolute path, stat key) of ``rel``, or None."""
+        i = self.index(rel)
+        return None if i is None else (self.base + rel, self.key(i))
+
+    def digest(self) -> str:
+        return listing_digest_of(self.rels, self.keys)
+
+
+def _walk_order(entry: os.DirEntry[str]) -> str:
+    """A folder sorts as its name and ``/``: a depth-first walk then yields relative paths in sorted order."""
+    return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
+
+
+def walk(dest: Path) -> Listing:
+    """Every regular file under ``dest``, sorted by relative path. Leftover temporary files of a killed pull are
+    removed; the staging folder is skipped; symlinks are not followed."""
+    out = Listing(str(dest))
+    append, extend = out.rels.append, out.keys.extend
+    stack: list[tuple[Iterator[os.DirEntry[str]], str]] = []
+
+    def enter(folder: str, rel: str) -> None:
         try:
-            it = os.scandir(folder)
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=_walk_order)
         except FileNotFoundError:
-            continue
-        with it:
-            for entry in it:
-                name = entry.name
-                sub = f"{rel}{name}"
-                if rel == "" and name in (STAGING, LOCK_NAME):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, sub + "/"))
-                elif name.endswith(PART_SUFFIX) and name.startswith("."):
-                    _unlink(entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    out[sub] = (entry.path, stat_key(entry.stat(follow_symlinks=False)))
+            return
+        stack.append((iter(entries), rel))
+
+    enter(str(dest), "")
+    while stack:
+        entries, rel = stack[-1]
+        for entry in entries:
+            name = entry.name
+            if rel == "" and name in (STAGING, LOCK_NAME):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                enter(entry.path, f"{rel}{name}/")
+                break
+            if name.endswith(PART_SUFFIX) and name.startswith("."):
+                _unlink(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                append(rel + name)
+                extend(stat_key(entry.stat(follow_symlinks=False)))
+        else:
+            stack.pop()
     return out
 
 
@@ -218,16 +285,43 @@ class PullOptions:
     notice: Callable[[str], None] = field(default=lambda _m: None)
 
 
-class _Writer:
-    """Writes extracted files atomically and remembers each one's stat with its hash."""
+Row = tuple[str, StatKey, str]  # a file written or verified: (absolute path, stat key, sha256)
 
-    def __init__(self, dest: Path, progress: Progress) -> None:
+
+class _Writer:
+    """Writes extracted files atomically and remembers each one's stat with its hash: ``written`` holds the rows
+    not yet handed to ``remember`` (given a few thousand at a time, and by :meth:`flush`); ``placed`` lists every
+    file written or verified, compactly, for the listing of DEST after the pull."""
+
+    def __init__(self, dest: Path, progress: Progress, remember: Callable[[list[Row]], None] = lambda _rows: None
+                 ) -> None:
         self.dest = dest
         self.real_dest = os.path.realpath(dest)
         self.progress = progress
         self.safe_dirs: set[str] = set()
-        self.written: list[tuple[str, StatKey, str]] = []
+        self.written: list[Row] = []
+        self.placed = Listing(str(dest))  # not sorted: in the order written
+        self._remember = remember
+        self._recording = threading.Lock()
         self._placing = threading.Lock()  # one staged tree moves into DEST at a time
+
+    def record(self, rows: Iterable[tuple[str, Row]]) -> None:
+        """Note (relative path, row) of files now in DEST with the bytes the version records."""
+        with self._recording:
+            for rel, row in rows:
+                self.placed.rels.append(rel)
+                self.placed.keys.extend(row[1])
+                self.written.append(row)
+            if len(self.written) >= REMEMBER_EVERY:
+                self._flush()
+
+    def flush(self) -> None:
+        with self._recording:
+            self._flush()
+
+    def _flush(self) -> None:
+        rows, self.written = self.written, []
+        self._remember(rows)
 
     def folder(self, rel: str) -> str:
         """The folder of ``rel`` under DEST, made if needed; refused when a symlink leads it outside DEST."""
@@ -243,10 +337,9 @@ class _Writer:
             self.safe_dirs.add(parent)
         return parent
 
-    def stage(self, f: StoredFile, data: bytes, where: str, root: str, made: set[str]
-              ) -> tuple[str, StatKey, str]:
+    def stage(self, f: StoredFile, data: bytes, where: str, root: str, made: set[str]) -> StatKey:
         """Write a small file already in memory under the staging tree ``root``, checked before anything is
-        written; (its path in DEST, its stat, its sha256). ``made``: the folders of ``root`` already made."""
+        written; its stat. ``made``: the folders of ``root`` already made."""
         digest = hashlib.sha256(data).hexdigest()
         if len(data) != f.size or digest != f.sha256:
             raise BackendError(f"{f.path} in {where} does not match the version's file list "
@@ -266,15 +359,17 @@ class _Writer:
         finally:
             os.close(fd)
         self.progress.advance(1, f.size)
-        return os.path.join(self.dest, f.path), key, f.sha256
+        return key
 
-    def place(self, root: str, staged: Sequence[tuple[str, StatKey, str]]) -> None:
-        """Move the staging tree ``root`` (its files all checked, listed in ``staged``) into DEST."""
+    def place(self, root: str, staged: Iterable[tuple[StoredFile, StatKey]]) -> None:
+        """Move the staging tree ``root`` (its files all checked, given in ``staged`` with their stats) into
+        DEST."""
+        dest = str(self.dest)
         with self._placing:
             moved: set[str] = set()  # files renamed one by one: their stat changed
-            self._merge(root, str(self.dest), moved)
-            for target, key, sha in staged:
-                self.written.append((target, stat_key(os.stat(target)) if target in moved else key, sha))
+            self._merge(root, dest, moved)
+            self.record((f.path, (target, stat_key(os.stat(target)) if target in moved else key, f.sha256))
+                        for f, key in staged for target in (os.path.join(dest, f.path),))
 
     def _merge(self, src: str, dst: str, moved: set[str]) -> None:
         with os.scandir(src) as it:
@@ -321,7 +416,7 @@ class _Writer:
         except BaseException:
             _unlink(tmp)
             raise
-        self.written.append((target, stat_key(os.stat(target)), f.sha256))
+        self.record([(f.path, (target, stat_key(os.stat(target)), f.sha256))])
         self.progress.advance(1, f.size)
 
 
@@ -392,52 +487,72 @@ def _locked(dest: Path) -> Iterator[None]:
         lock.close()
 
 
-def _memo(dest: Path, version_id: str, groups: Sequence[Sequence[str]], delete: bool,
-          local: Mapping[str, tuple[str, StatKey]]) -> str:
+def _memo(dest: Path, version_id: str, groups: Sequence[Sequence[str]], delete: bool, local: Listing) -> str:
     """What identifies "DEST, with exactly these files and stats, holds this selection of this version"."""
-    listing = HashCache.listing_digest(sorted((rel, path, key) for rel, (path, key) in local.items()))
-    what = json.dumps(["pull-1", str(dest), version_id, [list(g) for g in groups], delete, listing])
+    what = json.dumps(["pull-1", str(dest), version_id, [list(g) for g in groups], delete, local.digest()])
     return hashlib.sha256(what.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _after(local: Listing, placed: Listing, gone: Collection[str]) -> Listing:
+    """DEST as a pull left it: ``local`` (as walked before) without ``gone``, with the files ``placed`` (in any
+    order; a file placed over one walked before has the placed stat)."""
+    order = sorted(range(len(placed.rels)), key=placed.rels.__getitem__)
+    out = Listing(local.base)
+    rels, keys = out.rels, out.keys
+    i, n = 0, len(local.rels)
+    for j in order:
+        rel = placed.rels[j]
+        while i < n and local.rels[i] <= rel:
+            if local.rels[i] != rel and local.rels[i] not in gone:
+                rels.append(local.rels[i])
+                keys.extend(local.keys[5 * i : 5 * i + 5])
+            i += 1
+        if rels and rels[-1] == rel:  # placed twice (a hashed file fetched again): the later stat
+            keys[-5:] = placed.keys[5 * j : 5 * j + 5]
+            continue
+        rels.append(rel)
+        keys.extend(placed.keys[5 * j : 5 * j + 5])
+    for k in range(i, n):
+        if local.rels[k] not in gone:
+            rels.append(local.rels[k])
+            keys.extend(local.keys[5 * k : 5 * k + 5])
+    return out
+
+
 def _pull(reader: ServerReader, version: ObservedVersion, groups: Sequence[Sequence[str]],
-          dest: Path, local: dict[str, tuple[str, StatKey]], cache: HashCache, options: PullOptions,
-          cache_root: Path) -> PullResult:
+          dest: Path, local: Listing, cache: HashCache, options: PullOptions, cache_root: Path) -> PullResult:
     from .observe import state_cache_dir
 
     label = str(version.key)
     files, links = reader.files_of(version, state_cache_dir(reader.api_host, cache_root))
-    check_paths((f.path for f in files), label)
+    paths = file_paths(files)
+    check_paths(paths, label)
     check_paths((link.path for link in links), label)
-    chosen = select(files, groups) if groups else files
+    chosen: Sequence[int] = select(files, groups) if groups else range(len(files))
     chosen_links = [link for link in links if all(GlobSet.compile(g).matches(link.path) for g in groups)]
-    total_bytes = sum(f.size for f in chosen)
+    sizes = files.sizes if isinstance(files, StoredFiles) else [f.size for f in files]
+    total_bytes = sum(sizes) if not groups else sum(sizes[i] for i in chosen)
     progress = Progress(f"pull {label}", len(chosen), total_bytes, enabled=options.progress)
-    writer = _Writer(dest, progress)
+    writer = _Writer(dest, progress, cache.store)
     try:
-        missing, present, hashed = _compare(chosen, local, dest, cache, options.workers, progress)
-        writer.written.extend(hashed)
-        chunks, downloaded = _fetch(reader, missing, dest / STAGING, writer, options.workers)
+        missing, present = _compare(files, chosen, local, cache, options.workers, writer)
+        chunks, downloaded = _fetch(reader, files, missing, dest / STAGING, writer, options.workers)
         n_links = _fetch_links(reader, chosen_links, local, writer, dest / STAGING)
     finally:  # what was verified is remembered, also when the pull stops early
         progress.close()
-        cache.store(writer.written)
-    deleted = 0
+        writer.flush()
+    gone: set[str] = set()
     if options.delete:
-        keep = {f.path for f in chosen} | {link.path for link in chosen_links}
-        for rel, (path, _) in sorted(local.items()):
+        keep = {paths[i] for i in chosen} | {link.path for link in chosen_links}
+        for rel in local:
             if rel not in keep:
-                _unlink(path)
-                del local[rel]
-                deleted += 1
+                _unlink(local.base + rel)
+                gone.add(rel)
     if not n_links:  # DEST as this pull left it (links are not hashed, so never remembered)
-        prefix = len(str(dest)) + 1
-        for path, key, _ in writer.written:
-            local[path[prefix:].replace(os.sep, "/")] = (path, key)
-        after = _memo(dest, version.id, groups, options.delete, local)
+        after = _memo(dest, version.id, groups, options.delete, _after(local, writer.placed, gone))
         cache.store_contents([(after, hashlib.sha256(version.id.encode()).hexdigest(), len(chosen), total_bytes)])
     return PullResult(dest, version.key, version.id, len(chosen), total_bytes, present, len(missing), chunks,
-                      downloaded, deleted, n_links)
+                      downloaded, len(gone), n_links)
 
 
 def declared_splits(version: ObservedVersion) -> Mapping[str, Sequence[str]]:
@@ -446,53 +561,100 @@ def declared_splits(version: ObservedVersion) -> Mapping[str, Sequence[str]]:
     return splits
 
 
-def _compare(chosen: Sequence[StoredFile], local: Mapping[str, tuple[str, StatKey]], dest: Path,
-             cache: HashCache, workers: int, progress: Progress
-             ) -> tuple[list[StoredFile], int, list[tuple[str, StatKey, str]]]:
-    """(files to fetch, files already right, newly hashed rows to remember); ``progress`` counts the files found
-    right (by their stat at once, the hashed ones one by one)."""
-    rows = cache.lookup_tree(str(dest)) if local else {}
-    missing: list[StoredFile] = []
-    to_hash: list[tuple[StoredFile, str]] = []
-    present = 0
-    for f in chosen:
-        found = local.get(f.path)
-        if found is None:
-            missing.append(f)
+class _Ahead:
+    """Rows sorted by their first item, looked up by keys in increasing order (one pass over both)."""
+
+    def __init__(self, rows: Iterable[CachedRow]) -> None:
+        self._rows = iter(rows)
+        self._row = next(self._rows, None)
+
+    def get(self, key: str) -> CachedRow | None:
+        row = self._row
+        while row is not None and row[0] < key:
+            row = next(self._rows, None)
+        self._row = row
+        return row if row is not None and row[0] == key else None
+
+
+def _compare(files: Sequence[StoredFile], chosen: Sequence[int], local: Listing, cache: HashCache, workers: int,
+             writer: _Writer) -> tuple[Sequence[int], int]:
+    """(indices of the files to fetch, number of files already right); files found right by hashing them are
+    recorded with ``writer``, whose progress counts the files found right (by their stat at once, the hashed ones
+    one by one)."""
+    if not local:
+        return chosen, 0
+    paths = file_paths(files)
+    if any(paths[a] > paths[b] for a, b in zip(chosen, chosen[1:], strict=False)):
+        chosen = sorted(chosen, key=paths.__getitem__)  # in path order, as the cache's rows come
+    rows = _Ahead(cache.rows_below(str(writer.dest)))
+    missing: list[int] = []
+    to_hash: list[tuple[int, str]] = []
+    present = present_bytes = 0
+    for i in chosen:
+        f = files[i]
+        at = local.index(f.path)
+        if at is None:
+            missing.append(i)
             continue
-        path, key = found
+        path, key = local.base + f.path, local.key(at)
         row = rows.get(path)
         if row is not None and row[6] == f.sha256 and row[1:6] == key:
             present += 1
+            present_bytes += f.size
         elif key[2] != f.size:
-            missing.append(f)
+            missing.append(i)
         else:
-            to_hash.append((f, path))
-    progress.advance(present, sum(f.size for f in chosen) - sum(f.size for f in missing)
-                     - sum(f.size for f, _ in to_hash))
-    hashed: list[tuple[str, StatKey, str]] = []
+            to_hash.append((i, path))
+    writer.progress.advance(present, present_bytes)
     if to_hash:
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            for (f, path), got in zip(to_hash, pool.map(lambda item: _hash(item[1]), to_hash), strict=True):
+            for (i, path), got in zip(to_hash, pool.map(lambda item: _hash(item[1]), to_hash), strict=True):
+                f = files[i]
                 if got is not None and got[0] == f.sha256:
                     present += 1
-                    hashed.append((path, got[1], got[0]))
-                    progress.advance(1, f.size)
+                    writer.record([(f.path, (path, got[1], got[0]))])
+                    writer.progress.advance(1, f.size)
                 else:
-                    missing.append(f)
-    return missing, present, hashed
+                    missing.append(i)
+    return missing, present
 
 
-def _fetch(reader: ServerReader, missing: Sequence[StoredFile], staging: Path, writer: _Writer, workers: int
-           ) -> tuple[int, int]:
-    """Download the chunks holding ``missing`` and write those files; (chunks, bytes downloaded)."""
-    plan = plan_chunks(missing)
+class _Budget:
+    """At most ``limit`` units in use at once (a larger request waits until nothing else is in use). Opening a zip
+    chunk makes an object per member (about 500 bytes): chunks of many small files are extracted a few at a time,
+    so that the memory of a pull does not grow with its workers times the files a chunk holds."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, units: int) -> Iterator[None]:
+        units = min(units, self._limit)
+        with self._changed:
+            self._changed.wait_for(lambda: self._used + units <= self._limit)
+            self._used += units
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._used -= units
+                self._changed.notify_all()
+
+
+def _fetch(reader: ServerReader, files: Sequence[StoredFile], missing: Sequence[int], staging: Path,
+           writer: _Writer, workers: int) -> tuple[int, int]:
+    """Download the chunks holding the ``missing`` files and write those files; (chunks, bytes downloaded)."""
+    plan = plan_chunks(files, missing)
     if not plan:
         return 0, 0
     uris = reader.chunk_uris(plan)
     staging.mkdir(exist_ok=True)
 
-    def one(key: tuple[str, str], items: list[StoredFile]) -> int:
+    budget = _Budget(MEMBERS_IN_FLIGHT)
+
+    def one(key: tuple[str, str], indices: array[int]) -> int:
         owner, chunk = key
         where = f"chunk {chunk} of version {owner}"
         local_zip = staging / f"{owner}.{chunk}.zip"
@@ -501,20 +663,24 @@ def _fetch(reader: ServerReader, missing: Sequence[StoredFile], staging: Path, w
             size = reader.download(uris[key], local_zip)
             # a small chunk is read whole: its members are then opened without a seek and a read each
             source: Path | io.BytesIO = io.BytesIO(local_zip.read_bytes()) if size <= IN_MEMORY else local_zip
-            staged: list[tuple[str, StatKey, str]] = []
+            staged, keys = array("q"), array("q")  # the files written into the staging tree, and their stats
             made: set[str] = set()
-            with zipfile.ZipFile(source) as zf:
-                names = set(zf.namelist())
-                for f in items:
-                    if f.path not in names:
-                        raise BackendError(f"{where} lacks {f.path}")
+            with budget.hold(len(indices)), zipfile.ZipFile(source) as zf:  # an object per member: see _Budget
+                for i in indices:
+                    f = files[i]
+                    try:
+                        info = zf.getinfo(f.path)
+                    except KeyError:
+                        raise BackendError(f"{where} lacks {f.path}") from None
                     if f.size <= SMALL_FILE:  # into the chunk's staging tree, moved into DEST below
-                        staged.append(writer.stage(f, zf.read(f.path), where, tree, made))
+                        keys.extend(writer.stage(f, zf.read(info), where, tree, made))
+                        staged.append(i)
                         continue
-                    with zf.open(f.path) as src:
+                    with zf.open(info) as src:
                         writer.write(f, src, where)
+                del zf  # its members' objects are freed before the files are moved in
             if staged:
-                writer.place(tree, staged)
+                writer.place(tree, ((files[i], key_at(keys, k)) for k, i in enumerate(staged)))
         except zipfile.BadZipFile:
             raise BackendError(f"{where} ({uris[key]}) is not a valid zip file") from None
         finally:
@@ -531,13 +697,13 @@ def _fetch(reader: ServerReader, missing: Sequence[StoredFile], staging: Path, w
     return len(plan), sum(sizes)
 
 
-def _fetch_links(reader: ServerReader, links: Sequence[LinkEntry], local: Mapping[str, tuple[str, StatKey]],
-                 writer: _Writer, staging: Path) -> int:
+def _fetch_links(reader: ServerReader, links: Sequence[LinkEntry], local: Listing, writer: _Writer,
+                 staging: Path) -> int:
     """Download the links not already there at their recorded size (a link records no sha256 to verify)."""
     n = 0
     for link in links:
         found = local.get(link.path)
-        if found is not None and link.size is not None and found[1][2] == link.size:
+        if found is not None and link.size is not None and found[1][SIZE] == link.size:
             continue
         staging.mkdir(exist_ok=True)
         tmp = staging / f"link.{n}"

@@ -16,16 +16,17 @@ Everything here is checked against payloads recorded from the real clearml-serve
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import operator
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 from json.encoder import encode_basestring_ascii as _encode_string  # what json.dumps uses
 from operator import attrgetter
-from typing import Any
+from typing import IO, Any
 
 from ..model import (
     ALL_OBJECTS,
@@ -35,6 +36,7 @@ from ..model import (
     ObservedVersion,
     Properties,
     StoredFile,
+    StoredFiles,
     StoredObject,
     VersionKey,
     VersionLayout,
@@ -359,6 +361,116 @@ def read_state(state: Mapping[str, Any]) -> tuple[list[StateEntry], list[StateLi
     ]
     graph = {str(k): [str(p) for p in (v or [])] for k, v in (state.get("dependency_graph") or {}).items()}
     return entries, links, graph
+
+
+def stored_files(stream: IO[bytes], version_id: str) -> tuple[StoredFiles, list[LinkEntry]]:
+    """The files (as :func:`stored_file` gives them) and links of the ``state`` document read from ``stream``.
+
+    The document is read piece by piece and each file entry is kept compactly as soon as it is decoded: a file list
+    of a million files never exists as one string nor as a million dicts. ``ValueError`` when it is not a JSON
+    object.
+    """
+    files = StoredFiles()
+    add = files.append
+
+    def entry(e: Any) -> None:
+        if (type(e) is dict or isinstance(e, Mapping)) and e.get("relative_path"):  # as read_state takes them
+            add(str(e["relative_path"]), int(e.get("size") or 0), str(e.get("hash") or ""),
+                str(e.get("parent_dataset_id") or "") or version_id, str(e.get("artifact_name") or "") or DATA_KEY)
+
+    head = stream.read(4)
+    if len(head) >= 2 and b"\0" in head[:4]:  # UTF-16 or UTF-32 (json.loads detects them): read whole
+        doc = json.loads(head + stream.read())
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        for e in doc.get("dataset_file_entries") or []:
+            entry(e)
+    else:
+        doc = _JsonStream(head, stream).state(entry)
+    _, links, _ = read_state({"dataset_link_entries": doc.get("dataset_link_entries")})
+    return files, [link.link for link in links]
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_PIECE = 1 << 20
+
+
+class _JsonStream:
+    """A JSON text read from a binary stream in pieces (UTF-8, a BOM allowed, as ``json.loads`` of bytes)."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._text = codecs.getincrementaldecoder("utf-8-sig")("surrogatepass")
+        self.buf = self._text.decode(head)
+        self.pos = 0
+        self._decode = json.JSONDecoder().raw_decode
+
+    def _more(self) -> bool:
+        """Append the next piece (at least as much as is buffered: a long value is not decoded again and again);
+        False at the end (the buffer unchanged)."""
+        raw = self._stream.read(max(_PIECE, len(self.buf) - self.pos))
+        piece = self._text.decode(raw, final=not raw)
+        if not raw and not piece:
+            return False
+        self.buf, self.pos = self.buf[self.pos :] + piece, 0
+        return True
+
+    def _skip(self) -> str:
+        """Skip white space; the next character ('' at the end)."""
+        while True:
+            self.pos = _WS.match(self.buf, self.pos).end()  # type: ignore[union-attr]  # always matches
+            if self.pos < len(self.buf) or not self._more():
+                return self.buf[self.pos : self.pos + 1]
+
+    def _char(self, allowed: str) -> str:
+        c = self._skip()
+        if not c or c not in allowed:
+            raise ValueError(f"expected one of {allowed!r} at {self.pos}")
+        self.pos += 1
+        return c
+
+    def value(self) -> Any:
+        self._skip()
+        while True:
+            try:
+                value, end = self._decode(self.buf, self.pos)
+            except json.JSONDecodeError:
+                if not self._more():
+                    raise
+                continue
+            if end < len(self.buf) or not self._more():  # a value ending the buffer may go on (a number)
+                self.pos = end
+                return value
+
+    def state(self, entry: Callable[[Any], None]) -> dict[str, Any]:
+        """The top-level object; each element of its ``dataset_file_entries`` array goes to ``entry`` instead."""
+        doc: dict[str, Any] = {}
+        self._char("{")
+        if self._skip() == "}":
+            self.pos += 1
+        else:
+            while True:
+                key = self.value()
+                if not isinstance(key, str):
+                    raise ValueError("an object key is not a string")
+                self._char(":")
+                if key == "dataset_file_entries" and self._skip() == "[":
+                    self.pos += 1
+                    if self._skip() == "]":
+                        self.pos += 1
+                    else:
+                        while True:
+                            entry(self.value())
+                            if self._char(",]") == "]":
+                                break
+                    doc[key] = None
+                else:
+                    doc[key] = self.value()
+                if self._char(",}") == "}":
+                    break
+        if self._skip():
+            raise ValueError(f"extra data at {self.pos}")
+        return doc
 
 
 def objects_read(version_id: str, entries: Iterable[StateEntry], graph: Mapping[str, Sequence[str]]

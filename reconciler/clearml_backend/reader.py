@@ -150,12 +150,42 @@ class ServerReader:
         task = self._task_of(version)
         return ((), ()) if task is None else self._check_chunks(task, mode)
 
-    def files_of(self, version: ObservedVersion, cache_dir: Path | None) -> tuple[list[StoredFile], list[LinkEntry]]:
-        """The files of a version (each with the version and chunk that hold its bytes) and its links."""
+    def files_of(self, version: ObservedVersion, cache_dir: Path | None
+                 ) -> tuple[Sequence[StoredFile], list[LinkEntry]]:
+        """The files of a version (each with the version and chunk that hold its bytes, held compactly: see
+        :class:`StoredFiles`) and its links.
+
+        A file entry names its own owner (``parent_dataset_id``) and chunk (``artifact_name``), as the SDK reads
+        them: files inherited from parents, or merged from several, are found where they were uploaded. The file
+        list is read from a file (the cached copy, or a download), piece by piece, never whole in memory.
+        """
         task = self._task_of(version)
         if task is None:
             raise BackendError(f"no dataset version has the id {version.id}")
-        return self._stored_files(task, cache_dir)
+        uri = codec.artifact_uri(task, codec.STATE_KEY)
+        if not uri:
+            raise BackendError(f"version {task.get('id')} has no file list on the server")
+        own = str(task.get("id") or "")
+        cached = self._state_cache_file(task, cache_dir)
+        if cached is not None and cached.exists():
+            try:
+                with open(cached, "rb") as fh:
+                    return codec.stored_files(fh, own)
+            except (OSError, ValueError):
+                pass  # a broken cache file is a miss
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="reconcile-state-", dir=cached and cached.parent) as tmp:
+            path = Path(tmp) / "state.json"
+            self.stores.download(uri, path)
+            try:
+                with open(path, "rb") as fh:
+                    found = codec.stored_files(fh, own)
+            except ValueError:
+                raise BackendError(f"the file list of version {task['id']} ({uri}) is not valid JSON") from None
+            if cached is not None:
+                os.replace(path, cached)  # downloaded beside it: one rename
+            return found
 
     def _artifact_json(self, version: ObservedVersion, key: str) -> Any | None:
         task = self._task_of(version)
@@ -320,10 +350,7 @@ class ServerReader:
         uri = codec.artifact_uri(task, codec.STATE_KEY)
         if not uri:
             return None
-        final = task.get("status") in FINAL_STATUSES
-        art = codec.artifacts(task).get(codec.STATE_KEY) or {}
-        cached = state_cache_file(cache_dir, str(task["id"]), str(art.get("hash") or uri)) \
-            if (cache_dir and final) else None
+        cached = self._state_cache_file(task, cache_dir)
         if cached is not None and cached.exists():
             try:
                 state: dict[str, Any] = json.loads(cached.read_bytes())
@@ -340,6 +367,15 @@ class ServerReader:
         if cached is not None:
             remember_state(cached, raw)
         return data
+
+    @staticmethod
+    def _state_cache_file(task: Mapping[str, Any], cache_dir: Path | None) -> Path | None:
+        """Where the file list of ``task`` is cached: only a finalized version's (see :meth:`read_state`)."""
+        if not cache_dir or task.get("status") not in FINAL_STATUSES:
+            return None
+        art = codec.artifacts(task).get(codec.STATE_KEY) or {}
+        stamp = art.get("hash") or codec.artifact_uri(task, codec.STATE_KEY)
+        return state_cache_file(cache_dir, str(task["id"]), str(stamp))
 
     def read_json(self, uri: str, what: str) -> Any:
         raw = self.stores.read_bytes(uri)
@@ -368,20 +404,6 @@ class ServerReader:
     def _read_json_artifact(self, task: Mapping[str, Any], key: str) -> Any | None:
         uri = codec.artifact_uri(task, key)
         return None if not uri else self.read_json(uri, f"the {key} of version {task.get('id')}")
-
-    def _stored_files(self, task: Mapping[str, Any], cache_dir: Path | None
-                      ) -> tuple[list[StoredFile], list[LinkEntry]]:
-        """The files of a version (each with the version and chunk that hold its bytes) and its links.
-
-        A file entry names its own owner (``parent_dataset_id``) and chunk (``artifact_name``), as the SDK reads
-        them: files inherited from parents, or merged from several, are found where they were uploaded.
-        """
-        state = self.read_state(task, cache_dir)
-        if state is None:
-            raise BackendError(f"version {task.get('id')} has no file list on the server")
-        entries, links, _ = codec.read_state(state)
-        own = str(task.get("id") or "")
-        return [codec.stored_file(e, own) for e in entries], [link.link for link in links]
 
     def chunk_uris(self, chunks: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """Where each ``(version id, chunk name)`` is stored; one call per 500 versions that own chunks."""

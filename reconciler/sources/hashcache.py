@@ -212,6 +212,19 @@ class HashCache:
         rows = self._db.execute(_ROWS + "(path >= ? AND path < ?) OR path = ?", (low, high, root)).fetchall()
         return {r[0]: r for r in _well_formed(rows)}
 
+    def rows_below(self, root: str) -> Iterator[CachedRow]:
+        """The cached rows of every path below the folder ``root``, in path order, as the database reads them
+        (none held: a million rows are never in memory at once). A row whose sha256 is malformed is left out."""
+        low = root.rstrip("/") + "/"
+        high = low[:-1] + chr(ord("/") + 1)
+        try:
+            cursor = self._db.execute(_ROWS + "path >= ? AND path < ? ORDER BY path", (low, high))
+            while rows := cursor.fetchmany(4096):
+                yield from _well_formed(rows)
+        except sqlite3.Error as exc:
+            raise ReconcileError(f"the hash cache {self.path} is damaged: {exc} (it is safe to delete this file)"
+                                 ) from exc
+
     @_guarded
     def lookup(self, paths: Sequence[str]) -> dict[str, CachedRow]:
         """The cached rows for exactly these paths (batched ``IN`` queries)."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from reconciler.diagnostics import ReconcileError
-from reconciler.model import Properties, StoredFile
+from reconciler.model import Properties, StoredFile, StoredFiles
 from reconciler.pulling import PART_SUFFIX, STAGING, check_paths, plan_chunks, select, split_globs, walk
+from reconciler.sources.hashcache import stat_key
 
 FILES = [
     StoredFile("README.txt", 4, "r" * 64, "v1", "data"),
@@ -34,14 +36,25 @@ def paths(files: list[StoredFile]) -> list[str]:
     ([("nothing/**",)], []),
 ])
 def test_select(globs: list[tuple[str, ...]], expected: list[str]) -> None:
-    assert paths(select(FILES, globs)) == expected
+    assert paths([FILES[i] for i in select(FILES, globs)]) == expected
 
 
 def test_only_the_chunks_holding_the_selection_are_planned() -> None:
-    plan = plan_chunks(select(FILES, [("train/**",)]))
+    plan = plan_chunks(FILES, select(FILES, [("train/**",)]))
     assert list(plan) == [("v1", "data_001"), ("v2", "data")]
-    assert paths(plan[("v2", "data")]) == ["train/y/2.png", "train/y/3.txt"]
-    assert plan_chunks([]) == {}
+    assert paths([FILES[i] for i in plan[("v2", "data")]]) == ["train/y/2.png", "train/y/3.txt"]
+    assert plan_chunks(FILES, []) == {}
+
+
+def test_a_compact_file_list_reads_as_the_files_it_holds() -> None:
+    files = StoredFiles()
+    for f in [*FILES, StoredFile("odd.bin", 1, "not-a-sha256", "v3", "data")]:
+        files.append(*f)
+    assert list(files) == [*FILES, StoredFile("odd.bin", 1, "not-a-sha256", "v3", "data")]
+    assert files[-1].sha256 == "not-a-sha256" and files[1:3] == FILES[1:3]
+    assert select(files, [("train/**",)]) == select(FILES, [("train/**",)])
+    with pytest.raises(IndexError):
+        files[len(files)]
 
 
 @pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../b", "a/./b", "", "a//b", f"{STAGING}/x",
@@ -71,8 +84,12 @@ def test_walk_skips_staging_and_removes_leftover_parts(tmp_path: Path) -> None:
     (tmp_path / STAGING).mkdir()
     (tmp_path / STAGING / "chunk.zip").write_text("half a chunk")
     (tmp_path / "link").symlink_to(tmp_path / "a" / "f.txt")
+    (tmp_path / "a-b").write_text("y")
+    (tmp_path / "a" / "g").mkdir()
+    (tmp_path / "a" / "g" / "h.txt").write_text("z")
     found = walk(tmp_path)
-    assert sorted(found) == ["a/f.txt"]
+    assert list(found) == sorted(found) == ["a-b", "a/f.txt", "a/g/h.txt"]  # sorted as it is walked
+    assert found.get("a/f.txt") == (str(tmp_path / "a" / "f.txt"), stat_key(os.stat(tmp_path / "a" / "f.txt")))
     assert not (tmp_path / "a" / f".f.txt.123{PART_SUFFIX}").exists()
 
 
@@ -234,19 +251,21 @@ def test_a_chunk_is_staged_then_moved_in_by_folders(tmp_path: Path) -> None:
     tree, made = str(tmp_path / "tree"), set[str]()
     with pytest.raises(BackendError, match="does not match"):
         writer.stage(entry("new/x.txt", b"abc"), b"abd", "chunk", tree, made)
-    staged = [writer.stage(entry(p, p.encode()), p.encode(), "chunk", tree, made)
+    staged = [(entry(p, p.encode()), writer.stage(entry(p, p.encode()), p.encode(), "chunk", tree, made))
               for p in ("new/a/1.txt", "new/2.txt", "old/3.txt", "top.txt")]
     assert not list(dest.rglob("1.txt"))  # nothing in DEST before the move
     writer.place(tree, staged)
     assert {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == {
         "new/a/1.txt": b"new/a/1.txt", "new/2.txt": b"new/2.txt", "old/3.txt": b"old/3.txt", "top.txt": b"top.txt",
         "old/kept.txt": b"kept"}
-    assert [(t, k) for t, k, _ in writer.written] == [(t, stat_key(os.stat(t))) for t, _, _ in staged]
+    targets = [str(dest / f.path) for f, _ in staged]
+    assert [(t, k) for t, k, _ in writer.written] == [(t, stat_key(os.stat(t))) for t in targets]
+    assert writer.placed.rels == [f.path for f, _ in staged]
     out = tmp_path / "out"
     out.mkdir()
     (dest / "up").symlink_to(out)
     tree2 = str(tmp_path / "tree2")
-    again = [writer.stage(entry("up/x.txt", b"x"), b"x", "chunk", tree2, set())]
+    again = [(entry("up/x.txt", b"x"), writer.stage(entry("up/x.txt", b"x"), b"x", "chunk", tree2, set()))]
     with pytest.raises(ReconcileError, match="leads outside"):
         writer.place(tree2, again)
     assert not (out / "x.txt").exists()
