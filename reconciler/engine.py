@@ -233,32 +233,37 @@ class Run:
 
     def plan(self) -> Plan:
         if self._plan is None:
-            with gc_paused():  # contents, deltas and digests: an object per file, none cyclic
-                self._plan = self._planned()
+            self._plan = self._planned()
         return self._plan
 
     def _planned(self) -> Plan:
         retention = self.retention_inputs()
-        plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options, retention=retention)
+        plan = self._compute(retention)
         wrong = self._wrong_summaries(plan)
         if wrong:  # a corrupt hash-cache row: drop it and plan again from the files' hashes
             forget_contents(wrong)
             self._distrust_memos = True
             self._contents = self._observed = self._desired = None
             retention = self.retention_inputs()
-            plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options,
-                                retention=retention)
+            plan = self._compute(retention)
         to_check = versions_to_check(self.state, plan)
         if to_check:  # planned again with the results: failing versions are held
             from .checks.evaluate import check_versions
 
             results = check_versions(self.state, self.contents(), to_check, workers=self.workers)
-            plan = compute_plan(self.desired_state(), self.contents(), self.observed(), self.options, results,
-                                retention)
+            plan = self._compute(retention, results)
         contents = self.contents()
         remember_contents({memo: contents[key].summarize() for memo, key in self._memos.items()})
         self._memos = {}
         return plan
+
+    def _compute(self, retention: RetentionInputs | None, checks: Mapping[VersionKey, VersionChecks] | None = None
+                 ) -> Plan:
+        """The plan; the contents it builds, their deltas and digests (an object per file, none cyclic) without
+        the collector scanning them over and over. (The checks, which decode images, run outside the pause.)"""
+        with gc_paused():
+            return compute_plan(self.desired_state(), self.contents(), self.observed(), self.options, checks,
+                                retention)
 
     def _wrong_summaries(self, plan: Plan) -> list[str]:
         """Memos of remembered content summaries that the files contradict, among the versions the plan builds

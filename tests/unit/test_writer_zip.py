@@ -47,3 +47,14 @@ def test_a_file_that_vanished_is_named(tmp_path: Path) -> None:
     gone = FileEntry("gone.txt", 3, "0" * 64, str(tmp_path / "gone.txt"))
     with pytest.raises(FileChanged, match="gone.txt: cannot read"):
         _write_zip(tmp_path / "chunk.zip", [gone], "store", _never)
+
+
+def test_a_chunk_zipped_in_memory_is_the_chunk_zipped_to_a_file(tmp_path: Path) -> None:
+    import io
+
+    files = [_entry(tmp_path, "a.txt", b"alpha" * 100, b"alpha" * 100), _entry(tmp_path, "b/c.jpg", b"\xff" * 70000,
+                                                                           b"\xff" * 70000)]
+    target, buffer = tmp_path / "chunk.zip", io.BytesIO()
+    _write_zip(target, files, "auto", _never)
+    _write_zip(buffer, files, "auto", _never)
+    assert buffer.getvalue() == target.read_bytes()  # same headers, sizes and CRCs: the SDK reads either alike
