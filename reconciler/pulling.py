@@ -60,7 +60,7 @@ _BLOCK = 1 << 20
 IN_MEMORY = 16 << 20  # chunks up to this size are extracted from memory
 SMALL_FILE = 1 << 20  # files up to this size are read whole from their chunk, checked, then written
 REMEMBER_EVERY = 8192  # files written or verified are remembered in the hash cache this many at a time
-MEMBERS_IN_FLIGHT = 1 << 18  # files of the chunks being extracted at once, at most (unless one chunk has more)
+MEMBERS_IN_FLIGHT = 1 << 17  # files of the chunks being extracted at once, at most (unless one chunk has more)
 
 
 # --- choosing: pure ------------------------------------------------------------------------------------------
