@@ -42,7 +42,7 @@ from ..model import (
     normalize_dataset_path,
 )
 from .errors import SourceError
-from .hashcache import HashCache, listing_digest_of, stat_key
+from .hashcache import SIZE, HashCache, listing_digest_of, stat_key
 from .hashing import Digest, Hasher, LocalFile
 from .local import walk_source
 
@@ -239,12 +239,13 @@ class SourceResolver:
         if hit is not None and len(hit[0]) == len(files):
             hashes, remembered = hit
             prefix = dest + "/" if dest else ""
-            base, rels, sizes = files.base, files.rels, files.sizes
+            # only what the entries need is kept until they are built: the walk's stat keys (40 bytes a file) go
+            base, rels, sizes = files.base, files.rels, files.keys[SIZE::5]
 
             def entries() -> tuple[FileEntry, ...]:
-                with gc_paused():
-                    return tuple([FileEntry(prefix + rel if prefix else rel, size, sha, base + rel)
-                                  for rel, size, sha in zip(rels, sizes(), hashes, strict=True)])
+                with gc_paused():  # a tuple grown from a generator: no list of a million entries beside it
+                    return tuple(FileEntry(prefix + rel if prefix else rel, size, sha, base + rel)
+                                 for rel, size, sha in zip(rels, sizes, hashes, strict=True))
 
             return SourceContent(files=DeferredTuple(entries), memo=_memo(key, dest, listing, remembered))
         unstable = self._hasher.unstable
