@@ -15,8 +15,7 @@ from typing import Any
 
 from .clearml_backend import ServerReader
 from .model import LinkEntry, ObservedVersion, StoredChunk, StoredFile
-from .observe import state_cache_dir
-from .report import resolve_reference
+from .observe import resolve_reference, state_cache_dir
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,12 +10,14 @@ its hash is not the hash of what this tool last wrote there (a version made by a
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .clearml_backend import ServerReader
+from .diagnostics import ReconcileError
 from .model import Content, DatasetKey, ObservedState, ObservedVersion, VersionKey
 from .plan.observed import choose_observed, fingerprint, proves_content
 
@@ -145,3 +147,53 @@ def _with_files_of(version: ObservedVersion, read: ObservedVersion) -> ObservedV
     """``version`` (as observed) with the file list, parents and reads of ``read`` (the same version, read)."""
     return replace(version, files=read.files, links=read.links, parent_ids=read.parent_ids, reads=read.reads,
                    inherited=read.inherited)
+
+
+# --- what a reference names ---------------------------------------------------------------------------------------
+
+HEX_ID = re.compile(r"^[0-9a-fA-F]{32}$")  # a dataset id
+
+
+def parse_reference(ref: str) -> VersionKey | str:
+    """A VersionKey for ``project/name@version``, the id itself for a dataset id."""
+    if HEX_ID.match(ref):
+        return ref.lower()
+    try:
+        return VersionKey.parse(ref)
+    except ValueError:
+        raise ReconcileError(f"{ref!r} is neither PROJECT/NAME@VERSION nor a 32-character dataset id") from None
+
+
+def resolve_version(reader: ServerReader, ref: str) -> ObservedVersion:
+    """The live version ``ref`` names (``project/name@version``, ``project/name@alias`` or an id), as listed (no
+    file list); one-line errors for a dataset, version, alias or id that does not exist."""
+    parsed = parse_reference(ref)
+    if not isinstance(parsed, VersionKey):
+        found = reader.version(parsed)
+        if found is None:
+            raise ReconcileError(f"no dataset version has the id {parsed}")
+        return found
+    versions = dataset_versions(reader, DatasetKey(parsed.project, parsed.name))
+    if not versions:
+        raise ReconcileError(f"unknown dataset {parsed.dataset}: the server has no version of it")
+    chosen = choose_observed([v for v in versions if v.key == parsed])
+    if chosen is not None:
+        return chosen
+    holders = [v for v in versions if parsed.version in v.properties.tags]
+    if len(holders) == 1:
+        return holders[0]
+    if holders:
+        found_versions = ", ".join(sorted(v.key.version for v in holders))
+        raise ReconcileError(f"the alias {parsed.version!r} of {parsed.dataset} is on several versions "
+                             f"({found_versions}); name the version")
+    known = ", ".join(sorted({v.key.version for v in versions}))
+    raise ReconcileError(f"{parsed.dataset} has no version or alias {parsed.version!r} (versions: {known})")
+
+
+def resolve_reference(reader: ServerReader, ref: str, *, cache_root: Path | None) -> ObservedVersion:
+    """The live version ``ref`` names, with its file list; one-line errors for what does not exist."""
+    version_id = resolve_version(reader, ref).id
+    found = read_version(reader, version_id, cache_root=cache_root)
+    if found is None:
+        raise ReconcileError(f"no dataset version has the id {version_id}")
+    return found

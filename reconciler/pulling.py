@@ -38,7 +38,6 @@ import shutil
 import threading
 import zipfile
 from array import array
-from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,15 +45,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from .clearml_backend import BackendError, ServerReader
+from .destwalk import LOCK_NAME, PART_SUFFIX, STAGING, Listing, key_at, walk
 from .diagnostics import ReconcileError
 from .globs import GlobSet
 from .model import LinkEntry, ObservedVersion, StoredFile, StoredFiles, VersionKey, normalize_dataset_path
-from .sources.hashcache import SIZE, CachedRow, HashCache, StatKey, listing_digest_of, stat_key
+from .sources.hashcache import SIZE, CachedRow, HashCache, StatKey, stat_key
 from .sources.progress import Progress
 
-STAGING = ".reconcile-pull"  # chunks being downloaded, under DEST
-LOCK_NAME = ".reconcile-pull.lock"  # held by the pull writing DEST
-PART_SUFFIX = ".reconcile-part"  # files being written
 HASH_DB_NAME = "hashes.sqlite3"
 _BLOCK = 1 << 20
 IN_MEMORY = 16 << 20  # chunks up to this size are extracted from memory
@@ -115,87 +112,6 @@ def plan_chunks(files: Sequence[StoredFile], missing: Iterable[int]) -> dict[tup
 
 
 # --- what DEST holds ---------------------------------------------------------------------------------------------
-
-
-def key_at(keys: array[int], i: int) -> StatKey:
-    """The ``i``-th stat key of five int64 a file laid out flat."""
-    return tuple(keys[5 * i : 5 * i + 5])  # type: ignore[return-value]
-
-
-class Listing:
-    """Regular files under a folder, sorted by relative POSIX path, held compactly: the paths in one list, their
-    stat keys in one int64 array (five a file). ``in`` and :meth:`get` look a path up by bisection."""
-
-    __slots__ = ("base", "keys", "rels")
-
-    def __init__(self, base: str, rels: list[str] | None = None, keys: array[int] | None = None) -> None:
-        self.base = base.rstrip("/") + "/"
-        self.rels: list[str] = rels if rels is not None else []
-        self.keys: array[int] = keys if keys is not None else array("q")
-
-    def __len__(self) -> int:
-        return len(self.rels)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.rels)
-
-    def __contains__(self, rel: object) -> bool:
-        return isinstance(rel, str) and self.index(rel) is not None
-
-    def index(self, rel: str) -> int | None:
-        i = bisect_left(self.rels, rel)
-        return i if i < len(self.rels) and self.rels[i] == rel else None
-
-    def key(self, i: int) -> StatKey:
-        return key_at(self.keys, i)
-
-    def get(self, rel: str) -> tuple[str, StatKey] | None:
-        """(absolute path, stat key) of ``rel``, or None."""
-        i = self.index(rel)
-        return None if i is None else (self.base + rel, self.key(i))
-
-    def digest(self) -> str:
-        return listing_digest_of(self.rels, self.keys)
-
-
-def _walk_order(entry: os.DirEntry[str]) -> str:
-    """A folder sorts as its name and ``/``: a depth-first walk then yields relative paths in sorted order."""
-    return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
-
-
-def walk(dest: Path) -> Listing:
-    """Every regular file under ``dest``, sorted by relative path. Leftover temporary files of a killed pull are
-    removed; the staging folder is skipped; symlinks are not followed."""
-    out = Listing(str(dest))
-    append, extend = out.rels.append, out.keys.extend
-    stack: list[tuple[Iterator[os.DirEntry[str]], str]] = []
-
-    def enter(folder: str, rel: str) -> None:
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=_walk_order)
-        except FileNotFoundError:
-            return
-        stack.append((iter(entries), rel))
-
-    enter(str(dest), "")
-    while stack:
-        entries, rel = stack[-1]
-        for entry in entries:
-            name = entry.name
-            if rel == "" and name in (STAGING, LOCK_NAME):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                enter(entry.path, f"{rel}{name}/")
-                break
-            if name.endswith(PART_SUFFIX) and name.startswith("."):
-                _unlink(entry.path)
-            elif entry.is_file(follow_symlinks=False):
-                append(rel + name)
-                extend(stat_key(entry.stat(follow_symlinks=False)))
-        else:
-            stack.pop()
-    return out
 
 
 def _unlink(path: str) -> None:
@@ -264,7 +180,7 @@ def _human(n: float) -> str:
 
 def resolve(reader: ServerReader, ref: str) -> ObservedVersion:
     """The live finalized version ``ref`` names (``PROJECT/NAME@VERSION``, ``PROJECT/NAME@ALIAS`` or an id)."""
-    from .report import resolve_version
+    from .observe import resolve_version
 
     version = resolve_version(reader, ref)
     if not version.finalized:

@@ -17,7 +17,6 @@ when no pair has a file, property or statistics difference.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,6 @@ from .clearml_backend import ServerReader
 from .diagnostics import ReconcileError
 from .model import (
     Content,
-    DatasetKey,
     DesiredState,
     ObservedState,
     ObservedVersion,
@@ -35,6 +33,7 @@ from .model import (
     VersionSpec,
     statistics_key,
 )
+from .observe import HEX_ID, resolve_reference
 from .plan.contents import diff_content
 from .plan.observed import choose_observed, live_content, observed_content
 from .plan.planner import topological_versions
@@ -48,7 +47,6 @@ from .statistics import (
 )
 
 REPORT_FORMAT_VERSION = 1
-_HEX_ID = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
 # --- the report --------------------------------------------------------------------------------------------
@@ -346,56 +344,7 @@ def _parent_side(reader: ServerReader, spec: VersionSpec, desired: Content, live
 
 def is_live_reference(arg: str) -> bool:
     """``project/name@version`` or a 32-hex dataset id (anything else is a manifest path)."""
-    return "@" in arg or bool(_HEX_ID.match(arg))
-
-
-def parse_reference(ref: str) -> VersionKey | str:
-    """A VersionKey for ``project/name@version``, the id itself for a dataset id."""
-    if _HEX_ID.match(ref):
-        return ref.lower()
-    try:
-        return VersionKey.parse(ref)
-    except ValueError:
-        raise ReconcileError(f"{ref!r} is neither PROJECT/NAME@VERSION nor a 32-character dataset id") from None
-
-
-def resolve_version(reader: ServerReader, ref: str) -> ObservedVersion:
-    """The live version ``ref`` names (``project/name@version``, ``project/name@alias`` or an id), as listed (no
-    file list); one-line errors for a dataset, version, alias or id that does not exist."""
-    from .observe import dataset_versions
-
-    parsed = parse_reference(ref)
-    if not isinstance(parsed, VersionKey):
-        found = reader.version(parsed)
-        if found is None:
-            raise ReconcileError(f"no dataset version has the id {parsed}")
-        return found
-    versions = dataset_versions(reader, DatasetKey(parsed.project, parsed.name))
-    if not versions:
-        raise ReconcileError(f"unknown dataset {parsed.dataset}: the server has no version of it")
-    chosen = choose_observed([v for v in versions if v.key == parsed])
-    if chosen is not None:
-        return chosen
-    holders = [v for v in versions if parsed.version in v.properties.tags]
-    if len(holders) == 1:
-        return holders[0]
-    if holders:
-        found_versions = ", ".join(sorted(v.key.version for v in holders))
-        raise ReconcileError(f"the alias {parsed.version!r} of {parsed.dataset} is on several versions "
-                             f"({found_versions}); name the version")
-    known = ", ".join(sorted({v.key.version for v in versions}))
-    raise ReconcileError(f"{parsed.dataset} has no version or alias {parsed.version!r} (versions: {known})")
-
-
-def resolve_reference(reader: ServerReader, ref: str, *, cache_root: Path | None) -> ObservedVersion:
-    """The live version ``ref`` names, with its file list; one-line errors for what does not exist."""
-    from .observe import read_version
-
-    version_id = resolve_version(reader, ref).id
-    found = read_version(reader, version_id, cache_root=cache_root)
-    if found is None:
-        raise ReconcileError(f"no dataset version has the id {version_id}")
-    return found
+    return "@" in arg or bool(HEX_ID.match(arg))
 
 
 def diff_live(reader: ServerReader, before_ref: str, after_ref: str, options: DiffOptions) -> DiffReport:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.destwalk import PART_SUFFIX, STAGING, walk
 from reconciler.diagnostics import ReconcileError
 from reconciler.model import Properties, StoredFile, StoredFiles
-from reconciler.pulling import PART_SUFFIX, STAGING, check_paths, plan_chunks, select, split_globs, walk
+from reconciler.pulling import check_paths, plan_chunks, select, split_globs
 from reconciler.sources.hashcache import stat_key
 
 FILES = [
@@ -191,7 +192,8 @@ def test_a_change_of_splits_alone_recomputes_statistics() -> None:
 
 
 def test_one_pull_at_a_time_writes_a_folder(tmp_path: Path) -> None:
-    from reconciler.pulling import LOCK_NAME, _locked
+    from reconciler.destwalk import LOCK_NAME
+    from reconciler.pulling import _locked
 
     with _locked(tmp_path):
         assert (tmp_path / LOCK_NAME).exists() and LOCK_NAME not in walk(tmp_path)

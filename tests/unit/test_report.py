@@ -5,8 +5,9 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from reconciler.model import Content, FileEntry, Properties, freeze_json
+from reconciler.observe import parse_reference
 from reconciler.render import render_report, report_to_json
-from reconciler.report import DiffReport, Side, compare_versions, is_live_reference, parse_reference
+from reconciler.report import DiffReport, Side, compare_versions, is_live_reference
 from reconciler.statistics import ImageRecord, aggregate_images, file_statistics
 
 
