@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conftest import ServerHandle
@@ -57,6 +57,12 @@ class Env:
                               timeout=timeout)
         self.assert_no_secret(proc.stdout + proc.stderr)
         return proc
+
+    def json(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        """The JSON a command prints (it must succeed: exit 0, or 2 for "changes present"); its stderr otherwise."""
+        proc = self.reconcile(*args, env=env)
+        assert proc.returncode in (0, 2), f"{' '.join(args)}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+        return json.loads(proc.stdout)
 
     def assert_no_secret(self, output: str) -> None:
         assert self.server.secret_key not in output, "the secret key was printed"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from .helpers import Env, dataset_tasks, manifest, write_tree
@@ -142,7 +140,7 @@ def test_changes_made_behind_the_tools_back_are_drift(env: Env) -> None:
     assert drift.returncode == 2, drift.stdout + drift.stderr
     assert f"{env.project}/things@1.0.0" in drift.stdout and "edited-in-ui" in drift.stdout
     assert f"{env.project}/things@1.1.0" in drift.stdout and "archived" in drift.stdout
-    as_json = json.loads(env.reconcile("plan", "--drift-only", "--format", "json", "manifests").stdout)
+    as_json = env.json("plan", "--drift-only", "--format", "json", "manifests")
     assert as_json["has_drift"] and {d["what"] for d in as_json["drift"]} == {"properties", "archived"}
     res = env.reconcile("apply", "--auto-approve", "manifests")  # puts the manifests back
     assert res.returncode == 0, res.stdout + res.stderr

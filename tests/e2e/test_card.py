@@ -109,7 +109,7 @@ def test_a_valid_card_round_trips_through_the_server_and_the_sdk(env: Env, sdk: 
     """)
     assert isinstance(page, str) and "<h1>Tiny shapes</h1>" in page and "Made by a script." in page
     assert "<script" not in page
-    shown = json.loads(env.reconcile("show", "manifests", "--format", "json").stdout)
+    shown = env.json("show", "manifests", "--format", "json")
     assert shown["datasets"][0]["versions"][0]["card"] == {
         "license": "CC-BY-4.0", "pretty_name": "Tiny shapes", "task_categories": ["image-classification"],
         "size_categories": ["n<1K"], "source_datasets": ["original"]}

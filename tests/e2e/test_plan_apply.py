@@ -112,7 +112,7 @@ def test_new_version_uploads_only_the_delta(env: Env):
     m.write_text(manifest(env.project, "things", first_only))
     assert env.reconcile("apply", "--auto-approve", "manifests").returncode == 0
     m.write_text(manifest(env.project, "things", VERSIONS))
-    plan = json.loads(env.reconcile("plan", "--format", "json", "manifests").stdout)
+    plan = env.json("plan", "--format", "json", "manifests")
     sync = [a for a in plan["actions"] if a["type"] == "sync_files"]
     assert len(sync) == 1 and sync[0]["address"] == f"{env.project}/things@1.1.0"
     assert [f["path"] for f in sync[0]["upload"]] == ["a.txt", "new/d.txt"]
@@ -249,7 +249,7 @@ def test_prune_archives_only_what_no_manifest_names(env: Env):
     plan = env.reconcile("plan", "--detailed-exitcode", "manifests")
     assert plan.returncode == 0, plan.stdout + plan.stderr  # without --prune nothing changes...
     assert f"{env.project}/things@1.1.0" in plan.stdout and "in no manifest" in plan.stdout  # ...but it is reported
-    pruned = json.loads(env.reconcile("plan", "--prune", "--format", "json", "manifests").stdout)
+    pruned = env.json("plan", "--prune", "--format", "json", "manifests")
     archived = sorted(a["address"] for a in pruned["actions"] if a["type"] == "archive")
     assert archived == [f"{env.project}/leftover@1.0.0", f"{env.project}/things@1.1.0"]  # this project only
     assert pruned["projects"] == [env.project]

@@ -3,8 +3,6 @@ restores, whether the archive was someone's click in the UI or this tool's own p
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from .helpers import Env, dataset_tasks, manifest, write_tree
@@ -43,7 +41,7 @@ def _chain(env: Env) -> dict[str, dict]:
 
 
 def _restores_in_one_apply(env: Env, before: dict[str, dict], archived: list[str], drift: bool) -> None:
-    plan = json.loads(env.reconcile("plan", "--format", "json", "manifests").stdout)
+    plan = env.json("plan", "--format", "json", "manifests")
     assert plan["conflicts"] == [], plan["conflicts"]
     restored = sorted(a["address"].rsplit("@", 1)[1] for a in plan["actions"] if a["type"] == "restore")
     assert restored == archived and len(plan["actions"]) == len(archived), plan["actions"]

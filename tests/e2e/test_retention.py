@@ -338,7 +338,7 @@ def test_retention_frees_s3_storage_by_what_the_plan_says(
     planned = json.loads(plan.stdout)
     assert sorted(e["version"]["version"] for e in planned["retention"]) == [f"1.0.{i}" for i in range(7)]
     freed = planned["freed"]["freed_bytes"]
-    used = json.loads(env.reconcile("usage", "--format", "json", "manifests", env=vars_).stdout)
+    used = env.json("usage", "--format", "json", "manifests", env=vars_)
     assert used["stored_bytes"] == sum(before.values()) and used["policy_frees_bytes"] == freed > 0
     res = env.reconcile("apply", "--auto-approve", "manifests", env=vars_)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -467,7 +467,7 @@ def test_rehome_on_s3_frees_what_the_plan_says_and_both_sdks_read_the_kept_versi
     assert sum(before[k] for k in set(before) - set(after)) == gone  # to the byte: what the plan said goes
     assert sorted(k.rsplit("/", 2)[-2] for k in set(after) - set(before)) == ["data_001", "state", "state"]
     assert not [k for k in after if any(ids[f"1.0.{i}"] in k for i in range(3))]
-    used = json.loads(env.reconcile("usage", "--format", "json", "manifests", env=vars_).stdout)
+    used = env.json("usage", "--format", "json", "manifests", env=vars_)
     assert used["stored_bytes"] == sum(after.values())
     assert env.reconcile("plan", "--detailed-exitcode", "manifests", env=vars_).returncode == 0
     for python in (Path(sys.executable), oldest_sdk_python):

@@ -114,7 +114,7 @@ def check_graph_formats(history: tuple[Env, dict[str, str]]) -> None:
     assert "2.0.0" in mermaid.stdout and "#40;" not in mermaid.stdout.split("\n")[0]
     dot = env.reconcile("graph", f"{env.project}/Shapes", "--format", "dot")
     assert dot.returncode == 0 and dot.stdout.startswith("digraph lineage {")
-    data = json.loads(env.reconcile("graph", "manifests", "--format", "json").stdout)
+    data = env.json("graph", "manifests", "--format", "json")
     assert {n["id"] for n in data["nodes"]} == {ids["1.0.0"], ids["1.1.0"], ids["side"], ids["merged"], ids["old"]}
 
 
