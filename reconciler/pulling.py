@@ -10,7 +10,8 @@ Invariants:
   the next pull removes the leftover temporary files.
 * Chunks are downloaded into ``DEST/.reconcile-pull/`` and deleted once extracted; a chunk left by a killed pull is
   never read again (the next pull clears the folder first). A chunk's smaller files are extracted into a tree of
-  their own there (each one checked against its size and sha256 before it is written), then moved into DEST: a
+  their own there (each one checked against its size and sha256 before it is written; by forked helpers, one a
+  core, when two or more chunks are needed: :mod:`reconciler.unpack`), then moved into DEST: a
   folder DEST lacks is renamed into place whole (one rename for all its files), the files of a folder DEST has are
   renamed one by one. A kill before the move leaves them only in the staging folder, which is never trusted.
   ``DEST/.reconcile-pull.lock`` is held (``flock``) while a pull writes DEST: a second pull into the same folder
@@ -31,9 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
+import re
 import shutil
 import threading
 import zipfile
@@ -41,6 +42,7 @@ from array import array
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import filterfalse
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,10 +53,10 @@ from .globs import GlobSet
 from .model import LinkEntry, ObservedVersion, StoredFile, StoredFiles, VersionKey, normalize_dataset_path
 from .sources.hashcache import SIZE, CachedRow, HashCache, StatKey, stat_key
 from .sources.progress import Progress
+from .unpack import Helpers, unpack
 
 HASH_DB_NAME = "hashes.sqlite3"
 _BLOCK = 1 << 20
-IN_MEMORY = 16 << 20  # chunks up to this size are extracted from memory
 SMALL_FILE = 1 << 20  # files up to this size are read whole from their chunk, checked, then written
 REMEMBER_EVERY = 8192  # files written or verified are remembered in the hash cache this many at a time
 MEMBERS_IN_FLIGHT = 1 << 17  # files of the chunks being extracted at once, at most (unless one chunk has more)
@@ -91,14 +93,25 @@ def select(files: Sequence[StoredFile], globs: Sequence[Sequence[str]]) -> list[
     return [i for i, path in enumerate(file_paths(files)) if all(s.matches(path) for s in sets)]
 
 
+# A path whose every segment is non-empty and starts with neither "." nor "/", without a backslash, a NUL or a drive
+# ("C:"): normal (see normalize_dataset_path) and none of the pull's own names. Most paths are, and are let through
+# in C; the others are checked one by one below.
+_PLAIN = re.compile(r"(?!.:)(?:[^./\\\0][^/\\\0]*/)*[^./\\\0][^/\\\0]*", re.DOTALL)
+
+
 def check_paths(paths: Iterable[str], version: str) -> None:
     """Refuse a version whose paths would land outside DEST (absolute, ``..``, empty, not normalised) or on the
     names a pull keeps for itself (its staging folder, its temporary files)."""
-    for path in paths:
-        name = path.rsplit("/", 1)[-1]
-        if not path or path.startswith("/") or normalize_dataset_path(path) != path or ".." in path.split("/") or (
-                path.split("/")[0] in (STAGING, LOCK_NAME) or (name.startswith(".") and name.endswith(PART_SUFFIX))):
+    for path in filterfalse(_PLAIN.fullmatch, paths):
+        if unsafe(path):
             raise ReconcileError(f"{version} holds the unsafe path {path!r}; nothing was written")
+
+
+def unsafe(path: str) -> bool:
+    """True when a pull must not write ``path`` (see :func:`check_paths`)."""
+    name = path.rsplit("/", 1)[-1]
+    return not path or path.startswith("/") or normalize_dataset_path(path) != path or ".." in path.split("/") or (
+        path.split("/")[0] in (STAGING, LOCK_NAME) or (name.startswith(".") and name.endswith(PART_SUFFIX)))
 
 
 def plan_chunks(files: Sequence[StoredFile], missing: Iterable[int]) -> dict[tuple[str, str], array[int]]:
@@ -252,30 +265,6 @@ class _Writer:
                 raise ReconcileError(f"{parent} leads outside {self.dest} (a symlink); refusing to write {rel}")
             self.safe_dirs.add(parent)
         return parent
-
-    def stage(self, f: StoredFile, data: bytes, where: str, root: str, made: set[str]) -> StatKey:
-        """Write a small file already in memory under the staging tree ``root``, checked before anything is
-        written; its stat. ``made``: the folders of ``root`` already made."""
-        digest = hashlib.sha256(data).hexdigest()
-        if len(data) != f.size or digest != f.sha256:
-            raise BackendError(f"{f.path} in {where} does not match the version's file list "
-                               f"({len(data)} bytes, sha256 {digest[:12]}; recorded {f.size} bytes, "
-                               f"sha256 {f.sha256[:12]})")
-        path = os.path.join(root, f.path)
-        parent = os.path.dirname(path)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            key = stat_key(os.fstat(fd))
-        finally:
-            os.close(fd)
-        self.progress.advance(1, f.size)
-        return key
 
     def place(self, root: str, staged: Iterable[tuple[StoredFile, StatKey]]) -> None:
         """Move the staging tree ``root`` (its files all checked, given in ``staged`` with their stats) into
@@ -569,34 +558,29 @@ def _fetch(reader: ServerReader, files: Sequence[StoredFile], missing: Sequence[
     staging.mkdir(exist_ok=True)
 
     budget = _Budget(MEMBERS_IN_FLIGHT)
+    sizes = files.sizes if isinstance(files, StoredFiles) else [f.size for f in files]
+    advance = writer.progress.advance
 
     def one(key: tuple[str, str], indices: array[int]) -> int:
         owner, chunk = key
         where = f"chunk {chunk} of version {owner}"
         local_zip = staging / f"{owner}.{chunk}.zip"
         tree = str(staging / f"{owner}.{chunk}.tree")
+        small = array("q", (i for i in indices if sizes[i] <= SMALL_FILE))  # unpacked into the chunk's tree
         try:
             size = reader.download(uris[key], local_zip)
-            # a small chunk is read whole: its members are then opened without a seek and a read each
-            source: Path | io.BytesIO = io.BytesIO(local_zip.read_bytes()) if size <= IN_MEMORY else local_zip
-            staged, keys = array("q"), array("q")  # the files written into the staging tree, and their stats
-            made: set[str] = set()
-            with budget.hold(len(indices)), zipfile.ZipFile(source) as zf:  # an object per member: see _Budget
-                for i in indices:
-                    f = files[i]
-                    try:
-                        info = zf.getinfo(f.path)
-                    except KeyError:
-                        raise BackendError(f"{where} lacks {f.path}") from None
-                    if f.size <= SMALL_FILE:  # into the chunk's staging tree, moved into DEST below
-                        keys.extend(writer.stage(f, zf.read(info), where, tree, made))
-                        staged.append(i)
-                        continue
-                    with zf.open(info) as src:
-                        writer.write(f, src, where)
-                del zf  # its members' objects are freed before the files are moved in
-            if staged:
-                writer.place(tree, ((files[i], key_at(keys, k)) for k, i in enumerate(staged)))
+            keys = helpers.unpack(local_zip, small, where, tree, advance) if small and helpers is not None else None
+            if keys is None and small:  # no helper: here (an object per member of the chunk: see _Budget)
+                shutil.rmtree(tree, ignore_errors=True)
+                with budget.hold(len(indices)):
+                    keys = unpack(local_zip, files, small, where, tree, advance)
+            if len(small) < len(indices):  # the larger files, streamed into DEST one by one
+                with budget.hold(len(indices)), zipfile.ZipFile(local_zip) as zf:
+                    for i in indices:
+                        if sizes[i] > SMALL_FILE:
+                            _write_member(zf, files[i], where, writer)
+            if keys is not None:
+                writer.place(tree, ((files[i], key_at(keys, k)) for k, i in enumerate(small)))
         except zipfile.BadZipFile:
             raise BackendError(f"{where} ({uris[key]}) is not a valid zip file") from None
         finally:
@@ -604,13 +588,26 @@ def _fetch(reader: ServerReader, files: Sequence[StoredFile], missing: Sequence[
             shutil.rmtree(tree, ignore_errors=True)
         return size
 
+    # helpers are forked before any thread of the pool starts (see reconciler.unpack)
+    helpers = Helpers.start(files, min(len(plan), len(os.sched_getaffinity(0)))) if len(plan) > 1 else None
     pool = ThreadPoolExecutor(max(1, min(workers, len(plan))), thread_name_prefix="pull")
     try:
         futures = [pool.submit(one, key, items) for key, items in plan.items()]
-        sizes = [f.result() for f in futures]
+        sizes_downloaded = [f.result() for f in futures]
     finally:
+        if helpers is not None:  # stopped before the threads using them are waited for
+            helpers.close()
         pool.shutdown(wait=True, cancel_futures=True)
-    return len(plan), sum(sizes)
+    return len(plan), sum(sizes_downloaded)
+
+
+def _write_member(zf: zipfile.ZipFile, f: StoredFile, where: str, writer: _Writer) -> None:
+    try:
+        info = zf.getinfo(f.path)
+    except KeyError:
+        raise BackendError(f"{where} lacks {f.path}") from None
+    with zf.open(info) as src:
+        writer.write(f, src, where)
 
 
 def _fetch_links(reader: ServerReader, links: Sequence[LinkEntry], local: Listing, writer: _Writer,

@@ -192,6 +192,25 @@ def _verified(dest: Path, expected: dict[str, bytes], but: str = "") -> None:
             assert hashlib.sha256(data).digest() == hashlib.sha256(expected[rel]).digest(), rel
 
 
+def _gone(dest: Path, wait: float = 10.0) -> bool:
+    """No process pulling into ``dest`` is left (within ``wait`` seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        left = []
+        for proc in Path("/proc").iterdir():
+            try:
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:  # ended, or not a process
+                continue
+            if b"pull" in cmd and str(dest).encode() in cmd:
+                left.append(proc.name)
+        if not left:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def test_pull_killed_at_ten_points_then_pulled_again(env: Env, proxies: Proxies) -> None:
     vars = proxies.vars()  # the chunks are stored through the proxy, so the pulls download through it
     _setup(env, vars)
@@ -221,6 +240,7 @@ def test_pull_killed_at_ten_points_then_pulled_again(env: Env, proxies: Proxies)
             time.sleep(0.005)
         _, err = proc.communicate(timeout=30)
         assert rule is None or rule.fired or rule.action == "stall", (rule, err)
+        assert _gone(dest), "a process of the killed pull is still running"  # its unpacking helpers end with it
         _verified(dest, expected, but)  # whatever the kill left: every file under a version name is right
         return proc.returncode
 

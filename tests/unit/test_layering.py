@@ -100,7 +100,8 @@ RULES: dict[str, frozenset[str]] = {
     "export": _set(READING),
     "importer": _set(READING, "manifest"),
     "destwalk": _set("sources.hashcache"),
-    "pulling": _set(READING, "connection", "destwalk", "sources.hashcache", "sources.progress"),
+    "unpack": _set(MODEL, BACKEND, "sources.hashcache"),  # a chunk's files into a staging tree, in forked helpers
+    "pulling": _set(READING, "connection", "destwalk", "unpack", "sources.hashcache", "sources.progress"),
     "apply": _set(PLAN, CHECKS, BACKEND, "describe", "statistics", "events", "clearml_backend.draft",
                   "clearml_backend.upload"),
     "dispatch": _set(PLAN, BACKEND, "apply", "events", "checkout", "steps", "stepcodec", "clearml_backend.agenttask",

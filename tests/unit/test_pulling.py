@@ -69,6 +69,24 @@ def test_safe_paths_pass() -> None:
     check_paths(["a.txt", "x/y/z.bin", "..hidden", "a..b/c"], "p/n@1.0.0")
 
 
+def test_paths_let_through_at_once_are_all_safe() -> None:
+    """The fast pass over most paths (one regular expression) lets through only what the full check accepts."""
+    import itertools
+
+    from reconciler.pulling import _PLAIN, unsafe
+
+    segments = ["a", "b.txt", "", ".", "..", "..x", ".h", "x\\y", "n\0", "C:", "c:d", "é ü", STAGING,
+                f".x{PART_SUFFIX}", PART_SUFFIX, "x:", ":"]
+    let_through = 0
+    for n in (1, 2, 3):
+        for parts in itertools.product(segments, repeat=n):
+            path = "/".join(parts)
+            if _PLAIN.fullmatch(path):
+                let_through += 1
+                assert not unsafe(path), path
+    assert let_through > 100
+
+
 def test_an_unknown_split_names_the_declared_ones() -> None:
     splits = {"train": ("train/**",), "test": ("test/**",)}
     assert split_globs(splits, "train", "p/n@1") == ("train/**",)
@@ -237,26 +255,40 @@ def test_a_file_is_renamed_into_place_only_when_its_bytes_are_the_versions(tmp_p
 def test_a_chunk_is_staged_then_moved_in_by_folders(tmp_path: Path) -> None:
     import hashlib
     import os
+    import zipfile
 
     from reconciler.clearml_backend import BackendError
     from reconciler.pulling import _Writer
     from reconciler.sources.hashcache import stat_key
     from reconciler.sources.progress import Progress
+    from reconciler.unpack import unpack
 
     def entry(path: str, data: bytes) -> StoredFile:
         return StoredFile(path, len(data), hashlib.sha256(data).hexdigest(), "v1", "data")
+
+    def chunk(name: str, members: dict[str, bytes]) -> Path:
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as zf:
+            for rel, data in members.items():
+                zf.writestr(rel, data)
+        return path
 
     dest = tmp_path / "dest"
     (dest / "old").mkdir(parents=True)
     (dest / "old" / "kept.txt").write_bytes(b"kept")
     writer = _Writer(dest, Progress("pull", 4, enabled=False))
-    tree, made = str(tmp_path / "tree"), set[str]()
-    with pytest.raises(BackendError, match="does not match"):
-        writer.stage(entry("new/x.txt", b"abc"), b"abd", "chunk", tree, made)
-    staged = [(entry(p, p.encode()), writer.stage(entry(p, p.encode()), p.encode(), "chunk", tree, made))
-              for p in ("new/a/1.txt", "new/2.txt", "old/3.txt", "top.txt")]
+    names = ("new/a/1.txt", "new/2.txt", "old/3.txt", "top.txt")
+    files = [entry(p, p.encode()) for p in names]
+    with pytest.raises(BackendError, match="does not match"):  # other bytes than recorded: nothing is written
+        unpack(chunk("bad.zip", {"new/2.txt": b"abd"}), files, [1], "chunk", str(tmp_path / "bad"),
+               writer.progress.advance)
+    assert not (tmp_path / "bad" / "new" / "2.txt").exists()
+    tree = str(tmp_path / "tree")
+    keys = unpack(chunk("c.zip", {p: p.encode() for p in names}), files, range(4), "chunk", tree,
+                  writer.progress.advance)
+    staged = [(f, tuple(keys[5 * k : 5 * k + 5])) for k, f in enumerate(files)]
     assert not list(dest.rglob("1.txt"))  # nothing in DEST before the move
-    writer.place(tree, staged)
+    writer.place(tree, staged)  # type: ignore[arg-type]
     assert {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == {
         "new/a/1.txt": b"new/a/1.txt", "new/2.txt": b"new/2.txt", "old/3.txt": b"old/3.txt", "top.txt": b"top.txt",
         "old/kept.txt": b"kept"}
@@ -267,7 +299,8 @@ def test_a_chunk_is_staged_then_moved_in_by_folders(tmp_path: Path) -> None:
     out.mkdir()
     (dest / "up").symlink_to(out)
     tree2 = str(tmp_path / "tree2")
-    again = [(entry("up/x.txt", b"x"), writer.stage(entry("up/x.txt", b"x"), b"x", "chunk", tree2, set()))]
+    up = [entry("up/x.txt", b"x")]
+    again = unpack(chunk("up.zip", {"up/x.txt": b"x"}), up, [0], "chunk", tree2, writer.progress.advance)
     with pytest.raises(ReconcileError, match="leads outside"):
-        writer.place(tree2, again)
+        writer.place(tree2, [(up[0], tuple(again[0:5]))])  # type: ignore[list-item]
     assert not (out / "x.txt").exists()
