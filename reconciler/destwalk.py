@@ -78,7 +78,7 @@ def walk(dest: Path, *, share: bool = True) -> Listing:
     removed; the staging folder and the lock file are skipped; symlinks are not followed. ``share``: a large walk
     may be shared with a helper process (see the module)."""
     out = Listing(str(dest))
-    _walk([_Folder(str(dest), "", top=True)], out, share and _can_fork())
+    _walk([_Folder(str(dest), "", top=True)], out, share and can_fork())
     return out
 
 
@@ -181,8 +181,15 @@ def _walk(stack: list[_Folder], out: Listing, share: bool) -> None:
                 folder.helper.close()
 
 
-def _can_fork() -> bool:
-    return hasattr(os, "fork") and threading.active_count() == 1 and len(os.sched_getaffinity(0)) > 1
+def cores() -> int:
+    """The cores this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def can_fork() -> bool:
+    """True in a process that runs no other thread (forking one that does may copy a lock another thread holds),
+    with more than one core to share work with a forked helper."""
+    return hasattr(os, "fork") and threading.active_count() == 1 and cores() > 1
 
 
 class _Helper:

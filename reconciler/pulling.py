@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .clearml_backend import BackendError, ServerReader
-from .destwalk import LOCK_NAME, PART_SUFFIX, STAGING, Listing, key_at, walk
+from .destwalk import LOCK_NAME, PART_SUFFIX, STAGING, Listing, cores, key_at, walk
 from .diagnostics import ReconcileError
 from .globs import GlobSet
 from .model import LinkEntry, ObservedVersion, StoredFile, StoredFiles, VersionKey, normalize_dataset_path
@@ -589,7 +589,7 @@ def _fetch(reader: ServerReader, files: Sequence[StoredFile], missing: Sequence[
         return size
 
     # helpers are forked before any thread of the pool starts (see reconciler.unpack)
-    helpers = Helpers.start(files, min(len(plan), len(os.sched_getaffinity(0)))) if len(plan) > 1 else None
+    helpers = Helpers.start(files, min(len(plan), cores())) if len(plan) > 1 else None
     pool = ThreadPoolExecutor(max(1, min(workers, len(plan))), thread_name_prefix="pull")
     try:
         futures = [pool.submit(one, key, items) for key, items in plan.items()]

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .clearml_backend import BackendError
+from .destwalk import can_fork
 from .diagnostics import ReconcileError
 from .model import StoredFile
 from .sources.hashcache import stat_key
@@ -126,11 +127,6 @@ def _member_reader(zf: zipfile.ZipFile, data: bytes | None) -> Callable[[zipfile
 
 
 # --- the helpers ---------------------------------------------------------------------------------------------------
-
-
-def can_fork() -> bool:
-    """True in a process that runs no other thread, on a machine with more than one core for it."""
-    return hasattr(os, "fork") and threading.active_count() == 1 and len(os.sched_getaffinity(0)) > 1
 
 
 class Helpers:

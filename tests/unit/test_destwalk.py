@@ -51,7 +51,7 @@ def test_walk_shared_with_a_helper_equals_the_walk_alone(tmp_path: Path, monkeyp
             forks.append(pid)
         return pid
 
-    monkeypatch.setattr(destwalk, "_can_fork", lambda: True)
+    monkeypatch.setattr(destwalk, "can_fork", lambda: True)
     monkeypatch.setattr(os, "fork", fork)
     for rel in expected[-40:]:  # leftovers again, in the helper's half too
         if rel.startswith("data/e/f"):
@@ -71,7 +71,7 @@ def test_a_failed_helper_leaves_its_folders_to_the_walk(tmp_path: Path, monkeypa
     def broken(*_args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(destwalk, "_can_fork", lambda: True)
+    monkeypatch.setattr(destwalk, "can_fork", lambda: True)
     monkeypatch.setattr(destwalk.marshal, "dump", broken)  # in the helper, which then leaves with 1
     assert walk(tmp_path).rels == expected
 
@@ -84,6 +84,6 @@ def test_a_small_tree_is_walked_alone(tmp_path: Path, monkeypatch: pytest.Monkey
     def no_fork() -> int:
         raise AssertionError("a walk of 4 files forked")
 
-    monkeypatch.setattr(destwalk, "_can_fork", lambda: True)
+    monkeypatch.setattr(destwalk, "can_fork", lambda: True)
     monkeypatch.setattr(os, "fork", no_fork)
     assert walk(tmp_path).rels == ["a/f.txt", "b/f.txt", "c/f.txt", "d/f.txt"]

@@ -100,7 +100,7 @@ RULES: dict[str, frozenset[str]] = {
     "export": _set(READING),
     "importer": _set(READING, "manifest"),
     "destwalk": _set("sources.hashcache"),
-    "unpack": _set(MODEL, BACKEND, "sources.hashcache"),  # a chunk's files into a staging tree, in forked helpers
+    "unpack": _set(MODEL, BACKEND, "destwalk", "sources.hashcache"),  # a chunk into a staging tree, in helpers
     "pulling": _set(READING, "connection", "destwalk", "unpack", "sources.hashcache", "sources.progress"),
     "apply": _set(PLAN, CHECKS, BACKEND, "describe", "statistics", "events", "clearml_backend.draft",
                   "clearml_backend.upload"),
