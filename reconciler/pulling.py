@@ -53,7 +53,7 @@ from .globs import GlobSet
 from .model import LinkEntry, ObservedVersion, StoredFile, StoredFiles, VersionKey, normalize_dataset_path
 from .sources.hashcache import SIZE, CachedRow, HashCache, StatKey, stat_key
 from .sources.progress import Progress
-from .unpack import Helpers, unpack
+from .unpack import Helpers, member, unpack
 
 HASH_DB_NAME = "hashes.sqlite3"
 _BLOCK = 1 << 20
@@ -578,7 +578,8 @@ def _fetch(reader: ServerReader, files: Sequence[StoredFile], missing: Sequence[
                 with budget.hold(len(indices)), zipfile.ZipFile(local_zip) as zf:
                     for i in indices:
                         if sizes[i] > SMALL_FILE:
-                            _write_member(zf, files[i], where, writer)
+                            with zf.open(member(zf, files[i].path, where)) as src:
+                                writer.write(files[i], src, where)
             if keys is not None:
                 writer.place(tree, ((files[i], key_at(keys, k)) for k, i in enumerate(small)))
         except zipfile.BadZipFile:
@@ -601,13 +602,6 @@ def _fetch(reader: ServerReader, files: Sequence[StoredFile], missing: Sequence[
     return len(plan), sum(sizes_downloaded)
 
 
-def _write_member(zf: zipfile.ZipFile, f: StoredFile, where: str, writer: _Writer) -> None:
-    try:
-        info = zf.getinfo(f.path)
-    except KeyError:
-        raise BackendError(f"{where} lacks {f.path}") from None
-    with zf.open(info) as src:
-        writer.write(f, src, where)
 
 
 def _fetch_links(reader: ServerReader, links: Sequence[LinkEntry], local: Listing, writer: _Writer,

@@ -64,11 +64,7 @@ def unpack(source: Path, files: Sequence[StoredFile], indices: Sequence[int], wh
         read = _member_reader(zf, data)
         for i in indices:
             f = files[i]
-            try:
-                info = zf.getinfo(f.path)
-            except KeyError:
-                raise BackendError(f"{where} lacks {f.path}") from None
-            content = read(info, f.size)
+            content = read(member(zf, f.path, where), f.size)
             digest = hashlib.sha256(content).hexdigest()
             if len(content) != f.size or digest != f.sha256:
                 raise BackendError(f"{f.path} in {where} does not match the version's file list "
@@ -95,6 +91,14 @@ def unpack(source: Path, files: Sequence[StoredFile], indices: Sequence[int], wh
     if done:
         advance(done, done_bytes)
     return keys
+
+
+def member(zf: zipfile.ZipFile, path: str, where: str) -> zipfile.ZipInfo:
+    """The member ``path`` of the chunk ``zf``; ``BackendError`` naming the chunk when it lacks it."""
+    try:
+        return zf.getinfo(path)
+    except KeyError:
+        raise BackendError(f"{where} lacks {path}") from None
 
 
 _LOCAL_HEADER = b"PK\x03\x04"
